@@ -1,0 +1,277 @@
+"""AdCreativeClient: configuration, credentials, lifetime (one aiohttp session, one task group), and
+the feature resources.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+import uuid
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import anyio
+import msgspec
+from yarl import URL
+
+from ._auth import Secret
+from ._clock import Clock, SystemClock
+from ._config import (
+    DEFAULT_BASE_URL,
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    ENV_APPLICATION_ID,
+    ENV_BASE_URL,
+    ENV_JWT_PRIVATE_KEY,
+    ENV_USER_ID,
+    Limits,
+    Timeout,
+    TransferOptions,
+    env,
+)
+from ._errors import ClientNotOpenError, ConfigurationError, InvalidRequestError
+from ._fields import canonical_guid
+from ._jobs import RenderJob
+from ._transport import Transport
+from .resources._base import RenderResource
+from .resources.background_remover import BACKGROUND_REMOVER, BackgroundRemoverResource
+from .resources.creatives import CREATIVES, CreativesResource
+
+__all__ = ["AdCreativeClient"]
+
+
+def _credential(value: str | None, env_name: str, param: str, missing: list[str]) -> str:
+    chosen = value if value is not None else env(env_name)
+    if chosen is None or not chosen.strip():
+        missing.append(f"{param} (or {env_name})")
+        return ""
+    return chosen.strip()
+
+
+class AdCreativeClient:
+    """The async client of the AdCreative.ai API.
+
+    Use it as an async context manager: it owns one aiohttp session and one task group, both closed
+    when the block ends::
+
+        async with AdCreativeClient() as client:          # credentials from ADCREATIVE_* variables
+            job = await client.background_remover.remove("product.jpg", user_id=USER)
+            print(await client.background_remover.user_progress(USER))
+
+    Args:
+        application_id: the application's GUID (env ``ADCREATIVE_APPLICATION_ID``).
+        api_key: sent as ``x-api-key`` (env ``ADCREATIVE_API_KEY``).
+        api_secret: sent as ``x-api-secret`` (env ``ADCREATIVE_API_SECRET``).
+        jwt_private_key: used to obtain tokens (env ``ADCREATIVE_JWT_PRIVATE_KEY``).
+        base_url: the API host (env ``ADCREATIVE_BASE_URL``; default ``https://api.adcreative.ai``).
+        user_id: default user for calls that take one (env ``ADCREATIVE_USER_ID``); the API needs a
+            user GUID on every feature call, and a fixed one is fine for integrators without sub-users.
+        timeout: connect/read/pool/total timeouts (no total by default, so large transfers live).
+        limits: connection pool limits.
+        transfer: chunk size, maximum upload size, file worker threads.
+        trust_env: read proxy settings (``HTTPS_PROXY``, ``NO_PROXY``…) from the environment.
+        proxy: an explicit proxy URL.
+        ssl: an ``ssl.SSLContext`` (custom CAs, client certificates), True (default verification) or
+            False (no verification: only for tests).
+        strict_validation: when False, values the SDK does not know yet (render kinds and types,
+            image types, lengths, colour formats) are sent instead of refused; required fields and GUID
+            syntax are always checked.
+        user_agent: replaces the default ``adcreative-async/<version> …`` User-Agent.
+        token_refresh_lead: renew the access token this many seconds before expiry (at most half of
+            its lifetime).
+        clock: the clock for every sleep and time reading (tests pass a manual one).
+
+    Raises:
+        ConfigurationError: a credential is missing or malformed (names the argument and variable).
+    """
+
+    def __init__(
+        self,
+        *,
+        application_id: str | uuid.UUID | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        jwt_private_key: str | None = None,
+        base_url: str | None = None,
+        user_id: str | uuid.UUID | None = None,
+        timeout: Timeout | None = None,
+        limits: Limits | None = None,
+        transfer: TransferOptions | None = None,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        strict_validation: bool = True,
+        user_agent: str | None = None,
+        token_refresh_lead: float = 60.0,
+        clock: Clock | None = None,
+    ) -> None:
+        missing: list[str] = []
+        app_text = _credential(
+            str(application_id) if application_id is not None else None,
+            ENV_APPLICATION_ID,
+            "application_id",
+            missing,
+        )
+        key = _credential(api_key, ENV_API_KEY, "api_key", missing)
+        secret = _credential(api_secret, ENV_API_SECRET, "api_secret", missing)
+        private = _credential(jwt_private_key, ENV_JWT_PRIVATE_KEY, "jwt_private_key", missing)
+        if missing:
+            raise ConfigurationError(
+                "missing credentials: " + ", ".join(missing) + " — pass them to AdCreativeClient(...) "
+                "or set the environment variables",
+                field=missing[0].split(" ")[0],
+                rule="is required",
+            )
+        try:
+            self.application_id = canonical_guid(app_text, "application_id")
+        except InvalidRequestError as exc:
+            raise ConfigurationError(str(exc), field="application_id", rule="must be a GUID") from None
+        self.base_url = self._check_base_url(base_url or env(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        default_user = user_id if user_id is not None else env(ENV_USER_ID)
+        self.user_id: str | None = (
+            canonical_guid(default_user, "user_id") if default_user is not None else None
+        )
+        self.timeout = timeout or Timeout()
+        self.limits = limits or Limits()
+        self.transfer = transfer or TransferOptions()
+        self.strict_validation = strict_validation
+        self.clock: Clock = clock or SystemClock()
+        self._transport = Transport(
+            base_url=self.base_url,
+            application_id=self.application_id,
+            api_key=Secret(key),
+            api_secret=Secret(secret),
+            jwt_private_key=Secret(private),
+            timeout=self.timeout,
+            limits=self.limits,
+            transfer=self.transfer,
+            clock=self.clock,
+            trust_env=trust_env,
+            proxy=proxy,
+            ssl=ssl,
+            user_agent=user_agent,
+            token_refresh_lead=token_refresh_lead,
+        )
+        self._stack: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self.creatives = CreativesResource(self, CREATIVES)
+        """AdCreative generation and editing (seed 001)."""
+        self.background_remover = BackgroundRemoverResource(self, BACKGROUND_REMOVER)
+        """Background removal (seed 000)."""
+        self._resources: dict[str, RenderResource] = {
+            r.feature.name: r for r in (self.creatives, self.background_remover)
+        }
+
+    @staticmethod
+    def _check_base_url(value: str) -> str:
+        try:
+            url = URL(value.strip())
+        except (TypeError, ValueError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(
+                f"base_url must be an absolute http(s) URL such as {DEFAULT_BASE_URL!r}, got {value!r}",
+                field="base_url",
+                rule="must be an absolute http(s) URL",
+            )
+        return str(url).rstrip("/")
+
+    def __repr__(self) -> str:
+        return (
+            f"AdCreativeClient(base_url={self.base_url!r}, application_id={self.application_id!r}, "
+            f"open={self.is_open})"
+        )
+
+    # ----------------------------------------------------------------------------------- lifetime
+
+    async def __aenter__(self) -> AdCreativeClient:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open the session and the task group (``async with`` does this). Idempotent."""
+        if self._stack is not None:
+            return
+        stack = AsyncExitStack()
+        try:
+            await self._transport.open()
+            stack.push_async_callback(self._transport.aclose)
+            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def aclose(self) -> None:
+        """Stop background work and close the session. Idempotent; call it from the task that opened."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        self._task_group = None
+        # Not inside a shielded scope: the task group must be exited from its own cancel scope. The
+        # session close is shielded in the transport.
+        await stack.aclose()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the client is inside its lifetime."""
+        return self._stack is not None
+
+    def _require_open(self) -> None:
+        if self._stack is None:
+            raise ClientNotOpenError(
+                "the client is not open: use `async with AdCreativeClient(...) as client:` "
+                "(or `await client.open()` ... `await client.aclose()`)"
+            )
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _user_id(self, user_id: str | uuid.UUID | None) -> str:
+        if user_id is None:
+            if self.user_id is None:
+                raise InvalidRequestError.for_field(
+                    "user_id",
+                    "is required: pass user_id=... or set a default with AdCreativeClient(user_id=...)",
+                )
+            return self.user_id
+        return canonical_guid(user_id, "user_id")
+
+    def _call_timeout(self, value: Timeout | float | None) -> Timeout | None:
+        return None if value is None else Timeout.coerce(value, self.timeout)
+
+    def resource(self, feature: str) -> RenderResource:
+        """The resource of a feature by name (``"creatives"``, ``"background_remover"``).
+
+        Raises:
+            InvalidRequestError: for an unknown feature name.
+        """
+        try:
+            return self._resources[feature]
+        except KeyError:
+            known = ", ".join(sorted(self._resources))
+            raise InvalidRequestError.for_field(
+                "feature", f"unknown feature {feature!r} (known: {known})"
+            ) from None
+
+    def job_from_json(self, data: bytes | str | Mapping[str, Any]) -> RenderJob:
+        """Rebuild a job from its JSON form (``job.to_json()``), bound to this client."""
+        if isinstance(data, Mapping):
+            data = msgspec.json.encode(dict(data))
+        job = RenderJob.from_json(data)
+        return job.bind(self.resource(job.feature))
+
+    @property
+    def token_requests(self) -> int:
+        """Token requests made so far (GenerateJwtToken and RefreshJwtToken)."""
+        return self._transport.tokens.requests

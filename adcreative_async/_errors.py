@@ -1,0 +1,410 @@
+"""The error tree, and the one parser of the API's two error body shapes.
+
+Every exception the SDK raises derives from :class:`AdCreativeError`. Client-side problems (bad input,
+missing configuration) are :class:`InvalidRequestError`, raised before any request is sent. Answers of the
+server that are not a success are :class:`APIError` with a subclass per meaningful status; transport
+failures are :class:`APIConnectionError` / :class:`APITimeoutError`.
+
+The server answers errors in two shapes (reference §1.6): a layered ProblemDetails whose ``errors`` keys
+read ``"<layer>: <Function>"`` with the trace id under ``extensions``, and ASP.NET's validation
+ProblemDetails whose ``errors`` keys are field names, with ``traceId`` at the top level. Either may carry
+Newtonsoft ``"$id"`` keys. :func:`parse_error_body` reads both and never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from ._jobs import RenderJob
+    from ._models import Progress
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AdCreativeError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientNotOpenError",
+    "ConfigurationError",
+    "ErrorDetail",
+    "InvalidRequestError",
+    "NoActiveNotificationChannelError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "UnexpectedResponseError",
+]
+
+#: How much of a non-JSON error body is quoted in an exception message.
+_BODY_EXCERPT = 300
+
+
+class AdCreativeError(Exception):
+    """Root of every exception raised by adcreative-async."""
+
+
+class InvalidRequestError(AdCreativeError, ValueError):
+    """Input refused on the client, before any request was sent.
+
+    Attributes:
+        field: the Python parameter at fault (``"color1_hex"``), or None when the problem is not one field's.
+        rule: the rule that was broken, in words (``"must be a hex colour such as #FFFFFF"``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+    @classmethod
+    def for_field(cls, field: str, rule: str, *, wire: str | None = None) -> InvalidRequestError:
+        """The error for one parameter: ``"color1_hex (color1Hex): must be ..."``."""
+        where = f"{field} ({wire})" if wire and wire != field else field
+        return cls(f"{where}: {rule}", field=field, rule=rule)
+
+
+class ConfigurationError(InvalidRequestError):
+    """The client is missing a setting (a credential, a base URL) or one is malformed."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One entry of an error body's ``errors`` map.
+
+    Attributes:
+        key: the key as the server sent it (``"engine: Active"``, ``"Color1Hex"``, ``"business:"``).
+        layer: ``"engine"`` / ``"business"`` for layered keys, else None.
+        function: the function after the layer (``"Active"``), None when absent or empty.
+        field: the form or query field the key names, for validation keys (no layer), else None.
+        param: the SDK's Python parameter for that field when the request named it, else None.
+        messages: the server's messages.
+    """
+
+    key: str
+    layer: str | None
+    function: str | None
+    field: str | None
+    param: str | None
+    messages: tuple[str, ...]
+
+
+class APIError(AdCreativeError):
+    """The server answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        title: the ProblemDetails title, if any.
+        type: the ProblemDetails type URI, if any (not always consistent with ``status``).
+        trace_id: the server's trace id (top level or under ``extensions``), if any.
+        errors: field or layer key -> messages, ``$``-keys dropped.
+        details: the same entries, parsed (layer, function, field, Python parameter).
+        body: the raw response body (bytes), for anything the parser did not model.
+        method: the request method; path: the request path (no query, no credentials).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: bytes = b"",
+        title: str | None = None,
+        type: str | None = None,
+        trace_id: str | None = None,
+        details: Sequence[ErrorDetail] = (),
+        method: str = "",
+        path: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.title = title
+        self.type = type
+        self.trace_id = trace_id
+        self.details = tuple(details)
+        self.errors: dict[str, list[str]] = {d.key: list(d.messages) for d in self.details}
+        self.method = method
+        self.path = path
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def messages(self) -> list[str]:
+        """Every message of the body, in order."""
+        return [m for d in self.details for m in d.messages]
+
+    def layer_errors(self, layer: str) -> dict[str, list[str]]:
+        """The ``errors`` entries of one layer (``"engine"``, ``"business"``), keyed by function."""
+        return {d.function or "": list(d.messages) for d in self.details if d.layer == layer}
+
+    def field_errors(self) -> dict[str, list[str]]:
+        """The validation entries, keyed by the Python parameter when known, else the wire field."""
+        return {(d.param or d.field or d.key): list(d.messages) for d in self.details if d.field}
+
+
+class BadRequestError(APIError):
+    """400: the server refused the input (validation) or found nothing for it."""
+
+
+class AuthenticationError(APIError):
+    """401: the token is missing, invalid or expired, or the API key, secret or application id is wrong."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the credentials are valid but not allowed to do this."""
+
+
+class NotFoundError(APIError):
+    """404: nothing found for the identifiers given (process, task, image content)."""
+
+
+class NoActiveNotificationChannelError(NotFoundError):
+    """404 ``engine: Active``: the application has no active notification channel.
+
+    The API starts no generation until the application has an active webhook or RabbitMQ channel
+    (configure one, then retry).
+    """
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is the server's ``Retry-After`` in seconds, if given."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: the server failed; the same request may succeed later."""
+
+
+class UnexpectedResponseError(APIError):
+    """A success status whose body is not what the API documents (bad JSON, wrong shape)."""
+
+
+class ClientNotOpenError(AdCreativeError, RuntimeError):
+    """The client was used outside its lifetime (``async with AdCreativeClient(...) as client:``)."""
+
+
+class APIConnectionError(AdCreativeError):
+    """The request could not be completed: connection refused or reset, DNS failure, TLS failure.
+
+    Attributes:
+        method, path: the request that failed (no query string, no credentials).
+        sent: False when the request surely never reached the server (connection refused), True when it
+            may have (reset after sending), None when unknown.
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "", sent: bool | None = None):
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.sent = sent
+
+
+class APITimeoutError(APIConnectionError):
+    """The connect or read timeout ran out."""
+
+
+class JobError(AdCreativeError):
+    """Base of errors about a render job; ``job`` is the handle, so nothing is lost."""
+
+    def __init__(self, message: str, *, job: RenderJob, progress: Progress | None = None) -> None:
+        super().__init__(message)
+        self.job = job
+        self.progress = progress if progress is not None else job.progress
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+_STATUS_CLASSES: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+#: Error keys whose layer function means "no active notification channel" (seed 001, reference §2.1).
+_CHANNEL_FUNCTION = "Active"
+
+
+@dataclass(frozen=True)
+class ParsedErrorBody:
+    """What :func:`parse_error_body` could read; every field optional."""
+
+    title: str | None = None
+    type: str | None = None
+    trace_id: str | None = None
+    detail: str | None = None
+    entries: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    is_json: bool = False
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_error_body(body: bytes) -> ParsedErrorBody:
+    """Read either error shape; tolerate anything (non-JSON, wrong types, ``$`` metadata). Never raises."""
+    try:
+        data = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        return ParsedErrorBody()
+    if not isinstance(data, dict):
+        return ParsedErrorBody(is_json=data is not None)
+    entries: list[tuple[str, tuple[str, ...]]] = []
+    raw_errors = data.get("errors")
+    if isinstance(raw_errors, dict):
+        for key, value in raw_errors.items():
+            if not isinstance(key, str) or key.startswith("$"):
+                continue
+            if isinstance(value, dict):  # a Newtonsoft wrapper {"$id", "$values": [...]}
+                value = value.get("$values")
+            if isinstance(value, list):
+                messages = tuple(str(m) for m in value if m is not None and not isinstance(m, dict))
+            elif value is None:
+                messages = ()
+            else:
+                messages = (str(value),)
+            entries.append((key, messages))
+    trace = _text(data.get("traceId"))
+    extensions = data.get("extensions")
+    if trace is None and isinstance(extensions, dict):
+        trace = _text(extensions.get("traceId"))
+    return ParsedErrorBody(
+        title=_text(data.get("title")),
+        type=_text(data.get("type")),
+        trace_id=trace,
+        detail=_text(data.get("detail")),
+        entries=tuple(entries),
+        is_json=True,
+    )
+
+
+def split_error_key(key: str) -> tuple[str | None, str | None, str | None]:
+    """``"engine: Active"`` -> (layer, function, None); ``"Color1Hex"`` -> (None, None, field).
+
+    A layered key has a colon; what follows it may be empty (``"business:"``). Anything else names a field.
+    """
+    head, sep, tail = key.partition(":")
+    if sep:
+        return head.strip() or None, tail.strip() or None, None
+    return None, None, key.strip() or None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import datetime, timezone
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def build_api_error(
+    status: int,
+    body: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    method: str = "",
+    path: str = "",
+    params: Mapping[str, str] | None = None,
+) -> APIError:
+    """The typed exception for an error answer.
+
+    Args:
+        status: the HTTP status.
+        body: the raw body (either shape, or anything else).
+        headers: response headers (``Retry-After`` is read from them; only safe headers are kept).
+        method, path: the request, for the message.
+        params: wire field name -> Python parameter name of the request, so that an error naming
+            ``Color1Hex`` also names ``color1_hex``. Matched case-insensitively, as ASP.NET binds.
+    """
+    headers = headers or {}
+    parsed = parse_error_body(body)
+    lookup = {wire.lower(): py for wire, py in (params or {}).items()}
+    details: list[ErrorDetail] = []
+    for key, messages in parsed.entries:
+        layer, function, field = split_error_key(key)
+        param = lookup.get(field.lower()) if field else None
+        details.append(ErrorDetail(key, layer, function, field, param, messages))
+
+    cls: type[APIError]
+    if status == 404 and any(d.layer is not None and d.function == _CHANNEL_FUNCTION for d in details):
+        cls = NoActiveNotificationChannelError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = _STATUS_CLASSES.get(status, APIError)
+
+    message = _format_message(status, method, path, parsed, details, body)
+    safe_headers = {k: v for k, v in headers.items() if k.lower() in _SAFE_HEADERS}
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "body": body,
+        "title": parsed.title,
+        "type": parsed.type,
+        "trace_id": parsed.trace_id,
+        "details": details,
+        "method": method,
+        "path": path,
+        "headers": safe_headers,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
+    return cls(message, **kwargs)
+
+
+#: Response headers kept on an APIError (nothing that could carry a credential).
+_SAFE_HEADERS = frozenset({"retry-after", "content-type", "date", "x-request-id", "traceparent", "location"})
+
+
+def _format_message(
+    status: int,
+    method: str,
+    path: str,
+    parsed: ParsedErrorBody,
+    details: Sequence[ErrorDetail],
+    body: bytes,
+) -> str:
+    head = f"{status}"
+    if method or path:
+        head += f" from {method} {path}".rstrip()
+    parts: list[str] = []
+    if parsed.title:
+        parts.append(parsed.title)
+    for d in details:
+        where = d.key
+        if d.param and d.param != d.field:
+            where = f"{d.key} (parameter {d.param})"
+        text = " ".join(d.messages) if d.messages else "(no message)"
+        parts.append(f"{where}: {text}")
+    if parsed.detail:
+        parts.append(parsed.detail)
+    if not parsed.is_json and body:
+        excerpt = body[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
+        if excerpt:
+            parts.append(f"body: {excerpt}")
+    message = head + (": " + " | ".join(parts) if parts else "")
+    if parsed.trace_id:
+        message += f" [trace {parsed.trace_id}]"
+    return message

@@ -1,0 +1,559 @@
+"""Files in and out: image inputs for uploads, type sniffing, and atomic streamed downloads.
+
+Uploads come from a path, bytes, a binary file object or an async iterable of bytes and are read in
+chunks, never whole; a caller's file object is never closed. Downloads go through a temporary file in
+the destination directory and are renamed into place only when the whole body arrived (its length
+matches ``Content-Length``, or without one, the PNG/JPEG end marker is present); a failed or cancelled
+download leaves nothing behind. Blocking file I/O runs in worker threads under the client's own
+:class:`anyio.CapacityLimiter`, in large chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from ._errors import APIConnectionError, InvalidRequestError
+
+__all__ = [
+    "ACCEPTED_IMAGE_TYPES",
+    "ImageInput",
+    "IncompleteDownloadError",
+    "ProgressCallback",
+    "Upload",
+    "prepare_upload",
+    "sniff_type",
+    "write_atomically",
+]
+
+#: What an image parameter accepts: a path, bytes, a binary file object, or an async iterable of bytes.
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
+
+#: Called with (bytes done, total bytes or None) as a transfer advances. May be a plain function.
+ProgressCallback = Callable[[int, int | None], Any]
+
+#: assumed: the docs say only "e.g. .jpg or .png" / "e.g. jpeg"; WEBP is accepted too as the common
+#: third web format. Other types are refused unless the client has strict_validation=False.
+ACCEPTED_IMAGE_TYPES: frozenset[str] = frozenset({"png", "jpeg", "webp"})
+
+_SNIFF_BYTES = 32
+_EXTENSIONS = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "webp": ".webp",
+    "gif": ".gif",
+    "bmp": ".bmp",
+    "tiff": ".tiff",
+    "heic": ".heic",
+    "avif": ".avif",
+    "pdf": ".pdf",
+}
+_CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+    "heic": "image/heic",
+    "avif": "image/avif",
+    "pdf": "application/pdf",
+}
+_CONTENT_TYPE_TO_KIND = {v: k for k, v in _CONTENT_TYPES.items()} | {"image/jpg": "jpeg"}
+
+
+def sniff_type(head: bytes) -> str | None:
+    """The file type from its first bytes (``"png"``, ``"jpeg"``, ``"webp"``, …), or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "heic"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    return None
+
+
+def extension_for(kind: str | None, content_type: str | None = None) -> str:
+    """A file extension for a sniffed type, else for a Content-Type, else ``.bin``."""
+    if kind in _EXTENSIONS:
+        return _EXTENSIONS[kind]
+    if content_type:
+        mapped = _CONTENT_TYPE_TO_KIND.get(content_type.split(";")[0].strip().lower())
+        if mapped:
+            return _EXTENSIONS[mapped]
+    return ".bin"
+
+
+class ChunkReader(Protocol):
+    """One pass over an upload's bytes."""
+
+    async def read(self) -> bytes:
+        """The next chunk, or ``b""`` at the end."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the pass holds (never the caller's file object)."""
+        ...
+
+
+@dataclass
+class Upload:
+    """A file part ready to send: validated, typed, sized when possible, readable again if replayable.
+
+    Attributes:
+        wire: the form field name; param: the Python parameter.
+        filename: sent in Content-Disposition (a base name only: never a local directory).
+        content_type: from the sniffed type (``application/octet-stream`` when unknown).
+        kind: the sniffed type, or None.
+        size: the byte count when known in advance (a sized part: no chunked encoding), else None.
+        replayable: whether the bytes can be sent again (path, bytes, seekable file) for a retry.
+    """
+
+    wire: str
+    param: str
+    filename: str
+    content_type: str
+    kind: str | None
+    size: int | None
+    replayable: bool
+    opener: Callable[[], Awaitable[ChunkReader]] = field(repr=False)
+    max_size: int | None = None
+    _opened: bool = field(default=False, repr=False)
+
+    async def open(self) -> ChunkReader:
+        """Start a pass over the bytes. A non-replayable upload can be opened once."""
+        if self._opened and not self.replayable:
+            raise InvalidRequestError.for_field(
+                self.param,
+                "was an async iterable, which cannot be sent twice; pass a path, bytes or a seekable "
+                "file to allow retries",
+                wire=self.wire,
+            )
+        self._opened = True
+        return await self.opener()
+
+
+class _BytesReader:
+    def __init__(self, data: memoryview, chunk_size: int) -> None:
+        self._data = data
+        self._pos = 0
+        self._chunk = chunk_size
+
+    async def read(self) -> bytes:
+        chunk = self._data[self._pos : self._pos + self._chunk]
+        self._pos += len(chunk)
+        return bytes(chunk)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _FileReader:
+    """Reads a file object in worker threads; closes it only if it opened it."""
+
+    def __init__(
+        self, fileobj: IO[bytes], chunk_size: int, limiter: anyio.CapacityLimiter, owned: bool
+    ) -> None:
+        self._file = fileobj
+        self._chunk = chunk_size
+        self._limiter = limiter
+        self._owned = owned
+
+    async def read(self) -> bytes:
+        data = await anyio.to_thread.run_sync(self._file.read, self._chunk, limiter=self._limiter)
+        return bytes(data) if data else b""
+
+    async def aclose(self) -> None:
+        if self._owned:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._file.close, limiter=self._limiter)
+
+
+class _PrefixedReader:
+    """A non-seekable source whose first bytes were read for sniffing: those bytes, then the rest."""
+
+    def __init__(self, head: bytes, rest: Callable[[], Awaitable[bytes]]) -> None:
+        self._head: bytes | None = head
+        self._rest = rest
+
+    async def read(self) -> bytes:
+        if self._head:
+            head, self._head = self._head, None
+            return head
+        return await self._rest()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _upload_error(param: str, wire: str, rule: str) -> InvalidRequestError:
+    return InvalidRequestError.for_field(param, rule, wire=wire)
+
+
+def _check_type(param: str, wire: str, kind: str | None, strict: bool) -> None:
+    if not strict:
+        return
+    accepted = ", ".join(sorted(ACCEPTED_IMAGE_TYPES))
+    if kind is None:
+        raise _upload_error(
+            param,
+            wire,
+            f"is not an image the SDK recognises (accepted: {accepted}); pass "
+            "strict_validation=False to the client to send it anyway",
+        )
+    if kind not in ACCEPTED_IMAGE_TYPES:
+        raise _upload_error(
+            param,
+            wire,
+            f"is a {kind.upper()} image; accepted: {accepted} (pass "
+            "strict_validation=False to the client to send it anyway)",
+        )
+
+
+def _check_size(param: str, wire: str, size: int | None, max_size: int | None) -> None:
+    if size == 0:
+        raise _upload_error(param, wire, "is empty (0 bytes)")
+    if size is not None and max_size is not None and size > max_size:
+        raise _upload_error(
+            param, wire, f"is {size} bytes, over the client's max_upload_size of {max_size} bytes"
+        )
+
+
+def _safe_filename(name: object, fallback: str) -> str:
+    text = os.path.basename(os.fsdecode(name)) if isinstance(name, (str, bytes, os.PathLike)) else ""
+    text = re.sub(r"[\x00-\x1f\x7f\"\\/]", "_", text).strip()
+    return text or fallback
+
+
+async def prepare_upload(
+    value: object,
+    *,
+    param: str,
+    wire: str,
+    strict: bool,
+    limiter: anyio.CapacityLimiter,
+    chunk_size: int,
+    max_size: int | None,
+) -> Upload:
+    """Check an image input (present, readable, non-empty, an image, not too large) and wrap it.
+
+    Reads at most a few bytes (to sniff the type), in a worker thread for files.
+
+    Raises:
+        InvalidRequestError: naming the parameter and the rule.
+    """
+    if isinstance(value, (str, os.PathLike)):
+        return await _prepare_path(Path(value), param, wire, strict, limiter, chunk_size, max_size)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = memoryview(value).cast("B")
+        kind = sniff_type(bytes(data[:_SNIFF_BYTES]))
+        _check_size(param, wire, len(data), max_size)
+        _check_type(param, wire, kind, strict)
+
+        async def open_bytes() -> ChunkReader:
+            return _BytesReader(data, chunk_size)
+
+        return Upload(
+            wire,
+            param,
+            f"{param}{extension_for(kind)}",
+            _content_type(kind),
+            kind,
+            len(data),
+            True,
+            open_bytes,
+            max_size,
+        )
+    if isinstance(value, io.TextIOBase):
+        raise _upload_error(param, wire, "is a text file; open it in binary mode ('rb')")
+    if hasattr(value, "read"):
+        return await _prepare_fileobj(value, param, wire, strict, limiter, chunk_size, max_size)
+    if isinstance(value, AsyncIterable):
+        return await _prepare_async_iterable(value, param, wire, strict, chunk_size, max_size)
+    raise _upload_error(
+        param,
+        wire,
+        "must be a path, bytes, a binary file object or an async iterable of bytes, "
+        f"got {type(value).__name__}",
+    )
+
+
+def _content_type(kind: str | None) -> str:
+    return _CONTENT_TYPES.get(kind or "", "application/octet-stream")
+
+
+async def _prepare_path(
+    path: Path,
+    param: str,
+    wire: str,
+    strict: bool,
+    limiter: anyio.CapacityLimiter,
+    chunk_size: int,
+    max_size: int | None,
+) -> Upload:
+    def probe() -> tuple[int, bytes]:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return size, fh.read(_SNIFF_BYTES)
+
+    try:
+        size, head = await anyio.to_thread.run_sync(probe, limiter=limiter)
+    except FileNotFoundError:
+        raise _upload_error(param, wire, f"file not found: {str(path)!r}") from None
+    except IsADirectoryError:
+        raise _upload_error(param, wire, f"is a directory, not a file: {str(path)!r}") from None
+    except PermissionError:
+        raise _upload_error(param, wire, f"file is not readable: {str(path)!r}") from None
+    except OSError as exc:
+        raise _upload_error(param, wire, f"cannot read {str(path)!r}: {exc.strerror}") from None
+    kind = sniff_type(head)
+    _check_size(param, wire, size, max_size)
+    _check_type(param, wire, kind, strict)
+
+    async def open_path() -> ChunkReader:
+        fh = await anyio.to_thread.run_sync(path.open, "rb", limiter=limiter)
+        return _FileReader(fh, chunk_size, limiter, owned=True)
+
+    return Upload(
+        wire,
+        param,
+        _safe_filename(path.name, f"{param}{extension_for(kind)}"),
+        _content_type(kind),
+        kind,
+        size,
+        True,
+        open_path,
+        max_size,
+    )
+
+
+async def _prepare_fileobj(
+    fileobj: Any,
+    param: str,
+    wire: str,
+    strict: bool,
+    limiter: anyio.CapacityLimiter,
+    chunk_size: int,
+    max_size: int | None,
+) -> Upload:
+    def probe() -> tuple[int | None, int | None, object]:
+        start: int | None = None
+        size: int | None = None
+        try:
+            if fileobj.seekable():
+                start = fileobj.tell()
+                end = fileobj.seek(0, io.SEEK_END)
+                size = end - start
+                fileobj.seek(start)
+        except (AttributeError, OSError, ValueError):
+            start = None
+        head = fileobj.read(_SNIFF_BYTES)
+        if start is not None:
+            fileobj.seek(start)
+        return start, size, head
+
+    try:
+        start, size, head = await anyio.to_thread.run_sync(probe, limiter=limiter)
+    except (OSError, ValueError) as exc:
+        raise _upload_error(param, wire, f"file object is not readable: {exc}") from None
+    if isinstance(head, str):
+        raise _upload_error(param, wire, "is a text file; open it in binary mode ('rb')")
+    if not isinstance(head, (bytes, bytearray, memoryview)) and head is not None:
+        raise _upload_error(param, wire, f"file object's read() returned {type(head).__name__}, not bytes")
+    head = bytes(head or b"")
+    if start is None and not head:
+        size = 0
+    kind = sniff_type(head)
+    _check_size(param, wire, size, max_size)
+    _check_type(param, wire, kind, strict)
+    name = _safe_filename(getattr(fileobj, "name", None), f"{param}{extension_for(kind)}")
+
+    if start is not None:
+        seek_to = start
+
+        async def open_seekable() -> ChunkReader:
+            await anyio.to_thread.run_sync(fileobj.seek, seek_to, limiter=limiter)
+            return _FileReader(fileobj, chunk_size, limiter, owned=False)
+
+        return Upload(wire, param, name, _content_type(kind), kind, size, True, open_seekable, max_size)
+
+    reader = _FileReader(fileobj, chunk_size, limiter, owned=False)
+
+    async def open_once() -> ChunkReader:
+        return _PrefixedReader(head, reader.read)
+
+    return Upload(wire, param, name, _content_type(kind), kind, None, False, open_once, max_size)
+
+
+async def _prepare_async_iterable(
+    source: AsyncIterable[bytes],
+    param: str,
+    wire: str,
+    strict: bool,
+    chunk_size: int,
+    max_size: int | None,
+) -> Upload:
+    iterator = aiter(source)
+    head = b""
+    exhausted = False
+    while len(head) < _SNIFF_BYTES:
+        try:
+            head += bytes(await anext(iterator))
+        except StopAsyncIteration:
+            exhausted = True
+            break
+    kind = sniff_type(head)
+    _check_size(param, wire, 0 if exhausted and not head else None, max_size)
+    _check_type(param, wire, kind, strict)
+
+    async def rest() -> bytes:
+        while True:
+            try:
+                chunk = bytes(await anext(iterator))
+            except StopAsyncIteration:
+                return b""
+            if chunk:
+                return chunk
+
+    async def open_once() -> ChunkReader:
+        if exhausted:
+            return _PrefixedReader(head, _eof)
+        return _PrefixedReader(head, rest)
+
+    return Upload(
+        wire,
+        param,
+        f"{param}{extension_for(kind)}",
+        _content_type(kind),
+        kind,
+        len(head) if exhausted else None,
+        False,
+        open_once,
+        max_size,
+    )
+
+
+async def _eof() -> bytes:
+    return b""
+
+
+# ------------------------------------------------------------------------------------------ downloads
+
+
+class IncompleteDownloadError(APIConnectionError):
+    """A download ended before the whole file arrived (length mismatch or missing end marker).
+
+    Nothing was written to the destination. Downloading again is safe, but the server counts every
+    download (seed 001: each increments ``DownloadCount``).
+    """
+
+
+def _has_end_marker(kind: str | None, tail: bytes) -> bool:
+    if kind == "png":
+        return tail.endswith(b"IEND\xaeB`\x82")
+    if kind == "jpeg":
+        return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+    return True  # no marker known for other types: nothing to check
+
+
+async def write_atomically(
+    chunks: AsyncIterator[bytes],
+    dest: str | os.PathLike[str],
+    *,
+    default_stem: str,
+    content_type: str | None,
+    expected_length: int | None,
+    limiter: anyio.CapacityLimiter,
+    on_progress: ProgressCallback | None = None,
+) -> Path:
+    """Stream ``chunks`` into ``dest`` through a temporary file in the same directory.
+
+    ``dest`` is a directory (existing, or written with a trailing separator): the file is named
+    ``default_stem`` plus the extension of the sniffed type. Otherwise it is the file path (parent
+    directories are created). The temporary file is renamed into place only when complete; on any
+    failure or cancellation it is removed.
+
+    Raises:
+        IncompleteDownloadError: the body was shorter or longer than ``Content-Length``, or without a
+            length, a PNG/JPEG lacked its end marker.
+    """
+    raw = os.fspath(dest)
+    target = Path(raw)
+    is_dir = raw.endswith((os.sep, "/")) or await anyio.to_thread.run_sync(target.is_dir)
+    directory = target if is_dir else target.parent
+
+    def make_temp() -> tuple[int, str]:
+        directory.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=directory, prefix=f".{default_stem}.", suffix=".part")
+
+    fd, temp_name = await anyio.to_thread.run_sync(make_temp, limiter=limiter)
+    handle = os.fdopen(fd, "wb")
+    done = 0
+    head = b""
+    tail = b""
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            if len(head) < _SNIFF_BYTES:
+                head += chunk[: _SNIFF_BYTES - len(head)]
+            await anyio.to_thread.run_sync(handle.write, chunk, limiter=limiter)
+            done += len(chunk)
+            tail = (tail + chunk[-16:])[-16:]
+            if on_progress is not None:
+                on_progress(done, expected_length)
+        kind = sniff_type(head)
+        if expected_length is not None and done != expected_length:
+            raise IncompleteDownloadError(
+                f"download incomplete: received {done} of {expected_length} bytes", sent=True
+            )
+        if expected_length is None and not _has_end_marker(kind, tail):
+            raise IncompleteDownloadError(
+                f"download incomplete: {done} bytes received and the {kind.upper() if kind else ''}"
+                " end marker is missing",
+                sent=True,
+            )
+        final = directory / f"{default_stem}{extension_for(kind, content_type)}" if is_dir else target
+
+        def finish() -> None:
+            handle.close()
+            os.replace(temp_name, final)
+
+        await anyio.to_thread.run_sync(finish, limiter=limiter)
+        return final
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_discard, handle, temp_name, limiter=limiter)
+        raise
+
+
+def _discard(handle: IO[bytes], temp_name: str) -> None:
+    try:
+        handle.close()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)

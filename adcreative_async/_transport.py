@@ -1,0 +1,545 @@
+"""The only module that touches aiohttp on the client side: requests, auth headers, the 401 retry,
+streamed bodies in and out, and the translation of every transport failure into the SDK's errors.
+
+Rules kept here:
+- Every feature request carries ``Authorization: Bearer``, ``x-api-key``, ``x-api-secret`` and
+  ``Accept: application/json``; redirects are never followed (aiohttp would forward ``x-api-key`` and
+  ``x-api-secret`` to another host), a 3xx is an error.
+- A 401 on a feature call invalidates the token, renews it and retries once, when the body can be sent
+  again; then it raises.
+- aiohttp's exceptions never leave this module, and are never chained (``ClientResponseError`` holds
+  the request headers, credentials included): the SDK's error carries a safe description instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+from aiohttp import payload as aiohttp_payload
+
+from ._auth import (
+    AUTH_CONTENT_TYPE,
+    AUTH_SENDS_API_KEY_HEADERS,
+    Secret,
+    TokenManager,
+)
+from ._clock import Clock
+from ._config import Limits, Timeout, TransferOptions
+from ._errors import (
+    AdCreativeError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    ClientNotOpenError,
+    InvalidRequestError,
+    UnexpectedResponseError,
+    build_api_error,
+)
+from ._files import IncompleteDownloadError, ProgressCallback, Upload
+from ._version import __version__
+
+__all__ = ["Request", "Response", "StreamedResponse", "Transport"]
+
+logger = logging.getLogger("adcreative_async.http")
+
+_T = TypeVar("_T")
+
+API_PREFIX = "/api/v1/"
+
+#: Bodies larger than this are sent with ``Expect: 100-continue``, so that an authentication or
+#: validation error arrives before the body is sent.
+EXPECT_CONTINUE_THRESHOLD = 1024 * 1024
+
+
+def default_user_agent() -> str:
+    """``adcreative-async/<version> python/<version> aiohttp/<version>``."""
+    return f"adcreative-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+
+
+#: A multipart form item: (wire name, text) or an :class:`Upload`.
+FormItem = tuple[str, str] | Upload
+
+
+@dataclass
+class Request:
+    """One API call, independent of aiohttp.
+
+    Attributes:
+        method: ``"GET"``, ``"POST"``, …
+        route: the path under ``/api/v1/`` (``"Image/Generation/CheckUserProgress"``).
+        query: query pairs, already serialised to text.
+        form: multipart items (None: no multipart body).
+        json: a JSON body, already encoded.
+        headers: extra headers (the per-call escape hatch).
+        timeout: per-call timeouts (None: the client's).
+        params: wire field name -> Python parameter, so that errors name both.
+        auth: send the bearer token and API key headers (False only for token requests).
+        on_upload_progress: called as the body goes out.
+    """
+
+    method: str
+    route: str
+    query: Sequence[tuple[str, str]] = ()
+    form: Sequence[FormItem] | None = None
+    json: bytes | None = None
+    headers: Mapping[str, str] | None = None
+    timeout: Timeout | None = None
+    params: Mapping[str, str] | None = None
+    auth: bool = True
+    content_type: str | None = None
+    on_upload_progress: ProgressCallback | None = None
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the body can be sent again (every upload replayable)."""
+        return all(item.replayable for item in self.form or () if isinstance(item, Upload))
+
+
+@dataclass(frozen=True)
+class Response:
+    """A complete response: status, headers (case-insensitive) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    route: str = ""
+
+    def decode(self, decode: Callable[[bytes], _T], method: str = "GET") -> _T:
+        """Decode the body with ``decode`` (a msgspec decoder's ``decode``); malformed or unexpected
+        data is an :class:`UnexpectedResponseError`."""
+        try:
+            return decode(self.body)
+        except msgspec.DecodeError as exc:
+            excerpt = self.body[:200].decode("utf-8", "replace")
+            raise UnexpectedResponseError(
+                f"{self.status} from {method} {self.route}: the response does not match the "
+                f"documented shape ({exc}); body starts: {excerpt!r}",
+                status=self.status,
+                body=self.body,
+                method=method,
+                path=self.route,
+            ) from None
+
+
+class StreamedResponse:
+    """A successful response whose body is read in chunks (downloads)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, chunk_size: int, method: str, route: str) -> None:
+        self._response = response
+        self._chunk_size = chunk_size
+        self._method = method
+        self._route = route
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def content_length(self) -> int | None:
+        """``Content-Length`` when the server sent one (and no content encoding changed it)."""
+        if self._response.headers.get("Content-Encoding"):
+            return None
+        return self._response.content_length
+
+    @property
+    def content_type(self) -> str | None:
+        """The response's ``Content-Type`` header, if any."""
+        return self._response.headers.get("Content-Type")
+
+    @property
+    def filename(self) -> str | None:
+        """The file name of ``Content-Disposition``, if any (untrusted: sanitise before use)."""
+        disposition = self._response.content_disposition
+        return disposition.filename if disposition is not None else None
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body in chunks of at most ``chunk_size`` bytes; transport failures become SDK errors."""
+        content = self._response.content
+        while True:
+            error: AdCreativeError | None = None
+            try:
+                chunk = await content.read(self._chunk_size)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error = _translate(exc, self._method, self._route, reading=True)
+                chunk = b""
+            if error is not None:
+                raise error
+            if not chunk:
+                return
+            yield chunk
+
+
+class _UploadPayload(aiohttp_payload.Payload):
+    """A file part streamed from an :class:`Upload`: sized when the size is known, read in chunks."""
+
+    _autoclose = True  # the payload owns no handle between writes: each write opens and closes a pass
+
+    def __init__(self, upload: Upload, progress: _ProgressTotal | None) -> None:
+        super().__init__(upload, content_type=upload.content_type, filename=upload.filename)
+        self._upload = upload
+        self._size = upload.size
+        self._progress = progress
+        self.error: AdCreativeError | None = None
+        self.set_content_disposition("form-data", name=upload.wire, filename=upload.filename)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return f"<upload {self._upload.filename}>"
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        upload = self._upload
+        try:
+            reader = await upload.open()
+        except AdCreativeError as exc:
+            self.error = exc
+            raise
+        sent = 0
+        try:
+            while True:
+                chunk = await reader.read()
+                if not chunk:
+                    break
+                sent += len(chunk)
+                if upload.max_size is not None and sent > upload.max_size:
+                    self.error = InvalidRequestError.for_field(
+                        upload.param,
+                        f"is over the client's max_upload_size of {upload.max_size} bytes "
+                        "(found while sending)",
+                        wire=upload.wire,
+                    )
+                    raise self.error
+                await writer.write(chunk)
+                if self._progress is not None:
+                    self._progress.add(len(chunk))
+            if upload.size is not None and sent != upload.size:
+                self.error = InvalidRequestError.for_field(
+                    upload.param,
+                    f"changed while it was being sent ({sent} bytes read, {upload.size} expected)",
+                    wire=upload.wire,
+                )
+                raise self.error
+        finally:
+            await reader.aclose()
+
+
+class _ProgressTotal:
+    """Sums bytes sent across the file parts of one request and reports them."""
+
+    def __init__(self, callback: ProgressCallback, total: int | None) -> None:
+        self._callback = callback
+        self._total = total
+        self._done = 0
+
+    def add(self, n: int) -> None:
+        self._done += n
+        self._callback(self._done, self._total)
+
+
+def _translate(exc: BaseException, method: str, route: str, *, reading: bool = False) -> AdCreativeError:
+    """The SDK error for an aiohttp or timeout failure. The result is raised without chaining."""
+    what = f"{method} {API_PREFIX}{route}"
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return APITimeoutError(f"connect timeout on {what} ({detail})", method=method, path=route, sent=False)
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return APITimeoutError(f"timeout on {what} ({detail})", method=method, path=route, sent=None)
+    if reading and isinstance(exc, aiohttp.ClientPayloadError):
+        return IncompleteDownloadError(
+            f"response body of {what} was cut off ({detail})", method=method, path=route, sent=True
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return APIConnectionError(
+            f"cannot connect for {what} ({detail})", method=method, path=route, sent=False
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return APIConnectionError(f"invalid URL for {what}", method=method, path=route, sent=False)
+    return APIConnectionError(f"{what} failed ({detail})", method=method, path=route, sent=None)
+
+
+class Transport:
+    """An aiohttp session with the SDK's headers, auth, timeouts, limits and error mapping.
+
+    Created closed; :meth:`open` makes the session (it needs a running event loop), :meth:`aclose`
+    closes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        application_id: str,
+        api_key: Secret,
+        api_secret: Secret,
+        jwt_private_key: Secret,
+        timeout: Timeout,
+        limits: Limits,
+        transfer: TransferOptions,
+        clock: Clock,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        user_agent: str | None = None,
+        token_refresh_lead: float = 60.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.application_id = application_id
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self.timeout = timeout
+        self.limits = limits
+        self.transfer = transfer
+        self._trust_env = trust_env
+        self._proxy = proxy
+        self._ssl = ssl
+        self.user_agent = user_agent or default_user_agent()
+        self._session: aiohttp.ClientSession | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self.tokens = TokenManager(
+            application_id=application_id,
+            private_key=jwt_private_key,
+            send=self._send_token_request,
+            clock=clock,
+            lead=token_refresh_lead,
+        )
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r}, open={self._session is not None})"
+
+    # ----------------------------------------------------------------------------------- lifetime
+
+    async def open(self) -> None:
+        """Create the aiohttp session and the file-thread limiter."""
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections,
+            limit_per_host=self.limits.max_connections_per_host,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=True if self._ssl is None else self._ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._client_timeout(self.timeout),
+            trust_env=self._trust_env,
+            headers={"User-Agent": self.user_agent},
+            raise_for_status=False,
+        )
+        self._limiter = anyio.CapacityLimiter(self.transfer.file_threads)
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        session, self._session = self._session, None
+        if session is not None:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` ran and :meth:`aclose` did not."""
+        return self._session is not None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The worker-thread limiter shared by all file I/O of this client."""
+        if self._limiter is None:
+            raise _not_open()
+        return self._limiter
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise _not_open()
+        return self._session
+
+    @staticmethod
+    def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=timeout.total,
+            connect=timeout.pool,
+            sock_connect=timeout.connect,
+            sock_read=timeout.read,
+        )
+
+    # ----------------------------------------------------------------------------------- requests
+
+    def url(self, route: str) -> str:
+        """The absolute URL of a route under ``/api/v1/``."""
+        return f"{self.base_url}{API_PREFIX}{route}"
+
+    async def request(self, req: Request) -> Response:
+        """Send ``req`` and read the whole response.
+
+        Raises:
+            APIError: (a subclass per status) for any status >= 300.
+            APIConnectionError / APITimeoutError: when no response could be read.
+        """
+        response = await self._exchange(req)
+        try:
+            body, error = await self._read_body(response, req)
+        finally:
+            response.release()
+        if error is not None:
+            raise error
+        if response.status >= 300:
+            raise self._api_error(req, response.status, response.headers, body)
+        return Response(response.status, response.headers, body, req.route)
+
+    @asynccontextmanager
+    async def stream(self, req: Request) -> AsyncIterator[StreamedResponse]:
+        """Send ``req`` and yield the successful response unread, to stream its body.
+
+        Raises:
+            APIError: for a status >= 300 (its body read first).
+        """
+        response = await self._exchange(req)
+        try:
+            if response.status >= 300:
+                body, error = await self._read_body(response, req)
+                if error is not None:
+                    raise error
+                raise self._api_error(req, response.status, response.headers, body)
+            yield StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
+        except BaseException:
+            response.close()
+            raise
+        finally:
+            response.release()
+
+    def _api_error(self, req: Request, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+        if 300 <= status < 400:
+            return APIError(
+                f"{status} from {req.method} {API_PREFIX}{req.route}: a redirect"
+                f"{' to ' + headers['Location'] if 'Location' in headers else ''} was not followed "
+                "(the SDK never sends credentials to another location)",
+                status=status,
+                body=body,
+                method=req.method,
+                path=req.route,
+                headers={k: v for k, v in headers.items() if k.lower() == "location"},
+            )
+        error = build_api_error(
+            status,
+            body,
+            headers=headers,
+            method=req.method,
+            path=f"{API_PREFIX}{req.route}",
+            params=req.params,
+        )
+        logger.debug("%s %s -> %s (%s)", req.method, req.route, status, type(error).__name__)
+        return error
+
+    async def _read_body(
+        self, response: aiohttp.ClientResponse, req: Request
+    ) -> tuple[bytes, AdCreativeError | None]:
+        try:
+            return await response.read(), None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return b"", _translate(exc, req.method, req.route, reading=True)
+
+    async def _exchange(self, req: Request) -> aiohttp.ClientResponse:
+        """Send with auth; on a 401, renew the token and send once more if the body can be replayed."""
+        attempts = 2 if req.auth and req.replayable else 1
+        for attempt in range(attempts):
+            token = await self.tokens.access_token() if req.auth else None
+            response = await self._send(req, token)
+            if response.status == 401 and token is not None and attempt + 1 < attempts:
+                logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
+                await self._read_body(response, req)
+                response.release()
+                self.tokens.invalidate(token)
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _headers(self, req: Request, token: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if req.auth or AUTH_SENDS_API_KEY_HEADERS:
+            headers["x-api-key"] = self._api_key.reveal()
+            headers["x-api-secret"] = self._api_secret.reveal()
+        if req.content_type is not None:
+            headers["Content-Type"] = req.content_type
+        for name, value in (req.headers or {}).items():
+            headers[name] = value
+        return headers
+
+    def _body(self, req: Request) -> tuple[Any, list[_UploadPayload], int | None]:
+        if req.form is None:
+            return req.json, [], len(req.json) if req.json is not None else 0
+        writer = aiohttp.MultipartWriter("form-data")
+        uploads = [item for item in req.form if isinstance(item, Upload)]
+        total: int | None = sum(u.size or 0 for u in uploads)
+        if any(u.size is None for u in uploads):
+            total = None
+        progress = _ProgressTotal(req.on_upload_progress, total) if req.on_upload_progress else None
+        payloads: list[_UploadPayload] = []
+        for item in req.form:
+            if isinstance(item, Upload):
+                part = _UploadPayload(item, progress)
+                payloads.append(part)
+                writer.append_payload(part)
+            else:
+                name, text = item
+                text_part = writer.append(text)
+                text_part.set_content_disposition("form-data", name=name)
+        return writer, payloads, writer.size
+
+    async def _send(self, req: Request, token: str | None) -> aiohttp.ClientResponse:
+        session = self._require_session()
+        body, payloads, size = self._body(req)
+        timeout = self._client_timeout(req.timeout) if req.timeout is not None else None
+        kwargs: dict[str, Any] = {
+            "params": list(req.query) if req.query else None,
+            "data": body,
+            "headers": self._headers(req, token),
+            "allow_redirects": False,
+            "expect100": req.form is not None and (size is None or size > EXPECT_CONTINUE_THRESHOLD),
+        }
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if self._proxy is not None:
+            kwargs["proxy"] = self._proxy
+        error: AdCreativeError | None = None
+        response: aiohttp.ClientResponse | None = None
+        started = anyio.current_time()
+        try:
+            response = await session.request(req.method, self.url(req.route), **kwargs)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = next((p.error for p in payloads if p.error is not None), None)
+            if error is None:
+                error = _translate(exc, req.method, req.route)
+        if error is not None:
+            logger.debug("%s %s failed: %s", req.method, req.route, error)
+            raise error
+        assert response is not None
+        logger.debug(
+            "%s %s -> %s in %.3fs",
+            req.method,
+            req.route,
+            response.status,
+            anyio.current_time() - started,
+        )
+        return response
+
+    async def _send_token_request(self, route: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        response = await self.request(
+            Request("POST", route, json=body, auth=False, content_type=AUTH_CONTENT_TYPE)
+        )
+        return response.status, response.headers, response.body
+
+
+def _not_open() -> ClientNotOpenError:
+    return ClientNotOpenError(
+        "the client is not open: use `async with AdCreativeClient(...) as client:` "
+        "(or `await client.open()` ... `await client.aclose()`)"
+    )
