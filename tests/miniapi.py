@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from adcreative_async.testing import Credentials
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,7 +48,7 @@ class MiniAPI:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
         return {
             "application_id": self.APP,
             "api_key": "KEY-1234567890",
@@ -62,7 +64,9 @@ class MiniAPI:
 
         return register
 
-    def answer(self, method: str, path: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def answer(
+        self, method: str, path: str, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
         """A fixed answer: JSON for dicts/lists, raw for bytes."""
 
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -111,11 +115,8 @@ class MiniAPI:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -278,8 +279,6 @@ def test_secret_never_shows_itself() -> None:
     assert "super-secret-value" not in f"{secret}"
     assert secret.reveal() == "super-secret-value"
     with pytest.raises(TypeError):
-        import pickle
-
         pickle.dumps(secret)
 
 
@@ -288,5 +287,3 @@ def test_token_repr_hides_the_tokens() -> None:
 
     token = Token(access_token="AAA-secret", expires_at=1.0, renew_at=0.5, refresh_token="RRR-secret")
     assert "secret" not in repr(token)
-
-

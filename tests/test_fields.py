@@ -15,7 +15,9 @@ GUID = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 
 TEXT = FieldSpec("mainHeadline", "main_headline", FieldKind.TEXT, required=True, max_length=255)
 COLOUR = FieldSpec("color1Hex", "color1_hex", FieldKind.COLOUR, required=True)
-KIND = FieldSpec("renderKind", "render_kind", FieldKind.CHOICE, required=True, choices=AD_CREATIVE_RENDER_KINDS)
+KIND = FieldSpec(
+    "renderKind", "render_kind", FieldKind.CHOICE, required=True, choices=AD_CREATIVE_RENDER_KINDS
+)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,12 @@ def make_png(width: int = 4, height: int = 4) -> bytes:
 
     raw = b"".join(b"\x00" + b"\x10\x20\x30" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 PNG = make_png()
@@ -148,7 +153,7 @@ async def test_async_iterable_input_streams_once() -> None:
     assert upload.size is None
     assert not upload.replayable
     assert await _read_all(upload) == PNG
-    with pytest.raises(InvalidRequestError, match="brand_image \\(brandImage\\).*async iterable"):
+    with pytest.raises(InvalidRequestError, match=r"brand_image \(brandImage\).*async iterable"):
         await upload.open()
 
 
@@ -165,7 +170,9 @@ async def test_async_iterable_input_streams_once() -> None:
         (lambda p: 42, "must be a path, bytes"),
     ],
 )
-async def test_bad_inputs_are_refused_naming_the_parameter(tmp_path: Path, make: object, message: str) -> None:
+async def test_bad_inputs_are_refused_naming_the_parameter(
+    tmp_path: Path, make: object, message: str
+) -> None:
     value = make(tmp_path)  # type: ignore[operator]
     with pytest.raises(InvalidRequestError, match=message) as info:
         await _prepare(value)
@@ -195,7 +202,9 @@ async def _chunks(data: bytes, size: int = 5) -> AsyncIterator[bytes]:
         yield data[i : i + size]
 
 
-async def _write(dest: Path | str, data: bytes, expected: int | None, content_type: str | None = None) -> Path:
+async def _write(
+    dest: Path | str, data: bytes, expected: int | None, content_type: str | None = None
+) -> Path:
     return await write_atomically(
         _chunks(data),
         dest,

@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 import pytest
+from seed_examples import SeedExample, examples
 
 from adcreative_async import Progress, RenderKind, RenderState, RenderType
 from adcreative_async._errors import parse_error_body
 from adcreative_async._models import PROGRESS_DECODER, decode_progress_list, parse_timestamp
-from seed_examples import SeedExample, examples
 
 PROGRESS_KEYS = {"messageType", "imageRenderProcessId"}
 
@@ -21,7 +21,7 @@ def _kind(example: SeedExample) -> str:
     value: Any = example.value
     if isinstance(value, list) or "$values" in value:
         return "progress-list"
-    if PROGRESS_KEYS <= value.keys():
+    if value.keys() >= PROGRESS_KEYS:
         return "progress"
     if "errors" in value and "status" in value:
         return "error"
@@ -61,15 +61,13 @@ def test_every_seed_progress_object_decodes(example: SeedExample) -> None:
     assert progress.error_message == ""
 
 
-@pytest.mark.parametrize(
-    "example", [e for e in ALL if _kind(e) == "progress-list"], ids=lambda e: e.id
-)
+@pytest.mark.parametrize("example", [e for e in ALL if _kind(e) == "progress-list"], ids=lambda e: e.id)
 def test_every_seed_progress_list_decodes(example: SeedExample) -> None:
     raw = json.dumps(example.value).encode()
     items = decode_progress_list(raw)
     source = example.value if isinstance(example.value, list) else example.value["$values"]
     assert [p.image_render_process_id for p in items] == [s["imageRenderProcessId"] for s in source]
-    for progress, item in zip(items, source):
+    for progress, item in zip(items, source, strict=True):
         assert progress.tasks == {k: v for k, v in item["tasks"].items() if not k.startswith("$")}
 
 
@@ -124,9 +122,7 @@ def test_unknown_fields_are_ignored_and_unknown_states_kept() -> None:
     assert not progress.is_complete
 
 
-@pytest.mark.parametrize(
-    ("raw", "value"), [(b"33.5", 33.5), (b'"80"', 80), (b"100", 100), (b"99.99", 99.99)]
-)
+@pytest.mark.parametrize(("raw", "value"), [(b"33.5", 33.5), (b'"80"', 80), (b"100", 100), (b"99.99", 99.99)])
 def test_progress_tolerates_non_integers(raw: bytes, value: float) -> None:
     body = b'{"imageRenderProcessId": "p", "progress": ' + raw + b"}"
     assert PROGRESS_DECODER.decode(body).progress == value
@@ -148,7 +144,9 @@ def test_malformed_progress_is_a_decode_error(body: bytes) -> None:
 
 
 def test_progress_round_trips_in_wire_form() -> None:
-    body = b'{"imageRenderProcessId": "p", "messageType": "X", "tasks": {"$id": "3", "a": 5}, "progress": 100}'
+    body = (
+        b'{"imageRenderProcessId": "p", "messageType": "X", "tasks": {"$id": "3", "a": 5}, "progress": 100}'
+    )
     progress = PROGRESS_DECODER.decode(body)
     again = PROGRESS_DECODER.decode(msgspec.json.encode(progress))
     assert again == progress

@@ -12,6 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 from aiohttp import web
+from miniapi import MiniAPI
+from test_files import PNG
 
 from adcreative_async import (
     AdCreativeClient,
@@ -28,8 +30,6 @@ from adcreative_async import (
     UnexpectedResponseError,
     __version__,
 )
-from miniapi import MiniAPI
-from test_files import PNG
 
 pytestmark = pytest.mark.anyio
 
@@ -149,7 +149,9 @@ async def test_upload_from_non_replayable_source_is_not_retried_after_401(
     assert len(api.requests_to(BG_START)) == 1
 
 
-async def test_upload_from_path_is_retried_after_401(api: MiniAPI, client: AdCreativeClient, tmp_path: Path) -> None:
+async def test_upload_from_path_is_retried_after_401(
+    api: MiniAPI, client: AdCreativeClient, tmp_path: Path
+) -> None:
     calls = 0
 
     @api.route("POST", BG_START)
@@ -245,7 +247,9 @@ async def test_problem_json_and_html_errors_are_typed(api: MiniAPI, client: AdCr
     api.answer("GET", BG_PROGRESS, 400, body.encode(), headers={"Content-Type": "application/problem+json"})
     with pytest.raises(BadRequestError, match=r"userId \(parameter user_id\): bad"):
         await client.background_remover.user_progress()
-    api.answer("GET", BG_PROGRESS, 503, b"<html>Service Unavailable</html>", headers={"Content-Type": "text/html"})
+    api.answer(
+        "GET", BG_PROGRESS, 503, b"<html>Service Unavailable</html>", headers={"Content-Type": "text/html"}
+    )
     with pytest.raises(ServerError, match="Service Unavailable"):
         await client.background_remover.user_progress()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,8 +236,8 @@ class RenderResource:
 
     async def user_progress(
         self,
-        user_id: str | None = None,
-        process_id: str | None = None,
+        user_id: str | uuid.UUID | None = None,
+        process_id: str | uuid.UUID | None = None,
         *,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -299,7 +300,9 @@ class RenderResource:
             return []
         return response.decode(decode_progress_list, "GET")
 
-    async def process_progress(self, process_id: str, *, user_id: str | None = None) -> Progress:
+    async def process_progress(
+        self, process_id: str | uuid.UUID, *, user_id: str | uuid.UUID | None = None
+    ) -> Progress:
         """One process's progress (a filtered ``CheckUserProgress``).
 
         Raises:
@@ -318,8 +321,8 @@ class RenderResource:
 
     async def download(
         self,
-        process_id: str,
-        task_id: str,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
         dest: str | os.PathLike[str],
         *,
         low_resolution: bool = False,

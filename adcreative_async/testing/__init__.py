@@ -1,0 +1,46 @@
+"""Test against a faithful local AdCreative.ai service: the :class:`Emulator`.
+
+The emulator serves the token endpoints, the AdCreative generation feature and the Background Remover
+feature with the status codes, JSON shapes and messages of the docs, written from the docs alone. Every
+behaviour the docs leave open is an option (:class:`EmulatorOptions`), and controls move tasks and time
+by hand so that tests never wait.
+
+Example::
+
+    from adcreative_async.testing import Emulator
+
+    async with Emulator(auto_complete=False) as emu:
+        ...  # point a client at emu.base_url with emu.credentials
+        emu.finish_process(process_id)
+
+From a shell: ``python -m adcreative_async.testing --port 8080`` (prints the credentials as JSON).
+"""
+
+from __future__ import annotations
+
+from ._cli import main
+from ._emulator import Credentials, Emulator
+from ._images import sample_image
+from ._options import EmulatorOptions
+from ._state import (
+    NotificationChannel,
+    ProcessSnapshot,
+    RequestInputs,
+    TaskSnapshot,
+    TaskState,
+    UploadInfo,
+)
+
+__all__ = [
+    "Credentials",
+    "Emulator",
+    "EmulatorOptions",
+    "NotificationChannel",
+    "ProcessSnapshot",
+    "RequestInputs",
+    "TaskSnapshot",
+    "TaskState",
+    "UploadInfo",
+    "main",
+    "sample_image",
+]

@@ -1,0 +1,739 @@
+"""The HTTP side of the emulator: the endpoint table, request reading, authentication and the handlers.
+
+Every documented route is one :class:`Endpoint` row; one catch-all route dispatches to it (paths match
+case-insensitively, as ASP.NET routing does), counts the request, applies injected failures and turns
+a raised :class:`Problem` into its response. Handlers follow the docs' order of checks: authentication
+(401), input validation (400), the form's or query's applicationId against the token's (401), the
+notification channel (404), then the feature itself.
+
+Testing-only routes live under ``/_emulator/`` and need no authentication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+from aiohttp import BodyPartReader, web
+
+from . import _responses as responses
+from ._images import HEAD_BYTES, IMAGE_MEDIA_TYPES, color_for, jpeg_bytes, png_bytes, sniff_image
+from ._responses import Msg, Problem, ValidationStyle
+from ._state import (
+    FEATURE_BACKGROUND_REMOVAL,
+    FEATURE_GENERATION,
+    Application,
+    RequestInputs,
+    State,
+    TaskState,
+    UploadInfo,
+)
+from ._validation import (
+    BACKGROUND_CHECK_USER,
+    BACKGROUND_DOWNLOAD,
+    BACKGROUND_START,
+    CHECK_APPLICATION,
+    FILE,
+    GENERATION_CHECK_USER,
+    GENERATION_DOWNLOAD,
+    GENERATION_EDIT,
+    GENERATION_START,
+    TOKEN_GENERATE,
+    TOKEN_REFRESH,
+    Inputs,
+    Rule,
+    parse_guid,
+    validate,
+)
+
+MAX_REQUEST_BODY = 1 << 40
+"""aiohttp's ``client_max_size``: effectively unlimited (uploads are streamed, never held whole)."""
+UPLOAD_CHUNK = 1 << 16
+FORM_VALUE_LIMIT = 4 * 1024 * 1024
+"""ASP.NET's default limit of one form value (FormOptions.ValueLengthLimit)."""
+
+AUTH_HEADERS = ("Authorization", "x-api-key", "x-api-secret")
+"""The credential headers every feature endpoint requires (seeds)."""
+
+FORM = "form"
+JSON = "json"
+QUERY = "query"
+
+Handler = Callable[[web.Request, "Endpoint"], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One documented route.
+
+    Attributes:
+        method: HTTP method.
+        route: Path after ``/api/v1/``.
+        function: Function name in its layered error keys (``"business: <function>"``).
+        body: Where inputs come from: FORM (multipart or urlencoded), JSON or QUERY.
+        rules: Its inputs, in the order their errors are listed.
+        style: Optional parts of its validation (shape B) bodies.
+        handler: Name of its handler.
+        authenticated: Whether it needs the Bearer token, API key and secret.
+    """
+
+    method: str
+    route: str
+    function: str
+    body: str
+    rules: tuple[Rule, ...]
+    style: ValidationStyle
+    handler: str
+    authenticated: bool = True
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Names of its text inputs (form fields, JSON properties or query parameters)."""
+        return tuple(rule.name for rule in self.rules if rule.kind != FILE)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Names of its file parts."""
+        return tuple(rule.name for rule in self.rules if rule.kind == FILE)
+
+
+GENERATION_CHECK_USER_ROUTE = "Image/Generation/CheckUserProgress"
+GENERATION_CHECK_APPLICATION_ROUTE = "Image/Generation/CheckApplicationAllProgresses"
+
+ENDPOINTS = (
+    # assumed: the token endpoints' validation style (Newtonsoft, like the token response's "$id").
+    Endpoint(
+        "POST",
+        "Authorization/GenerateJwtToken",
+        "GenerateJwtToken",
+        JSON,
+        TOKEN_GENERATE,
+        responses.STYLE_NEWTONSOFT,
+        "generate_token",
+        authenticated=False,  # assumed: whether x-api-key/x-api-secret are needed is undocumented
+    ),
+    Endpoint(
+        "POST",
+        "Authorization/RefreshJwtToken",
+        "RefreshJwtToken",
+        JSON,
+        TOKEN_REFRESH,
+        responses.STYLE_NEWTONSOFT,
+        "refresh_token",
+        authenticated=False,
+    ),
+    Endpoint(
+        "POST",
+        "Image/Generation/AdCreativesByKind",
+        "AdCreativesByKind",
+        FORM,
+        GENERATION_START,
+        responses.STYLE_GENERATION_FORM,
+        "start_generation",
+    ),
+    Endpoint(
+        "POST",
+        "Image/Editing/AdCreativesByTasks",
+        "AdCreativesByTasks",
+        FORM,
+        GENERATION_EDIT,
+        responses.STYLE_GENERATION_FORM,
+        "edit_generation",
+    ),
+    # assumed: the style of generation's query validation errors (its Download example's).
+    Endpoint(
+        "GET",
+        GENERATION_CHECK_USER_ROUTE,
+        "CheckUserProgress",
+        QUERY,
+        GENERATION_CHECK_USER,
+        responses.STYLE_NEWTONSOFT,
+        "check_user_progress",
+    ),
+    Endpoint(
+        "GET",
+        GENERATION_CHECK_APPLICATION_ROUTE,
+        "CheckApplicationAllProgresses",
+        QUERY,
+        CHECK_APPLICATION,
+        responses.STYLE_NEWTONSOFT,
+        "check_application_progresses",
+    ),
+    Endpoint(
+        "GET",
+        "Image/Generation/Download",
+        "Generation/Download",
+        QUERY,
+        GENERATION_DOWNLOAD,
+        responses.STYLE_NEWTONSOFT,
+        "download",
+    ),
+    Endpoint(
+        "POST",
+        "Image/BackgroundRemoving/AdCreative",
+        "AdCreative",
+        FORM,
+        BACKGROUND_START,
+        responses.STYLE_NEWTONSOFT,
+        "start_background_removal",
+    ),
+    Endpoint(
+        "GET",
+        "Image/BackgroundRemoving/CheckUserProgress",
+        "CheckUserProgress",
+        QUERY,
+        BACKGROUND_CHECK_USER,
+        responses.STYLE_NEWTONSOFT,
+        "check_user_progress",
+    ),
+    Endpoint(
+        "GET",
+        "Image/BackgroundRemoving/CheckApplicationAllProgresses",
+        "CheckApplicationAllProgresses",
+        QUERY,
+        CHECK_APPLICATION,
+        responses.STYLE_BR_APPLICATION_QUERY,
+        "check_application_progresses",
+    ),
+    Endpoint(
+        "GET",
+        "Image/BackgroundRemoving/Download",
+        "BackgroundRemoving/Download",
+        QUERY,
+        BACKGROUND_DOWNLOAD,
+        responses.STYLE_NEWTONSOFT,
+        "download",
+    ),
+)
+"""Every route the emulator serves under ``/api/v1/``."""
+
+ENDPOINTS_BY_ROUTE = MappingProxyType({endpoint.route.lower(): endpoint for endpoint in ENDPOINTS})
+
+INJECTABLE_STATUSES = range(400, 600)
+
+
+def find_endpoint(route: str) -> Endpoint | None:
+    """The endpoint of a route given as ``Image/Generation/CheckUserProgress`` (any case, with or without
+    a leading ``/api/v1/``)."""
+    route = route.strip("/")
+    if route.lower().startswith("api/v1/"):
+        route = route[len("api/v1/") :]
+    return ENDPOINTS_BY_ROUTE.get(route.lower())
+
+
+def queue_failure(state: State, route: str, status: int, count: int, retry_after: int) -> None:
+    """Check and queue injected failures (ValueError for an unknown route or a bad status or count)."""
+    endpoint = find_endpoint(route)
+    if endpoint is None:
+        raise ValueError(f"unknown route {route!r}")
+    if status not in INJECTABLE_STATUSES or count < 1:
+        raise ValueError("status must be 4xx or 5xx and count >= 1")
+    state.fail_next(endpoint.route, status, count, retry_after)
+
+
+def _feature(endpoint: Endpoint) -> str:
+    return FEATURE_BACKGROUND_REMOVAL if "/BackgroundRemoving/" in endpoint.route else FEATURE_GENERATION
+
+
+def _process_parameter(endpoint: Endpoint) -> str:
+    """The query name of the process id: Background Remover's differs from generation's (seeds)."""
+    if _feature(endpoint) == FEATURE_BACKGROUND_REMOVAL:
+        return "imageBackgroundRemoverProcessId"
+    return "imageRenderProcessId"
+
+
+_URN_PREFIX = re.compile(r"^\s*urn:uuid:", re.IGNORECASE)
+_BOUNDARY = re.compile(r";\s*boundary=\S", re.IGNORECASE)
+
+
+async def _read_upload(part: BodyPartReader, name: str, filename: str) -> UploadInfo:
+    """Stream a file part: keep its size, SHA-256 and first bytes only."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        digest.update(chunk)
+        if len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
+        size += len(chunk)
+    image_type = sniff_image(head) if size else None
+    content_type = part.headers.get("Content-Type")
+    return UploadInfo(name, filename, content_type, size, digest.hexdigest(), head, image_type)
+
+
+async def _read_text(part: BodyPartReader, endpoint: Endpoint, name: str) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        data += chunk
+        if len(data) > FORM_VALUE_LIMIT:
+            message = Msg.VALUE_TOO_LONG.format(limit=FORM_VALUE_LIMIT)
+            raise Problem(responses.validation_error({name: [message]}, endpoint.style))
+    return data.decode(part.get_charset(default="utf-8"), errors="replace")
+
+
+def _unreadable_form(endpoint: Endpoint, reason: str) -> Problem:
+    message = Msg.UNREADABLE_FORM.format(reason=reason)  # under the empty key, as ASP.NET puts it
+    return Problem(responses.validation_error({"": [message]}, endpoint.style))
+
+
+async def read_form(request: web.Request, endpoint: Endpoint) -> tuple[Inputs, RequestInputs]:
+    """Read a multipart (or urlencoded) form: text fields whole, file parts streamed."""
+    text: dict[str, list[str]] = {}
+    raw_fields: dict[str, list[str]] = {}
+    files: dict[str, UploadInfo] = {}
+    media_type = request.content_type
+    if media_type == "multipart/form-data":
+        if not _BOUNDARY.search(request.headers.get("Content-Type", "")):  # e.g. set by hand
+            raise _unreadable_form(endpoint, Msg.MISSING_BOUNDARY)
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue  # nested multipart or nameless part: ASP.NET binds neither
+                name = part.name
+                if part.filename:  # ASP.NET: a part with a non-empty filename is a file
+                    upload = await _read_upload(part, name, part.filename)
+                    files.setdefault(name.lower(), upload)
+                else:
+                    value = await _read_text(part, endpoint, name)
+                    text.setdefault(name.lower(), []).append(value)
+                    raw_fields.setdefault(name, []).append(value)
+        except ValueError:
+            raise _unreadable_form(endpoint, Msg.MALFORMED_MULTIPART) from None
+    elif media_type == "application/x-www-form-urlencoded":
+        for name, field_value in (await request.post()).items():
+            if isinstance(field_value, str):
+                text.setdefault(name.lower(), []).append(field_value)
+                raw_fields.setdefault(name, []).append(field_value)
+    else:
+        raise Problem(responses.unsupported_media_type())
+    received = RequestInputs(
+        content_type=media_type,
+        fields=MappingProxyType({k: tuple(v) for k, v in raw_fields.items()}),
+        files=MappingProxyType({upload.field: upload for upload in files.values()}),
+    )
+    return Inputs(text, files), received
+
+
+def query_inputs(request: web.Request) -> Inputs:
+    """The query string as bound inputs (names case-insensitive)."""
+    text: dict[str, list[str]] = {}
+    for name, value in request.query.items():
+        text.setdefault(name.lower(), []).append(value)
+    return Inputs(text, {})
+
+
+async def json_inputs(request: web.Request) -> Inputs:
+    """A JSON object body as bound inputs (scalars as text, as Newtonsoft converts them to strings)."""
+    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
+        raise Problem(responses.unsupported_media_type())
+    raw = await request.read()
+    style = responses.STYLE_NEWTONSOFT
+    if not raw.strip():
+        raise Problem(responses.validation_error({"": [Msg.EMPTY_BODY]}, style))
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise Problem(responses.validation_error({"request": [Msg.INVALID_BODY]}, style))
+    text: dict[str, list[str]] = {}
+    for name, value in body.items():
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text.setdefault(str(name).lower(), []).append(str(value))
+    return Inputs(text, {})
+
+
+class EmulatorApp:
+    """Builds the aiohttp application over a :class:`State`."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.options = state.options
+        self.handlers: dict[str, Handler] = {
+            "generate_token": self.generate_token,
+            "refresh_token": self.refresh_token,
+            "start_generation": self.start_generation,
+            "edit_generation": self.edit_generation,
+            "start_background_removal": self.start_background_removal,
+            "check_user_progress": self.check_user_progress,
+            "check_application_progresses": self.check_application_progresses,
+            "download": self.download,
+        }
+
+    def build(self) -> web.Application:
+        """A new aiohttp application serving the API and the testing routes."""
+        app = web.Application(client_max_size=MAX_REQUEST_BODY)
+        app.router.add_route("*", "/api/v1/{tail:.*}", self.dispatch)
+        channels = "/_emulator/notification-channels"
+        app.router.add_get(channels, self.list_channels)
+        app.router.add_post(channels, self.add_channel)
+        app.router.add_delete(channels, self.remove_channels)
+        app.router.add_post("/_emulator/advance", self.advance)
+        app.router.add_post("/_emulator/expire-access-tokens", self.expire_access_tokens)
+        app.router.add_post("/_emulator/fail-next", self.fail_next)
+        app.router.add_get("/_emulator/requests", self.request_counts)
+        return app
+
+    # dispatch -----------------------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """Count, inject failures, run the endpoint's handler and answer its :class:`Problem` if raised."""
+        tail = request.match_info["tail"].strip("/")
+        endpoint = ENDPOINTS_BY_ROUTE.get(tail.lower())
+        route = endpoint.route if endpoint else tail
+        self.state.requests[f"{request.method} {route}"] += 1
+        if endpoint is None:
+            raise web.HTTPNotFound()
+        if request.method != endpoint.method:
+            return web.Response(status=405, headers={"Allow": endpoint.method})
+        injected = self.state.take_failure(endpoint.route)
+        if injected is not None:
+            return self.injected_failure(endpoint, *injected)
+        try:
+            return await self.handlers[endpoint.handler](request, endpoint)
+        except Problem as problem:
+            return problem.response
+
+    def injected_failure(self, endpoint: Endpoint, status: int, retry_after: int) -> web.Response:
+        """The answer of a failure queued by ``fail_next``: the documented body where there is one.
+
+        A progress route's "nothing found" is deliberately not reproduced: an injected error there
+        must stay distinguishable from an empty result.
+        """
+        business = f"business: {endpoint.function}"
+        if status == 401:
+            return responses.unauthorized()
+        if status == 429:
+            message = Msg.TOO_MANY_REQUESTS.format(seconds=retry_after)
+            headers = {"Retry-After": str(retry_after)}
+            return responses.layered_error(429, {business: [message]}, headers)
+        if status in (502, 503, 504):
+            return responses.gateway_error(status)
+        if status >= 500:
+            documented = endpoint.route in (
+                GENERATION_CHECK_USER_ROUTE,
+                GENERATION_CHECK_APPLICATION_ROUTE,
+            )
+            message = Msg.UNEXPECTED_GENERATION_CHECK if documented else Msg.UNEXPECTED
+            return responses.layered_error(status, {business: [message]})
+        if status == 404 and endpoint.handler == "download":
+            return responses.download_not_found(endpoint.function)
+        if status == 404 and endpoint.body == FORM and self.state.primary is not None:
+            return responses.no_active_channel(self.state.primary.application_id)
+        return responses.layered_error(status, {business: [Msg.INJECTED.format(status=status)]})
+
+    # shared checks ------------------------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request) -> Application:
+        """The token's application, if the Bearer token, API key and secret are all right (else 401)."""
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        app = self.state.verify_access_token(token.strip()) if scheme.lower() == "bearer" else None
+        if (
+            app is None
+            or not hmac.compare_digest(request.headers.get("x-api-key", ""), app.api_key)
+            or not hmac.compare_digest(request.headers.get("x-api-secret", ""), app.api_secret)
+        ):
+            raise Problem(responses.unauthorized())
+        return app
+
+    @staticmethod
+    def validated(endpoint: Endpoint, inputs: Inputs) -> dict[str, Any]:
+        """Bound values, or a 400 in the endpoint's validation style."""
+        values, errors = validate(endpoint.rules, inputs)
+        if errors:
+            raise Problem(responses.validation_error(errors, endpoint.style))
+        return values
+
+    @staticmethod
+    def check_application(app: Application, application_id: str) -> None:
+        """An applicationId that is not the token's answers the seeds' 401."""
+        if application_id != app.application_id:
+            raise Problem(responses.unauthorized())
+
+    def require_channel(self, app: Application, *, feature: str) -> None:
+        """No active notification channel: the seeds' 404."""
+        if feature == FEATURE_BACKGROUND_REMOVAL and not (
+            self.options.channel_required_for_background_removal
+        ):
+            return
+        if not app.has_active_channel():
+            raise Problem(responses.no_active_channel(app.application_id))
+
+    # token endpoints ----------------------------------------------------------------------------------
+
+    def _credentials(self, endpoint: Endpoint, values: dict[str, Any]) -> Application:
+        """The application named by a token request, if its private key matches (else 401)."""
+        raw_id = str(values["applicationId"])
+        application_id = parse_guid(_URN_PREFIX.sub("", raw_id))
+        if application_id is None:
+            message = Msg.NOT_VALID_FOR.format(value=raw_id, field="ApplicationId")
+            raise Problem(responses.validation_error({"ApplicationId": [message]}, endpoint.style))
+        app = self.state.applications.get(application_id)
+        if app is None or not hmac.compare_digest(
+            app.jwt_private_key.encode(), str(values["jwtPrivateKey"]).encode()
+        ):
+            business = Msg.TOKEN_CREDENTIALS_BUSINESS.format(application_id=application_id)
+            errors = {
+                f"engine: {endpoint.function}": [Msg.TOKEN_CREDENTIALS_ENGINE],
+                f"business: {endpoint.function}": [business],
+            }
+            raise Problem(responses.layered_error(401, errors))
+        return app
+
+    async def generate_token(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Authorization/GenerateJwtToken."""
+        values = self.validated(endpoint, await json_inputs(request))
+        app = self._credentials(endpoint, values)
+        return responses.token_response(self.state.generate_tokens(app))
+
+    async def refresh_token(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Authorization/RefreshJwtToken."""
+        values = self.validated(endpoint, await json_inputs(request))
+        app = self._credentials(endpoint, values)
+        grant = self.state.refresh_tokens(app, str(values["refreshToken"]))
+        if grant is None:
+            business = Msg.REFRESH_BUSINESS.format(application_id=app.application_id)
+            errors = {
+                f"engine: {endpoint.function}": [Msg.REFRESH_ENGINE],
+                f"business: {endpoint.function}": [business],
+            }
+            raise Problem(responses.layered_error(401, errors))
+        return responses.token_response(grant)
+
+    # generation -------------------------------------------------------------------------------------
+
+    async def start_generation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/Generation/AdCreativesByKind."""
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        self.require_channel(app, feature=FEATURE_GENERATION)
+        render_kind: int = values["renderKind"]
+        # assumed: tasks_per_size tasks per output size in the kind's bit set (0 = Unset counts as one)
+        sizes = max(1, bin(render_kind).count("1"))
+        process = self.state.start_process(
+            app,
+            values["userId"],
+            FEATURE_GENERATION,
+            sizes * self.options.tasks_per_size,
+            render_kind,
+            values["renderType"],
+            received,
+        )
+        return responses.single_progress(process, self.options, with_ids=False)
+
+    async def edit_generation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/Editing/AdCreativesByTasks: restart tasks of a completed process of the user."""
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        self.require_channel(app, feature=FEATURE_GENERATION)
+        user_id: str = values["userId"]
+        task_ids: list[str] = values["taskIds"]
+        owners = {task_id: self.state.process_of_task(task_id) for task_id in task_ids}
+        unknown = [
+            task_id
+            for task_id, process in owners.items()
+            if process is None
+            or process.feature != FEATURE_GENERATION
+            or process.application_id != app.application_id
+            or process.user_id != user_id
+        ]
+
+        def refuse(engine: str) -> Problem:
+            business = Msg.EDIT_BUSINESS.format(user_id=user_id)
+            errors = {
+                f"engine: {endpoint.function}": [engine],
+                f"business: {endpoint.function}": [business],
+            }
+            return Problem(responses.layered_error(400, errors))
+
+        if unknown:
+            raise refuse(Msg.EDIT_TASKS_NOT_FOUND.format(task_ids=", ".join(unknown), user_id=user_id))
+        processes = {process.process_id: process for process in owners.values() if process}
+        if len(processes) != 1:
+            raise refuse(Msg.EDIT_SEVERAL_PROCESSES)
+        (process,) = processes.values()
+        process.refresh(self.state.clock.now())
+        if not process.finished:
+            raise refuse(Msg.EDIT_NOT_COMPLETED.format(process_id=process.process_id))
+        self.state.restart_tasks(process, task_ids, received)
+        return responses.single_progress(process, self.options, with_ids=False)
+
+    # background removal -------------------------------------------------------------------------------
+
+    async def start_background_removal(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/BackgroundRemoving/AdCreative: one task, renderType 8, no renderKind (seed)."""
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        self.require_channel(app, feature=FEATURE_BACKGROUND_REMOVAL)
+        process = self.state.start_process(
+            app, values["userId"], FEATURE_BACKGROUND_REMOVAL, 1, None, 8, received
+        )
+        return responses.single_progress(process, self.options, with_ids=True)
+
+    # progress and downloads (both features) -------------------------------------------------------
+
+    async def check_user_progress(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET .../CheckUserProgress: the user's processes in a ``$id``/``$values`` wrapper."""
+        app = self.authenticate(request)
+        values = self.validated(endpoint, query_inputs(request))
+        feature = _feature(endpoint)
+        user_id: str = values["userId"]
+        process_id: str | None = values[_process_parameter(endpoint)]
+        found = self.state.user_processes(
+            feature, app.application_id, user_id, process_id, self.state.clock.now()
+        )
+        if found:
+            return responses.progress_list(found, self.options, wrapped=True)
+        raise Problem(responses.user_processes_not_found(feature, user_id, process_id))
+
+    async def check_application_progresses(
+        self, request: web.Request, endpoint: Endpoint
+    ) -> web.StreamResponse:
+        """GET .../CheckApplicationAllProgresses: a plain array for generation, a wrapper for BR (seeds)."""
+        app = self.authenticate(request)
+        values = self.validated(endpoint, query_inputs(request))
+        self.check_application(app, values["applicationId"])
+        feature = _feature(endpoint)
+        found = self.state.application_processes(feature, app.application_id, self.state.clock.now())
+        if found:
+            wrapped = feature == FEATURE_BACKGROUND_REMOVAL
+            return responses.progress_list(found, self.options, wrapped=wrapped)
+        raise Problem(responses.application_processes_not_found(feature, app.application_id))
+
+    async def download(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET .../Download: the image of a succeeded task, like ASP.NET's ``File()``; counts downloads."""
+        app = self.authenticate(request)
+        values = self.validated(endpoint, query_inputs(request))
+        self.check_application(app, values["applicationId"])
+        task_id: str = values["taskId"]
+        process = self.state.processes.get(values[_process_parameter(endpoint)])
+        task = process.tasks.get(task_id) if process else None
+        if (
+            process is None
+            or task is None
+            or process.feature != _feature(endpoint)
+            or process.application_id != app.application_id
+        ):
+            raise Problem(responses.download_not_found(endpoint.function))
+        process.refresh(self.state.clock.now())
+        if task.state != TaskState.SUCCEEDED:
+            raise Problem(responses.download_not_found(endpoint.function))
+        task.download_count += 1
+        process.download_count += 1
+        width, height = self.options.image_size
+        if values["lowResolution"]:
+            width, height = max(1, width // 2), max(1, height // 2)
+        image_format = self.options.image_format
+        encode = png_bytes if image_format == "png" else jpeg_bytes
+        extension = "png" if image_format == "png" else "jpg"
+        filename = f"{task_id}.{extension}"  # assumed: the file name is not documented
+        return web.Response(
+            body=encode(width, height, color_for(task_id)),
+            content_type=IMAGE_MEDIA_TYPES[image_format],
+            headers={"Content-Disposition": f"attachment; filename={filename}; filename*=UTF-8''{filename}"},
+        )
+
+    # testing-only routes ------------------------------------------------------------------------------
+
+    async def _control_body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            body = msgspec.json.decode(raw) if raw.strip() else {}
+        except msgspec.DecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        return body
+
+    def _control_application(self, body: dict[str, Any]) -> Application:
+        application_id = body.get("applicationId")
+        if application_id is None and self.state.primary is not None:
+            return self.state.primary
+        app = self.state.applications.get(parse_guid(str(application_id)) or "")
+        if app is None:
+            raise web.HTTPNotFound(text=f"no application {application_id!r}")
+        return app
+
+    async def list_channels(self, request: web.Request) -> web.StreamResponse:
+        """GET /_emulator/notification-channels[?applicationId=]: the application's channels."""
+        app = self._control_application(dict(request.query))
+        channels = [
+            {
+                "id": c.channel_id,
+                "kind": c.kind,
+                "url": c.url,
+                "includeImageData": c.include_image_data,
+                "active": c.active,
+            }
+            for c in app.channels.values()
+        ]
+        return responses.json_response(channels)
+
+    async def add_channel(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/notification-channels: add a channel.
+
+        Body: ``{"kind", "url", "includeImageData"}`` and optionally ``"applicationId"``.
+        """
+        body = await self._control_body(request)
+        app = self._control_application(body)
+        try:
+            channel_id = self.state.add_channel(
+                app,
+                str(body.get("kind", "webhook")),
+                str(body.get("url", "http://127.0.0.1/unused")),
+                bool(body.get("includeImageData", False)),
+            )
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return responses.json_response({"id": channel_id}, status=201)
+
+    async def remove_channels(self, request: web.Request) -> web.StreamResponse:
+        """DELETE /_emulator/notification-channels[?applicationId=]: remove every channel."""
+        self._control_application(dict(request.query)).channels.clear()
+        return web.Response(status=204)
+
+    async def advance(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/advance ``{"seconds": n}``: move the emulator's clock forward."""
+        body = await self._control_body(request)
+        try:
+            self.state.clock.advance(float(body.get("seconds", 0)))
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.Response(status=204)
+
+    async def expire_access_tokens(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/expire-access-tokens: every issued access token expires now."""
+        self.state.expire_access_tokens()
+        return web.Response(status=204)
+
+    async def fail_next(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/fail-next ``{"route", "status", "count", "retryAfter"}``."""
+        body = await self._control_body(request)
+        try:
+            queue_failure(
+                self.state,
+                str(body["route"]),
+                int(body.get("status", 500)),
+                int(body.get("count", 1)),
+                int(body.get("retryAfter", 1)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"bad fail-next request: {exc}") from None
+        return web.Response(status=204)
+
+    async def request_counts(self, request: web.Request) -> web.StreamResponse:
+        """GET /_emulator/requests: ``{"METHOD route": count}``."""
+        return responses.json_response(dict(self.state.requests))

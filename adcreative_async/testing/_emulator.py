@@ -1,0 +1,376 @@
+"""The :class:`Emulator`: its lifetime (an aiohttp server on a local port), its controls and counters.
+
+The emulator owns one :class:`~._state.State` and serves it through the application built by
+:mod:`._app`. Every control is a plain synchronous method: call it from the test's event loop
+between requests.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import TracebackType
+from typing import TypedDict
+
+from aiohttp import web
+
+from ._app import EmulatorApp, find_endpoint, queue_failure
+from ._options import EmulatorOptions
+from ._state import (
+    DEFAULT_FAILURE_MESSAGE,
+    TERMINAL_STATES,
+    Application,
+    EmulatorClock,
+    NotificationChannel,
+    ProcessSnapshot,
+    State,
+    TaskSnapshot,
+    TaskState,
+)
+from ._validation import parse_guid
+
+
+class Credentials(TypedDict):
+    """What a client needs to talk to an emulator: ``AdCreativeClient(**emu.credentials)``."""
+
+    application_id: str
+    api_key: str
+    api_secret: str
+    jwt_private_key: str
+    base_url: str
+
+
+SHUTDOWN_TIMEOUT = 2.0
+"""Seconds :meth:`Emulator.close` lets in-flight requests finish."""
+
+
+class Emulator:
+    """A local, in-process AdCreative.ai service faithful to the docs, for tests, demos and benchmarks.
+
+    It serves the token endpoints, the AdCreative generation feature (start, edit, progress, download)
+    and the Background Remover feature, with the status codes, JSON shapes and messages of the docs.
+    Every behaviour the docs leave open is a keyword option (see :class:`EmulatorOptions`).
+
+    Example::
+
+        async with Emulator(auto_complete=False) as emu:
+            client = AdCreativeClient(**emu.credentials)
+            ...
+            emu.finish_process(process_id)
+            assert emu.request_count("Image/Generation/CheckUserProgress") == 1
+
+    Args:
+        host: Interface to listen on.
+        port: Port to listen on; 0 picks a free one (read :attr:`base_url` after starting).
+        application_id, api_key, api_secret, jwt_private_key: The application's credentials; random
+            when None.
+        access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, task_duration,
+        auto_complete, notification_channel, list_finished, partial_tasks, unknown_task_state,
+        task_failure_rate, read_after_write_lag, image_format, image_size, seed, tasks_per_size,
+        channel_required_for_background_removal: See :class:`EmulatorOptions`.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        application_id: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        jwt_private_key: str | None = None,
+        access_token_lifetime: float = 3600.0,
+        refresh_token_lifetime: float = 7 * 86400.0,
+        rotate_refresh_tokens: bool = False,
+        task_duration: float | tuple[float, float] = 0.5,
+        auto_complete: bool = True,
+        notification_channel: bool = True,
+        list_finished: bool = True,
+        partial_tasks: bool = False,
+        unknown_task_state: int | None = None,
+        task_failure_rate: float = 0.0,
+        read_after_write_lag: float = 0.0,
+        image_format: str = "png",
+        image_size: tuple[int, int] = (64, 64),
+        seed: int | None = None,
+        tasks_per_size: int = 5,
+        channel_required_for_background_removal: bool = True,
+    ) -> None:
+        self.options = EmulatorOptions(
+            access_token_lifetime=access_token_lifetime,
+            refresh_token_lifetime=refresh_token_lifetime,
+            rotate_refresh_tokens=rotate_refresh_tokens,
+            task_duration=task_duration,
+            auto_complete=auto_complete,
+            notification_channel=notification_channel,
+            list_finished=list_finished,
+            partial_tasks=partial_tasks,
+            unknown_task_state=unknown_task_state,
+            task_failure_rate=task_failure_rate,
+            read_after_write_lag=read_after_write_lag,
+            image_format=image_format,
+            image_size=image_size,
+            seed=seed,
+            tasks_per_size=tasks_per_size,
+            channel_required_for_background_removal=channel_required_for_background_removal,
+        )
+        """The behaviour options in force."""
+        self.clock = EmulatorClock()
+        """The emulator's clock (monotonic time plus what :meth:`advance` added)."""
+        self._state = State(self.options, self.clock)
+        if application_id is not None and parse_guid(application_id) is None:
+            raise ValueError(f"application_id must be a GUID, not {application_id!r}")
+        self._application = self._state.add_application(
+            parse_guid(application_id) if application_id else None,
+            api_key,
+            api_secret,
+            jwt_private_key,
+            notification_channel=notification_channel,
+        )
+        self._state.primary = self._application
+        self._host = host
+        self._port = port
+        self.app: web.Application = EmulatorApp(self._state).build()
+        """The aiohttp application, for embedding (e.g. in ``aiohttp.test_utils.TestServer``)."""
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # lifetime ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start serving on ``host:port`` (use ``async with`` to also stop)."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already started")
+        runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        port = runner.addresses[0][1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._runner = runner
+        self._base_url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        """Stop serving (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Emulator base_url={self._base_url!r}>"
+
+    # credentials ----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running emulator (no trailing slash, no ``/api/v1``)."""
+        if self._base_url is None:
+            raise RuntimeError("the emulator has not been started")
+        return self._base_url
+
+    @property
+    def application_id(self) -> str:
+        """The application's id (lowercase GUID)."""
+        return self._application.application_id
+
+    @property
+    def api_key(self) -> str:
+        """The application's API key (``x-api-key``)."""
+        return self._application.api_key
+
+    @property
+    def api_secret(self) -> str:
+        """The application's API secret (``x-api-secret``)."""
+        return self._application.api_secret
+
+    @property
+    def jwt_private_key(self) -> str:
+        """The application's JWT private key (sent to GenerateJwtToken)."""
+        return self._application.jwt_private_key
+
+    @property
+    def credentials(self) -> Credentials:
+        """``application_id``, ``api_key``, ``api_secret``, ``jwt_private_key`` and ``base_url``."""
+        return {
+            "application_id": self.application_id,
+            "api_key": self.api_key,
+            "api_secret": self.api_secret,
+            "jwt_private_key": self.jwt_private_key,
+            "base_url": self.base_url,
+        }
+
+    def add_application(
+        self,
+        *,
+        application_id: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        jwt_private_key: str | None = None,
+        notification_channel: bool = True,
+    ) -> Credentials:
+        """Register another application; returns its credentials (as :attr:`credentials`)."""
+        if application_id is not None and parse_guid(application_id) is None:
+            raise ValueError(f"application_id must be a GUID, not {application_id!r}")
+        app = self._state.add_application(
+            parse_guid(application_id) if application_id else None,
+            api_key,
+            api_secret,
+            jwt_private_key,
+            notification_channel=notification_channel,
+        )
+        return {
+            "application_id": app.application_id,
+            "api_key": app.api_key,
+            "api_secret": app.api_secret,
+            "jwt_private_key": app.jwt_private_key,
+            "base_url": self.base_url if self._base_url else "",
+        }
+
+    # notification channels -------------------------------------------------------------------------
+
+    def add_notification_channel(
+        self,
+        kind: str = "webhook",
+        url: str = "http://127.0.0.1/unused",
+        include_image_data: bool = False,
+        *,
+        application_id: str | None = None,
+    ) -> str:
+        """Give the application an active notification channel (``"webhook"`` or ``"rabbitmq"``).
+
+        Returns the channel id. Notifications are not delivered (yet); the channel only lifts the
+        documented 404 "No active notification channel configurations found".
+        """
+        return self._state.add_channel(self._application_for(application_id), kind, url, include_image_data)
+
+    def remove_notification_channels(self, *, application_id: str | None = None) -> None:
+        """Remove every channel of the application: starts and edits answer the documented 404."""
+        self._application_for(application_id).channels.clear()
+
+    def notification_channels(self, *, application_id: str | None = None) -> list[NotificationChannel]:
+        """The application's channels."""
+        return list(self._application_for(application_id).channels.values())
+
+    def _application_for(self, application_id: str | None) -> Application:
+        if application_id is None:
+            return self._application
+        app = self._state.applications.get(parse_guid(application_id) or "")
+        if app is None:
+            raise KeyError(f"no application {application_id!r}")
+        return app
+
+    # time and tokens --------------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward: tasks and tokens whose time has come finish or expire."""
+        self.clock.advance(seconds)
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far is expired from now on (refresh tokens are unaffected)."""
+        self._state.expire_access_tokens()
+
+    # tasks and processes ----------------------------------------------------------------------------
+
+    def _set_task(self, task_id: str, state: int, message: str = "") -> None:
+        process, task = self._state.get_task(task_id)
+        task.state = state
+        task.finishes_at = None
+        task.error_message = message
+        process.reschedule()
+
+    def finish_task(self, task_id: str) -> None:
+        """The task succeeds now (KeyError for an unknown task)."""
+        self._set_task(task_id, TaskState.SUCCEEDED)
+
+    def fail_task(self, task_id: str, message: str = DEFAULT_FAILURE_MESSAGE) -> None:
+        """The task fails now with ``message`` (the process's ``errorMessage`` once all tasks ended)."""
+        self._set_task(task_id, TaskState.FAILED, message)
+
+    def set_task_state(self, task_id: str, state: int) -> None:
+        """Pin a task to any state, documented or not; it no longer ends on its own."""
+        message = DEFAULT_FAILURE_MESSAGE if state == TaskState.FAILED else ""
+        self._set_task(task_id, state, message)
+
+    def finish_process(self, process_id: str) -> None:
+        """Every task of the process succeeds now (KeyError for an unknown process)."""
+        process = self._state.get_process(process_id)
+        for task in process.tasks.values():
+            task.state = TaskState.SUCCEEDED
+            task.finishes_at = None
+            task.error_message = ""
+        process.reschedule()
+
+    def process(self, process_id: str) -> ProcessSnapshot:
+        """A read-only snapshot of a process: user, feature, state, tasks, inputs received, downloads."""
+        return self._state.get_process(process_id).snapshot()
+
+    def task(self, task_id: str) -> TaskSnapshot:
+        """A read-only snapshot of a task."""
+        process, _ = self._state.get_task(task_id)
+        return process.snapshot().tasks[task_id.lower()]
+
+    def processes_for(self, user_id: str, *, application_id: str | None = None) -> list[ProcessSnapshot]:
+        """Snapshots of every process of a user (every feature), oldest first."""
+        return [p.snapshot() for p in self._state.processes_for(user_id, application_id)]
+
+    def running_task_count(self) -> int:
+        """Tasks not yet in a terminal state, over every process."""
+        now = self.clock.now()
+        count = 0
+        for process in self._state.processes.values():
+            process.refresh(now)
+            count += sum(1 for t in process.tasks.values() if t.state not in TERMINAL_STATES)
+        return count
+
+    # failures and counters --------------------------------------------------------------------------
+
+    def fail_next(self, route: str, status: int = 500, count: int = 1, *, retry_after: int = 1) -> None:
+        """The next ``count`` calls of ``route`` answer ``status`` instead of being served.
+
+        ``route`` is the path after ``/api/v1/`` (e.g. ``"Image/Generation/CheckUserProgress"``). Bodies:
+        401 the documented one; 404 the documented download or notification-channel one where the
+        route has it; 429 layered, with ``Retry-After: retry_after``; 502/503/504 an HTML page as a
+        proxy sends; other 5xx layered (the documented "An unexpected error occurred while checking
+        image generation process." on generation's progress routes); anything else layered.
+        """
+        queue_failure(self._state, route, status, count, retry_after)
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests received, keyed ``"METHOD route"`` (the live counter: ``.clear()`` resets it)."""
+        return self._state.requests
+
+    def request_count(self, route: str, method: str | None = None) -> int:
+        """How many requests ``route`` received (of ``method`` only, if given); failed ones count too."""
+        endpoint = find_endpoint(route)
+        canonical = endpoint.route if endpoint else route.strip("/")
+        return sum(
+            count
+            for key, count in self._state.requests.items()
+            if key.partition(" ")[2] == canonical
+            and (method is None or key.partition(" ")[0] == method.upper())
+        )
+
+    def download_count(self, task_id: str) -> int:
+        """Successful downloads of a task."""
+        return self._state.get_task(task_id)[1].download_count
+
+    def process_download_count(self, process_id: str) -> int:
+        """Successful downloads of every task of a process."""
+        return self._state.get_process(process_id).download_count

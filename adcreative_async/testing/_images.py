@@ -1,0 +1,175 @@
+"""Image bytes for the emulator: small, real, decodable PNG and baseline JPEG files, and type sniffing.
+
+Downloads answer with a solid-colour image built here from the standard library only (zlib and struct);
+uploads are recognised from their first bytes (PNG, JPEG, WEBP, GIF), never from a file name or a
+declared content type.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import struct
+import zlib
+
+IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+"""The media type sent with a download, by image format."""
+
+HEAD_BYTES = 64
+"""How many leading bytes of an upload are kept for sniffing (and shown in process snapshots)."""
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image type of a file from its first bytes: ``"png"``, ``"jpeg"``, ``"webp"``, ``"gif"`` or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def color_for(key: str) -> tuple[int, int, int]:
+    """A stable RGB colour derived from a string (a task id gives each download its own colour)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return digest[0], digest[1], digest[2]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@functools.lru_cache(maxsize=256)
+def png_bytes(width: int, height: int, color: tuple[int, int, int] = (32, 96, 192)) -> bytes:
+    """A ``width`` x ``height`` 8-bit RGB PNG filled with ``color``."""
+    _check_size(width, height)
+    row = b"\x00" + bytes(color) * width  # filter type 0 (None) before every scanline
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(row * height, 6)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+# Standard luminance DC table of ITU T.81 Annex K (categories 0..11) serves every component; the AC
+# table holds the single symbol EOB (code "0"), which is all a solid-colour image needs.
+_DC_BITS = (0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)
+_DC_VALUES = tuple(range(12))
+_AC_BITS = (1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+_AC_VALUES = (0,)
+
+
+def _huffman_codes(bits: tuple[int, ...], values: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+    """Canonical JPEG Huffman codes: symbol -> (code, length)."""
+    codes: dict[int, tuple[int, int]] = {}
+    code = 0
+    index = 0
+    for length, count in enumerate(bits, start=1):
+        for _ in range(count):
+            codes[values[index]] = (code, length)
+            code += 1
+            index += 1
+        code <<= 1
+    return codes
+
+
+class _BitWriter:
+    """Accumulates entropy-coded bits, stuffing a zero byte after every 0xFF."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.acc = 0
+        self.nbits = 0
+
+    def write(self, value: int, length: int) -> None:
+        self.acc = (self.acc << length) | (value & ((1 << length) - 1))
+        self.nbits += length
+        while self.nbits >= 8:
+            self.nbits -= 8
+            byte = (self.acc >> self.nbits) & 0xFF
+            self.out.append(byte)
+            if byte == 0xFF:
+                self.out.append(0)
+        self.acc &= (1 << self.nbits) - 1
+
+    def flush(self) -> bytes:
+        if self.nbits:
+            self.write((1 << (8 - self.nbits)) - 1, 8 - self.nbits)  # pad with 1-bits
+        return bytes(self.out)
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+
+@functools.lru_cache(maxsize=256)
+def jpeg_bytes(width: int, height: int, color: tuple[int, int, int] = (32, 96, 192)) -> bytes:
+    """A ``width`` x ``height`` baseline (SOF0) JFIF JPEG filled with ``color`` (YCbCr 4:4:4)."""
+    _check_size(width, height)
+    r, g, b = color
+    ycc = (
+        0.299 * r + 0.587 * g + 0.114 * b,
+        -0.168736 * r - 0.331264 * g + 0.5 * b + 128,
+        0.5 * r - 0.418688 * g - 0.081312 * b + 128,
+    )
+    # A constant 8x8 block has only a DC coefficient: 8 * (sample - 128); the quantisation table is all 1s.
+    dcs = [8 * (min(255, max(0, round(v))) - 128) for v in ycc]
+    dc_codes = _huffman_codes(_DC_BITS, _DC_VALUES)
+    eob_code, eob_length = _huffman_codes(_AC_BITS, _AC_VALUES)[0]
+    writer = _BitWriter()
+    blocks = ((width + 7) // 8) * ((height + 7) // 8)
+    for index in range(blocks):
+        for dc in dcs:
+            diff = dc if index == 0 else 0  # DC is coded as the difference from the previous block
+            category = abs(diff).bit_length()
+            code, length = dc_codes[category]
+            writer.write(code, length)
+            if category:
+                writer.write(diff if diff > 0 else diff - 1, category)
+            writer.write(eob_code, eob_length)
+    components = b"".join(bytes((cid, 0x11, 0)) for cid in (1, 2, 3))
+    return b"".join(
+        (
+            b"\xff\xd8",
+            _segment(0xE0, b"JFIF\x00" + struct.pack(">BBBHHBB", 1, 1, 0, 1, 1, 0, 0)),
+            _segment(0xDB, b"\x00" + b"\x01" * 64),
+            _segment(0xC0, struct.pack(">BHHB", 8, height, width, 3) + components),
+            _segment(
+                0xC4,
+                b"\x00" + bytes(_DC_BITS) + bytes(_DC_VALUES) + b"\x10" + bytes(_AC_BITS) + bytes(_AC_VALUES),
+            ),
+            _segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00"),
+            writer.flush(),
+            b"\xff\xd9",
+        )
+    )
+
+
+def sample_image(
+    image_format: str = "png",
+    size: tuple[int, int] = (64, 64),
+    color: tuple[int, int, int] = (32, 96, 192),
+) -> bytes:
+    """A small valid image to upload in tests (``image_format`` is ``"png"`` or ``"jpeg"``).
+
+    Example::
+
+        form.add_field("uploadedImage", sample_image(), filename="photo.png", content_type="image/png")
+    """
+    if image_format == "png":
+        return png_bytes(size[0], size[1], color)
+    if image_format in ("jpeg", "jpg"):
+        return jpeg_bytes(size[0], size[1], color)
+    raise ValueError(f"image_format must be 'png' or 'jpeg', not {image_format!r}")
+
+
+def _check_size(width: int, height: int) -> None:
+    if not (0 < width <= 65535 and 0 < height <= 65535):
+        raise ValueError(f"image size must be between 1 and 65535 pixels, not {width}x{height}")

@@ -1,0 +1,83 @@
+"""The emulator's behaviour options: one frozen record, checked once.
+
+Every behaviour the documentation leaves open is one of these options, never a silent guess; the
+defaults are the plainest reading of the seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["EmulatorOptions"]
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """How the emulated service behaves (every field mirrors an :class:`Emulator` keyword).
+
+    Attributes:
+        access_token_lifetime: Seconds an access token stays valid (not documented: option).
+        refresh_token_lifetime: Seconds a refresh token stays valid (the docs' example shows 7 days).
+        rotate_refresh_tokens: Whether RefreshJwtToken issues a new refresh token and revokes the old
+            one (not documented: option).
+        task_duration: Seconds until a task finishes on its own; a ``(low, high)`` tuple draws each
+            task's duration uniformly from that range.
+        auto_complete: False: tasks finish only through the emulator's controls.
+        notification_channel: Whether the application starts with an active notification channel.
+        list_finished: Whether finished processes stay in unfiltered progress lists (not documented).
+        partial_tasks: Whether progress objects list only the first half (rounded up) of their tasks
+            in ``tasks`` while the counts stay true (the seeds show 2 of 5 and 4 of 10).
+        unknown_task_state: If set, running tasks report this state instead of 1.
+        task_failure_rate: Probability that a task ends failed instead of succeeded.
+        read_after_write_lag: Seconds a new process stays invisible to the progress endpoints.
+        image_format: ``"png"`` or ``"jpeg"``: the format of downloaded images.
+        image_size: Pixels (width, height) of downloaded images; low resolution is half of it.
+        seed: Seed of the random generators (ids, credentials, jitter, failures); None: unpredictable.
+        tasks_per_size: Tasks a generation makes per output size in its renderKind (assumed: the seeds
+            show 5 tasks and 10 tasks for the same renderKind 1).
+        channel_required_for_background_removal: Whether background removal also needs an active
+            notification channel (assumed from the AdCreative page's "before any generation").
+    """
+
+    access_token_lifetime: float = 3600.0
+    refresh_token_lifetime: float = 7 * 86400.0
+    rotate_refresh_tokens: bool = False
+    task_duration: float | tuple[float, float] = 0.5
+    auto_complete: bool = True
+    notification_channel: bool = True
+    list_finished: bool = True
+    partial_tasks: bool = False
+    unknown_task_state: int | None = None
+    task_failure_rate: float = 0.0
+    read_after_write_lag: float = 0.0
+    image_format: str = "png"
+    image_size: tuple[int, int] = (64, 64)
+    seed: int | None = None
+    tasks_per_size: int = 5
+    channel_required_for_background_removal: bool = True
+
+    def __post_init__(self) -> None:
+        if self.access_token_lifetime <= 0 or self.refresh_token_lifetime <= 0:
+            raise ValueError("token lifetimes must be positive")
+        low, high = self.duration_range
+        if low < 0 or high < low:
+            raise ValueError(f"task_duration must be >= 0 (and low <= high), not {self.task_duration!r}")
+        if not 0.0 <= self.task_failure_rate <= 1.0:
+            raise ValueError(f"task_failure_rate must be in [0, 1], not {self.task_failure_rate!r}")
+        if self.read_after_write_lag < 0:
+            raise ValueError("read_after_write_lag must be >= 0")
+        if self.image_format not in ("png", "jpeg"):
+            raise ValueError(f"image_format must be 'png' or 'jpeg', not {self.image_format!r}")
+        width, height = self.image_size
+        if not (2 <= width <= 65535 and 2 <= height <= 65535):
+            raise ValueError(f"image_size must be between 2 and 65535 pixels, not {self.image_size!r}")
+        if self.tasks_per_size < 1:
+            raise ValueError("tasks_per_size must be >= 1")
+
+    @property
+    def duration_range(self) -> tuple[float, float]:
+        """``task_duration`` as a (low, high) range of seconds."""
+        if isinstance(self.task_duration, tuple):
+            low, high = self.task_duration
+            return float(low), float(high)
+        return float(self.task_duration), float(self.task_duration)
