@@ -5,9 +5,11 @@ Start with :class:`AdCreativeClient`; test against :class:`adcreative_async.test
 
 from __future__ import annotations
 
+from ._bulk import BulkOutcome, BulkRun
 from ._client import AdCreativeClient
 from ._clock import Clock, ManualClock, SystemClock
-from ._config import DEFAULT_BASE_URL, Limits, Timeout, TransferOptions
+from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, Timeout, TransferOptions
+from ._downloads import DownloadStream
 from ._errors import (
     AdCreativeError,
     APIConnectionError,
@@ -19,15 +21,19 @@ from ._errors import (
     ConfigurationError,
     ErrorDetail,
     InvalidRequestError,
+    JobError,
     NoActiveNotificationChannelError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RenderFailedError,
+    RenderNotFoundError,
     ServerError,
     UnexpectedResponseError,
+    WaitTimeoutError,
 )
 from ._files import ACCEPTED_IMAGE_TYPES, ImageInput, IncompleteDownloadError, ProgressCallback
-from ._jobs import RenderJob
+from ._jobs import RenderJob, TaskUpdate, TaskUpdates, as_completed
 from ._models import (
     AD_CREATIVE_RENDER_KINDS,
     AD_CREATIVE_RENDER_TYPES,
@@ -54,31 +60,42 @@ __all__ = [
     "AuthenticationError",
     "BackgroundRemoverResource",
     "BadRequestError",
+    "BulkOutcome",
+    "BulkRun",
     "ClientNotOpenError",
     "Clock",
     "ConfigurationError",
     "CreativesResource",
+    "DownloadStream",
     "ErrorDetail",
     "ImageInput",
     "IncompleteDownloadError",
     "InvalidRequestError",
+    "JobError",
     "Limits",
     "ManualClock",
     "NoActiveNotificationChannelError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollPolicy",
     "Progress",
     "ProgressCallback",
     "RateLimitError",
+    "RenderFailedError",
     "RenderJob",
     "RenderKind",
+    "RenderNotFoundError",
     "RenderResource",
     "RenderState",
     "RenderType",
     "ServerError",
     "SystemClock",
+    "TaskUpdate",
+    "TaskUpdates",
     "Timeout",
     "TransferOptions",
     "UnexpectedResponseError",
+    "WaitTimeoutError",
     "__version__",
+    "as_completed",
 ]

@@ -4,18 +4,20 @@ the feature resources.
 
 from __future__ import annotations
 
+import os
 import ssl as ssl_module
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
 from yarl import URL
 
 from ._auth import Secret
+from ._bulk import BulkOutcome, BulkRun
 from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_BASE_URL,
@@ -26,19 +28,23 @@ from ._config import (
     ENV_JWT_PRIVATE_KEY,
     ENV_USER_ID,
     Limits,
+    PollPolicy,
     Timeout,
     TransferOptions,
     env,
 )
 from ._errors import ClientNotOpenError, ConfigurationError, InvalidRequestError
 from ._fields import canonical_guid
-from ._jobs import RenderJob
+from ._jobs import RenderJob, TaskUpdate, as_completed
+from ._polling import PollScheduler
 from ._transport import Transport
 from .resources._base import RenderResource
 from .resources.background_remover import BACKGROUND_REMOVER, BackgroundRemoverResource
 from .resources.creatives import CREATIVES, CreativesResource
 
 __all__ = ["AdCreativeClient"]
+
+T = TypeVar("T")
 
 
 def _credential(value: str | None, env_name: str, param: str, missing: list[str]) -> str:
@@ -70,6 +76,7 @@ class AdCreativeClient:
         timeout: connect/read/pool/total timeouts (no total by default, so large transfers live).
         limits: connection pool limits.
         transfer: chunk size, maximum upload size, file worker threads.
+        poll_policy: how the one poll scheduler paces progress calls (see :class:`PollPolicy`).
         trust_env: read proxy settings (``HTTPS_PROXY``, ``NO_PROXY``…) from the environment.
         proxy: an explicit proxy URL.
         ssl: an ``ssl.SSLContext`` (custom CAs, client certificates), True (default verification) or
@@ -98,6 +105,7 @@ class AdCreativeClient:
         timeout: Timeout | None = None,
         limits: Limits | None = None,
         transfer: TransferOptions | None = None,
+        poll_policy: PollPolicy | None = None,
         trust_env: bool = True,
         proxy: str | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
@@ -135,6 +143,7 @@ class AdCreativeClient:
         self.timeout = timeout or Timeout()
         self.limits = limits or Limits()
         self.transfer = transfer or TransferOptions()
+        self.poll_policy = poll_policy or PollPolicy()
         self.strict_validation = strict_validation
         self.clock: Clock = clock or SystemClock()
         self._transport = Transport(
@@ -162,6 +171,7 @@ class AdCreativeClient:
         self._resources: dict[str, RenderResource] = {
             r.feature.name: r for r in (self.creatives, self.background_remover)
         }
+        self._scheduler: PollScheduler | None = None
 
     @staticmethod
     def _check_base_url(value: str) -> str:
@@ -216,6 +226,9 @@ class AdCreativeClient:
         stack, self._stack = self._stack, None
         if stack is None:
             return
+        if self._scheduler is not None:
+            self._scheduler.close()  # waiters raise ClientNotOpenError instead of hanging
+            self._scheduler = None
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()
         self._task_group = None
@@ -236,6 +249,118 @@ class AdCreativeClient:
             )
 
     # ------------------------------------------------------------------------------------ helpers
+
+    def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start a background task in the client's task group (owned by the client's lifetime)."""
+        if self._task_group is None:
+            self._require_open()
+        assert self._task_group is not None
+        self._task_group.start_soon(func, *args)
+
+    def _poll_scheduler(self) -> PollScheduler:
+        """The one poll scheduler of this client, created on first use inside its lifetime."""
+        self._require_open()
+        if self._scheduler is None:
+            self._scheduler = PollScheduler(
+                spawn=self._spawn, resource_for=self.resource, policy=self.poll_policy, clock=self.clock
+            )
+        return self._scheduler
+
+    @property
+    def scheduler_stats(self) -> dict[str, int]:
+        """The scheduler's counters: poll ``requests`` sent, ``waiters`` and ``pollers`` now."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return {"requests": 0, "waiters": 0, "pollers": 0}
+        return {
+            "requests": scheduler.requests,
+            "waiters": scheduler.waiters,
+            "pollers": scheduler.active_pollers,
+        }
+
+    def as_completed(
+        self, jobs: Iterable[RenderJob], *, timeout: float | None = None
+    ) -> AsyncIterator[RenderJob]:
+        """Yield jobs as their processes finish (see :func:`adcreative_async.as_completed`)."""
+        self._require_open()
+        return as_completed(jobs, timeout=timeout)
+
+    def bulk(
+        self,
+        items: Iterable[T],
+        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        upload_concurrency: int = 4,
+        poll_concurrency: int = 1000,
+        download_concurrency: int = 8,
+        item_timeout: float | None = None,
+        low_resolution: bool = False,
+        on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None = None,
+    ) -> BulkRun[T]:
+        """Run many inputs through submit → wait → download; iterate outcomes as items finish.
+
+        Args:
+            items: the inputs (anything ``submit`` understands: paths, briefs…).
+            submit: ``async def submit(client, item) -> RenderJob``, e.g.
+                ``lambda c, path: c.background_remover.remove(path)``.
+            dest: directory for the results (``<task id>.<type>``); None: no downloads.
+            upload_concurrency: start calls in flight at once.
+            poll_concurrency: renders being awaited at once (their polls are coalesced per user by
+                the client's scheduler and limited by its :class:`PollPolicy`).
+            download_concurrency: downloads in flight at once. Each task's download starts as soon as
+                the task succeeds.
+            item_timeout: per item, seconds of waiting before its outcome is a WaitTimeoutError.
+            low_resolution: download the low-resolution renditions.
+            on_update: called with (outcome so far, TaskUpdate) for every task state change.
+
+        Example::
+
+            async with client.bulk(paths, lambda c, p: c.background_remover.remove(p), dest="out/") as run:
+                async for outcome in run:
+                    print(outcome.item, "ok" if outcome.ok else outcome.error, outcome.files)
+        """
+        return BulkRun(
+            self,
+            items,
+            submit,
+            dest=dest,
+            upload_concurrency=upload_concurrency,
+            poll_concurrency=poll_concurrency,
+            download_concurrency=download_concurrency,
+            timeout=item_timeout,
+            low_resolution=low_resolution,
+            on_update=on_update,
+        )
+
+    async def process_many(
+        self,
+        items: Iterable[T],
+        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        upload_concurrency: int = 4,
+        poll_concurrency: int = 1000,
+        download_concurrency: int = 8,
+        item_timeout: float | None = None,
+        low_resolution: bool = False,
+        on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None = None,
+    ) -> list[BulkOutcome[T]]:
+        """:meth:`bulk`, run to the end; the outcomes in input order (check ``outcome.ok``)."""
+        outcomes: list[BulkOutcome[T]] = []
+        async with self.bulk(
+            items,
+            submit,
+            dest=dest,
+            upload_concurrency=upload_concurrency,
+            poll_concurrency=poll_concurrency,
+            download_concurrency=download_concurrency,
+            item_timeout=item_timeout,
+            low_resolution=low_resolution,
+            on_update=on_update,
+        ) as run:
+            outcomes.extend([outcome async for outcome in run])
+        return sorted(outcomes, key=lambda o: o.index)
 
     def _user_id(self, user_id: str | uuid.UUID | None) -> str:
         if user_id is None:

@@ -6,7 +6,10 @@ Every default is documented here; the client takes these objects as keyword argu
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import backoff
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -17,6 +20,7 @@ __all__ = [
     "ENV_JWT_PRIVATE_KEY",
     "ENV_USER_ID",
     "Limits",
+    "PollPolicy",
     "Timeout",
     "TransferOptions",
 ]
@@ -99,3 +103,47 @@ def env(name: str) -> str | None:
     """An environment variable, None when unset or blank."""
     value = os.environ.get(name)
     return value if value and value.strip() else None
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How the client's one poll scheduler paces ``CheckUserProgress`` calls.
+
+    For each (feature, user) with jobs being awaited, one unfiltered progress call per tick answers every
+    job of that user. Ticks start fast, then back off exponentially (with full jitter) up to a cap, and
+    reset to fast whenever an awaited process changes or a new job is awaited.
+
+    Attributes:
+        initial_interval: the first delay between polls, and the delay after a change (default 0.5 s).
+        max_interval: the cap of the backoff (default 5 s): detection latency is at most about this.
+        factor: growth of the delay per quiet tick (default 2).
+        min_interval: the floor of a jittered delay (default 0.1 s).
+        jitter: applied to each delay; default ``backoff.full_jitter`` (uniform over 0..delay, then
+            floored at ``min_interval``). None: no jitter.
+        max_requests_per_second: client-wide limit on poll requests (default 20/s), a token bucket.
+        burst: requests the bucket allows at once (default 10).
+        max_concurrent_polls: poll requests in flight at once, client-wide (default 8).
+        not_found_grace: how long a job just submitted (or a rebuilt job just awaited) may be missing
+            from the listing before the scheduler asks for it by id and gives up if still missing
+            (read-after-write lag; default 15 s).
+        max_retry_after: the longest ``Retry-After`` honoured for a poll (default 60 s).
+    """
+
+    initial_interval: float = 0.5
+    max_interval: float = 5.0
+    factor: float = 2.0
+    min_interval: float = 0.1
+    jitter: Callable[[float], float] | None = backoff.full_jitter
+    max_requests_per_second: float = 20.0
+    burst: int = 10
+    max_concurrent_polls: int = 8
+    not_found_grace: float = 15.0
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_interval <= self.initial_interval <= self.max_interval:
+            raise ValueError("PollPolicy needs 0 < min_interval <= initial_interval <= max_interval")
+        if self.factor < 1 or self.max_requests_per_second <= 0 or self.burst < 1:
+            raise ValueError("PollPolicy needs factor >= 1, max_requests_per_second > 0, burst >= 1")
+        if self.max_concurrent_polls < 1:
+            raise ValueError("PollPolicy needs max_concurrent_polls >= 1")

@@ -34,12 +34,16 @@ __all__ = [
     "ConfigurationError",
     "ErrorDetail",
     "InvalidRequestError",
+    "JobError",
     "NoActiveNotificationChannelError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RenderFailedError",
+    "RenderNotFoundError",
     "ServerError",
     "UnexpectedResponseError",
+    "WaitTimeoutError",
 ]
 
 #: How much of a non-JSON error body is quoted in an exception message.
@@ -219,6 +223,52 @@ class JobError(AdCreativeError):
         super().__init__(message)
         self.job = job
         self.progress = progress if progress is not None else job.progress
+
+
+class RenderFailedError(JobError):
+    """The process ended with failed or cancelled tasks, or reported ``isSuccessful: false``.
+
+    Attributes:
+        job: the handle; ``job.progress`` is the final snapshot (succeeded tasks can still be downloaded).
+        failed_task_ids: the tasks that failed or were cancelled.
+        server_message: the process's ``errorMessage``, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job: RenderJob,
+        failed_task_ids: Sequence[str] = (),
+        server_message: str = "",
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__(message, job=job, progress=progress)
+        self.failed_task_ids = tuple(failed_task_ids)
+        self.server_message = server_message
+
+
+class WaitTimeoutError(JobError, TimeoutError):
+    """A wait's ``timeout`` ran out; the render goes on. ``job.progress`` is the last snapshot seen.
+
+    Attributes:
+        pending_jobs: for waits on several jobs (``as_completed``), every job still running.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job: RenderJob,
+        progress: Progress | None = None,
+        pending_jobs: Sequence[RenderJob] = (),
+    ) -> None:
+        super().__init__(message, job=job, progress=progress)
+        self.pending_jobs = tuple(pending_jobs) or (job,)
+
+
+class RenderNotFoundError(JobError):
+    """The server no longer lists the process (not even when asked by id) after the grace period."""
 
 
 # --------------------------------------------------------------------------------------------- parsing

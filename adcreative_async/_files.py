@@ -14,7 +14,7 @@ import contextlib
 import io
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,13 @@ from ._errors import APIConnectionError, InvalidRequestError
 
 __all__ = [
     "ACCEPTED_IMAGE_TYPES",
+    "AtomicFile",
     "ImageInput",
     "IncompleteDownloadError",
     "ProgressCallback",
+    "Received",
     "Upload",
+    "WriteBatch",
     "prepare_upload",
     "sniff_type",
     "write_atomically",
@@ -480,6 +483,168 @@ def _has_end_marker(kind: str | None, tail: bytes) -> bool:
     return True  # no marker known for other types: nothing to check
 
 
+class Received:
+    """What a download received so far: the byte count, the first bytes (type) and the last (end marker)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self._head = b""
+        self._tail = b""
+
+    def add(self, chunk: bytes) -> None:
+        """Account for the next chunk of the body."""
+        if len(self._head) < _SNIFF_BYTES:
+            self._head += chunk[: _SNIFF_BYTES - len(self._head)]
+        self._tail = (self._tail + chunk[-16:])[-16:]
+        self.done += len(chunk)
+
+    def reset(self) -> None:
+        """Forget everything: the body starts again from its first byte."""
+        self.done = 0
+        self._head = self._tail = b""
+
+    @property
+    def kind(self) -> str | None:
+        """The type sniffed from the first bytes."""
+        return sniff_type(self._head)
+
+    def check(self, expected_length: int | None) -> None:
+        """Raise unless the body is complete: ``expected_length`` bytes, or without one, an end marker.
+
+        Raises:
+            IncompleteDownloadError: the body was shorter or longer than expected, or a PNG/JPEG lacks
+                its end marker.
+        """
+        if expected_length is not None and self.done != expected_length:
+            raise IncompleteDownloadError(
+                f"download incomplete: received {self.done} of {expected_length} bytes", sent=True
+            )
+        kind = self.kind
+        if expected_length is None and not _has_end_marker(kind, self._tail):
+            raise IncompleteDownloadError(
+                f"download incomplete: {self.done} bytes received and the {kind.upper() if kind else ''}"
+                " end marker is missing",
+                sent=True,
+            )
+
+
+_O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+class AtomicFile:
+    """A temporary file beside the destination, renamed into place when complete, removed otherwise.
+
+    Use with ``async with``: leaving the block without :meth:`commit` (an error, a cancellation)
+    removes the temporary file. Every file operation runs in a worker thread under ``limiter``; the
+    file is created with the process's umask applied (as ``open()`` would), not ``mkstemp``'s 0600.
+
+    Args:
+        dest: a directory (existing, or written with a trailing separator), or the file path (its
+            parent directories are created).
+        default_stem: the temporary file's prefix, and the name's stem in a directory.
+    """
+
+    def __init__(
+        self, dest: str | os.PathLike[str], default_stem: str, limiter: anyio.CapacityLimiter
+    ) -> None:
+        self._raw = os.fspath(dest)
+        self._target = Path(self._raw)
+        self._stem = default_stem
+        self._limiter = limiter
+        self._is_dir = False
+        self._handle: IO[bytes] | None = None
+        self._temp = ""
+
+    async def __aenter__(self) -> AtomicFile:
+        raw, target, stem = self._raw, self._target, self._stem
+
+        def create() -> tuple[bool, IO[bytes], str]:
+            is_dir = raw.endswith((os.sep, "/")) or target.is_dir()
+            directory = target if is_dir else target.parent
+            directory.mkdir(parents=True, exist_ok=True)
+            while True:
+                temp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.part")
+                try:
+                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+                except FileExistsError:  # pragma: no cover - 48 random bits
+                    continue
+                return is_dir, os.fdopen(fd, "wb"), temp
+
+        self._is_dir, self._handle, self._temp = await anyio.to_thread.run_sync(create, limiter=self._limiter)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_discard, handle, self._temp, limiter=self._limiter)
+
+    def _open_handle(self) -> IO[bytes]:
+        if self._handle is None:
+            raise RuntimeError("the file is not open")  # pragma: no cover - internal misuse
+        return self._handle
+
+    async def write(self, chunks: list[bytes]) -> None:
+        """Append ``chunks`` (one worker-thread call for all of them)."""
+        handle = self._open_handle()
+        if not chunks:
+            return
+
+        def write_all() -> None:
+            for chunk in chunks:
+                handle.write(chunk)
+
+        await anyio.to_thread.run_sync(write_all, limiter=self._limiter)
+
+    async def truncate(self) -> None:
+        """Empty the file: the body starts again."""
+        handle = self._open_handle()
+
+        def empty() -> None:
+            handle.seek(0)
+            handle.truncate()
+
+        await anyio.to_thread.run_sync(empty, limiter=self._limiter)
+
+    async def commit(self, name: str) -> Path:
+        """Close the file and rename it into place; ``name`` is its name when ``dest`` is a directory.
+
+        Returns:
+            The final path.
+        """
+        handle = self._open_handle()
+        final = self._target / name if self._is_dir else self._target
+        temp = self._temp
+
+        def finish() -> None:
+            handle.close()
+            os.replace(temp, final)
+
+        await anyio.to_thread.run_sync(finish, limiter=self._limiter)
+        self._handle = None
+        return final
+
+
+class WriteBatch:
+    """Chunks gathered until about ``size`` bytes, so that one worker-thread call writes them all."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.chunks: list[bytes] = []
+        self.bytes = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; True when the batch holds ``size`` bytes or more."""
+        self.chunks.append(chunk)
+        self.bytes += len(chunk)
+        return self.bytes >= self.size
+
+    def take(self) -> list[bytes]:
+        """The chunks kept, emptying the batch."""
+        chunks, self.chunks, self.bytes = self.chunks, [], 0
+        return chunks
+
+
 async def write_atomically(
     chunks: AsyncIterator[bytes],
     dest: str | os.PathLike[str],
@@ -489,66 +654,34 @@ async def write_atomically(
     expected_length: int | None,
     limiter: anyio.CapacityLimiter,
     on_progress: ProgressCallback | None = None,
+    batch_size: int = 256 * 1024,
 ) -> Path:
     """Stream ``chunks`` into ``dest`` through a temporary file in the same directory.
 
     ``dest`` is a directory (existing, or written with a trailing separator): the file is named
     ``default_stem`` plus the extension of the sniffed type. Otherwise it is the file path (parent
     directories are created). The temporary file is renamed into place only when complete; on any
-    failure or cancellation it is removed.
+    failure or cancellation it is removed. Small chunks are written together, up to ``batch_size``
+    bytes per worker-thread call.
 
     Raises:
         IncompleteDownloadError: the body was shorter or longer than ``Content-Length``, or without a
             length, a PNG/JPEG lacked its end marker.
     """
-    raw = os.fspath(dest)
-    target = Path(raw)
-    is_dir = raw.endswith((os.sep, "/")) or await anyio.to_thread.run_sync(target.is_dir)
-    directory = target if is_dir else target.parent
-
-    def make_temp() -> tuple[int, str]:
-        directory.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=directory, prefix=f".{default_stem}.", suffix=".part")
-
-    fd, temp_name = await anyio.to_thread.run_sync(make_temp, limiter=limiter)
-    handle = os.fdopen(fd, "wb")
-    done = 0
-    head = b""
-    tail = b""
-    try:
+    received = Received()
+    batch = WriteBatch(batch_size)
+    async with AtomicFile(dest, default_stem, limiter) as file:
         async for chunk in chunks:
             if not chunk:
                 continue
-            if len(head) < _SNIFF_BYTES:
-                head += chunk[: _SNIFF_BYTES - len(head)]
-            await anyio.to_thread.run_sync(handle.write, chunk, limiter=limiter)
-            done += len(chunk)
-            tail = (tail + chunk[-16:])[-16:]
+            received.add(chunk)
+            if batch.add(chunk):
+                await file.write(batch.take())
             if on_progress is not None:
-                on_progress(done, expected_length)
-        kind = sniff_type(head)
-        if expected_length is not None and done != expected_length:
-            raise IncompleteDownloadError(
-                f"download incomplete: received {done} of {expected_length} bytes", sent=True
-            )
-        if expected_length is None and not _has_end_marker(kind, tail):
-            raise IncompleteDownloadError(
-                f"download incomplete: {done} bytes received and the {kind.upper() if kind else ''}"
-                " end marker is missing",
-                sent=True,
-            )
-        final = directory / f"{default_stem}{extension_for(kind, content_type)}" if is_dir else target
-
-        def finish() -> None:
-            handle.close()
-            os.replace(temp_name, final)
-
-        await anyio.to_thread.run_sync(finish, limiter=limiter)
-        return final
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_discard, handle, temp_name, limiter=limiter)
-        raise
+                on_progress(received.done, expected_length)
+        await file.write(batch.take())
+        received.check(expected_length)
+        return await file.commit(f"{default_stem}{extension_for(received.kind, content_type)}")
 
 
 def _discard(handle: IO[bytes], temp_name: str) -> None:

@@ -1,28 +1,41 @@
-"""RenderJob: the handle of one render process, small enough to store and resume from anywhere.
+"""RenderJob: the handle of one render process, and the waiting on it.
 
 A job is a feature name, a process id, a user id, the task ids seen so far and the last progress
 snapshot. It can be encoded to JSON and rebuilt (in another worker, after a restart) with
 :meth:`AdCreativeClient.job_from_json <adcreative_async.AdCreativeClient.job_from_json>` or a resource's
 ``job()``; no credential is ever part of it.
+
+Waiting (:meth:`RenderJob.wait_until_complete`, :func:`as_completed`) goes through the client's one poll
+scheduler. The iterators are plain classes, not async generators: they hold no task group, cancel scope
+or registration between two items, so ``break`` or cancellation leaves nothing behind, with no reliance
+on garbage collection.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._errors import InvalidRequestError
-from ._models import Progress
+from ._errors import (
+    AdCreativeError,
+    InvalidRequestError,
+    RenderFailedError,
+    RenderNotFoundError,
+    WaitTimeoutError,
+)
+from ._models import TERMINAL_STATES, Progress, RenderState
+from ._polling import Target, Watch
 
 if TYPE_CHECKING:
     from ._files import ProgressCallback
     from .resources._base import RenderResource
 
-__all__ = ["RenderJob"]
+__all__ = ["RenderJob", "TaskUpdate", "TaskUpdates", "as_completed"]
 
 #: Version of the JSON form of a job; bumped on incompatible changes.
 JOB_FORMAT_VERSION = 1
@@ -54,7 +67,16 @@ class RenderJob:
         progress: the last progress snapshot received, or None for a job rebuilt from ids alone.
     """
 
-    __slots__ = ("_resource", "feature", "process_id", "progress", "task_ids", "user_id")
+    __slots__ = (
+        "_not_before",
+        "_resource",
+        "_submitted_at",
+        "feature",
+        "process_id",
+        "progress",
+        "task_ids",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -72,8 +94,17 @@ class RenderJob:
         self.task_ids: tuple[str, ...] = tuple(dict.fromkeys(task_ids))
         self.progress = progress
         self._resource = resource
+        # When the start or edit call that made this handle returned (client clock), or None for a
+        # rebuilt job. Polls sent before it never complete the job (an edit re-opens a process).
+        self._submitted_at: float | None = None
+        self._not_before = float("-inf")
         if progress is not None:
             self._merge_tasks(progress.tasks)
+
+    def _mark_submitted(self, at: float) -> RenderJob:
+        self._submitted_at = at
+        self._not_before = at
+        return self
 
     def __repr__(self) -> str:
         done = f", progress={self.progress.progress}" if self.progress is not None else ""
@@ -113,7 +144,19 @@ class RenderJob:
     @property
     def is_complete(self) -> bool:
         """Whether the last snapshot says the process is done (see ``Progress.is_complete``)."""
-        return self.progress is not None and self.progress.is_complete
+        return self.progress is not None and _is_finished(self.progress)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the last snapshot shows failed or cancelled tasks or ``isSuccessful: false``."""
+        return self.progress is not None and _failure(self.progress) is not None
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`RenderFailedError` if the last snapshot shows a failure; else do nothing."""
+        if self.progress is not None:
+            error = _failure_error(self, self.progress)
+            if error is not None:
+                raise error
 
     # ------------------------------------------------------------------------------------ json
 
@@ -191,6 +234,51 @@ class RenderJob:
         self._resource = resource
         return self
 
+    def wait_until_complete(
+        self, *, timeout: float | None = None, raise_on_failure: bool = True
+    ) -> TaskUpdates:
+        """Follow the process: an async iterator of :class:`TaskUpdate`, one per task state change.
+
+        The first items report the states the job already has; after that, an item comes only when a
+        task's state changes (tasks the server lists for the first time included; unknown states are
+        yielded, never fatal). Iteration ends when the process is complete: progress 100, every task
+        counted complete, every listed task in a terminal state. Polling goes through the client's one
+        scheduler, which serves every waiter of the same user with one request per tick.
+
+        Args:
+            timeout: seconds (on the client's clock) before :class:`WaitTimeoutError`; None waits as
+                long as it takes. The render itself is not affected.
+            raise_on_failure: when the process completes with failed or cancelled tasks or
+                ``isSuccessful: false``, raise :class:`RenderFailedError` after the last update
+                (default); False ends the iteration normally (check ``job.failed``).
+
+        Raises:
+            RenderFailedError, WaitTimeoutError, RenderNotFoundError, ClientNotOpenError, and the
+            API's permanent errors (e.g. AuthenticationError).
+
+        Example::
+
+            async for update in job.wait_until_complete(timeout=600):
+                print(update.task_id, update.previous, "->", update.state, update.progress.progress)
+                if update.succeeded:
+                    await job.download(update.task_id, "out/")
+
+        ``break`` or cancelling the task stops the wait at once: nothing stays registered.
+        """
+        return TaskUpdates(self, timeout=timeout, raise_on_failure=raise_on_failure)
+
+    async def result(self, *, timeout: float | None = None, raise_on_failure: bool = True) -> Progress:
+        """Wait until the process is complete and return its final progress.
+
+        Raises:
+            RenderFailedError: (unless ``raise_on_failure=False``) the process completed with failures.
+            WaitTimeoutError: ``timeout`` ran out.
+        """
+        async for _ in self.wait_until_complete(timeout=timeout, raise_on_failure=raise_on_failure):
+            pass
+        assert self.progress is not None
+        return self.progress
+
     async def refresh(self) -> Progress:
         """Fetch this process's progress now (one filtered ``CheckUserProgress`` call) and record it.
 
@@ -229,3 +317,248 @@ class RenderJob:
             await self.download(task_id, directory, low_resolution=low_resolution)
             for task_id in self.progress.succeeded_task_ids
         ]
+
+
+# ------------------------------------------------------------------------------------------- waiting
+
+
+class TaskUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """One task's state change, as the waiting iterators report it.
+
+    Attributes:
+        feature, process_id, task_id: which task.
+        previous: its state before (None the first time the task is reported).
+        state: its state now (unknown values kept as ``RenderState.UNNAMED_<n>``).
+        progress: the process's progress snapshot this change was seen in.
+    """
+
+    feature: str
+    process_id: str
+    task_id: str
+    previous: RenderState | None
+    state: RenderState
+    progress: Progress
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change again (until an edit re-opens it)."""
+        return int(self.state) in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        """The task's result is ready to download."""
+        return self.state == RenderState.SUCCEEDED
+
+    @property
+    def failed(self) -> bool:
+        """The task failed or was cancelled."""
+        return self.state in (RenderState.FAILED, RenderState.CANCELLED)
+
+
+def _is_finished(progress: Progress) -> bool:
+    """Complete by the documented rule, or the process itself reports a terminal failure state."""
+    return progress.is_complete or (
+        progress.request_render_state in (RenderState.FAILED, RenderState.CANCELLED)
+        and all(state in TERMINAL_STATES for state in progress.tasks.values())
+    )
+
+
+def _failure(progress: Progress) -> tuple[list[str], str] | None:
+    failed = progress.failed_task_ids
+    if failed or not progress.is_successful or progress.request_render_state == RenderState.FAILED:
+        return failed, progress.error_message or ""
+    return None
+
+
+def _failure_error(job: RenderJob, progress: Progress) -> RenderFailedError | None:
+    failure = _failure(progress)
+    if failure is None:
+        return None
+    failed, message = failure
+    detail = f"{len(failed)} of {progress.total_task_count} tasks failed" if failed else "the process failed"
+    return RenderFailedError(
+        f"render {job.process_id} ({job.feature}) completed with failures: {detail}"
+        + (f": {message}" if message else ""),
+        job=job,
+        failed_task_ids=failed,
+        server_message=message,
+        progress=progress,
+    )
+
+
+def _target(job: RenderJob) -> Target:
+    return Target(
+        key=(job.feature, job.user_id),
+        process_id=job.process_id,
+        not_before=job._not_before,
+        submitted_at=job._submitted_at,
+    )
+
+
+class TaskUpdates:
+    """The async iterator of :meth:`RenderJob.wait_until_complete` (see there)."""
+
+    def __init__(self, job: RenderJob, *, timeout: float | None, raise_on_failure: bool) -> None:
+        resource = job.resource
+        self._job = job
+        self._scheduler = resource._scheduler
+        clock = resource._client.clock
+        self._clock = clock
+        self._deadline = None if timeout is None else clock.monotonic() + timeout
+        self._raise_on_failure = raise_on_failure
+        self._watch = Watch([_target(job)], self._deadline)
+        self._states: dict[str, int] = {}
+        self._pending: deque[TaskUpdate] = deque()
+        self._last_sent = float("-inf")
+        self._started = False
+        self._finished = False
+        self._error: AdCreativeError | None = None
+
+    def __aiter__(self) -> TaskUpdates:
+        return self
+
+    def _absorb(self, progress: Progress) -> None:
+        job = self._job
+        states = self._states
+        for task_id, state in progress.tasks.items():
+            previous = states.get(task_id)
+            if previous != state:
+                states[task_id] = state
+                self._pending.append(
+                    TaskUpdate(
+                        feature=job.feature,
+                        process_id=job.process_id,
+                        task_id=task_id,
+                        previous=None if previous is None else RenderState(previous),
+                        state=RenderState(state),
+                        progress=progress,
+                    )
+                )
+        if _is_finished(progress):
+            self._finished = True
+            if self._raise_on_failure:
+                self._error = _failure_error(job, progress)
+
+    async def __anext__(self) -> TaskUpdate:
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._finished:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopAsyncIteration
+            if not self._started:
+                self._started = True
+                if self._job.progress is not None:
+                    self._absorb(self._job.progress)
+                    continue
+            if self._take_snapshot():
+                continue
+            self._check_wait_over()
+            await self._scheduler.wait(self._watch)
+
+    def _take_snapshot(self) -> bool:
+        """Absorb a fresher cached snapshot of the job, if any; True if one was taken."""
+        job = self._job
+        snap = self._scheduler.snapshot((job.feature, job.user_id), job.process_id)
+        if snap is None or snap.sent_at <= self._last_sent or snap.sent_at < job._not_before:
+            return False
+        self._last_sent = snap.sent_at
+        job.update(snap.progress)
+        self._absorb(snap.progress)
+        return True
+
+    def _check_wait_over(self) -> None:
+        job = self._job
+        watch = self._watch
+        if watch.error is not None:
+            error, watch.error = watch.error, None
+            raise error
+        gone = self._scheduler.gone((job.feature, job.user_id), job.process_id)
+        if gone is not None:
+            raise RenderNotFoundError(str(gone), job=job)
+        if watch.expired or (self._deadline is not None and self._clock.monotonic() >= self._deadline):
+            raise WaitTimeoutError(
+                f"waiting for render {job.process_id} ({job.feature}) timed out"
+                + (f" at {job.progress.progress}%" if job.progress is not None else ""),
+                job=job,
+            )
+
+
+class _AsCompleted:
+    """The async iterator of :func:`as_completed`."""
+
+    def __init__(self, jobs: Iterable[RenderJob], timeout: float | None) -> None:
+        self._remaining: dict[tuple[str, str, str], RenderJob] = {}
+        for job in jobs:
+            self._remaining[(job.feature, job.user_id, job.process_id)] = job
+        self._ready: deque[RenderJob] = deque()
+        self._last_sent: dict[tuple[str, str, str], float] = {}
+        self._watch: Watch | None = None
+        self._timeout = timeout
+        self._deadline: float | None = None
+
+    def __aiter__(self) -> _AsCompleted:
+        return self
+
+    async def __anext__(self) -> RenderJob:
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if not self._remaining:
+                raise StopAsyncIteration
+            first = next(iter(self._remaining.values()))
+            scheduler = first.resource._scheduler
+            clock = first.resource._client.clock
+            if self._watch is None:
+                if self._timeout is not None:
+                    self._deadline = clock.monotonic() + self._timeout
+                self._watch = Watch([], self._deadline)
+                for key, job in list(self._remaining.items()):
+                    if job.progress is not None and _is_finished(job.progress):
+                        self._ready.append(self._remaining.pop(key))  # finished before we started
+                if self._ready:
+                    continue
+            for key, job in list(self._remaining.items()):
+                snap = scheduler.snapshot((job.feature, job.user_id), job.process_id)
+                if snap is None or snap.sent_at <= self._last_sent.get(key, float("-inf")):
+                    gone = scheduler.gone((job.feature, job.user_id), job.process_id)
+                    if gone is not None:
+                        raise RenderNotFoundError(str(gone), job=job)
+                    continue
+                if snap.sent_at < job._not_before:
+                    continue
+                self._last_sent[key] = snap.sent_at
+                job.update(snap.progress)
+                if _is_finished(snap.progress):
+                    self._ready.append(self._remaining.pop(key))
+            if self._ready:
+                continue
+            watch = self._watch
+            if watch.error is not None:
+                error, watch.error = watch.error, None
+                raise error
+            if watch.expired or (self._deadline is not None and clock.monotonic() >= self._deadline):
+                pending = list(self._remaining.values())
+                raise WaitTimeoutError(
+                    f"{len(pending)} render(s) still running when the timeout ran out",
+                    job=pending[0],
+                    pending_jobs=pending,
+                )
+            watch.retarget(_target(j) for j in self._remaining.values())
+            await scheduler.wait(watch)
+
+
+def as_completed(jobs: Iterable[RenderJob], *, timeout: float | None = None) -> AsyncIterator[RenderJob]:
+    """Yield jobs as their processes finish (successfully or not: check ``job.failed``).
+
+    All jobs are followed by the client's one scheduler (one request per user per tick, whatever the
+    number of jobs). ``break`` stops following them at once.
+
+    Raises:
+        WaitTimeoutError: ``timeout`` (seconds, client clock) ran out; ``error.pending_jobs`` lists the
+            jobs still running.
+        RenderNotFoundError: the server no longer knows one of the processes.
+    """
+    return _AsCompleted(jobs, timeout)

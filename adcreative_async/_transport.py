@@ -154,27 +154,18 @@ class StreamedResponse:
         """The response's ``Content-Type`` header, if any."""
         return self._response.headers.get("Content-Type")
 
-    @property
-    def filename(self) -> str | None:
-        """The file name of ``Content-Disposition``, if any (untrusted: sanitise before use)."""
-        disposition = self._response.content_disposition
-        return disposition.filename if disposition is not None else None
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The next bytes of the body (at most ``max_bytes``, default ``chunk_size``); ``b""`` at the end.
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body in chunks of at most ``chunk_size`` bytes; transport failures become SDK errors."""
-        content = self._response.content
-        while True:
-            error: AdCreativeError | None = None
-            try:
-                chunk = await content.read(self._chunk_size)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                error = _translate(exc, self._method, self._route, reading=True)
-                chunk = b""
-            if error is not None:
-                raise error
-            if not chunk:
-                return
-            yield chunk
+        Raises:
+            IncompleteDownloadError: the connection dropped before the whole body arrived.
+            APITimeoutError / APIConnectionError: other transport failures (never chained).
+        """
+        try:
+            return await self._response.content.read(max_bytes or self._chunk_size)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = _translate(exc, self._method, self._route, reading=True)
+        raise error  # outside the handler: never chained to aiohttp's exception
 
 
 class _UploadPayload(aiohttp_payload.Payload):
@@ -304,6 +295,8 @@ class Transport:
         self.user_agent = user_agent or default_user_agent()
         self._session: aiohttp.ClientSession | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self.downloads_in_progress = 0
+        """Downloads to files running now (they share :data:`DOWNLOAD_WRITE_BUFFER` between them)."""
         self.tokens = TokenManager(
             application_id=application_id,
             private_key=jwt_private_key,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -1156,6 +1157,246 @@ async def test_download_errors() -> None:
         assert (await api.download(br["imageRenderProcessId"], br_task)).status == 404  # wrong feature
 
 
+# large downloads, ranges, cut bodies ----------------------------------------------------------------
+
+
+def png_chunk_types(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG, checking every chunk's CRC and that nothing follows IEND."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    types, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(data[pos + 4 : pos + 8 + length]) == crc, kind
+        types.append(kind)
+        pos += 12 + length
+    assert pos == len(data)
+    return types
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 4096, 1 << 20, 3_000_001])
+@pytest.mark.parametrize("crc", [0, 1, 0xDEADBEEF])
+def test_crc_of_zeros_is_zlibs_without_the_bytes(count: int, crc: int) -> None:
+    from adcreative_async.testing._images import crc32_of_zeros
+
+    assert crc32_of_zeros(count, crc) == zlib.crc32(bytes(count), crc)
+
+
+def test_padded_pngs_are_exact_valid_and_sliceable() -> None:
+    from adcreative_async.testing._images import iter_segments, padded_png, png_bytes, segments_size
+
+    base = len(png_bytes(8, 8, (1, 2, 3)))
+    for size in (base, base + 12, base + 13, 300_001):
+        segments = padded_png(size, 8, 8, (1, 2, 3))
+        data = b"".join(bytes(piece) for piece in iter_segments(segments, 0, size))
+        assert len(data) == segments_size(segments) == size
+        types = png_chunk_types(data)
+        assert types[:2] == [b"IHDR", b"IDAT"]
+        assert types[-1] == b"IEND"
+        for start, stop in ((0, 10), (7, size), (size - 3, size), (base - 20, size - 1)):
+            assert b"".join(bytes(p) for p in iter_segments(segments, start, stop)) == data[start:stop]
+    with pytest.raises(ValueError, match="at least"):
+        padded_png(base + 11, 8, 8, (1, 2, 3))
+    huge = padded_png(5 << 30, 8, 8, (1, 2, 3))  # never materialised
+    assert segments_size(huge) == 5 << 30
+    assert all(s < 1 << 31 for s in huge if isinstance(s, int))  # one PNG chunk holds < 2 GiB
+
+
+async def test_download_size_streams_a_valid_png_of_exactly_that_size() -> None:
+    size = 3 * (1 << 20) + 5
+    async with running(download_size=size, image_size=(40, 30)) as api:
+        started = await api.completed_generation()
+        process_id, task = started["imageRenderProcessId"], next(iter(started["tasks"]))
+        reply = await api.download(process_id, task)
+        assert int(reply.headers["Content-Length"]) == len(reply.body) == size
+        assert png_chunk_types(reply.body) == [b"IHDR", b"IDAT", b"paDd", b"IEND"]
+        assert png_size(reply.body) == (40, 30)
+        low = await api.download(process_id, task, lowResolution="true")
+        assert len(low.body) == size // 4
+        assert png_size(low.body) == (20, 15)
+        assert api.emu.download_count(task) == 2
+
+
+async def test_ranges_are_ignored_unless_enabled() -> None:
+    async with running() as api:
+        started = await api.completed_generation()
+        process_id, task = started["imageRenderProcessId"], next(iter(started["tasks"]))
+        full = await api.download(process_id, task)
+        reply = await api.get(
+            GEN_DOWNLOAD,
+            {"applicationId": api.emu.application_id, "taskId": task, "imageRenderProcessId": process_id},
+            headers={**api.headers, "Range": "bytes=10-"},
+        )
+        assert (reply.status, reply.body) == (200, full.body)
+        assert "Accept-Ranges" not in reply.headers
+        assert "Content-Range" not in reply.headers
+
+
+async def test_range_requests_answer_206_and_count_as_downloads() -> None:
+    async with running(range_requests=True, download_size=100_000) as api:
+        started = await api.completed_generation()
+        process_id, task = started["imageRenderProcessId"], next(iter(started["tasks"]))
+        full = await api.download(process_id, task)
+        size = len(full.body)
+        assert full.headers["Accept-Ranges"] == "bytes"
+        etag = {k.lower(): v for k, v in full.headers.items()}["etag"]  # sent as "Etag" by aiohttp
+        params = {"applicationId": api.emu.application_id, "taskId": task, "imageRenderProcessId": process_id}
+
+        async def ranged(value: str, **extra: str) -> Reply:
+            return await api.get(GEN_DOWNLOAD, params, headers={**api.headers, "Range": value, **extra})
+
+        for header, start, stop in [
+            ("bytes=10-", 10, size),
+            ("bytes=10-19", 10, 20),
+            ("bytes=-5", size - 5, size),
+            ("bytes=5-999999999", 5, size),
+            (f"bytes={size - 1}-", size - 1, size),
+        ]:
+            reply = await ranged(header)
+            assert reply.status == 206, header
+            assert reply.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{size}"
+            assert int(reply.headers["Content-Length"]) == stop - start
+            assert reply.body == full.body[start:stop]
+        for header in ("bytes=0-0,5-6", "bytes=abc", "bytes=9-3", "items=1-"):  # served whole, as ASP.NET
+            reply = await ranged(header)
+            assert (reply.status, reply.body) == (200, full.body), header
+        unsatisfiable = await ranged(f"bytes={size}-")
+        assert unsatisfiable.status == 416
+        assert unsatisfiable.headers["Content-Range"] == f"bytes */{size}"
+        assert (await ranged("bytes=10-", **{"If-Range": etag})).status == 206
+        stale = await ranged("bytes=10-", **{"If-Range": '"another"'})
+        assert (stale.status, stale.body) == (200, full.body)
+        assert api.emu.download_count(task) == 1 + 5 + 4 + 2  # every 200 and 206; not the 416
+
+
+async def test_truncated_downloads_drop_the_connection_mid_body() -> None:
+    async with running(download_size=1 << 20) as api:
+        started = await api.completed_generation()
+        process_id, task = started["imageRenderProcessId"], next(iter(started["tasks"]))
+        params = {"applicationId": api.emu.application_id, "taskId": task, "imageRenderProcessId": process_id}
+        api.emu.truncate_next_download(task, 1000, count=2)
+        for _ in range(2):
+            async with api.session.get(f"/api/v1/{GEN_DOWNLOAD}", params=params, headers=api.headers) as r:
+                assert r.headers["Content-Length"] == str(1 << 20)  # the whole length is announced
+                assert len(await r.content.readexactly(1000)) == 1000
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await r.read()
+        assert len((await api.download(process_id, task)).body) == 1 << 20  # then served whole
+        assert api.emu.download_count(task) == 3  # cut downloads count too
+        control = await api.request(
+            "POST", "../../_emulator/truncate-next-download", json_body={"taskId": task, "afterBytes": 0}
+        )
+        assert control.status == 204
+        async with api.session.get(f"/api/v1/{GEN_DOWNLOAD}", params=params, headers=api.headers) as r:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()
+        bad = await api.request(
+            "POST", "../../_emulator/truncate-next-download", json_body={"taskId": UNKNOWN_ID}
+        )
+        assert bad.status == 400
+        with pytest.raises(KeyError):
+            api.emu.truncate_next_download(UNKNOWN_ID, 10)
+        with pytest.raises(ValueError, match="after_bytes"):
+            api.emu.truncate_next_download(task, -1)
+
+
+def _multipart(fields: Mapping[str, str], files: Mapping[str, bytes]) -> tuple[bytes, str]:
+    boundary = "emulator-test-boundary"
+    out = b""
+    for name, value in fields.items():
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    for name, content in files.items():
+        out += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.jpg"\r\n'
+                "Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + content
+            + b"\r\n"
+        )
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+async def _raw_request(
+    api: Api, headers: Mapping[str, str], body: bytes | None = None, announced: int | None = None
+) -> tuple[bytes, bytes]:
+    """POST the background-removal start with ``Expect: 100-continue`` over a raw socket.
+
+    Sends the head, reads what comes first; sends ``body`` only after a ``100 Continue``; then reads to
+    the end of the connection. Returns (what came first, everything).
+    """
+    host, port = api.emu.base_url.removeprefix("http://").split(":")
+    length = announced if announced is not None else len(body or b"")
+    head = "".join(
+        [
+            f"POST /api/v1/{BR_START} HTTP/1.1\r\nHost: {host}\r\nExpect: 100-continue\r\n",
+            f"Content-Length: {length}\r\n",
+            *(f"{k}: {v}\r\n" for k, v in headers.items()),
+            "\r\n",
+        ]
+    )
+    received = b""
+    with anyio.fail_after(10):  # a server that waited for the body would hang here
+        async with await anyio.connect_tcp(host, int(port)) as stream:
+            await stream.send(head.encode())
+            while b"\r\n\r\n" not in received:
+                received += await stream.receive()
+            first = received
+            if first.startswith(b"HTTP/1.1 100 ") and body is not None:
+                await stream.send(body)
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while True:
+                    received += await stream.receive()
+    return first, received
+
+
+async def test_expect_continue_is_answered_only_when_the_body_is_read() -> None:
+    async with running() as api:
+        fields = {"applicationId": api.emu.application_id, "userId": USER_ID}
+        body, content_type = _multipart(fields, {"uploadedImage": JPEG})
+        good = {**api.headers, "Content-Type": content_type, "Connection": "close"}
+        # valid: 100 Continue comes when the handler reads the body, then the answer
+        first, everything = await _raw_request(api, good, body)
+        assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert b"HTTP/1.1 200 OK" in everything
+        assert len(api.emu.processes_for(USER_ID)) == 1
+        # bad credentials: the 401 without 100 Continue, before a (huge) body is sent; the
+        # connection closes, as Kestrel closes it, since the announced body never came
+        bad = {**api.auth_headers("not-a-token"), "Content-Type": content_type}
+        first, everything = await _raw_request(api, bad, announced=1 << 30)
+        assert first.startswith(b"HTTP/1.1 401 ")
+        assert b"100 Continue" not in everything
+        assert b"connection: close" in everything.lower()
+        assert b"Token is missing" in everything
+        # any answer given before the body is needed: unsupported media type, injected failures
+        text = {**api.headers, "Content-Type": "text/plain"}
+        first, everything = await _raw_request(api, text, announced=1 << 30)
+        assert first.startswith(b"HTTP/1.1 415 ")
+        api.emu.fail_next(BR_START, 503)
+        first, everything = await _raw_request(api, good, announced=1 << 30)
+        assert first.startswith(b"HTTP/1.1 503 ")
+        assert len(api.emu.processes_for(USER_ID)) == 1
+
+
+async def test_aiohttp_clients_waiting_for_continue_get_the_401_without_sending() -> None:
+    async with running() as api:
+        sent = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal sent
+            for _ in range(64):
+                sent += 1 << 20
+                yield bytes(1 << 20)
+
+        headers = {**api.auth_headers("not-a-token"), "Content-Type": "multipart/form-data; boundary=x"}
+        async with api.session.post(
+            f"/api/v1/{BR_START}", data=body(), headers=headers, expect100=True
+        ) as response:
+            assert response.status == 401
+        assert sent == 0
+
+
 # background remover -------------------------------------------------------------------------------
 
 
@@ -1412,6 +1653,8 @@ async def test_lifetime_credentials_and_options() -> None:
         ({"tasks_per_size": 0}, "tasks_per_size"),
         ({"access_token_lifetime": 0}, "lifetimes"),
         ({"read_after_write_lag": -1}, "read_after_write_lag"),
+        ({"download_size": 1 << 20, "image_format": "jpeg"}, "download_size needs image_format='png'"),
+        ({"download_size": 100}, "download_size must be at least"),
     ],
 )
 def test_options_are_checked(option: dict[str, Any], match: str) -> None:
@@ -1484,3 +1727,15 @@ def test_command_line_rejects_bad_options() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--task-duration", "1", "2", "3"])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--download-size", "10"])
+    assert exit_info.value.code == 2
+
+
+def test_command_line_sets_large_download_options() -> None:
+    from adcreative_async.testing._cli import _emulator, _parser
+
+    default = _emulator(_parser().parse_args([])).options
+    assert (default.download_size, default.range_requests) == (None, False)
+    options = _emulator(_parser().parse_args(["--download-size", "1073741824", "--range-requests"])).options
+    assert (options.download_size, options.range_requests) == (1 << 30, True)

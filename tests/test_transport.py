@@ -3,11 +3,13 @@ serialisation, escape hatches, timeouts and error translation."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -136,21 +138,37 @@ async def test_a_second_401_raises_authentication_error(api: MiniAPI, client: Ad
     assert len(api.requests_to(BG_PROGRESS)) == 2
 
 
+class _Unseekable(io.RawIOBase):
+    """A pipe-like binary file: readable once, not seekable."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._data.readinto(buffer)
+
+
+@pytest.mark.parametrize("kind", ["async iterable", "unseekable file"])
 async def test_upload_from_non_replayable_source_is_not_retried_after_401(
-    api: MiniAPI, client: AdCreativeClient
+    api: MiniAPI, client: AdCreativeClient, kind: str
 ) -> None:
     api.answer("POST", BG_START, 401, UNAUTHORIZED)
 
     async def image() -> AsyncIterator[bytes]:
         yield PNG
 
+    source: Any = image() if kind == "async iterable" else _Unseekable(PNG)
     with pytest.raises(AuthenticationError):
-        await client.background_remover.remove(image())
+        await client.background_remover.remove(source)
     assert len(api.requests_to(BG_START)) == 1
 
 
-async def test_upload_from_path_is_retried_after_401(
-    api: MiniAPI, client: AdCreativeClient, tmp_path: Path
+@pytest.mark.parametrize("kind", ["path", "bytes", "seekable file"])
+async def test_upload_from_replayable_source_is_retried_after_401(
+    api: MiniAPI, client: AdCreativeClient, tmp_path: Path, kind: str
 ) -> None:
     calls = 0
 
@@ -164,15 +182,22 @@ async def test_upload_from_path_is_retried_after_401(
 
     path = tmp_path / "p.png"
     path.write_bytes(PNG)
-    job = await client.background_remover.remove(path)
+    handle = io.BytesIO(b"skipped" + PNG)
+    handle.name = "p.png"
+    handle.seek(7)  # a file object is sent from its position, on each attempt
+    source: Any = {"path": path, "bytes": PNG, "seekable file": handle}[kind]
+    job = await client.background_remover.remove(source)
     assert job.process_id == PROCESS
     sent = api.requests_to(BG_START)
     assert len(sent) == 2
-    assert sent[1].form == [
-        ("applicationId", MiniAPI.APP, None),
-        ("userId", USER, None),
-        ("uploadedImage", PNG, "p.png"),
-    ]
+    name = "image.png" if kind == "bytes" else "p.png"
+    for attempt in sent:  # the body went out whole both times
+        assert attempt.form == [
+            ("applicationId", MiniAPI.APP, None),
+            ("userId", USER, None),
+            ("uploadedImage", PNG, name),
+        ]
+    assert not handle.closed
 
 
 async def test_redirects_are_never_followed(api: MiniAPI, client: AdCreativeClient) -> None:

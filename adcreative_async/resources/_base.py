@@ -17,16 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._downloads import DownloadStream, download_file
 from .._errors import APIError, InvalidRequestError, NotFoundError
 from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
-from .._files import ProgressCallback, Upload, prepare_upload, write_atomically
-from .._jobs import RenderJob
+from .._files import ProgressCallback, Upload, prepare_upload
+from .._jobs import RenderJob, TaskUpdates
 from .._models import PROGRESS_DECODER, Progress, decode_progress_list
 from .._transport import FormItem, Request
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
     from .._config import Timeout
+    from .._polling import PollScheduler
 
 __all__ = ["NOTHING_FOUND_PATTERNS", "RenderFeature", "RenderResource", "RequestOptions"]
 
@@ -137,6 +139,11 @@ class RenderResource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(feature={self.feature.name!r})"
 
+    @property
+    def _scheduler(self) -> PollScheduler:
+        """The client's poll scheduler (the client must be open)."""
+        return self._client._poll_scheduler()
+
     # ------------------------------------------------------------------------------ building
 
     def _request(
@@ -230,7 +237,7 @@ class RenderResource:
             user_id=user_id,
             progress=progress,
             resource=self,
-        )
+        )._mark_submitted(client.clock.monotonic())
 
     # ---------------------------------------------------------------------------------- calls
 
@@ -327,29 +334,96 @@ class RenderResource:
         *,
         low_resolution: bool = False,
         on_progress: ProgressCallback | None = None,
+        resume: bool | int = False,
+        use_server_filename: bool = False,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
     ) -> Path:
-        """Download one task's result into ``dest``, atomically.
+        """Download one task's result into ``dest``, atomically, in constant memory.
+
+        The body goes to a temporary file in the destination directory, renamed into place only when
+        all of it arrived (its length matches ``Content-Length``, or without one, the PNG/JPEG end
+        marker is there); a failed or cancelled download leaves nothing behind.
 
         Args:
             process_id, task_id: the task (GUIDs).
             dest: a file path, or a directory (existing, or given with a trailing separator): then the
                 file is named after the task id with the extension of the detected type.
             low_resolution: ask for the low-resolution rendition (``lowResolution=true``).
-            on_progress: called with (bytes received, total or None).
+            on_progress: called with (bytes received, total or None); back to 0 if a resumed download
+                has to start again.
+            resume: continue a body the connection cut (``True``: up to 3 times; a number: up to that
+                many) with ``Range: bytes=<received>-``, if the server answers 206; a server that
+                answers 200 is read again from the start. Off by default.
+            use_server_filename: in a directory, name the file after the server's
+                ``Content-Disposition`` file name, made safe (its base name only, no control or
+                reserved characters, no leading dots) and given the extension of the detected type;
+                the task id's name when the server sends none.
 
         Returns:
-            The path written. Nothing is written unless the whole body arrived.
+            The path written.
 
-        Every download increments the server's download counter (seed 001), retries included.
+        Raises:
+            NotFoundError: the task has no result (not succeeded, or unknown ids).
+            IncompleteDownloadError: the body ended early (after any resumes allowed).
+
+        **Every download request increments the server's download counter** (seed 001): downloading
+        again, or resuming, is safe but counts each time.
         """
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
+        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout)
+        return await download_file(
+            self._client._transport,
+            req,
+            dest,
+            default_stem=tid,
+            use_server_filename=use_server_filename,
+            resume=resume,
+            on_progress=on_progress,
+        )
+
+    def stream_download(
+        self,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
+        *,
+        low_resolution: bool = False,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> DownloadStream:
+        """One task's result as a stream, for piping elsewhere than a file; use with ``async with``.
+
+        Example::
+
+            async with client.creatives.stream_download(process_id, task_id) as stream:
+                total = stream.content_length  # also stream.content_type, stream.filename (made safe)
+                async for chunk in stream.iter_bytes():
+                    await sink.write(chunk)
+
+        The ids are checked now; the request goes out when the block is entered, and counts as a
+        download on the server (seed 001). A ``timeout`` total covers the whole block, your
+        processing of the chunks included. See :class:`~adcreative_async.DownloadStream`.
+        """
+        pid = canonical_guid(process_id, "process_id")
+        tid = canonical_guid(task_id, "task_id")
+        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout)
+        return DownloadStream(self._client._transport, req, process_id=pid, task_id=tid)
+
+    def _download_request(
+        self,
+        pid: str,
+        tid: str,
+        low_resolution: bool,
+        extra_query: Mapping[str, object] | None,
+        extra_headers: Mapping[str, str] | None,
+        timeout: Timeout | float | None,
+    ) -> Request:
         client = self._client
         client._require_open()
-        req = self._request(
+        return self._request(
             "GET",
             self.feature.download_route,
             query=[
@@ -366,18 +440,30 @@ class RenderResource:
             },
             options=RequestOptions(None, extra_query, extra_headers, timeout),
         )
-        async with client._transport.stream(req) as response:
-            return await write_atomically(
-                response.iter_chunks(),
-                dest,
-                default_stem=tid,
-                content_type=response.content_type,
-                expected_length=response.content_length,
-                limiter=client._transport.limiter,
-                on_progress=on_progress,
-            )
 
-    def job(self, process_id: str, *, user_id: str | None = None, task_ids: Sequence[str] = ()) -> RenderJob:
+    def wait_until_complete(
+        self,
+        process_id: str | uuid.UUID,
+        *,
+        user_id: str | uuid.UUID | None = None,
+        timeout: float | None = None,
+        raise_on_failure: bool = True,
+    ) -> TaskUpdates:
+        """Follow a process known only by its ids (after a restart, in another worker).
+
+        The same as ``self.job(process_id, user_id=...).wait_until_complete(...)``; see
+        :meth:`RenderJob.wait_until_complete`.
+        """
+        job = self.job(process_id, user_id=user_id)
+        return job.wait_until_complete(timeout=timeout, raise_on_failure=raise_on_failure)
+
+    def job(
+        self,
+        process_id: str | uuid.UUID,
+        *,
+        user_id: str | uuid.UUID | None = None,
+        task_ids: Sequence[str] = (),
+    ) -> RenderJob:
         """A job handle rebuilt from ids (after a restart, in another worker), bound to this client."""
         return RenderJob(
             feature=self.feature.name,

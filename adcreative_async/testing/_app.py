@@ -6,6 +6,10 @@ a raised :class:`Problem` into its response. Handlers follow the docs' order of 
 (401), input validation (400), the form's or query's applicationId against the token's (401), the
 notification channel (404), then the feature itself.
 
+Like Kestrel, the emulator answers ``Expect: 100-continue`` lazily: ``100 Continue`` goes out only when a
+handler starts reading the body, so that a 401 (or any answer given before the body is needed) reaches
+the client before it sends its upload; such an answer closes the connection, whose body never came.
+
 Testing-only routes live under ``/_emulator/`` and need no authentication.
 """
 
@@ -15,15 +19,27 @@ import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, HttpVersion11, web
 
 from . import _responses as responses
-from ._images import HEAD_BYTES, IMAGE_MEDIA_TYPES, color_for, jpeg_bytes, png_bytes, sniff_image
+from ._images import (
+    HEAD_BYTES,
+    IMAGE_MEDIA_TYPES,
+    Segment,
+    color_for,
+    iter_segments,
+    jpeg_bytes,
+    padded_png,
+    png_bytes,
+    segments_size,
+    sniff_image,
+)
 from ._responses import Msg, Problem, ValidationStyle
 from ._state import (
     FEATURE_BACKGROUND_REMOVAL,
@@ -252,6 +268,41 @@ _URN_PREFIX = re.compile(r"^\s*urn:uuid:", re.IGNORECASE)
 _BOUNDARY = re.compile(r";\s*boundary=\S", re.IGNORECASE)
 
 
+class _PendingContinue:
+    """A request that announced ``Expect: 100-continue`` and whether ``100 Continue`` went out."""
+
+    sent = False
+
+
+_CONTINUE: ContextVar[_PendingContinue | None] = ContextVar("emulator_expect_continue", default=None)
+"""The current request's pending ``100 Continue`` (each request runs in its own task)."""
+
+
+def _expects_continue(request: web.Request) -> bool:
+    return (
+        request.version >= HttpVersion11
+        and request.headers.get("Expect", "").strip().lower() == "100-continue"
+    )
+
+
+async def deferred_expect(request: web.Request) -> None:
+    """The API routes' ``expect_handler``: unlike aiohttp's default, send nothing before the handler.
+
+    Kestrel sends ``100 Continue`` when the application first reads the body (:func:`continue_body`);
+    an answer given before that (401, 415, an injected failure) goes out without it. Other
+    expectations are ignored, as Kestrel ignores them.
+    """
+
+
+async def continue_body(request: web.Request) -> None:
+    """Send the pending ``100 Continue``, once, before the first read of the body."""
+    pending = _CONTINUE.get()
+    if pending is not None and not pending.sent:
+        pending.sent = True
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's default handler: the response has not started
+
+
 async def _read_upload(part: BodyPartReader, name: str, filename: str) -> UploadInfo:
     """Stream a file part: keep its size, SHA-256 and first bytes only."""
     digest = hashlib.sha256()
@@ -291,6 +342,7 @@ async def read_form(request: web.Request, endpoint: Endpoint) -> tuple[Inputs, R
     if media_type == "multipart/form-data":
         if not _BOUNDARY.search(request.headers.get("Content-Type", "")):  # e.g. set by hand
             raise _unreadable_form(endpoint, Msg.MISSING_BOUNDARY)
+        await continue_body(request)
         try:
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
@@ -307,6 +359,7 @@ async def read_form(request: web.Request, endpoint: Endpoint) -> tuple[Inputs, R
         except ValueError:
             raise _unreadable_form(endpoint, Msg.MALFORMED_MULTIPART) from None
     elif media_type == "application/x-www-form-urlencoded":
+        await continue_body(request)
         for name, field_value in (await request.post()).items():
             if isinstance(field_value, str):
                 text.setdefault(name.lower(), []).append(field_value)
@@ -333,6 +386,7 @@ async def json_inputs(request: web.Request) -> Inputs:
     """A JSON object body as bound inputs (scalars as text, as Newtonsoft converts them to strings)."""
     if request.content_type != "application/json" and not request.content_type.endswith("+json"):
         raise Problem(responses.unsupported_media_type())
+    await continue_body(request)
     raw = await request.read()
     style = responses.STYLE_NEWTONSOFT
     if not raw.strip():
@@ -348,6 +402,35 @@ async def json_inputs(request: web.Request) -> Inputs:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             text.setdefault(str(name).lower(), []).append(str(value))
     return Inputs(text, {})
+
+
+UNSATISFIABLE = (-1, -1)
+"""What :func:`byte_range` returns for a range that starts past the end (416)."""
+
+_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
+    """The ``(start, stop)`` a ``Range`` header asks of ``total`` bytes, as ASP.NET reads it.
+
+    None (serve everything, 200) for no header, a malformed one or several ranges (ASP.NET serves
+    those whole); :data:`UNSATISFIABLE` when the range starts past the end.
+    """
+    match = _BYTE_RANGE.match(header or "")
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        if not last:
+            return None
+        suffix = int(last)
+        return (max(0, total - suffix), total) if suffix else UNSATISFIABLE
+    start = int(first)
+    if last and int(last) < start:
+        return None  # malformed: ignored
+    if start >= total:
+        return UNSATISFIABLE
+    return start, total if not last else min(int(last) + 1, total)
 
 
 class EmulatorApp:
@@ -370,7 +453,7 @@ class EmulatorApp:
     def build(self) -> web.Application:
         """A new aiohttp application serving the API and the testing routes."""
         app = web.Application(client_max_size=MAX_REQUEST_BODY)
-        app.router.add_route("*", "/api/v1/{tail:.*}", self.dispatch)
+        app.router.add_route("*", "/api/v1/{tail:.*}", self.dispatch, expect_handler=deferred_expect)
         channels = "/_emulator/notification-channels"
         app.router.add_get(channels, self.list_channels)
         app.router.add_post(channels, self.add_channel)
@@ -378,19 +461,41 @@ class EmulatorApp:
         app.router.add_post("/_emulator/advance", self.advance)
         app.router.add_post("/_emulator/expire-access-tokens", self.expire_access_tokens)
         app.router.add_post("/_emulator/fail-next", self.fail_next)
+        app.router.add_post("/_emulator/truncate-next-download", self.truncate_next_download)
         app.router.add_get("/_emulator/requests", self.request_counts)
         return app
 
     # dispatch -----------------------------------------------------------------------------------------
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """Serve an API request; an answer given without asking for an announced body closes the
+        connection (Kestrel's way: the client may still be holding the body back or sending it)."""
+        pending = _PendingContinue() if _expects_continue(request) else None
+        token = _CONTINUE.set(pending)
+        try:
+            response = await self._dispatch(request)
+        except ConnectionError:
+            # the client went away mid-body (e.g. it aborted an upload): no one to answer, nothing to log
+            response = web.Response(status=400)
+            response.force_close()
+        finally:
+            _CONTINUE.reset(token)
+        if pending is not None and not pending.sent and not response.prepared:
+            # Kestrel neither drains a body it never asked for nor keeps the connection: answer, close
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         """Count, inject failures, run the endpoint's handler and answer its :class:`Problem` if raised."""
         tail = request.match_info["tail"].strip("/")
         endpoint = ENDPOINTS_BY_ROUTE.get(tail.lower())
         route = endpoint.route if endpoint else tail
         self.state.requests[f"{request.method} {route}"] += 1
         if endpoint is None:
-            raise web.HTTPNotFound()
+            return web.Response(status=404, text="404: Not Found")
         if request.method != endpoint.method:
             return web.Response(status=405, headers={"Allow": endpoint.method})
         injected = self.state.take_failure(endpoint.route)
@@ -631,20 +736,56 @@ class EmulatorApp:
         process.refresh(self.state.clock.now())
         if task.state != TaskState.SUCCEEDED:
             raise Problem(responses.download_not_found(endpoint.function))
-        task.download_count += 1
-        process.download_count += 1
-        width, height = self.options.image_size
-        if values["lowResolution"]:
-            width, height = max(1, width // 2), max(1, height // 2)
+        low_resolution: bool = values["lowResolution"]
+        body = self.download_body(task_id, low_resolution)
+        total = segments_size(body)
         image_format = self.options.image_format
-        encode = png_bytes if image_format == "png" else jpeg_bytes
         extension = "png" if image_format == "png" else "jpg"
         filename = f"{task_id}.{extension}"  # assumed: the file name is not documented
-        return web.Response(
-            body=encode(width, height, color_for(task_id)),
-            content_type=IMAGE_MEDIA_TYPES[image_format],
-            headers={"Content-Disposition": f"attachment; filename={filename}; filename*=UTF-8''{filename}"},
-        )
+        headers = {"Content-Disposition": f"attachment; filename={filename}; filename*=UTF-8''{filename}"}
+        status, start, stop = 200, 0, total
+        if self.options.range_requests:
+            etag = '"' + hashlib.sha256(f"{task_id}:{low_resolution}:{total}".encode()).hexdigest()[:32] + '"'
+            headers |= {"Accept-Ranges": "bytes", "ETag": etag}
+            if_range = request.headers.get("If-Range")
+            wanted = byte_range(request.headers.get("Range"), total)
+            if wanted is not None and (if_range is None or if_range.strip() == etag):
+                if wanted == UNSATISFIABLE:
+                    return web.Response(status=416, headers={"Content-Range": f"bytes */{total}"})
+                status, (start, stop) = 206, wanted
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
+        task.download_count += 1
+        process.download_count += 1
+        cut = self.state.take_truncation(task_id)
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = IMAGE_MEDIA_TYPES[image_format]
+        response.content_length = stop - start
+        if cut is not None:
+            response.force_close()  # the connection drops after ``cut`` bytes of body
+        await response.prepare(request)
+        sent = 0
+        for piece in iter_segments(body, start, stop):
+            if cut is not None and sent + len(piece) > cut:
+                await response.write(piece[: cut - sent])
+                return response  # unfinished: the client sees the connection close mid-body
+            await response.write(piece)
+            sent += len(piece)
+        await response.write_eof()
+        return response
+
+    def download_body(self, task_id: str, low_resolution: bool) -> tuple[Segment, ...]:
+        """The image of a task as segments to stream: small and encoded, or padded to ``download_size``."""
+        width, height = self.options.image_size
+        if low_resolution:
+            width, height = max(1, width // 2), max(1, height // 2)
+        color = color_for(task_id)
+        size = self.options.download_size
+        if size is not None:
+            if low_resolution:
+                size = max(size // 4, len(png_bytes(width, height, color)) + 12)
+            return padded_png(size, width, height, color)
+        encode = png_bytes if self.options.image_format == "png" else jpeg_bytes
+        return (encode(width, height, color),)
 
     # testing-only routes ------------------------------------------------------------------------------
 
@@ -732,6 +873,17 @@ class EmulatorApp:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise web.HTTPBadRequest(text=f"bad fail-next request: {exc}") from None
+        return web.Response(status=204)
+
+    async def truncate_next_download(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/truncate-next-download ``{"taskId", "afterBytes", "count"}``."""
+        body = await self._control_body(request)
+        try:
+            self.state.truncate_next_download(
+                str(body["taskId"]), int(body.get("afterBytes", 0)), int(body.get("count", 1))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"bad truncate-next-download request: {exc}") from None
         return web.Response(status=204)
 
     async def request_counts(self, request: web.Request) -> web.StreamResponse:

@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help="seed of ids, jitter and failures")
     add("--tasks-per-size", type=int, default=5, metavar="N")
     add(
+        "--download-size",
+        type=int,
+        metavar="BYTES",
+        help="downloads are PNGs of exactly this many bytes, streamed in constant memory",
+    )
+    add("--range-requests", action="store_true", help="downloads honour Range (206, Content-Range)")
+    add(
         "--no-channel-required-for-background-removal",
         action="store_true",
         help="background removal works without a notification channel",
@@ -90,6 +97,8 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         seed=args.seed,
         tasks_per_size=args.tasks_per_size,
         channel_required_for_background_removal=not args.no_channel_required_for_background_removal,
+        download_size=args.download_size,
+        range_requests=args.range_requests,
     )
 
 

@@ -66,7 +66,8 @@ class Emulator:
         access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, task_duration,
         auto_complete, notification_channel, list_finished, partial_tasks, unknown_task_state,
         task_failure_rate, read_after_write_lag, image_format, image_size, seed, tasks_per_size,
-        channel_required_for_background_removal: See :class:`EmulatorOptions`.
+        channel_required_for_background_removal, download_size, range_requests: See
+        :class:`EmulatorOptions`.
     """
 
     def __init__(
@@ -94,6 +95,8 @@ class Emulator:
         seed: int | None = None,
         tasks_per_size: int = 5,
         channel_required_for_background_removal: bool = True,
+        download_size: int | None = None,
+        range_requests: bool = False,
     ) -> None:
         self.options = EmulatorOptions(
             access_token_lifetime=access_token_lifetime,
@@ -112,6 +115,8 @@ class Emulator:
             seed=seed,
             tasks_per_size=tasks_per_size,
             channel_required_for_background_removal=channel_required_for_background_removal,
+            download_size=download_size,
+            range_requests=range_requests,
         )
         """The behaviour options in force."""
         self.clock = EmulatorClock()
@@ -350,6 +355,15 @@ class Emulator:
         image generation process." on generation's progress routes); anything else layered.
         """
         queue_failure(self._state, route, status, count, retry_after)
+
+    def truncate_next_download(self, task_id: str, after_bytes: int, *, count: int = 1) -> None:
+        """Cut the next ``count`` downloads of a task after ``after_bytes`` bytes of body.
+
+        The response announces its whole length, sends ``after_bytes`` bytes and closes the
+        connection, as a network failure mid-body would. Each cut download still counts as a
+        download. KeyError for an unknown task; ValueError for a negative size or a count below 1.
+        """
+        self._state.truncate_next_download(task_id, after_bytes, count)
 
     @property
     def requests(self) -> Counter[str]:

@@ -1,6 +1,7 @@
 """Image bytes for the emulator: small, real, decodable PNG and baseline JPEG files, and type sniffing.
 
-Downloads answer with a solid-colour image built here from the standard library only (zlib and struct);
+Downloads answer with a solid-colour image built here from the standard library only (zlib and struct),
+optionally padded to any byte size and streamed in constant memory (:func:`padded_png`);
 uploads are recognised from their first bytes (PNG, JPEG, WEBP, GIF), never from a file name or a
 declared content type.
 """
@@ -11,6 +12,7 @@ import functools
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterator
 
 IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 """The media type sent with a download, by image format."""
@@ -56,6 +58,113 @@ def png_bytes(width: int, height: int, color: tuple[int, int, int] = (32, 96, 19
             _png_chunk(b"IEND", b""),
         )
     )
+
+
+# --------------------------------------------------------------------------------- very large images
+
+PADDING_CHUNK = b"paDd"
+"""The chunk type that pads a large PNG: ancillary (decoders skip it), private, safe to copy."""
+
+_MAX_CHUNK_DATA = (1 << 31) - 1  # the PNG limit of one chunk's data length
+_ZEROS = bytes(1 << 18)  # shared by every padded download: the padding is zero bytes, never allocated
+_CRC_POLY = 0xEDB88320  # CRC-32 (ISO-HDLC, reflected), as PNG and zlib use
+
+
+def _crc_multiply(a: int, b: int) -> int:
+    """a * b modulo the CRC-32 polynomial (reflected bit order, as zlib's ``multmodp``)."""
+    m = 1 << 31
+    product = 0
+    while True:
+        if a & m:
+            product ^= b
+            if not a & (m - 1):
+                return product
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+
+
+_X_POW_2N = [1 << 30]  # x^(2^n) modulo the polynomial, n = 0..31
+for _ in range(31):
+    _X_POW_2N.append(_crc_multiply(_X_POW_2N[-1], _X_POW_2N[-1]))
+
+
+def crc32_of_zeros(count: int, crc: int = 0) -> int:
+    """``zlib.crc32(bytes(count), crc)`` computed in O(log count), without the bytes.
+
+    Appending a zero byte multiplies the CRC register by x^8; x^(8 * count) comes from repeated squares.
+    """
+    power = 1 << 31  # x^0
+    n, k = count, 3
+    while n:
+        if n & 1:
+            power = _crc_multiply(_X_POW_2N[k & 31], power)
+        n >>= 1
+        k += 1
+    return ~_crc_multiply(power, ~crc & 0xFFFFFFFF) & 0xFFFFFFFF
+
+
+Segment = bytes | int
+"""A piece of a generated body: literal bytes, or that many zero bytes."""
+
+
+def padded_png(size: int, width: int, height: int, color: tuple[int, int, int]) -> tuple[Segment, ...]:
+    """A valid ``width`` x ``height`` PNG of exactly ``size`` bytes, as segments to stream.
+
+    The image is :func:`png_bytes`; the rest is zero padding in ``paDd`` chunks (at most 2 GiB each)
+    before ``IEND``, whose CRCs are computed without materialising the padding: whatever ``size``, the
+    segments take a few hundred bytes of memory.
+
+    Raises:
+        ValueError: ``size`` is smaller than the image plus one empty chunk (12 bytes).
+    """
+    image = png_bytes(width, height, color)
+    padding = size - len(image)
+    if padding == 0:
+        return (image,)
+    if padding < 12:
+        raise ValueError(
+            f"a {width}x{height} PNG takes {len(image)} bytes: the size must be at least {len(image) + 12}"
+        )
+    segments: list[Segment] = [image[:-12]]
+    type_crc = zlib.crc32(PADDING_CHUNK)
+    while padding:
+        data = min(padding - 12, _MAX_CHUNK_DATA)
+        if 0 < padding - 12 - data < 12:
+            data -= 12  # leave room for one more whole chunk
+        segments += [
+            struct.pack(">I", data) + PADDING_CHUNK,
+            data,
+            struct.pack(">I", crc32_of_zeros(data, type_crc)),
+        ]
+        padding -= 12 + data
+    segments.append(image[-12:])  # IEND
+    return tuple(segments)
+
+
+def segments_size(segments: tuple[Segment, ...]) -> int:
+    """The byte length of a segmented body."""
+    return sum(s if isinstance(s, int) else len(s) for s in segments)
+
+
+def iter_segments(segments: tuple[Segment, ...], start: int, stop: int) -> Iterator[bytes | memoryview]:
+    """Bytes ``start`` to ``stop`` (exclusive) of a segmented body, in pieces of at most 256 KiB.
+
+    Zero runs are views of one shared buffer: iterating allocates nothing in proportion to the size.
+    """
+    zeros = memoryview(_ZEROS)
+    offset = 0
+    for segment in segments:
+        length = segment if isinstance(segment, int) else len(segment)
+        lo, hi = max(start, offset), min(stop, offset + length)
+        if lo < hi:
+            if isinstance(segment, int):
+                for pos in range(lo, hi, len(_ZEROS)):
+                    yield zeros[: min(len(_ZEROS), hi - pos)]
+            else:
+                yield segment[lo - offset : hi - offset]
+        offset += length
+        if offset >= stop:
+            return
 
 
 # Standard luminance DC table of ITU T.81 Annex K (categories 0..11) serves every component; the AC

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._images import png_bytes
+
 __all__ = ["EmulatorOptions"]
 
 
@@ -37,6 +39,13 @@ class EmulatorOptions:
             show 5 tasks and 10 tasks for the same renderKind 1).
         channel_required_for_background_removal: Whether background removal also needs an active
             notification channel (assumed from the AdCreative page's "before any generation").
+        download_size: If set, downloads are PNGs of exactly this many bytes (low resolution: a
+            quarter, at least the smaller image), zero-padded and streamed in constant memory, for
+            memory tests and benchmarks of very large results (PNG only).
+        range_requests: Whether downloads honour ``Range: bytes=…`` with 206 and ``Content-Range``
+            (each one counted as a download), with ``Accept-Ranges`` and an ``ETag`` for ``If-Range``.
+            Off by default: assumed, the docs say nothing of ranges and ASP.NET's ``File()`` ignores
+            them unless range processing is enabled.
     """
 
     access_token_lifetime: float = 3600.0
@@ -55,6 +64,8 @@ class EmulatorOptions:
     seed: int | None = None
     tasks_per_size: int = 5
     channel_required_for_background_removal: bool = True
+    download_size: int | None = None
+    range_requests: bool = False
 
     def __post_init__(self) -> None:
         if self.access_token_lifetime <= 0 or self.refresh_token_lifetime <= 0:
@@ -73,6 +84,16 @@ class EmulatorOptions:
             raise ValueError(f"image_size must be between 2 and 65535 pixels, not {self.image_size!r}")
         if self.tasks_per_size < 1:
             raise ValueError("tasks_per_size must be >= 1")
+        if self.download_size is not None:
+            if self.image_format != "png":
+                raise ValueError("download_size needs image_format='png'")
+            # a solid image's compressed size varies by a few bytes with its colour: keep a margin
+            minimum = len(png_bytes(width, height)) + 64
+            if self.download_size < minimum:
+                raise ValueError(
+                    f"download_size must be at least {minimum} bytes for a {width}x{height} image, "
+                    f"not {self.download_size!r}"
+                )
 
     @property
     def duration_range(self) -> tuple[float, float]:

@@ -358,6 +358,7 @@ class State:
         self._by_user_any: dict[str, dict[str, Process]] = {}
         self.requests: Counter[str] = Counter()
         self.failures: dict[str, list[tuple[int, int]]] = {}
+        self.truncations: dict[str, list[int]] = {}
 
     # ids ----------------------------------------------------------------------------------------
 
@@ -607,6 +608,18 @@ class State:
     def fail_next(self, route: str, status: int, count: int, retry_after: int) -> None:
         """Queue ``count`` failures of ``status`` for the next calls of ``route``."""
         self.failures.setdefault(route.lower(), []).extend([(status, retry_after)] * count)
+
+    def truncate_next_download(self, task_id: str, after_bytes: int, count: int) -> None:
+        """Cut the next ``count`` downloads of a task after ``after_bytes`` bytes of body."""
+        if after_bytes < 0 or count < 1:
+            raise ValueError("after_bytes must be >= 0 and count >= 1")
+        _, task = self.get_task(task_id)
+        self.truncations.setdefault(task.task_id, []).extend([after_bytes] * count)
+
+    def take_truncation(self, task_id: str) -> int | None:
+        """Where the next download of a task is cut, if it is to be."""
+        queue = self.truncations.get(task_id.lower())
+        return queue.pop(0) if queue else None
 
     def take_failure(self, route: str) -> tuple[int, int] | None:
         """The next queued failure of a route, if any."""

@@ -1,0 +1,1 @@
+"""Benchmarks of adcreative-async, each runnable with one command (see ``benchmarks/README.md``)."""

@@ -1,0 +1,124 @@
+"""What every benchmark shares: an emulator in its own process, scenarios in fresh client processes,
+statistics, memory readings, and the machine's description.
+
+The emulator runs apart from the client so that its CPU is not billed to the client; each scenario runs
+in a fresh process so that memory and CPU readings are its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MiB = 1 << 20
+
+
+@contextmanager
+def emulator(*flags: str) -> Iterator[dict[str, Any]]:
+    """An emulator in its own process; yields its credentials and base URL, plus ``pid``."""
+    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", *flags]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the emulator did not start (exit status {process.wait()})")
+        info: dict[str, Any] = json.loads(line)
+        info["pid"] = process.pid
+        yield info
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def credentials_of(info: dict[str, Any]) -> dict[str, str]:
+    """The client's keyword arguments from an emulator's startup line."""
+    keys = ("application_id", "api_key", "api_secret", "jwt_private_key", "base_url")
+    return {k: str(info[k]) for k in keys}
+
+
+def run_child(module: str, kind: str, params: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    """Run one scenario of ``module`` in a fresh process; its result is the last line of its output."""
+    completed = subprocess.run(
+        [sys.executable, "-m", module, "--child", kind, json.dumps(params)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"scenario {kind} failed:\n{completed.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100), nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux ``/proc``), or NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux), else its peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
