@@ -32,6 +32,7 @@ from ._models import TERMINAL_STATES, Progress, RenderState
 from ._polling import Target, Watch
 
 if TYPE_CHECKING:
+    from ._downloads import DownloadStream
     from ._files import ProgressCallback
     from .resources._base import RenderResource
 
@@ -296,11 +297,24 @@ class RenderJob:
         *,
         low_resolution: bool = False,
         on_progress: ProgressCallback | None = None,
+        resume: bool | int = False,
+        use_server_filename: bool = False,
     ) -> Path:
-        """Download one task's result (see the resource's ``download``)."""
+        """Download one task's result, atomically (see the resource's ``download``)."""
         return await self.resource.download(
-            self.process_id, task_id, dest, low_resolution=low_resolution, on_progress=on_progress
+            self.process_id,
+            task_id,
+            dest,
+            low_resolution=low_resolution,
+            on_progress=on_progress,
+            resume=resume,
+            use_server_filename=use_server_filename,
         )
+
+    def stream_download(self, task_id: str, *, low_resolution: bool = False) -> DownloadStream:
+        """One task's result as a stream of chunks, to pipe elsewhere (see the resource's
+        ``stream_download``): ``async with job.stream_download(task_id) as stream: ...``."""
+        return self.resource.stream_download(self.process_id, task_id, low_resolution=low_resolution)
 
     async def download_all(
         self, dest_dir: str | os.PathLike[str], *, low_resolution: bool = False

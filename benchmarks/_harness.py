@@ -93,17 +93,46 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def rss_bytes() -> int:
-    """This process's resident set size now (Linux), else its peak."""
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes, or None where there is no such file."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _lifetime_peak() -> int:
+    import resource  # not on Windows; only reached where /proc is missing
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def start_measuring() -> int:
+    """The current RSS (the idle baseline), after resetting the peak where the OS allows it."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     except OSError:
         pass
-    import resource
+    current = _status_bytes("VmRSS")
+    return current if current is not None else _lifetime_peak()
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def peak_rss() -> int:
+    """The peak RSS since :func:`start_measuring`."""
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else _lifetime_peak()
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux), else its lifetime peak."""
+    current = _status_bytes("VmRSS")
+    return current if current is not None else _lifetime_peak()
 
 
 def machine() -> dict[str, Any]:

@@ -99,11 +99,9 @@ async def _finish_times(session: aiohttp.ClientSession, base_url: str, user: str
     async with session.get(f"{base_url}/_emulator/processes", params={"userId": user}) as response:
         processes: list[dict[str, Any]] = await response.json()
     return {
-        p["processId"]: max(
-            float(t["finishesAt"]) for t in p["tasks"].values() if t["finishesAt"] is not None
-        )
+        p["processId"]: max(float(t["finishedAt"]) for t in p["tasks"].values())
         for p in processes
-        if p["tasks"] and all(t["finishesAt"] is not None for t in p["tasks"].values())
+        if p["tasks"] and all(t["finishedAt"] is not None for t in p["tasks"].values())
     }
 
 

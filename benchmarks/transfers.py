@@ -21,14 +21,11 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +35,18 @@ import anyio
 
 from adcreative_async import AdCreativeClient, TransferOptions, __version__
 from adcreative_async.testing import sample_image
+from benchmarks._harness import (
+    ROOT,
+    credentials_of,
+    emulator,
+    peak_rss,
+    run_child,
+    start_measuring,
+    summary,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+MODULE = "benchmarks.transfers"
+
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "transfers.json"
 MiB = 1 << 20
 GiB = 1 << 30
@@ -85,42 +92,6 @@ GOALS = {
 
 
 # ------------------------------------------------------------------------------------------- memory
-
-
-def _status_bytes(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` in bytes, or None where there is no such file."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _lifetime_peak() -> int:
-    import resource  # not on Windows; only reached where /proc is missing
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
-
-
-def start_measuring() -> int:
-    """The current RSS (the idle baseline), after resetting the peak where the OS allows it."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-    current = _status_bytes("VmRSS")
-    return current if current is not None else _lifetime_peak()
-
-
-def peak_rss() -> int:
-    """The peak RSS since :func:`start_measuring`."""
-    peak = _status_bytes("VmHWM")
-    return peak if peak is not None else _lifetime_peak()
 
 
 # ------------------------------------------------------------------------------------ child processes
@@ -274,50 +245,9 @@ CHILDREN: dict[str, Callable[[dict[str, Any]], Any]] = {
 # ------------------------------------------------------------------------------------------- parent
 
 
-@contextmanager
-def emulator(*flags: str) -> Iterator[dict[str, str]]:
-    """An emulator in its own process (tasks finish at once); yields its credentials and base URL."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0"]
-    process = subprocess.Popen([*command, *flags], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start (exit status {process.wait()})")
-        credentials: dict[str, str] = json.loads(line)
-        yield credentials
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def run_child(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Run one scenario in a fresh process; its result is the last line of its output."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.transfers", "--child", kind, json.dumps(params)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"scenario {kind} failed:\n{completed.stderr}")
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
-
-
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Median, min and max."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def memory_scenario(kind: str, runs: int, params: dict[str, Any]) -> dict[str, Any]:
     """Run a memory scenario ``runs`` times; growth = peak RSS - idle RSS, per run."""
-    results = [run_child(kind, params) for _ in range(runs)]
+    results = [run_child(MODULE, kind, params) for _ in range(runs)]
     growth = [float(r["peak_rss"] - r["baseline_rss"]) for r in results]
     seconds = [float(r["seconds"]) for r in results]
     return {"runs": results, "rss_growth": summary(growth), "seconds": summary(seconds)}
@@ -326,12 +256,13 @@ def memory_scenario(kind: str, runs: int, params: dict[str, Any]) -> dict[str, A
 def run(plan: Plan) -> dict[str, Any]:
     """Every scenario of ``plan``; the results as JSON-ready data."""
     scenarios: dict[str, Any] = {}
-    with emulator("--download-size", str(plan.download_size)) as credentials:
+    with emulator("--task-duration", "0", "--download-size", str(plan.download_size)) as info:
+        credentials = credentials_of(info)
         params: dict[str, Any] = {"credentials": credentials, "size": plan.upload_size}
         scenarios["upload"] = memory_scenario("upload", plan.memory_runs, params)
         params = {"credentials": credentials, "size": plan.download_size}
         scenarios["download"] = memory_scenario("download", plan.memory_runs, params)
-        throughput = run_child("throughput", {**params, "runs": plan.throughput_runs})
+        throughput = run_child(MODULE, "throughput", {**params, "runs": plan.throughput_runs})
         size = throughput["bytes"]
         sdk = [size / s / MiB for s in throughput["sdk_seconds"]]
         plain = [size / s / MiB for s in throughput["plain_seconds"]]
@@ -342,7 +273,8 @@ def run(plan: Plan) -> dict[str, Any]:
             "ratio": statistics.median(sdk) / statistics.median(plain),
             "raw": throughput,
         }
-    with emulator("--download-size", str(plan.concurrent_size)) as credentials:
+    with emulator("--task-duration", "0", "--download-size", str(plan.concurrent_size)) as info:
+        credentials = credentials_of(info)
         params = {"credentials": credentials, "size": plan.concurrent_size, "count": plan.concurrent_count}
         scenarios["concurrent"] = memory_scenario("concurrent", plan.memory_runs, params)
     return {

@@ -1591,6 +1591,30 @@ async def test_request_counters() -> None:
         assert emu.request_count(GEN_USER) == 0
 
 
+async def test_processes_route_reports_when_tasks_finished() -> None:
+    async with running(auto_complete=True, task_duration=0.05) as api:
+        emu = api.emu
+        started = await api.start_generation()
+        process_id = started["imageRenderProcessId"]
+        first, *rest = started["tasks"]
+        emu.finish_task(first)
+        async with api.session.get("/_emulator/processes", params={"userId": USER_ID}) as response:
+            (listed,) = await response.json()
+        assert listed["processId"] == process_id
+        assert listed["feature"] == emu.process(process_id).feature
+        finished = listed["tasks"][first]
+        assert finished["state"] == 5
+        assert finished["finishedAt"] == pytest.approx(emu.clock.now(), abs=5)
+        assert all(listed["tasks"][t]["finishedAt"] is None for t in rest)
+        assert all(listed["tasks"][t]["finishesAt"] is not None for t in rest)
+        emu.advance(1)
+        async with api.session.get("/_emulator/processes", params={"userId": USER_ID}) as response:
+            (listed,) = await response.json()
+        assert all(t["finishedAt"] is not None and t["finishesAt"] is None for t in listed["tasks"].values())
+        async with api.session.get("/_emulator/processes", params={"userId": "nope"}) as response:
+            assert response.status == 400
+
+
 async def test_unknown_routes_and_wrong_methods() -> None:
     async with running() as api:
         assert (await api.request("GET", "Image/Nope")).status == 404

@@ -533,6 +533,20 @@ async def test_stream_download_gives_length_type_safe_name_and_the_bytes(
     assert b"".join(chunks) == whole
 
 
+async def test_job_delegates_streaming_and_resumable_downloads(
+    emu: Emulator, client: AdCreativeClient, tmp_path: Path
+) -> None:
+    job = await client.background_remover.remove(PNG)
+    emu.finish_process(job.process_id)
+    (task_id,) = job.task_ids
+    async with job.stream_download(task_id) as stream:
+        streamed = b"".join([chunk async for chunk in stream.iter_bytes()])
+    saved = await job.download(task_id, tmp_path, resume=True, use_server_filename=True)
+    assert saved.read_bytes() == streamed
+    assert saved.name == f"{task_id}.png"
+    assert emu.download_count(task_id) == 2
+
+
 async def test_stream_download_raises_when_the_body_is_cut(emu: Emulator, client: AdCreativeClient) -> None:
     process_id, task_id = await finished_task(client, emu)
     emu.truncate_next_download(task_id, 40)

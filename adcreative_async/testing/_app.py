@@ -463,6 +463,7 @@ class EmulatorApp:
         app.router.add_post("/_emulator/fail-next", self.fail_next)
         app.router.add_post("/_emulator/truncate-next-download", self.truncate_next_download)
         app.router.add_get("/_emulator/requests", self.request_counts)
+        app.router.add_get("/_emulator/processes", self.list_processes)
         return app
 
     # dispatch -----------------------------------------------------------------------------------------
@@ -889,3 +890,24 @@ class EmulatorApp:
     async def request_counts(self, request: web.Request) -> web.StreamResponse:
         """GET /_emulator/requests: ``{"METHOD route": count}``."""
         return responses.json_response(dict(self.state.requests))
+
+    async def list_processes(self, request: web.Request) -> web.StreamResponse:
+        """GET /_emulator/processes?userId=: a user's processes as the emulator sees them, with each task's
+        ``finishedAt`` / ``finishesAt`` on the emulator clock (``time.monotonic()`` plus what was advanced),
+        so another process can measure how soon a client noticed a task's end."""
+        user = parse_guid(request.query.get("userId", ""))
+        if user is None:
+            return responses.json_response({"error": "userId must be a GUID"}, status=400)
+        body = [
+            {
+                "processId": p.process_id,
+                "feature": p.feature,
+                "state": p.state,
+                "tasks": {
+                    t.task_id: {"state": t.state, "finishedAt": t.finished_at, "finishesAt": t.finishes_at}
+                    for t in p.tasks.values()
+                },
+            }
+            for p in (process.snapshot() for process in self.state.processes_for(user))
+        ]
+        return responses.json_response(body)

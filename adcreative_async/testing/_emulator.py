@@ -296,6 +296,7 @@ class Emulator:
         process, task = self._state.get_task(task_id)
         task.state = state
         task.finishes_at = None
+        task.finished_at = self.clock.now() if state in TERMINAL_STATES else None
         task.error_message = message
         process.reschedule()
 
@@ -315,7 +316,10 @@ class Emulator:
     def finish_process(self, process_id: str) -> None:
         """Every task of the process succeeds now (KeyError for an unknown process)."""
         process = self._state.get_process(process_id)
+        now = self.clock.now()
         for task in process.tasks.values():
+            if task.state != TaskState.SUCCEEDED:
+                task.finished_at = now
             task.state = TaskState.SUCCEEDED
             task.finishes_at = None
             task.error_message = ""

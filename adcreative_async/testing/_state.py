@@ -148,6 +148,8 @@ class Task:
     fails: bool
     error_message: str = ""
     download_count: int = 0
+    finished_at: float | None = None
+    """When the task last reached a terminal state (emulator clock), for latency measurements."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class TaskSnapshot:
     error_message: str
     download_count: int
     finishes_at: float | None
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,7 @@ class Process:
             if task.finishes_at is None:
                 continue
             if task.finishes_at <= now:
+                task.finished_at = task.finishes_at
                 task.finishes_at = None
                 if task.fails:
                     task.state = TaskState.FAILED
@@ -271,7 +275,9 @@ class Process:
     def snapshot(self) -> ProcessSnapshot:
         """A read-only copy of the process as it is now (call :meth:`refresh` first)."""
         tasks = {
-            t.task_id: TaskSnapshot(t.task_id, t.state, t.error_message, t.download_count, t.finishes_at)
+            t.task_id: TaskSnapshot(
+                t.task_id, t.state, t.error_message, t.download_count, t.finishes_at, t.finished_at
+            )
             for t in self.tasks.values()
         }
         return ProcessSnapshot(
@@ -540,6 +546,7 @@ class State:
         for task_id in task_ids:
             task = process.tasks[task_id]
             task.finishes_at, task.fails = self._task_timing()
+            task.finished_at = None
             task.state = TaskState.STARTED
             task.error_message = ""
         process.edits.append(inputs)
