@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._bulk import BulkOutcome, BulkRun
 from ._client import AdCreativeClient
 from ._clock import Clock, ManualClock, SystemClock
-from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, Timeout, TransferOptions
+from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeout, TransferOptions
 from ._downloads import DownloadStream
 from ._errors import (
     AdCreativeError,
@@ -32,31 +32,60 @@ from ._errors import (
     UnexpectedResponseError,
     WaitTimeoutError,
 )
+from ._feature_models import (
+    MAX_PROMPT_OBJECTS,
+    CustomPrompt,
+    JSONValue,
+    PresetPrompt,
+    ProductInfo,
+    ProductRecommendations,
+    PromptObject,
+    WebsiteScan,
+)
 from ._files import ACCEPTED_IMAGE_TYPES, ImageInput, IncompleteDownloadError, ProgressCallback
 from ._jobs import RenderJob, TaskUpdate, TaskUpdates, as_completed
 from ._models import (
     AD_CREATIVE_RENDER_KINDS,
     AD_CREATIVE_RENDER_TYPES,
+    DOCUMENTED_RENDER_KINDS,
     TERMINAL_STATES,
+    DownloadFormat,
+    ImageStyle,
     Progress,
     RenderKind,
     RenderState,
     RenderType,
 )
+from ._reconcile import RenderMayExistError
 from ._version import __version__
-from .resources import BackgroundRemoverResource, CreativesResource, RenderResource
+from .resources import (
+    AdTextsResource,
+    BackgroundRemoverResource,
+    CreativesResource,
+    FaceEnhancerResource,
+    ProductPhotoshootResource,
+    RenderFeature,
+    RenderResource,
+    Resource,
+    ScanMyWebsiteResource,
+    StockImagesResource,
+    UpscalerResource,
+)
 
 __all__ = [
     "ACCEPTED_IMAGE_TYPES",
     "AD_CREATIVE_RENDER_KINDS",
     "AD_CREATIVE_RENDER_TYPES",
     "DEFAULT_BASE_URL",
+    "DOCUMENTED_RENDER_KINDS",
+    "MAX_PROMPT_OBJECTS",
     "TERMINAL_STATES",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
     "AdCreativeClient",
     "AdCreativeError",
+    "AdTextsResource",
     "AuthenticationError",
     "BackgroundRemoverResource",
     "BadRequestError",
@@ -66,11 +95,16 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "CreativesResource",
+    "CustomPrompt",
+    "DownloadFormat",
     "DownloadStream",
     "ErrorDetail",
+    "FaceEnhancerResource",
     "ImageInput",
+    "ImageStyle",
     "IncompleteDownloadError",
     "InvalidRequestError",
+    "JSONValue",
     "JobError",
     "Limits",
     "ManualClock",
@@ -78,24 +112,37 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
+    "PresetPrompt",
+    "ProductInfo",
+    "ProductPhotoshootResource",
+    "ProductRecommendations",
     "Progress",
     "ProgressCallback",
+    "PromptObject",
     "RateLimitError",
     "RenderFailedError",
+    "RenderFeature",
     "RenderJob",
     "RenderKind",
+    "RenderMayExistError",
     "RenderNotFoundError",
     "RenderResource",
     "RenderState",
     "RenderType",
+    "Resource",
+    "RetryPolicy",
+    "ScanMyWebsiteResource",
     "ServerError",
+    "StockImagesResource",
     "SystemClock",
     "TaskUpdate",
     "TaskUpdates",
     "Timeout",
     "TransferOptions",
     "UnexpectedResponseError",
+    "UpscalerResource",
     "WaitTimeoutError",
+    "WebsiteScan",
     "__version__",
     "as_completed",
 ]

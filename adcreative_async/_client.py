@@ -29,6 +29,7 @@ from ._config import (
     ENV_USER_ID,
     Limits,
     PollPolicy,
+    RetryPolicy,
     Timeout,
     TransferOptions,
     env,
@@ -37,10 +38,19 @@ from ._errors import ClientNotOpenError, ConfigurationError, InvalidRequestError
 from ._fields import canonical_guid
 from ._jobs import RenderJob, TaskUpdate, as_completed
 from ._polling import PollScheduler
+from ._reconcile import SubmissionLedger
 from ._transport import Transport
+from .notifications._hub import NotificationHub
 from .resources._base import RenderResource
-from .resources.background_remover import BACKGROUND_REMOVER, BackgroundRemoverResource
-from .resources.creatives import CREATIVES, CreativesResource
+from .resources._registry import configured_features
+from .resources.ad_texts import AdTextsResource
+from .resources.background_remover import BackgroundRemoverResource
+from .resources.creatives import CreativesResource
+from .resources.face_enhancer import FaceEnhancerResource
+from .resources.product_photoshoot import ProductPhotoshootResource
+from .resources.scan_my_website import ScanMyWebsiteResource
+from .resources.stock_images import StockImagesResource
+from .resources.upscaler import UpscalerResource
 
 __all__ = ["AdCreativeClient"]
 
@@ -77,6 +87,11 @@ class AdCreativeClient:
         limits: connection pool limits.
         transfer: chunk size, maximum upload size, file worker threads.
         poll_policy: how the one poll scheduler paces progress calls (see :class:`PollPolicy`).
+        retry: when requests are sent again (see :class:`RetryPolicy`: GETs on transient failures,
+            POSTs only when they surely never reached the server).
+        push: a :class:`~adcreative_async.notifications.NotificationHub` fed by a webhook receiver or
+            RabbitMQ: waits resolve as messages arrive, and polling slows to a reconcile interval while
+            they flow.
         trust_env: read proxy settings (``HTTPS_PROXY``, ``NO_PROXY``…) from the environment.
         proxy: an explicit proxy URL.
         ssl: an ``ssl.SSLContext`` (custom CAs, client certificates), True (default verification) or
@@ -84,13 +99,26 @@ class AdCreativeClient:
         strict_validation: when False, values the SDK does not know yet (render kinds and types,
             image types, lengths, colour formats) are sent instead of refused; required fields and GUID
             syntax are always checked.
+        reconcile_submissions: a start or edit call that failed after it may have reached the server
+            is never sent again; with this (default) the client reads the user's processes and adopts
+            the one it made, or raises ``RenderMayExistError``. It costs one progress listing per
+            (feature, user) before the first start call, to know what existed already.
+        unique_user_per_submission: strong mode: every start call gets a fresh user id as its
+            identity (``job.user_id``), so that a start whose answer was lost is found, or known
+            absent, without doubt (and no listing is needed beforehand).
         user_agent: replaces the default ``adcreative-async/<version> …`` User-Agent.
         token_refresh_lead: renew the access token this many seconds before expiry (at most half of
             its lifetime).
         clock: the clock for every sleep and time reading (tests pass a manual one).
+        feature_overrides: per render feature (``"upscaler"``, ``"product_photoshoot"``, …), routes,
+            the process-id query name or field names to use instead of the SDK's, for what the docs
+            leave undocumented, e.g. ``{"upscaler": {"download_route": "Image/Upscaling/Get",
+            "process_id_query": "imageRenderProcessId"}}`` (keys: see
+            :meth:`RenderFeature.with_overrides <adcreative_async.RenderFeature.with_overrides>`).
 
     Raises:
-        ConfigurationError: a credential is missing or malformed (names the argument and variable).
+        ConfigurationError: a credential is missing or malformed (names the argument and variable),
+            or ``feature_overrides`` names an unknown feature or key.
     """
 
     def __init__(
@@ -106,13 +134,18 @@ class AdCreativeClient:
         limits: Limits | None = None,
         transfer: TransferOptions | None = None,
         poll_policy: PollPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        push: NotificationHub | None = None,
         trust_env: bool = True,
         proxy: str | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
         strict_validation: bool = True,
+        reconcile_submissions: bool = True,
+        unique_user_per_submission: bool = False,
         user_agent: str | None = None,
         token_refresh_lead: float = 60.0,
         clock: Clock | None = None,
+        feature_overrides: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
         missing: list[str] = []
         app_text = _credential(
@@ -144,7 +177,11 @@ class AdCreativeClient:
         self.limits = limits or Limits()
         self.transfer = transfer or TransferOptions()
         self.poll_policy = poll_policy or PollPolicy()
+        self.push = push
+        self._unsubscribe_push: Callable[[], None] | None = None
         self.strict_validation = strict_validation
+        self.reconcile_submissions = reconcile_submissions
+        self.unique_user_per_submission = unique_user_per_submission
         self.clock: Clock = clock or SystemClock()
         self._transport = Transport(
             base_url=self.base_url,
@@ -161,17 +198,40 @@ class AdCreativeClient:
             ssl=ssl,
             user_agent=user_agent,
             token_refresh_lead=token_refresh_lead,
+            retry=retry,
         )
         self._stack: AsyncExitStack | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self.creatives = CreativesResource(self, CREATIVES)
+        features = configured_features(feature_overrides)
+        self.creatives = CreativesResource(self, features["creatives"])
         """AdCreative generation and editing (seed 001)."""
-        self.background_remover = BackgroundRemoverResource(self, BACKGROUND_REMOVER)
+        self.background_remover = BackgroundRemoverResource(self, features["background_remover"])
         """Background removal (seed 000)."""
+        self.upscaler = UpscalerResource(self, features["upscaler"])
+        """Image upscaling (start documented; progress and download routes assumed)."""
+        self.face_enhancer = FaceEnhancerResource(self, features["face_enhancer"])
+        """Face enhancement (start documented; download route assumed)."""
+        self.stock_images = StockImagesResource(self, features["stock_images"])
+        """Stock image generation from a prompt (start documented in part)."""
+        self.product_photoshoot = ProductPhotoshootResource(self, features["product_photoshoot"])
+        """Product photoshoots: recommendations, preset keys, generation, PNG/JPEG/PDF downloads."""
+        self.scan_my_website = ScanMyWebsiteResource(self)
+        """Brand, logos and colours of a website (synchronous)."""
+        self.ad_texts = AdTextsResource(self)
+        """Ad text generation and crafting (synchronous; request fields undocumented)."""
         self._resources: dict[str, RenderResource] = {
-            r.feature.name: r for r in (self.creatives, self.background_remover)
+            r.feature.name: r
+            for r in (
+                self.creatives,
+                self.background_remover,
+                self.upscaler,
+                self.face_enhancer,
+                self.stock_images,
+                self.product_photoshoot,
+            )
         }
         self._scheduler: PollScheduler | None = None
+        self._ledger = SubmissionLedger(self.clock)
 
     @staticmethod
     def _check_base_url(value: str) -> str:
@@ -226,6 +286,9 @@ class AdCreativeClient:
         stack, self._stack = self._stack, None
         if stack is None:
             return
+        if self._unsubscribe_push is not None:
+            self._unsubscribe_push()
+            self._unsubscribe_push = None
         if self._scheduler is not None:
             self._scheduler.close()  # waiters raise ClientNotOpenError instead of hanging
             self._scheduler = None
@@ -264,18 +327,22 @@ class AdCreativeClient:
             self._scheduler = PollScheduler(
                 spawn=self._spawn, resource_for=self.resource, policy=self.poll_policy, clock=self.clock
             )
+            if self.push is not None:
+                self._unsubscribe_push = self.push.subscribe(self._scheduler.push)
         return self._scheduler
 
     @property
     def scheduler_stats(self) -> dict[str, int]:
-        """The scheduler's counters: poll ``requests`` sent, ``waiters`` and ``pollers`` now."""
+        """The scheduler's counters: poll ``requests`` sent, ``waiters`` and ``pollers`` now, ``pushes``
+        received."""
         scheduler = self._scheduler
         if scheduler is None:
-            return {"requests": 0, "waiters": 0, "pollers": 0}
+            return {"requests": 0, "waiters": 0, "pollers": 0, "pushes": 0}
         return {
             "requests": scheduler.requests,
             "waiters": scheduler.waiters,
             "pollers": scheduler.active_pollers,
+            "pushes": scheduler.pushes,
         }
 
     def as_completed(

@@ -21,6 +21,7 @@ __all__ = [
     "ENV_USER_ID",
     "Limits",
     "PollPolicy",
+    "RetryPolicy",
     "Timeout",
     "TransferOptions",
 ]
@@ -106,6 +107,41 @@ def env(name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """When the client sends a request again: one place for the whole client.
+
+    - GET requests (progress, downloads) are retried on connection errors, timeouts and the statuses of
+      ``retry_statuses`` (429, 502, 503, 504), with exponential backoff and full jitter, honouring
+      ``Retry-After`` up to ``max_retry_after``, within ``max_attempts`` and ``max_total`` seconds.
+    - POST requests (start and edit calls, which cost money, and token requests) are sent again only
+      when they surely never reached the server (connection refused, connect timeout). After an
+      ambiguous failure the SDK reconciles instead (see ``RenderMayExistError``); a RefreshJwtToken is
+      never repeated (a new token is generated instead).
+    - A body that cannot be replayed (an async iterable upload) is never sent twice.
+
+    Attributes:
+        max_attempts: attempts in all, the first included (default 4; 1 disables retries).
+        initial_backoff: the first delay (default 0.25 s), doubling up to ``max_backoff`` (8 s).
+        max_total: no new attempt starts later than this after the first (default 30 s).
+        max_retry_after: the longest ``Retry-After`` honoured (default 30 s); a longer one ends the retries.
+        retry_statuses: statuses of GET responses that are retried.
+        jitter: applied to each delay (default ``backoff.full_jitter``); None: none.
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.25
+    max_backoff: float = 8.0
+    max_total: float = 30.0
+    max_retry_after: float = 30.0
+    retry_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+    jitter: Callable[[float], float] | None = backoff.full_jitter
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy needs max_attempts >= 1")
+
+
+@dataclass(frozen=True)
 class PollPolicy:
     """How the client's one poll scheduler paces ``CheckUserProgress`` calls.
 
@@ -127,6 +163,10 @@ class PollPolicy:
             from the listing before the scheduler asks for it by id and gives up if still missing
             (read-after-write lag; default 15 s).
         max_retry_after: the longest ``Retry-After`` honoured for a poll (default 60 s).
+        push_reconcile_interval: with push notifications flowing, polls only reconcile this often
+            (default 30 s): a lost message delays a wait by at most about this much.
+        push_quiet_after: push counts as flowing while a message arrived within this many seconds
+            (default 60 s); after that, polling is back at its normal pace.
     """
 
     initial_interval: float = 0.5
@@ -139,6 +179,8 @@ class PollPolicy:
     max_concurrent_polls: int = 8
     not_found_grace: float = 15.0
     max_retry_after: float = 60.0
+    push_reconcile_interval: float = 30.0
+    push_quiet_after: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.initial_interval <= self.max_interval:

@@ -48,7 +48,7 @@ DEFAULT_DOWNLOAD_RESUMES = 3
 #: budget, not an API rule). One download alone writes in batches of up to :data:`MAX_WRITE_BATCH` (few
 #: worker-thread calls: fast); many at once share the budget, down to one chunk each.
 DOWNLOAD_WRITE_BUFFER = 16 * 1024 * 1024
-MAX_WRITE_BATCH = 4 * 1024 * 1024
+MAX_WRITE_BATCH = 2 * 1024 * 1024
 
 #: The longest file name written, in UTF-8 bytes (the common limit of Linux, macOS and Windows file systems).
 MAX_FILENAME_BYTES = 255

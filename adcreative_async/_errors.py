@@ -349,7 +349,8 @@ def split_error_key(key: str) -> tuple[str | None, str | None, str | None]:
     return None, None, key.strip() or None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (a number of seconds or an HTTP date), or None."""
     value = headers.get("Retry-After") or headers.get("retry-after")
     if not value:
         return None
@@ -420,7 +421,7 @@ def build_api_error(
         "headers": safe_headers,
     }
     if cls is RateLimitError:
-        return RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
+        return RateLimitError(message, retry_after=retry_after_seconds(headers), **kwargs)
     return cls(message, **kwargs)
 
 

@@ -10,7 +10,10 @@ integer and refuses booleans; aiohttp's FormData would send ``None`` as the text
 from __future__ import annotations
 
 import enum
+import math
 import re
+import unicodedata
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -177,13 +180,36 @@ def _check_one(spec: FieldSpec, value: object, strict: bool) -> object:
     if kind is FieldKind.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(spec, f"must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise _fail(spec, f"must be a finite number, got {_show(value)}")
         return value
     if kind is FieldKind.BOOL:
         if not isinstance(value, bool):
             raise _fail(spec, f"must be True or False, got {_show(value)}")
         return value
-    # IMAGE and URL values are checked by their own modules; here they pass through.
+    if kind is FieldKind.URL:
+        return _check_url(spec, value, strict)
+    # IMAGE values are checked by the upload module; here they pass through.
     return value
+
+
+def _check_url(spec: FieldSpec, value: object, strict: bool) -> str:
+    """An absolute http(s) URL, sent as given (the query encoder percent-encodes it)."""
+    text = _check_text(spec, value, strict).strip()
+    if not strict:
+        return text
+    if any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in text):
+        raise _fail(spec, f"must not contain spaces or control characters (encode them), got {_show(text)}")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host is None or parts.scheme.lower() not in ("http", "https"):
+        raise _fail(
+            spec, f"must be an absolute http(s) URL such as 'https://fireflies.ai', got {_show(text)}"
+        )
+    return text
 
 
 def validate(

@@ -480,6 +480,8 @@ def _has_end_marker(kind: str | None, tail: bytes) -> bool:
         return tail.endswith(b"IEND\xaeB`\x82")
     if kind == "jpeg":
         return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if kind == "pdf":  # Product Photoshoot's format=2: a PDF ends with %%EOF (and maybe an end of line)
+        return tail.rstrip(b"\r\n\t \x00").endswith(b"%%EOF")
     return True  # no marker known for other types: nothing to check
 
 

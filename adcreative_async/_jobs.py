@@ -406,6 +406,7 @@ def _target(job: RenderJob) -> Target:
         process_id=job.process_id,
         not_before=job._not_before,
         submitted_at=job._submitted_at,
+        progress=job.progress if job._submitted_at is not None else None,
     )
 
 
@@ -423,7 +424,7 @@ class TaskUpdates:
         self._watch = Watch([_target(job)], self._deadline)
         self._states: dict[str, int] = {}
         self._pending: deque[TaskUpdate] = deque()
-        self._last_sent = float("-inf")
+        self._last_version = 0
         self._started = False
         self._finished = False
         self._error: AdCreativeError | None = None
@@ -476,9 +477,9 @@ class TaskUpdates:
         """Absorb a fresher cached snapshot of the job, if any; True if one was taken."""
         job = self._job
         snap = self._scheduler.snapshot((job.feature, job.user_id), job.process_id)
-        if snap is None or snap.sent_at <= self._last_sent or snap.sent_at < job._not_before:
+        if snap is None or snap.version <= self._last_version or snap.sent_at < job._not_before:
             return False
-        self._last_sent = snap.sent_at
+        self._last_version = snap.version
         job.update(snap.progress)
         self._absorb(snap.progress)
         return True
@@ -508,7 +509,7 @@ class _AsCompleted:
         for job in jobs:
             self._remaining[(job.feature, job.user_id, job.process_id)] = job
         self._ready: deque[RenderJob] = deque()
-        self._last_sent: dict[tuple[str, str, str], float] = {}
+        self._last_version: dict[tuple[str, str, str], int] = {}
         self._watch: Watch | None = None
         self._timeout = timeout
         self._deadline: float | None = None
@@ -536,14 +537,14 @@ class _AsCompleted:
                     continue
             for key, job in list(self._remaining.items()):
                 snap = scheduler.snapshot((job.feature, job.user_id), job.process_id)
-                if snap is None or snap.sent_at <= self._last_sent.get(key, float("-inf")):
+                if snap is None or snap.version <= self._last_version.get(key, 0):
                     gone = scheduler.gone((job.feature, job.user_id), job.process_id)
                     if gone is not None:
                         raise RenderNotFoundError(str(gone), job=job)
                     continue
                 if snap.sent_at < job._not_before:
                     continue
-                self._last_sent[key] = snap.sent_at
+                self._last_version[key] = snap.version
                 job.update(snap.progress)
                 if _is_finished(snap.progress):
                     self._ready.append(self._remaining.pop(key))

@@ -19,7 +19,10 @@ import msgspec
 __all__ = [
     "AD_CREATIVE_RENDER_KINDS",
     "AD_CREATIVE_RENDER_TYPES",
+    "DOCUMENTED_RENDER_KINDS",
     "TERMINAL_STATES",
+    "DownloadFormat",
+    "ImageStyle",
     "Progress",
     "RenderKind",
     "RenderState",
@@ -126,6 +129,25 @@ class RenderState(_OpenIntEnum):
         return int(self) in TERMINAL_STATES
 
 
+class ImageStyle(_OpenIntEnum):
+    """Style of a Stock Image generation (``imageStyle``, reference §3.5).
+
+    Only ``3 = Photorealistic`` has a documented number (the Stock Image page's default). The docs name
+    other styles (e.g. ``CustomWithText``) without numbers, so they are not guessed here: pass their
+    integer once you know it (``ImageStyle(7)`` is kept as ``UNNAMED_7``).
+    """
+
+    PHOTOREALISTIC = 3  #: documented default of Stock Image Generation
+
+
+class DownloadFormat(_OpenIntEnum):
+    """File format of a download (``format``; documented for Product Photoshoot, reference §11.5)."""
+
+    PNG = 0
+    JPEG = 1
+    PDF = 2  #: PDF 1.6
+
+
 #: Task states after which a task does not change again (unless an edit re-opens it). Inferred (see
 #: RenderState); unknown states are never terminal.
 TERMINAL_STATES: frozenset[int] = frozenset({3, 4, 5})
@@ -134,6 +156,9 @@ TERMINAL_STATES: frozenset[int] = frozenset({3, 4, 5})
 AD_CREATIVE_RENDER_KINDS: frozenset[int] = frozenset(
     {0, 1, 2, 4, 8, 16, 31, 32, 64, 128, 256, 512, 992, 1023}
 )
+#: Every ``renderKind`` value the Enums page documents (reference §3.1). Which of them a feature other
+#: than AdCreativesByKind accepts is not documented.
+DOCUMENTED_RENDER_KINDS: frozenset[int] = frozenset(int(kind) for kind in RenderKind)
 #: ``renderType`` values AdCreativesByKind accepts (seed 001).
 AD_CREATIVE_RENDER_TYPES: frozenset[int] = frozenset({0, 1, 2, 4, 8, 16, 19, 32, 64, 100, 127, 128})
 

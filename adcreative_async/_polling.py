@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import backoff
+import msgspec
 
 from ._clock import Clock
 from ._config import PollPolicy
@@ -44,8 +45,10 @@ from ._errors import (
     RateLimitError,
     ServerError,
     UnexpectedResponseError,
+    retry_after_seconds,
 )
-from ._models import Progress
+from ._models import TERMINAL_STATES, Progress
+from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
     from .resources._base import RenderResource
@@ -73,12 +76,18 @@ UserKey = tuple[str, str]
 """(feature name, user id)."""
 
 
+_versions = itertools.count(1)
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """A process's progress as one poll saw it, with the monotonic time that poll was sent."""
+    """A process's progress as one poll (or push message) saw it, with the monotonic time that poll was
+    sent (or the message arrived), and a version that grows with every snapshot stored: waiters take a
+    snapshot when its version is newer than the last they took (times may tie on coarse clocks)."""
 
     progress: Progress
     sent_at: float
+    version: int = field(default_factory=lambda: next(_versions))
 
 
 @dataclass(frozen=True)
@@ -92,12 +101,15 @@ class Target:
             a fresher poll is asked for.
         submitted_at: when the start or edit call returned (grace for read-after-write lag starts
             there), or None for a job rebuilt from ids (grace starts when it is first awaited).
+        progress: what the start or edit call answered: it seeds the cache, so that a push message
+            can complete the job before any poll.
     """
 
     key: UserKey
     process_id: str
     not_before: float = float("-inf")
     submitted_at: float | None = None
+    progress: Progress | None = None
 
 
 class Watch:
@@ -132,6 +144,7 @@ class _Interest:
     submitted_at: float | None = None
     released_at: float | None = None
     missing_since: float | None = None
+    not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
 
 
 @dataclass
@@ -235,6 +248,9 @@ class PollScheduler:
         self._deadline_scope: anyio.CancelScope | None = None
         self._closed = False
         self._registrations = 0
+        self.last_push_at: float | None = None
+        #: Push messages received (they resolve waits without a poll).
+        self.pushes = 0
         #: Poll requests sent (unfiltered and filtered), for observability and tests.
         self.requests = 0
 
@@ -307,10 +323,13 @@ class PollScheduler:
                 interest.submitted_at = target.submitted_at
             interest.waiters += 1
             interest.released_at = None
+            interest.not_before = max(interest.not_before, target.not_before)
             cached = poller.cache.get(target.process_id)
             stale = cached is None or cached.sent_at < target.not_before
             if target.not_before > float("-inf") and stale:
                 poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
+            if target.progress is not None and target.submitted_at is not None and stale:
+                poller.cache[target.process_id] = Snapshot(target.progress, target.submitted_at)
             if not poller.running:
                 poller.running = True
                 self._spawn(self._run_poller, poller)
@@ -471,9 +490,73 @@ class PollScheduler:
         now = self._clock.monotonic()
         if changed:
             poller.delays = None
-        poller.next_due = now + poller.next_delay()
+        poller.next_due = now + self._paced(poller.next_delay(), now)
         for watch in list(poller.watches):
             watch.wake()
+
+    def push_live(self, now: float | None = None) -> bool:
+        """Whether push notifications are flowing (one arrived within ``push_quiet_after``)."""
+        if self.last_push_at is None:
+            return False
+        now = self._clock.monotonic() if now is None else now
+        return now - self.last_push_at < self.policy.push_quiet_after
+
+    def _paced(self, delay: float, now: float) -> float:
+        """The poll delay: slowed to the reconcile interval while push notifications flow."""
+        return max(delay, self.policy.push_reconcile_interval) if self.push_live(now) else delay
+
+    def push(self, message: TaskCompletedNotification | ProgressNotification) -> None:
+        """A push notification: update the awaited process's snapshot now and wake its waiters.
+
+        A progress message replaces the snapshot; a task-completed message sets that task's state (and
+        the counts) in it. Duplicates change nothing; a message older than what is known (a task going
+        back from a terminal state, fewer tasks complete) is ignored unless an edit started a new cycle.
+        """
+        now = self._clock.monotonic()
+        self.last_push_at = now
+        self.pushes += 1
+        key = (message.feature, message.user_id.lower())
+        poller = self._pollers.get(key)
+        if poller is None:
+            return
+        pid = message.image_render_process_id.lower()
+        interest = poller.interest.get(pid)
+        if interest is None:
+            return  # nobody awaits it (a poll will tell whoever asks later)
+        current = poller.cache.get(pid)
+        if isinstance(message, ProgressNotification):
+            progress = message.to_progress()
+        else:
+            base = (
+                current.progress
+                if current is not None
+                else Progress(
+                    image_render_process_id=pid,
+                    message_type=message.message_type.replace("TaskCompleted", "Progress"),
+                    application_id=message.application_id,
+                    user_id=message.user_id,
+                )
+            )
+            progress = _with_task_state(base, message.task_id, int(message.state))
+        if current is not None and (current.progress == progress or self._stale(interest, current, progress)):
+            return
+        interest.missing_since = None
+        poller.cache[pid] = Snapshot(progress, now)
+        for watch in list(poller.watches):
+            watch.wake()
+
+    @staticmethod
+    def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
+        """Whether ``new`` goes back from ``current`` without an edit that started a new cycle since."""
+        if interest.not_before > current.sent_at:
+            return False  # an edit re-opened the process after the cached snapshot: going back is right
+        old = current.progress
+        if new.completed_task_count < old.completed_task_count:
+            return True
+        return any(
+            state in TERMINAL_STATES and new.tasks.get(task, state) not in TERMINAL_STATES
+            for task, state in old.tasks.items()
+        )
 
     def _use_filtered(self, poller: _UserPoller, awaited: int) -> bool:
         if awaited == 0 or awaited > MAX_FILTERED_PER_TICK or poller.listed == 0:
@@ -496,6 +579,8 @@ class PollScheduler:
             old = poller.cache.get(pid)
             if old is not None and old.sent_at > sent_at:
                 continue  # an older answer arriving late
+            if old is not None and self._stale(interest, old, progress):
+                continue  # behind what a push already told (server lag): never report going back
             if old is None or old.progress != progress:
                 changed = changed or interest.waiters > 0
             poller.cache[pid] = Snapshot(progress, sent_at)
@@ -542,7 +627,7 @@ class PollScheduler:
     def _after_error(self, poller: _UserPoller, error: AdCreativeError) -> None:
         now = self._clock.monotonic()
         poller.last_error = error
-        delay = poller.next_delay()
+        delay = self._paced(poller.next_delay(), now)
         if _is_transient(error):
             retry_after = _retry_after(error)
             if retry_after is not None:
@@ -564,12 +649,7 @@ def _retry_after(error: AdCreativeError) -> float | None:
     if isinstance(error, RateLimitError):
         return error.retry_after
     if isinstance(error, APIError):
-        value = error.headers.get("Retry-After") or error.headers.get("retry-after")
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
+        return retry_after_seconds(error.headers)
     return None
 
 
@@ -580,4 +660,21 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
         f"process {process_id} ({feature}) is not listed for user {user}, also when asked for by id, "
         "after the grace period: the server does not know it",
         status=404,
+    )
+
+
+def _with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
+    """``progress`` with one task's state set (from a task-completed message), counts updated."""
+    tasks = dict(progress.tasks)
+    previous = tasks.get(task_id)
+    tasks[task_id] = state
+    completed = progress.completed_task_count
+    if state in TERMINAL_STATES and previous not in TERMINAL_STATES:
+        completed += 1
+    total = progress.total_task_count
+    if total:
+        completed = min(completed, total)
+    percent = completed * 100 // total if total else progress.progress
+    return msgspec.structs.replace(
+        progress, tasks=tasks, completed_task_count=completed, progress=max(progress.progress, percent)
     )

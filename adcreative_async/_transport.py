@@ -24,17 +24,19 @@ from typing import Any, TypeVar
 
 import aiohttp
 import anyio
+import backoff
 import msgspec
 from aiohttp import payload as aiohttp_payload
 
 from ._auth import (
     AUTH_CONTENT_TYPE,
     AUTH_SENDS_API_KEY_HEADERS,
+    REFRESH_PATH,
     Secret,
     TokenManager,
 )
 from ._clock import Clock
-from ._config import Limits, Timeout, TransferOptions
+from ._config import Limits, RetryPolicy, Timeout, TransferOptions
 from ._errors import (
     AdCreativeError,
     APIConnectionError,
@@ -44,6 +46,7 @@ from ._errors import (
     InvalidRequestError,
     UnexpectedResponseError,
     build_api_error,
+    retry_after_seconds,
 )
 from ._files import IncompleteDownloadError, ProgressCallback, Upload
 from ._version import __version__
@@ -55,6 +58,9 @@ logger = logging.getLogger("adcreative_async.http")
 _T = TypeVar("_T")
 
 API_PREFIX = "/api/v1/"
+
+#: Methods the retry policy may repeat after a failure that may have reached the server.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: Bodies larger than this are sent with ``Expect: 100-continue``, so that an authentication or
 #: validation error arrives before the body is sent.
@@ -96,6 +102,7 @@ class Request:
     timeout: Timeout | None = None
     params: Mapping[str, str] | None = None
     auth: bool = True
+    retry: bool = True
     content_type: str | None = None
     on_upload_progress: ProgressCallback | None = None
 
@@ -281,8 +288,13 @@ class Transport:
         ssl: ssl_module.SSLContext | bool | None = None,
         user_agent: str | None = None,
         token_refresh_lead: float = 60.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self._clock = clock
+        self.retries = 0
+        """Requests sent again by the retry policy (not counting the 401 renewal)."""
         self.application_id = application_id
         self._api_key = api_key
         self._api_secret = api_secret
@@ -439,19 +451,73 @@ class Transport:
             return b"", _translate(exc, req.method, req.route, reading=True)
 
     async def _exchange(self, req: Request) -> aiohttp.ClientResponse:
-        """Send with auth; on a 401, renew the token and send once more if the body can be replayed."""
-        attempts = 2 if req.auth and req.replayable else 1
-        for attempt in range(attempts):
+        """Send with auth and the retry policy.
+
+        A 401 renews the token and sends once more if the body can be replayed. Transient failures are
+        retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
+        statuses; anything else only when it surely never reached the server.
+        """
+        policy = self.retry
+        started = self._clock.monotonic()
+        delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
+        next(delays)  # prime the generator, as backoff's decorators do
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
             token = await self.tokens.access_token() if req.auth else None
-            response = await self._send(req, token)
-            if response.status == 401 and token is not None and attempt + 1 < attempts:
+            try:
+                response = await self._send(req, token)
+            except APIConnectionError as exc:
+                delay = self._retry_delay(req, attempt, started, next(delays), sent=exc.sent)
+                if delay is None:
+                    raise
+                logger.info(
+                    "%s %s failed (%s); retry %d in %.2fs", req.method, req.route, exc, attempt, delay
+                )
+                await self._clock.sleep(delay)
+                continue
+            if response.status == 401 and token is not None and not renewed and req.replayable:
                 logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
                 await self._read_body(response, req)
                 response.release()
                 self.tokens.invalidate(token)
+                renewed = True
                 continue
+            if response.status in policy.retry_statuses and req.method in IDEMPOTENT_METHODS:
+                delay = self._retry_delay(req, attempt, started, next(delays), sent=True)
+                retry_after = retry_after_seconds(response.headers)
+                if delay is not None and retry_after is not None:
+                    delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
+                if delay is not None and self._clock.monotonic() - started + delay <= policy.max_total:
+                    logger.info(
+                        "%s %s -> %s; retry %d in %.2fs",
+                        req.method,
+                        req.route,
+                        response.status,
+                        attempt,
+                        delay,
+                    )
+                    await self._read_body(response, req)
+                    response.release()
+                    await self._clock.sleep(delay)
+                    continue
             return response
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(
+        self, req: Request, attempt: int, started: float, backoff_delay: float, *, sent: bool | None
+    ) -> float | None:
+        """The delay before attempt ``attempt + 1``, or None when the policy allows no retry."""
+        policy = self.retry
+        if not req.retry or not req.replayable or attempt >= policy.max_attempts:
+            return None
+        if req.method not in IDEMPOTENT_METHODS and sent is not False:
+            return None  # a POST that may have reached the server is never sent again blindly
+        delay = policy.jitter(backoff_delay) if policy.jitter is not None else backoff_delay
+        if self._clock.monotonic() - started + delay > policy.max_total:
+            return None
+        self.retries += 1
+        return delay
 
     def _headers(self, req: Request, token: str | None) -> dict[str, str]:
         headers: dict[str, str] = {"Accept": "application/json"}
@@ -525,8 +591,17 @@ class Transport:
         return response
 
     async def _send_token_request(self, route: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
+        # A RefreshJwtToken is never repeated (rotation is undocumented): the token manager generates a
+        # new token instead. GenerateJwtToken is retried like any POST: only if it never left.
         response = await self.request(
-            Request("POST", route, json=body, auth=False, content_type=AUTH_CONTENT_TYPE)
+            Request(
+                "POST",
+                route,
+                json=body,
+                auth=False,
+                content_type=AUTH_CONTENT_TYPE,
+                retry=route != REFRESH_PATH,
+            )
         )
         return response.status, response.headers, response.body
 

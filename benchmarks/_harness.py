@@ -151,3 +151,56 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+# -------------------------------------------------------------- the emulator's testing routes, stdlib only
+
+
+def emulator_json(base_url: str, route: str, **query: str) -> Any:
+    """GET one of the emulator's testing routes (``/_emulator/...``) with the standard library only, so
+    that a parent process (or a contender written on another HTTP stack) can read the emulator's
+    counters and clock without importing the SDK or aiohttp."""
+    import urllib.parse
+    import urllib.request
+
+    url = f"{base_url.rstrip('/')}/_emulator/{route.lstrip('/')}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def request_counts(base_url: str) -> dict[str, int]:
+    """The emulator's request counters: ``{"METHOD route": count}`` (``/_emulator/requests``)."""
+    counts: dict[str, int] = emulator_json(base_url, "requests")
+    return counts
+
+
+def counts_diff(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Requests made between two readings of :func:`request_counts`, by route (zeros left out)."""
+    diff = {route: after.get(route, 0) - before.get(route, 0) for route in after}
+    return {route: n for route, n in sorted(diff.items()) if n}
+
+
+def finish_times(base_url: str, users: Sequence[str]) -> dict[str, float]:
+    """Process id -> when its last task finished, for every finished process of ``users``.
+
+    The emulator's clock is ``time.monotonic()`` (plus what was advanced): on Linux the same clock in
+    every process of the machine, so a client's ``time.monotonic()`` at detection minus this is the
+    detection latency.
+    """
+    finished: dict[str, float] = {}
+    for user in users:
+        for process in emulator_json(base_url, "processes", userId=user):
+            ends = [task["finishedAt"] for task in process["tasks"].values()]
+            if ends and all(end is not None for end in ends):
+                finished[process["processId"]] = max(float(end) for end in ends)
+    return finished
+
+
+def cell(stats: dict[str, float], spec: str = ".1f", scale: float = 1.0) -> str:
+    """A :func:`summary` as ``median (min-max)``, each value times ``scale``, formatted with ``spec``."""
+    median, low, high = (stats[k] * scale for k in ("median", "min", "max"))
+    if low == high:
+        return format(median, spec)
+    return f"{median:{spec}} ({low:{spec}}-{high:{spec}})"

@@ -36,12 +36,12 @@ class MiniAPI:
 
     APP = "d5eabbb8-c0f6-4640-94fd-3566edad499f"
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self.seen: list[Seen] = []
         self.tokens_issued = 0
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def base_url(self) -> str:
@@ -95,6 +95,9 @@ class MiniAPI:
             except ValueError:
                 seen.json = raw
         self.seen.append(seen)
+        handler = self.routes.get((request.method, request.path))
+        if handler is not None:
+            return await handler(request)
         if request.path.startswith("/api/v1/Authorization/"):
             self.tokens_issued += 1
             return web.json_response(
@@ -105,17 +108,14 @@ class MiniAPI:
                     "refreshTokenExpiration": "2999-01-08T00:00:00.000000Z",
                 }
             )
-        handler = self.routes.get((request.method, request.path))
-        if handler is None:
-            return web.Response(status=599, text=f"no route {request.method} {request.path}")
-        return await handler(request)
+        return web.Response(status=599, text=f"no route {request.method} {request.path}")
 
     async def __aenter__(self) -> MiniAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self.port = self._runner.addresses[0][1]
         return self
 

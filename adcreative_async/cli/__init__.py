@@ -1,6 +1,21 @@
-"""The ``adcreative`` console script: a demo against the built-in emulator, and the emulator itself.
+"""The ``adcreative`` console script: the AdCreative.ai API from a shell, on the public SDK only.
 
-Built on the public SDK only.
+Subcommands: ``demo`` (a full flow against a built-in emulator; works with the core install alone),
+``remove-bg``, ``generate``, ``edit``, ``status``, ``download`` and ``emulator``. The display of the others
+needs the ``cli`` extra (``pip install 'adcreative-async[cli]'``) unless ``--json`` is given.
+
+Global options (before or after the subcommand): ``--emulator`` (or ``ADCREATIVE_EMULATOR=1``) runs
+against an in-process emulator with no account; ``--json`` prints one JSON document instead of bars and
+tables; ``--progress auto|bars|lines|off``; credentials as ``--application-id``, ``--api-key``,
+``--api-secret``, ``--jwt-private-key``, ``--base-url``, ``--user-id`` or the ``ADCREATIVE_*`` variables
+(secrets are never printed).
+
+Exit codes: 0 success, 1 something failed, 2 usage or configuration error, 130 interrupted.
+
+Example::
+
+    $ adcreative remove-bg photos/ -o cutouts/ --emulator
+    $ adcreative generate --brief brief.toml -o creatives/ --json
 """
 
 from __future__ import annotations
@@ -8,20 +23,106 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from ._common import EXIT_USAGE, SECRET_OPTIONS, UsageError, redact, run_command, secret_values
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="adcreative", description="The AdCreative.ai API from the command line (adcreative-async)."
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the secrets of the command line redacted from its error messages."""
+
+    redacted: tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(message, self.redacted))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every subcommand takes, before or after its name."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--emulator",
+        action="store_true",
+        default=default(False),
+        help="run against an emulator started in this process: no account needed (or ADCREATIVE_EMULATOR=1)",
     )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one JSON document, no bars"
+    )
+    group.add_argument(
+        "--progress",
+        choices=("auto", "bars", "lines", "off"),
+        default=default("auto"),
+        help="bars on a terminal, plain lines otherwise (default: auto)",
+    )
+    creds = parser.add_argument_group(
+        "credentials", "default: the ADCREATIVE_* environment variables (prefer them for secrets)"
+    )
+    for flag, env in (
+        ("--application-id", "ADCREATIVE_APPLICATION_ID"),
+        ("--api-key", "ADCREATIVE_API_KEY"),
+        ("--api-secret", "ADCREATIVE_API_SECRET"),
+        ("--jwt-private-key", "ADCREATIVE_JWT_PRIVATE_KEY"),
+        ("--base-url", "ADCREATIVE_BASE_URL"),
+        ("--user-id", "ADCREATIVE_USER_ID"),
+    ):
+        creds.add_argument(
+            flag,
+            default=default(None),
+            metavar="SECRET" if flag in SECRET_OPTIONS else "VALUE",
+            help=f"({env})",
+        )
+
+
+def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser_class = type("Parser", (_Parser,), {"redacted": tuple(redacted)})
+    parser: argparse.ArgumentParser = parser_class(
+        prog="adcreative",
+        description="The AdCreative.ai API from the command line (adcreative-async). "
+        "Try any command with --emulator: no account needed.",
+        allow_abbrev=False,
+    )
+    _add_global(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
+
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, description=description, allow_abbrev=False
+        )
+        _add_global(sub, suppress=True)
+        return sub
+
+    demo = command(
         "demo",
-        help="run a full flow against a built-in emulator (no credentials needed)",
-        description="Generate ad creatives, remove a background, edit two creatives and download "
-        "every result, against an emulator started in this process.",
+        "run a full flow against a built-in emulator (no credentials needed)",
+        "Generate ad creatives while a bulk job removes the backgrounds of product photos, edit two "
+        "creatives and download every result, against an emulator started in this process.",
     )
     demo.add_argument(
         "-o", "--output", default="adcreative-demo", help="directory for the results (default: %(default)s)"
@@ -32,6 +133,83 @@ def _parser() -> argparse.ArgumentParser:
         default=1.5,
         help="emulated seconds per task, jittered (default: %(default)s)",
     )
+
+    remove = command(
+        "remove-bg",
+        "remove the background of images (files and folders), in bulk",
+        "Remove the background of every image given (files, and the .jpg/.jpeg/.png/.webp files of "
+        "folders); each result is saved as OUTPUT/<name>.png.",
+    )
+    remove.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders of images")
+    remove.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the results")
+    remove.add_argument("-r", "--recursive", action="store_true", help="include the subfolders of folders")
+    _add_concurrency(remove)
+    _add_timeout(remove)
+
+    gen = command(
+        "generate",
+        "generate ad creatives from briefs (TOML or JSON)",
+        "Generate ad creatives from brief files: the keyword arguments of client.creatives.generate() in "
+        "snake_case, image paths relative to the brief; a `briefs` list for several.",
+    )
+    gen.add_argument(
+        "--brief",
+        action="append",
+        required=True,
+        metavar="FILE",
+        dest="brief_files",
+        help="a brief (.toml or .json); repeat for more",
+    )
+    gen.add_argument("-o", "--output", metavar="DIR", help="download the results into DIR")
+    gen.add_argument("--no-wait", action="store_true", help="submit and print the ids, without waiting")
+    _add_concurrency(gen)
+    _add_timeout(gen)
+
+    ed = command(
+        "edit",
+        "re-generate creatives (task ids) with changes",
+        "Edit tasks of a completed creatives process: only the changes given are sent.",
+    )
+    ed.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="tasks of one completed process")
+    changes = ed.add_argument_group("changes")
+    for name in (
+        "main-headline",
+        "punchline",
+        "action-text",
+        "description",
+        "button-icon-class",
+        "font-identifier",
+    ):
+        changes.add_argument(f"--{name}", metavar="TEXT")
+    for name in ("color1-hex", "color2-hex", "color3-hex"):
+        changes.add_argument(f"--{name}", metavar="#RRGGBB")
+    for name in ("brand-image", "background-image"):
+        changes.add_argument(f"--{name}", metavar="PATH")
+    ed.add_argument("-o", "--output", metavar="DIR", help="download the edited results into DIR")
+    ed.add_argument("--no-wait", action="store_true", help="submit and print the ids, without waiting")
+    _add_timeout(ed)
+
+    st = command(
+        "status",
+        "list render processes and their progress",
+        "The render processes of the user (--user-id) or of the whole application (--application).",
+    )
+    st.add_argument("process_id", nargs="?", metavar="PROCESS_ID", help="only this process")
+    st.add_argument("--application", action="store_true", help="every process of the application")
+    _add_feature(st)
+
+    dl = command(
+        "download",
+        "download results of a render process",
+        "Download the given tasks of a process, or every succeeded task when none is given.",
+    )
+    dl.add_argument("process_id", metavar="PROCESS_ID")
+    dl.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="default: every succeeded task")
+    dl.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the files")
+    dl.add_argument("--low-resolution", action="store_true", help="the low-resolution renditions")
+    _add_feature(dl)
+    _add_concurrency(dl)
+
     commands.add_parser(
         "emulator",
         help="serve the emulator for other programs (same as python -m adcreative_async.testing)",
@@ -40,16 +218,74 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_concurrency(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positive,
+        default=4,
+        metavar="N",
+        help="uploads and downloads in flight (default: 4)",
+    )
+
+
+def _add_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=_seconds, metavar="SECONDS", help="give up waiting for a render after this long"
+    )
+
+
+def _add_feature(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--feature", choices=("creatives", "background-remover"), help="default: look in every feature"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the console script; returns the process exit code."""
+    """Run the console script; returns the process exit code.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         from ..testing import main as emulator_main
 
         return emulator_main(args_list[1:])
-    args = _parser().parse_args(args_list)
+    secrets = secret_values(args_list)
+    try:
+        args = _parser(secrets).parse_args(args_list)
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return _dispatch(args, args_list)
+    except UsageError as exc:
+        sys.stderr.write(f"adcreative: {redact(str(exc), secrets)}\n")
+        return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import _commands
+    from ._inputs import collect_images, load_briefs
+
     if args.command == "demo":
         from ._demo import run_demo
 
-        return run_demo(args.output, task_duration=args.task_duration)
-    return 2  # pragma: no cover - argparse refuses unknown commands
+        return run_demo(
+            args.output, task_duration=args.task_duration, progress=args.progress, json_output=args.json
+        )
+    if args.command == "remove-bg":
+        args.items = collect_images(args.paths, recursive=args.recursive)
+        return run_command(
+            _commands.remove_bg, args, argv, title="background removal", overall_total=len(args.items)
+        )
+    if args.command == "generate":
+        args.briefs = load_briefs(args.brief_files)
+        return run_command(_commands.generate, args, argv, title="creatives", overall_total=len(args.briefs))
+    if args.command == "edit":
+        return run_command(_commands.edit, args, argv, title="edit")
+    if args.command == "status":
+        return run_command(_commands.status, args, argv)
+    if args.command == "download":
+        return run_command(_commands.download, args, argv, title="downloads", overall_total=None)
+    raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses them

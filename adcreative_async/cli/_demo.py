@@ -1,14 +1,20 @@
 """``adcreative demo``: the whole flow against an emulator started in this process, with no credentials.
 
-Generates ad creatives while a bulk job removes the backgrounds of several product photos, prints every
-task as it changes (``wait_until_complete()`` and the bulk helper, on the client's one poll scheduler),
-edits two creatives, follows the new cycle, and downloads every result.
+Generates ad creatives while a bulk job removes the backgrounds of several product photos, shows every
+render's progress live (``wait_until_complete()`` and the bulk helper, on the client's one poll
+scheduler), edits two creatives, follows the new cycle, and downloads every result.
+
+Works with the core install alone: progress bars when rich (the ``cli`` extra) is installed and the
+output is a terminal, one plain line per change otherwise.
 """
 
 from __future__ import annotations
 
-import time
+import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -21,34 +27,26 @@ from .. import (
     TaskUpdate,
 )
 from ..testing import Emulator, sample_image
+from ._common import DEMO_USER, EXIT_INTERRUPTED, EXIT_USAGE, make_display, run_interruptibly
+from ._display import Display, MissingExtraError, print_table
 
 __all__ = ["run_demo"]
 
-DEMO_USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 PRODUCT_PHOTOS = 4
 
 
-class _Printer:
-    def __init__(self) -> None:
-        self._start = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        print(f"[{time.monotonic() - self._start:5.1f}s] {message}", flush=True)
-
-    def update(self, label: str, update: TaskUpdate) -> None:
-        before = update.previous.name if update.previous is not None else "-"
-        self(
-            f"{label:<22} task {update.task_id[:8]}  {before:>9} -> {update.state.name:<9}"
-            f" process {update.progress.progress:>3}%"
-        )
+def _status(update: TaskUpdate) -> str:
+    progress = update.progress
+    return f"{progress.completed_task_count}/{progress.total_task_count} tasks"
 
 
-async def _follow(job: RenderJob, label: str, say: _Printer) -> None:
+async def _follow(job: RenderJob, display: Display, row: int) -> None:
     async for update in job.wait_until_complete(timeout=120):
-        say.update(label, update)
+        display.update(row, status=_status(update), completed=update.progress.progress)
 
 
-async def _creatives(client: AdCreativeClient, output: Path, say: _Printer) -> list[Path]:
+async def _creatives(client: AdCreativeClient, output: Path, display: Display) -> list[Path]:
+    row = display.add("creatives", status="uploading")
     job = await client.creatives.generate(
         brand_image=sample_image("png", (256, 256)),
         background_image=sample_image("jpeg", (640, 640)),
@@ -62,69 +60,111 @@ async def _creatives(client: AdCreativeClient, output: Path, say: _Printer) -> l
         render_kind=RenderKind.POST,
         render_type=RenderType.SVG,
     )
-    say(f"creatives: process {job.process_id} started with {len(job.task_ids)} tasks")
-    await _follow(job, "creatives", say)
+    display.log(f"creatives: process {job.process_id} started with {len(job.task_ids)} tasks")
+    await _follow(job, display, row)
+    display.done(row, ok=not job.failed, status=f"{len(job.task_ids)} creatives")
+    edit_row = display.add("creatives (edit 2)", status="uploading")
     edited = await client.creatives.edit(job.task_ids[:2], main_headline="Now 20% off", color1_hex="#1a73e8")
     assert edited.progress is not None
-    say(f"creatives: edited 2 of them, the process is back to {edited.progress.progress}%")
-    await _follow(edited, "creatives (edited)", say)
-    return await edited.download_all(output / "creatives")
+    display.log(f"creatives: edited 2 of them, the process is back to {edited.progress.progress}%")
+    await _follow(edited, display, edit_row)
+    display.update(edit_row, status="downloading")
+    files = await edited.download_all(output / "creatives")
+    display.done(edit_row, ok=not edited.failed, status=f"saved {len(files)} files")
+    return files
 
 
-async def _backgrounds(client: AdCreativeClient, output: Path, say: _Printer) -> list[BulkOutcome[bytes]]:
+async def _backgrounds(client: AdCreativeClient, output: Path, display: Display) -> list[BulkOutcome[bytes]]:
     photos = [sample_image("jpeg", (320 + 40 * i, 240)) for i in range(PRODUCT_PHOTOS)]
+    rows = [display.add(f"background #{i + 1}") for i in range(PRODUCT_PHOTOS)]
 
     def on_update(outcome: BulkOutcome[bytes], update: TaskUpdate) -> None:
-        say.update(f"background #{outcome.index + 1}", update)
+        status = "downloading" if update.succeeded else _status(update)
+        display.update(rows[outcome.index], status=status, completed=update.progress.progress)
 
-    outcomes = await client.process_many(
+    outcomes: list[BulkOutcome[bytes]] = []
+    async with client.bulk(
         photos,
         lambda c, photo: c.background_remover.remove(photo),
         dest=output / "backgrounds",
         upload_concurrency=2,
         on_update=on_update,
-    )
-    for outcome in outcomes:
-        result = f"saved {outcome.files[0]}" if outcome.ok else f"failed: {outcome.error}"
-        say(f"background #{outcome.index + 1}: {result}")
-    return outcomes
+    ) as run:
+        async for outcome in run:
+            name = outcome.files[0].name if outcome.files else ""
+            status = f"saved {name}" if outcome.ok else f"failed: {outcome.error}"
+            display.done(rows[outcome.index], ok=outcome.ok, status=status)
+            outcomes.append(outcome)
+    return sorted(outcomes, key=lambda o: o.index)
 
 
-async def _demo(output: Path, task_duration: float) -> int:
-    say = _Printer()
+async def _demo(output: Path, task_duration: float, args: argparse.Namespace) -> int:
     spread = (task_duration * 0.4, task_duration * 1.6)
-    async with Emulator(task_duration=spread) as emulator:
-        say(f"emulator listening on {emulator.base_url} (no real credentials involved)")
-        async with AdCreativeClient(**emulator.credentials, user_id=DEMO_USER) as client:
-            creatives: list[Path] = []
-            outcomes: list[BulkOutcome[bytes]] = []
+    with make_display(args, "demo", 2 + PRODUCT_PHOTOS, rich_required=False) as display:
+        async with Emulator(task_duration=spread) as emulator:
+            display.log(f"emulator listening on {emulator.base_url} (no real credentials involved)")
+            async with AdCreativeClient(**emulator.credentials, user_id=DEMO_USER) as client:
+                creatives: list[Path] = []
+                outcomes: list[BulkOutcome[bytes]] = []
 
-            async def creatives_flow() -> None:
-                creatives.extend(await _creatives(client, output, say))
+                async def creatives_flow() -> None:
+                    creatives.extend(await _creatives(client, output, display))
 
-            async def backgrounds_flow() -> None:
-                outcomes.extend(await _backgrounds(client, output, say))
+                async def backgrounds_flow() -> None:
+                    outcomes.extend(await _backgrounds(client, output, display))
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(creatives_flow)
-                tg.start_soon(backgrounds_flow)
-            for path in creatives:
-                size = (await anyio.Path(path).stat()).st_size
-                say(f"creatives: saved {path} ({size} bytes)")
-            polls = client.scheduler_stats["requests"]
-        failed = [o for o in outcomes if not o.ok]
-        say(
-            f"done: {len(creatives) + sum(len(o.files) for o in outcomes)} files in {output}/; "
-            f"{1 + PRODUCT_PHOTOS} renders followed with {polls} progress requests "
-            f"(one per user per tick, not one per render); {sum(emulator.requests.values())} API calls in all"
-        )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(creatives_flow)
+                    tg.start_soon(backgrounds_flow)
+                polls = client.scheduler_stats["requests"]
+            calls = sum(emulator.requests.values())
+    failed = [o for o in outcomes if not o.ok]
+    files = creatives + [f for o in outcomes for f in o.files]
+    summary = (
+        f"{len(files)} files in {output}/; {1 + PRODUCT_PHOTOS} renders followed with {polls} progress "
+        f"requests (one per user per tick, not one per render); {calls} API calls in all"
+    )
+    if args.json:
+        document: dict[str, Any] = {
+            "ok": not failed,
+            "files": [str(f) for f in files],
+            "progress_requests": polls,
+            "api_calls": calls,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return 1 if failed else 0
+    rows = [["creatives", f.relative_to(output), (await anyio.Path(f).stat()).st_size] for f in creatives]
+    for outcome in outcomes:
+        for f in outcome.files:
+            size = (await anyio.Path(f).stat()).st_size
+            rows.append([f"background #{outcome.index + 1}", f.relative_to(output), size])
+        if not outcome.ok:
+            rows.append([f"background #{outcome.index + 1}", f"FAILED: {outcome.error}", ""])
+    print_table(f"Demo results in {output}/", ["render", "file", "bytes"], rows)
+    print(f"done: {summary}", flush=True)
     return 1 if failed else 0
 
 
-def run_demo(output: str, *, task_duration: float = 1.5) -> int:
-    """Run the demo; returns the exit code (1 if any render failed, 130 when interrupted)."""
+def run_demo(
+    output: str, *, task_duration: float = 1.5, progress: str = "auto", json_output: bool = False
+) -> int:
+    """Run the demo; returns the exit code (1 if any render failed, 130 when interrupted).
+
+    Args:
+        output: the directory for the results.
+        task_duration: emulated seconds per task (jittered).
+        progress: ``auto``, ``bars``, ``lines`` or ``off`` (see ``adcreative --help``).
+        json_output: print one JSON document at the end instead of progress and a table.
+    """
+    args = argparse.Namespace(progress=progress, json=json_output, command="demo")
     try:
-        return anyio.run(_demo, Path(output), task_duration)
+        code = run_interruptibly(_demo, Path(output), task_duration, args)
+        if code is None:
+            raise KeyboardInterrupt
+        return code
     except KeyboardInterrupt:
-        print("interrupted", flush=True)
-        return 130
+        print("interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except MissingExtraError as exc:
+        print(f"adcreative: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE

@@ -2,35 +2,59 @@
 
 Every image feature of the API has the same life: a multipart start call creates a render process,
 ``CheckUserProgress`` / ``CheckApplicationAllProgresses`` report it, ``Download`` fetches each task's
-result. A :class:`RenderFeature` names a feature's routes, query names, fields and message type; a
-:class:`RenderResource` turns it into validated, typed calls. A new feature is a description and a few
-typed method signatures.
+result. A :class:`RenderFeature` names a feature's routes, query names, fields and message type, and
+lists what of it is assumed; a :class:`RenderResource` turns it into validated, typed calls. A new
+feature is a description and a few typed method signatures. Routes and names the docs leave open can
+be overridden per client (:meth:`RenderFeature.with_overrides`).
+
+:class:`Resource` is the base of every resource: request building, multipart forms and plain calls
+(JSON bodies or queries, decoded answers), which the synchronous features (Scan My Website, Ad Text)
+use directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._downloads import DownloadStream, download_file
-from .._errors import APIError, InvalidRequestError, NotFoundError
+from .._errors import AdCreativeError, APIError, BadRequestError, InvalidRequestError, NotFoundError
 from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
 from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
 from .._models import PROGRESS_DECODER, Progress, decode_progress_list
-from .._transport import FormItem, Request
+from .._reconcile import is_ambiguous
+from .._transport import FormItem, Request, Response
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
     from .._config import Timeout
     from .._polling import PollScheduler
 
-__all__ = ["NOTHING_FOUND_PATTERNS", "RenderFeature", "RenderResource", "RequestOptions"]
+__all__ = [
+    "NOTHING_FOUND_PATTERNS",
+    "OVERRIDABLE_ROUTES",
+    "RenderFeature",
+    "RenderResource",
+    "RequestOptions",
+    "Resource",
+]
+
+logger = logging.getLogger("adcreative_async.resources")
+
+_T = TypeVar("_T")
+
+#: The routes of a :class:`RenderFeature` a user may override (``AdCreativeClient(feature_overrides=...)``),
+#: besides the feature's own ``extra_routes`` and the keys ``process_id_query`` and ``field_names``.
+OVERRIDABLE_ROUTES = ("start_route", "user_progress_route", "application_progress_route", "download_route")
+_QUERY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-\[\]]*")
 
 #: The documented "nothing found" answers of the progress endpoints (seed 001: 400 "ImageRenderProcess
 #: (…) was not found for the User", "No running ImageGenerationProgress found for the ApplicationId";
@@ -62,6 +86,17 @@ class RenderFeature:
         message_type: the ``messageType`` of the feature's progress objects.
         render_type: the ``renderType`` its progress objects carry, when fixed (Background Remover: 8).
         nothing_found_statuses: statuses that may carry a documented "nothing found" answer.
+        download_fields: documented query fields of the download besides the ids and
+            ``lowResolution`` (Product Photoshoot: ``format``), validated like form fields.
+        extra_routes: (name, route) of the feature's other calls (Product Photoshoot's
+            ``recommendations_route``), overridable like the others.
+        assumed: (what, why) for everything about the feature that the docs do not state: a route or
+            query attribute name (``"user_progress_route"``, ``"process_id_query"``), ``"field:<wire>"``
+            for a field, ``"method:<route attribute>"`` or ``"response:<call>"``. The one place where
+            a feature's assumptions are listed; empty for a feature documented in full.
+
+    Every route and the process-id query name can be replaced without patching the package (see
+    :meth:`with_overrides` and ``AdCreativeClient(feature_overrides=...)``).
     """
 
     name: str
@@ -74,6 +109,88 @@ class RenderFeature:
     message_type: str
     render_type: int | None = None
     nothing_found_statuses: frozenset[int] = frozenset({400, 404})
+    download_fields: tuple[FieldSpec, ...] = ()
+    extra_routes: tuple[tuple[str, str], ...] = ()
+    assumed: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def assumptions(self) -> dict[str, str]:
+        """What is assumed about this feature (see ``assumed``), as a dict."""
+        return dict(self.assumed)
+
+    def is_assumed(self, key: str) -> bool:
+        """Whether ``key`` (``"process_id_query"``, ``"field:format"``, …) is an assumption."""
+        return any(k == key for k, _ in self.assumed)
+
+    def route(self, name: str) -> str:
+        """One of the feature's ``extra_routes`` by name.
+
+        Raises:
+            KeyError: the feature has no such route.
+        """
+        for key, route in self.extra_routes:
+            if key == name:
+                return route
+        raise KeyError(f"feature {self.name!r} has no route {name!r}")
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> RenderFeature:
+        """A copy with some routes, the process-id query name or field names replaced.
+
+        Args:
+            overrides: any of ``start_route``, ``user_progress_route``, ``application_progress_route``,
+                ``download_route`` and the names of ``extra_routes`` (a route under ``/api/v1/``; a
+                leading ``/`` or ``/api/v1/`` is dropped), ``process_id_query`` (a query name), and
+                ``field_names`` (a mapping of documented or assumed wire names of the start or download
+                fields to the names to send instead). An overridden item is no longer listed as assumed.
+
+        Raises:
+            InvalidRequestError: an unknown key (named, with the known ones) or a malformed value.
+        """
+        where = f"feature_overrides[{self.name!r}]"
+        extra = dict(self.extra_routes)
+        known = [*OVERRIDABLE_ROUTES, *extra, "process_id_query", "field_names"]
+        changes: dict[str, Any] = {}
+        dropped: set[str] = set()
+        for key, value in overrides.items():
+            if key in OVERRIDABLE_ROUTES or key in extra:
+                route = _override_route(value, f"{where}[{key!r}]")
+                if key in extra:
+                    extra[key] = route
+                else:
+                    changes[key] = route
+                dropped.add(key)
+            elif key == "process_id_query":
+                changes[key] = _override_name(value, f"{where}[{key!r}]")
+                dropped.add(key)
+            elif key == "field_names":
+                start, download = self._renamed_fields(value, f"{where}['field_names']", dropped)
+                changes["start_fields"], changes["download_fields"] = start, download
+            else:
+                raise InvalidRequestError.for_field(
+                    where, f"unknown key {key!r} (known: {', '.join(repr(k) for k in known)})"
+                )
+        changes["extra_routes"] = tuple(extra.items())
+        changes["assumed"] = tuple((k, why) for k, why in self.assumed if k not in dropped)
+        return dataclasses.replace(self, **changes)
+
+    def _renamed_fields(
+        self, value: object, where: str, dropped: set[str]
+    ) -> tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...]]:
+        if not isinstance(value, Mapping):
+            raise InvalidRequestError.for_field(where, f"must be a mapping of wire names, got {value!r}")
+        renames = {str(old): _override_name(new, f"{where}[{old!r}]") for old, new in value.items()}
+        known = {f.wire for f in (*self.start_fields, *self.download_fields)}
+        for old in renames:
+            if old not in known:
+                raise InvalidRequestError.for_field(
+                    where, f"unknown field {old!r} (known: {', '.join(sorted(known))})"
+                )
+            dropped.add(f"field:{old}")
+
+        def rename(specs: tuple[FieldSpec, ...]) -> tuple[FieldSpec, ...]:
+            return tuple(dataclasses.replace(f, wire=renames.get(f.wire, f.wire)) for f in specs)
+
+        return rename(self.start_fields), rename(self.download_fields)
 
     def is_nothing_found(self, error: APIError) -> bool:
         """Whether ``error`` is the documented "no process found" answer of a progress call."""
@@ -87,6 +204,26 @@ class RenderFeature:
     def params(self, fields: Iterable[FieldSpec] | None = None) -> dict[str, str]:
         """Wire name -> Python parameter, for error messages."""
         return {f.wire: f.param for f in (fields if fields is not None else self.start_fields)}
+
+
+def _override_route(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequestError.for_field(where, f"must be a route string, got {value!r}")
+    route = value.strip().lstrip("/")
+    if route.lower().startswith("api/v1/"):
+        route = route[len("api/v1/") :]
+    if not route or any(c.isspace() or c in "?#" for c in route) or "://" in route:
+        raise InvalidRequestError.for_field(
+            where,
+            f"must be a route under /api/v1/ such as 'Image/Upscaling/CheckUserProgress', got {value!r}",
+        )
+    return route
+
+
+def _override_name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _QUERY_NAME.fullmatch(value):
+        raise InvalidRequestError.for_field(where, f"must be a field or query name, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -126,23 +263,20 @@ def _pairs(values: Mapping[str, object] | None, where: str, reserved: Iterable[s
     return out
 
 
-class RenderResource:
-    """Calls of one image feature: progress, downloads and rebuilt jobs; subclasses add start calls.
+class Resource:
+    """Base of every resource on the client: request building, forms and plain JSON calls.
 
-    Obtain it from the client (``client.creatives``, ``client.background_remover``).
+    Attributes:
+        name: the resource's attribute name on the client (``"scan_my_website"``).
     """
 
-    def __init__(self, client: AdCreativeClient, feature: RenderFeature) -> None:
+    name: str = ""
+
+    def __init__(self, client: AdCreativeClient) -> None:
         self._client = client
-        self.feature = feature
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(feature={self.feature.name!r})"
-
-    @property
-    def _scheduler(self) -> PollScheduler:
-        """The client's poll scheduler (the client must be open)."""
-        return self._client._poll_scheduler()
+        return f"{type(self).__name__}(name={self.name!r})"
 
     # ------------------------------------------------------------------------------ building
 
@@ -157,6 +291,7 @@ class RenderResource:
         options: RequestOptions,
         reserved: Iterable[str] = (),
         on_upload_progress: ProgressCallback | None = None,
+        json: bytes | None = None,
     ) -> Request:
         reserved = list(reserved)
         query = list(query) + _pairs(options.extra_query, "extra_query", [q for q, _ in query])
@@ -169,9 +304,64 @@ class RenderResource:
             route,
             query=query,
             form=form,
+            json=json,
+            content_type="application/json" if json is not None else None,
             headers=options.extra_headers,
             timeout=self._client._call_timeout(options.timeout),
             params=params,
+            on_upload_progress=on_upload_progress,
+        )
+
+    async def _call(
+        self,
+        method: str,
+        route: str,
+        decode: Callable[[bytes], _T],
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        json: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        options: RequestOptions,
+    ) -> _T:
+        """Send a call without a form and decode its answer (malformed: UnexpectedResponseError)."""
+        client = self._client
+        client._require_open()
+        req = self._request(method, route, query=query, json=json, params=params, options=options)
+        response = await client._transport.request(req)
+        return response.decode(decode, method)
+
+    async def _send_form(
+        self,
+        route: str,
+        fields: Sequence[FieldSpec],
+        values: Mapping[str, Any],
+        options: RequestOptions,
+        on_upload_progress: ProgressCallback | None,
+    ) -> Response:
+        """Validate ``values`` (the client's application id added) and POST them as a multipart form."""
+        req = await self._form_request(route, fields, values, options, on_upload_progress)
+        return await self._client._transport.request(req)
+
+    async def _form_request(
+        self,
+        route: str,
+        fields: Sequence[FieldSpec],
+        values: Mapping[str, Any],
+        options: RequestOptions,
+        on_upload_progress: ProgressCallback | None,
+    ) -> Request:
+        """Validate ``values`` (the client's application id added) into a multipart POST, unsent."""
+        client = self._client
+        client._require_open()
+        values = dict(values, application_id=client.application_id)
+        form = await self._form(fields, values)
+        return self._request(
+            "POST",
+            route,
+            form=form,
+            params={f.wire: f.param for f in fields},
+            options=options,
+            reserved=[f.wire for f in fields],
             on_upload_progress=on_upload_progress,
         )
 
@@ -206,6 +396,26 @@ class RenderResource:
             max_size=transfer.max_upload_size,
         )
 
+
+class RenderResource(Resource):
+    """Calls of one image feature: progress, downloads and rebuilt jobs; subclasses add start calls.
+
+    Obtain it from the client (``client.creatives``, ``client.background_remover``, …).
+    """
+
+    def __init__(self, client: AdCreativeClient, feature: RenderFeature) -> None:
+        super().__init__(client)
+        self.feature = feature
+        self.name = feature.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(feature={self.feature.name!r})"
+
+    @property
+    def _scheduler(self) -> PollScheduler:
+        """The client's poll scheduler (the client must be open)."""
+        return self._client._poll_scheduler()
+
     async def _submit(
         self,
         route: str,
@@ -213,24 +423,48 @@ class RenderResource:
         values: Mapping[str, Any],
         options: RequestOptions,
         on_upload_progress: ProgressCallback | None,
+        *,
+        edited_task_ids: Sequence[str] | None = None,
     ) -> RenderJob:
-        """Validate, send a start or edit call, and wrap its progress answer in a job."""
+        """Validate, send a start or edit call, and wrap its progress answer in a job.
+
+        A call that may have reached the server although it failed is never sent again: the client
+        reconciles (see :mod:`adcreative_async._reconcile`), adopting the process it made or raising
+        RenderMayExistError.
+        """
         client = self._client
-        client._require_open()
-        values = dict(values, application_id=client.application_id)
-        form = await self._form(fields, values)
-        req = self._request(
-            "POST",
-            route,
-            form=form,
-            params={f.wire: f.param for f in fields},
-            options=options,
-            reserved=[f.wire for f in fields],
-            on_upload_progress=on_upload_progress,
-        )
-        response = await client._transport.request(req)
-        progress = response.decode(PROGRESS_DECODER.decode, "POST")
-        user_id = progress.user_id or str(values.get("user_id", ""))
+        ledger = client._ledger
+        feature = self.feature.name
+        user = str(values.get("user_id", ""))
+        fresh_user = edited_task_ids is None and client.unique_user_per_submission
+        if fresh_user:
+            user = str(uuid.uuid4())  # this start call's own identity: nothing else can be confused
+            values = dict(values, user_id=user)
+        req = await self._form_request(route, fields, values, options, on_upload_progress)  # validates
+        if fresh_user:
+            ledger.fresh_user(feature, user)
+        elif edited_task_ids is None and client.reconcile_submissions:
+            await ledger.before_start(self, user)
+        ledger.started(feature, user)
+        mark = ledger.mark(feature, user)
+        failure: AdCreativeError | None = None
+        try:
+            response = await client._transport.request(req)
+            progress = response.decode(PROGRESS_DECODER.decode, "POST")
+        except AdCreativeError as exc:
+            if not (client.reconcile_submissions and is_ambiguous(exc)):
+                raise
+            failure = exc
+        finally:
+            ledger.finished(feature, user)
+        if failure is not None:
+            if edited_task_ids is not None:
+                progress = await ledger.reconcile_edit(self, user, edited_task_ids, failure)
+            else:
+                matches = _matcher(self.feature, values)
+                progress = await ledger.reconcile_start(self, user, matches, failure, mark)
+        ledger.saw(feature, user, [progress.image_render_process_id], answered=True)
+        user_id = progress.user_id or user
         return RenderJob(
             feature=self.feature.name,
             process_id=progress.image_render_process_id,
@@ -254,23 +488,48 @@ class RenderResource:
 
         Args:
             user_id: the user (default: the client's ``user_id``).
-            process_id: only this process.
+            process_id: only this process. The answer is also filtered on the client, so a server
+                that ignores the filter (e.g. under an assumed query name) still gives only this
+                process; and where the query name is assumed, a 400 to the filtered call is followed
+                by one unfiltered call.
 
         Returns:
             The progress objects; an empty list for the documented "nothing found" answer.
         """
         uid = self._client._user_id(user_id)
+        options = RequestOptions(None, extra_query, extra_headers, timeout)
+        if process_id is None:
+            listing = await self._progress_list(self._user_progress_request(uid, None, options))
+            self._client._ledger.listed(self.feature.name, uid, [p.image_render_process_id for p in listing])
+            return listing
+        pid = canonical_guid(process_id, "process_id")
+        try:
+            items = await self._progress_list(self._user_progress_request(uid, pid, options))
+        except BadRequestError as exc:
+            if not self.feature.is_assumed("process_id_query"):
+                raise
+            logger.warning(
+                "%s: CheckUserProgress refused the assumed filter %s (%s); listing unfiltered instead "
+                "(override it with feature_overrides={%r: {'process_id_query': ...}})",
+                self.feature.name,
+                self.feature.process_id_query,
+                exc.status,
+                self.feature.name,
+            )
+            items = await self._progress_list(self._user_progress_request(uid, None, options))
+        return [p for p in items if p.image_render_process_id.lower() == pid]
+
+    def _user_progress_request(self, uid: str, pid: str | None, options: RequestOptions) -> Request:
         query = [("userId", uid)]
-        if process_id is not None:
-            query.append((self.feature.process_id_query, canonical_guid(process_id, "process_id")))
-        req = self._request(
+        if pid is not None:
+            query.append((self.feature.process_id_query, pid))
+        return self._request(
             "GET",
             self.feature.user_progress_route,
             query=query,
             params={"userId": "user_id", self.feature.process_id_query: "process_id"},
-            options=RequestOptions(None, extra_query, extra_headers, timeout),
+            options=options,
         )
-        return await self._progress_list(req)
 
     async def application_progress(
         self,
@@ -371,9 +630,39 @@ class RenderResource:
         **Every download request increments the server's download counter** (seed 001): downloading
         again, or resuming, is safe but counts each time.
         """
+        return await self._download(
+            process_id,
+            task_id,
+            dest,
+            fields=None,
+            low_resolution=low_resolution,
+            on_progress=on_progress,
+            resume=resume,
+            use_server_filename=use_server_filename,
+            extra_query=extra_query,
+            extra_headers=extra_headers,
+            timeout=timeout,
+        )
+
+    async def _download(
+        self,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
+        dest: str | os.PathLike[str],
+        *,
+        fields: Mapping[str, object] | None,
+        low_resolution: bool,
+        on_progress: ProgressCallback | None,
+        resume: bool | int,
+        use_server_filename: bool,
+        extra_query: Mapping[str, object] | None,
+        extra_headers: Mapping[str, str] | None,
+        timeout: Timeout | float | None,
+    ) -> Path:
+        """:meth:`download` with values for the feature's ``download_fields`` (by Python name)."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
-        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout)
+        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout, fields)
         return await download_file(
             self._client._transport,
             req,
@@ -407,9 +696,31 @@ class RenderResource:
         download on the server (seed 001). A ``timeout`` total covers the whole block, your
         processing of the chunks included. See :class:`~adcreative_async.DownloadStream`.
         """
+        return self._stream_download(
+            process_id,
+            task_id,
+            fields=None,
+            low_resolution=low_resolution,
+            extra_query=extra_query,
+            extra_headers=extra_headers,
+            timeout=timeout,
+        )
+
+    def _stream_download(
+        self,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
+        *,
+        fields: Mapping[str, object] | None,
+        low_resolution: bool,
+        extra_query: Mapping[str, object] | None,
+        extra_headers: Mapping[str, str] | None,
+        timeout: Timeout | float | None,
+    ) -> DownloadStream:
+        """:meth:`stream_download` with values for the feature's ``download_fields``."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
-        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout)
+        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout, fields)
         return DownloadStream(self._client._transport, req, process_id=pid, task_id=tid)
 
     def _download_request(
@@ -420,23 +731,28 @@ class RenderResource:
         extra_query: Mapping[str, object] | None,
         extra_headers: Mapping[str, str] | None,
         timeout: Timeout | float | None,
+        fields: Mapping[str, object] | None = None,
     ) -> Request:
         client = self._client
         client._require_open()
+        feature = self.feature
+        extra = validate(feature.download_fields, fields or {}, strict=client.strict_validation)
         return self._request(
             "GET",
-            self.feature.download_route,
+            feature.download_route,
             query=[
                 ("applicationId", client.application_id),
                 ("taskId", tid),
-                (self.feature.process_id_query, pid),
+                (feature.process_id_query, pid),
                 ("lowResolution", wire_text(bool(low_resolution))),
+                *((wire, wire_text(value)) for wire, value in extra.items()),
             ],
             params={
                 "applicationId": "application_id",
                 "taskId": "task_id",
-                self.feature.process_id_query: "process_id",
+                feature.process_id_query: "process_id",
                 "lowResolution": "low_resolution",
+                **feature.params(feature.download_fields),
             },
             options=RequestOptions(None, extra_query, extra_headers, timeout),
         )
@@ -472,3 +788,17 @@ class RenderResource:
             task_ids=list(task_ids),
             resource=self,
         )
+
+
+def _matcher(feature: RenderFeature, values: Mapping[str, Any]) -> Callable[[Progress], bool]:
+    """Whether a listed process could be the one a start call with ``values`` made (its render kind
+    and type, and the feature's fixed render type, when the listing says)."""
+    kind = values.get("render_kind")
+    render_type = values.get("render_type", feature.render_type)
+
+    def matches(progress: Progress) -> bool:
+        if kind is not None and progress.render_kind is not None and progress.render_kind != int(kind):
+            return False
+        return render_type is None or progress.render_type is None or progress.render_type == int(render_type)
+
+    return matches

@@ -75,8 +75,8 @@ class BackgroundRemoverResource(RenderResource):
         """
         values = {"image": image, "user_id": self._client._user_id(user_id)}
         return await self._submit(
-            BACKGROUND_REMOVER.start_route,
-            REMOVE_FIELDS,
+            self.feature.start_route,
+            self.feature.start_fields,
             values,
             RequestOptions(extra_form, extra_query, extra_headers, timeout),
             on_upload_progress,

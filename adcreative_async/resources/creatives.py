@@ -88,6 +88,7 @@ CREATIVES = RenderFeature(
     download_route="Image/Generation/Download",
     process_id_query="imageRenderProcessId",
     message_type="ImageGenerationProgress",
+    extra_routes=(("edit_route", EDIT_ROUTE),),
 )
 
 
@@ -172,8 +173,8 @@ class CreativesResource(RenderResource):
             "user_id": self._client._user_id(user_id),
         }
         return await self._submit(
-            CREATIVES.start_route,
-            GENERATE_FIELDS,
+            self.feature.start_route,
+            self.feature.start_fields,
             values,
             RequestOptions(extra_form, extra_query, extra_headers, timeout),
             on_upload_progress,
@@ -234,9 +235,10 @@ class CreativesResource(RenderResource):
             "user_id": self._client._user_id(user_id),
         }
         return await self._submit(
-            EDIT_ROUTE,
+            self.feature.route("edit_route"),
             EDIT_FIELDS,
             values,
             RequestOptions(extra_form, extra_query, extra_headers, timeout),
             on_upload_progress,
+            edited_task_ids=[str(t) for t in ids],
         )

@@ -1,7 +1,9 @@
 """Test against a faithful local AdCreative.ai service: the :class:`Emulator`.
 
-The emulator serves the token endpoints, the AdCreative generation feature and the Background Remover
-feature with the status codes, JSON shapes and messages of the docs, written from the docs alone. Every
+The emulator serves the token endpoints and every feature the SDK covers (AdCreative generation and
+Background Remover as the seeds document them; Upscaler, Face Enhancer, Stock Image, Product Photoshoot,
+Scan My Website and Ad Text with assumed answers where the docs show none) with the status codes, JSON
+shapes and messages of the docs, written from the docs alone. Every
 behaviour the docs leave open is an option (:class:`EmulatorOptions`), and controls move tasks and time
 by hand so that tests never wait.
 
@@ -25,6 +27,7 @@ from ._options import EmulatorOptions
 from ._state import (
     NotificationChannel,
     ProcessSnapshot,
+    ReceivedCall,
     RequestInputs,
     TaskSnapshot,
     TaskState,
@@ -37,6 +40,7 @@ __all__ = [
     "EmulatorOptions",
     "NotificationChannel",
     "ProcessSnapshot",
+    "ReceivedCall",
     "RequestInputs",
     "TaskSnapshot",
     "TaskState",

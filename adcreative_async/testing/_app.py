@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 from aiohttp import BodyPartReader, HttpVersion11, web
 
+from . import _features as features
 from . import _responses as responses
 from ._images import (
     HEAD_BYTES,
@@ -36,6 +37,7 @@ from ._images import (
     iter_segments,
     jpeg_bytes,
     padded_png,
+    pdf_bytes,
     png_bytes,
     segments_size,
     sniff_image,
@@ -44,24 +46,48 @@ from ._responses import Msg, Problem, ValidationStyle
 from ._state import (
     FEATURE_BACKGROUND_REMOVAL,
     FEATURE_GENERATION,
+    FEATURE_PRODUCT_GENERATION,
+    AdText,
     Application,
+    Asset,
+    ReceivedCall,
     RequestInputs,
     State,
     TaskState,
     UploadInfo,
+    iso_utc,
 )
 from ._validation import (
     BACKGROUND_CHECK_USER,
     BACKGROUND_DOWNLOAD,
     BACKGROUND_START,
     CHECK_APPLICATION,
+    FACE_ENHANCING_CHECK_USER,
+    FACE_ENHANCING_DOWNLOAD,
+    FACE_ENHANCING_START,
     FILE,
     GENERATION_CHECK_USER,
     GENERATION_DOWNLOAD,
     GENERATION_EDIT,
     GENERATION_START,
+    PRODUCT_CHECK_USER,
+    PRODUCT_DOWNLOAD,
+    PRODUCT_PRESETS,
+    PRODUCT_RECOMMENDATIONS,
+    PRODUCT_START,
+    SCAN_MY_WEBSITE,
+    STOCK_GENERATION_CHECK_USER,
+    STOCK_GENERATION_DOWNLOAD,
+    STOCK_GENERATION_START,
+    TEXT_APPLICATION_QUERY,
+    TEXT_IDS,
+    TEXT_UPDATE,
+    TEXT_USER_QUERY,
     TOKEN_GENERATE,
     TOKEN_REFRESH,
+    UPSCALING_CHECK_USER,
+    UPSCALING_DOWNLOAD,
+    UPSCALING_START,
     Inputs,
     Rule,
     parse_guid,
@@ -226,10 +252,146 @@ ENDPOINTS = (
         responses.STYLE_NEWTONSOFT,
         "download",
     ),
+    # The features documented after the seeds (reference §5-§11). Documented: the start routes of
+    # Upscaling, FaceEnhancing and StockGeneration, FaceEnhancing/CheckUserProgress, PresetKeys,
+    # ScanMyWebsite and every Text route with its method. assumed: the other image routes (the seeds'
+    # Image/<Segment>/… pattern), methods not stated (as the seeds'), every validation style (the
+    # Newtonsoft one of Background Remover) and every answer the docs do not show (see _features).
+    *(
+        row
+        for segment, start_rules, check_rules, download_rules in (
+            ("Upscaling", UPSCALING_START, UPSCALING_CHECK_USER, UPSCALING_DOWNLOAD),
+            ("FaceEnhancing", FACE_ENHANCING_START, FACE_ENHANCING_CHECK_USER, FACE_ENHANCING_DOWNLOAD),
+            (
+                "StockGeneration",
+                STOCK_GENERATION_START,
+                STOCK_GENERATION_CHECK_USER,
+                STOCK_GENERATION_DOWNLOAD,
+            ),
+            ("ProductGeneration", PRODUCT_START, PRODUCT_CHECK_USER, PRODUCT_DOWNLOAD),
+        )
+        for row in (
+            Endpoint(
+                "POST",
+                f"Image/{segment}/AdCreative",
+                "AdCreative",
+                FORM,
+                start_rules,
+                responses.STYLE_NEWTONSOFT,
+                "start_product_generation" if segment == "ProductGeneration" else "start_image_feature",
+            ),
+            Endpoint(
+                "GET",
+                f"Image/{segment}/CheckUserProgress",
+                "CheckUserProgress",
+                QUERY,
+                check_rules,
+                responses.STYLE_NEWTONSOFT,
+                "check_user_progress",
+            ),
+            Endpoint(
+                "GET",
+                f"Image/{segment}/CheckApplicationAllProgresses",
+                "CheckApplicationAllProgresses",
+                QUERY,
+                CHECK_APPLICATION,
+                responses.STYLE_BR_APPLICATION_QUERY,
+                "check_application_progresses",
+            ),
+            Endpoint(
+                "GET",
+                f"Image/{segment}/Download",
+                f"{segment}/Download",
+                QUERY,
+                download_rules,
+                responses.STYLE_NEWTONSOFT,
+                "download",
+            ),
+        )
+    ),
+    Endpoint(
+        "POST",
+        "Image/ProductGeneration/Recommendations",
+        "Recommendations",
+        FORM,
+        PRODUCT_RECOMMENDATIONS,
+        responses.STYLE_NEWTONSOFT,
+        "product_recommendations",
+    ),
+    Endpoint(
+        "GET",
+        "Image/ProductGeneration/PresetKeys",
+        "PresetKeys",
+        QUERY,
+        PRODUCT_PRESETS,
+        responses.STYLE_NEWTONSOFT,
+        "product_preset_keys",
+    ),
+    Endpoint(
+        "GET",
+        "ScanMyWebsite",
+        "ScanMyWebsite",
+        QUERY,
+        SCAN_MY_WEBSITE,
+        responses.STYLE_NEWTONSOFT,
+        "scan_my_website",
+    ),
+    Endpoint("POST", "Text/Generation/Ads", "Ads", JSON, TEXT_IDS, responses.STYLE_NEWTONSOFT, "text_ads"),
+    Endpoint("PUT", "Text/Generation/Ads", "Ads", JSON, TEXT_UPDATE, responses.STYLE_NEWTONSOFT, "text_ads"),
+    Endpoint(
+        "GET",
+        "Text/Generation/UserAd",
+        "UserAd",
+        QUERY,
+        TEXT_USER_QUERY,
+        responses.STYLE_NEWTONSOFT,
+        "text_list",
+    ),
+    Endpoint(
+        "GET",
+        "Text/Generation/ApplicationAllAds",
+        "ApplicationAllAds",
+        QUERY,
+        TEXT_APPLICATION_QUERY,
+        responses.STYLE_NEWTONSOFT,
+        "text_list",
+    ),
+    Endpoint(
+        "GET",
+        "Text/Generation/ProductDescription",
+        "ProductDescription",
+        QUERY,
+        TEXT_USER_QUERY,
+        responses.STYLE_NEWTONSOFT,
+        "text_operation",
+    ),
+    *(
+        Endpoint(
+            "POST",
+            route,
+            route.rsplit("/", 1)[1],
+            JSON,
+            TEXT_IDS,
+            responses.STYLE_NEWTONSOFT,
+            "text_operation",
+        )
+        for route in (
+            "Text/Generation/AdStrategies",
+            "Text/Generation/AdCopies",
+            "Text/Craft/ChangeSentiment",
+            "Text/Craft/MakeShorten",
+            "Text/Craft/Translate",
+            "Text/Craft/CreateVariations",
+        )
+    ),
 )
-"""Every route the emulator serves under ``/api/v1/``."""
+"""Every route the emulator serves under ``/api/v1/`` (one row per method and route)."""
 
-ENDPOINTS_BY_ROUTE = MappingProxyType({endpoint.route.lower(): endpoint for endpoint in ENDPOINTS})
+ENDPOINTS_BY_ROUTE = MappingProxyType(
+    {endpoint.route.lower(): endpoint for endpoint in reversed(ENDPOINTS)}  # the first row of a route
+)
+ENDPOINTS_BY_METHOD = MappingProxyType({(e.method, e.route.lower()): e for e in ENDPOINTS})
+"""(method, lowercased route) -> endpoint: ``Text/Generation/Ads`` has a POST and a PUT."""
 
 INJECTABLE_STATUSES = range(400, 600)
 
@@ -254,14 +416,12 @@ def queue_failure(state: State, route: str, status: int, count: int, retry_after
 
 
 def _feature(endpoint: Endpoint) -> str:
-    return FEATURE_BACKGROUND_REMOVAL if "/BackgroundRemoving/" in endpoint.route else FEATURE_GENERATION
+    return features.feature_of_route(endpoint.route)
 
 
 def _process_parameter(endpoint: Endpoint) -> str:
-    """The query name of the process id: Background Remover's differs from generation's (seeds)."""
-    if _feature(endpoint) == FEATURE_BACKGROUND_REMOVAL:
-        return "imageBackgroundRemoverProcessId"
-    return "imageRenderProcessId"
+    """The query name of the process id: each feature has its own (seeds; see ``_features``)."""
+    return features.PROCESS_PARAMETERS[_feature(endpoint)]
 
 
 _URN_PREFIX = re.compile(r"^\s*urn:uuid:", re.IGNORECASE)
@@ -448,6 +608,14 @@ class EmulatorApp:
             "check_user_progress": self.check_user_progress,
             "check_application_progresses": self.check_application_progresses,
             "download": self.download,
+            "start_image_feature": self.start_image_feature,
+            "start_product_generation": self.start_product_generation,
+            "product_recommendations": self.product_recommendations,
+            "product_preset_keys": self.product_preset_keys,
+            "scan_my_website": self.scan_my_website,
+            "text_ads": self.text_ads,
+            "text_list": self.text_list,
+            "text_operation": self.text_operation,
         }
 
     def build(self) -> web.Application:
@@ -498,7 +666,11 @@ class EmulatorApp:
         if endpoint is None:
             return web.Response(status=404, text="404: Not Found")
         if request.method != endpoint.method:
-            return web.Response(status=405, headers={"Allow": endpoint.method})
+            other = ENDPOINTS_BY_METHOD.get((request.method, endpoint.route.lower()))
+            if other is None:
+                allowed = [e.method for e in ENDPOINTS if e.route == endpoint.route]
+                return web.Response(status=405, headers={"Allow": ", ".join(allowed)})
+            endpoint = other
         injected = self.state.take_failure(endpoint.route)
         if injected is not None:
             return self.injected_failure(endpoint, *injected)
@@ -715,7 +887,7 @@ class EmulatorApp:
         feature = _feature(endpoint)
         found = self.state.application_processes(feature, app.application_id, self.state.clock.now())
         if found:
-            wrapped = feature == FEATURE_BACKGROUND_REMOVAL
+            wrapped = feature != FEATURE_GENERATION  # assumed for the features after the seeds: as BR
             return responses.progress_list(found, self.options, wrapped=wrapped)
         raise Problem(responses.application_processes_not_found(feature, app.application_id))
 
@@ -738,10 +910,11 @@ class EmulatorApp:
         if task.state != TaskState.SUCCEEDED:
             raise Problem(responses.download_not_found(endpoint.function))
         low_resolution: bool = values["lowResolution"]
-        body = self.download_body(task_id, low_resolution)
+        requested: int | None = values.get("format")  # Product Photoshoot: 0 PNG, 1 JPEG, 2 PDF 1.6
+        image_format = self.options.image_format if requested is None else ("png", "jpeg", "pdf")[requested]
+        body = self.download_body(task_id, low_resolution, image_format)
         total = segments_size(body)
-        image_format = self.options.image_format
-        extension = "png" if image_format == "png" else "jpg"
+        extension = {"png": "png", "jpeg": "jpg", "pdf": "pdf"}[image_format]
         filename = f"{task_id}.{extension}"  # assumed: the file name is not documented
         headers = {"Content-Disposition": f"attachment; filename={filename}; filename*=UTF-8''{filename}"}
         status, start, stop = 200, 0, total
@@ -774,19 +947,189 @@ class EmulatorApp:
         await response.write_eof()
         return response
 
-    def download_body(self, task_id: str, low_resolution: bool) -> tuple[Segment, ...]:
-        """The image of a task as segments to stream: small and encoded, or padded to ``download_size``."""
+    def download_body(
+        self, task_id: str, low_resolution: bool, image_format: str | None = None
+    ) -> tuple[Segment, ...]:
+        """The image of a task as segments to stream: small and encoded, or padded to ``download_size``
+        (PNG only); ``image_format`` (default: the option) may also be ``"pdf"``."""
+        image_format = image_format or self.options.image_format
         width, height = self.options.image_size
         if low_resolution:
             width, height = max(1, width // 2), max(1, height // 2)
         color = color_for(task_id)
+        if image_format == "pdf":
+            return (pdf_bytes(width, height, color),)
         size = self.options.download_size
-        if size is not None:
+        if size is not None and image_format == "png":
             if low_resolution:
                 size = max(size // 4, len(png_bytes(width, height, color)) + 12)
             return padded_png(size, width, height, color)
-        encode = png_bytes if self.options.image_format == "png" else jpeg_bytes
+        encode = png_bytes if image_format == "png" else jpeg_bytes
         return (encode(width, height, color),)
+
+    # the features documented after the seeds ----------------------------------------------------------
+
+    async def start_image_feature(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/{Upscaling,FaceEnhancing,StockGeneration}/AdCreative: a render process.
+
+        assumed: the answer is the seeds' progress object with Newtonsoft ids (as Background Remover's);
+        one task, or for Stock Image one per output size of its renderKind; no renderType.
+        """
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        feature = _feature(endpoint)
+        self.require_channel(app, feature=feature)
+        render_kind: int | None = values.get("renderKind")
+        tasks = 1 if render_kind is None else features.size_count(render_kind)
+        process = self.state.start_process(app, values["userId"], feature, tasks, render_kind, None, received)
+        return responses.single_progress(process, self.options, with_ids=True)
+
+    async def product_recommendations(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/ProductGeneration/Recommendations: the documented answer; the photo becomes an
+        asset that a generation can use. No render process, so no notification channel is needed."""
+        app = self.authenticate(request)
+        inputs, _ = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        upload: UploadInfo = values["uploadedImage"]
+        asset = Asset(self.state.new_uuid(), app.application_id, values["userId"], upload)
+        self.state.assets[asset.asset_id] = asset
+        return responses.json_response(features.recommendations_body(asset.asset_id, upload.filename))
+
+    async def start_product_generation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST Image/ProductGeneration/AdCreative: one task per prompt object (assumed; the docs' flow
+        shows 6 tasks, the most prompt objects allowed); the asset must be the user's."""
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        prompts, problem = features.parse_prompt_objects(values["promptObjectsString"])
+        if prompts is None:
+            rule = next(r for r in endpoint.rules if r.name == "promptObjectsString")
+            if problem == "json":
+                message = Msg.PROMPTS_NOT_JSON.format(field=rule.display)
+            elif problem == "count":
+                message = Msg.PROMPTS_COUNT.format(field=rule.display, max=features.MAX_PROMPT_OBJECTS)
+            else:
+                message = Msg.PROMPT_INVALID.format(index=str(problem).partition(":")[2])
+            raise Problem(responses.validation_error({rule.key: [message]}, endpoint.style))
+        self.check_application(app, values["applicationId"])
+        self.require_channel(app, feature=FEATURE_PRODUCT_GENERATION)
+        user_id: str = values["userId"]
+        asset = self.state.assets.get(values["backgroundRemovedImageAssetId"])
+        if asset is None or asset.application_id != app.application_id or asset.user_id != user_id:
+            engine = Msg.ASSET_ENGINE.format(
+                asset_id=values["backgroundRemovedImageAssetId"], user_id=user_id
+            )
+            errors = {
+                f"engine: {endpoint.function}": [engine],
+                f"business: {endpoint.function}": [Msg.ASSET_BUSINESS],
+            }
+            raise Problem(responses.layered_error(404, errors))
+        process = self.state.start_process(
+            app, user_id, FEATURE_PRODUCT_GENERATION, len(prompts), None, None, received
+        )
+        return responses.single_progress(process, self.options, with_ids=True)
+
+    async def _record(self, request: web.Request, endpoint: Endpoint) -> Any:
+        """Keep what a plain call received (its query and JSON body) for tests; the decoded body."""
+        body: Any = None
+        if endpoint.body == JSON and request.content_type == "application/json":
+            await continue_body(request)
+            try:
+                body = msgspec.json.decode(await request.read())
+            except msgspec.DecodeError:
+                body = None
+        query: dict[str, list[str]] = {}
+        for name, value in request.query.items():
+            query.setdefault(name, []).append(value)
+        frozen = MappingProxyType({k: tuple(v) for k, v in query.items()})
+        self.state.received.append(ReceivedCall(request.method, endpoint.route, frozen, body))
+        return body
+
+    async def product_preset_keys(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET Image/ProductGeneration/PresetKeys (assumed answer: categories of preset keys)."""
+        app = self.authenticate(request)
+        await self._record(request, endpoint)
+        values = self.validated(endpoint, query_inputs(request))
+        if values["applicationId"] is not None:
+            self.check_application(app, values["applicationId"])
+        return responses.json_response(features.preset_keys_body())
+
+    async def scan_my_website(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET ScanMyWebsite: synchronous (assumed answer: see ``_features.scan_body``)."""
+        app = self.authenticate(request)
+        await self._record(request, endpoint)
+        values = self.validated(endpoint, query_inputs(request))
+        self.check_application(app, values["applicationId"])
+        include = values["includeLogoContent"]
+        body = features.scan_body(
+            values["url"],
+            include is None or include,
+            bool(values["advanceMode"]),  # documented defaults
+        )
+        return responses.json_response(body)
+
+    async def text_ads(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """POST (a new ad text) and PUT (a new version of one, by ``adTextId``) Text/Generation/Ads."""
+        app = self.authenticate(request)
+        body = await self._record(request, endpoint)
+        values = self.validated(endpoint, await json_inputs(request))
+        self.check_application(app, values["applicationId"])
+        user_id: str = values["userId"]
+        fields = {
+            str(k): v
+            for k, v in (body if isinstance(body, dict) else {}).items()
+            if str(k).lower() not in ("applicationid", "userid", "adtextid") and not str(k).startswith("$")
+        }
+        if request.method == "POST":
+            now = iso_utc(self.state.clock.wall())
+            ad = AdText(self.state.new_uuid(), app.application_id, user_id, now, fields)
+            self.state.ad_texts[ad.ad_text_id] = ad
+        else:
+            found = self.state.ad_texts.get(values["adTextId"])
+            if found is None or found.application_id != app.application_id or found.user_id != user_id:
+                engine = Msg.AD_TEXT_ENGINE.format(ad_text_id=values["adTextId"], user_id=user_id)
+                business = Msg.AD_TEXT_BUSINESS.format(user_id=user_id)
+                errors = {
+                    f"engine: {endpoint.function}": [engine],
+                    f"business: {endpoint.function}": [business],
+                }
+                raise Problem(responses.layered_error(404, errors))
+            ad = found
+            ad.version += 1
+            ad.request.update(fields)
+        return responses.json_response(features.ad_text_body(ad))
+
+    async def text_list(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET Text/Generation/UserAd and ApplicationAllAds: a wrapped list, empty when there is none
+        (assumed: no "nothing found" error is documented for them)."""
+        app = self.authenticate(request)
+        await self._record(request, endpoint)
+        values = self.validated(endpoint, query_inputs(request))
+        self.check_application(app, values["applicationId"])
+        user_id: str | None = values.get("userId")
+        ads = [
+            ad
+            for ad in self.state.ad_texts.values()
+            if ad.application_id == app.application_id and (user_id is None or ad.user_id == user_id)
+        ]
+        return responses.json_response(features.ad_text_list_body(ads))
+
+    async def text_operation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        """GET ProductDescription, POST AdStrategies, AdCopies and the Craft calls (assumed answers)."""
+        app = self.authenticate(request)
+        body = await self._record(request, endpoint)
+        if endpoint.body == QUERY:
+            values = self.validated(endpoint, query_inputs(request))
+            fields: dict[str, object] = dict(request.query)
+        else:
+            values = self.validated(endpoint, await json_inputs(request))
+            fields = dict(body) if isinstance(body, dict) else {}
+        self.check_application(app, values["applicationId"])
+        operation = endpoint.route.rsplit("/", 1)[1]
+        return responses.json_response(features.text_operation_body(operation, fields))
 
     # testing-only routes ------------------------------------------------------------------------------
 
@@ -835,7 +1178,7 @@ class EmulatorApp:
             channel_id = self.state.add_channel(
                 app,
                 str(body.get("kind", "webhook")),
-                str(body.get("url", "http://127.0.0.1/unused")),
+                str(body.get("url", "")),
                 bool(body.get("includeImageData", False)),
             )
         except ValueError as exc:
@@ -851,7 +1194,7 @@ class EmulatorApp:
         """POST /_emulator/advance ``{"seconds": n}``: move the emulator's clock forward."""
         body = await self._control_body(request)
         try:
-            self.state.clock.advance(float(body.get("seconds", 0)))
+            self.state.advance(float(body.get("seconds", 0)))
         except (TypeError, ValueError) as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.Response(status=204)

@@ -14,6 +14,7 @@ from typing import TypedDict
 from aiohttp import web
 
 from ._app import EmulatorApp, find_endpoint, queue_failure
+from ._notify import Delivery, Notifier
 from ._options import EmulatorOptions
 from ._state import (
     DEFAULT_FAILURE_MESSAGE,
@@ -22,6 +23,7 @@ from ._state import (
     EmulatorClock,
     NotificationChannel,
     ProcessSnapshot,
+    ReceivedCall,
     State,
     TaskSnapshot,
     TaskState,
@@ -47,8 +49,11 @@ class Emulator:
     """A local, in-process AdCreative.ai service faithful to the docs, for tests, demos and benchmarks.
 
     It serves the token endpoints, the AdCreative generation feature (start, edit, progress, download)
-    and the Background Remover feature, with the status codes, JSON shapes and messages of the docs.
-    Every behaviour the docs leave open is a keyword option (see :class:`EmulatorOptions`).
+    and the Background Remover feature, with the status codes, JSON shapes and messages of the docs;
+    and the features documented only in part (Upscaler, Face Enhancer, Stock Image, Product Photoshoot
+    with PNG/JPEG/PDF downloads, Scan My Website, Ad Text) with the same authentication, validation and
+    error shapes and assumed answers where the docs show none (see ``_features``). Every behaviour the
+    docs leave open is a keyword option (see :class:`EmulatorOptions`).
 
     Example::
 
@@ -66,8 +71,12 @@ class Emulator:
         access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, task_duration,
         auto_complete, notification_channel, list_finished, partial_tasks, unknown_task_state,
         task_failure_rate, read_after_write_lag, image_format, image_size, seed, tasks_per_size,
-        channel_required_for_background_removal, download_size, range_requests: See
-        :class:`EmulatorOptions`.
+        channel_required_for_background_removal, download_size, range_requests,
+        progress_notifications, notification_loss_rate, notification_duplicate_rate,
+        reorder_notifications: See :class:`EmulatorOptions`.
+
+    Notifications are delivered to the application's channels (webhook URLs get a POST, ``amqp://``
+    URLs a RabbitMQ message) as tasks end; :attr:`deliveries` lists every attempt.
     """
 
     def __init__(
@@ -97,6 +106,10 @@ class Emulator:
         channel_required_for_background_removal: bool = True,
         download_size: int | None = None,
         range_requests: bool = False,
+        progress_notifications: str = "every_change",
+        notification_loss_rate: float = 0.0,
+        notification_duplicate_rate: float = 0.0,
+        reorder_notifications: bool = False,
     ) -> None:
         self.options = EmulatorOptions(
             access_token_lifetime=access_token_lifetime,
@@ -117,11 +130,17 @@ class Emulator:
             channel_required_for_background_removal=channel_required_for_background_removal,
             download_size=download_size,
             range_requests=range_requests,
+            progress_notifications=progress_notifications,
+            notification_loss_rate=notification_loss_rate,
+            notification_duplicate_rate=notification_duplicate_rate,
+            reorder_notifications=reorder_notifications,
         )
         """The behaviour options in force."""
         self.clock = EmulatorClock()
         """The emulator's clock (monotonic time plus what :meth:`advance` added)."""
         self._state = State(self.options, self.clock)
+        self._notifier = Notifier(self._state, self.clock, self.options)
+        self._state.on_change = self._notifier.touch
         if application_id is not None and parse_guid(application_id) is None:
             raise ValueError(f"application_id must be a GUID, not {application_id!r}")
         self._application = self._state.add_application(
@@ -136,6 +155,7 @@ class Emulator:
         self._port = port
         self.app: web.Application = EmulatorApp(self._state).build()
         """The aiohttp application, for embedding (e.g. in ``aiohttp.test_utils.TestServer``)."""
+        self.app.cleanup_ctx.append(self._notifier.context)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
@@ -252,15 +272,19 @@ class Emulator:
     def add_notification_channel(
         self,
         kind: str = "webhook",
-        url: str = "http://127.0.0.1/unused",
+        url: str = "",
         include_image_data: bool = False,
         *,
         application_id: str | None = None,
     ) -> str:
-        """Give the application an active notification channel (``"webhook"`` or ``"rabbitmq"``).
+        """Give the application an active notification channel; returns its id.
 
-        Returns the channel id. Notifications are not delivered (yet); the channel only lifts the
-        documented 404 "No active notification channel configurations found".
+        Args:
+            kind: ``"webhook"`` (``url`` gets an HTTP POST per message) or ``"rabbitmq"`` (``url`` is an
+                ``amqp://`` broker: messages go to its ``image-render.notifications`` exchange).
+            url: where to deliver; empty: a channel configured out of band, which only lifts the
+                documented 404 "No active notification channel configurations found".
+            include_image_data: task-completed messages carry the image as base64.
         """
         return self._state.add_channel(self._application_for(application_id), kind, url, include_image_data)
 
@@ -284,7 +308,12 @@ class Emulator:
 
     def advance(self, seconds: float) -> None:
         """Move the emulator's clock forward: tasks and tokens whose time has come finish or expire."""
-        self.clock.advance(seconds)
+        self._state.advance(seconds)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every notification delivery attempt so far (channel, message type, process, task, status)."""
+        return self._notifier.deliveries
 
     def expire_access_tokens(self) -> None:
         """Every access token issued so far is expired from now on (refresh tokens are unaffected)."""
@@ -299,6 +328,7 @@ class Emulator:
         task.finished_at = self.clock.now() if state in TERMINAL_STATES else None
         task.error_message = message
         process.reschedule()
+        self._notifier.touch(process)
 
     def finish_task(self, task_id: str) -> None:
         """The task succeeds now (KeyError for an unknown task)."""
@@ -324,6 +354,7 @@ class Emulator:
             task.finishes_at = None
             task.error_message = ""
         process.reschedule()
+        self._notifier.touch(process)
 
     def process(self, process_id: str) -> ProcessSnapshot:
         """A read-only snapshot of a process: user, feature, state, tasks, inputs received, downloads."""
@@ -392,3 +423,13 @@ class Emulator:
     def process_download_count(self, process_id: str) -> int:
         """Successful downloads of every task of a process."""
         return self._state.get_process(process_id).download_count
+
+    def received_calls(self, route: str | None = None) -> list[ReceivedCall]:
+        """What the calls without a start form received (query and JSON body), oldest first: Scan My
+        Website, Ad Text, PresetKeys; only those of ``route`` (any case) if given."""
+        calls = self._state.received
+        if route is None:
+            return list(calls)
+        endpoint = find_endpoint(route)
+        canonical = endpoint.route if endpoint else route.strip("/")
+        return [call for call in calls if call.route == canonical]

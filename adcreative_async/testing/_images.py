@@ -14,7 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+IMAGE_MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "pdf": "application/pdf"}
 """The media type sent with a download, by image format."""
 
 HEAD_BYTES = 64
@@ -282,3 +282,36 @@ def sample_image(
 def _check_size(width: int, height: int) -> None:
     if not (0 < width <= 65535 and 0 < height <= 65535):
         raise ValueError(f"image size must be between 1 and 65535 pixels, not {width}x{height}")
+
+
+# ------------------------------------------------------------------------------------------------- PDF
+
+
+@functools.lru_cache(maxsize=64)
+def pdf_bytes(width: int, height: int, color: tuple[int, int, int] = (32, 96, 192)) -> bytes:
+    """A one-page PDF 1.6 of ``width`` x ``height`` points filled with ``color`` (a valid file: header,
+    catalog, page tree, page, content stream, cross-reference table with exact offsets, trailer).
+
+    Product Photoshoot's ``format=2`` (PDF 1.6) download is documented; its content is not: a page
+    the size of the image, filled with its colour, stands in for it.
+    """
+    _check_size(width, height)
+    red, green, blue = (f"{c / 255:.3f}" for c in color)
+    content = f"{red} {green} {blue} rg 0 0 {width} {height} re f".encode("ascii")
+    objects = (
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] /Contents 4 0 R "
+        "/Resources << >> >>".encode("ascii"),
+        b"<< /Length " + str(len(content)).encode("ascii") + b" >>\nstream\n" + content + b"\nendstream",
+    )
+    out = bytearray(b"%PDF-1.6\n%\xe2\xe3\xcf\xd3\n")  # the binary comment line marks a binary file
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode("ascii") + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode("ascii")
+    out += b"".join(f"{offset:010d} 00000 n \n".encode("ascii") for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode("ascii")
+    return bytes(out)

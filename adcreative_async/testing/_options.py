@@ -46,6 +46,12 @@ class EmulatorOptions:
             (each one counted as a download), with ``Accept-Ranges`` and an ``ETag`` for ``If-Range``.
             Off by default: assumed, the docs say nothing of ranges and ASP.NET's ``File()`` ignores
             them unless range processing is enabled.
+        progress_notifications: ``"every_change"`` (default) sends a progress message whenever a
+            process's progress changes; ``"on_completion"`` only when all its tasks ended (the docs
+            say both, reference §14 item 4).
+        notification_loss_rate, notification_duplicate_rate: probabilities that a notification is
+            lost, or delivered twice (faults for tests).
+        reorder_notifications: deliver each notification after the next one (a fault for tests).
     """
 
     access_token_lifetime: float = 3600.0
@@ -66,6 +72,10 @@ class EmulatorOptions:
     channel_required_for_background_removal: bool = True
     download_size: int | None = None
     range_requests: bool = False
+    progress_notifications: str = "every_change"
+    notification_loss_rate: float = 0.0
+    notification_duplicate_rate: float = 0.0
+    reorder_notifications: bool = False
 
     def __post_init__(self) -> None:
         if self.access_token_lifetime <= 0 or self.refresh_token_lifetime <= 0:
@@ -75,6 +85,11 @@ class EmulatorOptions:
             raise ValueError(f"task_duration must be >= 0 (and low <= high), not {self.task_duration!r}")
         if not 0.0 <= self.task_failure_rate <= 1.0:
             raise ValueError(f"task_failure_rate must be in [0, 1], not {self.task_failure_rate!r}")
+        if self.progress_notifications not in ("every_change", "on_completion"):
+            raise ValueError("progress_notifications must be 'every_change' or 'on_completion'")
+        for rate in (self.notification_loss_rate, self.notification_duplicate_rate):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"notification fault rates must be in [0, 1], not {rate!r}")
         if self.read_after_write_lag < 0:
             raise ValueError("read_after_write_lag must be >= 0")
         if self.image_format not in ("png", "jpeg"):

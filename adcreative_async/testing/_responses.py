@@ -25,7 +25,17 @@ import msgspec
 from aiohttp import web
 
 from ._options import EmulatorOptions
-from ._state import FEATURE_BACKGROUND_REMOVAL, FEATURE_GENERATION, Process, TaskState, TokenGrant
+from ._state import (
+    FEATURE_BACKGROUND_REMOVAL,
+    FEATURE_FACE_ENHANCING,
+    FEATURE_GENERATION,
+    FEATURE_PRODUCT_GENERATION,
+    FEATURE_STOCK_GENERATION,
+    FEATURE_UPSCALING,
+    Process,
+    TaskState,
+    TokenGrant,
+)
 
 RFC7231_400 = "https://tools.ietf.org/html/rfc7231#section-6.5.1"
 RFC9110_400 = "https://tools.ietf.org/html/rfc9110#section-15.5.1"
@@ -38,11 +48,43 @@ VALIDATION_CONTENT_TYPE = "application/problem+json"
 MESSAGE_TYPES = {
     FEATURE_GENERATION: "ImageGenerationProgress",
     FEATURE_BACKGROUND_REMOVAL: "ImageBackgroundRemovingProgress",
+    FEATURE_UPSCALING: "ImageUpscalingProgress",
+    FEATURE_FACE_ENHANCING: "ImageFaceEnhancingProgress",
+    FEATURE_STOCK_GENERATION: "ImageStockGenerationProgress",
 }
+"""The progress message type of each feature that has notification types (reference §2.5)."""
 
-NOTHING_FOUND_STATUS = {FEATURE_GENERATION: 400, FEATURE_BACKGROUND_REMOVAL: 404}
+ASSUMED_MESSAGE_TYPES = {FEATURE_PRODUCT_GENERATION: "ImageProductGenerationProgress"}
+"""assumed: ``messageType`` of progress objects of features without a documented message type (no
+ImageProduct… type is documented, so no notification is sent for them)."""
+
+NOTHING_FOUND_STATUS = {
+    FEATURE_GENERATION: 400,
+    FEATURE_BACKGROUND_REMOVAL: 404,
+    # assumed: the features documented after the seeds answer like Background Remover, whose routes
+    # (Image/<Segment>/AdCreative, a Newtonsoft wrapper) they share
+    FEATURE_UPSCALING: 404,
+    FEATURE_FACE_ENHANCING: 404,
+    FEATURE_STOCK_GENERATION: 404,
+    FEATURE_PRODUCT_GENERATION: 404,
+}
 """Status of "no process found" on the progress routes: 400 for generation, 404 for Background Remover
 (seeds, reference §14 item 29)."""
+
+PROCESS_NAMES = {
+    FEATURE_BACKGROUND_REMOVAL: ("ImageBackgroundRemovingProcess", "image background removing"),
+    FEATURE_UPSCALING: ("ImageUpscalingProcess", "image upscaling"),
+    FEATURE_FACE_ENHANCING: ("ImageFaceEnhancingProcess", "image face enhancing"),
+    FEATURE_STOCK_GENERATION: ("ImageStockGenerationProcess", "image stock generation"),
+    FEATURE_PRODUCT_GENERATION: ("ImageProductGenerationProcess", "image product generation"),
+}
+"""assumed: the process name and activity the "nothing found" messages of a feature use (modelled on
+the Background Remover seed's)."""
+
+
+def message_type(feature: str) -> str:
+    """The ``messageType`` of a feature's progress objects (documented, else assumed)."""
+    return MESSAGE_TYPES.get(feature) or ASSUMED_MESSAGE_TYPES[feature]
 
 
 class Msg:
@@ -119,6 +161,32 @@ class Msg:
     UNEXPECTED = "An unexpected error occurred while processing the request."
     TOO_MANY_REQUESTS = "Too many requests. Retry after {seconds} seconds."
     INJECTED = "Injected error {status} for testing."
+    # the features documented after the seeds (reference §5-§11); rule wording where the docs give a
+    # rule, otherwise ASP.NET-style wording, all assumed
+    FEATURE_USER_ENGINE = (
+        "No running or incomplete {process} was not found for the User: {user_id} or the Application: N/A"
+    )
+    FEATURE_USER_BUSINESS = (
+        "Not found error occurred while checking {activity} process for the UserId: {user_id}"
+    )
+    FEATURE_APPLICATION_ENGINE = (
+        "No running or incomplete {process} was not found for the User: N/A or the Application: "
+        "{application_id}"
+    )
+    FEATURE_APPLICATION_BUSINESS = (
+        "Not found error occurred while checking {activity} process for the ApplicationId: {application_id}"
+    )
+    NON_EMPTY_GUID = "The {field} must be a non-empty GUID."  # the Stock Image page's rule
+    ABSOLUTE_URL = "The {field} must be a valid absolute URL."  # the Scan My Website page's rule
+    PROMPTS_NOT_JSON = "The {field} field must be a JSON array of prompt objects."
+    PROMPTS_COUNT = "The {field} field must contain between 1 and {max} prompt objects."  # max: documented
+    PROMPT_INVALID = (
+        "Prompt object {index} must have tag 'custom' with a non-empty prompt or tag 'preset' with a preset."
+    )
+    ASSET_ENGINE = "Image asset (AssetId: {asset_id}) was not found for the User: {user_id}"
+    ASSET_BUSINESS = "Not found error occurred while starting image product generation process."
+    AD_TEXT_ENGINE = "AdText(AdTextId: {ad_text_id}) was not found for the User: {user_id}"
+    AD_TEXT_BUSINESS = "Not found error occurred while updating ad text for the User: {user_id}"
 
 
 @dataclass(frozen=True)
@@ -234,8 +302,13 @@ def user_processes_not_found(feature: str, user_id: str, process_id: str | None)
         return layered_error(
             status, {"engine: CheckUserProgress": [engine], "business: CheckUserProgress": [business]}
         )
-    engine = Msg.BACKGROUND_USER_ENGINE.format(user_id=user_id)
-    business = Msg.BACKGROUND_USER_BUSINESS.format(user_id=user_id)
+    if feature == FEATURE_BACKGROUND_REMOVAL:
+        engine = Msg.BACKGROUND_USER_ENGINE.format(user_id=user_id)
+        business = Msg.BACKGROUND_USER_BUSINESS.format(user_id=user_id)
+    else:
+        process, activity = PROCESS_NAMES[feature]
+        engine = Msg.FEATURE_USER_ENGINE.format(process=process, user_id=user_id)
+        business = Msg.FEATURE_USER_BUSINESS.format(activity=activity, user_id=user_id)
     return layered_error(
         status, {"engine: CheckProgress": [engine], "business: CheckUserProgress": [business]}
     )
@@ -250,9 +323,13 @@ def application_processes_not_found(feature: str, application_id: str) -> web.Re
     if feature == FEATURE_GENERATION:
         engine = Msg.GENERATION_APPLICATION_ENGINE.format(application_id=application_id)
         business = Msg.GENERATION_APPLICATION_BUSINESS.format(application_id=application_id)
-    else:
+    elif feature == FEATURE_BACKGROUND_REMOVAL:
         engine = Msg.BACKGROUND_APPLICATION_ENGINE.format(application_id=application_id)
         business = Msg.BACKGROUND_APPLICATION_BUSINESS.format(application_id=application_id)
+    else:
+        process, activity = PROCESS_NAMES[feature]
+        engine = Msg.FEATURE_APPLICATION_ENGINE.format(process=process, application_id=application_id)
+        business = Msg.FEATURE_APPLICATION_BUSINESS.format(activity=activity, application_id=application_id)
     return layered_error(
         NOTHING_FOUND_STATUS[feature],
         {"engine: CheckProgress": [engine], "business: CheckApplicationAllProgresses": [business]},
@@ -319,7 +396,7 @@ def progress_object(process: Process, options: EmulatorOptions, ids: _Ids | None
     body: dict[str, Any] = {}
     if ids is not None:
         body["$id"] = ids.next()
-    body["messageType"] = MESSAGE_TYPES[process.feature]
+    body["messageType"] = message_type(process.feature)
     body["requestRenderState"] = process.state
     body["applicationId"] = process.application_id
     body["userId"] = process.user_id
@@ -334,7 +411,8 @@ def progress_object(process: Process, options: EmulatorOptions, ids: _Ids | None
     body["tasks"] = task_map
     if process.render_kind is not None:
         body["renderKind"] = process.render_kind
-    body["renderType"] = process.render_type
+    if process.render_type is not None:  # assumed: unknown for the features after the seeds, left out
+        body["renderType"] = process.render_type
     body["isSuccessful"] = process.is_successful
     body["errorMessage"] = process.error_message
     return body

@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -48,6 +48,10 @@ TERMINAL_STATES = frozenset({TaskState.CANCELLED, TaskState.FAILED, TaskState.SU
 
 FEATURE_GENERATION = "generation"
 FEATURE_BACKGROUND_REMOVAL = "background_removal"
+FEATURE_UPSCALING = "upscaling"
+FEATURE_FACE_ENHANCING = "face_enhancing"
+FEATURE_STOCK_GENERATION = "stock_generation"
+FEATURE_PRODUCT_GENERATION = "product_generation"
 
 DEFAULT_FAILURE_MESSAGE = "Image render task failed."  # assumed: no failure message is documented
 CANCELLED_MESSAGE = "Image render task was cancelled."  # assumed: not documented
@@ -85,7 +89,7 @@ def iso_utc(epoch: float) -> str:
 
 @dataclass(frozen=True)
 class NotificationChannel:
-    """A notification channel of an application (delivery is not emulated yet)."""
+    """A notification channel of an application: a webhook URL, or an ``amqp://`` broker URL."""
 
     channel_id: str
     kind: str
@@ -179,7 +183,7 @@ class ProcessSnapshot:
     is_successful: bool
     error_message: str
     render_kind: int | None
-    render_type: int
+    render_type: int | None
     tasks: Mapping[str, TaskSnapshot]
     inputs: RequestInputs
     edits: tuple[RequestInputs, ...]
@@ -196,7 +200,7 @@ class Process:
     user_id: str
     feature: str
     render_kind: int | None
-    render_type: int
+    render_type: int | None
     created_at: float
     visible_at: float
     tasks: dict[str, Task]
@@ -302,6 +306,44 @@ class Process:
 
 
 @dataclass(frozen=True)
+class Asset:
+    """A background-removed product photo made by Product Photoshoot's Recommendations."""
+
+    asset_id: str
+    application_id: str
+    user_id: str
+    upload: UploadInfo
+
+
+@dataclass
+class AdText:
+    """An ad text made by ``Text/Generation/Ads`` (its fields are the emulator's assumption)."""
+
+    ad_text_id: str
+    application_id: str
+    user_id: str
+    created_at: str
+    request: dict[str, object]
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class ReceivedCall:
+    """A call of an endpoint without a start form (Scan My Website, Ad Text, presets), as received.
+
+    Attributes:
+        method, route: the endpoint.
+        query: query parameters as sent (every value of each name).
+        json: the decoded JSON body, or None.
+    """
+
+    method: str
+    route: str
+    query: Mapping[str, tuple[str, ...]]
+    json: object
+
+
+@dataclass(frozen=True)
 class TokenGrant:
     """What the token endpoints answer."""
 
@@ -348,6 +390,8 @@ class State:
     def __init__(self, options: EmulatorOptions, clock: EmulatorClock) -> None:
         self.options = options
         self.clock = clock
+        self.on_change: Callable[[Process], None] | None = None
+        """Called when a process starts or its tasks are moved (the notifier listens)."""
         seed = options.seed
         # ids and secrets from one generator, timing and failures from another, so that how many ids
         # were drawn (tokens, channels) never shifts which tasks fail or when they end
@@ -358,6 +402,10 @@ class State:
         self._access_tokens: dict[str, _AccessToken] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self.processes: dict[str, Process] = {}
+        self.assets: dict[str, Asset] = {}
+        self.ad_texts: dict[str, AdText] = {}
+        self.received: list[ReceivedCall] = []
+        """Calls of the endpoints without a start form, oldest first (see :class:`ReceivedCall`)."""
         self._task_index: dict[str, Process] = {}
         self._by_user: dict[tuple[str, str, str], dict[str, Process]] = {}
         self._by_application: dict[tuple[str, str], dict[str, Process]] = {}
@@ -398,7 +446,7 @@ class State:
             raise ValueError(f"application {app.application_id} already exists")
         self.applications[app.application_id] = app
         if notification_channel:
-            self.add_channel(app, "webhook", "http://127.0.0.1/unused", False)
+            self.add_channel(app, "webhook", "", False)
         return app
 
     def add_channel(self, app: Application, kind: str, url: str, include_image_data: bool) -> str:
@@ -407,6 +455,7 @@ class State:
             raise ValueError(f"kind must be 'webhook' or 'rabbitmq', not {kind!r}")
         channel = NotificationChannel(self.new_uuid(), kind.lower(), url, include_image_data)
         app.channels[channel.channel_id] = channel
+        self.touch_all()  # running processes now have somewhere to report
         return channel.channel_id
 
     # tokens -------------------------------------------------------------------------------------------
@@ -510,7 +559,7 @@ class State:
         feature: str,
         task_count: int,
         render_kind: int | None,
-        render_type: int,
+        render_type: int | None,
         inputs: RequestInputs,
     ) -> Process:
         """Create a process with ``task_count`` running tasks."""
@@ -539,6 +588,7 @@ class State:
         self._by_user.setdefault((feature, app.application_id, user_id), {})[process.process_id] = process
         self._by_application.setdefault((feature, app.application_id), {})[process.process_id] = process
         self._by_user_any.setdefault(user_id, {})[process.process_id] = process
+        self.changed(process)
         return process
 
     def restart_tasks(self, process: Process, task_ids: Iterable[str], inputs: RequestInputs) -> None:
@@ -551,6 +601,23 @@ class State:
             task.error_message = ""
         process.edits.append(inputs)
         process.reschedule()
+        self.changed(process)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward; every process may have changed (the notifier looks at them)."""
+        self.clock.advance(seconds)
+        self.touch_all()
+
+    def touch_all(self) -> None:
+        """Tell the listener that any process may have changed."""
+        if self.on_change is not None:
+            for process in list(self.processes.values()):
+                self.on_change(process)
+
+    def changed(self, process: Process) -> None:
+        """A process started, or its tasks were moved: tell the listener (the notifier), if any."""
+        if self.on_change is not None:
+            self.on_change(process)
 
     def process_of_task(self, task_id: str) -> Process | None:
         """The process a task belongs to."""

@@ -32,17 +32,24 @@ COLOR = "color"
 INT = "int"
 BOOL = "bool"
 FILE = "file"
+FLOAT = "float"
+URL = "url"
 
 _HEX = "[0-9a-fA-F]"
 _GUID_D = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
 _GUID_RE = re.compile(rf"(?:{_GUID_D}|{_HEX}{{32}}|\{{{_GUID_D}\}}|\({_GUID_D}\))")
 """Guid.TryParse's formats D, N, B and P."""
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 HEX_COLOR_RE = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 """assumed: the seed's "custom Color attribute" is not specified; #RGB and #RRGGBB pass."""
 
 RENDER_KINDS = (0, 1, 2, 4, 8, 16, 31, 32, 64, 128, 256, 512, 992, 1023)  # seed
 RENDER_TYPES = (0, 1, 2, 4, 8, 16, 19, 32, 64, 100, 127, 128)  # seed
+DOCUMENTED_RENDER_KINDS = (*RENDER_KINDS, 1024, 2048, 4096, 8192, 16384)
+"""Every RenderKind value of the Enums page (reference §3.1). assumed: Stock Image accepts them all."""
+PHOTOSHOOT_FORMATS = (0, 1, 2)
+"""Product Photoshoot download ``format``: 0 PNG, 1 JPEG, 2 PDF 1.6 (documented)."""
 
 
 def parse_guid(text: str) -> str | None:
@@ -60,6 +67,22 @@ def parse_int32(text: str) -> int | None:
         return None
     value = int(text)
     return value if -(2**31) <= value < 2**31 else None
+
+
+def parse_float(text: str) -> float | None:
+    """A finite floating-point number as .NET parses one with the invariant culture, or None."""
+    text = text.strip()
+    return float(text) if _FLOAT_RE.fullmatch(text) else None
+
+
+def is_absolute_url(text: str) -> bool:
+    """Whether ``text`` is an absolute http(s) URL (what ``Uri.TryCreate(..., UriKind.Absolute)`` and a
+    scheme check accept, without whitespace)."""
+    text = text.strip()
+    match = re.fullmatch(
+        r"(?i)(https?)://([^/?#\s@]+@)?([^/?#\s:]+|\[[0-9a-fA-F:.]+\])(:\d+)?([/?#]\S*)?", text
+    )
+    return match is not None
 
 
 def parse_bool(text: str) -> bool | None:
@@ -88,6 +111,7 @@ class Rule:
         max_length: Longest allowed string, in UTF-16 code units.
         allowed: Allowed integer values (empty: any).
         missing: Messages for a missing value instead of the [Required] one.
+        non_empty: A GUID must not be all zeros (documented for Stock Image).
     """
 
     name: str
@@ -99,6 +123,7 @@ class Rule:
     max_length: int | None = None
     allowed: tuple[int, ...] = ()
     missing: tuple[str, ...] = ()
+    non_empty: bool = False
 
 
 def _pascal(name: str) -> str:
@@ -115,9 +140,9 @@ def named_prop(name: str, kind: str, required: bool = False, **extra: Any) -> Ru
     return Rule(name, kind, required, name, _pascal(name), **extra)
 
 
-def param(name: str, kind: str, required: bool = False) -> Rule:
+def param(name: str, kind: str, required: bool = False, **extra: Any) -> Rule:
     """An action parameter (query string): errors keyed and named by the parameter name."""
-    return Rule(name, kind, required, name, name, parameter=True)
+    return Rule(name, kind, required, name, name, parameter=True, **extra)
 
 
 GENERATION_START = (
@@ -180,6 +205,95 @@ BACKGROUND_DOWNLOAD = (
     param("imageBackgroundRemoverProcessId", GUID, True),
     param("lowResolution", BOOL),
 )
+
+# -- the features documented after the seeds (reference §5-§11) ----------------------------------------
+# Documented: the field names and rules given below; assumed: everything the docs do not show (error
+# keys follow the seeds' conventions: form models PascalCase, query parameters by their name).
+
+UPSCALING_START = (
+    prop("applicationId", GUID, True),
+    prop("userId", GUID, True),
+    prop("uploadedImage", FILE, True, missing=Msg.UPLOAD_MISSING),
+)
+"""POST Image/Upscaling/AdCreative (reference §5.1; the other fields are not documented)."""
+
+FACE_ENHANCING_START = (
+    prop("applicationId", GUID, True),
+    prop("userId", GUID, True),
+    prop("ariaRatio", FLOAT),  # documented default 0.5
+    prop("maxFaceCount", INT),  # documented default 10
+    prop("uploadedImage", FILE, True, missing=Msg.UPLOAD_MISSING),
+)
+"""POST Image/FaceEnhancing/AdCreative (reference §7.1)."""
+
+STOCK_GENERATION_START = (
+    prop("applicationId", GUID, True, non_empty=True),
+    prop("userId", GUID, True, non_empty=True),
+    prop("renderKind", INT, True, allowed=DOCUMENTED_RENDER_KINDS),
+    prop("imageStyle", INT),  # documented default 3 = Photorealistic
+    prop("userPrompt", STRING, True, max_length=1000),
+    prop("customStyleText", STRING),
+)
+"""POST Image/StockGeneration/AdCreative (reference §9.1; style images and LoRA fields not documented)."""
+
+PRODUCT_RECOMMENDATIONS = (
+    prop("applicationId", GUID, True),
+    prop("userId", GUID, True),
+    prop("uploadedImage", FILE, True, missing=Msg.UPLOAD_MISSING),
+)
+"""POST Image/ProductGeneration/Recommendations (assumed: only "it takes the product photo" is documented)."""
+
+PRODUCT_START = (
+    prop("applicationId", GUID, True),
+    prop("userId", GUID, True),
+    prop("backgroundRemovedImageAssetId", GUID, True),
+    prop("promptObjectsString", STRING, True),
+)
+"""POST Image/ProductGeneration/AdCreative (``PromptObjectsString`` documented, the rest assumed)."""
+
+PRODUCT_PRESETS = (param("applicationId", GUID), param("userId", GUID))
+"""GET Image/ProductGeneration/PresetKeys (assumed: its query is not documented)."""
+
+UPSCALING_CHECK_USER = (param("userId", GUID, True), param("imageUpscalerProcessId", GUID))
+FACE_ENHANCING_CHECK_USER = (param("userId", GUID, True), param("imageFaceEnhancerProcessId", GUID))
+STOCK_GENERATION_CHECK_USER = (param("userId", GUID, True), param("imageStockGeneratorProcessId", GUID))
+PRODUCT_CHECK_USER = (param("userId", GUID, True), param("imageProductGeneratorProcessId", GUID))
+
+
+def _download(process_parameter: str, *more: Rule) -> tuple[Rule, ...]:
+    return (
+        param("applicationId", GUID, True),
+        param("taskId", GUID, True),
+        param(process_parameter, GUID, True),
+        param("lowResolution", BOOL),
+        *more,
+    )
+
+
+UPSCALING_DOWNLOAD = _download("imageUpscalerProcessId")
+FACE_ENHANCING_DOWNLOAD = _download("imageFaceEnhancerProcessId")
+STOCK_GENERATION_DOWNLOAD = _download("imageStockGeneratorProcessId")
+PRODUCT_DOWNLOAD = _download(
+    "imageProductGeneratorProcessId", param("format", INT, allowed=PHOTOSHOOT_FORMATS)
+)
+"""Product Photoshoot's download: ``imageProductGeneratorProcessId``, ``taskId``, ``lowResolution`` and
+``format`` documented (``applicationId`` assumed, as every seed download has it)."""
+
+SCAN_MY_WEBSITE = (
+    param("applicationId", GUID, True),
+    param("userId", GUID, True),
+    param("url", URL, True),
+    param("includeLogoContent", BOOL),
+    param("advanceMode", BOOL),
+)
+"""GET ScanMyWebsite (reference §8.1)."""
+
+TEXT_IDS = (prop("applicationId", GUID, True), prop("userId", GUID, True))
+"""assumed: the Ad Text JSON bodies' fields are not documented; the emulator requires the two ids."""
+TEXT_UPDATE = (*TEXT_IDS, prop("adTextId", GUID, True))
+"""assumed: PUT Text/Generation/Ads names the ad to update ``adTextId``."""
+TEXT_USER_QUERY = (param("applicationId", GUID, True), param("userId", GUID, True))
+TEXT_APPLICATION_QUERY = (param("applicationId", GUID, True),)
 
 # assumed: the token endpoints' validation is not documented; a JSON model with PascalCase properties.
 TOKEN_GENERATE = (prop("applicationId", STRING, True), prop("jwtPrivateKey", STRING, True))
@@ -266,7 +380,18 @@ def validate(rules: Sequence[Rule], inputs: Inputs) -> tuple[dict[str, Any], dic
             guid = parse_guid(raw)
             if guid is None:
                 invalid(rule, raw)
+            elif rule.non_empty and guid == str(uuid.UUID(int=0)):
+                fail(rule, Msg.NON_EMPTY_GUID.format(field=rule.display))
             values[rule.name] = guid
+        elif rule.kind == FLOAT:
+            number = parse_float(raw)
+            if number is None:
+                invalid(rule, raw)
+            values[rule.name] = number
+        elif rule.kind == URL:
+            if not is_absolute_url(raw):
+                fail(rule, Msg.ABSOLUTE_URL.format(field=rule.display))
+            values[rule.name] = raw.strip()
         elif rule.kind == INT:
             number = parse_int32(raw)
             if number is None:

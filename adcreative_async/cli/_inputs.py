@@ -1,0 +1,232 @@
+"""The console script's inputs: image files from paths and folders, and creative briefs (TOML or JSON).
+
+A brief holds the keyword arguments of ``client.creatives.generate()`` in snake_case, with image paths
+relative to the brief file::
+
+    brand_image = "logo.png"
+    background_image = "background.jpg"
+    main_headline = "Introducing Our Latest Product"
+    punchline = "Revolutionizing the industry."
+    action_text = "Learn More"
+    color1_hex = "#fc2c2c"
+    color2_hex = "#002c2c"
+    render_kind = "post"        # a RenderKind name or number
+    render_type = "svg"         # a RenderType name or number
+
+Several creatives from one file: a ``briefs`` list of tables (TOML ``[[briefs]]``, or a JSON array at the
+top); the top-level keys are defaults for every entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import CreativesResource, RenderKind, RenderType
+from ._common import UsageError
+from ._display import CLI_EXTRA_HINT
+
+__all__ = ["IMAGE_SUFFIXES", "Brief", "ImageItem", "collect_images", "load_briefs", "output_names"]
+
+#: File name suffixes picked up from folders (files named explicitly are sent whatever their name; the
+#: SDK checks their bytes).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
+#: generate() parameters a brief may not set: the CLI passes them itself, or they are not data.
+_NOT_IN_BRIEF = frozenset(
+    {"self", "on_upload_progress", "extra_form", "extra_query", "extra_headers", "timeout"}
+)
+_IMAGE_KEYS = ("brand_image", "background_image")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to process: where it is, and the output name (relative to the output folder) its
+    result gets, without a suffix."""
+
+    path: Path
+    output_stem: str
+
+    @property
+    def label(self) -> str:
+        """The name shown in progress rows and tables."""
+        return self.path.name
+
+
+def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[ImageItem]:
+    """Image files from files and folders, in a stable order, with unique output names.
+
+    A file is taken as given; a folder contributes its ``.jpg``, ``.jpeg``, ``.png`` and ``.webp`` files
+    (its subfolders too with ``recursive``, keeping their relative layout in the output names).
+
+    Raises:
+        UsageError: a path does not exist, or no image was found.
+    """
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(
+                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            found.extend((p, p.relative_to(path).with_suffix("").as_posix()) for p in files)
+        elif path.is_file():
+            found.append((path, path.stem))
+        else:
+            raise UsageError(f"no such file or folder: {raw}")
+    if not found:
+        raise UsageError(
+            "no images found in "
+            + ", ".join(paths)
+            + f" (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+            + ("" if recursive else "; add --recursive for subfolders")
+            + ")"
+        )
+    stems = output_names([stem for _, stem in found])
+    return [ImageItem(path, stem) for (path, _), stem in zip(found, stems, strict=True)]
+
+
+def output_names(stems: Sequence[str]) -> list[str]:
+    """``stems`` made unique case-insensitively, in order: the second ``photo`` becomes ``photo-2``."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for stem in stems:
+        candidate, n = stem, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{stem}-{n}"
+        seen.add(candidate.lower())
+        result.append(candidate)
+    return result
+
+
+@dataclass(frozen=True)
+class Brief:
+    """One creative to generate: a label (file and entry) and ``generate()``'s keyword arguments."""
+
+    label: str
+    kwargs: dict[str, Any]
+
+
+def generate_parameters() -> tuple[set[str], set[str]]:
+    """(every key a brief may hold, the required ones), read from ``CreativesResource.generate``."""
+    signature = inspect.signature(CreativesResource.generate)
+    allowed = {name for name in signature.parameters if name not in _NOT_IN_BRIEF}
+    required = {
+        name
+        for name, p in signature.parameters.items()
+        if name in allowed and p.default is inspect.Parameter.empty
+    }
+    return allowed, required
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read brief {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"brief {path} is not valid JSON: {exc}") from None
+    if path.suffix.lower() != ".toml":
+        raise UsageError(f"brief {path}: use a .toml or .json file")
+    # tomllib from Python 3.11; its backport tomli (the cli extra) on 3.10.
+    name = "tomllib" if sys.version_info >= (3, 11) else "tomli"
+    try:
+        tomllib = importlib.import_module(name)
+    except ImportError:  # pragma: no cover - Python 3.10 without the cli extra
+        raise UsageError(f"TOML briefs on Python 3.10 need the cli extra: {CLI_EXTRA_HINT}") from None
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"brief {path} is not valid TOML: {exc}") from None
+
+
+def _enum_value(enum: type[RenderKind] | type[RenderType], key: str, value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise UsageError(f"{where}: {key} must be a name or a number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        name = value.strip().upper().replace("-", "_").replace(" ", "_")
+        if name.isdigit():
+            return int(name)
+        try:
+            return int(enum[name])
+        except KeyError:
+            pass
+    names = ", ".join(m.name.lower() for m in enum)
+    raise UsageError(f"{where}: {key} {value!r} is not one of {names} (or a number)")
+
+
+def _brief(entry: Any, defaults: dict[str, Any], base: Path, where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where}: a brief must be a table/object of generate() arguments")
+    allowed, required = generate_parameters()
+    values = {**defaults, **entry}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; a brief takes {', '.join(sorted(allowed))}"
+        )
+    missing = sorted(required - set(values))
+    if missing:
+        raise UsageError(f"{where}: missing {', '.join(missing)}")
+    for key in _IMAGE_KEYS:
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise UsageError(f"{where}: {key} must be a path (relative to the brief)")
+        image = (base / os.path.expanduser(value)).resolve()
+        if not image.is_file():
+            raise UsageError(f"{where}: {key} {value!r}: no such file ({image})")
+        values[key] = image
+    values["render_kind"] = _enum_value(RenderKind, "render_kind", values["render_kind"], where)
+    values["render_type"] = _enum_value(RenderType, "render_type", values["render_type"], where)
+    for key, value in values.items():
+        if (
+            key not in _IMAGE_KEYS
+            and key not in ("render_kind", "render_type")
+            and not isinstance(value, str)
+        ):
+            raise UsageError(f"{where}: {key} must be a string, not {value!r}")
+    return values
+
+
+def load_briefs(paths: Sequence[str]) -> list[Brief]:
+    """Every brief of the given files, checked before anything is sent.
+
+    Raises:
+        UsageError: a file is unreadable or malformed, a key is unknown or missing, an image is missing.
+    """
+    briefs: list[Brief] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        data = _read(path)
+        base = path.resolve().parent
+        if isinstance(data, list):
+            entries, defaults = data, {}
+        elif isinstance(data, dict) and "briefs" in data:
+            entries = data["briefs"]
+            defaults = {k: v for k, v in data.items() if k != "briefs"}
+            if not isinstance(entries, list):
+                raise UsageError(f"{path}: briefs must be a list of tables")
+        else:
+            entries, defaults = [data], {}
+        for i, entry in enumerate(entries):
+            label = path.name if len(entries) == 1 else f"{path.name}#{i + 1}"
+            briefs.append(Brief(label, _brief(entry, defaults, base, label)))
+    if not briefs:
+        raise UsageError("the brief files hold no brief")
+    return briefs

@@ -1,0 +1,38 @@
+"""Push notifications: message models, the hub, the webhook receiver (ASGI and aiohttp), RabbitMQ.
+
+The API delivers progress and task-completed messages to a webhook or a RabbitMQ exchange (reference
+§2). Attach a :class:`NotificationHub` to the client (``AdCreativeClient(push=hub)``) and feed it from a
+:class:`WebhookReceiver` (``adcreative_async.notifications.aiohttp`` for aiohttp apps, ``receiver.asgi``
+for FastAPI/Starlette) and/or a :class:`~adcreative_async.notifications.rabbitmq.RabbitMQSource`: waits
+resolve as soon as a message arrives, and polling slows to a long reconcile interval while messages flow
+(it takes over at its normal pace when they stop, so a lost message never hangs a wait).
+"""
+
+from __future__ import annotations
+
+from ._hub import Message, NotificationHandlerError, NotificationHub
+from ._messages import (
+    FEATURE_OF_MESSAGE_TYPE,
+    MessageDecodeError,
+    Notification,
+    ProgressNotification,
+    TaskCompletedNotification,
+    UnknownMessageType,
+    decode_notification,
+)
+from ._webhook import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "FEATURE_OF_MESSAGE_TYPE",
+    "Message",
+    "MessageDecodeError",
+    "Notification",
+    "NotificationHandlerError",
+    "NotificationHub",
+    "ProgressNotification",
+    "TaskCompletedNotification",
+    "UnknownMessageType",
+    "WebhookReceiver",
+    "decode_notification",
+]

@@ -1,0 +1,183 @@
+"""The webhook receiver: the framework-independent core, and an ASGI application (FastAPI/Starlette).
+
+The API signs nothing (reference §2.3), so the receiver offers two guards, both compared in constant
+time: an unguessable path token (the last path segment of the webhook URL you register) and/or a
+shared-secret header (for a proxy or gateway in front that can add one). Status codes follow the docs'
+guidance: 200 for handled messages and for well-formed messages of a type the SDK does not know (ignored,
+for forward compatibility), 400 for malformed payloads, 500 when a handler failed (the sender may retry);
+plus 404 for a wrong path token, 401 for a wrong secret, 405 for other methods, 413 for oversized bodies.
+The body limit is high by default (64 MiB): messages may carry images as base64.
+
+The aiohttp integration lives in :mod:`adcreative_async.notifications.aiohttp`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from ._hub import NotificationHandlerError, NotificationHub
+from ._messages import MessageDecodeError, UnknownMessageType, decode_notification
+
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "WebhookReceiver"]
+
+logger = logging.getLogger("adcreative_async.notifications.webhook")
+
+#: Default body limit: generous, since task-completed messages may carry the image as base64.
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+
+ASGIScope = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def _json(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+class WebhookReceiver:
+    """Receives the API's webhook calls and publishes each message to a :class:`NotificationHub`.
+
+    Args:
+        hub: where messages go (clients attached to it resolve their waits).
+        path_token: if set, the last path segment of the request must equal it (register
+            ``https://your.host/hooks/<token>`` as the webhook URL). Use a long random value
+            (``secrets.token_urlsafe(32)``).
+        secret: if set, the ``secret_header`` header must equal it.
+        secret_header: the header carrying the secret (default ``X-Webhook-Secret``).
+        max_body_size: larger bodies get 413 (default 64 MiB).
+
+    Mount it: ``app.mount("/hooks", receiver.asgi)`` (FastAPI/Starlette), or
+    ``app.add_subapp("/hooks/", adcreative_async.notifications.aiohttp.webhook_app(receiver))``.
+    """
+
+    def __init__(
+        self,
+        hub: NotificationHub,
+        *,
+        path_token: str | None = None,
+        secret: str | None = None,
+        secret_header: str = "X-Webhook-Secret",
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        if path_token is not None and len(path_token) < 16:
+            raise ValueError("path_token must be at least 16 characters (use secrets.token_urlsafe(32))")
+        self.hub = hub
+        self._token = path_token.encode() if path_token is not None else None
+        self._secret = secret.encode() if secret is not None else None
+        self.secret_header = secret_header
+        self.max_body_size = max_body_size
+        self.handled = 0
+        """Messages accepted (200), duplicates included."""
+        self.rejected = 0
+        """Requests refused (any status but 200)."""
+
+    def __repr__(self) -> str:
+        guards = [g for g, on in (("path token", self._token), ("secret", self._secret)) if on]
+        return f"WebhookReceiver(guards={guards or 'none'}, max_body_size={self.max_body_size})"
+
+    # ----------------------------------------------------------------------------------------- core
+
+    def check_access(self, path: str, headers: Mapping[str, str]) -> tuple[int, bytes] | None:
+        """The refusal for a request that fails a guard (before its body is read), else None."""
+        if self._token is not None:
+            segment = path.rstrip("/").rsplit("/", 1)[-1].encode()
+            if not hmac.compare_digest(segment, self._token):
+                return self._refuse(404, "not found")
+        if self._secret is not None:
+            given = headers.get(self.secret_header) or headers.get(self.secret_header.lower()) or ""
+            if not hmac.compare_digest(given.encode(), self._secret):
+                return self._refuse(401, "missing or wrong secret")
+        return None
+
+    async def handle(
+        self, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """Answer one request: (status, JSON body). Frameworks adapt their request to this."""
+        if method.upper() != "POST":
+            return self._refuse(405, "only POST")
+        refusal = self.check_access(path, headers)
+        if refusal is not None:
+            return refusal
+        if len(body) > self.max_body_size:
+            return self._refuse(413, f"body over {self.max_body_size} bytes")
+        if not body.strip():
+            return self._refuse(400, "empty body")
+        try:
+            message = decode_notification(body)
+        except UnknownMessageType as exc:
+            logger.info("webhook: ignored a message of unknown type %r", exc.message_type)
+            self.handled += 1
+            return 200, _json({"status": "ignored", "reason": str(exc)})
+        except MessageDecodeError as exc:
+            return self._refuse(400, str(exc))
+        try:
+            new = await self.hub.publish(message, source="webhook")
+        except NotificationHandlerError as exc:
+            self.rejected += 1
+            return 500, _json({"error": str(exc)})
+        self.handled += 1
+        return 200, _json({"status": "ok" if new else "duplicate"})
+
+    def _refuse(self, status: int, reason: str) -> tuple[int, bytes]:
+        self.rejected += 1
+        return status, _json({"error": reason})
+
+    # ----------------------------------------------------------------------------------------- ASGI
+
+    async def asgi(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        """The receiver as an ASGI application (mount it in FastAPI/Starlette, or serve it alone)."""
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                if event["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif event["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = str(scope.get("path", ""))
+        status, payload = await self._asgi_answer(scope, headers, path, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _asgi_answer(
+        self, scope: ASGIScope, headers: Mapping[str, str], path: str, receive: ASGIReceive
+    ) -> tuple[int, bytes]:
+        method = str(scope.get("method", "GET"))
+        if method.upper() != "POST":
+            return self._refuse(405, "only POST")
+        refusal = self.check_access(path, headers)
+        if refusal is not None:
+            return refusal
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
+            return self._refuse(413, f"body over {self.max_body_size} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                return self._refuse(400, "client disconnected")
+            chunk = bytes(event.get("body", b""))
+            size += len(chunk)
+            if size > self.max_body_size:
+                return self._refuse(413, f"body over {self.max_body_size} bytes")
+            chunks.append(chunk)
+            more = bool(event.get("more_body", False))
+        return await self.handle(method=method, path=path, headers=headers, body=b"".join(chunks))

@@ -1,0 +1,176 @@
+"""FastAPI backend: one AdCreativeClient for the app's lifetime, an endpoint that starts a background
+removal, one that reports a job's progress, one that waits for it (resolved by webhook push), one that
+streams a result to the caller, and the webhook route the service's notifications arrive on.
+
+Needs ``pip install 'adcreative-async[examples]'`` (FastAPI, uvicorn). Run it against the built-in emulator
+(no account); ``ADCREATIVE_PUBLIC_URL`` tells the emulator where to post its webhook notifications::
+
+    export ADCREATIVE_EMULATOR=1 ADCREATIVE_PUBLIC_URL=http://127.0.0.1:8000
+    uvicorn examples.fastapi_app:app --port 8000
+    # or: python examples/fastapi_app.py --emulator --port 8000
+
+    curl -s --data-binary @examples/assets/product-1.jpg -H 'Content-Type: image/jpeg' \\
+        localhost:8000/background-removals
+    curl -s localhost:8000/jobs/background_remover/PROCESS_ID?user_id=USER_ID
+    curl -s localhost:8000/jobs/background_remover/PROCESS_ID/wait?user_id=USER_ID   # returns on push
+    curl -s -o cutout.png localhost:8000/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result
+
+Against the real API: set the ADCREATIVE_* variables (ADCREATIVE_USER_ID included), leave out
+ADCREATIVE_EMULATOR, set ADCREATIVE_WEBHOOK_TOKEN to a long random value, and register
+``https://<your host>/webhooks/adcreative/<token>`` as your application's webhook notification channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import StreamingResponse
+
+from adcreative_async import (
+    AdCreativeClient,
+    DownloadStream,
+    InvalidRequestError,
+    NotFoundError,
+    RenderFailedError,
+    WaitTimeoutError,
+)
+from adcreative_async.notifications import NotificationHub, WebhookReceiver
+from adcreative_async.testing import Emulator
+
+DEMO_USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
+WEBHOOK_PATH = "/webhooks/adcreative"
+
+
+def get_client(request: Request) -> AdCreativeClient:
+    """The app's client (a FastAPI dependency)."""
+    client = request.app.state.adcreative
+    assert isinstance(client, AdCreativeClient)
+    return client
+
+
+Client = Annotated[AdCreativeClient, Depends(get_client)]
+
+
+def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
+    """The application. With ``ADCREATIVE_EMULATOR=1`` (or ``emulator_options``), the client talks to an
+    emulator started in the lifespan; otherwise to the API, with credentials from ADCREATIVE_* variables."""
+    use_emulator = emulator_options is not None or os.environ.get("ADCREATIVE_EMULATOR") == "1"
+    # Webhook notifications go to a hub that the client listens to: waits resolve as messages arrive.
+    # The API signs nothing: the unguessable path token is what keeps strangers out.
+    hub = NotificationHub()
+    token = os.environ.get("ADCREATIVE_WEBHOOK_TOKEN") or secrets.token_urlsafe(32)
+    receiver = WebhookReceiver(hub, path_token=token)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The client lives as long as the app: one connection pool, one poll scheduler, for every request.
+        async with AsyncExitStack() as stack:
+            if use_emulator:
+                options = emulator_options if emulator_options is not None else {"task_duration": (0.2, 1.0)}
+                emulator = await stack.enter_async_context(Emulator(**options))
+                public_url = os.environ.get("ADCREATIVE_PUBLIC_URL")
+                if public_url:  # the emulator posts its notifications to this app, as the API would
+                    emulator.add_notification_channel(
+                        "webhook", f"{public_url.rstrip('/')}{WEBHOOK_PATH}/{token}"
+                    )
+                client = AdCreativeClient(**emulator.credentials, user_id=DEMO_USER, push=hub)
+            else:
+                client = AdCreativeClient(push=hub)
+            app.state.adcreative = await stack.enter_async_context(client)
+            yield
+
+    app = FastAPI(title="adcreative-async FastAPI example", lifespan=lifespan)
+    app.state.webhook_token = token
+    app.mount(WEBHOOK_PATH, receiver.asgi)  # POST /webhooks/adcreative/<token>
+
+    @app.post("/background-removals", status_code=202)
+    async def start_background_removal(request: Request, client: Client) -> dict[str, Any]:
+        """Start removing the background of the image sent as the request body (streamed, never held
+        whole in memory)."""
+        try:
+            job = await client.background_remover.remove(request.stream())
+        except InvalidRequestError as exc:  # not an image, empty body...
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        # Store job.to_json() if the job must survive a restart: client.job_from_json() resumes it.
+        return job.to_dict()
+
+    @app.get("/jobs/{feature}/{process_id}")
+    async def job_progress(feature: str, process_id: str, user_id: str, client: Client) -> dict[str, Any]:
+        """A job's progress now (one progress request)."""
+        try:
+            progress = await client.resource(feature).process_progress(process_id, user_id=user_id)
+        except InvalidRequestError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except NotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return {
+            "process_id": progress.process_id,
+            "progress": progress.progress,
+            "complete": progress.is_complete,
+            "succeeded_task_ids": progress.succeeded_task_ids,
+            "failed_task_ids": progress.failed_task_ids,
+        }
+
+    @app.get("/jobs/{feature}/{process_id}/wait")
+    async def wait_for_job(feature: str, process_id: str, user_id: str, client: Client) -> dict[str, Any]:
+        """Wait until the job is complete (at most 60 s): resolved by a webhook message as soon as one
+        arrives, by the client's coalesced polling otherwise."""
+        try:
+            progress = await client.resource(feature).job(process_id, user_id=user_id).result(timeout=60)
+        except InvalidRequestError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except WaitTimeoutError as exc:
+            raise HTTPException(status_code=504, detail=str(exc)) from None
+        except RenderFailedError as exc:
+            raise HTTPException(status_code=502, detail=str(exc)) from None
+        return {"process_id": progress.process_id, "succeeded_task_ids": progress.succeeded_task_ids}
+
+    @app.get("/jobs/{feature}/{process_id}/tasks/{task_id}/result")
+    async def task_result(feature: str, process_id: str, task_id: str, client: Client) -> StreamingResponse:
+        """Stream one task's result to the caller as it arrives (constant memory, no temporary file)."""
+        try:
+            stream = client.resource(feature).stream_download(process_id, task_id)
+            await stream.__aenter__()  # sends the request: errors become HTTP errors before the body starts
+        except InvalidRequestError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        except NotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        headers = {"Content-Length": str(stream.content_length)} if stream.content_length is not None else {}
+        return StreamingResponse(
+            _body(stream), media_type=stream.content_type or "application/octet-stream", headers=headers
+        )
+
+    return app
+
+
+async def _body(stream: DownloadStream) -> AsyncIterator[bytes]:
+    """The result's chunks; the connection to the API is closed when the response ends, early or not."""
+    try:
+        async for chunk in stream.iter_bytes():
+            yield chunk
+    finally:
+        await stream.__aexit__(None, None, None)
+
+
+app = create_app()
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Serve the FastAPI example.")
+    parser.add_argument("--emulator", action="store_true", help="use a built-in emulator (no account)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(emulator_options={"task_duration": (0.2, 1.0)}) if args.emulator else app,
+        host=args.host,
+        port=args.port,
+    )

@@ -1,0 +1,416 @@
+"""The ``adcreative`` console script, driven against the emulator.
+
+In process with ``main([...])`` (``--emulator`` for a fresh emulator, or the plugin's
+``adcreative_emulator_thread`` for a session of several commands), and in subprocesses for exit codes
+and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adcreative_async.cli import main
+from adcreative_async.testing import sample_image
+from adcreative_async.testing.pytest_plugin import EmulatorThread
+
+ROOT = Path(__file__).resolve().parent.parent
+BRIEF = ROOT / "examples" / "brief.toml"
+SECRET = "s3cr3t-value-never-shown"
+FAST = json.dumps({"task_duration": 0.02})
+ONE_BRIEF = {
+    "brand_image": str(ROOT / "examples" / "assets" / "logo.png"),
+    "background_image": str(ROOT / "examples" / "assets" / "background.jpg"),
+    "main_headline": "Hello",
+    "punchline": "World",
+    "action_text": "Go",
+    "color1_hex": "#ffffff",
+    "color2_hex": "#000000",
+    "render_kind": 1,
+    "render_type": "SVG",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real credentials leak in from the machine; the in-process emulator is fast."""
+    for name in list(os.environ):
+        if name.startswith("ADCREATIVE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ADCREATIVE_EMULATOR_OPTIONS", FAST)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    code, out, _ = run(capsys, *argv, "--json")
+    return code, json.loads(out)
+
+
+def photos(folder: Path, count: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"photo-{i}.jpg").write_bytes(sample_image("jpeg", (40 + i, 30)))
+    return folder
+
+
+# ------------------------------------------------------------------------------------ remove-bg
+
+
+def test_remove_bg_saves_one_cutout_per_image_named_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = photos(tmp_path / "in")
+    (folder / "notes.txt").write_text("not an image")
+    photos(folder / "sub", 1)  # not taken without --recursive
+    out = tmp_path / "out"
+    code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "-c", "2")
+    assert code == 0
+    assert doc["ok"] is True
+    assert (doc["succeeded"], doc["failed"]) == (3, 0)
+    assert sorted(p.name for p in out.iterdir()) == ["photo-0.png", "photo-1.png", "photo-2.png"]
+    assert [Path(item["files"][0]).name for item in doc["items"]] == [
+        "photo-0.png",
+        "photo-1.png",
+        "photo-2.png",
+    ]
+    assert all(len(item["task_ids"]) == 1 and item["process_id"] for item in doc["items"])
+
+
+def test_remove_bg_recursive_keeps_layout_and_disambiguates_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = photos(tmp_path / "in", 1)
+    photos(folder / "sub", 1)
+    single = tmp_path / "photo-0.png"
+    single.write_bytes(sample_image("png", (20, 20)))
+    out = tmp_path / "out"
+    code, _ = run_json(capsys, "remove-bg", str(folder), str(single), "-r", "-o", str(out), "--emulator")
+    assert code == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["photo-0-2.png", "photo-0.png", "sub/photo-0.png"]
+
+
+def test_remove_bg_failed_renders_exit_1_with_a_summary_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "ADCREATIVE_EMULATOR_OPTIONS", json.dumps({"task_duration": 0.02, "task_failure_rate": 1})
+    )
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "remove-bg", str(photos(tmp_path / "in", 2)), "-o", str(out), "--emulator")
+    assert code == 1
+    assert "Background removal: 0 of 2 succeeded" in stdout
+    assert stdout.count("FAILED") >= 2
+    assert list(out.iterdir()) == []  # nothing partial, no staging folder left
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["remove-bg", "missing-folder", "-o", "out"], "no such file or folder: missing-folder"),
+        (["remove-bg", ".", "-o", "out"], "no images found"),
+        (["remove-bg", "x.jpg"], "the following arguments are required: -o/--output"),
+        (["download", "pid", "-o", "out", "-c", "0"], "must be at least 1"),
+    ],
+)
+def test_usage_errors_exit_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *argv, "--emulator")
+    assert code == 2
+    assert message in err
+
+
+# ------------------------------------------------------------------------------------- generate
+
+
+def test_generate_from_a_toml_brief_downloads_every_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "creatives"
+    code, doc = run_json(capsys, "generate", "--brief", str(BRIEF), "-o", str(out), "--emulator")
+    assert code == 0
+    assert [item["brief"] for item in doc["items"]] == ["brief.toml#1", "brief.toml#2"]
+    task_ids = [t for item in doc["items"] for t in item["job"]["taskIds"]]
+    assert sorted(p.stem for p in out.iterdir()) == sorted(task_ids)
+
+
+def test_generate_from_a_json_brief_without_waiting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    brief = dict(ONE_BRIEF, background_image="../examples/assets/background.jpg")  # relative to the brief
+    path = ROOT / "tests" / f"brief-{os.getpid()}.json"
+    path.write_text(json.dumps(brief))
+    try:
+        code, stdout, _ = run(capsys, "generate", "--brief", str(path), "--no-wait", "--emulator")
+    finally:
+        path.unlink()
+    assert code == 0
+    assert "Creatives submitted: 1 of 1" in stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('main_headline = "x"\nheadline = "y"', "unknown key(s) headline"),
+        ('main_headline = "x"', "missing action_text, background_image, brand_image"),
+        ("not toml [", "is not valid TOML"),
+        (
+            BRIEF.read_text().replace('"assets/logo.png"', '"assets/nope.png"'),
+            "brand_image 'assets/nope.png': no such file",
+        ),
+        (BRIEF.read_text().replace('"post"', '"huge"'), "render_kind 'huge' is not one of"),
+        (BRIEF.read_text().replace('"Learn More"', "3"), "action_text must be a string"),
+    ],
+)
+def test_generate_refuses_bad_briefs_before_sending(
+    content: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = ROOT / "examples" / f"bad-brief-{os.getpid()}.toml"  # beside the assets it names
+    path.write_text(content)
+    try:
+        code, _, err = run(capsys, "generate", "--brief", str(path), "--emulator")
+    finally:
+        path.unlink()
+    assert code == 2
+    assert message in err
+
+
+# --------------------------------------------------- a session: generate, status, edit, download
+
+
+def test_a_session_against_a_running_emulator(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    adcreative_emulator_thread: EmulatorThread,
+) -> None:
+    for name, value in adcreative_emulator_thread.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ADCREATIVE_USER_ID", "11111111-2222-4333-8444-555555555555")
+    brief = tmp_path / "one.json"
+    brief.write_text(json.dumps(ONE_BRIEF))
+
+    code, doc = run_json(capsys, "generate", "--brief", str(brief))
+    assert code == 0
+    job = doc["items"][0]["job"]
+    process_id, task_ids = job["processId"], job["taskIds"]
+
+    code, doc = run_json(capsys, "status")
+    assert code == 0
+    assert [(p["feature"], p["imageRenderProcessId"]) for p in doc["processes"]] == [
+        ("creatives", process_id)
+    ]
+    code, stdout, _ = run(capsys, "status", "--application", "--feature", "creatives")
+    assert code == 0
+    assert process_id in stdout
+
+    code, doc = run_json(
+        capsys, "edit", *task_ids[:2], "--main-headline", "Now 20% off", "-o", str(tmp_path / "edited")
+    )
+    assert code == 0
+    assert sorted(Path(f).stem for f in doc["files"]) == sorted(task_ids[:2])
+    assert adcreative_emulator_thread.request_count("Image/Editing/AdCreativesByTasks") == 1
+
+    code, doc = run_json(capsys, "download", process_id, "-o", str(tmp_path / "all"))
+    assert code == 0
+    assert sorted(Path(item["file"]).stem for item in doc["items"]) == sorted(task_ids)
+    code, stdout, _ = run(
+        capsys, "download", process_id, task_ids[0], "--feature", "creatives", "-o", str(tmp_path / "one")
+    )
+    assert code == 0
+    assert f"Downloads of process {process_id}: 1 of 1" in stdout
+    assert adcreative_emulator_thread.download_count(task_ids[0]) == 3
+
+    code, _, err = run(capsys, "edit", task_ids[0])
+    assert code == 2
+    assert "nothing to change" in err
+    code, _, err = run(capsys, "download", "0f8fad5b-d9cb-469f-a165-70867728950e", "-o", str(tmp_path))
+    assert code == 2
+    assert "was not found" in err
+
+
+def test_status_with_a_fresh_emulator_says_there_is_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(capsys, "status", "--emulator", "--progress", "lines")
+    assert code == 0
+    assert "no render processes found" in stdout
+
+
+# ------------------------------------------------------------------- credentials and secrets
+
+
+def test_missing_credentials_exit_2_and_say_how_to_set_them(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "status", "--user-id", "11111111-2222-4333-8444-555555555555")
+    assert code == 2
+    assert "ADCREATIVE_API_KEY" in err
+    assert "--emulator" in err
+
+
+def test_secrets_never_appear_in_output_or_errors(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    adcreative_emulator_thread: EmulatorThread,
+) -> None:
+    creds = adcreative_emulator_thread.credentials
+    argv = [
+        "status",
+        "--base-url",
+        creds["base_url"],
+        "--application-id",
+        creds["application_id"],
+        "--api-key",
+        creds["api_key"],
+        "--api-secret",
+        SECRET,  # wrong: the API refuses it
+        "--jwt-private-key",
+        creds["jwt_private_key"],
+        "--user-id",
+        "11111111-2222-4333-8444-555555555555",
+    ]
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert "AuthenticationError" not in out
+    assert err.startswith("adcreative: ")
+    code, out2, err2 = run(capsys, *argv, "--json")
+    assert code == 1
+    assert json.loads(out2)["error"]["type"] == "AuthenticationError"
+    code, _, err3 = run(capsys, "status", "--api-secrett", SECRET)  # a typo argparse echoes
+    assert code == 2
+    for text in (out, err, out2, err2, err3):
+        assert SECRET not in text
+        assert creds["api_key"] not in text
+        assert creds["jwt_private_key"] not in text
+
+
+# ---------------------------------------------------------------------- display and extras
+
+
+def test_bars_mode_draws_and_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(
+        capsys,
+        "remove-bg",
+        str(photos(tmp_path / "in", 2)),
+        "-o",
+        str(tmp_path / "out"),
+        "--emulator",
+        "--progress",
+        "bars",
+    )
+    assert code == 0
+    assert "photo-0.jpg" in stdout
+    assert "Background removal: 2 of 2 succeeded" in stdout
+
+
+def test_without_rich_the_cli_names_the_extra_but_json_and_demo_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ImportError
+    code, _, err = run(capsys, "status", "--emulator")
+    assert code == 2
+    assert "pip install 'adcreative-async[cli]'" in err
+    code, doc = run_json(capsys, "status", "--emulator")
+    assert (code, doc["processes"]) == (0, [])
+    code, stdout, _ = run(capsys, "demo", "-o", str(tmp_path / "demo"), "--task-duration", "0.05")
+    assert code == 0
+    assert "creatives (edit 2)" in stdout
+    assert "done: 9 files" in stdout
+    assert len(list((tmp_path / "demo").rglob("*.png"))) == 9
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = run(capsys, "--help")
+    assert code == 0
+    for command in ("demo", "remove-bg", "generate", "edit", "status", "download", "emulator"):
+        assert command in stdout
+
+
+# ------------------------------------------------------------------- subprocesses: exit, Ctrl-C
+
+
+def _cli(*argv: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ADCREATIVE_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adcreative_async.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+
+
+def test_exit_code_is_1_when_an_item_failed(tmp_path: Path) -> None:
+    options = json.dumps({"task_duration": 0.02, "task_failure_rate": 1})
+    proc = _cli(
+        "remove-bg", str(photos(tmp_path / "in", 1)), "-o", str(tmp_path / "out"), "--json",
+        env={"ADCREATIVE_EMULATOR": "1", "ADCREATIVE_EMULATOR_OPTIONS": options},
+    )  # fmt: skip
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert json.loads(stdout)["failed"] == 1
+
+
+def _wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the CLI ended early: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out: {proc.communicate()}")
+        time.sleep(0.01)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX thing")
+def test_ctrl_c_mid_download_exits_130_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # A download of 2 GB is still streaming when the signal arrives.
+    options = json.dumps({"task_duration": 0.01, "download_size": 2_000_000_000})
+    proc = _cli(
+        "remove-bg", str(photos(tmp_path / "in", 1)), "-o", str(out), "--progress", "lines",
+        env={"ADCREATIVE_EMULATOR": "1", "ADCREATIVE_EMULATOR_OPTIONS": options},
+    )  # fmt: skip
+    _wait_for(lambda: any(p.suffix == ".part" for p in out.rglob("*")), proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert list(out.rglob("*")) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX thing")
+def test_ctrl_c_while_waiting_exits_130(tmp_path: Path) -> None:
+    options = json.dumps({"auto_complete": False})
+    brief = str(BRIEF)
+    proc = _cli(
+        "generate", "--brief", brief, "-o", str(tmp_path / "out"), "--progress", "lines",
+        env={"ADCREATIVE_EMULATOR": "1", "ADCREATIVE_EMULATOR_OPTIONS": options},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "submitted" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
