@@ -187,7 +187,10 @@ class BulkRun(Generic[T]):
         assert self._dest is not None
         try:
             async with downloads:
-                path = await job.download(task_id, self._dest, low_resolution=self._low_resolution)
+                # resume: a body cut mid-way continues (or restarts), instead of failing the item
+                path = await job.download(
+                    task_id, self._dest, low_resolution=self._low_resolution, resume=True
+                )
             outcome.files.append(path)
         except AdCreativeError as exc:
             if outcome.error is None:

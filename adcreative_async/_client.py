@@ -231,7 +231,7 @@ class AdCreativeClient:
             )
         }
         self._scheduler: PollScheduler | None = None
-        self._ledger = SubmissionLedger(self.clock)
+        self._ledger = SubmissionLedger(self.clock, self._transport.retry)
 
     @staticmethod
     def _check_base_url(value: str) -> str:

@@ -114,7 +114,8 @@ class RetryPolicy:
       ``retry_statuses`` (429, 502, 503, 504), with exponential backoff and full jitter, honouring
       ``Retry-After`` up to ``max_retry_after``, within ``max_attempts`` and ``max_total`` seconds.
     - POST requests (start and edit calls, which cost money, and token requests) are sent again only
-      when they surely never reached the server (connection refused, connect timeout). After an
+      when they surely never reached the server (connection refused, connect timeout) or the server
+      refused them unprocessed (429, after its ``Retry-After``). After an
       ambiguous failure the SDK reconciles instead (see ``RenderMayExistError``); a RefreshJwtToken is
       never repeated (a new token is generated instead).
     - A body that cannot be replayed (an async iterable upload) is never sent twice.
@@ -124,6 +125,9 @@ class RetryPolicy:
         initial_backoff: the first delay (default 0.25 s), doubling up to ``max_backoff`` (8 s).
         max_total: no new attempt starts later than this after the first (default 30 s).
         max_retry_after: the longest ``Retry-After`` honoured (default 30 s); a longer one ends the retries.
+        reconcile_grace: after an ambiguous start or edit call, how long the client looks for the render
+            it may have made (a read-after-write lag) before raising ``RenderMayExistError`` (10 s).
+        reconcile_interval: how often it looks meanwhile (1 s).
         retry_statuses: statuses of GET responses that are retried.
         jitter: applied to each delay (default ``backoff.full_jitter``); None: none.
     """
@@ -135,6 +139,8 @@ class RetryPolicy:
     max_retry_after: float = 30.0
     retry_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
     jitter: Callable[[float], float] | None = backoff.full_jitter
+    reconcile_grace: float = 10.0
+    reconcile_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._clock import Clock
-from ._errors import AdCreativeError, APIConnectionError, APIError, ServerError
+from ._config import RetryPolicy
+from ._errors import AdCreativeError, APIConnectionError, APIError, ServerError, UnexpectedResponseError
 from ._models import TERMINAL_STATES, Progress
 
 if TYPE_CHECKING:
@@ -34,11 +35,9 @@ __all__ = ["RenderMayExistError", "SubmissionLedger", "is_ambiguous"]
 
 logger = logging.getLogger("adcreative_async.reconcile")
 
-#: Gateway statuses after which a start call may have reached the API behind the gateway.
-AMBIGUOUS_STATUSES = frozenset({502, 503, 504})
-#: How long a process created by a lost call may stay absent from the listing (read-after-write lag).
-RECONCILE_GRACE = 10.0
-RECONCILE_INTERVAL = 1.0
+#: Statuses after which a start call may still have made a render: the API's own 500 (it may fail after
+#: creating the process) and a gateway's 502/503/504 (the API behind it may have served the call).
+AMBIGUOUS_STATUSES = frozenset({500, 502, 503, 504})
 #: Process ids remembered per (feature, user); beyond it the oldest are forgotten.
 MAX_KNOWN_PER_USER = 50_000
 
@@ -73,9 +72,15 @@ class RenderMayExistError(AdCreativeError):
 
 
 def is_ambiguous(error: AdCreativeError) -> bool:
-    """Whether a failed call may still have reached the server."""
+    """Whether a failed call may still have reached the server (and made a render).
+
+    A connection that failed after sending, a read timeout, a gateway's 502/503/504, and a success whose
+    body could not be read (the render exists; its id was lost) all qualify.
+    """
     if isinstance(error, APIConnectionError):
         return error.sent is not False
+    if isinstance(error, UnexpectedResponseError):
+        return error.status < 300
     return isinstance(error, ServerError) and error.status in AMBIGUOUS_STATUSES
 
 
@@ -98,8 +103,10 @@ class _UserLedger:
 class SubmissionLedger:
     """Per client: the process ids seen for each (feature, user), and the start calls in flight."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, policy: RetryPolicy) -> None:
         self._clock = clock
+        self._grace = policy.reconcile_grace
+        self._interval = policy.reconcile_interval
         self._users: dict[tuple[str, str], _UserLedger] = {}
 
     def _ledger(self, feature: str, user_id: str) -> _UserLedger:
@@ -175,11 +182,14 @@ class SubmissionLedger:
         feature = resource.feature.name
         ledger = self._ledger(feature, user_id)
         await self._quiet(ledger)
-        deadline = self._clock.monotonic() + RECONCILE_GRACE
+        deadline = self._clock.monotonic() + self._grace
         while True:
             try:
                 listing = await resource.user_progress(user_id)
             except AdCreativeError as exc:
+                if self._clock.monotonic() < deadline:
+                    await self._clock.sleep(self._interval)  # a listing can fail too: try again
+                    continue
                 raise RenderMayExistError(
                     f"a {feature} start call failed ({cause}) and the user's processes could not be read "
                     f"({exc}): the render may exist",
@@ -204,13 +214,13 @@ class SubmissionLedger:
             if self._clock.monotonic() >= deadline:
                 raise RenderMayExistError(
                     f"a {feature} start call failed ({cause}); no new process of user {user_id} appeared "
-                    f"within {RECONCILE_GRACE:.0f} s, so it was probably not created (not sent again: "
+                    f"within {self._grace:.0f} s, so it was probably not created (not sent again: "
                     "starting again is your decision)",
                     feature=feature,
                     user_id=user_id,
                     cause=cause,
                 )
-            await self._clock.sleep(RECONCILE_INTERVAL)
+            await self._clock.sleep(self._interval)
 
     async def reconcile_edit(
         self, resource: RenderResource, user_id: str, task_ids: Iterable[str], cause: AdCreativeError
@@ -219,11 +229,14 @@ class SubmissionLedger:
         else RenderMayExistError (the edit is never sent again)."""
         wanted = {t.lower() for t in task_ids}
         feature = resource.feature.name
-        deadline = self._clock.monotonic() + RECONCILE_GRACE
+        deadline = self._clock.monotonic() + self._grace
         while True:
             try:
                 listing = await resource.user_progress(user_id)
             except AdCreativeError as exc:
+                if self._clock.monotonic() < deadline:
+                    await self._clock.sleep(self._interval)  # a listing can fail too: try again
+                    continue
                 raise RenderMayExistError(
                     f"an edit failed ({cause}) and the user's processes could not be read ({exc}): "
                     "the edit may have been applied",
@@ -240,13 +253,13 @@ class SubmissionLedger:
                     return progress
             if self._clock.monotonic() >= deadline:
                 raise RenderMayExistError(
-                    f"an edit failed ({cause}); its tasks did not re-open within {RECONCILE_GRACE:.0f} s, "
+                    f"an edit failed ({cause}); its tasks did not re-open within {self._grace:.0f} s, "
                     "so it was probably not applied (not sent again: editing again is your decision)",
                     feature=feature,
                     user_id=user_id,
                     cause=cause,
                 )
-            await self._clock.sleep(RECONCILE_INTERVAL)
+            await self._clock.sleep(self._interval)
 
 
 def reconcilable(error: AdCreativeError) -> bool:

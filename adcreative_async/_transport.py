@@ -103,6 +103,13 @@ class Request:
     params: Mapping[str, str] | None = None
     auth: bool = True
     retry: bool = True
+    idempotent: bool | None = None  # None: by the method; True for a POST that is safe to repeat
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether sending it twice does no harm (GET, or a POST marked idempotent)."""
+        return self.idempotent if self.idempotent is not None else self.method in IDEMPOTENT_METHODS
+
     content_type: str | None = None
     on_upload_progress: ProgressCallback | None = None
 
@@ -484,8 +491,10 @@ class Transport:
                 self.tokens.invalidate(token)
                 renewed = True
                 continue
-            if response.status in policy.retry_statuses and req.method in IDEMPOTENT_METHODS:
-                delay = self._retry_delay(req, attempt, started, next(delays), sent=True)
+            # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
+            refused = response.status == 429 and 429 in policy.retry_statuses
+            if response.status in policy.retry_statuses and (req.repeatable or refused):
+                delay = self._retry_delay(req, attempt, started, next(delays), sent=not refused)
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
@@ -511,7 +520,7 @@ class Transport:
         policy = self.retry
         if not req.retry or not req.replayable or attempt >= policy.max_attempts:
             return None
-        if req.method not in IDEMPOTENT_METHODS and sent is not False:
+        if not req.repeatable and sent is not False:
             return None  # a POST that may have reached the server is never sent again blindly
         delay = policy.jitter(backoff_delay) if policy.jitter is not None else backoff_delay
         if self._clock.monotonic() - started + delay > policy.max_total:
@@ -592,7 +601,7 @@ class Transport:
 
     async def _send_token_request(self, route: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
         # A RefreshJwtToken is never repeated (rotation is undocumented): the token manager generates a
-        # new token instead. GenerateJwtToken is retried like any POST: only if it never left.
+        # new token instead. GenerateJwtToken is retried like a GET: a second token costs nothing.
         response = await self.request(
             Request(
                 "POST",
@@ -601,6 +610,7 @@ class Transport:
                 auth=False,
                 content_type=AUTH_CONTENT_TYPE,
                 retry=route != REFRESH_PATH,
+                idempotent=True,  # a second token costs nothing
             )
         )
         return response.status, response.headers, response.body

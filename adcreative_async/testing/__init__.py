@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from ._cli import main
 from ._emulator import Credentials, Emulator
+from ._faults import Faults
 from ._images import sample_image
+from ._notify import Delivery
 from ._options import EmulatorOptions
 from ._state import (
     NotificationChannel,
@@ -36,8 +38,10 @@ from ._state import (
 
 __all__ = [
     "Credentials",
+    "Delivery",
     "Emulator",
     "EmulatorOptions",
+    "Faults",
     "NotificationChannel",
     "ProcessSnapshot",
     "ReceivedCall",

@@ -15,8 +15,11 @@ Testing-only routes live under ``/_emulator/`` and need no authentication.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import random
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -674,10 +677,28 @@ class EmulatorApp:
         injected = self.state.take_failure(endpoint.route)
         if injected is not None:
             return self.injected_failure(endpoint, *injected)
+        fault = self.state.faults.draw(endpoint.route) if self.state.faults else None
+        if fault == "server_error":
+            return self.injected_failure(endpoint, random.choice((500, 502, 503, 504)), 1)
+        if fault == "rate_limit":
+            return self.injected_failure(endpoint, 429, 1)
+        if fault == "reset":
+            return _drop_connection(request)
+        if fault == "slow":
+            await asyncio.sleep(self.state.faults.slow_seconds(endpoint.route))
+        if fault == "truncate" and endpoint.handler == "download" and request.query.get("taskId"):
+            with contextlib.suppress(KeyError):
+                self.state.truncate_next_download(request.query["taskId"], 32, 1)
         try:
-            return await self.handlers[endpoint.handler](request, endpoint)
+            response = await self.handlers[endpoint.handler](request, endpoint)
         except Problem as problem:
-            return problem.response
+            response = problem.response
+        if fault == "lost_response":
+            return _drop_connection(request)  # served, but the answer never reaches the client
+        json_answer = isinstance(response, web.Response) and (response.content_type or "").endswith("json")
+        if fault == "malformed" and json_answer and response.status == 200:
+            return web.Response(status=200, body=b'{"messageType": "Image', content_type="application/json")
+        return response
 
     def injected_failure(self, endpoint: Endpoint, status: int, retry_after: int) -> web.Response:
         """The answer of a failure queued by ``fail_next``: the documented body where there is one.
@@ -1254,3 +1275,12 @@ class EmulatorApp:
             for p in (process.snapshot() for process in self.state.processes_for(user))
         ]
         return responses.json_response(body)
+
+
+def _drop_connection(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer (a fault): the response returned is never sent."""
+    if request.transport is not None:
+        request.transport.close()
+    response = web.Response(status=500)
+    response.force_close()
+    return response

@@ -8,12 +8,14 @@ between requests.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TypedDict
 
 from aiohttp import web
 
 from ._app import EmulatorApp, find_endpoint, queue_failure
+from ._faults import FaultPlan, Faults
 from ._notify import Delivery, Notifier
 from ._options import EmulatorOptions
 from ._state import (
@@ -74,6 +76,8 @@ class Emulator:
         channel_required_for_background_removal, download_size, range_requests,
         progress_notifications, notification_loss_rate, notification_duplicate_rate,
         reorder_notifications: See :class:`EmulatorOptions`.
+        faults: random faults per route for chaos tests: ``{route: Faults(...)}`` (or a mapping of its
+            fields), ``"*"`` for every route without its own (see :class:`Faults`).
 
     Notifications are delivered to the application's channels (webhook URLs get a POST, ``amqp://``
     URLs a RabbitMQ message) as tasks end; :attr:`deliveries` lists every attempt.
@@ -110,6 +114,7 @@ class Emulator:
         notification_loss_rate: float = 0.0,
         notification_duplicate_rate: float = 0.0,
         reorder_notifications: bool = False,
+        faults: Mapping[str, Faults | Mapping[str, float]] | None = None,
     ) -> None:
         self.options = EmulatorOptions(
             access_token_lifetime=access_token_lifetime,
@@ -139,6 +144,7 @@ class Emulator:
         self.clock = EmulatorClock()
         """The emulator's clock (monotonic time plus what :meth:`advance` added)."""
         self._state = State(self.options, self.clock)
+        self._state.faults = FaultPlan(faults, seed)
         self._notifier = Notifier(self._state, self.clock, self.options)
         self._state.on_change = self._notifier.touch
         if application_id is not None and parse_guid(application_id) is None:
@@ -309,6 +315,11 @@ class Emulator:
     def advance(self, seconds: float) -> None:
         """Move the emulator's clock forward: tasks and tokens whose time has come finish or expire."""
         self._state.advance(seconds)
+
+    @property
+    def injected_faults(self) -> dict[str, int]:
+        """Random faults injected so far (``faults=``), by kind."""
+        return dict(self._state.faults.injected)
 
     @property
     def deliveries(self) -> list[Delivery]:

@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 import msgspec
 
+from ._faults import FaultPlan
 from ._options import EmulatorOptions
 
 
@@ -390,6 +391,8 @@ class State:
     def __init__(self, options: EmulatorOptions, clock: EmulatorClock) -> None:
         self.options = options
         self.clock = clock
+        self.faults = FaultPlan(None, options.seed)
+        """Random faults per route (chaos tests); none by default."""
         self.on_change: Callable[[Process], None] | None = None
         """Called when a process starts or its tasks are moved (the notifier listens)."""
         seed = options.seed
