@@ -15,6 +15,7 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from helpers import eventually
 
 from adcreative_async import AdCreativeClient, ManualClock, PollPolicy, RenderJob, RenderState
 from adcreative_async.notifications import (
@@ -343,12 +344,6 @@ FAST = PollPolicy(
     push_reconcile_interval=30.0,
     push_quiet_after=60.0,
 )
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(5):
-        while not condition():  # noqa: ASYNC110 - the conditions are counters of other components
-            await anyio.sleep(0.001)
 
 
 def task_completed(job: RenderJob, task_id: str, *, ok: bool = True) -> TaskCompletedNotification:

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
+from helpers import eventually
 
 from adcreative_async import AdCreativeClient, PollPolicy, RenderJob, RenderState, TaskUpdate
 from adcreative_async.notifications import (
@@ -52,12 +53,6 @@ def needs_rabbitmq(test: Callable[..., Any]) -> Callable[..., Any]:
 
 #: Polling that would take far longer than any test: a wait that resolves came from push.
 NO_POLLING = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, jitter=None)
-
-
-async def eventually(condition: Callable[[], bool], seconds: float = 10) -> None:
-    with anyio.fail_after(seconds):
-        while not condition():  # noqa: ASYNC110 - the conditions are counters of other components
-            await anyio.sleep(0.002)
 
 
 @pytest.fixture

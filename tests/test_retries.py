@@ -4,12 +4,13 @@ surely never reached the server; bodies that cannot be replayed never sent twice
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
+from helpers import eventually
 from miniapi import MiniAPI
 from test_files import PNG
 from test_transport import BG_PROGRESS, BG_START, PROGRESS_ITEM, USER
@@ -27,12 +28,6 @@ from adcreative_async import (
 pytestmark = pytest.mark.anyio
 
 NO_JITTER = RetryPolicy(jitter=None)
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    with anyio.fail_after(5):
-        while not condition():  # noqa: ASYNC110 - the conditions are counters of other components
-            await anyio.sleep(0.001)
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
 from aiohttp import web
+from helpers import eventually
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -51,13 +52,6 @@ FAST = PollPolicy(
     max_requests_per_second=10_000,
     not_found_grace=0.2,
 )
-
-
-async def eventually(condition: Callable[[], bool], what: str = "condition") -> None:
-    """Let the event loop (and loopback I/O) run until ``condition`` holds; fail after 5 s."""
-    with anyio.fail_after(5):
-        while not condition():  # noqa: ASYNC110 - the conditions are counters of other components
-            await anyio.sleep(0.001)
 
 
 async def generate(client: AdCreativeClient, user: str = USER) -> RenderJob:
