@@ -199,13 +199,12 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
     error_message: str | None = ""
 
     def __post_init__(self) -> None:
+        # Metadata keys ("$id", "$values", ...: Newtonsoft's reference handling) are never task ids: they are
+        # deleted in place, not by rebuilding the dict (this runs for every decoded object, and every listed
+        # tasks map carries a "$id").
         tasks = self.tasks
-        for key in tasks:
-            if key.startswith("$"):
-                msgspec.structs.force_setattr(
-                    self, "tasks", {k: v for k, v in tasks.items() if not k.startswith("$")}
-                )
-                break
+        for key in [key for key in tasks if key.startswith("$")]:
+            del tasks[key]
 
     @property
     def process_id(self) -> str:

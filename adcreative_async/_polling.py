@@ -491,8 +491,10 @@ class PollScheduler:
         if changed:
             poller.delays = None
         poller.next_due = now + self._paced(poller.next_delay(), now)
-        for watch in list(poller.watches):
-            watch.wake()
+        if changed:  # only the waiters of a process that changed have anything to read
+            for watch in list(poller.watches):
+                if any(t.key == poller.key and t.process_id in changed for t in watch.targets):
+                    watch.wake()
 
     def push_live(self, now: float | None = None) -> bool:
         """Whether push notifications are flowing (one arrived within ``push_quiet_after``)."""
@@ -543,7 +545,8 @@ class PollScheduler:
         interest.missing_since = None
         poller.cache[pid] = Snapshot(progress, now)
         for watch in list(poller.watches):
-            watch.wake()
+            if any(t.key == key and t.process_id == pid for t in watch.targets):
+                watch.wake()
 
     @staticmethod
     def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
@@ -567,9 +570,12 @@ class PollScheduler:
         poller.filtered_mode = (awaited - 1) * REQUEST_COST_IN_ITEMS < poller.listed - awaited
         return poller.filtered_mode
 
-    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> bool:
-        """Cache the awaited (or recently awaited) processes; True if an awaited one changed."""
-        changed = False
+    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
+        """Cache the awaited (or recently awaited) processes; the ids of those that changed.
+
+        An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
+        """
+        changed: set[str] = set()
         for progress in items:
             pid = progress.image_render_process_id
             interest = poller.interest.get(pid)
@@ -581,14 +587,16 @@ class PollScheduler:
                 continue  # an older answer arriving late
             if old is not None and self._stale(interest, old, progress):
                 continue  # behind what a push already told (server lag): never report going back
-            if old is None or old.progress != progress:
-                changed = changed or interest.waiters > 0
+            if old is not None and old.progress == progress and old.sent_at >= interest.not_before:
+                continue  # nothing new (after an edit, the same progress is news: the new cycle's answer)
             poller.cache[pid] = Snapshot(progress, sent_at)
+            if interest.waiters > 0:
+                changed.add(pid)
         return changed
 
     async def _look_for_missing(
         self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
-    ) -> bool:
+    ) -> set[str]:
         """Awaited processes absent from an answer.
 
         A process just submitted may lag behind the listing: it gets the grace period. A process seen
@@ -598,7 +606,7 @@ class PollScheduler:
         now = self._clock.monotonic()
         grace = self.policy.not_found_grace
         feature, user = poller.key
-        changed = False
+        changed: set[str] = set()
         for pid in missing:
             interest = poller.interest[pid]
             if interest.missing_since is None:
@@ -621,7 +629,7 @@ class PollScheduler:
                     continue
             if not in_grace:
                 poller.gone[pid] = _not_found(feature, user, pid)
-                changed = True
+                changed.add(pid)
         return changed
 
     def _after_error(self, poller: _UserPoller, error: AdCreativeError) -> None:

@@ -286,6 +286,21 @@ async def test_edit_waits_for_the_new_cycle(emulator: Emulator, client: AdCreati
     assert back == [(t, RenderState.STARTED, RenderState.SUCCEEDED) for t in job.task_ids[:2]]
 
 
+async def test_an_edit_that_ends_where_the_old_cycle_ended_still_completes(
+    emulator: Emulator, client: AdCreativeClient
+) -> None:
+    job = await generate(client)
+    emulator.finish_process(job.process_id)
+    await job.result(timeout=5)  # the cache holds the completed snapshot, from before the edit
+    edited = await client.creatives.edit(job.task_ids[:2], punchline="new")
+    for task in job.task_ids[:2]:
+        emulator.finish_task(task)  # the new cycle ends before any poll: the same progress as before
+    edited.progress = None  # not even the edit's own answer in the cache: only the polls can tell
+    progress = await edited.result(timeout=5)
+    assert progress == job.progress  # nothing differs from the pre-edit answer but the time it was sent
+    assert edited.is_complete
+
+
 async def test_data_from_a_poll_sent_before_the_edit_returned_is_ignored(
     emulator: Emulator, client: AdCreativeClient
 ) -> None:
@@ -454,6 +469,31 @@ async def test_one_request_per_user_per_tick_whatever_the_number_of_jobs(emulato
     assert counts == [3, 6, 9]  # 60 jobs, 3 users: 3 requests a tick, not 60
     assert emulator.request_count(BG_PROGRESS) - baseline == 12
     assert {j.process_id for j in done} == {j.process_id for j in jobs}
+
+
+async def test_a_poll_that_brings_nothing_new_keeps_the_snapshot(
+    emulator: Emulator, client: AdCreativeClient
+) -> None:
+    job = await generate(client)
+    scheduler = client._poll_scheduler()
+    collector = Collector(job, timeout=5)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collector.run)
+        await eventually(lambda: len(collector.updates) == 5)
+        polls = emulator.request_count(GEN_PROGRESS)
+        await eventually(lambda: emulator.request_count(GEN_PROGRESS) >= polls + 1)
+        before = scheduler.snapshot(("creatives", USER), job.process_id)
+        await eventually(lambda: emulator.request_count(GEN_PROGRESS) >= polls + 4)
+        after = scheduler.snapshot(("creatives", USER), job.process_id)
+        assert before is not None
+        assert after is before
+        emulator.finish_task(job.task_ids[0])
+        await eventually(lambda: len(collector.updates) == 6)
+        changed = scheduler.snapshot(("creatives", USER), job.process_id)
+        assert changed is not None
+        assert changed.version > before.version
+        emulator.finish_process(job.process_id)
+    assert collector.error is None
 
 
 async def test_many_waiters_on_one_job_share_its_polls(emulator: Emulator, client: AdCreativeClient) -> None:

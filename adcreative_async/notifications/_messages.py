@@ -149,13 +149,12 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     kind: ClassVar[str] = "progress"
 
     def __post_init__(self) -> None:
+        # Metadata keys ("$id", "$values", ...: Newtonsoft's reference handling) are never task ids: they are
+        # deleted in place, not by rebuilding the dict (this runs for every decoded object, and every listed
+        # tasks map carries a "$id").
         tasks = self.tasks
-        for key in tasks:
-            if key.startswith("$"):
-                msgspec.structs.force_setattr(
-                    self, "tasks", {k: v for k, v in tasks.items() if not k.startswith("$")}
-                )
-                break
+        for key in [key for key in tasks if key.startswith("$")]:
+            del tasks[key]
 
     def to_progress(self) -> Progress:
         """The same data as the REST model (what waits and ``RenderJob.progress`` hold)."""
