@@ -7,6 +7,7 @@ in a fresh process so that memory and CPU readings are its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -204,3 +205,20 @@ def cell(stats: dict[str, float], spec: str = ".1f", scale: float = 1.0) -> str:
     if low == high:
         return format(median, spec)
     return f"{median:{spec}} ({low:{spec}}-{high:{spec}})"
+
+
+LAG_PERIOD = 0.01  # seconds: the sleep whose lateness is the event loop's lag
+
+
+class LagMeter:
+    """Samples event-loop lag: how late a :data:`LAG_PERIOD` sleep wakes up (any asyncio-based stack)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        """Sample until cancelled."""
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(LAG_PERIOD)
+            self.samples.append(max(0.0, time.perf_counter() - start - LAG_PERIOD))

@@ -39,6 +39,7 @@ from adcreative_async import AdCreativeClient, PollPolicy, RenderJob, Timeout
 from adcreative_async._polling import REQUEST_COST_IN_ITEMS
 from adcreative_async.testing import sample_image
 from benchmarks._harness import (
+    LagMeter,
     credentials_of,
     emulator,
     machine,
@@ -73,19 +74,6 @@ GOALS = {
     "request_ratio": 50.0,  # per-job requests / scheduler requests, at least
     "loop_lag_p99": 0.100,  # seconds, at most, with 10,000 waits
 }
-
-
-class LagMeter:
-    """Samples event-loop lag: how late a 10 ms sleep wakes up."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    async def run(self) -> None:
-        while True:
-            start = time.perf_counter()
-            await anyio.sleep(0.01)
-            self.samples.append(max(0.0, time.perf_counter() - start - 0.01))
 
 
 async def _counters(session: aiohttp.ClientSession, base_url: str) -> dict[str, int]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import peak_rss, percentile, start_measuring
+from benchmarks._harness import LagMeter, peak_rss, percentile, start_measuring
 
 #: Connections each contender may open at once (the SDK's, httpx's and aiohttp's default pool size).
 CONNECTIONS = 100
@@ -33,7 +33,6 @@ CONNECTIONS = 100
 SUCCEEDED = 5
 TERMINAL_STATES = frozenset({3, 4, 5})
 #: How late a sleep of this many seconds wakes up is the event loop's lag.
-LAG_PERIOD = 0.01
 
 
 @dataclass(frozen=True)
@@ -67,20 +66,6 @@ def items_of(params: dict[str, Any]) -> list[Item]:
     images = Path(params["images"])
     users: list[str] = params["users"]
     return [Item(images / f"{i}.png", users[i % len(users)]) for i in range(params["jobs"])]
-
-
-class LagMeter:
-    """Samples event-loop lag: how late a :data:`LAG_PERIOD` sleep wakes up."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    async def run(self) -> None:
-        """Sample until cancelled."""
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(LAG_PERIOD)
-            self.samples.append(max(0.0, time.perf_counter() - start - LAG_PERIOD))
 
 
 async def measure(workload: Callable[[BulkRun], Awaitable[None]], run: BulkRun) -> dict[str, Any]:
