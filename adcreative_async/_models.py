@@ -163,6 +163,14 @@ DOCUMENTED_RENDER_KINDS: frozenset[int] = frozenset(int(kind) for kind in Render
 AD_CREATIVE_RENDER_TYPES: frozenset[int] = frozenset({0, 1, 2, 4, 8, 16, 19, 32, 64, 100, 127, 128})
 
 
+def drop_metadata_keys(tasks: dict[str, int]) -> None:
+    """Delete a decoded ``tasks`` map's ``$`` keys ("$id", "$values", ...: Newtonsoft's reference
+    handling), which are never task ids. In place, not by rebuilding the dict: this runs for every
+    decoded progress object, and every listed tasks map carries a "$id"."""
+    for key in [key for key in tasks if key.startswith("$")]:
+        del tasks[key]
+
+
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Base of camelCase response models: immutable, unknown fields ignored."""
 
@@ -199,12 +207,7 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
     error_message: str | None = ""
 
     def __post_init__(self) -> None:
-        # Metadata keys ("$id", "$values", ...: Newtonsoft's reference handling) are never task ids: they are
-        # deleted in place, not by rebuilding the dict (this runs for every decoded object, and every listed
-        # tasks map carries a "$id").
-        tasks = self.tasks
-        for key in [key for key in tasks if key.startswith("$")]:
-            del tasks[key]
+        drop_metadata_keys(self.tasks)
 
     @property
     def process_id(self) -> str:

@@ -169,6 +169,23 @@ class SubmissionLedger:
                 ledger.idle = anyio.Event()
             await ledger.idle.wait()
 
+    async def _listing(
+        self,
+        resource: RenderResource,
+        user_id: str,
+        deadline: float,
+        unreadable: Callable[[AdCreativeError], RenderMayExistError],
+    ) -> list[Progress]:
+        """The user's processes; a listing can fail too: it is tried again until ``deadline``, then the
+        error ``unreadable`` makes of the last failure is raised."""
+        while True:
+            try:
+                return await resource.user_progress(user_id)
+            except AdCreativeError as exc:
+                if self._clock.monotonic() >= deadline:
+                    raise unreadable(exc) from None
+                await self._clock.sleep(self._interval)
+
     async def reconcile_start(
         self,
         resource: RenderResource,
@@ -184,19 +201,18 @@ class SubmissionLedger:
         await self._quiet(ledger)
         deadline = self._clock.monotonic() + self._grace
         while True:
-            try:
-                listing = await resource.user_progress(user_id)
-            except AdCreativeError as exc:
-                if self._clock.monotonic() < deadline:
-                    await self._clock.sleep(self._interval)  # a listing can fail too: try again
-                    continue
-                raise RenderMayExistError(
+            listing = await self._listing(
+                resource,
+                user_id,
+                deadline,
+                lambda exc: RenderMayExistError(
                     f"a {feature} start call failed ({cause}) and the user's processes could not be read "
                     f"({exc}): the render may exist",
                     feature=feature,
                     user_id=user_id,
                     cause=cause,
-                ) from None
+                ),
+            )
             new = [p for p in listing if ledger.new_since(mark, p.image_render_process_id) and matches(p)]
             if len(new) == 1 and ledger.baseline:
                 logger.warning("adopted process %s after an ambiguous start call", new[0].process_id)
@@ -231,19 +247,18 @@ class SubmissionLedger:
         feature = resource.feature.name
         deadline = self._clock.monotonic() + self._grace
         while True:
-            try:
-                listing = await resource.user_progress(user_id)
-            except AdCreativeError as exc:
-                if self._clock.monotonic() < deadline:
-                    await self._clock.sleep(self._interval)  # a listing can fail too: try again
-                    continue
-                raise RenderMayExistError(
+            listing = await self._listing(
+                resource,
+                user_id,
+                deadline,
+                lambda exc: RenderMayExistError(
                     f"an edit failed ({cause}) and the user's processes could not be read ({exc}): "
                     "the edit may have been applied",
                     feature=feature,
                     user_id=user_id,
                     cause=cause,
-                ) from None
+                ),
+            )
             for progress in listing:
                 states = {t.lower(): s for t, s in progress.tasks.items()}
                 if wanted & states.keys() and any(

@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import anyio
+
+from adcreative_async import PollPolicy, RenderKind, RenderType
+from adcreative_async.testing import sample_image
+
+PNG = sample_image("png", (16, 16))
+JPEG = sample_image("jpeg", (16, 16))
+
+#: Polls every 10-20 ms with no jitter, for tests that drive the emulator by hand.
+FAST_POLLS = PollPolicy(
+    initial_interval=0.01,
+    max_interval=0.02,
+    min_interval=0.005,
+    jitter=None,
+    burst=100,
+    max_requests_per_second=10_000,
+    not_found_grace=0.2,
+)
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5) -> None:
@@ -12,3 +30,20 @@ async def eventually(condition: Callable[[], bool], seconds: float = 5) -> None:
     with anyio.fail_after(seconds):
         while not condition():  # noqa: ASYNC110 - the conditions are counters of other components
             await anyio.sleep(0.001)
+
+
+def creative_inputs(**overrides: object) -> dict[str, Any]:
+    """Valid ``creatives.generate()`` arguments (seed 001's example), with ``overrides``."""
+    values: dict[str, Any] = {
+        "brand_image": PNG,
+        "background_image": JPEG,
+        "main_headline": "Introducing Our Latest Product",
+        "punchline": "Revolutionizing the industry.",
+        "action_text": "Learn More",
+        "color1_hex": "#fc2c2c",
+        "color2_hex": "#002c2c",
+        "render_kind": RenderKind.POST,
+        "render_type": RenderType.SVG,
+    }
+    values.update(overrides)
+    return values

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from helpers import FAST_POLLS
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -30,7 +31,6 @@ from adcreative_async import (
     InvalidRequestError,
     NoActiveNotificationChannelError,
     NotFoundError,
-    PollPolicy,
     PresetPrompt,
     ProductRecommendations,
     PromptObject,
@@ -54,15 +54,6 @@ OTHER_USER = "30430501-840a-4cbb-a1dd-b00f722bd79f"
 NIL = "00000000-0000-0000-0000-000000000000"
 PNG = sample_image("png", (16, 16))
 JPEG = sample_image("jpeg", (16, 16))
-FAST = PollPolicy(
-    initial_interval=0.01,
-    max_interval=0.02,
-    min_interval=0.005,
-    jitter=None,
-    burst=100,
-    max_requests_per_second=10_000,
-    not_found_grace=0.2,
-)
 
 
 @pytest.fixture
@@ -73,7 +64,9 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[AdCreativeClient]:
-    async with AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c:
+    async with AdCreativeClient(
+        **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+    ) as c:
         yield c
 
 
@@ -271,7 +264,7 @@ async def test_jobs_of_the_new_features_survive_json(emulator: Emulator, client:
 async def test_bulk_runs_a_new_feature_end_to_end(tmp_path: Path) -> None:
     async with (
         Emulator(task_duration=0.0, seed=2) as emu,
-        AdCreativeClient(**emu.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as client,
+        AdCreativeClient(**emu.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False) as client,
     ):
         outcomes = await client.process_many(
             ["a cat", "a dog"],
@@ -842,7 +835,11 @@ async def test_a_wrong_process_id_query_only_affects_filters_and_downloads(
 ) -> None:
     overrides = {"upscaler": {"process_id_query": "imageRenderProcessId"}}  # the emulator ignores it
     async with AdCreativeClient(
-        **emulator.credentials, user_id=USER, poll_policy=FAST, feature_overrides=overrides, trust_env=False
+        **emulator.credentials,
+        user_id=USER,
+        poll_policy=FAST_POLLS,
+        feature_overrides=overrides,
+        trust_env=False,
     ) as client:
         first = await client.upscaler.upscale(PNG)
         second = await client.upscaler.upscale(PNG)

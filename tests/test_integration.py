@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from helpers import creative_inputs
 
 from adcreative_async import (
     AdCreativeClient,
@@ -22,7 +23,6 @@ from adcreative_async import (
     RenderJob,
     RenderKind,
     RenderState,
-    RenderType,
     ServerError,
 )
 from adcreative_async.testing import Credentials, Emulator, sample_image
@@ -43,22 +43,6 @@ TOKEN_ROUTES = ("Authorization/GenerateJwtToken", "Authorization/RefreshJwtToken
 
 PNG = sample_image("png", (16, 16))
 JPEG = sample_image("jpeg", (16, 16))
-
-
-def creative_inputs(**overrides: object) -> dict[str, object]:
-    values: dict[str, object] = {
-        "brand_image": PNG,
-        "background_image": JPEG,
-        "main_headline": "Introducing Our Latest Product",
-        "punchline": "Revolutionizing the industry.",
-        "action_text": "Learn More",
-        "color1_hex": "#fc2c2c",
-        "color2_hex": "#002c2c",
-        "render_kind": RenderKind.POST,
-        "render_type": RenderType.SVG,
-    }
-    values.update(overrides)
-    return values
 
 
 @pytest.fixture
@@ -89,7 +73,7 @@ async def test_generate_sends_every_field_with_its_wire_name(
             description="A stunning new way to showcase your brand.",
             button_icon_class="fa-solid fa-angle-right",
             font_identifier="Inter",
-        )  # type: ignore[arg-type]
+        )
     )
     assert job.feature == "creatives"
     assert job.user_id == USER
@@ -122,7 +106,7 @@ async def test_generate_sends_every_field_with_its_wire_name(
 
 
 async def test_unset_optional_fields_are_not_sent(emulator: Emulator, client: AdCreativeClient) -> None:
-    job = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    job = await client.creatives.generate(**creative_inputs())
     fields = emulator.process(job.process_id).inputs.fields
     assert not {"description", "buttonIconClass", "fontIdentifier", "color3Hex"} & set(fields)
 
@@ -147,7 +131,7 @@ async def test_generate_validates_before_sending(
     emulator: Emulator, client: AdCreativeClient, overrides: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        await client.creatives.generate(**creative_inputs(**overrides))  # type: ignore[arg-type]
+        await client.creatives.generate(**creative_inputs(**overrides))
     assert emulator.request_count(GEN_START) == 0
 
 
@@ -156,7 +140,7 @@ async def test_relaxed_validation_lets_the_server_decide(emulator: Emulator) -> 
         **emulator.credentials, user_id=USER, strict_validation=False, trust_env=False
     ) as client:
         with pytest.raises(BadRequestError) as info:
-            await client.creatives.generate(**creative_inputs(render_kind=4096))  # type: ignore[arg-type]
+            await client.creatives.generate(**creative_inputs(render_kind=4096))
     error = info.value
     assert error.status == 400
     assert emulator.request_count(GEN_START) == 1
@@ -168,11 +152,11 @@ async def test_relaxed_validation_lets_the_server_decide(emulator: Emulator) -> 
 async def test_generate_without_a_notification_channel(emulator: Emulator, client: AdCreativeClient) -> None:
     emulator.remove_notification_channels()
     with pytest.raises(NoActiveNotificationChannelError, match="No active notification channel") as info:
-        await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+        await client.creatives.generate(**creative_inputs())
     assert info.value.status == 404
     assert info.value.trace_id
     emulator.add_notification_channel()
-    await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    await client.creatives.generate(**creative_inputs())
 
 
 async def test_edit_reopens_the_process_and_sends_only_set_fields() -> None:
@@ -180,7 +164,7 @@ async def test_edit_reopens_the_process_and_sends_only_set_fields() -> None:
         Emulator(auto_complete=False, tasks_per_size=10) as emulator,
         AdCreativeClient(**emulator.credentials, user_id=USER, trust_env=False) as client,
     ):
-        job = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+        job = await client.creatives.generate(**creative_inputs())
         emulator.finish_process(job.process_id)
         done = await job.refresh()
         assert done.is_complete
@@ -209,7 +193,7 @@ async def test_edit_reopens_the_process_and_sends_only_set_fields() -> None:
 async def test_edit_of_a_running_process_is_refused_by_the_server(
     emulator: Emulator, client: AdCreativeClient
 ) -> None:
-    started = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    started = await client.creatives.generate(**creative_inputs())
     with pytest.raises(BadRequestError):
         await client.creatives.edit(started.task_ids[:1], punchline="new")
 
@@ -225,7 +209,7 @@ async def test_edit_validates_before_sending(emulator: Emulator, client: AdCreat
 
 
 async def test_edit_without_a_notification_channel(emulator: Emulator, client: AdCreativeClient) -> None:
-    job = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    job = await client.creatives.generate(**creative_inputs())
     emulator.finish_process(job.process_id)
     emulator.remove_notification_channels()
     with pytest.raises(NoActiveNotificationChannelError):
@@ -236,9 +220,9 @@ async def test_edit_without_a_notification_channel(emulator: Emulator, client: A
 
 
 async def test_user_and_application_progress(emulator: Emulator, client: AdCreativeClient) -> None:
-    first = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
-    second = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
-    other = await client.creatives.generate(**creative_inputs(user_id=OTHER_USER))  # type: ignore[arg-type]
+    first = await client.creatives.generate(**creative_inputs())
+    second = await client.creatives.generate(**creative_inputs())
+    other = await client.creatives.generate(**creative_inputs(user_id=OTHER_USER))
     mine = await client.creatives.user_progress()
     assert {p.process_id for p in mine} == {first.process_id, second.process_id}
     (only,) = await client.creatives.user_progress(USER, second.process_id)
@@ -320,7 +304,7 @@ async def test_remove_validates_before_sending(emulator: Emulator, client: AdCre
 async def test_download_writes_atomically_and_counts(
     emulator: Emulator, client: AdCreativeClient, tmp_path: Path
 ) -> None:
-    job = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    job = await client.creatives.generate(**creative_inputs())
     emulator.finish_process(job.process_id)
     task_id = job.task_ids[0]
     target = tmp_path / "results" / "first.png"
@@ -343,7 +327,7 @@ async def _refreshed(job: RenderJob) -> RenderJob:
 async def test_download_of_an_unfinished_task_is_not_found_and_writes_nothing(
     emulator: Emulator, client: AdCreativeClient, tmp_path: Path
 ) -> None:
-    job = await client.creatives.generate(**creative_inputs())  # type: ignore[arg-type]
+    job = await client.creatives.generate(**creative_inputs())
     with pytest.raises(NotFoundError, match="Image content not found"):
         await client.creatives.download(job.process_id, job.task_ids[0], tmp_path)
     assert os.listdir(tmp_path) == []

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
+from helpers import creative_inputs
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -28,8 +29,6 @@ from adcreative_async import (
     IncompleteDownloadError,
     InvalidRequestError,
     NotFoundError,
-    RenderKind,
-    RenderType,
     TransferOptions,
 )
 from adcreative_async._downloads import disposition_filename, safe_filename
@@ -80,22 +79,6 @@ async def finished_task(client: AdCreativeClient, emu: Emulator) -> tuple[str, s
     job = await client.background_remover.remove(PNG)
     emu.finish_process(job.process_id)
     return job.process_id, job.task_ids[0]
-
-
-def creative_inputs(**overrides: object) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "brand_image": PNG,
-        "background_image": JPEG,
-        "main_headline": "Introducing Our Latest Product",
-        "punchline": "Revolutionizing the industry.",
-        "action_text": "Learn More",
-        "color1_hex": "#fc2c2c",
-        "color2_hex": "#002c2c",
-        "render_kind": RenderKind.POST,
-        "render_type": RenderType.SVG,
-    }
-    values.update(overrides)
-    return values
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 from aiohttp import web
-from helpers import eventually
+from helpers import FAST_POLLS, eventually
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -43,15 +43,6 @@ USERS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 GEN_PROGRESS = "Image/Generation/CheckUserProgress"
 BG_PROGRESS = "Image/BackgroundRemoving/CheckUserProgress"
 PNG = sample_image("png", (8, 8))
-FAST = PollPolicy(
-    initial_interval=0.01,
-    max_interval=0.02,
-    min_interval=0.005,
-    jitter=None,
-    burst=100,
-    max_requests_per_second=10_000,
-    not_found_grace=0.2,
-)
 
 
 async def generate(client: AdCreativeClient, user: str = USER) -> RenderJob:
@@ -99,7 +90,9 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[AdCreativeClient]:
-    async with AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c:
+    async with AdCreativeClient(
+        **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+    ) as c:
         yield c
 
 
@@ -145,7 +138,7 @@ async def test_result_returns_the_final_progress(emulator: Emulator, client: AdC
 async def test_partial_task_maps_complete_by_counts(client: AdCreativeClient) -> None:
     async with (
         Emulator(auto_complete=False, partial_tasks=True) as emulator,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c,
+        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False) as c,
     ):
         job = await generate(c)
         listed = list(job.task_ids)
@@ -168,7 +161,7 @@ async def test_partial_task_maps_complete_by_counts(client: AdCreativeClient) ->
 async def test_unknown_states_are_yielded_and_not_terminal() -> None:
     async with (
         Emulator(auto_complete=False, unknown_task_state=7) as emulator,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c,
+        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False) as c,
     ):
         job = await c.background_remover.remove(PNG)
         collector = Collector(job)
@@ -216,7 +209,9 @@ async def test_new_task_ids_appearing_later_are_reported() -> None:
             }
             return web.json_response(body)
 
-        async with AdCreativeClient(**api.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c:
+        async with AdCreativeClient(
+            **api.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as c:
             job = c.background_remover.job(process)
             updates = [u async for u in job.wait_until_complete(timeout=5)]
     assert [(u.task_id, u.previous, u.state) for u in updates] == [
@@ -425,7 +420,9 @@ async def test_closing_the_client_ends_waits_with_a_clear_error(emulator: Emulat
 
     async with (
         anyio.create_task_group() as tg,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as client,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as client,
     ):
         job = await client.background_remover.remove(PNG)
         tg.start_soon(wait, job)  # a waiter outside the client's own task group (e.g. a request handler)
@@ -646,7 +643,9 @@ async def test_the_scheduler_never_raises_into_the_client(
 async def test_read_after_write_lag_is_waited_out() -> None:
     async with (
         Emulator(auto_complete=False, read_after_write_lag=0.1) as emulator,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as client,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as client,
     ):
         job = await client.background_remover.remove(PNG)
         assert await client.background_remover.user_progress() == []  # not visible yet
@@ -687,7 +686,9 @@ async def test_an_unknown_process_is_not_found_after_the_grace(emulator: Emulato
 async def test_finished_processes_dropped_from_listings_are_asked_for_by_id() -> None:
     async with (
         Emulator(auto_complete=False, list_finished=False) as emulator,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as client,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as client,
     ):
         job = await client.background_remover.remove(PNG)
         collector = Collector(job, timeout=5)
@@ -704,7 +705,7 @@ async def test_resume_a_rebuilt_job_in_another_client(emulator: Emulator) -> Non
     async with AdCreativeClient(**emulator.credentials, user_id=USER, trust_env=False) as first:
         stored = (await generate(first)).to_json()
     record = json.loads(stored)
-    async with AdCreativeClient(**emulator.credentials, poll_policy=FAST, trust_env=False) as second:
+    async with AdCreativeClient(**emulator.credentials, poll_policy=FAST_POLLS, trust_env=False) as second:
         job = second.job_from_json(stored)
         emulator.finish_process(job.process_id)
         updates = [u async for u in job.wait_until_complete(timeout=5)]
@@ -743,7 +744,9 @@ async def test_large_history_is_polled_by_process_id() -> None:
                 return web.json_response([mine])
             return web.json_response([*history, mine])
 
-        async with AdCreativeClient(**api.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as c:
+        async with AdCreativeClient(
+            **api.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as c:
             collector = Collector(c.background_remover.job(process), timeout=5)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(collector.run)
@@ -840,7 +843,9 @@ async def test_bulk_isolates_failures_and_downloads_as_tasks_succeed(
 async def test_process_many_returns_outcomes_in_input_order(tmp_path: Path) -> None:
     async with (
         Emulator(task_duration=(0.01, 0.05)) as emulator,
-        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=FAST, trust_env=False) as client,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
+        ) as client,
     ):
         images = [sample_image("png", (4 + i, 4)) for i in range(12)]
         outcomes = await client.process_many(

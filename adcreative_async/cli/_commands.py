@@ -146,14 +146,7 @@ async def remove_bg(session: Session) -> int:
                 "ok" if ok else "FAILED",
                 ", ".join(str(f) for f in files) if ok else _short(error),
             ]
-    failed = sum(1 for r in results if not r["ok"])
-    session.document = {
-        "ok": failed == 0,
-        "output": str(out),
-        "succeeded": len(items) - failed,
-        "failed": failed,
-        "items": results,
-    }
+    failed = _report_items(session, results, output=str(out))
     display.close()
     session.table(
         f"Background removal: {len(items) - failed} of {len(items)} succeeded",
@@ -161,6 +154,20 @@ async def remove_bg(session: Session) -> int:
         table,
     )
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _report_items(session: Session, results: list[dict[str, Any]], **extra: Any) -> int:
+    """Set the JSON document of a command run item by item (each result has an ``ok``); the number
+    that failed."""
+    failed = sum(1 for r in results if not r["ok"])
+    session.document = {
+        "ok": failed == 0,
+        **extra,
+        "succeeded": len(results) - failed,
+        "failed": failed,
+        "items": results,
+    }
+    return failed
 
 
 # ---------------------------------------------------------------------------------------- generate
@@ -232,13 +239,7 @@ async def generate(session: Session) -> int:
                 "error": _error(outcome.error),
             }
             table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
-    failed = sum(1 for r in results if not r["ok"])
-    session.document = {
-        "ok": failed == 0,
-        "succeeded": len(briefs) - failed,
-        "failed": failed,
-        "items": results,
-    }
+    failed = _report_items(session, results)
     display.close()
     session.table(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded",
@@ -275,13 +276,7 @@ async def _submit_only(
     async with anyio.create_task_group() as group:
         for index, brief in enumerate(briefs):
             group.start_soon(one, index, brief)
-    failed = sum(1 for r in results if not r["ok"])
-    session.document = {
-        "ok": failed == 0,
-        "succeeded": len(briefs) - failed,
-        "failed": failed,
-        "items": results,
-    }
+    failed = _report_items(session, results)
     display.close()
     session.table(
         f"Creatives submitted: {len(briefs) - failed} of {len(briefs)}",

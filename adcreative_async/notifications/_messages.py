@@ -19,7 +19,7 @@ import anyio
 import msgspec
 
 from .._files import write_atomically
-from .._models import Progress, RenderState
+from .._models import Progress, RenderState, drop_metadata_keys
 
 __all__ = [
     "FEATURE_OF_MESSAGE_TYPE",
@@ -149,12 +149,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     kind: ClassVar[str] = "progress"
 
     def __post_init__(self) -> None:
-        # Metadata keys ("$id", "$values", ...: Newtonsoft's reference handling) are never task ids: they are
-        # deleted in place, not by rebuilding the dict (this runs for every decoded object, and every listed
-        # tasks map carries a "$id").
-        tasks = self.tasks
-        for key in [key for key in tasks if key.startswith("$")]:
-            del tasks[key]
+        drop_metadata_keys(self.tasks)
 
     def to_progress(self) -> Progress:
         """The same data as the REST model (what waits and ``RenderJob.progress`` hold)."""

@@ -756,6 +756,19 @@ class EmulatorApp:
         if application_id != app.application_id:
             raise Problem(responses.unauthorized())
 
+    async def accepted_start(
+        self, request: web.Request, endpoint: Endpoint, feature: str
+    ) -> tuple[Application, dict[str, Any], RequestInputs]:
+        """A render start (or edit) call's checks, in the server's order: the token (401), the form's
+        rules (400), the applicationId (401), the notification channel (404). The bound values and
+        what was received."""
+        app = self.authenticate(request)
+        inputs, received = await read_form(request, endpoint)
+        values = self.validated(endpoint, inputs)
+        self.check_application(app, values["applicationId"])
+        self.require_channel(app, feature=feature)
+        return app, values, received
+
     def require_channel(self, app: Application, *, feature: str) -> None:
         """No active notification channel: the seeds' 404."""
         if feature == FEATURE_BACKGROUND_REMOVAL and not (
@@ -810,11 +823,7 @@ class EmulatorApp:
 
     async def start_generation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         """POST Image/Generation/AdCreativesByKind."""
-        app = self.authenticate(request)
-        inputs, received = await read_form(request, endpoint)
-        values = self.validated(endpoint, inputs)
-        self.check_application(app, values["applicationId"])
-        self.require_channel(app, feature=FEATURE_GENERATION)
+        app, values, received = await self.accepted_start(request, endpoint, FEATURE_GENERATION)
         render_kind: int = values["renderKind"]
         # assumed: tasks_per_size tasks per output size in the kind's bit set (0 = Unset counts as one)
         sizes = max(1, bin(render_kind).count("1"))
@@ -831,11 +840,7 @@ class EmulatorApp:
 
     async def edit_generation(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         """POST Image/Editing/AdCreativesByTasks: restart tasks of a completed process of the user."""
-        app = self.authenticate(request)
-        inputs, received = await read_form(request, endpoint)
-        values = self.validated(endpoint, inputs)
-        self.check_application(app, values["applicationId"])
-        self.require_channel(app, feature=FEATURE_GENERATION)
+        app, values, received = await self.accepted_start(request, endpoint, FEATURE_GENERATION)
         user_id: str = values["userId"]
         task_ids: list[str] = values["taskIds"]
         owners = {task_id: self.state.process_of_task(task_id) for task_id in task_ids}
@@ -872,11 +877,7 @@ class EmulatorApp:
 
     async def start_background_removal(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         """POST Image/BackgroundRemoving/AdCreative: one task, renderType 8, no renderKind (seed)."""
-        app = self.authenticate(request)
-        inputs, received = await read_form(request, endpoint)
-        values = self.validated(endpoint, inputs)
-        self.check_application(app, values["applicationId"])
-        self.require_channel(app, feature=FEATURE_BACKGROUND_REMOVAL)
+        app, values, received = await self.accepted_start(request, endpoint, FEATURE_BACKGROUND_REMOVAL)
         process = self.state.start_process(
             app, values["userId"], FEATURE_BACKGROUND_REMOVAL, 1, None, 8, received
         )
@@ -996,12 +997,8 @@ class EmulatorApp:
         assumed: the answer is the seeds' progress object with Newtonsoft ids (as Background Remover's);
         one task, or for Stock Image one per output size of its renderKind; no renderType.
         """
-        app = self.authenticate(request)
-        inputs, received = await read_form(request, endpoint)
-        values = self.validated(endpoint, inputs)
-        self.check_application(app, values["applicationId"])
         feature = _feature(endpoint)
-        self.require_channel(app, feature=feature)
+        app, values, received = await self.accepted_start(request, endpoint, feature)
         render_kind: int | None = values.get("renderKind")
         tasks = 1 if render_kind is None else features.size_count(render_kind)
         process = self.state.start_process(app, values["userId"], feature, tasks, render_kind, None, received)
