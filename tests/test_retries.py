@@ -13,7 +13,7 @@ from aiohttp import web
 from helpers import eventually
 from miniapi import MiniAPI
 from test_files import PNG
-from test_transport import BG_PROGRESS, BG_START, PROGRESS_ITEM, USER
+from test_transport import BG_PROGRESS, BG_START, PROCESS, PROGRESS_ITEM, TASK, USER
 
 from adcreative_async import (
     AdCreativeClient,
@@ -159,6 +159,100 @@ async def test_a_lost_start_with_nothing_to_adopt_raises_render_may_exist(api: M
     assert error.candidates == ()
     assert isinstance(error.cause, ServerError)
     assert "probably not created" in str(error)
+    assert seen == [503]
+
+
+def listings(api: MiniAPI, answers: list[object], path: str = BG_PROGRESS) -> list[object]:
+    """Answer CheckUserProgress with each of ``answers`` in turn (an int: that status), the last one
+    from then on; the answers given, in order."""
+    given: list[object] = []
+
+    @api.route("GET", path)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        answer = answers[min(len(given), len(answers) - 1)]
+        given.append(answer)
+        if isinstance(answer, int):
+            return web.json_response({"title": "no listing now"}, status=answer)
+        return web.json_response(answer)
+
+    return given
+
+
+QUICK_RECONCILE = RetryPolicy(jitter=None, reconcile_grace=0.3, reconcile_interval=0.01)
+
+
+async def test_a_listing_that_fails_while_reconciling_is_tried_again(api: MiniAPI) -> None:
+    given = listings(api, [[], 400, 400, [PROGRESS_ITEM]])  # the baseline, two failures, the render
+    seen = flaky(api, "POST", BG_START, [503], {})
+    async with client_for(api, retry=QUICK_RECONCILE) as client:
+        job = await client.background_remover.remove(PNG)
+    assert job.process_id == PROGRESS_ITEM["imageRenderProcessId"]
+    assert given == [[], 400, 400, [PROGRESS_ITEM]]
+    assert seen == [503]
+
+
+async def test_a_listing_that_keeps_failing_raises_render_may_exist(api: MiniAPI) -> None:
+    given = listings(api, [[], 400])
+    seen = flaky(api, "POST", BG_START, [503], {})
+    async with client_for(api, retry=QUICK_RECONCILE) as client:
+        with pytest.raises(RenderMayExistError, match="could not be read") as info:
+            await client.background_remover.remove(PNG)
+    assert isinstance(info.value.cause, ServerError)
+    assert "the render may exist" in str(info.value)
+    assert len(given) > 2  # tried again until the grace ran out
+    assert seen == [503]
+
+
+GEN_PROGRESS = "/api/v1/Image/Generation/CheckUserProgress"
+EDIT = "/api/v1/Image/Editing/AdCreativesByTasks"
+EDITED, KEPT = TASK, "0b88cf18-a7de-485f-bbfb-f44130b73807"
+
+
+def generation(edited_state: int) -> dict[str, object]:
+    """A creatives process of two tasks, the edited one in ``edited_state``."""
+    done = 1 + (edited_state == 5)
+    return {
+        **PROGRESS_ITEM,
+        "messageType": "ImageGenerationProgress",
+        "totalTaskCount": 2,
+        "completedTaskCount": done,
+        "progress": 50 * done,
+        "tasks": {"$id": "3", EDITED: edited_state, KEPT: 5},
+    }
+
+
+async def test_an_edit_whose_answer_was_lost_is_adopted_once_its_tasks_reopen(api: MiniAPI) -> None:
+    given = listings(api, [[generation(5)], 400, [generation(1)]], GEN_PROGRESS)
+    seen = flaky(api, "POST", EDIT, [503], {})
+    async with client_for(api, retry=QUICK_RECONCILE) as client:
+        job = await client.creatives.edit([EDITED], punchline="new")
+    assert job.process_id == PROCESS
+    assert job.progress is not None
+    assert job.progress.tasks[EDITED] == 1
+    assert given[:3] == [[generation(5)], 400, [generation(1)]]  # not yet re-opened, a failure, re-opened
+    assert seen == [503]  # sent once
+
+
+async def test_an_edit_whose_tasks_never_reopen_raises_render_may_exist(api: MiniAPI) -> None:
+    given = listings(api, [[generation(5)]], GEN_PROGRESS)
+    seen = flaky(api, "POST", EDIT, [503], {})
+    async with client_for(api, retry=QUICK_RECONCILE) as client:
+        with pytest.raises(RenderMayExistError, match="did not re-open") as info:
+            await client.creatives.edit([EDITED], punchline="new")
+    assert isinstance(info.value.cause, ServerError)
+    assert len(given) > 1
+    assert seen == [503]
+
+
+async def test_an_edit_whose_listing_keeps_failing_raises_render_may_exist(api: MiniAPI) -> None:
+    given = listings(api, [400], GEN_PROGRESS)
+    seen = flaky(api, "POST", EDIT, [503], {})
+    async with client_for(api, retry=QUICK_RECONCILE) as client:
+        with pytest.raises(RenderMayExistError, match="could not be read") as info:
+            await client.creatives.edit([EDITED], punchline="new")
+    assert "the edit may have been applied" in str(info.value)
+    assert isinstance(info.value.cause, ServerError)
+    assert len(given) > 1
     assert seen == [503]
 
 
