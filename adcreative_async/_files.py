@@ -543,12 +543,15 @@ class AtomicFile:
     Args:
         dest: a directory (existing, or written with a trailing separator), or the file path (its
             parent directories are created).
-        default_stem: the temporary file's prefix, and the name's stem in a directory.
+        default_stem: the temporary file's prefix, and the name's stem in a directory: a plain name
+            (callers pass canonical GUIDs), never a path.
     """
 
     def __init__(
         self, dest: str | os.PathLike[str], default_stem: str, limiter: anyio.CapacityLimiter
     ) -> None:
+        if not default_stem or default_stem.strip(".") == "" or re.search(r"[/\\\x00]", default_stem):
+            raise ValueError(f"a file name stem must be a plain name, not {default_stem!r}")
         self._raw = os.fspath(dest)
         self._target = Path(self._raw)
         self._stem = default_stem

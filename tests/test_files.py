@@ -234,6 +234,22 @@ async def test_download_to_a_file_path(tmp_path: Path) -> None:
     assert target.read_bytes() == PNG
 
 
+@pytest.mark.parametrize("stem", ["../x", "/../../x", "a/b", "a\\b", "..", ".", "", "a\x00"])
+async def test_a_file_name_stem_is_never_a_path(tmp_path: Path, stem: str) -> None:
+    inside = tmp_path / "a" / "b"
+    inside.mkdir(parents=True)
+    with pytest.raises(ValueError, match="plain name"):
+        await write_atomically(
+            _chunks(PNG),
+            inside,
+            default_stem=stem,
+            content_type=None,
+            expected_length=None,
+            limiter=anyio.CapacityLimiter(1),
+        )
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 async def test_unknown_type_uses_content_type_extension(tmp_path: Path) -> None:
     path = await _write(tmp_path, b"%not-sniffable", 14, content_type="image/webp")
     assert path.suffix == ".webp"
