@@ -159,6 +159,13 @@ class Upload:
         self._opened = True
         return await self.opener()
 
+    @property
+    def sendable(self) -> bool:
+        """Whether the bytes can be sent now: always if replayable; a one-shot source (an async
+        iterable, an unseekable file) only while it was never opened (e.g. a 401 answered
+        ``Expect: 100-continue`` before the body was asked for)."""
+        return self.replayable or not self._opened
+
 
 class _BytesReader:
     def __init__(self, data: memoryview, chunk_size: int) -> None:

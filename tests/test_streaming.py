@@ -264,6 +264,45 @@ async def test_a_large_upload_is_sent_once_after_a_token_renewal(
     assert emu.request_count(BG_START) == 2
 
 
+async def _stream(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), chunk):
+        yield data[i : i + chunk]
+
+
+async def test_a_large_one_shot_upload_refused_before_its_body_is_renewed_and_sent(
+    emu: Emulator, client: AdCreativeClient
+) -> None:
+    data = PNG + bytes(3 * MiB)
+    await client.background_remover.user_progress()  # a token now...
+    emu.expire_access_tokens()  # ...that the server no longer accepts
+    sent: list[int] = []
+    job = await client.background_remover.remove(
+        _stream(data), on_upload_progress=lambda d, t: sent.append(d)
+    )
+    assert max(sent) == len(data)  # one pass: the 401 answered `Expect: 100-continue`, before the body
+    upload = emu.process(job.process_id).inputs.files["uploadedImage"]
+    assert (upload.size, upload.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert emu.request_count(BG_START) == 2
+    assert client.token_requests == 2
+
+
+async def test_a_401_on_a_one_shot_upload_already_sent_renews_the_token_for_the_next_call(
+    emu: Emulator, client: AdCreativeClient
+) -> None:
+    await client.background_remover.user_progress()
+    emu.expire_access_tokens()
+    tiny = PNG[:24]  # read whole while its type is sniffed: sized, so no `Expect: 100-continue`
+    sent: list[int] = []
+    with pytest.raises(AuthenticationError):
+        await client.background_remover.remove(_stream(tiny), on_upload_progress=lambda d, t: sent.append(d))
+    assert sent == [len(tiny)]  # the body went out: it cannot be sent again
+    assert emu.request_count(BG_START) == 1
+    job = await client.background_remover.remove(_stream(PNG + bytes(2 * MiB)))  # the next one-shot upload
+    assert emu.process(job.process_id).inputs.files["uploadedImage"].size == len(PNG) + 2 * MiB
+    assert emu.request_count(BG_START) == 2  # sent once, with a renewed token: no second 401
+    assert client.token_requests == 2
+
+
 # ------------------------------------------------------------------------------------------------- downloads
 
 
