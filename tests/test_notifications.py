@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
@@ -356,6 +357,39 @@ async def test_a_failing_handler_answers_500(hub: NotificationHub) -> None:
     hub.subscribe(broken)
     client = ASGIClient(WebhookReceiver(hub).asgi)
     assert (await client.post("/", encode(completed_body())))[0] == 500
+
+
+def test_the_asgi_app_is_taken_as_asgi3_by_uvicorn(hub: NotificationHub) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    config = uvicorn.Config(WebhookReceiver(hub).asgi)  # uvicorn's defaults: interface="auto"
+    config.load()
+    assert config.interface == "asgi3"
+
+
+async def test_the_asgi_app_served_alone_by_uvicorn_answers_messages(hub: NotificationHub) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    got: list[Any] = []
+    hub.subscribe(got.append)
+    receiver = WebhookReceiver(hub, path_token=TOKEN)
+    server = uvicorn.Server(uvicorn.Config(receiver.asgi, log_level="warning"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.serve(sockets=[sock]))
+            with anyio.fail_after(10):
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                    await anyio.sleep(0.01)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+                    async with http.post(url, data=encode(completed_body())) as response:
+                        assert (response.status, await response.json()) == (200, {"status": "ok"})
+                    async with http.post(url, data=b"{broken") as response:
+                        assert response.status == 400
+            finally:
+                server.should_exit = True
+    assert [m.task_id for m in got] == [TASK]
 
 
 def test_path_tokens_must_be_unguessable(hub: NotificationHub) -> None:
