@@ -4,6 +4,7 @@ file names made safe, no blocking file I/O in the event loop, and constant memor
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
@@ -29,6 +30,8 @@ from adcreative_async import (
     IncompleteDownloadError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitError,
+    RetryPolicy,
     TransferOptions,
 )
 from adcreative_async._downloads import disposition_filename, safe_filename
@@ -301,6 +304,29 @@ async def test_a_401_on_a_one_shot_upload_already_sent_renews_the_token_for_the_
     assert emu.process(job.process_id).inputs.files["uploadedImage"].size == len(PNG) + 2 * MiB
     assert emu.request_count(BG_START) == 2  # sent once, with a renewed token: no second 401
     assert client.token_requests == 2
+
+
+@pytest.mark.parametrize("answer", ["401 after expiry", "429"])
+async def test_path_uploads_answered_before_their_body_leave_no_file_open(
+    emu: Emulator, tmp_path: Path, answer: str
+) -> None:
+    # The server answers at once, and aiohttp cancels the body writer wherever it is: often inside the
+    # worker thread that opens the file (test_files has the deterministic case). An unclosed file is a
+    # ResourceWarning when collected: an error here (filterwarnings = error).
+    path = tmp_path / "p.png"
+    path.write_bytes(PNG)  # small: no `Expect: 100-continue`, the body goes out with the headers
+    async with client_for(emu, trust_env=False, retry=RetryPolicy(max_attempts=1)) as client:
+        await client.background_remover.user_progress()
+        for _ in range(30):
+            if answer == "429":
+                emu.fail_next(BG_START, 429)
+                with pytest.raises(RateLimitError):
+                    await client.background_remover.remove(path)
+            else:
+                emu.expire_access_tokens()
+                await client.background_remover.remove(path)  # renewed and sent again
+    gc.collect()
+    assert emu.request_count(BG_START) == (30 if answer == "429" else 60)
 
 
 # ------------------------------------------------------------------------------------------------- downloads
