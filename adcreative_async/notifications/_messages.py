@@ -9,8 +9,9 @@ RabbitMQ payload's casing is undocumented).
 
 Every id a message carries (``ApplicationId``, ``UserId``, ``ImageRenderProcessId``, ``TaskId``, the
 task ids keying a progress message's ``Tasks``) must be a GUID, as the docs type them: webhook bodies are
-unsigned, and these ids name files and go into requests. Anything else is a :class:`MessageDecodeError`
-(the webhook receiver answers 400). Ids are validated, not rewritten (their case is kept).
+unsigned, and these ids name files and go into requests (``UserId`` and ``ApplicationId`` may be absent).
+Anything else is a :class:`MessageDecodeError` (the webhook receiver answers 400). Ids are validated, not
+rewritten (their case is kept).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ _GUID = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
 #: An id as the API writes GUIDs (8-4-4-4-12 hex digits, either case); checked by msgspec when decoding.
 Guid = Annotated[str, msgspec.Meta(pattern=rf"\A{_GUID}\Z")]
 
+#: An id a message may lack (``UserId``, ``ApplicationId``): a GUID, or empty as when absent (a message
+#: re-encoded to be republished carries its absent ids as empty strings).
+OptionalGuid = Annotated[str, msgspec.Meta(pattern=rf"\A(?:{_GUID})?\Z")]
+
 #: A key of a progress message's ``Tasks``: a task id, or Newtonsoft metadata (``$id``, dropped).
 _TaskKey = Annotated[str, msgspec.Meta(pattern=rf"\A(?:\$.*|{_GUID})\Z")]
 
@@ -80,8 +85,8 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
     """Fields every message has. ``feature`` is the SDK feature name the message type belongs to."""
 
     message_type: str
-    application_id: Guid = ""
-    user_id: Guid = ""
+    application_id: OptionalGuid = ""
+    user_id: OptionalGuid = ""
     image_render_process_id: Guid = ""
 
     kind: ClassVar[str] = "notification"
