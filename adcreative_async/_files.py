@@ -147,7 +147,8 @@ async def acquire_in_thread(
             abandoned = True
             orphans = acquired[:]
         for result in orphans:  # the thread finished just before the cancellation: a quick close, here
-            release(result)
+            with contextlib.suppress(OSError):  # the cancellation is what propagates
+                release(result)
         raise
 
 
@@ -158,7 +159,8 @@ async def release_in_thread(release: Callable[[], object], limiter: anyio.Capaci
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(release, limiter=limiter)
     except BaseException:
-        release()
+        with contextlib.suppress(OSError):  # the cancellation is what propagates
+            release()
         raise
 
 
