@@ -158,7 +158,7 @@ async def release_in_thread(release: Callable[[], object], limiter: anyio.Capaci
     try:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(release, limiter=limiter)
-    except BaseException:
+    except anyio.get_cancelled_exc_class():
         with contextlib.suppress(OSError):  # the cancellation is what propagates
             release()
         raise
