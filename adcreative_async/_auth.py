@@ -4,7 +4,9 @@ Tokens come from ``POST /api/v1/Authorization/GenerateJwtToken`` and are renewed
 ``RefreshJwtToken`` (reference §1.3). The manager renews a token ``lead`` seconds before it expires,
 never more than half of its lifetime before (short-lived tokens stay useful); when the refresh token
 has expired or a refresh fails for any reason it generates a new token instead, and a failed refresh
-is not repeated (whether refresh rotates the refresh token is undocumented). When hundreds of
+is not repeated (whether refresh rotates the refresh token is undocumented). A renewal that fails
+while the current token is still valid fails nothing: the token is used, and the renewal tried again
+after a backoff (never past the token's expiry, when a renewal must succeed). When hundreds of
 coroutines find the token expired at once, exactly one token request goes out and the others wait for
 it; an ordinary request takes no lock at all.
 """
@@ -12,6 +14,7 @@ it; an ordinary request takes no lock at all.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +47,12 @@ FALLBACK_TOKEN_LIFETIME = 300.0
 
 #: A refresh token this close to its expiry is not used (a new token is generated instead).
 _REFRESH_MARGIN = 5.0
+
+#: After an early renewal (in the renewal window, the token still valid) fails, the next one is tried
+#: this many seconds later, the delay doubling after each failure up to :data:`EARLY_RENEWAL_MAX_DELAY`,
+#: and never later than the token's expiry.
+EARLY_RENEWAL_RETRY_DELAY = 1.0
+EARLY_RENEWAL_MAX_DELAY = 30.0
 
 
 class Secret:
@@ -140,6 +149,7 @@ class TokenManager:
         self._lead = lead
         self._token: Token | None = None
         self._flight: _Flight | None = None
+        self._early_failures = 0  # early renewals failed in a row (their backoff)
         #: Token requests made (generate, refresh), for observability and tests.
         self.requests = 0
 
@@ -155,7 +165,8 @@ class TokenManager:
         """A valid access token: the cached one, or a renewed one.
 
         In the renewal window (before expiry) a caller that finds a renewal already in flight keeps
-        using the still-valid token; once expired, every caller waits for the one renewal.
+        using the still-valid token, and a renewal that fails there hands out the still-valid token
+        too; once expired, every caller waits for the one renewal, and its failure is theirs.
         """
         while True:
             token = self._token
@@ -165,6 +176,8 @@ class TokenManager:
             flight = self._flight
             if flight is not None and token is not None and now < token.expires_at:
                 return token.access_token
+            if flight is None and token is not None and now < token.expires_at:
+                return await self._renew_early(token)
             if flight is None:
                 return (await self._lead_flight()).access_token
             await flight.done.wait()
@@ -186,10 +199,32 @@ class TokenManager:
                 refresh_expires_at=token.refresh_expires_at,
             )
 
+    async def _renew_early(self, token: Token) -> str:
+        """Renew ``token``, still valid; if that fails, use it and try again after a backoff."""
+        try:
+            return (await self._lead_flight()).access_token
+        except AdCreativeError as exc:
+            if self._token is not token:  # invalidated meanwhile (a 401): it is no use any more
+                raise
+            self._early_failures += 1
+            now = self._clock.monotonic()
+            delay = min(EARLY_RENEWAL_MAX_DELAY, EARLY_RENEWAL_RETRY_DELAY * 2 ** (self._early_failures - 1))
+            retry_at = min(now + delay, token.expires_at)
+            self._token = dataclasses.replace(token, renew_at=retry_at)
+            logger.warning(
+                "early token renewal failed (%s); using the current token, valid %.0f s more, "
+                "and trying again in %.0f s",
+                type(exc).__name__,
+                token.expires_at - now,
+                retry_at - now,
+            )
+            return token.access_token
+
     async def _lead_flight(self) -> Token:
         flight = self._flight = _Flight()
         try:
             flight.token = self._token = await self._obtain(self._token)
+            self._early_failures = 0
             return flight.token
         except Exception as exc:
             flight.error = exc

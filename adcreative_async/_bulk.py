@@ -20,7 +20,6 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import AdCreativeError
 from ._jobs import RenderJob, TaskUpdate
 
 if TYPE_CHECKING:
@@ -43,8 +42,12 @@ class BulkOutcome(Generic[T]):
         item: the input itself.
         job: the render's handle (None if the submission itself failed).
         files: the downloaded results, one per succeeded task.
-        error: None on success; else the first error (submission, render failure, timeout, download).
-            Results downloaded before an error are still in ``files``.
+        error: None on success; else the first error, itself (a submission error, a
+            :class:`~adcreative_async.RenderFailedError`, a :class:`~adcreative_async.WaitTimeoutError`,
+            a download's API or ``OSError``), never wrapped in an ``ExceptionGroup``. Results downloaded
+            before an error are still in ``files``.
+        errors: every error of the item in the order they happened (``error`` is the first): a failed
+            download does not stop the others, nor hide a render failure found afterwards.
     """
 
     index: int
@@ -52,11 +55,18 @@ class BulkOutcome(Generic[T]):
     job: RenderJob | None = None
     files: list[Path] = field(default_factory=list)
     error: BaseException | None = None
+    errors: list[BaseException] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         """The render completed without failure and every result was downloaded."""
         return self.error is None
+
+    def _fail(self, error: BaseException) -> None:
+        """Record one of the item's errors."""
+        self.errors.append(error)
+        if self.error is None:
+            self.error = error
 
 
 class BulkRun(Generic[T]):
@@ -124,7 +134,14 @@ class BulkRun(Generic[T]):
         if group is None:
             return None
         group.cancel_scope.cancel()  # whatever still runs when the block is left
+        # The caller's own exception is not the group's: handed to the group, it would come out wrapped
+        # in an ExceptionGroup. Once the group is shut, returning lets it propagate as itself.
+        # Cancellation (and KeyboardInterrupt…) still goes through the group, which must see it.
+        callers = exc if isinstance(exc, Exception) else None
         try:
+            if callers is not None:
+                await group.__aexit__(None, None, None)
+                return None
             return await group.__aexit__(exc_type, exc, tb)
         finally:
             if receive is not None:
@@ -161,22 +178,34 @@ class BulkRun(Generic[T]):
         polls: anyio.CapacityLimiter,
         downloads: anyio.CapacityLimiter,
     ) -> None:
+        # One item's failure is its outcome, never the others'. Every step catches its own errors, so
+        # that no task group ever raises one of them (it would come out as an ExceptionGroup): only
+        # cancellation and non-Exception errors leave this function.
         outcome: BulkOutcome[T] = BulkOutcome(index, item)
         try:
             async with uploads:
-                outcome.job = await self._submit(self._client, item)
-            job = outcome.job
+                job = outcome.job = await self._submit(self._client, item)
+        except Exception as exc:
+            outcome._fail(exc)
+        else:
+            finished = False
             async with polls, anyio.create_task_group() as transfers:
-                async for update in job.wait_until_complete(timeout=self._timeout, raise_on_failure=False):
-                    if self._on_update is not None:
-                        self._on_update(outcome, update)
-                    if update.succeeded and self._dest is not None:
-                        transfers.start_soon(self._download, outcome, update.task_id, downloads)
-            if outcome.error is None:
-                job.raise_for_failure()
-        except Exception as exc:  # one item's failure is its outcome, never the others'
-            if outcome.error is None:
-                outcome.error = exc
+                try:
+                    async for update in job.wait_until_complete(
+                        timeout=self._timeout, raise_on_failure=False
+                    ):
+                        if self._on_update is not None:
+                            self._on_update(outcome, update)
+                        if update.succeeded and self._dest is not None:
+                            transfers.start_soon(self._download, outcome, update.task_id, downloads)
+                    finished = True
+                except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
+                    outcome._fail(exc)  # the downloads already started still finish
+            if finished:  # and every download has ended
+                try:
+                    job.raise_for_failure()
+                except Exception as exc:
+                    outcome._fail(exc)
         send.send_nowait(outcome)
 
     async def _download(
@@ -192,6 +221,5 @@ class BulkRun(Generic[T]):
                     task_id, self._dest, low_resolution=self._low_resolution, resume=True
                 )
             outcome.files.append(path)
-        except AdCreativeError as exc:
-            if outcome.error is None:
-                outcome.error = exc
+        except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
+            outcome._fail(exc)

@@ -11,14 +11,16 @@ download leaves nothing behind. Blocking file I/O runs in worker threads under t
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
 import secrets
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -48,6 +50,8 @@ ProgressCallback = Callable[[int, int | None], Any]
 #: assumed: the docs say only "e.g. .jpg or .png" / "e.g. jpeg"; WEBP is accepted too as the common
 #: third web format. Other types are refused unless the client has strict_validation=False.
 ACCEPTED_IMAGE_TYPES: frozenset[str] = frozenset({"png", "jpeg", "webp"})
+
+_T = TypeVar("_T")
 
 _SNIFF_BYTES = 32
 _EXTENSIONS = {
@@ -111,6 +115,55 @@ def extension_for(kind: str | None, content_type: str | None = None) -> str:
     return ".bin"
 
 
+# Worker-thread calls that acquire or release a file. aiohttp cancels a request's body writer natively
+# (``task.cancel()``, sometimes twice) the moment the server answers before reading the body (a 401, a
+# 429, a 503), and users cancel with ``asyncio.wait_for``: an anyio shield holds none of these. The
+# awaiting task then stops waiting while the thread goes on, so what the thread opens must be released
+# by whoever finishes last, and a close must happen even if its thread call never starts.
+
+
+async def acquire_in_thread(
+    acquire: Callable[[], _T], release: Callable[[_T], object], limiter: anyio.CapacityLimiter
+) -> _T:
+    """``acquire()`` in a worker thread; if the awaiting task is cancelled meanwhile, what it acquired
+    is released (``release(result)``) instead of dropped: never a file left open."""
+    lock = threading.Lock()
+    abandoned = False
+    acquired: list[_T] = []
+
+    def run() -> _T:
+        result = acquire()
+        with lock:
+            if not abandoned:
+                acquired.append(result)
+                return result
+        release(result)  # the caller is gone
+        return result
+
+    try:
+        return await anyio.to_thread.run_sync(run, limiter=limiter)
+    except BaseException:
+        with lock:
+            abandoned = True
+            orphans = acquired[:]
+        for result in orphans:  # the thread finished just before the cancellation: a quick close, here
+            with contextlib.suppress(OSError):  # the cancellation is what propagates
+                release(result)
+        raise
+
+
+async def release_in_thread(release: Callable[[], object], limiter: anyio.CapacityLimiter) -> None:
+    """``release()`` (a close: idempotent) in a worker thread, shielded; if a native cancellation stops
+    the wait anyway, it is called here, in the event loop, so that it happens in every case."""
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(release, limiter=limiter)
+    except anyio.get_cancelled_exc_class():
+        with contextlib.suppress(OSError):  # the cancellation is what propagates
+            release()
+        raise
+
+
 class ChunkReader(Protocol):
     """One pass over an upload's bytes."""
 
@@ -159,6 +212,13 @@ class Upload:
         self._opened = True
         return await self.opener()
 
+    @property
+    def sendable(self) -> bool:
+        """Whether the bytes can be sent now: always if replayable; a one-shot source (an async
+        iterable, an unseekable file) only while it was never opened (e.g. a 401 answered
+        ``Expect: 100-continue`` before the body was asked for)."""
+        return self.replayable or not self._opened
+
 
 class _BytesReader:
     def __init__(self, data: memoryview, chunk_size: int) -> None:
@@ -192,8 +252,7 @@ class _FileReader:
 
     async def aclose(self) -> None:
         if self._owned:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._file.close, limiter=self._limiter)
+            await release_in_thread(self._file.close, self._limiter)
 
 
 class _PrefixedReader:
@@ -338,7 +397,7 @@ async def _prepare_path(
     _check_type(param, wire, kind, strict)
 
     async def open_path() -> ChunkReader:
-        fh = await anyio.to_thread.run_sync(path.open, "rb", limiter=limiter)
+        fh: IO[bytes] = await acquire_in_thread(lambda: path.open("rb"), _close, limiter)
         return _FileReader(fh, chunk_size, limiter, owned=True)
 
     return Upload(
@@ -543,12 +602,15 @@ class AtomicFile:
     Args:
         dest: a directory (existing, or written with a trailing separator), or the file path (its
             parent directories are created).
-        default_stem: the temporary file's prefix, and the name's stem in a directory.
+        default_stem: the temporary file's prefix, and the name's stem in a directory: a plain name
+            (callers pass canonical GUIDs), never a path.
     """
 
     def __init__(
         self, dest: str | os.PathLike[str], default_stem: str, limiter: anyio.CapacityLimiter
     ) -> None:
+        if not default_stem or default_stem.strip(".") == "" or re.search(r"[/\\\x00]", default_stem):
+            raise ValueError(f"a file name stem must be a plain name, not {default_stem!r}")
         self._raw = os.fspath(dest)
         self._target = Path(self._raw)
         self._stem = default_stem
@@ -572,14 +634,17 @@ class AtomicFile:
                     continue
                 return is_dir, os.fdopen(fd, "wb"), temp
 
-        self._is_dir, self._handle, self._temp = await anyio.to_thread.run_sync(create, limiter=self._limiter)
+        def discard(created: tuple[bool, IO[bytes], str]) -> None:
+            _discard(created[1], created[2])
+
+        created = await acquire_in_thread(create, discard, self._limiter)
+        self._is_dir, self._handle, self._temp = created
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_discard, handle, self._temp, limiter=self._limiter)
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await release_in_thread(functools.partial(_discard, handle, self._temp), self._limiter)
 
     def _open_handle(self) -> IO[bytes]:
         if self._handle is None:
@@ -684,6 +749,10 @@ async def write_atomically(
         await file.write(batch.take())
         received.check(expected_length)
         return await file.commit(f"{default_stem}{extension_for(received.kind, content_type)}")
+
+
+def _close(handle: IO[bytes]) -> None:
+    handle.close()
 
 
 def _discard(handle: IO[bytes], temp_name: str) -> None:

@@ -5,8 +5,9 @@ Rules kept here:
 - Every feature request carries ``Authorization: Bearer``, ``x-api-key``, ``x-api-secret`` and
   ``Accept: application/json``; redirects are never followed (aiohttp would forward ``x-api-key`` and
   ``x-api-secret`` to another host), a 3xx is an error.
-- A 401 on a feature call invalidates the token, renews it and retries once, when the body can be sent
-  again; then it raises.
+- A 401 on a feature call invalidates the token, renews it and retries once when the body can be sent
+  (again): a replayable one, or a one-shot upload the server refused before reading it (a 401 answering
+  ``Expect: 100-continue``); then it raises. The refused token is never sent again.
 - aiohttp's exceptions never leave this module, and are never chained (``ClientResponseError`` holds
   the request headers, credentials included): the SDK's error carries a safe description instead.
 """
@@ -115,8 +116,8 @@ class Request:
 
     @property
     def replayable(self) -> bool:
-        """Whether the body can be sent again (every upload replayable)."""
-        return all(item.replayable for item in self.form or () if isinstance(item, Upload))
+        """Whether the body can be sent (again): every upload replayable, or never read yet."""
+        return all(item.sendable for item in self.form or () if isinstance(item, Upload))
 
 
 @dataclass(frozen=True)
@@ -460,7 +461,8 @@ class Transport:
     async def _exchange(self, req: Request) -> aiohttp.ClientResponse:
         """Send with auth and the retry policy.
 
-        A 401 renews the token and sends once more if the body can be replayed. Transient failures are
+        A 401 drops the token, renews it and sends once more if the body can be sent (see
+        :attr:`Request.replayable`); else it raises the 401. Transient failures are
         retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
         statuses; anything else only when it surely never reached the server.
         """
@@ -484,13 +486,18 @@ class Transport:
                 )
                 await self._clock.sleep(delay)
                 continue
-            if response.status == 401 and token is not None and not renewed and req.replayable:
-                logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
-                await self._read_body(response, req)
-                response.release()
+            if response.status == 401 and token is not None:
+                # The token is refused: forget it whatever happens next, so that no later call sends it.
+                body, error = await self._read_body(response, req)
+                response.release()  # stops aiohttp's body writer: a body not read yet stays unread
                 self.tokens.invalidate(token)
-                renewed = True
-                continue
+                if not renewed and req.replayable:  # checked now that no upload can start any more
+                    logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
+                    renewed = True
+                    continue
+                if error is not None:
+                    raise error
+                raise self._api_error(req, response.status, response.headers, body)
             # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
             refused = response.status == 429 and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):

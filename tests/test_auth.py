@@ -192,6 +192,56 @@ async def test_a_failed_renewal_fails_its_waiters_and_the_next_call_retries() ->
     assert len(server.calls) == 2
 
 
+async def test_a_failed_early_renewal_uses_the_valid_token_and_backs_off_until_expiry() -> None:
+    clock = ManualClock()
+    server = FakeAuthServer(clock, lifetime=3600)
+    manager = _manager(server, lead=60)
+    assert await manager.access_token() == "access-1"
+    server.fail_refresh = True
+    server.fail_generate = 1000
+    await clock.advance(3541)  # the renewal window: 59 s left
+    attempts: list[float] = []
+    for second in range(59):  # a request every second until expiry
+        before = len(server.calls)
+        assert await manager.access_token() == "access-1"  # the valid token, whatever the renewal did
+        if len(server.calls) > before:
+            attempts.append(second)
+            assert [route for route, _ in server.calls[before:]] == [REFRESH_PATH, GENERATE_PATH]
+        await clock.advance(1)
+    # tried again after 1, 2, 4, 8, 16 s: not on every request
+    assert attempts == [0, 1, 3, 7, 15, 31]
+    with pytest.raises(ServerError):  # expired: a renewal must succeed now, its failure is the caller's
+        await manager.access_token()
+    server.fail_refresh = False
+    server.fail_generate = 0
+    assert await manager.access_token() == "access-2"
+
+
+async def test_a_failed_early_renewal_of_a_token_refused_meanwhile_fails() -> None:
+    clock = ManualClock()
+    server = FakeAuthServer(clock, lifetime=3600)
+    manager = _manager(server, lead=60)
+    await manager.access_token()
+    await clock.advance(3550)
+    server.fail_refresh = True
+    server.fail_generate = 1
+    server.gate = anyio.Event()
+    errors: list[BaseException] = []
+
+    async def renew() -> None:
+        try:
+            await manager.access_token()
+        except ServerError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(renew)
+        await anyio.wait_all_tasks_blocked()
+        manager.invalidate("access-1")  # a 401 while the renewal is in flight
+        server.gate.set()
+    assert len(errors) == 1
+
+
 async def test_cancelled_leader_hands_over_to_a_waiter() -> None:
     clock = ManualClock()
     server = FakeAuthServer(clock)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import os
 import struct
+import threading
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
+from helpers import eventually
 
 from adcreative_async import IncompleteDownloadError, InvalidRequestError
 from adcreative_async._files import Upload, prepare_upload, sniff_type, write_atomically
@@ -88,6 +94,77 @@ async def test_path_input_is_sized_replayable_and_named(tmp_path: Path) -> None:
     assert upload.replayable
     assert await _read_all(upload) == PNG
     assert await _read_all(upload) == PNG  # a second pass, e.g. the 401 retry
+
+
+class GatedOpen:
+    """``Path.open`` of one file, held in the worker thread until :attr:`gate` is set; keeps the handles."""
+
+    def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = path
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.handles: list[Any] = []
+        real_open = Path.open
+
+        def gated_open(target: Path, *args: Any, **kwargs: Any) -> Any:
+            if target != path or threading.current_thread() is threading.main_thread():
+                return real_open(target, *args, **kwargs)
+            self.entered.set()
+            self.gate.wait(10)
+            handle = real_open(target, *args, **kwargs)
+            self.handles.append(handle)
+            return handle
+
+        monkeypatch.setattr(Path, "open", gated_open)
+
+
+async def test_a_pass_cancelled_while_its_file_opens_closes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "p.png"
+    path.write_bytes(PNG)
+    upload = await _prepare(path)
+    opening = GatedOpen(path, monkeypatch)
+    # aiohttp's body writer: a plain asyncio task, cancelled natively when the server answers first
+    writer = asyncio.get_running_loop().create_task(upload.open())
+    await eventually(opening.entered.is_set)  # the worker thread is inside open()
+    writer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    opening.gate.set()  # the file opens now, for no one
+    await eventually(lambda: len(opening.handles) == 1 and opening.handles[0].closed)
+
+
+async def test_a_pass_whose_closing_is_cancelled_still_closes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "p.png"
+    path.write_bytes(PNG)
+    limiter = anyio.CapacityLimiter(1)
+    upload = await prepare_upload(
+        path,
+        param="brand_image",
+        wire="brandImage",
+        strict=True,
+        limiter=limiter,
+        chunk_size=7,
+        max_size=None,
+    )
+    opening = GatedOpen(path, monkeypatch)
+    opening.gate.set()
+    reader = await upload.open()
+    busy = threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: anyio.to_thread.run_sync(busy.wait, 10, limiter=limiter))  # the only thread
+        await eventually(lambda: limiter.borrowed_tokens == 1)
+        closing = asyncio.get_running_loop().create_task(reader.aclose())
+        await anyio.wait_all_tasks_blocked()  # waiting for a thread to close the file
+        closing.cancel()  # aiohttp may cancel its body writer twice: the second lands here
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        busy.set()
+    (handle,) = opening.handles
+    assert handle.closed
 
 
 async def test_bytes_input(tmp_path: Path) -> None:
@@ -234,6 +311,22 @@ async def test_download_to_a_file_path(tmp_path: Path) -> None:
     assert target.read_bytes() == PNG
 
 
+@pytest.mark.parametrize("stem", ["../x", "/../../x", "a/b", "a\\b", "..", ".", "", "a\x00"])
+async def test_a_file_name_stem_is_never_a_path(tmp_path: Path, stem: str) -> None:
+    inside = tmp_path / "a" / "b"
+    inside.mkdir(parents=True)
+    with pytest.raises(ValueError, match="plain name"):
+        await write_atomically(
+            _chunks(PNG),
+            inside,
+            default_stem=stem,
+            content_type=None,
+            expected_length=None,
+            limiter=anyio.CapacityLimiter(1),
+        )
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
 async def test_unknown_type_uses_content_type_extension(tmp_path: Path) -> None:
     path = await _write(tmp_path, b"%not-sniffable", 14, content_type="image/webp")
     assert path.suffix == ".webp"
@@ -284,6 +377,29 @@ async def test_cancelled_download_leaves_nothing(tmp_path: Path) -> None:
         assert len(os.listdir(tmp_path)) == 1  # the temporary file exists meanwhile
         tg.cancel_scope.cancel()
     assert os.listdir(tmp_path) == []
+
+
+async def test_a_download_cancelled_while_its_file_is_created_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, gate = threading.Event(), threading.Event()
+    real_open = os.open
+
+    def gated_open(name: Any, *args: Any, **kwargs: Any) -> int:
+        if str(name).endswith(".part"):
+            entered.set()
+            gate.wait(10)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", gated_open)
+    writing = asyncio.get_running_loop().create_task(_write(tmp_path, PNG, len(PNG)))
+    await eventually(entered.is_set)
+    writing.cancel()  # a plain asyncio cancellation (asyncio.wait_for, asyncio.timeout)
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    gate.set()  # the temporary file is created now, for no one
+    await eventually(lambda: os.listdir(tmp_path) == [])
+    gc.collect()  # its handle was closed: no ResourceWarning
 
 
 async def test_progress_callback_reports_bytes(tmp_path: Path) -> None:

@@ -361,6 +361,32 @@ async def test_500_coroutines_with_an_expired_token_make_one_token_request() -> 
         assert emulator.request_count(GEN_PROGRESS) == 501
 
 
+async def test_a_token_service_failing_in_the_renewal_window_fails_no_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    async with (
+        Emulator(access_token_lifetime=3600) as emulator,
+        AdCreativeClient(**emulator.credentials, user_id=USER, clock=clock, trust_env=False) as client,
+    ):
+        await client.creatives.user_progress()
+        await clock.advance(3600 - 30)  # the client renews 60 s before expiry: the token is still valid
+        emulator.fail_next("Authorization/RefreshJwtToken", 500)
+        emulator.fail_next("Authorization/GenerateJwtToken", 500)
+        with caplog.at_level(logging.WARNING, logger="adcreative_async.auth"):
+            await client.creatives.user_progress()  # served with the still-valid token
+        assert "early token renewal failed (ServerError)" in caplog.text
+        assert token_requests(emulator) == 3  # the token, then the failed refresh and generate
+        for _ in range(5):
+            await client.creatives.user_progress()
+        assert token_requests(emulator) == 3  # no new attempt on every call: it backs off
+        await clock.advance(1)
+        await client.creatives.user_progress()
+        assert token_requests(emulator) == 4  # tried again, renewed
+        assert emulator.request_count("Authorization/RefreshJwtToken") == 2
+        assert emulator.request_count(GEN_PROGRESS) == 8
+
+
 async def test_server_side_expiry_gives_one_renewal_for_500_concurrent_401s() -> None:
     async with (
         Emulator() as emulator,

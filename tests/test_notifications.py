@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
@@ -13,11 +14,19 @@ from typing import Any
 
 import aiohttp
 import anyio
+import msgspec
 import pytest
 from aiohttp import web
 from helpers import eventually
 
-from adcreative_async import AdCreativeClient, ManualClock, PollPolicy, RenderJob, RenderState
+from adcreative_async import (
+    AdCreativeClient,
+    InvalidRequestError,
+    ManualClock,
+    PollPolicy,
+    RenderJob,
+    RenderState,
+)
 from adcreative_async.notifications import (
     FEATURE_OF_MESSAGE_TYPE,
     MessageDecodeError,
@@ -38,6 +47,7 @@ USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 APP = "d5eabbb8-c0f6-4640-94fd-3566edad499f"
 PROCESS = "51d690da-f5ea-405e-90ff-10d56b0d633f"
 TASK = "9baa8e55-ddc8-4940-907f-eb5fc81e53f6"
+OTHER_TASK = "0f8fad5b-d9cb-469f-a165-70867728950e"
 TOKEN = "a-long-unguessable-path-token-0123456789"
 PNG = sample_image("png", (8, 8))
 BG_PROGRESS = "Image/BackgroundRemoving/CheckUserProgress"
@@ -69,7 +79,7 @@ def progress_body(message_type: str = "ImageGenerationProgress", **overrides: An
         "TotalTaskCount": 2,
         "CompletedTaskCount": 1,
         "Progress": 50,
-        "Tasks": {TASK: 5, "other": 1},
+        "Tasks": {TASK: 5, OTHER_TASK: 1},
         "IsSuccessful": True,
         "ErrorMessage": "",
     }
@@ -96,7 +106,7 @@ def test_every_message_type_decodes(message_type: str) -> None:
         message = decode_notification(encode(progress_body(message_type, Extra=[1])))
         assert isinstance(message, ProgressNotification)
         progress = message.to_progress()
-        assert progress.tasks == {TASK: 5, "other": 1}
+        assert progress.tasks == {TASK: 5, OTHER_TASK: 1}
         assert (progress.completed_task_count, progress.progress) == (1, 50)
     assert message.message_type == message_type
     assert message.feature == FEATURE_OF_MESSAGE_TYPE[message_type]
@@ -139,6 +149,42 @@ def test_malformed_messages_are_refused(body: bytes) -> None:
         decode_notification(body)
 
 
+#: Ids that are not GUIDs: path escapes, a GUID with a suffix or a newline, a name, an empty id, a number.
+NOT_GUIDS: list[Any] = ["/../../x", f"../{TASK}", f"{TASK}/x", f"{TASK}\n", "taskId1", "", 7]
+
+
+@pytest.mark.parametrize("value", NOT_GUIDS)
+@pytest.mark.parametrize("field", ["TaskId", "ImageRenderProcessId", "UserId", "ApplicationId"])
+def test_every_id_of_a_message_must_be_a_guid(field: str, value: Any) -> None:
+    if value == "" and field in ("UserId", "ApplicationId"):
+        return  # an id a message may lack: empty is absent (see the next test)
+    with pytest.raises(MessageDecodeError, match=field):
+        decode_notification(encode(completed_body(**{field: value})))
+    if field != "TaskId":
+        with pytest.raises(MessageDecodeError, match=field):
+            decode_notification(encode(progress_body(**{field: value})))
+    camel = {k[0].lower() + k[1:]: v for k, v in completed_body(**{field: value}).items()}
+    with pytest.raises(MessageDecodeError):
+        decode_notification(encode(camel))
+
+
+@pytest.mark.parametrize("value", [v for v in NOT_GUIDS if isinstance(v, str)])
+def test_task_ids_of_a_progress_message_must_be_guids(value: str) -> None:
+    with pytest.raises(MessageDecodeError, match="Tasks"):
+        decode_notification(encode(progress_body(Tasks={TASK: 5, value: 1})))
+
+
+def test_ids_are_validated_not_rewritten_and_optional_ones_may_be_absent() -> None:
+    upper = decode_notification(encode(completed_body(TaskId=TASK.upper(), UserId=USER.upper())))
+    assert isinstance(upper, TaskCompletedNotification)
+    assert (upper.task_id, upper.user_id) == (TASK.upper(), USER.upper())  # validated, not rewritten
+    absent = {k: v for k, v in completed_body().items() if k not in ("UserId", "ApplicationId")}
+    message = decode_notification(encode(absent))
+    assert (message.user_id, message.application_id) == ("", "")
+    # republished between replicas (RabbitMQPublisher): re-encoded, its absent ids are empty strings
+    assert decode_notification(msgspec.json.encode(message)) == message
+
+
 def test_unknown_message_types_are_recognised_as_such() -> None:
     with pytest.raises(UnknownMessageType) as info:
         decode_notification(encode({"MessageType": "ImageVideoGenerationProgress", "Anything": 1}))
@@ -155,6 +201,33 @@ async def test_task_completed_image_is_saved_without_a_download(tmp_path: Path) 
     assert isinstance(empty, TaskCompletedNotification)
     with pytest.raises(ValueError, match="carries no image"):
         await empty.save_image(tmp_path)
+
+
+@pytest.mark.parametrize("task_id", ["/../../x", "../escaped", "..", "a/b", "C:\\x", ""])
+async def test_save_image_never_writes_outside_its_directory(tmp_path: Path, task_id: str) -> None:
+    inside = tmp_path / "a" / "b"
+    inside.mkdir(parents=True)
+    forged = TaskCompletedNotification(  # built by hand: msgspec checks constraints only when decoding
+        message_type="ImageGenerationTaskCompleted",
+        image_render_process_id=PROCESS,
+        task_id=task_id,
+        image_content_bytes=PNG,
+    )
+    with pytest.raises(InvalidRequestError, match="task_id"):
+        await forged.save_image(inside)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_a_webhook_with_a_malformed_id_is_refused_and_never_published(
+    hub: NotificationHub, tmp_path: Path
+) -> None:
+    got: list[Any] = []
+    hub.subscribe(got.append)
+    client = ASGIClient(WebhookReceiver(hub).asgi)
+    status, body = await client.post("/", encode(completed_body(TaskId="/../../x")))
+    assert status == 400
+    assert "TaskId" in body["error"]
+    assert got == []
 
 
 # ----------------------------------------------------------------------------------------------- hub
@@ -290,6 +363,39 @@ async def test_a_failing_handler_answers_500(hub: NotificationHub) -> None:
     hub.subscribe(broken)
     client = ASGIClient(WebhookReceiver(hub).asgi)
     assert (await client.post("/", encode(completed_body())))[0] == 500
+
+
+def test_the_asgi_app_is_taken_as_asgi3_by_uvicorn(hub: NotificationHub) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    config = uvicorn.Config(WebhookReceiver(hub).asgi)  # uvicorn's defaults: interface="auto"
+    config.load()
+    assert config.interface == "asgi3"
+
+
+async def test_the_asgi_app_served_alone_by_uvicorn_answers_messages(hub: NotificationHub) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    got: list[Any] = []
+    hub.subscribe(got.append)
+    receiver = WebhookReceiver(hub, path_token=TOKEN)
+    server = uvicorn.Server(uvicorn.Config(receiver.asgi, log_level="warning"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.serve(sockets=[sock]))
+            with anyio.fail_after(10):
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                    await anyio.sleep(0.01)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+                    async with http.post(url, data=encode(completed_body())) as response:
+                        assert (response.status, await response.json()) == (200, {"status": "ok"})
+                    async with http.post(url, data=b"{broken") as response:
+                        assert response.status == 400
+            finally:
+                server.should_exit = True
+    assert [m.task_id for m in got] == [TASK]
 
 
 def test_path_tokens_must_be_unguessable(hub: NotificationHub) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,10 +25,16 @@ from adcreative_async import (
     UnexpectedResponseError,
 )
 from adcreative_async._auth import Secret, TokenManager
+from adcreative_async._downloads import safe_filename
 from adcreative_async._errors import AdCreativeError, build_api_error, parse_error_body
 from adcreative_async._models import PROGRESS_DECODER, decode_progress_list, parse_timestamp
 from adcreative_async._transport import Response
-from adcreative_async.notifications import MessageDecodeError, Notification, decode_notification
+from adcreative_async.notifications import (
+    MessageDecodeError,
+    Notification,
+    TaskCompletedNotification,
+    decode_notification,
+)
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -138,8 +146,10 @@ NOTIFICATION = {
     "ImageContentBytes": "aGk=",
     "IsSuccessful": True,
     "ErrorMessage": "",
-    "Tasks": {"a": 5},
+    "Tasks": {"$id": "2", "9baa8e55-ddc8-4940-907f-eb5fc81e53f6": 5},
 }
+
+GUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 
 
 @SETTINGS
@@ -161,6 +171,24 @@ def test_notifications_decode_or_fail_typed(data: st.DataObject) -> None:
     except MessageDecodeError:
         return
     assert isinstance(message, Notification)
+    ids = [message.image_render_process_id]
+    ids += [i for i in (message.user_id, message.application_id) if i]  # absent: empty
+    ids += [message.task_id] if isinstance(message, TaskCompletedNotification) else list(message.tasks)
+    assert all(GUID.fullmatch(i) for i in ids)
+
+
+@SETTINGS
+@given(st.text(max_size=300) | st.sampled_from(["..", ".", "../x", "a/../../b", "\\\\server\\x", "C:..\\x"]))
+def test_server_file_names_are_always_one_plain_name(name: str) -> None:
+    safe = safe_filename(name)
+    if safe is None:
+        return
+    assert safe not in ("", ".", "..")
+    assert not safe.startswith(".")
+    assert not set(safe) & set("/\\\x00")
+    assert len(safe.encode()) <= 255
+    directory = os.path.abspath("some-dir")
+    assert os.path.dirname(os.path.abspath(os.path.join(directory, safe))) == directory
 
 
 @SETTINGS

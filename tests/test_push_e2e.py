@@ -245,7 +245,7 @@ async def test_work_queue_shares_messages_between_competing_workers() -> None:
                 message_type="ImageBackgroundRemovingTaskCompleted",
                 user_id=USER,
                 image_render_process_id=str(uuid.uuid4()),
-                task_id=f"task-{i}",
+                task_id=str(uuid.UUID(int=i + 1)),
             )
             await origin.publish(message, source="test")
         await eventually(lambda: len(handled["a"]) + len(handled["b"]) >= count)
@@ -309,7 +309,9 @@ async def test_the_source_reconnects_after_a_broker_restart() -> None:
 
     def message(i: int) -> ProgressNotification:
         return ProgressNotification(
-            message_type="ImageGenerationProgress", user_id=USER, image_render_process_id=f"p-{i}"
+            message_type="ImageGenerationProgress",
+            user_id=USER,
+            image_render_process_id=str(uuid.UUID(int=i)),
         )
 
     async with RabbitMQSource(hub, AMQP_URL, mode="work_queue", queue=f"restart-{uuid.uuid4().hex[:6]}"):

@@ -1,5 +1,5 @@
 """The retry policy: GETs retried on transient failures with backoff and Retry-After; POSTs only when they
-surely never reached the server; bodies that cannot be replayed never sent twice."""
+surely never reached the server; a one-shot body (an async iterable) sent again only while never read."""
 
 from __future__ import annotations
 
@@ -335,26 +335,32 @@ async def test_posts_that_never_left_are_retried() -> None:
     assert api.tokens_issued == 1
 
 
-async def test_a_body_that_cannot_be_replayed_is_sent_once() -> None:
+async def test_a_one_shot_body_is_sent_again_only_while_it_was_never_read() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]
+    fast = RetryPolicy(jitter=None, initial_backoff=0.001, max_backoff=0.002)
 
     async def image() -> AsyncIterator[bytes]:
         yield PNG
 
     async with MiniAPI() as api:
         api.answer("GET", BG_PROGRESS, 200, [])
-        async with client_for(api) as client:
+        async with client_for(api, retry=fast) as client:
             await client.background_remover.user_progress()  # a token is at hand
-            client._transport.base_url = f"http://127.0.0.1:{dead}"  # then the server is gone
+            live, client._transport.base_url = client._transport.base_url, f"http://127.0.0.1:{dead}"
             with pytest.raises(APIConnectionError) as info:
                 await client.background_remover.remove(image())
-            assert info.value.sent is False  # refused: a path or bytes would have been retried ...
-            assert client._transport.retries == 0  # ... an async iterable is not
-            with pytest.raises(APIConnectionError):
-                await client.background_remover.remove(PNG)
-            assert client._transport.retries == NO_JITTER.max_attempts - 1
+            assert info.value.sent is False  # refused: the body was never read, so it was tried again
+            assert client._transport.retries == fast.max_attempts - 1
+            client._transport.base_url = live
+            seen = flaky(api, "POST", BG_START, [429], {**PROGRESS_ITEM, "$id": "1"})
+            with pytest.raises(RateLimitError):  # answered after the server read the body: not again
+                await client.background_remover.remove(image())
+            assert seen == [429]
+            seen.clear()
+            job = await client.background_remover.remove(PNG)  # bytes can be sent again
+            assert (seen, job.process_id) == ([429, 200], PROCESS)
 
 
 async def test_a_refresh_is_never_repeated(api: MiniAPI) -> None:

@@ -4,6 +4,7 @@ file names made safe, no blocking file I/O in the event loop, and constant memor
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import logging
@@ -29,6 +30,8 @@ from adcreative_async import (
     IncompleteDownloadError,
     InvalidRequestError,
     NotFoundError,
+    RateLimitError,
+    RetryPolicy,
     TransferOptions,
 )
 from adcreative_async._downloads import disposition_filename, safe_filename
@@ -262,6 +265,68 @@ async def test_a_large_upload_is_sent_once_after_a_token_renewal(
     upload = emu.process(job.process_id).inputs.files["uploadedImage"]
     assert (upload.size, upload.sha256) == (size, sha256_of_sparse_png(size))
     assert emu.request_count(BG_START) == 2
+
+
+async def _stream(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), chunk):
+        yield data[i : i + chunk]
+
+
+async def test_a_large_one_shot_upload_refused_before_its_body_is_renewed_and_sent(
+    emu: Emulator, client: AdCreativeClient
+) -> None:
+    data = PNG + bytes(3 * MiB)
+    await client.background_remover.user_progress()  # a token now...
+    emu.expire_access_tokens()  # ...that the server no longer accepts
+    sent: list[int] = []
+    job = await client.background_remover.remove(
+        _stream(data), on_upload_progress=lambda d, t: sent.append(d)
+    )
+    assert max(sent) == len(data)  # one pass: the 401 answered `Expect: 100-continue`, before the body
+    upload = emu.process(job.process_id).inputs.files["uploadedImage"]
+    assert (upload.size, upload.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert emu.request_count(BG_START) == 2
+    assert client.token_requests == 2
+
+
+async def test_a_401_on_a_one_shot_upload_already_sent_renews_the_token_for_the_next_call(
+    emu: Emulator, client: AdCreativeClient
+) -> None:
+    await client.background_remover.user_progress()
+    emu.expire_access_tokens()
+    tiny = PNG[:24]  # read whole while its type is sniffed: sized, so no `Expect: 100-continue`
+    sent: list[int] = []
+    with pytest.raises(AuthenticationError):
+        await client.background_remover.remove(_stream(tiny), on_upload_progress=lambda d, t: sent.append(d))
+    assert sent == [len(tiny)]  # the body went out: it cannot be sent again
+    assert emu.request_count(BG_START) == 1
+    job = await client.background_remover.remove(_stream(PNG + bytes(2 * MiB)))  # the next one-shot upload
+    assert emu.process(job.process_id).inputs.files["uploadedImage"].size == len(PNG) + 2 * MiB
+    assert emu.request_count(BG_START) == 2  # sent once, with a renewed token: no second 401
+    assert client.token_requests == 2
+
+
+@pytest.mark.parametrize("answer", ["401 after expiry", "429"])
+async def test_path_uploads_answered_before_their_body_leave_no_file_open(
+    emu: Emulator, tmp_path: Path, answer: str
+) -> None:
+    # The server answers at once, and aiohttp cancels the body writer wherever it is: often inside the
+    # worker thread that opens the file (test_files has the deterministic case). An unclosed file is a
+    # ResourceWarning when collected: an error here (filterwarnings = error).
+    path = tmp_path / "p.png"
+    path.write_bytes(PNG)  # small: no `Expect: 100-continue`, the body goes out with the headers
+    async with client_for(emu, trust_env=False, retry=RetryPolicy(max_attempts=1)) as client:
+        await client.background_remover.user_progress()
+        for _ in range(30):
+            if answer == "429":
+                emu.fail_next(BG_START, 429)
+                with pytest.raises(RateLimitError):
+                    await client.background_remover.remove(path)
+            else:
+                emu.expire_access_tokens()
+                await client.background_remover.remove(path)  # renewed and sent again
+    gc.collect()
+    assert emu.request_count(BG_START) == (30 if answer == "429" else 60)
 
 
 # ------------------------------------------------------------------------------------------------- downloads

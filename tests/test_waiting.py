@@ -871,3 +871,67 @@ async def test_leaving_a_bulk_run_early_cancels_the_rest(
     assert client.scheduler_stats["waiters"] == 0
     await eventually(lambda: client.scheduler_stats["pollers"] == 0)
     assert len(run) == 5
+
+
+class CallerError(Exception):
+    """An error of the caller's own code inside ``async with client.bulk(...)``."""
+
+
+async def test_an_item_timeout_is_the_outcome_error_itself(
+    emulator: Emulator, client: AdCreativeClient
+) -> None:
+    outcomes = await client.process_many(
+        [PNG, PNG], lambda c, image: c.background_remover.remove(image), item_timeout=0
+    )
+    for outcome in outcomes:
+        assert type(outcome.error) is WaitTimeoutError
+        assert outcome.errors == [outcome.error]
+        assert outcome.error.job is outcome.job
+
+
+async def test_a_local_error_while_downloading_is_the_outcome_error_itself(
+    emulator: Emulator, client: AdCreativeClient, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_bytes(b"")
+    async with client.bulk(
+        [PNG], lambda c, image: c.background_remover.remove(image), dest=not_a_directory
+    ) as run:
+        await eventually(lambda: len(emulator.processes_for(USER)) == 1)
+        emulator.finish_process(emulator.processes_for(USER)[0].process_id)
+        (outcome,) = [outcome async for outcome in run]
+    assert isinstance(outcome.error, OSError)
+    assert outcome.errors == [outcome.error]
+    assert outcome.files == []
+
+
+async def test_every_error_of_an_item_is_kept(
+    emulator: Emulator, client: AdCreativeClient, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_bytes(b"")
+    async with client.bulk([USER], generate, dest=not_a_directory) as run:
+        await eventually(lambda: len(emulator.processes_for(USER)) == 1)
+        first, second, *rest = emulator.processes_for(USER)[0].tasks
+        emulator.finish_task(first)  # its download fails: the file is in the way
+        emulator.fail_task(second)  # and the render fails
+        for task in rest:
+            emulator.finish_task(task)
+        (outcome,) = [outcome async for outcome in run]
+    assert sorted(type(e).__name__ for e in outcome.errors) == sorted(
+        ["FileExistsError"] * (1 + len(rest)) + ["RenderFailedError"]
+    )
+    assert outcome.error is outcome.errors[0]
+
+
+async def test_the_callers_own_error_inside_a_bulk_run_propagates_as_itself(
+    emulator: Emulator, client: AdCreativeClient
+) -> None:
+    async def fail_inside_the_block() -> None:
+        async with client.bulk([PNG] * 3, lambda c, image: c.background_remover.remove(image)):
+            await eventually(lambda: emulator.request_count("Image/BackgroundRemoving/AdCreative") == 3)
+            raise CallerError("the caller's own code failed")
+
+    with pytest.raises(CallerError):
+        await fail_inside_the_block()
+    assert client.scheduler_stats["waiters"] == 0

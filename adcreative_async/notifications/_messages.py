@@ -6,18 +6,26 @@ a ``…Progress`` message the progress of a whole process. The docs show the tas
 progress body is not shown: it is assumed to be the REST progress object (whose ``messageType`` values are
 these same names) in PascalCase. Unknown fields are ignored; camelCase bodies are accepted too (the
 RabbitMQ payload's casing is undocumented).
+
+Every id a message carries (``ApplicationId``, ``UserId``, ``ImageRenderProcessId``, ``TaskId``, the
+task ids keying a progress message's ``Tasks``) must be a GUID, as the docs type them: webhook bodies are
+unsigned, and these ids name files and go into requests (``UserId`` and ``ApplicationId`` may be absent).
+Anything else is a :class:`MessageDecodeError` (the webhook receiver answers 400). Ids are validated, not
+rewritten (their case is kept).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import anyio
 import msgspec
 
+from .._fields import canonical_guid
 from .._files import write_atomically
 from .._models import Progress, RenderState, drop_metadata_keys
 
@@ -46,6 +54,21 @@ FEATURE_OF_MESSAGE_TYPE: dict[str, str] = {
 }
 
 
+_GUID = r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
+
+#: An id as the API writes GUIDs (8-4-4-4-12 hex digits, either case); checked by msgspec when decoding.
+Guid = Annotated[str, msgspec.Meta(pattern=rf"\A{_GUID}\Z")]
+
+#: An id a message may lack (``UserId``, ``ApplicationId``): a GUID, or empty as when absent (a message
+#: re-encoded to be republished carries its absent ids as empty strings).
+OptionalGuid = Annotated[str, msgspec.Meta(pattern=rf"\A(?:{_GUID})?\Z")]
+
+#: A key of a progress message's ``Tasks``: a task id, or Newtonsoft metadata (``$id``, dropped).
+_TaskKey = Annotated[str, msgspec.Meta(pattern=rf"\A(?:\$.*|{_GUID})\Z")]
+
+_REGEX_DETAIL = re.compile(r"Expected `str` matching regex '[^']*'")
+
+
 class MessageDecodeError(ValueError):
     """The body is not a notification: not JSON, not an object, no ``MessageType``, wrong field types."""
 
@@ -62,9 +85,9 @@ class Notification(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
     """Fields every message has. ``feature`` is the SDK feature name the message type belongs to."""
 
     message_type: str
-    application_id: str = ""
-    user_id: str = ""
-    image_render_process_id: str = ""
+    application_id: OptionalGuid = ""
+    user_id: OptionalGuid = ""
+    image_render_process_id: Guid = ""
 
     kind: ClassVar[str] = "notification"
 
@@ -89,7 +112,7 @@ class TaskCompletedNotification(Notification, frozen=True, kw_only=True, rename=
         is_successful, error_message: the task's outcome.
     """
 
-    task_id: str
+    task_id: Guid
     image_content_bytes: bytes | None = None
     is_successful: bool = True
     error_message: str | None = ""
@@ -111,12 +134,15 @@ class TaskCompletedNotification(Notification, frozen=True, kw_only=True, rename=
         ``<task id>.<type>``), atomically, without a download request (and so without counting one).
 
         Raises:
+            InvalidRequestError: the task id is not a GUID (a message built by hand: decoding refuses
+                them), so it cannot name a file.
             ValueError: the message carries no image (the channel does not include image data).
         """
+        task_id = canonical_guid(self.task_id, "task_id")  # never a path: the file stays inside dest
         data = self.image_content_bytes
         if not data:
             raise ValueError(
-                f"{self.message_type} for task {self.task_id} carries no image: the notification channel "
+                f"{self.message_type} for task {task_id} carries no image: the notification channel "
                 "does not include image data; download it instead"
             )
 
@@ -126,7 +152,7 @@ class TaskCompletedNotification(Notification, frozen=True, kw_only=True, rename=
         return await write_atomically(
             chunks(),
             dest,
-            default_stem=self.task_id,
+            default_stem=task_id,
             content_type=None,
             expected_length=len(data),
             limiter=anyio.CapacityLimiter(1),
@@ -140,7 +166,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     total_task_count: int = 0
     completed_task_count: int = 0
     progress: int | float = 0
-    tasks: dict[str, int] = {}
+    tasks: dict[_TaskKey, int] = {}
     render_kind: int | None = None
     render_type: int | None = None
     is_successful: bool = True
@@ -231,7 +257,8 @@ def decode_notification(body: bytes) -> TaskCompletedNotification | ProgressNoti
         else:
             message = cls(**msgspec.structs.asdict(camel_decoder.decode(body)))
     except msgspec.DecodeError as exc:
-        raise MessageDecodeError(f"malformed {message_type}: {exc}") from None
+        detail = _REGEX_DETAIL.sub("Expected a GUID", str(exc))
+        raise MessageDecodeError(f"malformed {message_type}: {detail}") from None
     if not message.image_render_process_id:
         raise MessageDecodeError(f"{message_type} without ImageRenderProcessId")
     return message

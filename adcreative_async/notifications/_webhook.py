@@ -74,6 +74,7 @@ class WebhookReceiver:
         """Messages accepted (200), duplicates included."""
         self.rejected = 0
         """Requests refused (any status but 200)."""
+        self._asgi = _ASGIApp(self)
 
     def __repr__(self) -> str:
         guards = [g for g, on in (("path token", self._token), ("secret", self._secret)) if on]
@@ -128,8 +129,18 @@ class WebhookReceiver:
 
     # ----------------------------------------------------------------------------------------- ASGI
 
-    async def asgi(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
-        """The receiver as an ASGI application (mount it in FastAPI/Starlette, or serve it alone)."""
+    @property
+    def asgi(self) -> Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]:
+        """The receiver as an ASGI 3 application: mount it in FastAPI/Starlette
+        (``app.mount("/hooks", receiver.asgi)``), or serve it alone (``uvicorn.run(receiver.asgi)``).
+
+        An object whose ``__call__`` is a coroutine function, not a bound method: servers that detect
+        the ASGI version from the callable (uvicorn's default ``interface="auto"``) take a bound
+        method for an ASGI 2 application.
+        """
+        return self._asgi
+
+    async def _serve_asgi(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
             while True:
                 event = await receive()
@@ -181,3 +192,18 @@ class WebhookReceiver:
             chunks.append(chunk)
             more = bool(event.get("more_body", False))
         return await self.handle(method=method, path=path, headers=headers, body=b"".join(chunks))
+
+
+class _ASGIApp:
+    """A receiver's ASGI 3 application (see :attr:`WebhookReceiver.asgi`)."""
+
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self._receiver = receiver
+
+    def __repr__(self) -> str:
+        return f"<ASGI app of {self._receiver!r}>"
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        await self._receiver._serve_asgi(scope, receive, send)
