@@ -9,6 +9,8 @@ Installed with adcreative-async, so there is nothing to configure: request a fix
 - ``adcreative_emulator_thread`` (sync): an :class:`EmulatorThread`: the emulator served from a
   background thread, for synchronous tests (a Django or Flask view, a CLI, a worker): its ``base_url``,
   ``credentials`` and thread-safe controls.
+- ``adcreative_sync_client`` (sync): an open :class:`~adcreative_async.SyncAdCreativeClient` bound to
+  ``adcreative_emulator_thread``, with the same defaults as ``adcreative_client``.
 - ``adcreative_emulator_options`` / ``adcreative_client_options``: the keyword arguments the fixtures
   use; override them in a ``conftest.py`` or parametrize them.
 
@@ -33,6 +35,11 @@ Example::
         run_my_sync_pipeline(**adcreative_emulator_thread.credentials)
         assert adcreative_emulator_thread.request_count("Image/BackgroundRemoving/AdCreative") == 1
 
+
+    def test_sync_client(adcreative_sync_client):
+        job = adcreative_sync_client.background_remover.remove(sample_image("png", (32, 32)))
+        assert job.result().is_complete
+
 The plugin changes nothing in a test session unless its fixtures are requested.
 """
 
@@ -49,7 +56,7 @@ from typing import Any, TypeVar
 import anyio.from_thread
 import pytest
 
-from .. import AdCreativeClient, PollPolicy
+from .. import AdCreativeClient, PollPolicy, SyncAdCreativeClient
 from ._emulator import Credentials, Emulator
 from ._state import ProcessSnapshot, TaskSnapshot
 
@@ -62,6 +69,7 @@ __all__ = [
     "adcreative_emulator",
     "adcreative_emulator_options",
     "adcreative_emulator_thread",
+    "adcreative_sync_client",
 ]
 
 T = TypeVar("T")
@@ -254,7 +262,7 @@ def _no_async_plugin(name: str) -> Callable[..., Any]:
         pytest.fail(
             f"{name} is an async fixture: request it from an async test marked @pytest.mark.anyio "
             "(anyio's plugin) or @pytest.mark.asyncio (pytest-asyncio); from a synchronous test, use "
-            "adcreative_emulator_thread",
+            "adcreative_sync_client or adcreative_emulator_thread",
             pytrace=False,
         )
 
@@ -499,3 +507,16 @@ def adcreative_emulator_thread(adcreative_emulator_options: dict[str, Any]) -> I
     """
     with EmulatorThread(**adcreative_emulator_options) as emulator:
         yield emulator
+
+
+@pytest.fixture
+def adcreative_sync_client(
+    adcreative_emulator_thread: EmulatorThread, adcreative_client_options: dict[str, Any]
+) -> Iterator[SyncAdCreativeClient]:
+    """An open :class:`~adcreative_async.SyncAdCreativeClient` talking to ``adcreative_emulator_thread``,
+    for synchronous tests; a default user and fast polling, as ``adcreative_client`` (change both with
+    ``adcreative_client_options``)."""
+    with SyncAdCreativeClient(
+        **{**adcreative_emulator_thread.credentials, **adcreative_client_options}
+    ) as client:
+        yield client
