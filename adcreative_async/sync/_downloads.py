@@ -35,10 +35,6 @@ class SyncDownloadStream(SyncObject):
         super().__init__(client, stream)
         self._stream = stream
         self._held: AbstractContextManager[DownloadStream] | None = None
-        self.process_id = stream.process_id
-        """The render process (canonical GUID)."""
-        self.task_id = stream.task_id
-        """The task whose result this is (canonical GUID)."""
 
     def __repr__(self) -> str:
         return "<Sync" + repr(self._stream)[1:]
@@ -60,6 +56,16 @@ class SyncDownloadStream(SyncObject):
         held, self._held = self._held, None
         if held is not None:
             held.__exit__(exc_type, exc, tb)
+
+    @property
+    def process_id(self) -> str:
+        """The render process (canonical GUID)."""
+        return self._stream.process_id
+
+    @property
+    def task_id(self) -> str:
+        """The task whose result this is (canonical GUID)."""
+        return self._stream.task_id
 
     @property
     def content_length(self) -> int | None:

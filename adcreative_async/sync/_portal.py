@@ -226,8 +226,21 @@ class Twin(Generic[P, R]):
         self.name: str = method.__name__
         self.__doc__ = _twin_doc(method)
         self.signature = _twin_signature(method, convert)
+        # Read on the class, it behaves like a function: ``inspect.signature`` and ``help()`` show the
+        # parameters (``self`` first), and ``Class.method(obj, ...)`` calls it.
+        self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+        self.__signature__ = self.signature.replace(
+            parameters=[self_parameter, *self.signature.parameters.values()]
+        )
+        self.__name__ = self.name
+        self.__qualname__ = self.name
+
+    def __call__(self, obj: SyncObject, /, *args: Any, **kwargs: Any) -> Any:
+        """Call the twin on ``obj`` (as ``obj.<name>(...)``)."""
+        return self.__get__(obj, type(obj))(*args, **kwargs)
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.__qualname__ = f"{owner.__qualname__}.{name}"
         if name != self.name:
             raise TypeError(f"the sync twin of {self.name!r} must have the same name (got {name!r})")
 
