@@ -35,7 +35,7 @@ from adcreative_async import (
     WaitTimeoutError,
 )
 from adcreative_async.sync import BlockingIterator, SyncRenderJob, as_completed
-from adcreative_async.testing.pytest_plugin import EmulatorThread
+from adcreative_async.testing import EmulatorThread
 
 T = TypeVar("T")
 
