@@ -445,6 +445,44 @@ def test_an_open_client_does_not_hang_interpreter_exit(emulator: EmulatorThread)
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "[]", "")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread) -> None:
+    script = (
+        "import os, sys, json\n"
+        "from adcreative_async import ClientNotOpenError, SyncAdCreativeClient\n"
+        "client = SyncAdCreativeClient(**json.loads(sys.argv[1]), user_id=sys.argv[2], trust_env=False)\n"
+        "client.open()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    try:\n"
+        "        client.background_remover.user_progress()\n"
+        "    except ClientNotOpenError as exc:\n"
+        "        os._exit(3 if 'create and open a client in each process' in str(exc) else 4)\n"
+        "    os._exit(5)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), client.background_remover.user_progress())\n"
+        "client.close()\n"
+    )
+    import json
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            script,
+            json.dumps(dict(emulator.credentials)),
+            USER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "3 []"), done.stderr
+
+
 def test_sync_twins_return_sync_handles(client: SyncAdCreativeClient) -> None:
     job = remove(client)
     values: dict[str, Any] = {"job": client.background_remover.job(job.process_id), "resource": job.resource}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -41,6 +42,12 @@ S = TypeVar("S")
 #: Seconds the interpreter's exit waits for each client left open to close (its session, its loop
 #: thread) before going on without it (assumed: a bound, so that a stuck loop cannot hang the exit).
 EXIT_CLOSE_TIMEOUT = 5.0
+
+FORKED = (
+    "this client was opened in the parent of this process (a fork: its loop thread is not here): "
+    "create and open a client in each process (e.g. in a gunicorn post_fork hook or a Celery "
+    "worker_process_init handler)"
+)
 
 #: The clients open now, closed at interpreter exit if the program did not close them.
 _OPEN_CLIENTS: set[SyncAdCreativeClient] = set()
@@ -102,6 +109,7 @@ class SyncAdCreativeClient(SyncObject):
         super().__init__(self, client)
         self._async = client
         self._loop: LoopThread | None = None
+        self._forked = False  # opened in a parent process: unusable here (see _forget_after_fork)
         self._lifetime_lock = threading.Lock()
         self.creatives = SyncCreativesResource(self, client.creatives)
         """AdCreative generation and editing (seed 001)."""
@@ -147,6 +155,8 @@ class SyncAdCreativeClient(SyncObject):
     def open(self) -> None:
         """Start the client's loop thread and open the async client on it. Idempotent."""
         with self._lifetime_lock:
+            if self._forked:
+                raise ClientNotOpenError(FORKED)
             if self._loop is not None:
                 return
             loop = LoopThread()
@@ -201,7 +211,7 @@ class SyncAdCreativeClient(SyncObject):
     def _running_loop(self) -> LoopThread:
         loop = self._loop
         if loop is None:
-            raise ClientNotOpenError(NOT_OPEN)
+            raise ClientNotOpenError(FORKED if self._forked else NOT_OPEN)
         return loop
 
     # --------------------------------------------------------------------------- configuration
@@ -327,4 +337,18 @@ class SyncAdCreativeClient(SyncObject):
                 continue
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: the open clients' loop threads stayed in the parent, so a call would wait
+    forever; mark them unusable instead (ClientNotOpenError saying what to do)."""
+    global _OPEN_CLIENTS_LOCK
+    _OPEN_CLIENTS_LOCK = threading.Lock()  # another thread may have held it at the fork
+    for client in _OPEN_CLIENTS:
+        client._forked = True
+        client._loop = None
+        client._lifetime_lock = threading.Lock()
+    _OPEN_CLIENTS.clear()
+
+
 atexit.register(SyncAdCreativeClient._close_all_at_exit)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_after_fork)

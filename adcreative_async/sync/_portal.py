@@ -1,8 +1,10 @@
 """The machinery of the sync layer: one event loop in a thread of its own per client, and the generic
 wrappers that turn async methods and iterators into blocking ones.
 
-:class:`LoopThread` runs an asyncio event loop in a daemon thread, started with anyio's
-:func:`~anyio.from_thread.start_blocking_portal` (the mechanism of the emulator's ``EmulatorThread``).
+:class:`LoopThread` runs an asyncio event loop in a daemon thread with an anyio
+:class:`~anyio.from_thread.BlockingPortal` in its main task (what anyio's ``start_blocking_portal``, the
+emulator's ``EmulatorThread``, does; written out here so that nothing is left to a generator's finaliser,
+which would wait for the thread forever after a fork or a timed-out stop at exit).
 A call from any thread is scheduled on that loop with one thread hop
 (:func:`asyncio.run_coroutine_threadsafe`; the portal's own ``call`` takes two, about twice the
 overhead) and its thread blocks until the result is there. Calls from many threads at once run
@@ -57,7 +59,7 @@ class LoopThread:
     """
 
     def __init__(self) -> None:
-        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
+        self._thread: threading.Thread | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
@@ -67,12 +69,26 @@ class LoopThread:
 
     def start(self) -> None:
         """Start the thread and its loop (once)."""
-        if self._portal_cm is not None:
+        if self._thread is not None:
             raise RuntimeError("the loop thread is already started")
-        portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
-        portal = portal_cm.__enter__()
-        self._portal_cm, self._portal = portal_cm, portal
-        self._loop, self._thread_id = portal.call(_loop_and_thread)
+        ready: concurrent.futures.Future[anyio.from_thread.BlockingPortal] = concurrent.futures.Future()
+
+        async def serve() -> None:
+            async with anyio.from_thread.BlockingPortal() as portal:
+                self._loop, self._thread_id = asyncio.get_running_loop(), threading.get_ident()
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve, backend="asyncio")
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+
+        self._thread = threading.Thread(target=run, name="adcreative-async sync client", daemon=True)
+        self._thread.start()
+        self._portal = ready.result()
 
     @property
     def running(self) -> bool:
@@ -167,10 +183,10 @@ class LoopThread:
             raise RuntimeError("a sync client cannot be closed from its own event loop thread")
         with self._lock:
             self._stopping = True
-        portal_cm, self._portal_cm = self._portal_cm, None
         portal, self._portal = self._portal, None
+        thread, self._thread = self._thread, None
         self._loop = None
-        if portal_cm is None or portal is None:
+        if portal is None or thread is None:
             return
         try:
             portal.start_task_soon(self._cancel_calls).result(timeout)
@@ -178,7 +194,7 @@ class LoopThread:
             portal.start_task_soon(portal.stop, True).result(timeout)
         except concurrent.futures.TimeoutError:
             return
-        portal_cm.__exit__(None, None, None)
+        thread.join(timeout)
 
     async def _cancel_calls(self) -> None:
         tasks = [t for t in self._tasks if not t.done()]
@@ -186,10 +202,6 @@ class LoopThread:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-
-
-async def _loop_and_thread() -> tuple[asyncio.AbstractEventLoop, int]:
-    return asyncio.get_running_loop(), threading.get_ident()
 
 
 class SyncObject:
