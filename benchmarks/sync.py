@@ -2,7 +2,7 @@
 
 Run from the repository root (see ``benchmarks/README.md``)::
 
-    python -m benchmarks.sync            # 400 jobs over 8 users x 3 runs each way; 5 x 3,000 calls
+    python -m benchmarks.sync            # 400 jobs over 8 users x 5 runs each way; 15 x 500 calls
     python -m benchmarks.sync --quick    # tiny sizes, seconds: CI keeps it working
 
 Scenarios (each in a fresh client process, against an emulator in its own process):
@@ -63,7 +63,7 @@ class Plan:
     call_rounds: int
 
 
-FULL = Plan(jobs=400, users=8, task_duration=(1.0, 3.0), runs=3, calls=3000, call_rounds=5)
+FULL = Plan(jobs=400, users=8, task_duration=(1.0, 3.0), runs=5, calls=500, call_rounds=15)
 QUICK = Plan(jobs=16, users=2, task_duration=(0.05, 0.2), runs=1, calls=100, call_rounds=1)
 
 GOALS = {
