@@ -5,6 +5,7 @@ runs in the calling thread (a notebook)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -389,6 +390,23 @@ def test_closing_from_another_thread_ends_blocked_calls(client: SyncAdCreativeCl
     assert not thread.is_alive()
     assert len(errors) == 1
     assert not client.is_open
+
+
+def test_a_call_abandoned_by_its_thread_is_cancelled_on_the_loop(client: SyncAdCreativeClient) -> None:
+    """What a KeyboardInterrupt in the calling thread does: the call's task is cancelled on the loop."""
+    cancelled = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(concurrent.futures.TimeoutError):
+        client._running_loop().submit(forever, timeout=0.01)
+    assert cancelled.wait(30)
+    assert client.background_remover.user_progress() == []  # the client is unharmed
 
 
 def test_works_where_a_loop_already_runs(emulator: EmulatorThread, client: SyncAdCreativeClient) -> None:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import inspect
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -45,6 +47,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 #: The message of a call made while the client is not open.
+CLOSED_WHILE_RUNNING = "the client was closed while this call was running"
 NOT_OPEN = (
     "the client is not open: use `with SyncAdCreativeClient(...) as client:` "
     "(or `client.open()` ... `client.close()`)"
@@ -65,7 +68,7 @@ class LoopThread:
         self._thread_id: int | None = None
         self._lock = threading.Lock()
         self._stopping = False
-        self._tasks: set[asyncio.Task[Any]] = set()  # touched on the loop only
+        self._tasks: set[asyncio.Future[Any]] = set()  # touched on the loop only
 
     def start(self) -> None:
         """Start the thread and its loop (once)."""
@@ -99,7 +102,7 @@ class LoopThread:
         """Whether the current thread is this loop's own."""
         return threading.get_ident() == self._thread_id
 
-    def _schedule(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _schedule(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
         loop = self._loop
         if loop is None or self._stopping:
             raise ClientNotOpenError(NOT_OPEN)
@@ -108,10 +111,12 @@ class LoopThread:
                 "a sync client cannot be called from its own event loop thread (e.g. from a bulk "
                 "run's submit or on_update callback, which run there): use the async client they are given"
             )
+        call = _Call()
         with self._lock:  # no call is scheduled on a loop that stop() has begun to end
             if self._stopping:
                 raise ClientNotOpenError(NOT_OPEN)
-            return asyncio.run_coroutine_threadsafe(self._run(func, args, kwargs), loop)
+            loop.call_soon_threadsafe(self._start, call, func, args, kwargs)
+        return call
 
     def submit(
         self,
@@ -130,41 +135,63 @@ class LoopThread:
             TimeoutError: ``timeout`` ran out.
             whatever ``func`` raises.
         """
-        future: concurrent.futures.Future[Any] = self._schedule(func, args, kwargs or {})
+        call = self._schedule(func, args, kwargs or {})
         try:
-            return future.result(timeout)
-        except concurrent.futures.CancelledError:
-            raise ClientNotOpenError("the client was closed while this call was running") from None
+            return call.future.result(timeout)
         except BaseException:
-            # KeyboardInterrupt (or SystemExit) in this thread: the call is cancelled on the loop too.
-            if not future.done():
-                future.cancel()
+            # KeyboardInterrupt (or SystemExit) in this thread, or the timeout: the call is cancelled
+            # on the loop too (not started yet: it never starts).
+            if not call.future.done() and not call.future.cancel():
+                self._cancel_soon(call)
             raise
+
+    def _cancel_soon(self, call: _Call) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                loop.call_soon_threadsafe(call.cancel)
 
     def submit_nowait(self, func: Callable[..., Any], *args: Any) -> None:
         """Schedule ``func(*args)`` on the loop without waiting (for finalisers); ignored once stopped.
         The task is tracked like any call: :meth:`stop` awaits it."""
-        try:
-            loop = self._loop
-            if loop is None or self._stopping:
-                return
-            with self._lock:
-                if not self._stopping:
-                    asyncio.run_coroutine_threadsafe(self._run(func, args, {}), loop)
-        except RuntimeError:  # the loop closed in between
-            return
+        with contextlib.suppress(ClientNotOpenError, RuntimeError):  # stopped, or closed in between
+            self._schedule(func, args, {})
 
-    async def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    def _start(
+        self, call: _Call, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """On the loop: run the call; a plain function's result is set at once, an awaitable's when the
+        task awaiting it ends. (Leaner than ``run_coroutine_threadsafe``: no task for a plain function,
+        and no wrapper coroutine around an async one.)"""
+        future = call.future
+        if not future.set_running_or_notify_cancel():
+            return  # cancelled by its caller before it started
+        if self._stopping:
+            future.set_exception(ClientNotOpenError(CLOSED_WHILE_RUNNING))
+            return
         try:
             result = func(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = await result
-            return result
-        finally:
-            self._tasks.discard(task)
+                task = asyncio.ensure_future(result)
+                call.task = task
+                self._tasks.add(task)
+                task.add_done_callback(functools.partial(self._finish, future))
+                return
+        except BaseException as exc:  # it belongs to the caller's thread
+            future.set_exception(exc)
+            return
+        future.set_result(result)
+
+    def _finish(self, future: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            future.set_exception(ClientNotOpenError(CLOSED_WHILE_RUNNING))
+            return
+        error = task.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(task.result())
 
     def wrap_context(self, manager: AbstractAsyncContextManager[T]) -> AbstractContextManager[T]:
         """``manager`` as a sync context manager, entered and left in one task of the loop."""
@@ -202,6 +229,21 @@ class LoopThread:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+class _Call:
+    """One call from a thread: its result (a concurrent future) and, once started, its task."""
+
+    __slots__ = ("future", "task")
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.task: asyncio.Future[Any] | None = None
+
+    def cancel(self) -> None:
+        """On the loop: cancel the call's task, if it has one."""
+        if self.task is not None:
+            self.task.cancel()
 
 
 class SyncObject:
