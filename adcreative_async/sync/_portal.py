@@ -5,13 +5,12 @@ wrappers that turn async methods and iterators into blocking ones.
 :class:`~anyio.from_thread.BlockingPortal` in its main task (what anyio's ``start_blocking_portal``, the
 emulator's ``EmulatorThread``, does; written out here so that nothing is left to a generator's finaliser,
 which would wait for the thread forever after a fork or a timed-out stop at exit).
-A call from any thread is scheduled on that loop with one thread hop
-(:func:`asyncio.run_coroutine_threadsafe`; the portal's own ``call`` takes two, about twice the
-overhead) and its thread blocks until the result is there. Calls from many threads at once run
-concurrently on the loop, like tasks of an async program. Every call's task is tracked:
-:meth:`LoopThread.stop` cancels and awaits what is still running before the loop ends, so nothing
-outlives the client. Context managers that must be entered and left
-in one task (a bulk run, a download stream) are held by the portal
+A call from any thread is handed to that loop with one ``call_soon_threadsafe`` (the portal's own
+``call`` takes two hand-offs and a task even for a plain function: about twice the overhead) and its
+thread blocks until the result is there. Calls from many threads at once run concurrently on the loop,
+like tasks of an async program. Every call's task is tracked: :meth:`LoopThread.stop` cancels and
+awaits what is still running before the loop ends, so nothing outlives the client. Context managers
+that must be entered and left in one task (a bulk run, a download stream) are held by the portal
 (:meth:`~anyio.from_thread.BlockingPortal.wrap_async_context_manager`).
 
 :func:`blocking` and :func:`on_loop` declare a sync twin of an async object's method in one line,
