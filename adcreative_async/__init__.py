@@ -1,6 +1,7 @@
 """adcreative-async: the async-first Python SDK for the AdCreative.ai API.
 
-Start with :class:`AdCreativeClient`; test against :class:`adcreative_async.testing.Emulator`.
+Start with :class:`AdCreativeClient` (in sync code and notebooks: :class:`SyncAdCreativeClient`); test
+against :class:`adcreative_async.testing.Emulator`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from .resources import (
     StockImagesResource,
     UpscalerResource,
 )
+from .sync import SyncAdCreativeClient
 
 __all__ = [
     "ACCEPTED_IMAGE_TYPES",
@@ -134,6 +136,7 @@ __all__ = [
     "ScanMyWebsiteResource",
     "ServerError",
     "StockImagesResource",
+    "SyncAdCreativeClient",
     "SystemClock",
     "TaskUpdate",
     "TaskUpdates",

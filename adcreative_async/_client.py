@@ -8,7 +8,6 @@ import os
 import ssl as ssl_module
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ import msgspec
 from yarl import URL
 
 from ._auth import Secret
+from ._background import BackgroundTasks
 from ._bulk import BulkOutcome, BulkRun
 from ._clock import Clock, SystemClock
 from ._config import (
@@ -68,8 +68,9 @@ def _credential(value: str | None, env_name: str, param: str, missing: list[str]
 class AdCreativeClient:
     """The async client of the AdCreative.ai API.
 
-    Use it as an async context manager: it owns one aiohttp session and one task group, both closed
-    when the block ends::
+    Use it as an async context manager: it owns one aiohttp session and one task group of background
+    work, both closed when the block ends (or ``await client.open()`` and ``await client.aclose()``, from
+    any tasks: in a notebook, one cell each)::
 
         async with AdCreativeClient() as client:          # credentials from ADCREATIVE_* variables
             job = await client.background_remover.remove("product.jpg", user_id=USER)
@@ -200,8 +201,8 @@ class AdCreativeClient:
             token_refresh_lead=token_refresh_lead,
             retry=retry,
         )
-        self._stack: AsyncExitStack | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._background: BackgroundTasks | None = None
+        self._closing: anyio.Event | None = None
         features = configured_features(feature_overrides)
         self.creatives = CreativesResource(self, features["creatives"])
         """AdCreative generation and editing (seed 001)."""
@@ -268,44 +269,56 @@ class AdCreativeClient:
         await self.aclose()
 
     async def open(self) -> None:
-        """Open the session and the task group (``async with`` does this). Idempotent."""
-        if self._stack is not None:
+        """Open the session and start the client's background work (``async with`` does this).
+
+        Idempotent. The client's lifetime does not belong to the calling task: open it in one task (a
+        notebook cell, a startup hook) and use and :meth:`aclose` it in others.
+        """
+        if self._background is not None:
             return
-        stack = AsyncExitStack()
+        background = BackgroundTasks()
+        await self._transport.open()
         try:
-            await self._transport.open()
-            stack.push_async_callback(self._transport.aclose)
-            self._task_group = await stack.enter_async_context(anyio.create_task_group())
+            await background.start()
         except BaseException:
-            await stack.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._transport.aclose()
             raise
-        self._stack = stack
+        self._background = background
 
     async def aclose(self) -> None:
-        """Stop background work and close the session. Idempotent; call it from the task that opened."""
-        stack, self._stack = self._stack, None
-        if stack is None:
+        """Stop background work and close the session; from any task. Idempotent: a call while another
+        is closing waits for it."""
+        if self._closing is not None:
+            with anyio.CancelScope(shield=True):
+                await self._closing.wait()
             return
-        if self._unsubscribe_push is not None:
-            self._unsubscribe_push()
-            self._unsubscribe_push = None
-        if self._scheduler is not None:
-            self._scheduler.close()  # waiters raise ClientNotOpenError instead of hanging
-            self._scheduler = None
-        if self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-        self._task_group = None
-        # Not inside a shielded scope: the task group must be exited from its own cancel scope. The
-        # session close is shielded in the transport.
-        await stack.aclose()
+        background, self._background = self._background, None
+        if background is None:
+            return
+        self._closing = closing = anyio.Event()
+        try:
+            if self._unsubscribe_push is not None:
+                self._unsubscribe_push()
+                self._unsubscribe_push = None
+            if self._scheduler is not None:
+                self._scheduler.close()  # waiters raise ClientNotOpenError instead of hanging
+                self._scheduler = None
+            try:
+                await background.aclose()  # shielded: nothing of it outlives the client
+            finally:
+                await self._transport.aclose()  # shielded in the transport
+        finally:
+            self._closing = None
+            closing.set()
 
     @property
     def is_open(self) -> bool:
         """Whether the client is inside its lifetime."""
-        return self._stack is not None
+        return self._background is not None
 
     def _require_open(self) -> None:
-        if self._stack is None:
+        if self._background is None:
             raise ClientNotOpenError(
                 "the client is not open: use `async with AdCreativeClient(...) as client:` "
                 "(or `await client.open()` ... `await client.aclose()`)"
@@ -315,10 +328,9 @@ class AdCreativeClient:
 
     def _spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         """Start a background task in the client's task group (owned by the client's lifetime)."""
-        if self._task_group is None:
-            self._require_open()
-        assert self._task_group is not None
-        self._task_group.start_soon(func, *args)
+        self._require_open()
+        assert self._background is not None
+        self._background.spawn(func, *args)
 
     def _poll_scheduler(self) -> PollScheduler:
         """The one poll scheduler of this client, created on first use inside its lifetime."""

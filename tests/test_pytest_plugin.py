@@ -63,6 +63,13 @@ def test_sync_code_with_the_thread_emulator(adcreative_emulator_thread):
     assert emu.call(lambda e, pid: e.process(pid).process_id, process_id) == process_id
     assert set(emu.env) >= {"ADCREATIVE_BASE_URL", "ADCREATIVE_API_SECRET"}
 
+def test_sync_client_fixture(adcreative_sync_client, adcreative_emulator_thread):
+    job = adcreative_sync_client.background_remover.remove(sample_image("png", (16, 16)))
+    adcreative_emulator_thread.finish_process(job.process_id)
+    assert job.result(timeout=10).is_complete
+    assert adcreative_sync_client.user_id is not None
+    assert adcreative_emulator_thread.request_count("Image/BackgroundRemoving/AdCreative") == 1
+
 def test_async_fixture_from_a_sync_test_says_what_to_do(adcreative_client):
     pass
 """
@@ -127,7 +134,7 @@ def test_async_fixtures_under_pytest_asyncio_auto(pytester: pytest.Pytester) -> 
 def test_thread_emulator_for_synchronous_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(SYNC_SUITE)
     result = pytester.runpytest_inprocess("-p", "no:asyncio", *QUIET)
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*is an async fixture: request it from an async test marked*"])
 
 

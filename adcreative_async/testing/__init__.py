@@ -15,7 +15,9 @@ Example::
         ...  # point a client at emu.base_url with emu.credentials
         emu.finish_process(process_id)
 
-From a shell: ``python -m adcreative_async.testing --port 8080`` (prints the credentials as JSON).
+For synchronous code (and a notebook that uses the sync client), :class:`EmulatorThread` serves it from a
+background thread. From a shell: ``python -m adcreative_async.testing --port 8080`` (prints the
+credentials as JSON).
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from ._state import (
     TaskState,
     UploadInfo,
 )
+from ._thread import EmulatorThread
 
 __all__ = [
     "Credentials",
     "Delivery",
     "Emulator",
     "EmulatorOptions",
+    "EmulatorThread",
     "Faults",
     "NotificationChannel",
     "ProcessSnapshot",

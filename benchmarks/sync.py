@@ -1,0 +1,312 @@
+"""The sync client against the async one, side by side in one run: the bulk workload, and one call.
+
+Run from the repository root (see ``benchmarks/README.md``)::
+
+    python -m benchmarks.sync            # 400 jobs over 8 users x 5 runs each way; 15 x 500 calls
+    python -m benchmarks.sync --quick    # tiny sizes, seconds: CI keeps it working
+
+Scenarios (each in a fresh client process, against an emulator in its own process):
+
+- ``bulk``: N background removals over U users (renders of a few seconds with jitter), every result
+  downloaded, through ``process_many`` with the SDK's defaults: on the async client (``asyncio.run``)
+  and on :class:`~adcreative_async.SyncAdCreativeClient` (the same call, blocking; the work runs on
+  the client's loop thread). Wall time from opening the client to the last file written; the two
+  contenders alternate, each against a fresh emulator. Goal: sync within 10 % of async.
+- ``calls``: the cost of one call, in one process, async and sync rounds alternating: a call that does
+  no I/O (``resource.job(process_id)``: the sync layer's own overhead, a thread hop each way) and one
+  progress request (``user_progress(user, process_id)``, over loopback). Goal: the sync layer adds
+  < 100 µs per call.
+
+Prints a table, writes ``benchmarks/results/sync.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from adcreative_async import AdCreativeClient, Limits, RenderJob, SyncAdCreativeClient
+from adcreative_async.testing import sample_image
+from benchmarks._harness import (
+    credentials_of,
+    emulator,
+    machine,
+    process_cpu_seconds,
+    run_child,
+    summary,
+    write_results,
+)
+
+MODULE = "benchmarks.sync"
+CONTENDERS = ("async", "sync")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of one run."""
+
+    jobs: int
+    users: int
+    task_duration: tuple[float, float]
+    runs: int
+    calls: int
+    call_rounds: int
+
+
+FULL = Plan(jobs=400, users=8, task_duration=(1.0, 3.0), runs=5, calls=500, call_rounds=15)
+QUICK = Plan(jobs=16, users=2, task_duration=(0.05, 0.2), runs=1, calls=100, call_rounds=1)
+
+GOALS = {
+    "bulk_wall_ratio": 1.10,  # sync wall time / async wall time, at most
+    "call_overhead_us": 100.0,  # µs the sync layer adds to one call, at most
+}
+
+
+def _options(credentials: dict[str, str]) -> dict[str, Any]:
+    return {**credentials, "trust_env": False, "limits": Limits(max_connections=100)}
+
+
+async def _submit(client: AdCreativeClient, item: tuple[Path, str]) -> RenderJob:
+    path, user = item
+    return await client.background_remover.remove(path, user_id=user)
+
+
+def child_bulk(params: dict[str, Any]) -> dict[str, Any]:
+    """The bulk workload on one client (``params["contender"]``: ``async`` or ``sync``)."""
+    images = Path(params["images"])
+    users: list[str] = params["users"]
+    items = [(images / f"{i}.png", users[i % len(users)]) for i in range(params["jobs"])]
+    with tempfile.TemporaryDirectory(prefix="adcreative-sync-bench-") as out:
+        cpu = time.process_time()
+        started = time.monotonic()
+        if params["contender"] == "sync":
+            with SyncAdCreativeClient(**_options(params["credentials"])) as client:
+                outcomes = client.process_many(items, _submit, dest=out)
+        else:
+
+            async def main() -> Any:
+                async with AdCreativeClient(**_options(params["credentials"])) as client:
+                    return await client.process_many(items, _submit, dest=out)
+
+            outcomes = asyncio.run(main())
+        wall = time.monotonic() - started
+        cpu = time.process_time() - cpu
+        downloaded = sum(1 for p in Path(out).iterdir() if p.stat().st_size > 0)
+    errors = [f"{type(o.error).__name__}: {o.error}" for o in outcomes if o.error is not None]
+    return {
+        "contender": params["contender"],
+        "jobs": len(items),
+        "downloaded": downloaded,
+        "error_count": len(errors),
+        "errors": errors[:5],
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+    }
+
+
+def _per_call_us(calls: int, started: float) -> float:
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def child_calls(params: dict[str, Any]) -> dict[str, Any]:
+    """Per-call time of a no-I/O call and of one progress request, async and sync rounds alternating."""
+    options = _options(params["credentials"])
+    calls: int = params["calls"]
+    user = str(uuid.uuid4())
+    image = sample_image("png", (8, 8))
+    rounds: dict[str, list[float]] = {
+        f"{what}_{kind}": [] for what in ("dispatch", "request") for kind in CONTENDERS
+    }
+
+    async def async_round(process_id: str) -> None:
+        async with AdCreativeClient(**options) as client:
+            resource = client.background_remover
+            await resource.user_progress(user, process_id)  # warm: token, connection
+            started = time.perf_counter()
+            for _ in range(calls):
+                resource.job(process_id, user_id=user)
+            rounds["dispatch_async"].append(_per_call_us(calls, started))
+            started = time.perf_counter()
+            for _ in range(calls):
+                await resource.user_progress(user, process_id)
+            rounds["request_async"].append(_per_call_us(calls, started))
+
+    with SyncAdCreativeClient(**options) as client:
+        resource = client.background_remover
+        process_id = resource.remove(image, user_id=user).process_id
+        for _ in range(params["rounds"]):
+            asyncio.run(async_round(process_id))
+            resource.user_progress(user, process_id)  # warm
+            started = time.perf_counter()
+            for _ in range(calls):
+                resource.job(process_id, user_id=user)
+            rounds["dispatch_sync"].append(_per_call_us(calls, started))
+            started = time.perf_counter()
+            for _ in range(calls):
+                resource.user_progress(user, process_id)
+            rounds["request_sync"].append(_per_call_us(calls, started))
+    return {"calls": calls, "rounds": rounds}
+
+
+CHILDREN = {"bulk": child_bulk, "calls": child_calls}
+
+
+def _write_images(directory: Path, count: int) -> None:
+    image = sample_image("png", (64, 64))
+    for i in range(count):
+        (directory / f"{i}.png").write_bytes(image)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+BULK_METRICS = ("wall_seconds", "cpu_seconds", "emulator_busy")
+
+
+def _overhead(rounds: dict[str, list[float]], what: str) -> float:
+    """Median over rounds of (sync - async) µs per call, each pair measured back to back."""
+    pairs = zip(rounds[f"{what}_sync"], rounds[f"{what}_async"], strict=True)
+    return statistics.median(s - a for s, a in pairs)
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    """Both scenarios of ``plan``: bulk ``plan.runs`` times each way (alternating), then the calls."""
+    low, high = plan.task_duration
+    bulk: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
+    ratios: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="adcreative-sync-images-") as tmp:
+        _write_images(Path(tmp), plan.jobs)
+        for round_ in range(plan.runs):
+            order = CONTENDERS if round_ % 2 == 0 else CONTENDERS[::-1]
+            walls: dict[str, float] = {}
+            for contender in order:
+                _log(f"bulk: {contender}, run {round_ + 1}/{plan.runs}")
+                with emulator("--task-duration", str(low), str(high)) as info:
+                    cpu = process_cpu_seconds(info["pid"])
+                    result = run_child(
+                        MODULE,
+                        "bulk",
+                        {
+                            "credentials": credentials_of(info),
+                            "images": tmp,
+                            "users": [str(uuid.uuid4()) for _ in range(plan.users)],
+                            "jobs": plan.jobs,
+                            "contender": contender,
+                        },
+                    )
+                    result["emulator_busy"] = (process_cpu_seconds(info["pid"]) - cpu) / result[
+                        "wall_seconds"
+                    ]
+                result["valid"] = result["downloaded"] == plan.jobs and not result["error_count"]
+                _log(f"  wall {result['wall_seconds']:.2f} s, CPU {result['cpu_seconds']:.2f} s")
+                bulk[contender].append(result)
+                walls[contender] = result["wall_seconds"]
+            ratios.append(walls["sync"] / walls["async"])
+    with emulator("--task-duration", "600", "900") as info:
+        _log("calls")
+        calls = run_child(
+            MODULE,
+            "calls",
+            {"credentials": credentials_of(info), "calls": plan.calls, "rounds": plan.call_rounds},
+        )
+    per_call = {key: summary(values) for key, values in calls["rounds"].items()}
+    return {
+        "machine": machine(),
+        "plan": asdict(plan),
+        "bulk": {
+            c: {
+                "runs": runs,
+                "valid_runs": sum(1 for r in runs if r["valid"]),
+                **{
+                    k: summary([float(r[k]) for r in runs])
+                    for k in ("wall_seconds", "cpu_seconds", "emulator_busy")
+                },
+            }
+            for c, runs in bulk.items()
+        },
+        "bulk_wall_ratio": summary(ratios),
+        "calls": per_call,
+        "dispatch_overhead_us": statistics.median(
+            s - a
+            for s, a in zip(calls["rounds"]["dispatch_sync"], calls["rounds"]["dispatch_async"], strict=True)
+        ),
+        "request_overhead_us": statistics.median(
+            s - a
+            for s, a in zip(calls["rounds"]["request_sync"], calls["rounds"]["request_async"], strict=True)
+        ),
+        "goals": GOALS,
+    }
+
+
+def _cell(stats: dict[str, float], spec: str) -> str:
+    return f"{stats['median']:{spec}} ({stats['min']:{spec}}-{stats['max']:{spec}})"
+
+
+def table(data: dict[str, Any]) -> str:
+    """The human-readable report."""
+    plan = data["plan"]
+    lines = [
+        f"Sync vs async client: bulk of {plan['jobs']} background removals over {plan['users']} users "
+        f"(renders of {plan['task_duration'][0]}-{plan['task_duration'][1]} s), median of {plan['runs']} "
+        f"run(s) each (min-max); {data['machine']['cores']} cores, Python {data['machine']['python']}",
+        "",
+        f"{'client':<8} {'wall s':>22} {'client CPU s':>22} {'valid runs':>11}",
+    ]
+    for name, c in data["bulk"].items():
+        lines.append(
+            f"{name:<8} {_cell(c['wall_seconds'], '.2f'):>22} {_cell(c['cpu_seconds'], '.2f'):>22} "
+            f"{c['valid_runs']:>5}/{len(c['runs'])}"
+        )
+    ratio = data["bulk_wall_ratio"]
+    calls = data["calls"]
+    lines += [
+        "",
+        f"bulk wall time, sync / async (per run, same round): {_cell(ratio, '.3f')} "
+        f"(goal <= {GOALS['bulk_wall_ratio']:.2f})",
+        "",
+        f"one call ({plan['calls']} calls x {plan['call_rounds']} rounds, µs per call): async, sync",
+        f"  no I/O (resource.job):           {_cell(calls['dispatch_async'], '.1f')}, "
+        f"{_cell(calls['dispatch_sync'], '.1f')}",
+        f"  progress request (user_progress): {_cell(calls['request_async'], '.0f')}, "
+        f"{_cell(calls['request_sync'], '.0f')}",
+        f"sync overhead per call: {data['dispatch_overhead_us']:.1f} µs without I/O, "
+        f"{data['request_overhead_us']:.1f} µs on a request (goal < {GOALS['call_overhead_us']:.0f} µs)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.sync [--quick] [--output PATH]``, or a scenario's child process."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "--child":
+        kind, params = args[1], json.loads(args[2])
+        print(json.dumps(CHILDREN[kind](params)))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sync", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (CI): the figures mean nothing")
+    parser.add_argument("--output", type=Path, help="where to write the JSON (default benchmarks/results/)")
+    options = parser.parse_args(args)
+    data = run(QUICK if options.quick else FULL)
+    print(table(data))
+    if options.output is not None:
+        options.output.parent.mkdir(parents=True, exist_ok=True)
+        options.output.write_text(json.dumps(data, indent=2, default=str))
+        print(f"\nwritten: {options.output}")
+    else:
+        print(f"\nwritten: {write_results('sync-quick' if options.quick else 'sync', data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
