@@ -72,8 +72,8 @@ class Emulator:
             when None.
         access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, task_duration,
         auto_complete, notification_channel, list_finished, partial_tasks, unknown_task_state,
-        task_failure_rate, read_after_write_lag, image_format, image_size, seed, tasks_per_size,
-        channel_required_for_background_removal, download_size, range_requests,
+        task_failure_rate, read_after_write_lag, start_latency, image_format, image_size, seed,
+        tasks_per_size, channel_required_for_background_removal, download_size, range_requests,
         progress_notifications, notification_loss_rate, notification_duplicate_rate,
         reorder_notifications: See :class:`EmulatorOptions`.
         faults: random faults per route for chaos tests: ``{route: Faults(...)}`` (or a mapping of its
@@ -103,6 +103,7 @@ class Emulator:
         unknown_task_state: int | None = None,
         task_failure_rate: float = 0.0,
         read_after_write_lag: float = 0.0,
+        start_latency: float | tuple[float, float] = 0.0,
         image_format: str = "png",
         image_size: tuple[int, int] = (64, 64),
         seed: int | None = None,
@@ -128,6 +129,7 @@ class Emulator:
             unknown_task_state=unknown_task_state,
             task_failure_rate=task_failure_rate,
             read_after_write_lag=read_after_write_lag,
+            start_latency=start_latency,
             image_format=image_format,
             image_size=image_size,
             seed=seed,
