@@ -103,8 +103,7 @@ class AdCreativeClient:
             is never sent again; with this (default) the client reads the user's processes and adopts
             the process only if it provably made it, else raises ``RenderMayExistError`` naming the
             candidates. It costs one progress listing per (feature, user) before the first start
-            call, to know what existed already; while a reconcile of a user is open, that user's new
-            start calls wait for its decision.
+            call, to know what existed already.
         unique_user_per_submission: strong mode: every start call gets a fresh user id as its
             identity (``job.user_id``), so that a start whose answer was lost is found, or known
             absent, without doubt (and no listing is needed beforehand).

@@ -4,28 +4,30 @@ edit call may or may not have reached the server.
 A start call is sent again only when it surely never left (connection refused, connect timeout); a
 failure to obtain its access token is not a send (the token error is raised as is, ``before_send``).
 After an ambiguous failure — the connection dropped after sending, the read timed out, a gateway answered
-502/503/504, a 200 whose body could not be read — the render may exist. The call is never sent again;
-the client reconciles, and **adopts a process only when it provably belongs to this call**:
+500/502/503/504, a 200 whose body could not be read — the render may exist. The call is never sent
+again; the client reconciles, and **adopts a process only when it provably belongs to this call**:
 
-- the client knows the process ids it has seen for each (feature, user): a listing taken before its
-  first start call for that user (one listing, shared by concurrent first calls), its own answers, and
-  every full listing since; a process first seen after a call was sent is *new* for that call;
-- while a reconcile of (feature, user) is open, that user's new start (and edit) calls wait at a gate,
-  so none is sent during the listing window; the reconcile waits until every call of that user already
-  in flight is answered (it loops until quiet), and the ambiguous failures among them join it: they form
-  one group, decided together;
-- a process is adopted by a call only when it is the one new matching process for that call, no other
-  member of its group could have made it, the client had a baseline listing when the call was sent, and
-  no other client writes for that user: the user declared this client the only writer of its user ids
-  (``AdCreativeClient(exclusive_user_ids=True)``), or the user id is this call's own (strong mode,
-  ``unique_user_per_submission=True``, or :meth:`SubmissionLedger.exclusive_user`);
-- every process a reconcile adopted or named is claimed: it is never offered to another reconcile.
+- The client knows, per (feature, user), the process ids it has seen: a listing taken before its first
+  start call for that user (one listing, shared by concurrent first calls), its own answers, and every
+  full listing since. A process first seen after a call was sent is *new* for that call.
+- The failed call lists the user's processes until its grace runs out. It reads a listing only once
+  every call of that user sent before the listing was answered has ended: their answers claim their
+  processes (a render is listed before its answer arrives), and their ambiguous failures make them
+  *unresolved* too. No call waits at a gate: other calls go on being sent meanwhile.
+- It adopts a process only if that process is the one new matching process for it, no other unresolved
+  call could have made it (one whose window — from its sending to the end of its grace — saw the
+  process appear, and whose request it matches; a cancelled call counts), the client had a baseline
+  listing when the call was sent, and no other client writes for that user: the user declared this
+  client the only writer of its user ids (``AdCreativeClient(exclusive_user_ids=True)``), or the user id
+  is this call's own (strong mode, ``unique_user_per_submission=True``), or a caller declared it through
+  :meth:`SubmissionLedger.exclusive_user`. An adopted process is claimed: never another call's.
 
 Otherwise the call raises :class:`RenderMayExistError` saying only what is known: the candidates (new
-matching processes that may be its render) and why none can be proven its own, or that no new process
-appeared within the grace period (``RetryPolicy.reconcile_grace``; assumed longer than the listing's
-read-after-write lag) — never that the render was "probably not created". Whether to start again is
-the caller's decision.
+matching processes that may be its render) and why none is provably its own, or that no new process
+appeared within the grace period — never that the render was "probably not created".
+``RetryPolicy.reconcile_grace`` is assumed longer than the listing's read-after-write lag (and than a
+server's work on a request whose answer timed out): a process first listed after a call's grace is not
+taken for its render. Whether to start again is the caller's decision.
 
 An ambiguous edit re-opens an existing process: it is adopted when its edited tasks are seen running
 again; otherwise the error says the edit may or may not have been applied (a re-render that already
@@ -112,42 +114,41 @@ def is_ambiguous(error: AdCreativeError) -> bool:
 
 @dataclass(eq=False)
 class Submission:
-    """One paid call of this client for a (feature, user), from the gate to its answer.
+    """One paid call of this client for a (feature, user), from its sending to its outcome.
 
     Attributes:
         resource, user_id: the feature and user it is for.
-        mark: where that ledger's record of seen processes stood when the call was sent.
-        baseline: whether the ledger knew the user's processes (a listing) when the call was sent.
+        seq: its place in the order of the user's calls (admission).
+        mark: where the ledger's record of seen processes stood when it was sent: a process first seen
+            later is new for it.
+        baseline: whether the ledger knew the user's processes (a listing) when it was sent.
         matches: whether a listed process could be this start call's render; None for an edit.
         edited_task_ids: an edit's tasks.
+        failed_at: when it failed ambiguously (or was abandoned), on the client's clock.
+        end: where the ledger stood when its window closed (its grace ran out): a process first seen
+            later is not its render (``RetryPolicy.reconcile_grace`` is assumed longer than the
+            listing's lag). None while open.
+        adopted: the process it provably made, once known.
+        abandoned: cancelled while it may have been sent: no one settles it.
     """
 
     resource: RenderResource
     user_id: str
+    seq: int
     mark: int
     baseline: bool
     matches: Callable[[Progress], bool] | None
     edited_task_ids: tuple[str, ...] = ()
     cause: AdCreativeError | None = None
-    group: _Group | None = None
-    outcome: Progress | RenderMayExistError | None = None
+    failed_at: float | None = None
+    end: int | None = None
+    adopted: Progress | None = None
+    abandoned: bool = False
 
     @property
     def feature(self) -> str:
         """The feature's name."""
         return self.resource.feature.name
-
-
-@dataclass(eq=False)
-class _Group:
-    """Ambiguous start calls of one (feature, user) whose windows overlap: decided together."""
-
-    resource: RenderResource
-    user_id: str
-    members: list[Submission] = field(default_factory=list)
-    decided: anyio.Event = field(default_factory=anyio.Event)
-    deadline: float | None = None  # set once every call of the user is answered
-    listing: list[Progress] | None = None  # the last listing read
 
 
 @dataclass(eq=False)
@@ -160,7 +161,7 @@ class _BaselineFlight:
 class _UserLedger:
     key: tuple[str, str]
     known: dict[str, int] = field(default_factory=dict)  # process id -> when first seen; oldest first
-    claimed: dict[str, None] = field(default_factory=dict)  # answered, adopted or named: never offered
+    claimed: dict[str, None] = field(default_factory=dict)  # answered or adopted: never another's
     edited: dict[str, None] = field(default_factory=dict)  # task ids of this client's edits
     seen: int = 0  # a counter: the "when" of ``known``
     forgot: int = 0  # ``seen`` when processes were last forgotten (MAX_KNOWN_PER_USER)
@@ -168,13 +169,13 @@ class _UserLedger:
     exclusive: bool = False  # no other client writes for this user
     fresh: bool = False  # a user id made up for one start call: forgotten once it is settled
     flight: _BaselineFlight | None = None
-    in_flight: int = 0
-    idle: anyio.Event | None = None
-    group: _Group | None = None  # an undecided reconcile: the gate is closed while it is set
-    driver: anyio.Lock = field(default_factory=anyio.Lock)
+    admitted: int = 0  # calls sent so far (the next call's ``seq``)
+    in_flight: dict[int, Submission] = field(default_factory=dict)  # by seq, oldest first
+    progress: anyio.Event | None = None  # set (and replaced) whenever a call in flight ends
+    unresolved: list[Submission] = field(default_factory=list)  # ambiguous, not provably resolved
 
     def new_since(self, mark: int, process_id: str) -> bool:
-        """Whether ``process_id`` was unknown at ``mark`` and belongs to no call or reconcile."""
+        """Whether ``process_id`` was unknown at ``mark`` and is no call's own (answered or adopted)."""
         pid = process_id.lower()
         when = self.known.get(pid)
         return (when is None or when > mark) and pid not in self.claimed
@@ -185,8 +186,8 @@ class _UserLedger:
 
 
 class SubmissionLedger:
-    """Per client: the process ids seen for each (feature, user), the calls in flight, and the reconcile
-    groups (see the module docstring for the rule).
+    """Per client: the process ids seen for each (feature, user), the calls in flight, and the calls
+    whose ambiguous failure is not resolved (see the module docstring for the rule).
 
     Args:
         clock: the client's clock.
@@ -218,9 +219,8 @@ class SubmissionLedger:
     def saw(self, feature: str, user_id: str, process_ids: Iterable[str], *, answered: bool = False) -> None:
         """Record processes seen in a listing, or (``answered``) returned by this client's own calls."""
         ledger = self._users.get((feature, user_id.lower()))
-        if ledger is None:
-            return  # no call of this client for that user yet: nothing to tell apart
-        _record(ledger, process_ids, claim=answered)
+        if ledger is not None:
+            _record(ledger, process_ids, claim=answered)
 
     def listed(self, feature: str, user_id: str, process_ids: Iterable[str]) -> None:
         """Record a full listing of the user's processes: it also serves as the baseline."""
@@ -279,177 +279,192 @@ class SubmissionLedger:
                 flight.done.set()
             return
 
-    async def admit(
+    def admit(
         self,
         resource: RenderResource,
         user_id: str,
         matches: Callable[[Progress], bool] | None,
         edited_task_ids: Iterable[str] = (),
     ) -> Submission:
-        """Pass the gate of (feature, user) and count the call as in flight: call just before sending.
-
-        While a reconcile of that user is open, this waits until it is decided (helping to decide it
-        if no one else is), so that no call is sent during its listing window.
+        """Count a call as in flight: call it just before sending (no await in between).
 
         Args:
             matches: for a start call, whether a listed process could be its render; None for an edit.
             edited_task_ids: an edit's tasks (a process showing one is never a start's render).
         """
-        feature = resource.feature.name
-        ledger = self._ledger(feature, user_id)
-        while ledger.group is not None:
-            await self._decided(ledger, ledger.group)
-        ledger.in_flight += 1
+        ledger = self._ledger(resource.feature.name, user_id)
         edited = tuple(edited_task_ids)
         _bounded(ledger.edited, (t.lower() for t in edited), MAX_EDITED_TASKS_PER_USER)
-        return Submission(resource, user_id, ledger.seen, ledger.baseline, matches, edited)
+        call = Submission(resource, user_id, ledger.admitted, ledger.seen, ledger.baseline, matches, edited)
+        ledger.admitted += 1
+        ledger.in_flight[call.seq] = call
+        return call
 
     def answered(self, call: Submission, progress: Progress) -> None:
         """The call returned ``progress``: its process is claimed (never another call's)."""
         ledger = self._ledger(call.feature, call.user_id)
         _record(ledger, [progress.image_render_process_id], claim=True)
-        self._done(ledger)
+        self._finish(ledger, call)
 
     def failed(self, call: Submission, error: AdCreativeError | None) -> None:
         """The call failed (``error``) or was abandoned (None: cancelled while it may have been sent).
 
-        A start call that may have reached the server joins the user's open reconcile group (opening
-        one, which closes the gate); anything else made nothing.
+        A start call that may have reached the server stays unresolved: until it is settled (or its
+        grace runs out), a new process may be its render, and no other call adopts such a process.
         """
         ledger = self._ledger(call.feature, call.user_id)
-        # an abandoned call of a made-up user: no later call can be confused with its render
-        abandoned_alone = error is None and ledger.fresh
-        if call.matches is not None and (error is None or is_ambiguous(error)) and not abandoned_alone:
-            group = ledger.group
-            if group is None:
-                group = ledger.group = _Group(call.resource, call.user_id)
+        if call.matches is not None and (error is None or is_ambiguous(error)):
             call.cause = error
-            call.group = group
-            group.members.append(call)
-        self._done(ledger)
+            call.failed_at = self._clock.monotonic()
+            call.abandoned = error is None
+            if not (call.abandoned and ledger.fresh):  # a made-up user's: nothing else can mistake it
+                ledger.unresolved.append(call)
+        self._finish(ledger, call)
 
-    def _done(self, ledger: _UserLedger) -> None:
-        ledger.in_flight -= 1
-        if ledger.in_flight <= 0 and ledger.idle is not None:
-            ledger.idle.set()
-            ledger.idle = None
-        self._forget_if_settled(ledger)
+    def _finish(self, ledger: _UserLedger, call: Submission) -> None:
+        ledger.in_flight.pop(call.seq, None)
+        if ledger.progress is not None:
+            ledger.progress.set()
+            ledger.progress = None
+        self._prune(ledger)
 
-    def _forget_if_settled(self, ledger: _UserLedger) -> None:
-        if ledger.fresh and ledger.in_flight <= 0 and ledger.group is None:
+    def _prune(self, ledger: _UserLedger) -> None:
+        """Forget unresolved calls that can no longer be mistaken (their window closed before any
+        call now open was sent), and a made-up user's ledger once its call is settled."""
+        self._close_abandoned(ledger)
+        open_marks = [c.mark for c in ledger.in_flight.values()]
+        open_marks += [c.mark for c in ledger.unresolved if c.end is None]
+        oldest = min(open_marks, default=ledger.seen)
+        ledger.unresolved = [
+            c for c in ledger.unresolved if c.adopted is None and (c.end is None or c.end > oldest)
+        ]
+        if ledger.fresh and not ledger.in_flight and all(c.end is not None for c in ledger.unresolved):
             self._users.pop(ledger.key, None)
+
+    def _close_abandoned(self, ledger: _UserLedger) -> None:
+        """No one settles an abandoned call: its window closes when its grace runs out."""
+        now = self._clock.monotonic()
+        for call in ledger.unresolved:
+            if call.abandoned and call.end is None and now >= (call.failed_at or now) + self._grace:
+                call.end = ledger.seen
+
+    async def _answered_before(self, ledger: _UserLedger, seq: int) -> None:
+        """Until every call sent before ``seq`` has ended: their answers are claimed, their ambiguous
+        failures unresolved — either way, no longer mistaken for this call's render."""
+        while ledger.in_flight and next(iter(ledger.in_flight)) < seq:
+            if ledger.progress is None:
+                ledger.progress = anyio.Event()
+            await ledger.progress.wait()
 
     async def settle(self, call: Submission) -> Progress:
         """After :meth:`failed` with an ambiguous error: the process this call provably made.
 
+        It lists the user's processes until one is provably its render, or its grace runs out. Each
+        listing is read only once every call sent before that listing was answered has ended.
+
         Raises:
             RenderMayExistError: what is known (the candidates, and why none is provably this call's).
         """
-        group = call.group
-        assert group is not None, "settle() follows failed() with an ambiguous error"
         ledger = self._ledger(call.feature, call.user_id)
-        await self._decided(ledger, group)
-        self._forget_if_settled(ledger)
-        outcome = call.outcome
-        assert outcome is not None
-        if isinstance(outcome, RenderMayExistError):
-            raise outcome
-        logger.warning("adopted process %s after an ambiguous start call", outcome.process_id)
-        return outcome
+        assert call.failed_at is not None, "settle() follows failed() with an ambiguous error"
+        deadline = call.failed_at + self._grace
+        listing: list[Progress] | None = None
+        error: AdCreativeError | None = None
+        settled = False
+        try:
+            while True:
+                try:
+                    fresh = await call.resource.user_progress(call.user_id)
+                    horizon = ledger.admitted  # calls sent before it was answered may be in it
+                    await self._answered_before(ledger, horizon)
+                    listing, error = fresh, None
+                    adopted = self._adopt(ledger, call, listing)
+                    if adopted is not None:
+                        settled = True
+                        return adopted
+                except AdCreativeError as exc:
+                    error = exc
+                if self._clock.monotonic() >= deadline:
+                    break
+                await self._clock.sleep(self._interval)
+            adopted = self._adopt(ledger, call, listing) if listing is not None else None
+            settled = True
+            if adopted is not None:
+                return adopted
+            raise self._may_exist(ledger, call, listing, error)
+        finally:
+            if settled:
+                call.end = ledger.seen  # its window is closed: a process first seen later is not its
+            else:
+                call.abandoned = True  # cancelled: its window closes when its grace runs out
+            self._prune(ledger)
 
-    # --------------------------------------------------------------------------- deciding a group
+    # ------------------------------------------------------------------------------------ deciding
 
-    async def _decided(self, ledger: _UserLedger, group: _Group) -> None:
-        """Until ``group`` is decided; one task at a time decides it (another takes over if it is
-        cancelled, so that a group is never left undecided while someone waits for it)."""
-        while not group.decided.is_set():
-            async with ledger.driver:
-                if not group.decided.is_set():
-                    await self._drive(ledger, group)
+    def _candidates(
+        self, ledger: _UserLedger, call: Submission, listing: Iterable[Progress]
+    ) -> list[Progress]:
+        """New processes of the listing that could be ``call``'s render."""
+        matches = call.matches or (lambda progress: False)
+        return [
+            p
+            for p in listing
+            if ledger.new_since(call.mark, p.process_id)
+            and matches(p)
+            and not ledger.edited_by_this_client(p)
+        ]
 
-    async def _drive(self, ledger: _UserLedger, group: _Group) -> None:
-        while ledger.in_flight > 0:  # the gate is closed: in flight only decreases, and the
-            if ledger.idle is None:  # ambiguous failures among them join this group
-                ledger.idle = anyio.Event()
-            await ledger.idle.wait()
-        if group.deadline is None:
-            group.deadline = self._clock.monotonic() + self._grace
-        while True:
-            error: AdCreativeError | None = None
-            try:
-                group.listing = await group.resource.user_progress(group.user_id)
-            except AdCreativeError as exc:
-                error = exc
-            if self._clock.monotonic() >= group.deadline or (error is None and self._complete(ledger, group)):
-                self._decide(ledger, group, error)
-                return
-            await self._clock.sleep(self._interval)
-
-    def _candidates(self, ledger: _UserLedger, group: _Group) -> dict[Submission, list[Progress]]:
-        pool = [p for p in group.listing or () if not ledger.edited_by_this_client(p)]
-        found: dict[Submission, list[Progress]] = {}
-        for member in group.members:
-            matches = member.matches or (lambda progress: False)
-            found[member] = [p for p in pool if ledger.new_since(member.mark, p.process_id) and matches(p)]
-        return found
-
-    def _complete(self, ledger: _UserLedger, group: _Group) -> bool:
-        """Whether the listing can show nothing more of the group: when only its members write for the
-        user and each can have made one process, as many new processes as members have appeared."""
-        if not (self._exclusive or ledger.exclusive) or not all(m.baseline for m in group.members):
-            return False  # another writer's process may stand in for a member's lagging one
-        found = {_pid(p) for ps in self._candidates(ledger, group).values() for p in ps}
-        return len(found) >= len(group.members)
-
-    def _decide(self, ledger: _UserLedger, group: _Group, error: AdCreativeError | None) -> None:
-        """Give every member its outcome, claim every process named, open the gate. Synchronous: the
-        listing, the decision and the claims are one step."""
-        candidates = self._candidates(ledger, group)
-        exclusive = self._exclusive or ledger.exclusive
-        for member in group.members:
-            mine = candidates[member]
-            ids = {_pid(p) for p in mine}
-            others = (other for other in group.members if other is not member)
-            rivals = sum(1 for other in others if ids & {_pid(p) for p in candidates[other]})
-            provable = exclusive and member.baseline and ledger.forgot <= member.mark
-            if error is None and provable and len(mine) == 1 and rivals == 0:
-                member.outcome = mine[0]
+    def _rivals(self, ledger: _UserLedger, call: Submission, candidates: Iterable[Progress]) -> int:
+        """Other unresolved calls that could have made one of ``candidates``."""
+        self._close_abandoned(ledger)
+        rivals = 0
+        for other in ledger.unresolved:
+            if other is call or other.adopted is not None or other.matches is None:
                 continue
-            member.outcome = self._may_exist(
-                ledger,
-                member,
-                mine,
-                exclusive=exclusive,
-                rivals=rivals,
-                unreadable=error,
-                read=group.listing,
-            )
-        _record(
-            ledger,
-            (p.image_render_process_id for ps in candidates.values() for p in ps),
-            claim=True,
-        )
-        ledger.group = None
-        group.decided.set()
+            for progress in candidates:
+                first_seen = ledger.known.get(_pid(progress))
+                if first_seen is None:  # forgotten: it may be anyone's
+                    rivals += 1
+                    break
+                in_window = other.mark < first_seen and (other.end is None or first_seen <= other.end)
+                if in_window and other.matches(progress):
+                    rivals += 1
+                    break
+        return rivals
+
+    def _provable(self, ledger: _UserLedger, call: Submission) -> bool:
+        """Whether no other client writes for the user and the call had a complete record."""
+        exclusive = self._exclusive or ledger.exclusive
+        return exclusive and call.baseline and ledger.forgot <= call.mark
+
+    def _adopt(self, ledger: _UserLedger, call: Submission, listing: Iterable[Progress]) -> Progress | None:
+        """The one new matching process if it is provably ``call``'s; it is then claimed."""
+        if not self._provable(ledger, call):
+            return None
+        candidates = self._candidates(ledger, call, listing)
+        if len(candidates) != 1 or self._rivals(ledger, call, candidates):
+            return None
+        (adopted,) = candidates
+        call.adopted = adopted
+        _record(ledger, [adopted.image_render_process_id], claim=True)
+        logger.warning("adopted process %s after an ambiguous start call", adopted.process_id)
+        return adopted
 
     def _may_exist(
         self,
         ledger: _UserLedger,
-        member: Submission,
-        mine: list[Progress],
-        *,
-        exclusive: bool,
-        rivals: int,
-        unreadable: AdCreativeError | None,
-        read: list[Progress] | None,
+        call: Submission,
+        listing: list[Progress] | None,
+        error: AdCreativeError | None,
     ) -> RenderMayExistError:
-        cause = member.cause
-        user = member.user_id
-        feature = member.feature
+        cause = call.cause
+        user = call.user_id
+        feature = call.feature
         failed = f"a {feature} start call failed ({cause})"
-        if read is None:
+        mine = self._candidates(ledger, call, listing or ())
+        if listing is None:
             message = (
-                f"{failed} and the user's processes could not be read ({unreadable}): the render may "
+                f"{failed} and the user's processes could not be read ({error}): the render may "
                 "exist; check the user's processes before starting again"
             )
         elif not mine:
@@ -460,21 +475,22 @@ class SubmissionLedger:
             )
         else:
             reasons = []
-            if not exclusive:
+            if not (self._exclusive or ledger.exclusive):
                 reasons.append(
                     "another client may start renders for this user (declare this client the only "
                     "writer of its user ids with exclusive_user_ids=True, or use "
                     "unique_user_per_submission=True)"
                 )
-            if not member.baseline or ledger.forgot > member.mark:
+            if not call.baseline or ledger.forgot > call.mark:
                 reasons.append("the user's processes could not be listed before the call was sent")
+            rivals = self._rivals(ledger, call, mine)
             if rivals:
                 reasons.append(
                     f"{rivals} other start call{'s' if rivals > 1 else ''} of this client for this user "
-                    "failed at the same time and may have made them"
+                    f"failed at the same time and may have made {'it' if len(mine) == 1 else 'them'}"
                 )
-            if unreadable is not None:
-                reasons.append(f"the last listing failed ({unreadable})")
+            if error is not None:
+                reasons.append(f"the last listing failed ({error})")
             if not reasons:
                 reasons.append(f"{len(mine)} new processes appeared")
             ids = ", ".join(p.image_render_process_id for p in mine)

@@ -292,7 +292,7 @@ async def test_two_new_processes_cannot_be_told_apart(api: MiniAPI) -> None:
         return web.Response()
 
     api.routes[("POST", BG_START)] = made_two
-    async with client_for(api, exclusive=True) as client:
+    async with client_for(api, retry=QUICK_RECONCILE, exclusive=True) as client:
         with pytest.raises(RenderMayExistError, match="2 new matching processes") as info:
             await client.background_remover.remove(PNG)
     assert len(info.value.candidates) == 2

@@ -444,14 +444,14 @@ class RenderResource(Resource):
             response = await client._transport.request(req)
             progress = response.decode(PROGRESS_DECODER.decode, "POST")
         elif edited_task_ids is not None:
-            call = await ledger.admit(self, user, None, edited_task_ids)
+            call = ledger.admit(self, user, None, edited_task_ids)
             progress = await self._send_paid(req, call)
         else:
             if fresh_user:
                 ledger.fresh_user(self.feature.name, user)
             else:
                 await ledger.before_start(self, user)
-            call = await ledger.admit(self, user, _matcher(self.feature, values))
+            call = ledger.admit(self, user, _matcher(self.feature, values))
             progress = await self._send_paid(req, call)
         user_id = progress.user_id or user
         return RenderJob(

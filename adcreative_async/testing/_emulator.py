@@ -161,7 +161,8 @@ class Emulator:
         self._state.primary = self._application
         self._host = host
         self._port = port
-        self.app: web.Application = EmulatorApp(self._state).build()
+        self._http = EmulatorApp(self._state)
+        self.app: web.Application = self._http.build()
         """The aiohttp application, for embedding (e.g. in ``aiohttp.test_utils.TestServer``)."""
         self.app.cleanup_ctx.append(self._notifier.context)
         self._runner: web.AppRunner | None = None
@@ -432,6 +433,13 @@ class Emulator:
     def download_count(self, task_id: str) -> int:
         """Successful downloads of a task."""
         return self._state.get_task(task_id)[1].download_count
+
+    def result_bytes(self, task_id: str, *, low_resolution: bool = False) -> bytes:
+        """The body a download of the task returns (whatever its state): each task's image has its own
+        colour, so a downloaded file tells which task it came from (KeyError for an unknown task)."""
+        self._state.get_task(task_id)
+        body = self._http.download_body(task_id.lower(), low_resolution)
+        return b"".join(piece if isinstance(piece, bytes) else bytes(piece) for piece in body)
 
     def process_download_count(self, process_id: str) -> int:
         """Successful downloads of every task of a process."""
