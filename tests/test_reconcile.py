@@ -428,3 +428,20 @@ async def test_a_reconcile_cancelled_midway_still_keeps_its_possible_render_from
         (made,) = processes(emulator)
     assert isinstance(error, RenderMayExistError), f"adopted the render of a cancelled reconcile: {error!r}"
     assert [c.process_id for c in error.candidates] == [made]
+
+
+async def test_a_user_id_declared_exclusive_through_the_ledger_hook_is_adopted_for() -> None:
+    # The hook a run ledger uses for user ids it derives per item: only that user's lost answers are
+    # adopted; another user's are still named (another client may write for it).
+    other = "30430501-840a-4cbb-a1dd-b00f722bd79f"
+    gateway = Gateway(plans=["made-502", "made-502"])
+    async with emulator_behind(gateway) as emulator, client_for(emulator) as client:
+        client._ledger.exclusive_user("background_remover", USER)
+        adopted = await outcome(client.background_remover.remove(IMAGES[0]))
+        named = await outcome(client.background_remover.remove(IMAGES[1], user_id=other))
+        (made,) = processes(emulator)
+        (made_for_other,) = [p.process_id for p in emulator.processes_for(other)]
+    assert isinstance(adopted, RenderJob)
+    assert adopted.process_id == made
+    assert isinstance(named, RenderMayExistError)
+    assert [c.process_id for c in named.candidates] == [made_for_other]
