@@ -374,10 +374,10 @@ class SubmissionLedger:
         try:
             while True:
                 try:
-                    fresh = await call.resource.user_progress(call.user_id)
+                    current = await call.resource.user_progress(call.user_id)
                     horizon = ledger.admitted  # calls sent before it was answered may be in it
                     await self._answered_before(ledger, horizon)
-                    listing, error = fresh, None
+                    listing, error = current, None
                     adopted = self._adopt(ledger, call, listing)
                     if adopted is not None:
                         settled = True
