@@ -102,11 +102,16 @@ class AdCreativeClient:
             syntax are always checked.
         reconcile_submissions: a start or edit call that failed after it may have reached the server
             is never sent again; with this (default) the client reads the user's processes and adopts
-            the one it made, or raises ``RenderMayExistError``. It costs one progress listing per
-            (feature, user) before the first start call, to know what existed already.
+            the process only if it provably made it, else raises ``RenderMayExistError`` naming the
+            candidates. It costs one progress listing per (feature, user) before the first start
+            call, to know what existed already.
         unique_user_per_submission: strong mode: every start call gets a fresh user id as its
             identity (``job.user_id``), so that a start whose answer was lost is found, or known
             absent, without doubt (and no listing is needed beforehand).
+        exclusive_user_ids: declare this client the only writer of its user ids (no other client or
+            worker process starts renders for them). Only then can a reconcile adopt a process of a
+            shared user id: without it, a new process may be another writer's, so the SDK names it
+            in ``RenderMayExistError`` instead. Default False (two workers may share a user id).
         user_agent: replaces the default ``adcreative-async/<version> …`` User-Agent.
         token_refresh_lead: renew the access token this many seconds before expiry (at most half of
             its lifetime).
@@ -143,6 +148,7 @@ class AdCreativeClient:
         strict_validation: bool = True,
         reconcile_submissions: bool = True,
         unique_user_per_submission: bool = False,
+        exclusive_user_ids: bool = False,
         user_agent: str | None = None,
         token_refresh_lead: float = 60.0,
         clock: Clock | None = None,
@@ -183,6 +189,7 @@ class AdCreativeClient:
         self.strict_validation = strict_validation
         self.reconcile_submissions = reconcile_submissions
         self.unique_user_per_submission = unique_user_per_submission
+        self.exclusive_user_ids = exclusive_user_ids
         self.clock: Clock = clock or SystemClock()
         self._transport = Transport(
             base_url=self.base_url,
@@ -232,7 +239,12 @@ class AdCreativeClient:
             )
         }
         self._scheduler: PollScheduler | None = None
-        self._ledger = SubmissionLedger(self.clock, self._transport.retry)
+        self._ledger = SubmissionLedger(
+            self.clock,
+            self._transport.retry,
+            exclusive=exclusive_user_ids,
+            fresh_users=unique_user_per_submission,
+        )
 
     @staticmethod
     def _check_base_url(value: str) -> str:

@@ -51,7 +51,15 @@ _BODY_EXCERPT = 300
 
 
 class AdCreativeError(Exception):
-    """Root of every exception raised by adcreative-async."""
+    """Root of every exception raised by adcreative-async.
+
+    Attributes:
+        before_send: True when the call this error ended was never sent: it failed while obtaining its
+            access token (the token request's own error is raised as is, with this flag). Such a start
+            or edit call surely made nothing, so it is never reconciled.
+    """
+
+    before_send: bool = False
 
 
 class InvalidRequestError(AdCreativeError, ValueError):

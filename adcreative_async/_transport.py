@@ -474,7 +474,11 @@ class Transport:
         renewed = False
         while True:
             attempt += 1
-            token = await self.tokens.access_token() if req.auth else None
+            try:
+                token = await self.tokens.access_token() if req.auth else None
+            except AdCreativeError as exc:
+                exc.before_send = True  # a token failure is never a send of this call
+                raise
             try:
                 response = await self._send(req, token)
             except APIConnectionError as exc:

@@ -1,17 +1,25 @@
-"""The chaos suite: 500 jobs through the bulk helper while the emulator injects about 10 % faults on
-every route (5xx, 429, connection resets, lost answers, slow answers, malformed JSON, truncated downloads)
-and access tokens expire mid-run.
+"""The chaos suite: 300 background removals over 10 users through the bulk helper, against an emulator
+that answers start calls 50-300 ms after it made the render (as a real service does) and injects about
+11 % faults on every route (5xx before or after serving, 429, connection resets, lost answers, slow
+answers past the read timeout, malformed JSON, truncated downloads), while every access token expires
+mid-run. Each mode runs with one client, and with two clients (two workers) sharing the user ids.
 
-Every job must end downloaded or with a typed error that carries what is known; no render may be
-submitted twice; no partial file may be left; no task, connection or file handle may leak. It prints the
-figures README's "Reliability" section quotes.
+Every run must show: 0 wrong results (each downloaded file is the render of its own input), 0 duplicate
+renders (at most one process per input), 0 renders unknown to the caller (every process on the server is
+held by exactly one item, or named in a ``RenderMayExistError``'s candidates), 0 ResourceWarnings and 0
+partial files. ``pytest -s tests/test_chaos.py`` prints the figures README's "Reliability" section quotes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gc
+import hashlib
 import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -23,6 +31,7 @@ from adcreative_async import (
     BulkOutcome,
     PollPolicy,
     RenderJob,
+    RenderMayExistError,
     RetryPolicy,
     Timeout,
 )
@@ -30,17 +39,58 @@ from adcreative_async.testing import Emulator, Faults, sample_image
 
 pytestmark = pytest.mark.anyio
 
-USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
-JOBS = 500
+USERS = [f"2581c740-8e9d-4d63-96bc-{i:012x}" for i in range(10)]
+JOBS = 300
 FAULTS = Faults(
-    server_error=0.03,
+    server_error=0.02,  # 500/502/503/504, the request not served
+    served_error=0.01,  # served (a render may exist), then a gateway's 502/503/504
     rate_limit=0.02,
     reset=0.01,
-    lost_response=0.02,
+    lost_response=0.02,  # served, then the connection drops before the answer
     slow=0.01,
-    slow_seconds=1.0,
+    slow_seconds=1.2,  # past the client's read timeout (1 s): the render is made 0.2 s after it
     malformed=0.01,
-    truncate=0.02,
+    truncate=0.01,
+)
+START_LATENCY = (0.05, 0.3)
+RETRY = RetryPolicy(
+    initial_backoff=0.02,
+    max_backoff=0.5,
+    max_total=10,
+    reconcile_grace=1.5,  # assumed longer than a slow answer's render lag (0.2 s + latency), with room
+    reconcile_interval=0.1,
+)
+#: Fast polls, and no client-side poll rate cap worth the name: strong mode polls one user per item.
+POLLS = PollPolicy(
+    initial_interval=0.05,
+    max_interval=0.3,
+    min_interval=0.02,
+    max_requests_per_second=1000,
+    burst=100,
+    max_concurrent_polls=16,
+)
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    clients: int
+    strong: bool = False
+    exclusive: bool = False
+
+
+MODES = [
+    Mode("reconcile (default)", 1),
+    Mode("reconcile (default), 2 clients sharing user ids", 2),
+    Mode("reconcile, exclusive_user_ids=True", 1, exclusive=True),
+    Mode("unique user per start", 1, strong=True),
+    Mode("unique user per start, 2 clients sharing user ids", 2, strong=True),
+]
+
+HEADER = (
+    "| run | faults injected | downloaded | typed errors | of which naming candidates | renders made "
+    "| wrong results | duplicates | renders unknown to the caller | ResourceWarnings | partial files |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -48,77 +98,125 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts file handles through /proc")
-@pytest.mark.parametrize("strong", [False, True], ids=["reconcile", "unique-user-per-start"])
-async def test_500_jobs_through_faults_end_well_once_and_leave_nothing_behind(
-    tmp_path: Path, strong: bool
+@pytest.fixture(scope="module")
+def figures() -> Iterator[list[str]]:
+    rows: list[str] = []
+    yield rows
+    if rows:
+        print("\n\nchaos figures (README, Reliability):\n" + HEADER + "\n" + "\n".join(rows))
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
+async def test_300_jobs_through_faults_end_right_once_and_leave_nothing_behind(
+    tmp_path: Path, mode: Mode, figures: list[str]
 ) -> None:
-    images = [sample_image("png", (8 + i % 40, 8 + i // 40)) for i in range(JOBS)]  # each one distinct
+    images = [sample_image("png", (8 + i % 30, 8 + i // 30)) for i in range(JOBS)]  # each one distinct
+    digests = [hashlib.sha256(image).hexdigest() for image in images]
     out = tmp_path / "out"
-    fds_before = open_fds()
     tasks_before = len(asyncio.all_tasks())
-    async with Emulator(task_duration=(0.05, 0.3), faults={"*": FAULTS}, seed=20261122) as emulator:
-        client = AdCreativeClient(
-            **emulator.credentials,
-            user_id=USER,
-            trust_env=False,
-            timeout=Timeout(connect=2, read=0.5),
-            retry=RetryPolicy(initial_backoff=0.02, max_backoff=0.5, max_total=10, reconcile_grace=3),
-            poll_policy=PollPolicy(initial_interval=0.05, max_interval=0.2, min_interval=0.02),
-            unique_user_per_submission=strong,
-        )
-        async with client:
+    fds_before = open_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        async with Emulator(
+            task_duration=(0.05, 0.3), start_latency=START_LATENCY, faults={"*": FAULTS}, seed=20261122
+        ) as emulator:
+            clients = [
+                AdCreativeClient(
+                    **emulator.credentials,
+                    trust_env=False,
+                    timeout=Timeout(connect=2, read=1),
+                    retry=RETRY,
+                    poll_policy=POLLS,
+                    unique_user_per_submission=mode.strong,
+                    exclusive_user_ids=mode.exclusive,
+                )
+                for _ in range(mode.clients)
+            ]
+            outcomes: list[BulkOutcome[int]] = []
+
+            async def submit(client: AdCreativeClient, index: int) -> RenderJob:
+                return await client.background_remover.remove(
+                    images[index], user_id=USERS[index % len(USERS)]
+                )
+
+            async def work(client: AdCreativeClient, share: list[int]) -> None:
+                async with client:
+                    outcomes.extend(
+                        await client.process_many(
+                            share,
+                            submit,
+                            dest=out,
+                            upload_concurrency=32,
+                            download_concurrency=16,
+                            item_timeout=60,
+                        )
+                    )
 
             async def expire_tokens() -> None:
-                for _ in range(5):
+                for _ in range(4):
                     await anyio.sleep(0.7)
                     emulator.expire_access_tokens()  # every client's token dies mid-run
 
-            async def submit(c: AdCreativeClient, image: bytes) -> RenderJob:
-                return await c.background_remover.remove(image)
-
             async with anyio.create_task_group() as tg:
                 tg.start_soon(expire_tokens)
-                outcomes: list[BulkOutcome[bytes]] = await client.process_many(
-                    images, submit, dest=out, upload_concurrency=16, download_concurrency=16, item_timeout=60
-                )
-        processes = [emulator.process(pid) for pid in emulator._state.processes]
-        injected = emulator.injected_faults
+                for n, client in enumerate(clients):
+                    tg.start_soon(work, client, list(range(n, JOBS, mode.clients)))
+            processes = [emulator.process(pid) for pid in emulator._state.processes]
+            expected = {
+                p.process_id: emulator.result_bytes(task) for p in processes for task in p.tasks
+            }  # one task per background removal
+            injected = emulator.injected_faults
+        await anyio.sleep(0.05)
+        gc.collect()
+    resource_warnings = [w for w in caught if issubclass(w.category, ResourceWarning)]
 
-    # every job ended: downloaded, or a typed error with what is known
-    assert len(outcomes) == JOBS
+    # every job ended: downloaded, or a typed error carrying what is known
+    assert sorted(o.item for o in outcomes) == list(range(JOBS))
     ok = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     for outcome in failed:
         assert isinstance(outcome.error, AdCreativeError), repr(outcome.error)
+    # no render made twice: at most one process per input
+    per_input = collections.Counter(p.inputs.files["uploadedImage"].sha256 for p in processes)
+    duplicates = sum(n - 1 for n in per_input.values())
+    # no wrong result: an item's job is the process made from its own input, its file that render's
+    made_from = {p.process_id: p.inputs.files["uploadedImage"].sha256 for p in processes}
+    wrong = [
+        o
+        for o in outcomes
+        if o.job is not None
+        and (
+            made_from.get(o.job.process_id) != digests[o.item]
+            or any(f.read_bytes() != expected[o.job.process_id] for f in o.files)
+        )
+    ]
     for outcome in ok:
         assert len(outcome.files) == 1
-    # no render submitted twice: at most one process per distinct input
-    per_input = collections.Counter(p.inputs.files["uploadedImage"].sha256 for p in processes)
-    assert per_input
-    assert max(per_input.values()) == 1
-    # no job lost: every process the emulator made is one an outcome knows
-    known = {o.job.process_id for o in outcomes if o.job is not None}
-    unknown = [p.process_id for p in processes if p.process_id not in known]
-    may_exist = [o for o in failed if type(o.error).__name__ == "RenderMayExistError"]
-    assert len(unknown) <= len(may_exist)  # only where the SDK said "it may exist"
-    if strong:
-        assert unknown == []  # a lost answer is always found: its user id is its own
-    # no partial files, and every file complete
+    # no render unknown to the caller: each held by exactly one item, or named as a candidate
+    holders = collections.Counter(o.job.process_id for o in outcomes if o.job is not None)
+    named = {
+        c.process_id for o in failed if isinstance(o.error, RenderMayExistError) for c in o.error.candidates
+    }
+    unknown = [p.process_id for p in processes if holders[p.process_id] == 0 and p.process_id not in named]
+    held_twice = [pid for pid, n in holders.items() if n > 1]
+    # no partial file, and every file complete
     written = sorted(out.iterdir()) if out.exists() else []
-    assert all(not p.name.startswith(".") and not p.name.endswith(".part") for p in written)
-    assert len(written) == sum(len(o.files) for o in outcomes)
-    assert all(p.read_bytes().endswith(b"IEND\xaeB`\x82") for p in written)
-    # no leaked task, connection or file handle
-    await anyio.sleep(0.05)
-    assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fds() <= fds_before
+    partial = [p for p in written if p.name.startswith(".") or p.name.endswith(".part")]
+    partial += [p for p in written if not p.read_bytes().endswith(b"IEND\xaeB`\x82")]
     kinds = collections.Counter(type(o.error).__name__ for o in failed)
-    mode = "unique user per start" if strong else "reconcile"
-    print(
-        f"\nchaos ({mode}): {JOBS} jobs, {sum(injected.values())} faults injected "
-        f"{dict(sorted(injected.items()))}; "
-        f"{len(ok)} downloaded, {len(failed)} typed errors {dict(kinds)}; "
-        f"{len(processes)} renders, 0 duplicates, {len(unknown)} unknown to the caller; "
-        f"{len(written)} files, 0 partial"
+    naming = sum(1 for o in failed if isinstance(o.error, RenderMayExistError) and o.error.candidates)
+    figures.append(
+        f"| {mode.name} | {sum(injected.values())} | {len(ok)} | {len(failed)} "
+        f"({', '.join(f'{n} `{k}`' for k, n in kinds.most_common())}) | {naming} | {len(processes)} "
+        f"| {len(wrong)} | {duplicates} | {len(unknown)} | {len(resource_warnings)} | {len(partial)} |"
     )
+    print(f"\nchaos ({mode.name}): faults {dict(sorted(injected.items()))}")
+    assert wrong == [], [(o.item, o.job, o.error) for o in wrong]
+    assert held_twice == [], held_twice
+    assert duplicates == 0, [d for d, n in per_input.items() if n > 1]
+    assert unknown == [], [emulator.process(pid) for pid in unknown]
+    assert resource_warnings == [], [str(w.message) for w in resource_warnings]
+    assert partial == [], partial
+    assert len(written) == sum(len(o.files) for o in outcomes), (written, [o.files for o in outcomes])
+    assert len(asyncio.all_tasks()) == tasks_before, asyncio.all_tasks()  # no task outlives the clients
+    assert open_fds() <= fds_before  # no connection or file handle left open

@@ -1763,3 +1763,16 @@ def test_command_line_sets_large_download_options() -> None:
     assert (default.download_size, default.range_requests) == (None, False)
     options = _emulator(_parser().parse_args(["--download-size", "1073741824", "--range-requests"])).options
     assert (options.download_size, options.range_requests) == (1 << 30, True)
+
+
+def test_command_line_sets_the_start_latency() -> None:
+    from adcreative_async.testing import main
+    from adcreative_async.testing._cli import _emulator, _parser
+
+    assert _emulator(_parser().parse_args([])).options.start_latency == 0.0
+    assert _emulator(_parser().parse_args(["--start-latency", "0.2"])).options.start_latency == 0.2
+    options = _emulator(_parser().parse_args(["--start-latency", "0.05", "0.3"])).options
+    assert options.latency_range == (0.05, 0.3)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--start-latency", "1", "2", "3"])
+    assert exit_info.value.code == 2

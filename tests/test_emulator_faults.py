@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import anyio
 import pytest
+from helpers import eventually
 
-from adcreative_async.testing import Emulator, Faults
+from adcreative_async.testing import Emulator, Faults, sample_image
 
 pytestmark = pytest.mark.anyio
 
@@ -79,8 +81,6 @@ async def test_lost_responses_are_served_before_the_connection_drops() -> None:
         form = aiohttp.FormData()
         form.add_field("applicationId", emu.application_id)
         form.add_field("userId", USER)
-        from adcreative_async.testing import sample_image
-
         form.add_field(
             "uploadedImage", sample_image("png", (8, 8)), filename="a.png", content_type="image/png"
         )
@@ -91,8 +91,95 @@ async def test_lost_responses_are_served_before_the_connection_drops() -> None:
         assert made.feature
 
 
+START = "Image/BackgroundRemoving/AdCreative"
+
+
+def start_form(emu: Emulator) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("applicationId", emu.application_id)
+    form.add_field("userId", USER)
+    form.add_field("uploadedImage", sample_image("png", (8, 8)), filename="a.png", content_type="image/png")
+    return form
+
+
+async def test_served_errors_make_the_render_then_answer_a_gateway_error() -> None:
+    async with (
+        Emulator(faults={START: Faults(served_error=1.0)}, seed=3) as emu,
+        aiohttp.ClientSession() as session,
+    ):
+        headers = await token(session, emu)
+        async with session.post(
+            f"{emu.base_url}/api/v1/{START}", data=start_form(emu), headers=headers
+        ) as response:
+            await response.read()
+            assert response.status in (502, 503, 504)
+        (made,) = emu.processes_for(USER)  # served: the render exists although a gateway error came back
+        assert made.feature
+        assert emu.injected_faults == {"served_error": 1}
+
+
+async def test_a_start_is_answered_start_latency_after_its_render_is_listed() -> None:
+    async with Emulator(start_latency=(0.05, 0.1), seed=4) as emu, aiohttp.ClientSession() as session:
+        headers = await token(session, emu)
+        answered: list[str] = []
+        listed_before_answer: list[bool] = []
+
+        async def start() -> None:
+            url = f"{emu.base_url}/api/v1/{START}"
+            async with session.post(url, data=start_form(emu), headers=headers) as response:
+                answered.append((await response.json())["imageRenderProcessId"])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            await eventually(lambda: bool(emu.processes_for(USER)))
+            listed_before_answer.append(not answered)  # the render exists, its answer not yet sent
+            async with session.get(
+                f"{emu.base_url}/api/v1/{ROUTE}", params={"userId": USER}, headers=headers
+            ) as response:
+                listing = (await response.json())["$values"]
+            listed_before_answer.append(not answered)
+        (made,) = emu.processes_for(USER)
+    assert listed_before_answer == [True, True]
+    assert [p["imageRenderProcessId"] for p in listing] == [made.process_id]
+    assert answered == [made.process_id]
+
+
+def test_start_latency_is_checked() -> None:
+    with pytest.raises(ValueError, match="start_latency"):
+        Emulator(start_latency=(0.3, 0.1))
+    with pytest.raises(ValueError, match="start_latency"):
+        Emulator(start_latency=-1)
+
+
 def test_fault_rates_are_checked() -> None:
     with pytest.raises(ValueError, match="add up to at most 1"):
         Faults(server_error=0.6, reset=0.6)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         Faults(truncate=-0.1)
+
+
+async def test_result_bytes_are_what_a_download_of_the_task_returns() -> None:
+    async with Emulator(auto_complete=False, seed=5) as emu, aiohttp.ClientSession() as session:
+        headers = await token(session, emu)
+        bodies: list[bytes] = []
+        for _ in range(2):
+            async with session.post(
+                f"{emu.base_url}/api/v1/{START}", data=start_form(emu), headers=headers
+            ) as response:
+                process_id = (await response.json())["imageRenderProcessId"]
+            emu.finish_process(process_id)
+            (task_id,) = emu.process(process_id).tasks
+            query = {
+                "applicationId": emu.application_id,
+                "taskId": task_id,
+                "imageBackgroundRemoverProcessId": process_id,
+                "lowResolution": "false",
+            }
+            url = f"{emu.base_url}/api/v1/Image/BackgroundRemoving/Download"
+            async with session.get(url, params=query, headers=headers) as response:
+                assert response.status == 200
+                bodies.append(await response.read())
+            assert bodies[-1] == emu.result_bytes(task_id)
+        with pytest.raises(KeyError):
+            emu.result_bytes("00000000-0000-4000-8000-000000000000")
+    assert bodies[0] != bodies[1]  # each task's image is its own: a file tells which render it is

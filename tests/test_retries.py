@@ -37,9 +37,16 @@ async def api() -> AsyncIterator[MiniAPI]:
 
 
 def client_for(
-    api: MiniAPI, clock: ManualClock | None = None, retry: RetryPolicy = NO_JITTER
+    api: MiniAPI, clock: ManualClock | None = None, retry: RetryPolicy = NO_JITTER, *, exclusive: bool = False
 ) -> AdCreativeClient:
-    return AdCreativeClient(**api.credentials, user_id=USER, trust_env=False, clock=clock, retry=retry)
+    return AdCreativeClient(
+        **api.credentials,
+        user_id=USER,
+        trust_env=False,
+        clock=clock,
+        retry=retry,
+        exclusive_user_ids=exclusive,
+    )
 
 
 def flaky(api: MiniAPI, method: str, path: str, failures: list[int], body: object) -> list[int]:
@@ -118,22 +125,37 @@ async def test_a_retry_after_beyond_the_cap_is_not_waited(api: MiniAPI) -> None:
     assert len(api.requests_to(BG_PROGRESS)) == 1
 
 
-@pytest.mark.parametrize("failure", [503, 0])
-async def test_a_start_whose_answer_was_lost_is_adopted_not_resent(api: MiniAPI, failure: int) -> None:
+def made_then_lost(api: MiniAPI, failure: int) -> list[int]:
+    """The start call makes a render (listed from then on), then fails with ``failure``."""
     listing: list[object] = []
     api.route("GET", BG_PROGRESS)(lambda request: _json(listing))
     seen = flaky(api, "POST", BG_START, [failure], {**PROGRESS_ITEM, "$id": "1"})
     original = api.routes[("POST", BG_START)]
 
-    async def made_then_lost(request: web.Request) -> web.StreamResponse:
+    async def made_then_failed(request: web.Request) -> web.StreamResponse:
         listing.append(PROGRESS_ITEM)  # the server made the render ... and the answer is lost
         return await original(request)
 
-    api.routes[("POST", BG_START)] = made_then_lost
-    async with client_for(api) as client:
+    api.routes[("POST", BG_START)] = made_then_failed
+    return seen
+
+
+@pytest.mark.parametrize("failure", [503, 0])
+async def test_a_start_whose_answer_was_lost_is_adopted_not_resent(api: MiniAPI, failure: int) -> None:
+    seen = made_then_lost(api, failure)
+    async with client_for(api, exclusive=True) as client:
         job = await client.background_remover.remove(PNG)
     assert job.process_id == PROGRESS_ITEM["imageRenderProcessId"]
     assert seen == [failure]  # sent once: one paid render
+
+
+async def test_without_exclusive_user_ids_a_lost_start_is_named_not_adopted(api: MiniAPI) -> None:
+    seen = made_then_lost(api, 503)
+    async with client_for(api, retry=QUICK_RECONCILE) as client:  # another worker may share the user
+        with pytest.raises(RenderMayExistError, match="exclusive_user_ids=True") as info:
+            await client.background_remover.remove(PNG)
+    assert [c.process_id for c in info.value.candidates] == [PROGRESS_ITEM["imageRenderProcessId"]]
+    assert seen == [503]
 
 
 async def test_a_lost_start_with_nothing_to_adopt_raises_render_may_exist(api: MiniAPI) -> None:
@@ -158,7 +180,8 @@ async def test_a_lost_start_with_nothing_to_adopt_raises_render_may_exist(api: M
     (error,) = errors
     assert error.candidates == ()
     assert isinstance(error.cause, ServerError)
-    assert "probably not created" in str(error)
+    assert "may still exist" in str(error)
+    assert "probably" not in str(error)  # nothing is known of it: the message says only that
     assert seen == [503]
 
 
@@ -184,7 +207,7 @@ QUICK_RECONCILE = RetryPolicy(jitter=None, reconcile_grace=0.3, reconcile_interv
 async def test_a_listing_that_fails_while_reconciling_is_tried_again(api: MiniAPI) -> None:
     given = listings(api, [[], 400, 400, [PROGRESS_ITEM]])  # the baseline, two failures, the render
     seen = flaky(api, "POST", BG_START, [503], {})
-    async with client_for(api, retry=QUICK_RECONCILE) as client:
+    async with client_for(api, retry=QUICK_RECONCILE, exclusive=True) as client:
         job = await client.background_remover.remove(PNG)
     assert job.process_id == PROGRESS_ITEM["imageRenderProcessId"]
     assert given == [[], 400, 400, [PROGRESS_ITEM]]
@@ -237,7 +260,7 @@ async def test_an_edit_whose_tasks_never_reopen_raises_render_may_exist(api: Min
     given = listings(api, [[generation(5)]], GEN_PROGRESS)
     seen = flaky(api, "POST", EDIT, [503], {})
     async with client_for(api, retry=QUICK_RECONCILE) as client:
-        with pytest.raises(RenderMayExistError, match="did not re-open") as info:
+        with pytest.raises(RenderMayExistError, match="not seen running again") as info:
             await client.creatives.edit([EDITED], punchline="new")
     assert isinstance(info.value.cause, ServerError)
     assert len(given) > 1
@@ -269,7 +292,7 @@ async def test_two_new_processes_cannot_be_told_apart(api: MiniAPI) -> None:
         return web.Response()
 
     api.routes[("POST", BG_START)] = made_two
-    async with client_for(api) as client:
+    async with client_for(api, retry=QUICK_RECONCILE, exclusive=True) as client:
         with pytest.raises(RenderMayExistError, match="2 new matching processes") as info:
             await client.background_remover.remove(PNG)
     assert len(info.value.candidates) == 2

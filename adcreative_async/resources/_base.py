@@ -30,7 +30,7 @@ from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
 from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
 from .._models import PROGRESS_DECODER, Progress, decode_progress_list
-from .._reconcile import is_ambiguous
+from .._reconcile import Submission, is_ambiguous
 from .._transport import FormItem, Request, Response
 
 if TYPE_CHECKING:
@@ -434,36 +434,25 @@ class RenderResource(Resource):
         """
         client = self._client
         ledger = client._ledger
-        feature = self.feature.name
         user = str(values.get("user_id", ""))
         fresh_user = edited_task_ids is None and client.unique_user_per_submission
         if fresh_user:
             user = str(uuid.uuid4())  # this start call's own identity: nothing else can be confused
             values = dict(values, user_id=user)
         req = await self._form_request(route, fields, values, options, on_upload_progress)  # validates
-        if fresh_user:
-            ledger.fresh_user(feature, user)
-        elif edited_task_ids is None and client.reconcile_submissions:
-            await ledger.before_start(self, user)
-        ledger.started(feature, user)
-        mark = ledger.mark(feature, user)
-        failure: AdCreativeError | None = None
-        try:
+        if not client.reconcile_submissions:
             response = await client._transport.request(req)
             progress = response.decode(PROGRESS_DECODER.decode, "POST")
-        except AdCreativeError as exc:
-            if not (client.reconcile_submissions and is_ambiguous(exc)):
-                raise
-            failure = exc
-        finally:
-            ledger.finished(feature, user)
-        if failure is not None:
-            if edited_task_ids is not None:
-                progress = await ledger.reconcile_edit(self, user, edited_task_ids, failure)
+        elif edited_task_ids is not None:
+            call = ledger.admit(self, user, None, edited_task_ids)
+            progress = await self._send_paid(req, call)
+        else:
+            if fresh_user:
+                ledger.fresh_user(self.feature.name, user)
             else:
-                matches = _matcher(self.feature, values)
-                progress = await ledger.reconcile_start(self, user, matches, failure, mark)
-        ledger.saw(feature, user, [progress.image_render_process_id], answered=True)
+                await ledger.before_start(self, user)
+            call = ledger.admit(self, user, _matcher(self.feature, values))
+            progress = await self._send_paid(req, call)
         user_id = progress.user_id or user
         return RenderJob(
             feature=self.feature.name,
@@ -472,6 +461,32 @@ class RenderResource(Resource):
             progress=progress,
             resource=self,
         )._mark_submitted(client.clock.monotonic())
+
+    async def _send_paid(self, req: Request, call: Submission) -> Progress:
+        """Send a start or edit call admitted by the client's ledger, and record how it ended.
+
+        A failure that may have reached the server is reconciled: the process it provably made, or
+        RenderMayExistError. Any other failure (including one obtaining the access token: the call was
+        not sent) is raised as is.
+        """
+        ledger = self._client._ledger
+        try:
+            response = await self._client._transport.request(req)
+            progress = response.decode(PROGRESS_DECODER.decode, "POST")
+        except AdCreativeError as exc:
+            ledger.failed(call, exc)
+            if not is_ambiguous(exc):
+                raise
+            failure = exc
+        except BaseException:
+            ledger.failed(call, None)  # cancelled: it may have been sent; its render is no one's to adopt
+            raise
+        else:
+            ledger.answered(call, progress)
+            return progress
+        if call.matches is None:
+            return await ledger.reconcile_edit(self, call.user_id, call.edited_task_ids, failure)
+        return await ledger.settle(call)
 
     # ---------------------------------------------------------------------------------- calls
 

@@ -398,6 +398,17 @@ ENDPOINTS_BY_METHOD = MappingProxyType({(e.method, e.route.lower()): e for e in 
 
 INJECTABLE_STATUSES = range(400, 600)
 
+RENDER_HANDLERS = frozenset(
+    {
+        "start_generation",
+        "edit_generation",
+        "start_background_removal",
+        "start_image_feature",
+        "start_product_generation",
+    }
+)
+"""The handlers of the paid calls that make (or re-open) a render: their answers wait ``start_latency``."""
+
 
 def find_endpoint(route: str) -> Endpoint | None:
     """The endpoint of a route given as ``Image/Generation/CheckUserProgress`` (any case, with or without
@@ -693,8 +704,14 @@ class EmulatorApp:
             response = await self.handlers[endpoint.handler](request, endpoint)
         except Problem as problem:
             response = problem.response
+        if endpoint.handler in RENDER_HANDLERS and response.status == 200:
+            latency = self.state.start_latency()
+            if latency > 0:
+                await asyncio.sleep(latency)  # the render exists (and is listed) meanwhile
         if fault == "lost_response":
             return _drop_connection(request)  # served, but the answer never reaches the client
+        if fault == "served_error":
+            return responses.gateway_error(random.choice((502, 503, 504)))  # served, answer replaced
         json_answer = isinstance(response, web.Response) and (response.content_type or "").endswith("json")
         if fault == "malformed" and json_answer and response.status == 200:
             return web.Response(status=200, body=b'{"messageType": "Image', content_type="application/json")

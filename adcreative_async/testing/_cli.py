@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     add("--unknown-task-state", type=int, metavar="STATE", help="running tasks report this state")
     add("--task-failure-rate", type=float, default=0.0, metavar="P")
     add("--read-after-write-lag", type=float, default=0.0, metavar="SECONDS")
+    add(
+        "--start-latency",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        metavar="SECONDS",
+        help="seconds between a start call making its render and its answer; two values: a range",
+    )
     add("--image-format", choices=("png", "jpeg"), default="png")
     add("--image-size", type=int, nargs=2, default=[64, 64], metavar=("WIDTH", "HEIGHT"))
     add("--seed", type=int, help="seed of ids, jitter and failures")
@@ -67,13 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(values: list[float], option: str) -> float | tuple[float, float]:
+    """One value, or two as a (low, high) range."""
+    if len(values) > 2:
+        raise ValueError(f"{option} takes one or two values")
+    return (values[0], values[1]) if len(values) == 2 else values[0]
+
+
 def _emulator(args: argparse.Namespace) -> Emulator:
-    durations: list[float] = args.task_duration
-    if len(durations) > 2:
-        raise ValueError("--task-duration takes one or two values")
-    duration: float | tuple[float, float] = (
-        (durations[0], durations[1]) if len(durations) == 2 else durations[0]
-    )
+    duration = _seconds(args.task_duration, "--task-duration")
     return Emulator(
         host=args.host,
         port=args.port,
@@ -92,6 +102,7 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         unknown_task_state=args.unknown_task_state,
         task_failure_rate=args.task_failure_rate,
         read_after_write_lag=args.read_after_write_lag,
+        start_latency=_seconds(args.start_latency, "--start-latency"),
         image_format=args.image_format,
         image_size=(args.image_size[0], args.image_size[1]),
         seed=args.seed,

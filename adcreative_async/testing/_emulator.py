@@ -72,8 +72,8 @@ class Emulator:
             when None.
         access_token_lifetime, refresh_token_lifetime, rotate_refresh_tokens, task_duration,
         auto_complete, notification_channel, list_finished, partial_tasks, unknown_task_state,
-        task_failure_rate, read_after_write_lag, image_format, image_size, seed, tasks_per_size,
-        channel_required_for_background_removal, download_size, range_requests,
+        task_failure_rate, read_after_write_lag, start_latency, image_format, image_size, seed,
+        tasks_per_size, channel_required_for_background_removal, download_size, range_requests,
         progress_notifications, notification_loss_rate, notification_duplicate_rate,
         reorder_notifications: See :class:`EmulatorOptions`.
         faults: random faults per route for chaos tests: ``{route: Faults(...)}`` (or a mapping of its
@@ -103,6 +103,7 @@ class Emulator:
         unknown_task_state: int | None = None,
         task_failure_rate: float = 0.0,
         read_after_write_lag: float = 0.0,
+        start_latency: float | tuple[float, float] = 0.0,
         image_format: str = "png",
         image_size: tuple[int, int] = (64, 64),
         seed: int | None = None,
@@ -128,6 +129,7 @@ class Emulator:
             unknown_task_state=unknown_task_state,
             task_failure_rate=task_failure_rate,
             read_after_write_lag=read_after_write_lag,
+            start_latency=start_latency,
             image_format=image_format,
             image_size=image_size,
             seed=seed,
@@ -159,7 +161,8 @@ class Emulator:
         self._state.primary = self._application
         self._host = host
         self._port = port
-        self.app: web.Application = EmulatorApp(self._state).build()
+        self._http = EmulatorApp(self._state)
+        self.app: web.Application = self._http.build()
         """The aiohttp application, for embedding (e.g. in ``aiohttp.test_utils.TestServer``)."""
         self.app.cleanup_ctx.append(self._notifier.context)
         self._runner: web.AppRunner | None = None
@@ -430,6 +433,13 @@ class Emulator:
     def download_count(self, task_id: str) -> int:
         """Successful downloads of a task."""
         return self._state.get_task(task_id)[1].download_count
+
+    def result_bytes(self, task_id: str, *, low_resolution: bool = False) -> bytes:
+        """The body a download of the task returns (whatever its state): each task's image has its own
+        colour, so a downloaded file tells which task it came from (KeyError for an unknown task)."""
+        self._state.get_task(task_id)
+        body = self._http.download_body(task_id.lower(), low_resolution)
+        return b"".join(piece if isinstance(piece, bytes) else bytes(piece) for piece in body)
 
     def process_download_count(self, process_id: str) -> int:
         """Successful downloads of every task of a process."""

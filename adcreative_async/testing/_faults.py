@@ -12,9 +12,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Literal
 
-__all__ = ["FaultKind", "FaultPlan", "Faults"]
+__all__ = ["FAULT_KINDS", "FaultKind", "FaultPlan", "Faults"]
 
-FaultKind = Literal["server_error", "rate_limit", "reset", "lost_response", "slow", "malformed", "truncate"]
+FaultKind = Literal[
+    "server_error", "rate_limit", "reset", "lost_response", "slow", "malformed", "truncate", "served_error"
+]
+#: In the order a draw tries them (a new kind goes last, so that seeded runs of the others repeat).
+FAULT_KINDS: tuple[FaultKind, ...] = (
+    "server_error",
+    "rate_limit",
+    "reset",
+    "lost_response",
+    "slow",
+    "malformed",
+    "truncate",
+    "served_error",
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,8 @@ class Faults:
         slow: the answer waits ``slow_seconds`` first (past a short client read timeout).
         malformed: a 200 whose body is not JSON, the request served (JSON answers only).
         truncate: a download's body is cut half-way (downloads only).
+        served_error: the request IS served (a render may start), then a gateway answers 502, 503
+            or 504 instead of the answer (it gave up waiting for it): another ambiguous failure.
     """
 
     server_error: float = 0.0
@@ -40,6 +55,7 @@ class Faults:
     slow_seconds: float = 5.0
     malformed: float = 0.0
     truncate: float = 0.0
+    served_error: float = 0.0
 
     def __post_init__(self) -> None:
         rates = [getattr(self, f.name) for f in fields(self) if f.name != "slow_seconds"]
@@ -49,7 +65,7 @@ class Faults:
     def draw(self, dice: random.Random) -> FaultKind | None:
         """One fault for one request, or None."""
         roll = dice.random()
-        for kind in ("server_error", "rate_limit", "reset", "lost_response", "slow", "malformed", "truncate"):
+        for kind in FAULT_KINDS:
             rate = getattr(self, kind)
             if roll < rate:
                 return kind

@@ -32,6 +32,10 @@ class EmulatorOptions:
         unknown_task_state: If set, running tasks report this state instead of 1.
         task_failure_rate: Probability that a task ends failed instead of succeeded.
         read_after_write_lag: Seconds a new process stays invisible to the progress endpoints.
+        start_latency: Seconds between a start (or edit) call creating its render and its answer
+            leaving, as a real service takes to answer: a ``(low, high)`` tuple draws each call's
+            latency uniformly from that range. The render exists (and is listed) meanwhile, so a
+            client that lists the user's processes sees it before the answer arrives.
         image_format: ``"png"`` or ``"jpeg"``: the format of downloaded images.
         image_size: Pixels (width, height) of downloaded images; low resolution is half of it.
         seed: Seed of the random generators (ids, credentials, jitter, failures); None: unpredictable.
@@ -65,6 +69,7 @@ class EmulatorOptions:
     unknown_task_state: int | None = None
     task_failure_rate: float = 0.0
     read_after_write_lag: float = 0.0
+    start_latency: float | tuple[float, float] = 0.0
     image_format: str = "png"
     image_size: tuple[int, int] = (64, 64)
     seed: int | None = None
@@ -92,6 +97,9 @@ class EmulatorOptions:
                 raise ValueError(f"notification fault rates must be in [0, 1], not {rate!r}")
         if self.read_after_write_lag < 0:
             raise ValueError("read_after_write_lag must be >= 0")
+        low, high = self.latency_range
+        if low < 0 or high < low:
+            raise ValueError(f"start_latency must be >= 0 (and low <= high), not {self.start_latency!r}")
         if self.image_format not in ("png", "jpeg"):
             raise ValueError(f"image_format must be 'png' or 'jpeg', not {self.image_format!r}")
         width, height = self.image_size
@@ -111,9 +119,18 @@ class EmulatorOptions:
                 )
 
     @property
+    def latency_range(self) -> tuple[float, float]:
+        """``start_latency`` as a (low, high) range of seconds."""
+        return _range(self.start_latency)
+
+    @property
     def duration_range(self) -> tuple[float, float]:
         """``task_duration`` as a (low, high) range of seconds."""
-        if isinstance(self.task_duration, tuple):
-            low, high = self.task_duration
-            return float(low), float(high)
-        return float(self.task_duration), float(self.task_duration)
+        return _range(self.task_duration)
+
+
+def _range(value: float | tuple[float, float]) -> tuple[float, float]:
+    if isinstance(value, tuple):
+        low, high = value
+        return float(low), float(high)
+    return float(value), float(value)

@@ -400,6 +400,9 @@ class State:
         # were drawn (tokens, channels) never shifts which tasks fail or when they end
         self._ids: random.Random = random.SystemRandom() if seed is None else random.Random(seed)
         self._dice: random.Random = random.SystemRandom() if seed is None else random.Random(f"{seed}:timing")
+        self._latency: random.Random = (
+            random.SystemRandom() if seed is None else random.Random(f"{seed}:latency")
+        )
         self.applications: dict[str, Application] = {}
         self.primary: Application | None = None
         self._access_tokens: dict[str, _AccessToken] = {}
@@ -546,6 +549,11 @@ class State:
             record.expires_at = min(record.expires_at, now)
 
     # processes ------------------------------------------------------------------------------------
+
+    def start_latency(self) -> float:
+        """How long the answer of one start or edit call waits after its render was made."""
+        low, high = self.options.latency_range
+        return low if low == high else self._latency.uniform(low, high)
 
     def _task_timing(self) -> tuple[float | None, bool]:
         """When a (re)started task ends on its own, and whether it will fail."""
