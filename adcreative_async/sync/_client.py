@@ -272,6 +272,11 @@ class SyncAdCreativeClient(SyncObject):
         return self._async.unique_user_per_submission
 
     @property
+    def exclusive_user_ids(self) -> bool:
+        """Whether this client declared itself the only writer of its user ids (reconciliation may adopt)."""
+        return self._async.exclusive_user_ids
+
+    @property
     def clock(self) -> Clock:
         """The clock of every sleep and time reading."""
         return self._async.clock
