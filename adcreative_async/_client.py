@@ -13,7 +13,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import msgspec
 from yarl import URL
 
 from ._auth import Secret
@@ -457,10 +456,9 @@ class AdCreativeClient:
             ) from None
 
     def job_from_json(self, data: bytes | str | Mapping[str, Any]) -> RenderJob:
-        """Rebuild a job from its JSON form (``job.to_json()``), bound to this client."""
-        if isinstance(data, Mapping):
-            data = msgspec.json.encode(dict(data))
-        job = RenderJob.from_json(data)
+        """Rebuild a job from its JSON form (``job.to_json()``, ``job.to_wire()`` or ``job.to_dict()``),
+        bound to this client."""
+        job = RenderJob.from_json(dict(data) if isinstance(data, Mapping) else data)
         return job.bind(self.resource(job.feature))
 
     @property

@@ -13,12 +13,21 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 
-from ._errors import APIConnectionError, APIError, ClientNotOpenError, InvalidRequestError
+import anyio
+
+from ._errors import (
+    AdCreativeError,
+    APIConnectionError,
+    APIError,
+    ClientNotOpenError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from ._files import (
     AtomicFile,
     IncompleteDownloadError,
@@ -52,6 +61,9 @@ MAX_WRITE_BATCH = 2 * 1024 * 1024
 
 #: The longest file name written, in UTF-8 bytes (the common limit of Linux, macOS and Windows file systems).
 MAX_FILENAME_BYTES = 255
+
+#: After a download's 404: a more precise error (e.g. RenderNotReadyError), or None to keep the 404.
+NotFoundExplainer = Callable[[NotFoundError], Awaitable[AdCreativeError | None]]
 
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 _WINDOWS_RESERVED = frozenset(
@@ -174,9 +186,18 @@ class DownloadStream:
     ``download(..., resume=True)``.
     """
 
-    def __init__(self, transport: Transport, request: Request, *, process_id: str, task_id: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        request: Request,
+        *,
+        process_id: str,
+        task_id: str,
+        explain_not_found: NotFoundExplainer | None = None,
+    ) -> None:
         self._transport = transport
         self._request = request
+        self._explain_not_found = explain_not_found
         self.process_id = process_id
         """The render process (canonical GUID)."""
         self.task_id = task_id
@@ -191,12 +212,7 @@ class DownloadStream:
         return f"<DownloadStream task_id={self.task_id!r} {state}>"
 
     async def __aenter__(self) -> DownloadStream:
-        if self._stack is not None:
-            raise RuntimeError("a DownloadStream can be entered once; call stream_download() again")
-        stack = AsyncExitStack()
-        self._stack = stack
-        self._response = await stack.enter_async_context(self._transport.stream(self._request))
-        return self
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -206,7 +222,42 @@ class DownloadStream:
     ) -> None:
         stack, self._response = self._stack, None
         if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+            with anyio.CancelScope(shield=True):
+                await stack.__aexit__(exc_type, exc, tb)
+
+    async def open(self) -> DownloadStream:
+        """Send the request and return this stream, its headers readable, its body not read yet.
+
+        What ``async with`` does on entering; for code that cannot hold a block open (a web framework
+        returning a streamed response): then call :meth:`aclose` when done (``open_download()`` of a
+        resource or a job does this call for you).
+
+        Raises:
+            RenderNotReadyError: the server answered 404 and the task's process says the task has no
+                result yet (or it failed).
+            NotFoundError and the API's other errors, APIConnectionError: as any request.
+        """
+        if self._stack is not None:
+            raise RuntimeError("a DownloadStream can be opened once; call stream_download() again")
+        stack = AsyncExitStack()
+        self._stack = stack
+        try:
+            self._response = await stack.enter_async_context(self._transport.stream(self._request))
+        except NotFoundError as exc:
+            explained = await self._explain_not_found(exc) if self._explain_not_found is not None else None
+            if explained is None:
+                raise
+            raise explained from exc
+        return self
+
+    async def aclose(self) -> None:
+        """Close the connection (read to the end or not). Idempotent; shielded from cancellation."""
+        await self.__aexit__(None, None, None)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the request was sent and the stream is not closed yet."""
+        return self._response is not None
 
     def _open(self) -> StreamedResponse:
         if self._response is None:

@@ -47,7 +47,7 @@ from ._errors import (
     UnexpectedResponseError,
     retry_after_seconds,
 )
-from ._models import TERMINAL_STATES, Progress
+from ._models import TERMINAL_STATES, Progress, RenderState
 from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
@@ -675,7 +675,7 @@ def _with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
     """``progress`` with one task's state set (from a task-completed message), counts updated."""
     tasks = dict(progress.tasks)
     previous = tasks.get(task_id)
-    tasks[task_id] = state
+    tasks[task_id] = RenderState(state)
     completed = progress.completed_task_count
     if state in TERMINAL_STATES and previous not in TERMINAL_STATES:
         completed += 1

@@ -90,6 +90,8 @@ class Request:
         timeout: per-call timeouts (None: the client's).
         params: wire field name -> Python parameter, so that errors name both.
         auth: send the bearer token and API key headers (False only for token requests).
+        retry: False: never sent again, whatever the policy (a RefreshJwtToken).
+        retry_policy: this call's retry policy (the per-call ``retry=``); None: the client's.
         on_upload_progress: called as the body goes out.
     """
 
@@ -103,6 +105,7 @@ class Request:
     params: Mapping[str, str] | None = None
     auth: bool = True
     retry: bool = True
+    retry_policy: RetryPolicy | None = None  # this call's own policy (None: the client's)
     idempotent: bool | None = None  # None: by the method; True for a POST that is safe to repeat
 
     @property
@@ -464,7 +467,7 @@ class Transport:
         retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
         statuses; anything else only when it surely never reached the server.
         """
-        policy = self.retry
+        policy = req.retry_policy or self.retry
         started = self._clock.monotonic()
         delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
         next(delays)  # prime the generator, as backoff's decorators do
@@ -476,7 +479,7 @@ class Transport:
             try:
                 response = await self._send(req, token)
             except APIConnectionError as exc:
-                delay = self._retry_delay(req, attempt, started, next(delays), sent=exc.sent)
+                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=exc.sent)
                 if delay is None:
                     raise
                 logger.info(
@@ -494,7 +497,7 @@ class Transport:
             # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
             refused = response.status == 429 and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
-                delay = self._retry_delay(req, attempt, started, next(delays), sent=not refused)
+                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=not refused)
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
@@ -514,10 +517,16 @@ class Transport:
             return response
 
     def _retry_delay(
-        self, req: Request, attempt: int, started: float, backoff_delay: float, *, sent: bool | None
+        self,
+        req: Request,
+        policy: RetryPolicy,
+        attempt: int,
+        started: float,
+        backoff_delay: float,
+        *,
+        sent: bool | None,
     ) -> float | None:
         """The delay before attempt ``attempt + 1``, or None when the policy allows no retry."""
-        policy = self.retry
         if not req.retry or not req.replayable or attempt >= policy.max_attempts:
             return None
         if not req.repeatable and sent is not False:

@@ -59,10 +59,10 @@ async def test_fastapi_app_starts_reports_and_streams() -> None:
         response = await http.post("/background-removals", content=sample_image("jpeg", (64, 48)))
         assert response.status_code == 202, response.text
         job = response.json()
-        url = f"/jobs/background_remover/{job['processId']}"
+        url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:  # a client of the backend polls it
-                status = (await http.get(url, params={"user_id": job["userId"]})).json()
+                status = (await http.get(url, params={"user_id": job["user_id"]})).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -93,10 +93,10 @@ async def test_aiohttp_app_starts_reports_and_streams() -> None:
         response = await http.post("/background-removals", data=sample_image("png", (40, 40)))
         assert response.status == 202, await response.text()
         job = await response.json()
-        url = f"/jobs/background_remover/{job['processId']}"
+        url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:
-                status = await (await http.get(url, params={"user_id": job["userId"]})).json()
+                status = await (await http.get(url, params={"user_id": job["user_id"]})).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -134,8 +134,8 @@ async def test_fastapi_webhook_route_resolves_waits_by_push(monkeypatch: pytest.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             job = (await http.post("/background-removals", content=sample_image("png", (16, 16)))).json()
             done = await http.get(
-                f"/jobs/background_remover/{job['processId']}/wait",
-                params={"user_id": job["userId"]},
+                f"/jobs/background_remover/{job['process_id']}/wait",
+                params={"user_id": job["user_id"]},
                 timeout=20,
             )
             assert done.status_code == 200, done.text
@@ -154,7 +154,7 @@ async def test_aiohttp_webhook_subapp_resolves_waits_by_push(monkeypatch: pytest
     async with TestClient(TestServer(app, port=port)) as http:
         job = await (await http.post("/background-removals", data=sample_image("png", (16, 16)))).json()
         client = app[module.CLIENT]
-        progress = await client.background_remover.job(job["processId"], user_id=job["userId"]).result(
+        progress = await client.background_remover.job(job["process_id"], user_id=job["user_id"]).result(
             timeout=20
         )
         assert progress.is_complete

@@ -187,7 +187,7 @@ def _task_rows(
 
 
 def _job_document(job: RenderJob | None) -> dict[str, Any] | None:
-    return None if job is None else job.to_dict()
+    return None if job is None else job.to_wire()
 
 
 async def generate(session: Session) -> int:
@@ -337,7 +337,7 @@ async def edit(session: Session) -> int:
     row = display.add(f"edit ({len(args.task_ids)} tasks)", status="uploading")
     job = await session.client.creatives.edit(args.task_ids, **changes, user_id=user_id)
     edited = {t.lower() for t in args.task_ids}
-    document: dict[str, Any] = {"ok": True, "job": job.to_dict(), "files": [], "error": None}
+    document: dict[str, Any] = {"ok": True, "job": job.to_wire(), "files": [], "error": None}
     session.document = document
     if args.no_wait:
         display.done(row, ok=True, status=f"submitted: process {job.process_id}")
@@ -352,7 +352,7 @@ async def edit(session: Session) -> int:
     except AdCreativeError as exc:  # a timeout, the process gone
         display.done(row, ok=False, status=_short(exc))
         display.close()
-        document.update(ok=False, job=job.to_dict(), error=_error(exc))
+        document.update(ok=False, job=job.to_wire(), error=_error(exc))
         session.say(f"adcreative: {exc}")
         return EXIT_FAILED
     assert job.progress is not None
@@ -373,7 +373,7 @@ async def edit(session: Session) -> int:
     display.close()
     document.update(
         ok=ok,
-        job=job.to_dict(),
+        job=job.to_wire(),
         files=[str(f) for f in files.values()],
         failed_task_ids=failed,
         error=None
