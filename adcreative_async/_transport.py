@@ -441,7 +441,10 @@ class Transport:
                 path=req.route,
                 headers={k: v for k, v in headers.items() if k.lower() == "location"},
             )
-        error = build_api_error(
+        # Not logged here: the status line is logged when it arrives, and whether it is an error is
+        # the caller's to say (the documented "nothing found" 400/404 of a progress listing is an
+        # answer: an empty list).
+        return build_api_error(
             status,
             body,
             headers=headers,
@@ -449,8 +452,6 @@ class Transport:
             path=f"{API_PREFIX}{req.route}",
             params=req.params,
         )
-        logger.debug("%s %s -> %s (%s)", req.method, req.route, status, type(error).__name__)
-        return error
 
     async def _read_body(
         self, response: aiohttp.ClientResponse, req: Request

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -197,7 +198,7 @@ async def test_open_download_reads_headers_before_the_body_and_aclose_closes(
     job = await client.background_remover.remove(PNG)
     emu.finish_process(job.process_id)
     stream = await job.open_download(job.task_ids[0])
-    assert "open" in repr(stream)
+    assert "not open" not in repr(stream)
     assert stream.content_type == "image/png"
     assert stream.content_length is not None
     body = b"".join([chunk async for chunk in stream.iter_bytes()])
@@ -313,3 +314,33 @@ def test_every_resource_method_that_is_not_awaited_says_it_sends_nothing() -> No
             if name.startswith("_") or inspect.iscoroutinefunction(member):
                 continue
             assert "sends nothing" in " ".join((member.__doc__ or "").split()), f"{cls.__name__}.{name}"
+
+
+# --------------------------------------------------------------------------------------- logging
+
+
+async def test_a_new_users_first_render_logs_nothing_that_looks_like_an_error(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="adcreative_async")
+    async with (
+        Emulator(task_duration=0.01) as emu,
+        AdCreativeClient(**emu.credentials, user_id=USER, poll_policy=FAST_POLLS) as client,
+    ):
+        job = await client.background_remover.remove(PNG)  # a baseline listing first: 404 "nothing"
+        await job.result(timeout=30)
+        await job.download_all(tmp_path)
+    records = [r for r in caplog.records if r.name.startswith("adcreative_async")]
+    assert any("nothing found" in r.getMessage() for r in records)  # the baseline listing was logged
+    assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == []
+    looks_bad = re.compile(r"\w+Error\b|\berror\b|\bfail", re.IGNORECASE)
+    assert [r.getMessage() for r in records if looks_bad.search(r.getMessage())] == []
+
+
+def test_readme_lists_every_logger_of_the_package() -> None:
+    names = set()
+    for path in (ROOT / "adcreative_async").rglob("*.py"):
+        names |= set(re.findall(r'getLogger\("([\w.]+)"\)', path.read_text()))
+    section = README.read_text().split("### Logging", 1)[1].split("\n## ", 1)[0]
+    assert names
+    assert {name for name in names if f"`{name}`" not in section} == set()

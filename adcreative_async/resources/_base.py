@@ -578,6 +578,7 @@ class RenderResource(Resource):
                 raise
             error = exc
         if error is not None:
+            logger.debug("%s %s: nothing found (the documented empty answer)", req.method, req.route)
             return []
         return response.decode(decode_progress_list, "GET")
 
