@@ -34,7 +34,8 @@ def load(name: str) -> ModuleType:
 
 async def test_quickstart_saves_every_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     await load("quickstart").main(tmp_path)
-    assert len(list(tmp_path.glob("*.png"))) == 6  # 5 creatives and 1 cutout
+    names = sorted(p.name for p in tmp_path.glob("*.png"))  # 5 creatives and 1 cutout, named by origin
+    assert names == [*(f"creative-{n}.png" for n in range(1, 6)), "product-cutout.png"]
     assert "100% (5/5 tasks)" in capsys.readouterr().out
 
 
@@ -46,7 +47,15 @@ async def test_bulk_folder_script_with_samples(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert b"3 of 3 succeeded" in result.stdout
-    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "product-1.png",  # named after the inputs, product-N.jpg
+        "product-2.png",
+        "product-3.png",
+    ]
+    assert (
+        f"{tmp_path / 'in' / 'product-2.jpg'} -> {tmp_path / 'out' / 'product-2.png'}".encode()
+        in result.stdout
+    )
 
 
 async def test_fastapi_app_starts_reports_and_streams() -> None:

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import logging
+import os
 import re
+import shlex
+import subprocess
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -344,3 +350,68 @@ def test_readme_lists_every_logger_of_the_package() -> None:
     section = README.read_text().split("### Logging", 1)[1].split("\n## ", 1)[0]
     assert names
     assert {name for name in names if f"`{name}`" not in section} == set()
+
+
+# ------------------------------------------------------------------------------- README's first
+
+
+def test_readmes_first_code_sample_runs_as_is_without_an_account(tmp_path: Path) -> None:
+    first = re.search(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    assert first is not None
+    script = tmp_path / "first.py"
+    script.write_text(first.group(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADCREATIVE_")}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SUCCEEDED" in done.stdout
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
+
+
+# ------------------------------------------------------------------------------------ CLI helpers
+
+
+def test_emulator_env_format_is_evaluated_by_a_shell_and_the_cli_then_uses_it() -> None:
+    key = "k3y with 'quotes' $dollar \"double\""
+    python = shlex.quote(sys.executable)
+    script = f"""
+        set -e
+        eval "$({python} -m adcreative_async.cli emulator --format env --detach --api-key {shlex.quote(key)})"
+        trap 'kill "$ADCREATIVE_EMULATOR_PID"' EXIT
+        printf '%s\\n' "$ADCREATIVE_API_KEY" "$ADCREATIVE_BASE_URL" "$ADCREATIVE_USER_ID"
+        {python} -m adcreative_async.cli status --json
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADCREATIVE_")}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    api_key, base_url, user_id, *document = done.stdout.splitlines()
+    assert api_key == key
+    assert base_url.startswith("http://127.0.0.1:")
+    assert user_id == USER
+    assert json.loads("\n".join(document)) == {"ok": True, "scope": "user", "processes": []}
+
+
+def test_demo_writes_to_a_new_temporary_directory_and_names_results_after_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adcreative_async.cli import main
+
+    work, temp = tmp_path / "checkout", tmp_path / "tmp"
+    work.mkdir()
+    temp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["demo", "--task-duration", "0.05", "--progress", "lines"]) == 0
+    out = capsys.readouterr().out
+    assert list(work.iterdir()) == []  # nothing in the current directory
+    [where] = list(temp.iterdir())
+    assert f"results will be written to {where}/" in out
+    assert f"done: 9 files in {where}/" in out
+    backgrounds = sorted(p.name for p in (where / "backgrounds").iterdir())
+    assert backgrounds == [f"product-{n}.png" for n in range(1, 5)]
+    assert sorted(p.name for p in (where / "inputs").iterdir()) == [f"product-{n}.jpg" for n in range(1, 5)]
+    assert sorted(p.name for p in (where / "creatives").iterdir()) == [
+        f"creative-{n}.png" for n in range(1, 6)
+    ]
+    assert re.search(r"inputs/product-3\.jpg\s+.\s+backgrounds/product-3\.png", out)

@@ -125,7 +125,10 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "creatives and download every result, against an emulator started in this process.",
     )
     demo.add_argument(
-        "-o", "--output", default="adcreative-demo", help="directory for the results (default: %(default)s)"
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="directory for the results (default: a new temporary directory, printed at the start and end)",
     )
     demo.add_argument(
         "--task-duration",
