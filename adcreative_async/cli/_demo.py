@@ -163,11 +163,11 @@ async def _demo(output: Path, task_duration: float, args: argparse.Namespace) ->
         source = f"creatives brief, task {n}" + (f" (edited: {EDITED_HEADLINE!r})" if n <= EDITED else "")
         rows.append([source, f.relative_to(output), (await anyio.Path(f).stat()).st_size])
     for outcome in outcomes:
-        source = outcome.item.relative_to(output)
+        item = outcome.item.relative_to(output)
         for f in outcome.files:
-            rows.append([source, f.relative_to(output), (await anyio.Path(f).stat()).st_size])
+            rows.append([item, f.relative_to(output), (await anyio.Path(f).stat()).st_size])
         if not outcome.ok:
-            rows.append([source, f"FAILED: {outcome.error}", ""])
+            rows.append([item, f"FAILED: {outcome.error}", ""])
     print_table(f"Demo results in {output}/", ["input", "output", "bytes"], rows)
     print(f"done: {summary}", flush=True)
     return 1 if failed else 0
