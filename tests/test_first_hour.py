@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import io
 import json
 import logging
 import os
@@ -415,3 +416,54 @@ def test_demo_writes_to_a_new_temporary_directory_and_names_results_after_inputs
         f"creative-{n}.png" for n in range(1, 6)
     ]
     assert re.search(r"inputs/product-3\.jpg\s+.\s+backgrounds/product-3\.png", out)
+
+
+def test_live_bars_draw_only_the_rows_in_progress_bounded_by_the_terminal() -> None:
+    from rich.console import Console
+
+    from adcreative_async.cli._display import BarsDisplay
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, height=30)
+    display = BarsDisplay("background removal", overall_total=1000, console=console)
+    try:
+        rows = [display.add(f"photo-{n:04d}.jpg") for n in range(1000)]
+        [overall] = display.frame_lines()  # queued rows are counted, not drawn
+        assert "0/1000 done · 0 running · 1000 queued" in overall
+        for row in rows[:600]:
+            display.update(row, status="uploading")
+        for row in rows[:100]:
+            display.done(row, ok=True, status="saved")
+        display.done(rows[100], ok=False, status="boom")
+        lines = display.frame_lines()
+    finally:
+        display.close()
+    room = 30 - BarsDisplay.RESERVED_LINES
+    assert len(lines) == room + 1  # the rows that fit (one of them the "more" line), and the overall bar
+    assert [line.split()[1] for line in lines[: room - 1]] == [f"photo-{n:04d}.jpg" for n in range(101, 126)]
+    assert lines[room - 1].strip() == f"… and {499 - (room - 1)} more in progress"
+    assert "101/1000 done · 499 running · 400 queued · [1 failed]" in lines[-1]
+
+
+@pytest.mark.parametrize(("summary", "listed"), [("failed", "failed"), ("all", "all"), ("none", "none")])
+def test_the_summary_table_lists_what_failed_unless_asked(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    summary: str,
+    listed: str,
+) -> None:
+    from adcreative_async.cli import main
+
+    monkeypatch.setenv("ADCREATIVE_EMULATOR_OPTIONS", json.dumps({"task_duration": 0.01, "seed": 3}))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(4):
+        (folder / f"photo-{n}.jpg").write_bytes(sample_image("jpeg", (20, 20)))
+    (folder / "photo-4.jpg").write_bytes(b"\xff\xd8 not really a jpeg")  # refused before sending
+    argv = ["remove-bg", str(folder), "-o", str(tmp_path / "out"), "--emulator", "--progress", "off"]
+    assert main([*argv, "--summary", summary]) == 1
+    out = capsys.readouterr().out
+    shown = {n for n in range(5) if f"photo-{n}.jpg" in out}
+    expected = {"failed": {4}, "all": {0, 1, 2, 3, 4}, "none": set()}[listed]
+    assert shown == expected
+    assert ("Background removal: 4 of 5 succeeded" in out) is (summary != "none")

@@ -148,10 +148,11 @@ async def remove_bg(session: Session) -> int:
             ]
     failed = _report_items(session, results, output=str(out))
     display.close()
-    session.table(
+    session.summary(
         f"Background removal: {len(items) - failed} of {len(items)} succeeded",
         ["input", "result", "output"],
         table,
+        failed=[not r["ok"] for r in results],
     )
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -241,10 +242,11 @@ async def generate(session: Session) -> int:
             table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
     failed = _report_items(session, results)
     display.close()
-    session.table(
+    session.summary(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded",
         ["brief", "process", "task", "state", "file"],
         [row for rows_of_brief in table for row in rows_of_brief],
+        failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],
     )
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -535,10 +537,11 @@ async def download(session: Session) -> int:
             for t in task_ids
         ],
     }
-    session.table(
+    session.summary(
         f"Downloads of process {args.process_id}: {len(files)} of {len(task_ids)}",
         ["task", "file", "bytes"],
         _download_rows(task_ids, files, errors),
+        failed=[t in errors for t in task_ids],
     )
     return EXIT_FAILED if errors else EXIT_OK
 
