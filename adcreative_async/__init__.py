@@ -58,6 +58,7 @@ from ._models import (
     RenderType,
 )
 from ._reconcile import RenderMayExistError
+from ._telemetry import Telemetry
 from ._version import __version__
 from .resources import (
     AdTextsResource,
@@ -139,6 +140,7 @@ __all__ = [
     "SystemClock",
     "TaskUpdate",
     "TaskUpdates",
+    "Telemetry",
     "Timeout",
     "TransferOptions",
     "UnexpectedResponseError",

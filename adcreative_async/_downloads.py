@@ -14,9 +14,10 @@ import re
 import unicodedata
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -37,6 +38,9 @@ from ._files import (
     extension_for,
 )
 from ._transport import Request, StreamedResponse, Transport
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "DEFAULT_DOWNLOAD_RESUMES",
@@ -194,10 +198,13 @@ class DownloadStream:
         process_id: str,
         task_id: str,
         explain_not_found: NotFoundExplainer | None = None,
+        feature: str = "",
     ) -> None:
         self._transport = transport
         self._request = request
         self._explain_not_found = explain_not_found
+        self._feature = feature
+        self._span: Span | None = None
         self.process_id = process_id
         """The render process (canonical GUID)."""
         self.task_id = task_id
@@ -224,6 +231,9 @@ class DownloadStream:
         if stack is not None:
             with anyio.CancelScope(shield=True):
                 await stack.__aexit__(exc_type, exc, tb)
+        span, self._span = self._span, None
+        if span is not None and self._transport.telemetry is not None:
+            self._transport.telemetry.end_download(span, self._received.done, exc)
 
     async def open(self) -> DownloadStream:
         """Send the request and return this stream, its headers readable, its body not read yet.
@@ -241,9 +251,18 @@ class DownloadStream:
             raise RuntimeError("a DownloadStream can be opened once; call stream_download() again")
         stack = AsyncExitStack()
         self._stack = stack
+        telemetry = self._transport.telemetry
+        if telemetry is not None:  # the download's span lasts until aclose(); its request is a child
+            self._span = telemetry.start_download(self._feature, self.process_id, self.task_id)
         try:
-            self._response = await stack.enter_async_context(self._transport.stream(self._request))
-        except NotFoundError as exc:
+            with telemetry.within(self._span) if telemetry is not None else nullcontext():
+                self._response = await stack.enter_async_context(self._transport.stream(self._request))
+        except BaseException as exc:
+            span, self._span = self._span, None
+            if telemetry is not None:
+                telemetry.end_download(span, 0, exc)
+            if not isinstance(exc, NotFoundError):
+                raise
             explained = await self._explain_not_found(exc) if self._explain_not_found is not None else None
             if explained is None:
                 raise

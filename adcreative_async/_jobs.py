@@ -34,6 +34,7 @@ from ._polling import Target, Watch
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
     from ._files import ProgressCallback
+    from ._telemetry import JobTrace
     from .resources._base import RenderResource
 
 __all__ = ["RenderJob", "TaskUpdate", "TaskUpdates", "as_completed"]
@@ -87,6 +88,7 @@ class RenderJob:
         "_not_before",
         "_resource",
         "_submitted_at",
+        "_trace",
         "feature",
         "process_id",
         "progress",
@@ -114,6 +116,7 @@ class RenderJob:
         # rebuilt job. Polls sent before it never complete the job (an edit re-opens a process).
         self._submitted_at: float | None = None
         self._not_before = float("-inf")
+        self._trace: JobTrace | None = None  # telemetry: the job's span, ended when it is seen finished
         if progress is not None:
             self._merge_tasks(progress.tasks)
 
@@ -156,6 +159,9 @@ class RenderJob:
             )
         self.progress = progress
         self._merge_tasks(progress.tasks)
+        if self._trace is not None and _is_finished(progress):
+            trace, self._trace = self._trace, None
+            trace.finish(self, progress, failed=_failure(progress) is not None)
 
     @property
     def is_complete(self) -> bool:

@@ -27,6 +27,7 @@ from ._clock import Clock
 from ._config import RetryPolicy
 from ._errors import AdCreativeError, APIConnectionError, APIError, ServerError, UnexpectedResponseError
 from ._models import TERMINAL_STATES, Progress
+from ._telemetry import records_reconciliation
 
 if TYPE_CHECKING:
     from .resources._base import RenderResource
@@ -186,6 +187,7 @@ class SubmissionLedger:
                     raise unreadable(exc) from None
                 await self._clock.sleep(self._interval)
 
+    @records_reconciliation("start")
     async def reconcile_start(
         self,
         resource: RenderResource,
@@ -238,6 +240,7 @@ class SubmissionLedger:
                 )
             await self._clock.sleep(self._interval)
 
+    @records_reconciliation("edit")
     async def reconcile_edit(
         self, resource: RenderResource, user_id: str, task_ids: Iterable[str], cause: AdCreativeError
     ) -> Progress:

@@ -49,6 +49,7 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._files import IncompleteDownloadError, ProgressCallback, Upload
+from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
 __all__ = ["Request", "Response", "StreamedResponse", "Transport"]
@@ -158,6 +159,8 @@ class StreamedResponse:
         self._route = route
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+        self.received = 0
+        """Bytes of the body read so far."""
 
     @property
     def content_length(self) -> int | None:
@@ -178,11 +181,15 @@ class StreamedResponse:
             IncompleteDownloadError: the connection dropped before the whole body arrived.
             APITimeoutError / APIConnectionError: other transport failures (never chained).
         """
+        error: AdCreativeError | None = None
         try:
-            return await self._response.content.read(max_bytes or self._chunk_size)
+            chunk = await self._response.content.read(max_bytes or self._chunk_size)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _translate(exc, self._method, self._route, reading=True)
-        raise error  # outside the handler: never chained to aiohttp's exception
+        if error is not None:
+            raise error  # outside the handler: never chained to aiohttp's exception
+        self.received += len(chunk)
+        return chunk
 
 
 class _UploadPayload(aiohttp_payload.Payload):
@@ -196,6 +203,7 @@ class _UploadPayload(aiohttp_payload.Payload):
         self._size = upload.size
         self._progress = progress
         self.error: AdCreativeError | None = None
+        self.sent = 0
         self.set_content_disposition("form-data", name=upload.wire, filename=upload.filename)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
@@ -227,6 +235,7 @@ class _UploadPayload(aiohttp_payload.Payload):
                     )
                     raise self.error
                 await writer.write(chunk)
+                self.sent += len(chunk)
                 if self._progress is not None:
                     self._progress.add(len(chunk))
             if upload.size is not None and sent != upload.size:
@@ -299,8 +308,11 @@ class Transport:
         user_agent: str | None = None,
         token_refresh_lead: float = 60.0,
         retry: RetryPolicy | None = None,
+        telemetry: Instruments | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.telemetry = telemetry
+        """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self.retries = 0
@@ -397,11 +409,14 @@ class Transport:
             APIError: (a subclass per status) for any status >= 300.
             APIConnectionError / APITimeoutError: when no response could be read.
         """
-        response = await self._exchange(req)
+        response, span = await self._exchange(req)
+        body, error = b"", None
         try:
             body, error = await self._read_body(response, req)
         finally:
             response.release()
+            if span is not None:
+                span.end(response.status, received=len(body), error=error)
         if error is not None:
             raise error
         if response.status >= 300:
@@ -415,19 +430,25 @@ class Transport:
         Raises:
             APIError: for a status >= 300 (its body read first).
         """
-        response = await self._exchange(req)
+        response, span = await self._exchange(req)
+        streamed: StreamedResponse | None = None
+        failure: BaseException | None = None
         try:
             if response.status >= 300:
                 body, error = await self._read_body(response, req)
                 if error is not None:
                     raise error
                 raise self._api_error(req, response.status, response.headers, body)
-            yield StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
-        except BaseException:
+            streamed = StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
+            yield streamed
+        except BaseException as exc:
+            failure = exc if streamed is not None else None
             response.close()
             raise
         finally:
             response.release()
+            if span is not None:
+                span.end(response.status, received=streamed.received if streamed else None, error=failure)
 
     def _api_error(self, req: Request, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
         if 300 <= status < 400:
@@ -461,8 +482,9 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return b"", _translate(exc, req.method, req.route, reading=True)
 
-    async def _exchange(self, req: Request) -> aiohttp.ClientResponse:
-        """Send with auth and the retry policy.
+    async def _exchange(self, req: Request) -> tuple[aiohttp.ClientResponse, HttpSpan | None]:
+        """Send with auth and the retry policy; the response, and the telemetry of its attempt (None
+        when telemetry is off), which the caller ends once the body is read.
 
         A 401 renews the token and sends once more if the body can be replayed. Transient failures are
         retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
@@ -474,24 +496,36 @@ class Transport:
         next(delays)  # prime the generator, as backoff's decorators do
         attempt = 0
         renewed = False
+        telemetry = self.telemetry
         while True:
             attempt += 1
             token = await self.tokens.access_token() if req.auth else None
+            span = telemetry.http_request(req, attempt - 1) if telemetry is not None else None
             try:
-                response = await self._send(req, token)
+                response = await self._send(req, token, span)
             except APIConnectionError as exc:
+                if span is not None:
+                    span.end(error=exc)
                 delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=exc.sent)
                 if delay is None:
                     raise
+                if telemetry is not None:
+                    telemetry.retried(req, type(exc).__qualname__)
                 logger.info(
                     "%s %s failed (%s); retry %d in %.2fs", req.method, req.route, exc, attempt, delay
                 )
                 await self._clock.sleep(delay)
                 continue
+            except BaseException as exc:
+                if span is not None:
+                    span.end(error=exc)
+                raise
             if response.status == 401 and token is not None and not renewed and req.replayable:
                 logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
                 await self._read_body(response, req)
                 response.release()
+                if span is not None:
+                    span.end(401)
                 self.tokens.invalidate(token)
                 renewed = True
                 continue
@@ -513,9 +547,13 @@ class Transport:
                     )
                     await self._read_body(response, req)
                     response.release()
+                    if span is not None:
+                        span.end(response.status)
+                    if telemetry is not None:
+                        telemetry.retried(req, str(response.status))
                     await self._clock.sleep(delay)
                     continue
-            return response
+            return response, span
 
     def _retry_delay(
         self,
@@ -572,7 +610,7 @@ class Transport:
                 text_part.set_content_disposition("form-data", name=name)
         return writer, payloads, writer.size
 
-    async def _send(self, req: Request, token: str | None) -> aiohttp.ClientResponse:
+    async def _send(self, req: Request, token: str | None, span: HttpSpan | None) -> aiohttp.ClientResponse:
         session = self._require_session()
         body, payloads, size = self._body(req)
         timeout = self._client_timeout(req.timeout) if req.timeout is not None else None
@@ -596,6 +634,8 @@ class Transport:
             error = next((p.error for p in payloads if p.error is not None), None)
             if error is None:
                 error = _translate(exc, req.method, req.route)
+        if span is not None:
+            span.request_size = size if size is not None else sum(p.sent for p in payloads)
         if error is not None:
             logger.debug("%s %s failed: %s", req.method, req.route, error)
             raise error

@@ -20,6 +20,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +40,7 @@ from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
 from .._models import PROGRESS_DECODER, Progress, RenderState, decode_progress_list
 from .._reconcile import is_ambiguous
+from .._telemetry import traced_submit
 from .._transport import FormItem, Request, Response
 
 if TYPE_CHECKING:
@@ -429,6 +431,7 @@ class RenderResource(Resource):
         """The client's poll scheduler (the client must be open)."""
         return self._client._poll_scheduler()
 
+    @traced_submit
     async def _submit(
         self,
         route: str,
@@ -690,16 +693,18 @@ class RenderResource(Resource):
         tid = canonical_guid(task_id, "task_id")
         options = RequestOptions(None, extra_query, extra_headers, timeout, retry)
         req = self._download_request(pid, tid, low_resolution, options, fields)
+        telemetry = self._client._telemetry
         try:
-            return await download_file(
-                self._client._transport,
-                req,
-                dest,
-                default_stem=tid,
-                use_server_filename=use_server_filename,
-                resume=resume,
-                on_progress=on_progress,
-            )
+            with telemetry.download(self.feature.name, pid, tid) if telemetry else nullcontext():
+                return await download_file(
+                    self._client._transport,
+                    req,
+                    dest,
+                    default_stem=tid,
+                    use_server_filename=use_server_filename,
+                    resume=resume,
+                    on_progress=on_progress,
+                )
         except NotFoundError as exc:
             explained = await self._explain_not_found(pid, tid, user_id, exc)
             if explained is None:
@@ -842,7 +847,12 @@ class RenderResource(Resource):
             return await self._explain_not_found(pid, tid, user_id, error)
 
         return DownloadStream(
-            self._client._transport, req, process_id=pid, task_id=tid, explain_not_found=explain
+            self._client._transport,
+            req,
+            process_id=pid,
+            task_id=tid,
+            explain_not_found=explain,
+            feature=self.feature.name,
         )
 
     def _download_request(
