@@ -171,10 +171,12 @@ class DownloadStream:
     """One task's result as a stream of bytes, for callers who pipe it elsewhere instead of to a file
     (object storage, their own HTTP response, a hash).
 
-    Obtained from ``stream_download()`` of a resource and used with ``async with``: entering sends the
-    request (and raises the API's errors, e.g. :class:`~adcreative_async.NotFoundError` for a task
-    that has not succeeded), leaving closes the connection, read to the end or not. The request counts
-    as a download on the server (seed 001), whether the body is read or not.
+    Obtained from ``stream_download()`` of a resource or a job and used with ``async with``: entering
+    sends the request (and raises the API's errors, e.g. :class:`~adcreative_async.RenderNotReadyError`
+    for a task that has no result yet), leaving closes the connection, read to the end or not. Where a
+    block cannot stay open (a web response), ``await open_download(...)`` returns it open, and
+    :meth:`aclose` closes it. The request counts as a download on the server (seed 001), whether the
+    body is read or not.
 
     Example::
 
@@ -281,7 +283,8 @@ class DownloadStream:
     def _open(self) -> StreamedResponse:
         if self._response is None:
             raise ClientNotOpenError(
-                "the download stream is not open: use `async with resource.stream_download(...) as stream:`"
+                "the download stream is not open: use `async with resource.stream_download(...) as stream:` "
+                "or `stream = await resource.open_download(...)`"
             )
         return self._response
 

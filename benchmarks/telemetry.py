@@ -17,8 +17,13 @@ measuring its own CPU time (``time.process_time``) and wall time over them, afte
   exports to an exporter that drops the spans, and a meter provider with an in-memory reader (read once
   at the end): what a traced application pays, exporter I/O aside.
 
+Also, in one more process, the instrumentation alone: what the transport calls per request attempt
+(start a span and its timing, end them with a status), timed without any I/O, so free of the noise of
+a loaded machine; ``off`` is the one ``is None`` test the transport makes.
+
 Prints a table (CPU microseconds per request, median of the runs with min and max, and the difference
-from ``absent``), writes ``benchmarks/results/telemetry.json`` (``telemetry-quick.json`` with ``--quick``).
+from ``absent`` by medians and by minimums), writes ``benchmarks/results/telemetry.json``
+(``telemetry-quick.json`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -80,10 +85,55 @@ async def _measure(mode: str, credentials: dict[str, Any], requests: int) -> dic
     return {"cpu": cpu, "wall": wall, "opentelemetry_loaded": float(bool(loaded))}
 
 
+def _hooks_alone(iterations: int) -> dict[str, float]:
+    """In the child: CPU microseconds of the instrumentation of one request without the request (what
+    the transport calls per attempt: start the span and timing, end them with a status), by mode."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from adcreative_async import SystemClock, Telemetry
+    from adcreative_async._telemetry import build_instruments
+    from adcreative_async._transport import Request
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Drop()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    req = Request("GET", "Image/BackgroundRemoving/CheckUserProgress", query=[("userId", USER)])
+    modes = {
+        "off": None,
+        "on, no SDK": build_instruments(True, base_url="http://127.0.0.1:1", clock=SystemClock()),
+        "on, SDK": build_instruments(
+            Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider),
+            base_url="http://127.0.0.1:1",
+            clock=SystemClock(),
+        ),
+    }
+    figures: dict[str, float] = {}
+    for mode, telemetry in modes.items():
+        started = time.process_time()
+        for _ in range(iterations):
+            span = telemetry.http_request(req, 0) if telemetry is not None else None
+            if span is not None:
+                span.end(200, received=512)
+        figures[mode] = (time.process_time() - started) / iterations * 1e6
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    return figures
+
+
 def child(mode: str, params: dict[str, Any]) -> None:
     """Entry point of a scenario process: print its figures as one JSON line."""
     import anyio
 
+    if mode == "hooks":
+        print(json.dumps(_hooks_alone(params["iterations"])))
+        return
     if mode == "absent":
         sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # import opentelemetry -> ImportError
     result = anyio.run(_measure, mode, params["credentials"], params["requests"])
@@ -110,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(runs):
             for mode in MODES:  # alternating, so that load on the machine hits every mode alike
                 figures[mode].append(run_child(MODULE, mode, params))
+        hooks = run_child(MODULE, "hooks", {"iterations": 2000 if args.quick else 50_000})
     per_request = {
         mode: summary([r["cpu"] / requests * 1e6 for r in results]) for mode, results in figures.items()
     }
@@ -124,19 +175,27 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_us_per_request": per_request,
         "wall_us_per_request": wall_per_request,
         "overhead_us_vs_absent": {m: s["median"] - baseline for m, s in per_request.items()},
+        "overhead_us_vs_absent_by_min": {
+            m: s["min"] - per_request["absent"]["min"] for m, s in per_request.items()
+        },
+        "instrumentation_alone_us_per_request": hooks,
         "ratio_vs_absent": {m: s["median"] / baseline for m, s in per_request.items()},
         "opentelemetry_loaded": {m: any(r["opentelemetry_loaded"] for r in rs) for m, rs in figures.items()},
         "raw": figures,
     }
     print(f"{requests} progress requests per run, {runs} run(s) per mode, emulator in its own process")
     print(
-        f"{'mode':<12} {'CPU us/request':>24} {'vs absent':>12} {'wall us/request':>24} {'otel loaded':>12}"
+        f"{'mode':<12} {'CPU us/request':>18} {'vs absent (median/min)':>24} {'hooks alone':>12} "
+        f"{'wall us/request':>20} {'otel loaded':>12}"
     )
     for mode in MODES:
         overhead = per_request[mode]["median"] - baseline
+        by_min = result["overhead_us_vs_absent_by_min"][mode]
+        alone = f"{hooks[mode]:.2f}us" if mode in hooks else "-"
+        loaded = result["opentelemetry_loaded"][mode]
         print(
-            f"{mode:<12} {cell(per_request[mode], '.0f'):>24} {overhead:>+10.1f}us "
-            f"{cell(wall_per_request[mode], '.0f'):>24} {result['opentelemetry_loaded'][mode]!s:>12}"
+            f"{mode:<12} {cell(per_request[mode], '.0f'):>18} {overhead:>+10.1f} / {by_min:>+8.1f}us "
+            f"{alone:>12} {cell(wall_per_request[mode], '.0f'):>20} {loaded!s:>12}"
         )
     spread = statistics.median(
         (s["max"] - s["min"]) / s["median"] for s in per_request.values() if s["median"]
