@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import FAST_POLLS, creative_inputs
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -321,3 +321,16 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry"))
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_an_edit_is_its_own_job_span(emu: Emulator, otel: Otel) -> None:
+    async with _client(emu, otel) as client:
+        job = await client.creatives.generate(**creative_inputs())
+        await job.result(timeout=30)
+        edited = await client.creatives.edit(job.task_ids[:1], main_headline="Now 20% off")
+        await edited.result(timeout=30)
+    [render] = otel.named("render creatives")
+    [edit] = otel.named("edit creatives")
+    assert _attributes(edit)["adcreative.process_id"] == _attributes(render)["adcreative.process_id"]
+    assert _attributes(edit)["adcreative.outcome"] == "succeeded"
+    assert otel.total("adcreative.job.duration", {"adcreative.operation": "edit"}) == 1
