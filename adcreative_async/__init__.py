@@ -29,6 +29,7 @@ from ._errors import (
     RateLimitError,
     RenderFailedError,
     RenderNotFoundError,
+    RenderNotReadyError,
     ServerError,
     UnexpectedResponseError,
     WaitTimeoutError,
@@ -58,6 +59,7 @@ from ._models import (
     RenderType,
 )
 from ._reconcile import RenderMayExistError
+from ._telemetry import Telemetry
 from ._version import __version__
 from .resources import (
     AdTextsResource,
@@ -128,6 +130,7 @@ __all__ = [
     "RenderKind",
     "RenderMayExistError",
     "RenderNotFoundError",
+    "RenderNotReadyError",
     "RenderResource",
     "RenderState",
     "RenderType",
@@ -140,6 +143,7 @@ __all__ = [
     "SystemClock",
     "TaskUpdate",
     "TaskUpdates",
+    "Telemetry",
     "Timeout",
     "TransferOptions",
     "UnexpectedResponseError",

@@ -12,7 +12,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import msgspec
 from yarl import URL
 
 from ._auth import Secret
@@ -39,6 +38,7 @@ from ._fields import canonical_guid
 from ._jobs import RenderJob, TaskUpdate, as_completed
 from ._polling import PollScheduler
 from ._reconcile import SubmissionLedger
+from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
 from .notifications._hub import NotificationHub
 from .resources._base import RenderResource
@@ -121,10 +121,14 @@ class AdCreativeClient:
             leave undocumented, e.g. ``{"upscaler": {"download_route": "Image/Upscaling/Get",
             "process_id_query": "imageRenderProcessId"}}`` (keys: see
             :meth:`RenderFeature.with_overrides <adcreative_async.RenderFeature.with_overrides>`).
+        telemetry: OpenTelemetry spans and metrics (needs ``pip install 'adcreative-async[otel]'``):
+            True for the global tracer and meter providers, or a :class:`~adcreative_async.Telemetry`
+            naming others; off by default, and then free (see README, "Observability").
 
     Raises:
         ConfigurationError: a credential is missing or malformed (names the argument and variable),
-            or ``feature_overrides`` names an unknown feature or key.
+            ``feature_overrides`` names an unknown feature or key, or telemetry is asked for without
+            ``opentelemetry-api`` installed.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class AdCreativeClient:
         token_refresh_lead: float = 60.0,
         clock: Clock | None = None,
         feature_overrides: Mapping[str, Mapping[str, object]] | None = None,
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         missing: list[str] = []
         app_text = _credential(
@@ -191,6 +196,7 @@ class AdCreativeClient:
         self.unique_user_per_submission = unique_user_per_submission
         self.exclusive_user_ids = exclusive_user_ids
         self.clock: Clock = clock or SystemClock()
+        self._telemetry = build_instruments(telemetry, base_url=self.base_url, clock=self.clock)
         self._transport = Transport(
             base_url=self.base_url,
             application_id=self.application_id,
@@ -207,6 +213,7 @@ class AdCreativeClient:
             user_agent=user_agent,
             token_refresh_lead=token_refresh_lead,
             retry=retry,
+            telemetry=self._telemetry,
         )
         self._background: BackgroundTasks | None = None
         self._closing: anyio.Event | None = None
@@ -342,6 +349,8 @@ class AdCreativeClient:
         """Start a background task in the client's task group (owned by the client's lifetime)."""
         self._require_open()
         assert self._background is not None
+        if self._telemetry is not None:
+            func = self._telemetry.detached(func)  # its spans are roots, not the caller's children
         self._background.spawn(func, *args)
 
     def _poll_scheduler(self) -> PollScheduler:
@@ -349,7 +358,11 @@ class AdCreativeClient:
         self._require_open()
         if self._scheduler is None:
             self._scheduler = PollScheduler(
-                spawn=self._spawn, resource_for=self.resource, policy=self.poll_policy, clock=self.clock
+                spawn=self._spawn,
+                resource_for=self.resource,
+                policy=self.poll_policy,
+                clock=self.clock,
+                telemetry=self._telemetry,
             )
             if self.push is not None:
                 self._unsubscribe_push = self.push.subscribe(self._scheduler.push)
@@ -481,10 +494,9 @@ class AdCreativeClient:
             ) from None
 
     def job_from_json(self, data: bytes | str | Mapping[str, Any]) -> RenderJob:
-        """Rebuild a job from its JSON form (``job.to_json()``), bound to this client."""
-        if isinstance(data, Mapping):
-            data = msgspec.json.encode(dict(data))
-        job = RenderJob.from_json(data)
+        """Rebuild a job from its JSON form (``job.to_json()``, ``job.to_wire()`` or ``job.to_dict()``),
+        bound to this client."""
+        job = RenderJob.from_json(dict(data) if isinstance(data, Mapping) else data)
         return job.bind(self.resource(job.feature))
 
     @property

@@ -5,11 +5,14 @@ Every default is documented here; the client takes these objects as keyword argu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import backoff
+
+from ._errors import InvalidRequestError
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -145,6 +148,22 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("RetryPolicy needs max_attempts >= 1")
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | int | None, base: RetryPolicy) -> RetryPolicy | None:
+        """A per-call ``retry``: a RetryPolicy as is, a number as ``max_attempts`` over ``base`` (1: no
+        retry), None for the client's policy.
+
+        Raises:
+            ValueError: (an ``InvalidRequestError``) for anything else, or fewer than 1 attempt.
+        """
+        if value is None or isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return dataclasses.replace(base, max_attempts=value)
+        raise InvalidRequestError.for_field(
+            "retry", f"must be a RetryPolicy or a number of attempts >= 1 (1: no retry), got {value!r}"
+        )
 
 
 @dataclass(frozen=True)

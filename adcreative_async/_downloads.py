@@ -13,12 +13,22 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from ._errors import APIConnectionError, APIError, ClientNotOpenError, InvalidRequestError
+import anyio
+
+from ._errors import (
+    AdCreativeError,
+    APIConnectionError,
+    APIError,
+    ClientNotOpenError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from ._files import (
     AtomicFile,
     IncompleteDownloadError,
@@ -28,6 +38,9 @@ from ._files import (
     extension_for,
 )
 from ._transport import Request, StreamedResponse, Transport
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "DEFAULT_DOWNLOAD_RESUMES",
@@ -52,6 +65,9 @@ MAX_WRITE_BATCH = 2 * 1024 * 1024
 
 #: The longest file name written, in UTF-8 bytes (the common limit of Linux, macOS and Windows file systems).
 MAX_FILENAME_BYTES = 255
+
+#: After a download's 404: a more precise error (e.g. RenderNotReadyError), or None to keep the 404.
+NotFoundExplainer = Callable[[NotFoundError], Awaitable[AdCreativeError | None]]
 
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 _WINDOWS_RESERVED = frozenset(
@@ -155,10 +171,12 @@ class DownloadStream:
     """One task's result as a stream of bytes, for callers who pipe it elsewhere instead of to a file
     (object storage, their own HTTP response, a hash).
 
-    Obtained from ``stream_download()`` of a resource and used with ``async with``: entering sends the
-    request (and raises the API's errors, e.g. :class:`~adcreative_async.NotFoundError` for a task
-    that has not succeeded), leaving closes the connection, read to the end or not. The request counts
-    as a download on the server (seed 001), whether the body is read or not.
+    Obtained from ``stream_download()`` of a resource or a job and used with ``async with``: entering
+    sends the request (and raises the API's errors, e.g. :class:`~adcreative_async.RenderNotReadyError`
+    for a task that has no result yet), leaving closes the connection, read to the end or not. Where a
+    block cannot stay open (a web response), ``await open_download(...)`` returns it open, and
+    :meth:`aclose` closes it. The request counts as a download on the server (seed 001), whether the
+    body is read or not.
 
     Example::
 
@@ -174,9 +192,21 @@ class DownloadStream:
     ``download(..., resume=True)``.
     """
 
-    def __init__(self, transport: Transport, request: Request, *, process_id: str, task_id: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        request: Request,
+        *,
+        process_id: str,
+        task_id: str,
+        explain_not_found: NotFoundExplainer | None = None,
+        feature: str = "",
+    ) -> None:
         self._transport = transport
         self._request = request
+        self._explain_not_found = explain_not_found
+        self._feature = feature
+        self._span: Span | None = None
         self.process_id = process_id
         """The render process (canonical GUID)."""
         self.task_id = task_id
@@ -191,12 +221,7 @@ class DownloadStream:
         return f"<DownloadStream task_id={self.task_id!r} {state}>"
 
     async def __aenter__(self) -> DownloadStream:
-        if self._stack is not None:
-            raise RuntimeError("a DownloadStream can be entered once; call stream_download() again")
-        stack = AsyncExitStack()
-        self._stack = stack
-        self._response = await stack.enter_async_context(self._transport.stream(self._request))
-        return self
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -206,12 +231,60 @@ class DownloadStream:
     ) -> None:
         stack, self._response = self._stack, None
         if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+            with anyio.CancelScope(shield=True):
+                await stack.__aexit__(exc_type, exc, tb)
+        span, self._span = self._span, None
+        if span is not None and self._transport.telemetry is not None:
+            self._transport.telemetry.end_download(span, self._received.done, exc)
+
+    async def open(self) -> DownloadStream:
+        """Send the request and return this stream, its headers readable, its body not read yet.
+
+        What ``async with`` does on entering; for code that cannot hold a block open (a web framework
+        returning a streamed response): then call :meth:`aclose` when done (``open_download()`` of a
+        resource or a job does this call for you).
+
+        Raises:
+            RenderNotReadyError: the server answered 404 and the task's process says the task has no
+                result yet (or it failed).
+            NotFoundError and the API's other errors, APIConnectionError: as any request.
+        """
+        if self._stack is not None:
+            raise RuntimeError("a DownloadStream can be opened once; call stream_download() again")
+        stack = AsyncExitStack()
+        self._stack = stack
+        telemetry = self._transport.telemetry
+        if telemetry is not None:  # the download's span lasts until aclose(); its request is a child
+            self._span = telemetry.start_download(self._feature, self.process_id, self.task_id)
+        try:
+            with telemetry.within(self._span) if telemetry is not None else nullcontext():
+                self._response = await stack.enter_async_context(self._transport.stream(self._request))
+        except BaseException as exc:
+            span, self._span = self._span, None
+            if telemetry is not None:
+                telemetry.end_download(span, 0, exc)
+            if not isinstance(exc, NotFoundError):
+                raise
+            explained = await self._explain_not_found(exc) if self._explain_not_found is not None else None
+            if explained is None:
+                raise
+            raise explained from exc
+        return self
+
+    async def aclose(self) -> None:
+        """Close the connection (read to the end or not). Idempotent; shielded from cancellation."""
+        await self.__aexit__(None, None, None)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the request was sent and the stream is not closed yet."""
+        return self._response is not None
 
     def _open(self) -> StreamedResponse:
         if self._response is None:
             raise ClientNotOpenError(
-                "the download stream is not open: use `async with resource.stream_download(...) as stream:`"
+                "the download stream is not open: use `async with resource.stream_download(...) as stream:` "
+                "or `stream = await resource.open_download(...)`"
             )
         return self._response
 

@@ -21,7 +21,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from ._jobs import RenderJob
-    from ._models import Progress
+    from ._models import Progress, RenderState
 
 __all__ = [
     "APIConnectionError",
@@ -41,6 +41,7 @@ __all__ = [
     "RateLimitError",
     "RenderFailedError",
     "RenderNotFoundError",
+    "RenderNotReadyError",
     "ServerError",
     "UnexpectedResponseError",
     "WaitTimeoutError",
@@ -275,8 +276,61 @@ class WaitTimeoutError(JobError, TimeoutError):
         self.pending_jobs = tuple(pending_jobs) or (job,)
 
 
-class RenderNotFoundError(JobError):
-    """The server no longer lists the process (not even when asked by id) after the grace period."""
+class RenderNotFoundError(JobError, NotFoundError):
+    """The server no longer lists the process (not even when asked by id) after the grace period.
+
+    Both a :class:`JobError` (``job`` is the handle) and a :class:`NotFoundError` (status 404), so that
+    code catching "not found" catches it too.
+    """
+
+    def __init__(
+        self, message: str, *, job: RenderJob, progress: Progress | None = None, path: str = ""
+    ) -> None:
+        NotFoundError.__init__(self, message, status=404, method="GET", path=path)
+        self.job = job
+        self.progress = progress if progress is not None else job.progress
+
+
+class RenderNotReadyError(NotFoundError):
+    """A download answered 404 for a task that has no result yet: its process says it is not finished
+    (or it failed or was cancelled, and will never have one).
+
+    Raised instead of the server's bare ``404 Image content not found`` when a progress check (one
+    ``CheckUserProgress`` of the process, made only after the 404) shows the task's state.
+
+    Attributes:
+        process_id, task_id: the task asked for.
+        state: the task's state (a :class:`~adcreative_async.RenderState`), or None when the process
+            is listed but the task is not (the listing may be partial) while the process is unfinished.
+        progress: the process's progress as the check saw it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        process_id: str,
+        task_id: str,
+        state: RenderState | None,
+        progress: Progress,
+        cause: NotFoundError,
+    ) -> None:
+        super().__init__(
+            message,
+            status=cause.status,
+            body=cause.body,
+            title=cause.title,
+            type=cause.type,
+            trace_id=cause.trace_id,
+            details=cause.details,
+            method=cause.method,
+            path=cause.path,
+            headers=cause.headers,
+        )
+        self.process_id = process_id
+        self.task_id = task_id
+        self.state = state
+        self.progress = progress
 
 
 # --------------------------------------------------------------------------------------------- parsing

@@ -34,6 +34,7 @@ from ._polling import Target, Watch
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
     from ._files import ProgressCallback
+    from ._telemetry import JobTrace
     from .resources._base import RenderResource
 
 __all__ = ["RenderJob", "TaskUpdate", "TaskUpdates", "as_completed"]
@@ -53,7 +54,22 @@ class _JobRecord(msgspec.Struct, kw_only=True, rename="camel"):
     format: int = JOB_FORMAT_VERSION
 
 
-_RECORD_DECODER = msgspec.json.Decoder(_JobRecord)
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _camel_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A job dict in camelCase: :meth:`RenderJob.to_dict` output (snake_case) renamed, other input as is."""
+    if "process_id" not in data:
+        return data
+    renamed = {_camel(key): value for key, value in data.items()}
+    progress = renamed.get("progress")
+    if isinstance(progress, dict):
+        renamed["progress"] = {_camel(key): value for key, value in progress.items()}
+    return renamed
+
+
 _RECORD_ENCODER = msgspec.json.Encoder()
 
 
@@ -72,6 +88,7 @@ class RenderJob:
         "_not_before",
         "_resource",
         "_submitted_at",
+        "_trace",
         "feature",
         "process_id",
         "progress",
@@ -99,6 +116,7 @@ class RenderJob:
         # rebuilt job. Polls sent before it never complete the job (an edit re-opens a process).
         self._submitted_at: float | None = None
         self._not_before = float("-inf")
+        self._trace: JobTrace | None = None  # telemetry: the job's span, ended when it is seen finished
         if progress is not None:
             self._merge_tasks(progress.tasks)
 
@@ -141,6 +159,9 @@ class RenderJob:
             )
         self.progress = progress
         self._merge_tasks(progress.tasks)
+        if self._trace is not None and _is_finished(progress):
+            trace, self._trace = self._trace, None
+            trace.finish(self, progress, failed=_failure(progress) is not None)
 
     @property
     def is_complete(self) -> bool:
@@ -162,12 +183,32 @@ class RenderJob:
     # ------------------------------------------------------------------------------------ json
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (camelCase keys; progress in its wire form)."""
+        """A JSON-ready dict in Python names, as the attributes: ``feature``, ``process_id``,
+        ``user_id``, ``task_ids``, ``progress`` (its fields snake_case, task states as
+        :class:`RenderState`, which JSON encoders write as numbers) and ``format``.
+
+        :meth:`to_wire` is the same in the API's camelCase (the form of :meth:`to_json`); both load
+        back with :meth:`from_json` / ``client.job_from_json``.
+        """
+        progress = self.progress
+        return {
+            "feature": self.feature,
+            "process_id": self.process_id,
+            "user_id": self.user_id,
+            "task_ids": list(self.task_ids),
+            "progress": None if progress is None else msgspec.structs.asdict(progress),
+            "format": JOB_FORMAT_VERSION,
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-ready dict in the API's camelCase (``processId``, ``progress.imageRenderProcessId``):
+        :meth:`to_json` as a dict."""
         result: dict[str, Any] = msgspec.to_builtins(self._record())
         return result
 
     def to_json(self) -> bytes:
-        """The job as JSON bytes, for storage or a queue. Holds no credential."""
+        """The job as JSON bytes (camelCase, :meth:`to_wire`), for storage or a queue. Holds no
+        credential."""
         return _RECORD_ENCODER.encode(self._record())
 
     def _record(self) -> _JobRecord:
@@ -183,7 +224,7 @@ class RenderJob:
     def from_json(
         cls, data: bytes | str | dict[str, Any], *, resource: RenderResource | None = None
     ) -> RenderJob:
-        """Rebuild a job from :meth:`to_json` / :meth:`to_dict` output.
+        """Rebuild a job from :meth:`to_json`, :meth:`to_wire` or :meth:`to_dict` output.
 
         Prefer ``client.job_from_json(data)``, which binds the job to the client so it can wait and
         download.
@@ -192,10 +233,10 @@ class RenderJob:
             InvalidRequestError: when ``data`` is not a job's JSON form.
         """
         try:
-            if isinstance(data, dict):
-                record = msgspec.convert(data, _JobRecord)
-            else:
-                record = _RECORD_DECODER.decode(data)
+            raw = data if isinstance(data, dict) else msgspec.json.decode(data)
+            if not isinstance(raw, dict):
+                raise msgspec.ValidationError(f"expected an object, got {type(raw).__name__}")
+            record = msgspec.convert(_camel_keys(raw), _JobRecord, strict=False)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidRequestError(f"not a RenderJob's JSON form: {exc}", field="data") from None
         if record.format > JOB_FORMAT_VERSION:
@@ -300,7 +341,11 @@ class RenderJob:
         resume: bool | int = False,
         use_server_filename: bool = False,
     ) -> Path:
-        """Download one task's result, atomically (see the resource's ``download``)."""
+        """Download one task's result, atomically (see the resource's ``download``).
+
+        Raises:
+            RenderNotReadyError: the task has no result yet (or failed): ``.state`` says where it is.
+        """
         return await self.resource.download(
             self.process_id,
             task_id,
@@ -309,12 +354,20 @@ class RenderJob:
             on_progress=on_progress,
             resume=resume,
             use_server_filename=use_server_filename,
+            user_id=self.user_id,
         )
 
     def stream_download(self, task_id: str, *, low_resolution: bool = False) -> DownloadStream:
         """One task's result as a stream of chunks, to pipe elsewhere (see the resource's
         ``stream_download``): ``async with job.stream_download(task_id) as stream: ...``."""
-        return self.resource.stream_download(self.process_id, task_id, low_resolution=low_resolution)
+        return self.resource.stream_download(
+            self.process_id, task_id, low_resolution=low_resolution, user_id=self.user_id
+        )
+
+    async def open_download(self, task_id: str, *, low_resolution: bool = False) -> DownloadStream:
+        """One task's result as an open stream, headers readable, body unread; ``await
+        stream.aclose()`` when done (see the resource's ``open_download``)."""
+        return await self.stream_download(task_id, low_resolution=low_resolution).open()
 
     async def download_all(
         self, dest_dir: str | os.PathLike[str], *, low_resolution: bool = False

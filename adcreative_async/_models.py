@@ -163,7 +163,7 @@ DOCUMENTED_RENDER_KINDS: frozenset[int] = frozenset(int(kind) for kind in Render
 AD_CREATIVE_RENDER_TYPES: frozenset[int] = frozenset({0, 1, 2, 4, 8, 16, 19, 32, 64, 100, 127, 128})
 
 
-def drop_metadata_keys(tasks: dict[str, int]) -> None:
+def drop_metadata_keys(tasks: dict[str, Any]) -> None:
     """Delete a decoded ``tasks`` map's ``$`` keys ("$id", "$values", ...: Newtonsoft's reference
     handling), which are never task ids. In place, not by rebuilding the dict: this runs for every
     decoded progress object, and every listed tasks map carries a "$id"."""
@@ -186,8 +186,10 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
         application_id, user_id: who started it.
         total_task_count, completed_task_count: task counts (authoritative even when ``tasks`` is partial).
         progress: 0..100; an int in the seeds, tolerated as a float.
-        tasks: task id -> task state. Task ids are strings (the seeds show GUIDs and also ``"taskId1"``).
-            The map can be partial (the seeds show 2 of 5 tasks).
+        tasks: task id -> task state, a :class:`RenderState` (an int enum: ``== 5`` still works; states
+            the SDK has no name for are kept as ``RenderState.UNNAMED_<n>``, never refused). Task ids
+            are strings (the seeds show GUIDs and also ``"taskId1"``). The map can be partial (the
+            seeds show 2 of 5 tasks).
         render_kind, render_type: echoed by features that have them, else None.
         is_successful, error_message: the process-level outcome.
     """
@@ -200,7 +202,7 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
     total_task_count: int = 0
     completed_task_count: int = 0
     progress: int | float = 0
-    tasks: dict[str, int] = {}
+    tasks: dict[str, RenderState] = {}
     render_kind: int | None = None
     render_type: int | None = None
     is_successful: bool = True
@@ -221,8 +223,7 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
 
     def task_state(self, task_id: str) -> RenderState | None:
         """The state of one task, or None if this snapshot does not list it."""
-        value = self.tasks.get(task_id)
-        return None if value is None else RenderState(value)
+        return self.tasks.get(task_id)
 
     @property
     def succeeded_task_ids(self) -> list[str]:

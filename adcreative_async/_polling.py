@@ -47,10 +47,11 @@ from ._errors import (
     UnexpectedResponseError,
     retry_after_seconds,
 )
-from ._models import TERMINAL_STATES, Progress
+from ._models import TERMINAL_STATES, Progress, RenderState
 from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
+    from ._telemetry import Instruments
     from .resources._base import RenderResource
 
 __all__ = ["REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Watch"]
@@ -166,6 +167,7 @@ class _UserPoller:
     wake_scope: anyio.CancelScope | None = None
     delays: Generator[float, Any, None] | None = None
     last_error: AdCreativeError | None = None
+    last_poll_at: float | None = None  # when the previous poll was sent (telemetry: detection latency)
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -233,8 +235,10 @@ class PollScheduler:
         resource_for: Callable[[str], RenderResource],
         policy: PollPolicy,
         clock: Clock,
+        telemetry: Instruments | None = None,
     ) -> None:
         self._spawn = spawn
+        self._telemetry = telemetry
         self._resource_for = resource_for
         self.policy = policy
         self._clock = clock
@@ -468,10 +472,14 @@ class PollScheduler:
                     for pid in awaited:
                         await self._bucket.acquire()
                         self.requests += 1
+                        if self._telemetry is not None:
+                            self._telemetry.polled(poller.key[0])
                         items.extend(await poller.resource.user_progress(user, pid))
                 else:
                     await self._bucket.acquire()
                     self.requests += 1
+                    if self._telemetry is not None:
+                        self._telemetry.polled(poller.key[0])
                     items = await poller.resource.user_progress(user)
             except AdCreativeError as exc:
                 error = exc
@@ -488,6 +496,9 @@ class PollScheduler:
         if missing:
             changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=filtered)
         now = self._clock.monotonic()
+        if changed and self._telemetry is not None:
+            self._detected(poller, changed, now)
+        poller.last_poll_at = sent_at
         if changed:
             poller.delays = None
         poller.next_due = now + self._paced(poller.next_delay(), now)
@@ -495,6 +506,18 @@ class PollScheduler:
             for watch in list(poller.watches):
                 if any(t.key == poller.key and t.process_id in changed for t in watch.targets):
                     watch.wake()
+
+    def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
+        """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
+        poll of its user, or since it was first awaited if later)."""
+        assert self._telemetry is not None
+        for pid in changed:
+            snapshot = poller.cache.get(pid)
+            interest = poller.interest.get(pid)
+            if snapshot is None or interest is None or not snapshot.progress.is_complete:
+                continue
+            since = max(poller.last_poll_at or float("-inf"), interest.submitted_at or interest.first_awaited)
+            self._telemetry.detected(poller.key[0], now - since)
 
     def push_live(self, now: float | None = None) -> bool:
         """Whether push notifications are flowing (one arrived within ``push_quiet_after``)."""
@@ -619,6 +642,8 @@ class PollScheduler:
                 try:
                     await self._bucket.acquire()
                     self.requests += 1
+                    if self._telemetry is not None:
+                        self._telemetry.polled(feature)
                     found = await poller.resource.user_progress(user, pid)
                 except AdCreativeError as exc:
                     self._after_error(poller, exc)
@@ -675,7 +700,7 @@ def _with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
     """``progress`` with one task's state set (from a task-completed message), counts updated."""
     tasks = dict(progress.tasks)
     previous = tasks.get(task_id)
-    tasks[task_id] = state
+    tasks[task_id] = RenderState(state)
     completed = progress.completed_task_count
     if state in TERMINAL_STATES and previous not in TERMINAL_STATES:
         completed += 1

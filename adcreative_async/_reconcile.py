@@ -47,6 +47,7 @@ from ._clock import Clock
 from ._config import RetryPolicy
 from ._errors import AdCreativeError, APIConnectionError, ServerError, UnexpectedResponseError
 from ._models import TERMINAL_STATES, Progress
+from ._telemetry import records_reconciliation
 
 if TYPE_CHECKING:
     from .resources._base import RenderResource
@@ -356,6 +357,7 @@ class SubmissionLedger:
                 ledger.progress = anyio.Event()
             await ledger.progress.wait()
 
+    @records_reconciliation("start")
     async def settle(self, call: Submission) -> Progress:
         """After :meth:`failed` with an ambiguous error: the process this call provably made.
 
@@ -503,6 +505,7 @@ class SubmissionLedger:
 
     # ------------------------------------------------------------------------------------- edits
 
+    @records_reconciliation("edit")
     async def reconcile_edit(
         self, resource: RenderResource, user_id: str, task_ids: Iterable[str], cause: AdCreativeError
     ) -> Progress:

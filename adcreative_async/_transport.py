@@ -50,6 +50,7 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._files import IncompleteDownloadError, ProgressCallback, Upload
+from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
 __all__ = ["Request", "Response", "StreamedResponse", "Transport"]
@@ -91,6 +92,8 @@ class Request:
         timeout: per-call timeouts (None: the client's).
         params: wire field name -> Python parameter, so that errors name both.
         auth: send the bearer token and API key headers (False only for token requests).
+        retry: False: never sent again, whatever the policy (a RefreshJwtToken).
+        retry_policy: this call's retry policy (the per-call ``retry=``); None: the client's.
         on_upload_progress: called as the body goes out.
     """
 
@@ -104,6 +107,7 @@ class Request:
     params: Mapping[str, str] | None = None
     auth: bool = True
     retry: bool = True
+    retry_policy: RetryPolicy | None = None  # this call's own policy (None: the client's)
     idempotent: bool | None = None  # None: by the method; True for a POST that is safe to repeat
 
     @property
@@ -156,6 +160,8 @@ class StreamedResponse:
         self._route = route
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+        self.received = 0
+        """Bytes of the body read so far."""
 
     @property
     def content_length(self) -> int | None:
@@ -176,11 +182,15 @@ class StreamedResponse:
             IncompleteDownloadError: the connection dropped before the whole body arrived.
             APITimeoutError / APIConnectionError: other transport failures (never chained).
         """
+        error: AdCreativeError | None = None
         try:
-            return await self._response.content.read(max_bytes or self._chunk_size)
+            chunk = await self._response.content.read(max_bytes or self._chunk_size)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = _translate(exc, self._method, self._route, reading=True)
-        raise error  # outside the handler: never chained to aiohttp's exception
+        if error is not None:
+            raise error  # outside the handler: never chained to aiohttp's exception
+        self.received += len(chunk)
+        return chunk
 
 
 class _UploadPayload(aiohttp_payload.Payload):
@@ -194,6 +204,7 @@ class _UploadPayload(aiohttp_payload.Payload):
         self._size = upload.size
         self._progress = progress
         self.error: AdCreativeError | None = None
+        self.sent = 0
         self.set_content_disposition("form-data", name=upload.wire, filename=upload.filename)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
@@ -225,6 +236,7 @@ class _UploadPayload(aiohttp_payload.Payload):
                     )
                     raise self.error
                 await writer.write(chunk)
+                self.sent += len(chunk)
                 if self._progress is not None:
                     self._progress.add(len(chunk))
             if upload.size is not None and sent != upload.size:
@@ -297,8 +309,11 @@ class Transport:
         user_agent: str | None = None,
         token_refresh_lead: float = 60.0,
         retry: RetryPolicy | None = None,
+        telemetry: Instruments | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.telemetry = telemetry
+        """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self.retries = 0
@@ -395,11 +410,14 @@ class Transport:
             APIError: (a subclass per status) for any status >= 300.
             APIConnectionError / APITimeoutError: when no response could be read.
         """
-        response = await self._exchange(req)
+        response, span = await self._exchange(req)
+        body, error = b"", None
         try:
             body, error = await self._read_body(response, req)
         finally:
             response.release()
+            if span is not None:
+                span.end(response.status, received=len(body), error=error)
         if error is not None:
             raise error
         if response.status >= 300:
@@ -413,19 +431,25 @@ class Transport:
         Raises:
             APIError: for a status >= 300 (its body read first).
         """
-        response = await self._exchange(req)
+        response, span = await self._exchange(req)
+        streamed: StreamedResponse | None = None
+        failure: BaseException | None = None
         try:
             if response.status >= 300:
                 body, error = await self._read_body(response, req)
                 if error is not None:
                     raise error
                 raise self._api_error(req, response.status, response.headers, body)
-            yield StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
-        except BaseException:
+            streamed = StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
+            yield streamed
+        except BaseException as exc:
+            failure = exc if streamed is not None else None
             response.close()
             raise
         finally:
             response.release()
+            if span is not None:
+                span.end(response.status, received=streamed.received if streamed else None, error=failure)
 
     def _api_error(self, req: Request, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
         if 300 <= status < 400:
@@ -439,7 +463,10 @@ class Transport:
                 path=req.route,
                 headers={k: v for k, v in headers.items() if k.lower() == "location"},
             )
-        error = build_api_error(
+        # Not logged here: the status line is logged when it arrives, and whether it is an error is
+        # the caller's to say (the documented "nothing found" 400/404 of a progress listing is an
+        # answer: an empty list).
+        return build_api_error(
             status,
             body,
             headers=headers,
@@ -447,8 +474,6 @@ class Transport:
             path=f"{API_PREFIX}{req.route}",
             params=req.params,
         )
-        logger.debug("%s %s -> %s (%s)", req.method, req.route, status, type(error).__name__)
-        return error
 
     async def _read_body(
         self, response: aiohttp.ClientResponse, req: Request
@@ -458,20 +483,22 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return b"", _translate(exc, req.method, req.route, reading=True)
 
-    async def _exchange(self, req: Request) -> aiohttp.ClientResponse:
-        """Send with auth and the retry policy.
+    async def _exchange(self, req: Request) -> tuple[aiohttp.ClientResponse, HttpSpan | None]:
+        """Send with auth and the retry policy; the response, and the telemetry of its attempt (None
+        when telemetry is off), which the caller ends once the body is read.
 
         A 401 drops the token, renews it and sends once more if the body can be sent (see
         :attr:`Request.replayable`); else it raises the 401. Transient failures are
         retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
         statuses; anything else only when it surely never reached the server.
         """
-        policy = self.retry
+        policy = req.retry_policy or self.retry
         started = self._clock.monotonic()
         delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
         next(delays)  # prime the generator, as backoff's decorators do
         attempt = 0
         renewed = False
+        telemetry = self.telemetry
         while True:
             attempt += 1
             try:
@@ -479,21 +506,32 @@ class Transport:
             except AdCreativeError as exc:
                 exc.before_send = True  # a token failure is never a send of this call
                 raise
+            span = telemetry.http_request(req, attempt - 1) if telemetry is not None else None
             try:
-                response = await self._send(req, token)
+                response = await self._send(req, token, span)
             except APIConnectionError as exc:
-                delay = self._retry_delay(req, attempt, started, next(delays), sent=exc.sent)
+                if span is not None:
+                    span.end(error=exc)
+                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=exc.sent)
                 if delay is None:
                     raise
+                if telemetry is not None:
+                    telemetry.retried(req, type(exc).__qualname__)
                 logger.info(
                     "%s %s failed (%s); retry %d in %.2fs", req.method, req.route, exc, attempt, delay
                 )
                 await self._clock.sleep(delay)
                 continue
+            except BaseException as exc:
+                if span is not None:
+                    span.end(error=exc)
+                raise
             if response.status == 401 and token is not None:
                 # The token is refused: forget it whatever happens next, so that no later call sends it.
                 body, error = await self._read_body(response, req)
                 response.release()  # stops aiohttp's body writer: a body not read yet stays unread
+                if span is not None:
+                    span.end(401)
                 self.tokens.invalidate(token)
                 if not renewed and req.replayable:  # checked now that no upload can start any more
                     logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
@@ -505,7 +543,7 @@ class Transport:
             # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
             refused = response.status == 429 and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
-                delay = self._retry_delay(req, attempt, started, next(delays), sent=not refused)
+                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=not refused)
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
@@ -520,15 +558,25 @@ class Transport:
                     )
                     await self._read_body(response, req)
                     response.release()
+                    if span is not None:
+                        span.end(response.status)
+                    if telemetry is not None:
+                        telemetry.retried(req, str(response.status))
                     await self._clock.sleep(delay)
                     continue
-            return response
+            return response, span
 
     def _retry_delay(
-        self, req: Request, attempt: int, started: float, backoff_delay: float, *, sent: bool | None
+        self,
+        req: Request,
+        policy: RetryPolicy,
+        attempt: int,
+        started: float,
+        backoff_delay: float,
+        *,
+        sent: bool | None,
     ) -> float | None:
         """The delay before attempt ``attempt + 1``, or None when the policy allows no retry."""
-        policy = self.retry
         if not req.retry or not req.replayable or attempt >= policy.max_attempts:
             return None
         if not req.repeatable and sent is not False:
@@ -573,7 +621,7 @@ class Transport:
                 text_part.set_content_disposition("form-data", name=name)
         return writer, payloads, writer.size
 
-    async def _send(self, req: Request, token: str | None) -> aiohttp.ClientResponse:
+    async def _send(self, req: Request, token: str | None, span: HttpSpan | None) -> aiohttp.ClientResponse:
         session = self._require_session()
         body, payloads, size = self._body(req)
         timeout = self._client_timeout(req.timeout) if req.timeout is not None else None
@@ -597,6 +645,8 @@ class Transport:
             error = next((p.error for p in payloads if p.error is not None), None)
             if error is None:
                 error = _translate(exc, req.method, req.route)
+        if span is not None:
+            span.request_size = size if size is not None else sum(p.sent for p in payloads)
         if error is not None:
             logger.debug("%s %s failed: %s", req.method, req.route, error)
             raise error

@@ -13,7 +13,8 @@ Needs ``pip install 'adcreative-async[examples]'`` (FastAPI, uvicorn). Run it ag
         localhost:8000/background-removals
     curl -s localhost:8000/jobs/background_remover/PROCESS_ID?user_id=USER_ID
     curl -s localhost:8000/jobs/background_remover/PROCESS_ID/wait?user_id=USER_ID   # returns on push
-    curl -s -o cutout.png localhost:8000/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result
+    curl -s -o cutout.png \\
+        "localhost:8000/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result?user_id=USER_ID"
 
 Against the real API: set the ADCREATIVE_* variables (ADCREATIVE_USER_ID included), leave out
 ADCREATIVE_EMULATOR, set ADCREATIVE_WEBHOOK_TOKEN to a long random value, and register
@@ -34,12 +35,13 @@ from fastapi.responses import StreamingResponse
 
 from adcreative_async import (
     AdCreativeClient,
-    DownloadStream,
     InvalidRequestError,
     NotFoundError,
     RenderFailedError,
+    RenderNotReadyError,
     WaitTimeoutError,
 )
+from adcreative_async.integrations.starlette import streaming_response
 from adcreative_async.notifications import NotificationHub, WebhookReceiver
 from adcreative_async.testing import Emulator
 
@@ -120,11 +122,17 @@ def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
     @app.get("/jobs/{feature}/{process_id}/wait")
     async def wait_for_job(feature: str, process_id: str, user_id: str, client: Client) -> dict[str, Any]:
         """Wait until the job is complete (at most 60 s): resolved by a webhook message as soon as one
-        arrives, by the client's coalesced polling otherwise."""
+        arrives, by the client's coalesced polling otherwise. An unknown process is a 404 at once."""
         try:
-            progress = await client.resource(feature).job(process_id, user_id=user_id).result(timeout=60)
+            job = client.resource(feature).job(process_id, user_id=user_id)
+            # One progress request first: an id the server does not know answers 404 now, instead of
+            # after the scheduler's grace period for just-started jobs (PollPolicy.not_found_grace).
+            await job.refresh()
+            progress = await job.result(timeout=60)
         except InvalidRequestError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+        except NotFoundError as exc:  # also RenderNotFoundError: the process left the listing meanwhile
+            raise HTTPException(status_code=404, detail=str(exc)) from None
         except WaitTimeoutError as exc:
             raise HTTPException(status_code=504, detail=str(exc)) from None
         except RenderFailedError as exc:
@@ -132,30 +140,22 @@ def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
         return {"process_id": progress.process_id, "succeeded_task_ids": progress.succeeded_task_ids}
 
     @app.get("/jobs/{feature}/{process_id}/tasks/{task_id}/result")
-    async def task_result(feature: str, process_id: str, task_id: str, client: Client) -> StreamingResponse:
+    async def task_result(
+        feature: str, process_id: str, task_id: str, client: Client, user_id: str | None = None
+    ) -> StreamingResponse:
         """Stream one task's result to the caller as it arrives (constant memory, no temporary file)."""
         try:
-            stream = client.resource(feature).stream_download(process_id, task_id)
-            await stream.__aenter__()  # sends the request: errors become HTTP errors before the body starts
+            # Sends the request: errors become HTTP errors before the response starts.
+            stream = await client.resource(feature).open_download(process_id, task_id, user_id=user_id)
         except InvalidRequestError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
+        except RenderNotReadyError as exc:  # the task is not finished (or failed): exc.state says which
+            raise HTTPException(status_code=409, detail=str(exc)) from None
         except NotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
-        headers = {"Content-Length": str(stream.content_length)} if stream.content_length is not None else {}
-        return StreamingResponse(
-            _body(stream), media_type=stream.content_type or "application/octet-stream", headers=headers
-        )
+        return streaming_response(stream)  # closes the stream however the response ends
 
     return app
-
-
-async def _body(stream: DownloadStream) -> AsyncIterator[bytes]:
-    """The result's chunks; the connection to the API is closed when the response ends, early or not."""
-    try:
-        async for chunk in stream.iter_bytes():
-            yield chunk
-    finally:
-        await stream.__aexit__(None, None, None)
 
 
 app = create_app()

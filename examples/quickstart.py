@@ -56,9 +56,11 @@ async def main(output: Path) -> None:
             tg.start_soon(poll, creatives)
             tg.start_soon(poll, cutout)
 
-        for job in (creatives, cutout):
-            for path in await job.download_all(output):
-                print(f"saved {path}")
+        # Each file is named after what it came from (download_all() would name them <task id>.png).
+        for n, task_id in enumerate(creatives.task_ids, 1):
+            print(f"creative {n} -> {await creatives.download(task_id, output / f'creative-{n}.png')}")
+        [cutout_task] = cutout.task_ids
+        print(f"product photo -> {await cutout.download(cutout_task, output / 'product-cutout.png')}")
 
 
 if __name__ == "__main__":

@@ -313,9 +313,12 @@ def test_bars_mode_draws_and_summarises(tmp_path: Path, capsys: pytest.CaptureFi
         "--emulator",
         "--progress",
         "bars",
+        "--summary",
+        "all",
     )
     assert code == 0
-    assert "photo-0.jpg" in stdout
+    assert "2/2 done" in stdout  # the overall bar's last frame
+    assert "photo-0.jpg" in stdout  # the summary table, every item
     assert "Background removal: 2 of 2 succeeded" in stdout
 
 

@@ -34,7 +34,8 @@ def load(name: str) -> ModuleType:
 
 async def test_quickstart_saves_every_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     await load("quickstart").main(tmp_path)
-    assert len(list(tmp_path.glob("*.png"))) == 6  # 5 creatives and 1 cutout
+    names = sorted(p.name for p in tmp_path.glob("*.png"))  # 5 creatives and 1 cutout, named by origin
+    assert names == [*(f"creative-{n}.png" for n in range(1, 6)), "product-cutout.png"]
     assert "100% (5/5 tasks)" in capsys.readouterr().out
 
 
@@ -46,7 +47,15 @@ async def test_bulk_folder_script_with_samples(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert b"3 of 3 succeeded" in result.stdout
-    assert len(list((tmp_path / "out").glob("*.png"))) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "product-1.png",  # named after the inputs, product-N.jpg
+        "product-2.png",
+        "product-3.png",
+    ]
+    assert (
+        f"{tmp_path / 'in' / 'product-2.jpg'} -> {tmp_path / 'out' / 'product-2.png'}".encode()
+        in result.stdout
+    )
 
 
 async def test_fastapi_app_starts_reports_and_streams() -> None:
@@ -59,10 +68,10 @@ async def test_fastapi_app_starts_reports_and_streams() -> None:
         response = await http.post("/background-removals", content=sample_image("jpeg", (64, 48)))
         assert response.status_code == 202, response.text
         job = response.json()
-        url = f"/jobs/background_remover/{job['processId']}"
+        url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:  # a client of the backend polls it
-                status = (await http.get(url, params={"user_id": job["userId"]})).json()
+                status = (await http.get(url, params={"user_id": job["user_id"]})).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -93,10 +102,10 @@ async def test_aiohttp_app_starts_reports_and_streams() -> None:
         response = await http.post("/background-removals", data=sample_image("png", (40, 40)))
         assert response.status == 202, await response.text()
         job = await response.json()
-        url = f"/jobs/background_remover/{job['processId']}"
+        url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:
-                status = await (await http.get(url, params={"user_id": job["userId"]})).json()
+                status = await (await http.get(url, params={"user_id": job["user_id"]})).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -134,8 +143,8 @@ async def test_fastapi_webhook_route_resolves_waits_by_push(monkeypatch: pytest.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             job = (await http.post("/background-removals", content=sample_image("png", (16, 16)))).json()
             done = await http.get(
-                f"/jobs/background_remover/{job['processId']}/wait",
-                params={"user_id": job["userId"]},
+                f"/jobs/background_remover/{job['process_id']}/wait",
+                params={"user_id": job["user_id"]},
                 timeout=20,
             )
             assert done.status_code == 200, done.text
@@ -154,7 +163,7 @@ async def test_aiohttp_webhook_subapp_resolves_waits_by_push(monkeypatch: pytest
     async with TestClient(TestServer(app, port=port)) as http:
         job = await (await http.post("/background-removals", data=sample_image("png", (16, 16)))).json()
         client = app[module.CLIENT]
-        progress = await client.background_remover.job(job["processId"], user_id=job["userId"]).result(
+        progress = await client.background_remover.job(job["process_id"], user_id=job["user_id"]).result(
             timeout=20
         )
         assert progress.is_complete

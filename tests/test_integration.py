@@ -328,7 +328,7 @@ async def test_download_of_an_unfinished_task_is_not_found_and_writes_nothing(
     emulator: Emulator, client: AdCreativeClient, tmp_path: Path
 ) -> None:
     job = await client.creatives.generate(**creative_inputs())
-    with pytest.raises(NotFoundError, match="Image content not found"):
+    with pytest.raises(NotFoundError, match="has no result yet"):  # a RenderNotReadyError
         await client.creatives.download(job.process_id, job.task_ids[0], tmp_path)
     assert os.listdir(tmp_path) == []
 

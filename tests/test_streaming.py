@@ -614,10 +614,10 @@ async def test_stream_download_errors_and_misuse(emu: Emulator, client: AdCreati
     stream = client.background_remover.stream_download(job.process_id, job.task_ids[0])
     with pytest.raises(ClientNotOpenError, match="async with"):
         _ = stream.content_length
-    with pytest.raises(NotFoundError, match="Image content not found"):
+    with pytest.raises(NotFoundError, match="has no result yet"):  # a RenderNotReadyError
         async with stream:
             pass  # pragma: no cover
-    with pytest.raises(RuntimeError, match="entered once"):
+    with pytest.raises(RuntimeError, match="opened once"):
         async with stream:
             pass  # pragma: no cover
     with pytest.raises(InvalidRequestError, match="task_id: must be a GUID"):

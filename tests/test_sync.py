@@ -30,6 +30,7 @@ from adcreative_async import (
     NotFoundError,
     RenderFailedError,
     RenderJob,
+    RenderNotReadyError,
     RenderState,
     SyncAdCreativeClient,
     TaskUpdate,
@@ -227,6 +228,30 @@ def test_stream_download(emulator: EmulatorThread, client: SyncAdCreativeClient,
     with job.stream_download(task_id) as stream:
         for _ in stream.iter_bytes(16):
             break  # leaving early closes the connection
+    assert emulator.download_count(task_id) == 3
+
+
+def test_open_download_needs_no_with_block(
+    emulator: EmulatorThread, client: SyncAdCreativeClient, tmp_path: Path
+) -> None:
+    job = remove(client)
+    emulator.finish_process(job.process_id)
+    task_id = job.task_ids[0]
+    reference = job.download(task_id, tmp_path / "ref.png").read_bytes()
+    stream = client.background_remover.open_download(job.process_id, task_id)
+    assert [stream.is_open] == [True]  # (a list: mypy would narrow the property for the later check)
+    assert stream.content_type == "image/png"  # headers readable before the body
+    assert b"".join(stream.iter_bytes()) == reference
+    stream.close()
+    assert not stream.is_open
+    stream.close()  # idempotent
+    opened = job.open_download(task_id)
+    with opened:  # a with block closes an opened stream too
+        assert opened.content_length == len(reference)
+    assert not opened.is_open
+    pending = remove(client)
+    with pytest.raises(RenderNotReadyError):
+        pending.open_download(pending.task_ids[0])
     assert emulator.download_count(task_id) == 3
 
 

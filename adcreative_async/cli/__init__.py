@@ -125,7 +125,10 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "creatives and download every result, against an emulator started in this process.",
     )
     demo.add_argument(
-        "-o", "--output", default="adcreative-demo", help="directory for the results (default: %(default)s)"
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="directory for the results (default: a new temporary directory, printed at the start and end)",
     )
     demo.add_argument(
         "--task-duration",
@@ -145,6 +148,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     remove.add_argument("-r", "--recursive", action="store_true", help="include the subfolders of folders")
     _add_concurrency(remove)
     _add_timeout(remove)
+    _add_summary(remove)
 
     gen = command(
         "generate",
@@ -164,6 +168,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     gen.add_argument("--no-wait", action="store_true", help="submit and print the ids, without waiting")
     _add_concurrency(gen)
     _add_timeout(gen)
+    _add_summary(gen)
 
     ed = command(
         "edit",
@@ -209,6 +214,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     dl.add_argument("--low-resolution", action="store_true", help="the low-resolution renditions")
     _add_feature(dl)
     _add_concurrency(dl)
+    _add_summary(dl)
 
     commands.add_parser(
         "emulator",
@@ -226,6 +232,15 @@ def _add_concurrency(parser: argparse.ArgumentParser) -> None:
         default=4,
         metavar="N",
         help="uploads and downloads in flight (default: 4)",
+    )
+
+
+def _add_summary(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--summary",
+        choices=("failed", "all", "none"),
+        default="failed",
+        help="the table printed at the end: the items that failed (default), every item, or none",
     )
 
 

@@ -148,10 +148,11 @@ async def remove_bg(session: Session) -> int:
             ]
     failed = _report_items(session, results, output=str(out))
     display.close()
-    session.table(
+    session.summary(
         f"Background removal: {len(items) - failed} of {len(items)} succeeded",
         ["input", "result", "output"],
         table,
+        failed=[not r["ok"] for r in results],
     )
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -187,7 +188,7 @@ def _task_rows(
 
 
 def _job_document(job: RenderJob | None) -> dict[str, Any] | None:
-    return None if job is None else job.to_dict()
+    return None if job is None else job.to_wire()
 
 
 async def generate(session: Session) -> int:
@@ -241,10 +242,11 @@ async def generate(session: Session) -> int:
             table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
     failed = _report_items(session, results)
     display.close()
-    session.table(
+    session.summary(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded",
         ["brief", "process", "task", "state", "file"],
         [row for rows_of_brief in table for row in rows_of_brief],
+        failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],
     )
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -337,7 +339,7 @@ async def edit(session: Session) -> int:
     row = display.add(f"edit ({len(args.task_ids)} tasks)", status="uploading")
     job = await session.client.creatives.edit(args.task_ids, **changes, user_id=user_id)
     edited = {t.lower() for t in args.task_ids}
-    document: dict[str, Any] = {"ok": True, "job": job.to_dict(), "files": [], "error": None}
+    document: dict[str, Any] = {"ok": True, "job": job.to_wire(), "files": [], "error": None}
     session.document = document
     if args.no_wait:
         display.done(row, ok=True, status=f"submitted: process {job.process_id}")
@@ -352,7 +354,7 @@ async def edit(session: Session) -> int:
     except AdCreativeError as exc:  # a timeout, the process gone
         display.done(row, ok=False, status=_short(exc))
         display.close()
-        document.update(ok=False, job=job.to_dict(), error=_error(exc))
+        document.update(ok=False, job=job.to_wire(), error=_error(exc))
         session.say(f"adcreative: {exc}")
         return EXIT_FAILED
     assert job.progress is not None
@@ -373,7 +375,7 @@ async def edit(session: Session) -> int:
     display.close()
     document.update(
         ok=ok,
-        job=job.to_dict(),
+        job=job.to_wire(),
         files=[str(f) for f in files.values()],
         failed_task_ids=failed,
         error=None
@@ -535,10 +537,11 @@ async def download(session: Session) -> int:
             for t in task_ids
         ],
     }
-    session.table(
+    session.summary(
         f"Downloads of process {args.process_id}: {len(files)} of {len(task_ids)}",
         ["task", "file", "bytes"],
         _download_rows(task_ids, files, errors),
+        failed=[t in errors for t in task_ids],
     )
     return EXIT_FAILED if errors else EXIT_OK
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from ._display import Display, MissingExtraError, print_table
 __all__ = ["run_demo"]
 
 PRODUCT_PHOTOS = 4
+#: The demo edits this many creatives (the first ones), with this headline.
+EDITED = 2
+EDITED_HEADLINE = "Now 20% off"
 
 
 def _status(update: TaskUpdate) -> str:
@@ -64,33 +68,53 @@ async def _creatives(client: AdCreativeClient, output: Path, display: Display) -
     await _follow(job, display, row)
     display.done(row, ok=not job.failed, status=f"{len(job.task_ids)} creatives")
     edit_row = display.add("creatives (edit 2)", status="uploading")
-    edited = await client.creatives.edit(job.task_ids[:2], main_headline="Now 20% off", color1_hex="#1a73e8")
+    edited = await client.creatives.edit(
+        job.task_ids[:EDITED], main_headline=EDITED_HEADLINE, color1_hex="#1a73e8"
+    )
     assert edited.progress is not None
     display.log(f"creatives: edited 2 of them, the process is back to {edited.progress.progress}%")
     await _follow(edited, display, edit_row)
     display.update(edit_row, status="downloading")
-    files = await edited.download_all(output / "creatives")
+    # Named after the brief and the task's place in it (not the task id), so that each file says
+    # where it came from: creatives/creative-1.png is the process's first task.
+    assert edited.progress is not None
+    files = [
+        await edited.download(task_id, output / "creatives" / f"creative-{n}.png")
+        for n, task_id in enumerate(edited.task_ids, 1)
+        if task_id in edited.progress.succeeded_task_ids
+    ]
     display.done(edit_row, ok=not edited.failed, status=f"saved {len(files)} files")
     return files
 
 
-async def _backgrounds(client: AdCreativeClient, output: Path, display: Display) -> list[BulkOutcome[bytes]]:
-    photos = [sample_image("jpeg", (320 + 40 * i, 240)) for i in range(PRODUCT_PHOTOS)]
-    rows = [display.add(f"background #{i + 1}") for i in range(PRODUCT_PHOTOS)]
+async def _backgrounds(client: AdCreativeClient, output: Path, display: Display) -> list[BulkOutcome[Path]]:
+    inputs = output / "inputs"
+    await anyio.Path(inputs).mkdir(parents=True, exist_ok=True)
+    photos: list[Path] = []
+    for i in range(PRODUCT_PHOTOS):
+        photo = inputs / f"product-{i + 1}.jpg"
+        await anyio.Path(photo).write_bytes(sample_image("jpeg", (320 + 40 * i, 240)))
+        photos.append(photo)
+    rows = [display.add(f"background {photo.name}") for photo in photos]
 
-    def on_update(outcome: BulkOutcome[bytes], update: TaskUpdate) -> None:
+    def on_update(outcome: BulkOutcome[Path], update: TaskUpdate) -> None:
         status = "downloading" if update.succeeded else _status(update)
         display.update(rows[outcome.index], status=status, completed=update.progress.progress)
 
-    outcomes: list[BulkOutcome[bytes]] = []
+    outcomes: list[BulkOutcome[Path]] = []
     async with client.bulk(
         photos,
         lambda c, photo: c.background_remover.remove(photo),
-        dest=output / "backgrounds",
+        dest=output / "backgrounds",  # saved as <task id>.png as each render succeeds ...
         upload_concurrency=2,
         on_update=on_update,
     ) as run:
         async for outcome in run:
+            # ... then renamed after its input: inputs/product-1.jpg -> backgrounds/product-1.png
+            outcome.files = [
+                Path(await anyio.Path(f).replace(f.with_name(f"{outcome.item.stem}{f.suffix}")))
+                for f in outcome.files
+            ]
             name = outcome.files[0].name if outcome.files else ""
             status = f"saved {name}" if outcome.ok else f"failed: {outcome.error}"
             display.done(rows[outcome.index], ok=outcome.ok, status=status)
@@ -105,7 +129,7 @@ async def _demo(output: Path, task_duration: float, args: argparse.Namespace) ->
             display.log(f"emulator listening on {emulator.base_url} (no real credentials involved)")
             async with AdCreativeClient(**emulator.credentials, user_id=DEMO_USER) as client:
                 creatives: list[Path] = []
-                outcomes: list[BulkOutcome[bytes]] = []
+                outcomes: list[BulkOutcome[Path]] = []
 
                 async def creatives_flow() -> None:
                     creatives.extend(await _creatives(client, output, display))
@@ -127,38 +151,50 @@ async def _demo(output: Path, task_duration: float, args: argparse.Namespace) ->
     if args.json:
         document: dict[str, Any] = {
             "ok": not failed,
+            "output": str(output),
             "files": [str(f) for f in files],
             "progress_requests": polls,
             "api_calls": calls,
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 1 if failed else 0
-    rows = [["creatives", f.relative_to(output), (await anyio.Path(f).stat()).st_size] for f in creatives]
+    rows: list[list[Any]] = []
+    for n, f in enumerate(creatives, 1):
+        source = f"creatives brief, task {n}" + (f" (edited: {EDITED_HEADLINE!r})" if n <= EDITED else "")
+        rows.append([source, f.relative_to(output), (await anyio.Path(f).stat()).st_size])
     for outcome in outcomes:
+        item = outcome.item.relative_to(output)
         for f in outcome.files:
-            size = (await anyio.Path(f).stat()).st_size
-            rows.append([f"background #{outcome.index + 1}", f.relative_to(output), size])
+            rows.append([item, f.relative_to(output), (await anyio.Path(f).stat()).st_size])
         if not outcome.ok:
-            rows.append([f"background #{outcome.index + 1}", f"FAILED: {outcome.error}", ""])
-    print_table(f"Demo results in {output}/", ["render", "file", "bytes"], rows)
+            rows.append([item, f"FAILED: {outcome.error}", ""])
+    print_table(f"Demo results in {output}/", ["input", "output", "bytes"], rows)
     print(f"done: {summary}", flush=True)
     return 1 if failed else 0
 
 
 def run_demo(
-    output: str, *, task_duration: float = 1.5, progress: str = "auto", json_output: bool = False
+    output: str | None = None,
+    *,
+    task_duration: float = 1.5,
+    progress: str = "auto",
+    json_output: bool = False,
 ) -> int:
     """Run the demo; returns the exit code (1 if any render failed, 130 when interrupted).
 
     Args:
-        output: the directory for the results.
+        output: the directory for the results; None: a new temporary directory (kept, and printed, so
+            that you can look at the files; nothing is written to the current directory).
         task_duration: emulated seconds per task (jittered).
         progress: ``auto``, ``bars``, ``lines`` or ``off`` (see ``adcreative --help``).
         json_output: print one JSON document at the end instead of progress and a table.
     """
     args = argparse.Namespace(progress=progress, json=json_output, command="demo")
+    where = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="adcreative-demo-"))
+    if not json_output:
+        print(f"results will be written to {where}/", flush=True)
     try:
-        code = run_interruptibly(_demo, Path(output), task_duration, args)
+        code = run_interruptibly(_demo, where, task_duration, args)
         if code is None:
             raise KeyboardInterrupt
         return code

@@ -2,8 +2,8 @@
 
 Three displays share one small interface, chosen by ``--progress`` (and ``--json``):
 
-- :class:`BarsDisplay`: rich's live progress bars, one row per job (or file) and an overall row, for a
-  terminal. Needs the ``cli`` extra (``rich``).
+- :class:`BarsDisplay`: live bars for a terminal: the jobs (or files) in progress, as many as fit, under
+  an overall bar; drawing costs the same whatever the number of items. Needs the ``cli`` extra (``rich``).
 - :class:`LinesDisplay`: one plain line per change of a row's status, for logs and pipes; needs nothing
   beyond the core install (``adcreative demo`` falls back to it).
 - :class:`SilentDisplay`: nothing at all, for ``--json`` (the command prints one document at the end).
@@ -14,6 +14,7 @@ Summary tables are drawn by rich when it is installed, else as aligned plain tex
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress, TaskID
+    from rich.console import Console, Group
+    from rich.text import Text
 
 __all__ = [
     "CLI_EXTRA_HINT",
@@ -177,17 +178,29 @@ class LinesDisplay(Display):
 
 
 class BarsDisplay(Display):
-    """rich's live progress bars: an overall row and one row per job or file.
+    """Live bars for a terminal: the rows in progress, as many as the terminal has room for, under an
+    overall bar.
 
-    With many rows, finished ones are hidden (they are in the summary table) so the live view stays on
-    what is still running.
+    Only rows that started and did not finish are drawn (queued ones are counted on the overall bar,
+    finished ones are in the summary table); beyond the terminal's height less
+    :attr:`RESERVED_LINES`, the rest are counted ("… and 12 more in progress"). A frame costs the same
+    whatever the number of rows, and updating a row costs no drawing at all: frames are drawn
+    :attr:`REFRESH_PER_SECOND` times a second from the rows' current state.
 
     Raises:
         MissingExtraError: rich is not installed.
     """
 
-    #: Beyond this many rows, finished rows are hidden from the live view.
-    MAX_VISIBLE_FINISHED = 8
+    #: Frames drawn per second.
+    REFRESH_PER_SECOND = 8
+    #: Lines of the terminal kept free: the overall bar, the "… more" line, the prompt, one spare.
+    RESERVED_LINES = 4
+    #: Width of a bar, in cells.
+    BAR_WIDTH = 24
+    #: Width of a row's label, in cells.
+    LABEL_WIDTH = 24
+
+    _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
     def __init__(
         self,
@@ -195,76 +208,137 @@ class BarsDisplay(Display):
         *,
         overall_total: int | None = None,
         console: Console | None = None,
+        max_rows: int | None = None,
     ) -> None:
         super().__init__(title, overall_total=overall_total)
         try:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                SpinnerColumn,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.live import Live
         except ImportError:
             raise MissingExtraError(f"progress bars need the cli extra: {CLI_EXTRA_HINT}") from None
         self.console = console or Console()
-        self._progress: Progress = Progress(
-            SpinnerColumn(finished_text="[green]✓"),
-            TextColumn("{task.description}", style="bold"),
-            BarColumn(bar_width=32),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
+        self._max_rows = max_rows
+        self._lock = threading.Lock()
+        self._active: dict[int, float] = {}  # row -> when it started; in the order rows started
+        self.failed = 0
+        self._started_at = time.monotonic()
+        self._live = Live(
             console=self.console,
-            refresh_per_second=10,
+            refresh_per_second=self.REFRESH_PER_SECOND,
+            get_renderable=self._frame,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
-        self._tasks: list[TaskID] = []
-        self._overall: TaskID | None = None
-        if overall_total is not None:
-            self.set_overall(overall_total)
-        self._progress.start()
+        self._live.start()
         self._closed = False
 
-    def set_overall(self, total: int) -> None:
-        super().set_overall(total)
-        if self._overall is None:
-            self._overall = self._progress.add_task(self.title or "overall", total=total, status="")
-        self._progress.update(
-            self._overall, total=total, completed=self.finished, status=f"{self.finished}/{total}"
-        )
+    @property
+    def max_rows(self) -> int:
+        """How many rows a frame draws at most (``max_rows=``, else the terminal's height less
+        :attr:`RESERVED_LINES`, at least 1)."""
+        if self._max_rows is not None:
+            return self._max_rows
+        return max(1, self.console.size.height - self.RESERVED_LINES)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._progress.stop()
+            self._live.stop()
+            if not self.console.is_terminal:
+                self.console.line()  # rich ends the last frame with a newline on terminals only
 
     def log(self, message: str) -> None:
-        self._progress.console.print(message, markup=False, highlight=False)
-
-    def add(self, label: str, *, total: float | None = 100, status: str = "queued") -> int:
-        row = super().add(label, total=total, status=status)
-        self._tasks.append(self._progress.add_task(label, total=total, status=status))
-        return row
+        self._live.console.print(message, markup=False, highlight=False)
 
     def _progress_changed(self, row: int, state: _Row) -> None:
-        self._progress.update(
-            self._tasks[row], completed=state.completed or 0, total=state.total, status=state.status
-        )
+        if row not in self._active and not state.finished and state.status != "queued":
+            with self._lock:
+                self._active[row] = time.monotonic()
 
     def _finished(self, row: int, state: _Row, ok: bool) -> None:
-        status = state.status if ok else f"[red]FAILED[/red] {_escape(state.status)}"
-        self._progress.update(
-            self._tasks[row], completed=state.completed or 0, total=state.total, status=status
-        )
-        self._progress.stop_task(self._tasks[row])
-        if len(self._tasks) > self.MAX_VISIBLE_FINISHED:
-            self._progress.update(self._tasks[row], visible=False)
-        if self._overall is not None:
-            self._progress.update(
-                self._overall, completed=self.finished, status=f"{self.finished}/{self.overall_total}"
-            )
+        with self._lock:
+            self._active.pop(row, None)
+            if not ok:
+                self.failed += 1
+
+    # ----------------------------------------------------------------------------------- drawing
+
+    def frame_lines(self) -> list[str]:
+        """The lines the next frame draws, as plain text (for tests and logs)."""
+        console = self.console
+        lines = console.render_lines(self._frame(), console.options, pad=False)
+        return ["".join(segment.text for segment in line).rstrip() for line in lines]
+
+    def _frame(self) -> Group:
+        from rich.console import Group
+        from rich.text import Text
+
+        limit = self.max_rows
+        with self._lock:
+            active = list(self._active.items())
+            failed = self.failed
+        shown = active[:limit] if len(active) <= limit else active[: max(0, limit - 1)]
+        now = time.monotonic()
+        lines: list[Text] = [self._row_line(self._rows[row], started, now) for row, started in shown]
+        hidden = len(active) - len(shown)
+        if hidden:
+            lines.append(Text(f"  … and {hidden} more in progress", style="dim"))
+        total = self.overall_total if self.overall_total is not None else len(self._rows)
+        queued = max(0, len(self._rows) - self.finished - len(active))
+        counts = f"{self.finished}/{total} done · {len(active)} running · {queued} queued"
+        if failed:
+            counts += f" · [{failed} failed]"
+        overall = Text(f"{self._SPINNER[int(now * 10) % 10]} ", style="cyan")
+        overall.append(_fit(self.title or "overall", self.LABEL_WIDTH), style="bold")
+        overall.append(" ")
+        overall.append_text(self._bar(self.finished, total))
+        overall.append(f" {_clock(now - self._started_at)}", style="yellow")
+        overall.append(f" {counts}", style="red" if failed else None)
+        lines.append(overall)
+        for line in lines:
+            line.no_wrap = True
+            line.overflow = "ellipsis"
+        return Group(*lines)
+
+    def _row_line(self, state: _Row, started: float, now: float) -> Text:
+        from rich.text import Text
+
+        line = Text(f"{self._SPINNER[int((now - started) * 10) % 10]} ", style="green")
+        line.append(_fit(state.label, self.LABEL_WIDTH), style="bold")
+        line.append(" ")
+        completed = state.completed or 0
+        if state.total:
+            line.append_text(self._bar(completed, state.total))
+            if state.total == 100:  # a render's percent
+                line.append(f" {completed:>3.0f}%")
+            else:
+                line.append(f" {completed / state.total:>4.0%}")
+        else:
+            line.append(" " * self.BAR_WIDTH)
+            if completed:
+                line.append(f" {completed / (1 << 20):.1f} MiB")
+        line.append(f" {_clock(now - started)}", style="yellow")
+        line.append(f" {state.status}")
+        return line
+
+    def _bar(self, completed: float, total: float | None) -> Text:
+        from rich.text import Text
+
+        width = self.BAR_WIDTH
+        done = 0 if not total else min(width, int(width * completed / total))
+        bar = Text("━" * done, style="bar.finished" if done == width else "bar.complete")
+        bar.append("━" * (width - done), style="bar.back")
+        return bar
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) or padded to ``width`` characters."""
+    return text[: width - 1] + "…" if len(text) > width else text.ljust(width)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _escape(text: str) -> str:

@@ -166,7 +166,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     total_task_count: int = 0
     completed_task_count: int = 0
     progress: int | float = 0
-    tasks: dict[_TaskKey, int] = {}
+    tasks: dict[_TaskKey, RenderState] = {}
     render_kind: int | None = None
     render_type: int | None = None
     is_successful: bool = True
@@ -198,7 +198,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     @property
     def dedup_key(self) -> tuple[str, str, str, int]:
         """(type, process, a digest of the task states, completed count)."""
-        digest = ",".join(f"{t}={s}" for t, s in sorted(self.tasks.items()))
+        digest = ",".join(f"{t}={int(s)}" for t, s in sorted(self.tasks.items()))
         return (self.message_type, self.image_render_process_id, digest, self.completed_task_count)
 
 

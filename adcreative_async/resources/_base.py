@@ -20,17 +20,27 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .._config import RetryPolicy
 from .._downloads import DownloadStream, download_file
-from .._errors import AdCreativeError, APIError, BadRequestError, InvalidRequestError, NotFoundError
+from .._errors import (
+    AdCreativeError,
+    APIError,
+    BadRequestError,
+    InvalidRequestError,
+    NotFoundError,
+    RenderNotReadyError,
+)
 from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
 from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
-from .._models import PROGRESS_DECODER, Progress, decode_progress_list
+from .._models import PROGRESS_DECODER, Progress, RenderState, decode_progress_list
 from .._reconcile import Submission, is_ambiguous
+from .._telemetry import traced_submit
 from .._transport import FormItem, Request, Response
 
 if TYPE_CHECKING:
@@ -237,12 +247,16 @@ class RequestOptions:
             they are sent as given, last).
         timeout: this call's timeout: a :class:`~adcreative_async.Timeout`, or a number of seconds
             for the whole call.
+        retry: this call's retries: a :class:`~adcreative_async.RetryPolicy`, or a number of attempts
+            in all over the client's policy (1: no retry). What may be sent again is the same as ever:
+            a start or edit call only when it surely never reached the server.
     """
 
     extra_form: Mapping[str, object] | None = None
     extra_query: Mapping[str, object] | None = None
     extra_headers: Mapping[str, str] | None = None
     timeout: Timeout | float | None = None
+    retry: RetryPolicy | int | None = None
 
 
 def _pairs(values: Mapping[str, object] | None, where: str, reserved: Iterable[str]) -> list[tuple[str, str]]:
@@ -308,6 +322,7 @@ class Resource:
             content_type="application/json" if json is not None else None,
             headers=options.extra_headers,
             timeout=self._client._call_timeout(options.timeout),
+            retry_policy=RetryPolicy.coerce(options.retry, self._client._transport.retry),
             params=params,
             on_upload_progress=on_upload_progress,
         )
@@ -416,6 +431,7 @@ class RenderResource(Resource):
         """The client's poll scheduler (the client must be open)."""
         return self._client._poll_scheduler()
 
+    @traced_submit
     async def _submit(
         self,
         route: str,
@@ -498,6 +514,7 @@ class RenderResource(Resource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> list[Progress]:
         """The user's render processes of this feature (``CheckUserProgress``).
 
@@ -512,7 +529,7 @@ class RenderResource(Resource):
             The progress objects; an empty list for the documented "nothing found" answer.
         """
         uid = self._client._user_id(user_id)
-        options = RequestOptions(None, extra_query, extra_headers, timeout)
+        options = RequestOptions(None, extra_query, extra_headers, timeout, retry)
         if process_id is None:
             listing = await self._progress_list(self._user_progress_request(uid, None, options))
             self._client._ledger.listed(self.feature.name, uid, [p.image_render_process_id for p in listing])
@@ -552,6 +569,7 @@ class RenderResource(Resource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> list[Progress]:
         """Every render process of this feature in the application (``CheckApplicationAllProgresses``).
 
@@ -563,7 +581,7 @@ class RenderResource(Resource):
             self.feature.application_progress_route,
             query=[("applicationId", self._client.application_id)],
             params={"applicationId": "application_id"},
-            options=RequestOptions(None, extra_query, extra_headers, timeout),
+            options=RequestOptions(None, extra_query, extra_headers, timeout, retry),
         )
         return await self._progress_list(req)
 
@@ -578,6 +596,7 @@ class RenderResource(Resource):
                 raise
             error = exc
         if error is not None:
+            logger.debug("%s %s: nothing found (the documented empty answer)", req.method, req.route)
             return []
         return response.decode(decode_progress_list, "GET")
 
@@ -610,9 +629,11 @@ class RenderResource(Resource):
         on_progress: ProgressCallback | None = None,
         resume: bool | int = False,
         use_server_filename: bool = False,
+        user_id: str | uuid.UUID | None = None,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> Path:
         """Download one task's result into ``dest``, atomically, in constant memory.
 
@@ -634,12 +655,16 @@ class RenderResource(Resource):
                 ``Content-Disposition`` file name, made safe (its base name only, no control or
                 reserved characters, no leading dots) and given the extension of the detected type;
                 the task id's name when the server sends none.
+            user_id: the process's user (default: the client's ``user_id``), read only after a 404:
+                one progress request then tells a task that is not finished (RenderNotReadyError)
+                from unknown ids (NotFoundError).
 
         Returns:
             The path written.
 
         Raises:
-            NotFoundError: the task has no result (not succeeded, or unknown ids).
+            RenderNotReadyError: the task has no result yet (or failed); ``.state`` says where it is.
+            NotFoundError: no result for these ids.
             IncompleteDownloadError: the body ended early (after any resumes allowed).
 
         **Every download request increments the server's download counter** (seed 001): downloading
@@ -654,9 +679,11 @@ class RenderResource(Resource):
             on_progress=on_progress,
             resume=resume,
             use_server_filename=use_server_filename,
+            user_id=user_id,
             extra_query=extra_query,
             extra_headers=extra_headers,
             timeout=timeout,
+            retry=retry,
         )
 
     async def _download(
@@ -670,22 +697,66 @@ class RenderResource(Resource):
         on_progress: ProgressCallback | None,
         resume: bool | int,
         use_server_filename: bool,
+        user_id: str | uuid.UUID | None,
         extra_query: Mapping[str, object] | None,
         extra_headers: Mapping[str, str] | None,
         timeout: Timeout | float | None,
+        retry: RetryPolicy | int | None,
     ) -> Path:
         """:meth:`download` with values for the feature's ``download_fields`` (by Python name)."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
-        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout, fields)
-        return await download_file(
-            self._client._transport,
-            req,
-            dest,
-            default_stem=tid,
-            use_server_filename=use_server_filename,
-            resume=resume,
-            on_progress=on_progress,
+        options = RequestOptions(None, extra_query, extra_headers, timeout, retry)
+        req = self._download_request(pid, tid, low_resolution, options, fields)
+        telemetry = self._client._telemetry
+        try:
+            with telemetry.download(self.feature.name, pid, tid) if telemetry else nullcontext():
+                return await download_file(
+                    self._client._transport,
+                    req,
+                    dest,
+                    default_stem=tid,
+                    use_server_filename=use_server_filename,
+                    resume=resume,
+                    on_progress=on_progress,
+                )
+        except NotFoundError as exc:
+            explained = await self._explain_not_found(pid, tid, user_id, exc)
+            if explained is None:
+                raise
+            raise explained from exc
+
+    async def _explain_not_found(
+        self, pid: str, tid: str, user_id: str | uuid.UUID | None, error: NotFoundError
+    ) -> RenderNotReadyError | None:
+        """After a download's 404: RenderNotReadyError when the process's progress (one request, for
+        ``user_id`` or the client's user) shows the task unfinished or failed; None to keep the 404
+        (no user to ask for, the process not listed, the task succeeded, or the check failed)."""
+        if user_id is None and self._client.user_id is None:
+            return None
+        try:
+            listing = await self.user_progress(user_id, pid)
+        except AdCreativeError as exc:
+            logger.debug("no progress check after the 404 of task %s: %s", tid, exc)
+            return None
+        progress = next((p for p in listing if p.image_render_process_id.lower() == pid), None)
+        if progress is None:
+            return None
+        state = next((RenderState(s) for t, s in progress.tasks.items() if t.lower() == tid), None)
+        if state == RenderState.SUCCEEDED or (state is None and progress.is_complete):
+            return None
+        where = f"{self.feature.name} task {tid} of process {pid}"
+        if state is not None and state.is_terminal:
+            ended = "was cancelled" if state == RenderState.CANCELLED else "failed"
+            message = f"{where} {ended}: it has no result"
+        else:
+            now = "not listed yet" if state is None else str(state).lower().replace("_", " ")
+            message = (
+                f"{where} has no result yet: it is {now}, the process at {progress.progress}% "
+                "(wait for it, e.g. job.wait_until_complete(), then download)"
+            )
+        return RenderNotReadyError(
+            message, process_id=pid, task_id=tid, state=state, progress=progress, cause=error
         )
 
     def stream_download(
@@ -694,9 +765,11 @@ class RenderResource(Resource):
         task_id: str | uuid.UUID,
         *,
         low_resolution: bool = False,
+        user_id: str | uuid.UUID | None = None,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> DownloadStream:
         """One task's result as a stream, for piping elsewhere than a file; use with ``async with``.
 
@@ -707,19 +780,66 @@ class RenderResource(Resource):
                 async for chunk in stream.iter_bytes():
                     await sink.write(chunk)
 
-        The ids are checked now; the request goes out when the block is entered, and counts as a
+        Not awaited: it checks the ids and sends nothing; the request goes out when the block is
+        entered (or with :meth:`DownloadStream.open`), and counts as a
         download on the server (seed 001). A ``timeout`` total covers the whole block, your
-        processing of the chunks included. See :class:`~adcreative_async.DownloadStream`.
+        processing of the chunks included. Entering raises RenderNotReadyError for a task that has no
+        result yet (see :meth:`download`, and its ``user_id``). Where a block cannot be held open (a
+        web response), :meth:`open_download` returns the stream already open. See
+        :class:`~adcreative_async.DownloadStream`.
         """
         return self._stream_download(
             process_id,
             task_id,
             fields=None,
             low_resolution=low_resolution,
+            user_id=user_id,
+            options=RequestOptions(None, extra_query, extra_headers, timeout, retry),
+        )
+
+    async def open_download(
+        self,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
+        *,
+        low_resolution: bool = False,
+        user_id: str | uuid.UUID | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
+    ) -> DownloadStream:
+        """One task's result as an open stream: the request is sent, its status checked and its headers
+        readable before the body is read; close it with ``await stream.aclose()``.
+
+        For a web handler that returns a streamed response: errors (RenderNotReadyError,
+        NotFoundError…) are raised here, before any byte of the response is sent, and
+        ``content_type`` / ``content_length`` are known. With Starlette or FastAPI,
+        :func:`adcreative_async.integrations.starlette.streaming_response` wraps it and closes it.
+
+        Example::
+
+            stream = await client.background_remover.open_download(process_id, task_id)
+            try:
+                print(stream.content_type, stream.content_length)
+                async for chunk in stream.iter_bytes():
+                    await sink.write(chunk)
+            finally:
+                await stream.aclose()
+
+        Arguments as :meth:`stream_download`.
+        """
+        stream = self.stream_download(
+            process_id,
+            task_id,
+            low_resolution=low_resolution,
+            user_id=user_id,
             extra_query=extra_query,
             extra_headers=extra_headers,
             timeout=timeout,
+            retry=retry,
         )
+        return await stream.open()
 
     def _stream_download(
         self,
@@ -728,24 +848,34 @@ class RenderResource(Resource):
         *,
         fields: Mapping[str, object] | None,
         low_resolution: bool,
-        extra_query: Mapping[str, object] | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: Timeout | float | None,
+        user_id: str | uuid.UUID | None,
+        options: RequestOptions,
     ) -> DownloadStream:
         """:meth:`stream_download` with values for the feature's ``download_fields``."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
-        req = self._download_request(pid, tid, low_resolution, extra_query, extra_headers, timeout, fields)
-        return DownloadStream(self._client._transport, req, process_id=pid, task_id=tid)
+        if user_id is not None:
+            user_id = canonical_guid(user_id, "user_id")
+        req = self._download_request(pid, tid, low_resolution, options, fields)
+
+        async def explain(error: NotFoundError) -> AdCreativeError | None:
+            return await self._explain_not_found(pid, tid, user_id, error)
+
+        return DownloadStream(
+            self._client._transport,
+            req,
+            process_id=pid,
+            task_id=tid,
+            explain_not_found=explain,
+            feature=self.feature.name,
+        )
 
     def _download_request(
         self,
         pid: str,
         tid: str,
         low_resolution: bool,
-        extra_query: Mapping[str, object] | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: Timeout | float | None,
+        options: RequestOptions,
         fields: Mapping[str, object] | None = None,
     ) -> Request:
         client = self._client
@@ -769,7 +899,7 @@ class RenderResource(Resource):
                 "lowResolution": "low_resolution",
                 **feature.params(feature.download_fields),
             },
-            options=RequestOptions(None, extra_query, extra_headers, timeout),
+            options=options,
         )
 
     def wait_until_complete(
@@ -783,7 +913,8 @@ class RenderResource(Resource):
         """Follow a process known only by its ids (after a restart, in another worker).
 
         The same as ``self.job(process_id, user_id=...).wait_until_complete(...)``; see
-        :meth:`RenderJob.wait_until_complete`.
+        :meth:`RenderJob.wait_until_complete`. Not awaited: it returns the async iterator and sends
+        nothing until you iterate it (``async for update in ...``).
         """
         job = self.job(process_id, user_id=user_id)
         return job.wait_until_complete(timeout=timeout, raise_on_failure=raise_on_failure)
@@ -795,7 +926,12 @@ class RenderResource(Resource):
         user_id: str | uuid.UUID | None = None,
         task_ids: Sequence[str] = (),
     ) -> RenderJob:
-        """A job handle rebuilt from ids (after a restart, in another worker), bound to this client."""
+        """A job handle rebuilt from ids (after a restart, in another worker), bound to this client.
+
+        Not awaited, unlike the calls around it: it only builds the handle and sends nothing (the
+        methods of a resource that send a request are all coroutines). ``await job.refresh()`` asks
+        the server for its progress; waiting or downloading needs no refresh first.
+        """
         return RenderJob(
             feature=self.feature.name,
             process_id=canonical_guid(process_id, "process_id"),

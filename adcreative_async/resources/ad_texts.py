@@ -21,7 +21,7 @@ from .._feature_models import JSONValue, decode_clean
 from ._base import RequestOptions, Resource, _pairs
 
 if TYPE_CHECKING:
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
 
 __all__ = ["AD_TEXT_BODY_ENCODING", "AD_TEXT_ROUTES", "AdTextsResource"]
 
@@ -94,6 +94,7 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None,
         extra_headers: Mapping[str, str] | None,
         timeout: Timeout | float | None,
+        retry: RetryPolicy | int | None,
     ) -> JSONValue:
         method, route = AD_TEXT_ROUTES[operation]
         return await self._call(
@@ -102,7 +103,7 @@ class AdTextsResource(Resource):
             decode_clean,
             json=self._body(fields, user_id),
             params={"userId": "user_id"},
-            options=RequestOptions(None, None, extra_headers, timeout),
+            options=RequestOptions(None, None, extra_headers, timeout, retry),
         )
 
     async def _get(
@@ -112,6 +113,7 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None,
         extra_headers: Mapping[str, str] | None,
         timeout: Timeout | float | None,
+        retry: RetryPolicy | int | None,
         *,
         with_user: bool = True,
     ) -> JSONValue:
@@ -127,7 +129,7 @@ class AdTextsResource(Resource):
             decode_clean,
             query=query,
             params={"applicationId": "application_id", "userId": "user_id"},
-            options=RequestOptions(None, None, extra_headers, timeout),
+            options=RequestOptions(None, None, extra_headers, timeout, retry),
         )
 
     # ------------------------------------------------------------------------------ generation
@@ -139,6 +141,7 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Generate ad texts (``POST Text/Generation/Ads``).
 
@@ -147,7 +150,8 @@ class AdTextsResource(Resource):
                 mention product, description, audience, framework, tone, language, website, CTA, emoji
                 preference and instructions). Sent as JSON with ``applicationId`` and ``userId``.
             user_id: the user (default: the client's).
-            extra_headers, timeout: per-call escape hatches.
+            extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The answer as plain JSON.
@@ -156,7 +160,7 @@ class AdTextsResource(Resource):
             InvalidRequestError: ``fields`` names an id the SDK sends, or is not JSON-serialisable.
             APIError: the server's error (400, 401, 500…).
         """
-        return await self._send("generate_ads", fields, user_id, extra_headers, timeout)
+        return await self._send("generate_ads", fields, user_id, extra_headers, timeout, retry)
 
     async def update_ads(
         self,
@@ -165,10 +169,11 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Update or regenerate ad texts (``PUT Text/Generation/Ads``); ``fields`` as :meth:`generate_ads`
         (which ad to update is one of them: its name is not documented)."""
-        return await self._send("update_ads", fields, user_id, extra_headers, timeout)
+        return await self._send("update_ads", fields, user_id, extra_headers, timeout, retry)
 
     async def user_ads(
         self,
@@ -177,6 +182,7 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """The ad texts of one user (``GET Text/Generation/UserAd``).
 
@@ -187,7 +193,7 @@ class AdTextsResource(Resource):
         Returns:
             The answer as plain JSON (a ``$values`` list arrives as a list).
         """
-        return await self._get("user_ads", params, user_id, extra_headers, timeout)
+        return await self._get("user_ads", params, user_id, extra_headers, timeout, retry)
 
     async def application_ads(
         self,
@@ -195,10 +201,13 @@ class AdTextsResource(Resource):
         *,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Every ad text of the application (``GET Text/Generation/ApplicationAllAds``); only
         ``applicationId`` is sent besides ``params``."""
-        return await self._get("application_ads", params, None, extra_headers, timeout, with_user=False)
+        return await self._get(
+            "application_ads", params, None, extra_headers, timeout, retry, with_user=False
+        )
 
     async def product_description(
         self,
@@ -207,10 +216,11 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """A product description (``GET Text/Generation/ProductDescription``); ``params`` as
         :meth:`user_ads` (what describes the product is not documented)."""
-        return await self._get("product_description", params, user_id, extra_headers, timeout)
+        return await self._get("product_description", params, user_id, extra_headers, timeout, retry)
 
     async def ad_strategies(
         self,
@@ -219,9 +229,10 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Ad strategies (``POST Text/Generation/AdStrategies``); ``fields`` as :meth:`generate_ads`."""
-        return await self._send("ad_strategies", fields, user_id, extra_headers, timeout)
+        return await self._send("ad_strategies", fields, user_id, extra_headers, timeout, retry)
 
     async def ad_copies(
         self,
@@ -230,9 +241,10 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Ad copies (``POST Text/Generation/AdCopies``); ``fields`` as :meth:`generate_ads`."""
-        return await self._send("ad_copies", fields, user_id, extra_headers, timeout)
+        return await self._send("ad_copies", fields, user_id, extra_headers, timeout, retry)
 
     # ----------------------------------------------------------------------------------- craft
 
@@ -243,10 +255,11 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Rewrite a text with another sentiment (``POST Text/Craft/ChangeSentiment``); ``fields`` as
         :meth:`generate_ads`."""
-        return await self._send("change_sentiment", fields, user_id, extra_headers, timeout)
+        return await self._send("change_sentiment", fields, user_id, extra_headers, timeout, retry)
 
     async def shorten(
         self,
@@ -255,9 +268,10 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Shorten a text (``POST Text/Craft/MakeShorten``); ``fields`` as :meth:`generate_ads`."""
-        return await self._send("shorten", fields, user_id, extra_headers, timeout)
+        return await self._send("shorten", fields, user_id, extra_headers, timeout, retry)
 
     async def translate(
         self,
@@ -266,9 +280,10 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Translate a text (``POST Text/Craft/Translate``); ``fields`` as :meth:`generate_ads`."""
-        return await self._send("translate", fields, user_id, extra_headers, timeout)
+        return await self._send("translate", fields, user_id, extra_headers, timeout, retry)
 
     async def create_variations(
         self,
@@ -277,6 +292,7 @@ class AdTextsResource(Resource):
         user_id: str | uuid.UUID | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """Variations of a text (``POST Text/Craft/CreateVariations``); ``fields`` as :meth:`generate_ads`."""
-        return await self._send("create_variations", fields, user_id, extra_headers, timeout)
+        return await self._send("create_variations", fields, user_id, extra_headers, timeout, retry)

@@ -11,7 +11,7 @@ from ._base import RenderFeature, RenderResource, RequestOptions
 if TYPE_CHECKING:
     import uuid
 
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._files import ImageInput, ProgressCallback
     from .._jobs import RenderJob
 
@@ -56,6 +56,7 @@ class BackgroundRemoverResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start removing the background of ``image`` (``POST Image/BackgroundRemoving/AdCreative``).
 
@@ -64,7 +65,8 @@ class BackgroundRemoverResource(RenderResource):
                 ``uploadedImage``; JPEG or PNG per the docs.
             user_id: the user (default: the client's).
             on_upload_progress: called with (bytes sent, total or None).
-            extra_form, extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_form, extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process (one task).
@@ -78,6 +80,6 @@ class BackgroundRemoverResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
         )

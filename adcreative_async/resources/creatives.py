@@ -11,7 +11,7 @@ from .._models import AD_CREATIVE_RENDER_KINDS, AD_CREATIVE_RENDER_TYPES
 from ._base import RenderFeature, RenderResource, RequestOptions
 
 if TYPE_CHECKING:
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._files import ImageInput, ProgressCallback
     from .._jobs import RenderJob
 
@@ -130,6 +130,7 @@ class CreativesResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start generating ad creatives (``POST Image/Generation/AdCreativesByKind``).
 
@@ -146,7 +147,8 @@ class CreativesResource(RenderResource):
             font_identifier: a custom font id.
             user_id: the user (default: the client's).
             on_upload_progress: called with (bytes sent, total or None).
-            extra_form, extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_form, extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process (its tasks at state 1).
@@ -176,7 +178,7 @@ class CreativesResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
         )
 
@@ -201,6 +203,7 @@ class CreativesResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Re-generate tasks of a completed process with changes (``POST Image/Editing/AdCreativesByTasks``).
 
@@ -238,7 +241,7 @@ class CreativesResource(RenderResource):
             self.feature.route("edit_route"),
             EDIT_FIELDS,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
             edited_task_ids=[str(t) for t in ids],
         )

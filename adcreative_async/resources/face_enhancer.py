@@ -11,7 +11,7 @@ from ._base import RenderFeature, RenderResource, RequestOptions
 if TYPE_CHECKING:
     import uuid
 
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._files import ImageInput, ProgressCallback
     from .._jobs import RenderJob
 
@@ -74,6 +74,7 @@ class FaceEnhancerResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start enhancing the faces of ``image`` (``POST Image/FaceEnhancing/AdCreative``, multipart).
 
@@ -86,7 +87,8 @@ class FaceEnhancerResource(RenderResource):
                 when None: the server's default is :data:`DEFAULT_MAX_FACE_COUNT`.
             user_id: the user (default: the client's).
             on_upload_progress: called with (bytes sent, total or None).
-            extra_form, extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_form, extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process.
@@ -106,6 +108,6 @@ class FaceEnhancerResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
         )

@@ -30,7 +30,7 @@ from .._models import DownloadFormat
 from ._base import RenderFeature, RenderResource, RequestOptions
 
 if TYPE_CHECKING:
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._downloads import DownloadStream
     from .._files import ImageInput, ProgressCallback
     from .._jobs import RenderJob
@@ -160,6 +160,7 @@ class ProductPhotoshootResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> ProductRecommendations:
         """Upload a product photo; get its name and description, the id of the photo without its
         background, recommended prompts and preset keys (``POST …/ProductGeneration/Recommendations``).
@@ -168,7 +169,8 @@ class ProductPhotoshootResource(RenderResource):
             image: the product photo (path, bytes, binary file object or async iterable of bytes).
             user_id: the user (default: the client's).
             on_upload_progress: called with (bytes sent, total or None).
-            extra_form, extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_form, extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The documented answer, typed (``$id`` metadata tolerated).
@@ -182,7 +184,7 @@ class ProductPhotoshootResource(RenderResource):
             self.feature.route("recommendations_route"),
             RECOMMENDATION_FIELDS,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
         )
         return response.decode(decode_recommendations, "POST")
@@ -194,6 +196,7 @@ class ProductPhotoshootResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> JSONValue:
         """The predefined prompt styles, grouped in categories (``GET Image/ProductGeneration/PresetKeys``).
 
@@ -213,7 +216,7 @@ class ProductPhotoshootResource(RenderResource):
             decode_clean,
             query=query,
             params={"applicationId": "application_id", "userId": "user_id"},
-            options=RequestOptions(None, extra_query, extra_headers, timeout),
+            options=RequestOptions(None, extra_query, extra_headers, timeout, retry),
         )
 
     async def generate(
@@ -226,6 +229,7 @@ class ProductPhotoshootResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start a photoshoot of a product (``POST Image/ProductGeneration/AdCreative``, multipart).
 
@@ -236,7 +240,8 @@ class ProductPhotoshootResource(RenderResource):
             prompts: 1 to 6 :class:`~adcreative_async.CustomPrompt` / :class:`~adcreative_async.PresetPrompt`
                 objects, sent as the documented ``PromptObjectsString`` (a JSON array as a string).
             user_id: the user (default: the client's).
-            extra_form, extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_form, extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process (the docs describe 6 tasks for a full set of prompts).
@@ -255,7 +260,7 @@ class ProductPhotoshootResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             None,
         )
 
@@ -270,9 +275,11 @@ class ProductPhotoshootResource(RenderResource):
         on_progress: ProgressCallback | None = None,
         resume: bool | int = False,
         use_server_filename: bool = False,
+        user_id: str | uuid.UUID | None = None,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> Path:
         """Download one task's result (``GET Image/ProductGeneration/Download``), atomically.
 
@@ -292,9 +299,11 @@ class ProductPhotoshootResource(RenderResource):
             on_progress=on_progress,
             resume=resume,
             use_server_filename=use_server_filename,
+            user_id=user_id,
             extra_query=extra_query,
             extra_headers=extra_headers,
             timeout=timeout,
+            retry=retry,
         )
 
     def stream_download(
@@ -304,17 +313,48 @@ class ProductPhotoshootResource(RenderResource):
         *,
         format: int | None = None,
         low_resolution: bool = False,
+        user_id: str | uuid.UUID | None = None,
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> DownloadStream:
-        """One task's result as a stream (see the base ``stream_download``), in ``format`` if given."""
+        """One task's result as a stream (see the base ``stream_download``), in ``format`` if given.
+
+        Not awaited: it sends nothing until the stream is entered or opened.
+        """
         return self._stream_download(
             process_id,
             task_id,
             fields={"format": format},
             low_resolution=low_resolution,
+            user_id=user_id,
+            options=RequestOptions(None, extra_query, extra_headers, timeout, retry),
+        )
+
+    async def open_download(
+        self,
+        process_id: str | uuid.UUID,
+        task_id: str | uuid.UUID,
+        *,
+        format: int | None = None,
+        low_resolution: bool = False,
+        user_id: str | uuid.UUID | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
+    ) -> DownloadStream:
+        """One task's result as an open stream (see the base ``open_download``), in ``format`` if given."""
+        stream = self.stream_download(
+            process_id,
+            task_id,
+            format=format,
+            low_resolution=low_resolution,
+            user_id=user_id,
             extra_query=extra_query,
             extra_headers=extra_headers,
             timeout=timeout,
+            retry=retry,
         )
+        return await stream.open()

@@ -10,7 +10,7 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 
-from .._config import Timeout
+from .._config import RetryPolicy, Timeout
 from .._feature_models import WebsiteScan, decode_website_scan
 from .._fields import FieldKind, FieldSpec, validate, wire_text
 from ._base import RequestOptions, Resource
@@ -56,6 +56,7 @@ class ScanMyWebsiteResource(Resource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> WebsiteScan:
         """Scan a website (``GET ScanMyWebsite``).
 
@@ -97,5 +98,5 @@ class ScanMyWebsiteResource(Resource):
             decode_website_scan,
             query=[(name, wire_text(value)) for name, value in wire.items()],
             params={f.wire: f.param for f in SCAN_FIELDS},
-            options=RequestOptions(None, extra_query, extra_headers, timeout),
+            options=RequestOptions(None, extra_query, extra_headers, timeout, retry),
         )

@@ -12,7 +12,7 @@ from ._base import RenderFeature, RenderResource, RequestOptions
 if TYPE_CHECKING:
     import uuid
 
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._jobs import RenderJob
 
 __all__ = ["STOCK_IMAGES", "USER_PROMPT_MAX_LENGTH", "StockImagesResource"]
@@ -83,6 +83,7 @@ class StockImagesResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start generating stock images (``POST Image/StockGeneration/AdCreative``, multipart).
 
@@ -98,7 +99,8 @@ class StockImagesResource(RenderResource):
             extra_form: more text fields: the docs mention LoRA parameters without their names.
                 (Style example images are mentioned too; their field name is not documented, so the
                 SDK cannot send them yet.)
-            extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process.
@@ -119,6 +121,6 @@ class StockImagesResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             None,
         )

@@ -11,7 +11,7 @@ from ._base import RenderFeature, RenderResource, RequestOptions
 if TYPE_CHECKING:
     import uuid
 
-    from .._config import Timeout
+    from .._config import RetryPolicy, Timeout
     from .._files import ImageInput, ProgressCallback
     from .._jobs import RenderJob
 
@@ -70,6 +70,7 @@ class UpscalerResource(RenderResource):
         extra_query: Mapping[str, object] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> RenderJob:
         """Start upscaling ``image`` (``POST Image/Upscaling/AdCreative``, multipart).
 
@@ -79,7 +80,8 @@ class UpscalerResource(RenderResource):
             user_id: the user (default: the client's).
             on_upload_progress: called with (bytes sent, total or None).
             extra_form: the start call's other fields, which the docs do not name.
-            extra_query, extra_headers, timeout: per-call escape hatches.
+            extra_query, extra_headers, timeout, retry: per-call escape hatches
+            (see :class:`~adcreative_async.resources.RequestOptions`).
 
         Returns:
             The job of the new render process.
@@ -94,6 +96,6 @@ class UpscalerResource(RenderResource):
             self.feature.start_route,
             self.feature.start_fields,
             values,
-            RequestOptions(extra_form, extra_query, extra_headers, timeout),
+            RequestOptions(extra_form, extra_query, extra_headers, timeout, retry),
             on_upload_progress,
         )

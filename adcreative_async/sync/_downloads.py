@@ -40,6 +40,8 @@ class SyncDownloadStream(SyncObject):
         return "<Sync" + repr(self._stream)[1:]
 
     def __enter__(self) -> SyncDownloadStream:
+        if self._stream.is_open:  # opened by open() or open_download(): ``with`` only closes it
+            return self
         if self._held is not None:
             raise RuntimeError("a DownloadStream can be entered once; call stream_download() again")
         held = self._loop_thread().wrap_context(self._stream)
@@ -56,6 +58,31 @@ class SyncDownloadStream(SyncObject):
         held, self._held = self._held, None
         if held is not None:
             held.__exit__(exc_type, exc, tb)
+        elif self._stream.is_open:
+            self.close()
+
+    def open(self) -> SyncDownloadStream:
+        """Send the request and return this stream, its headers readable, its body not read yet; for
+        code that cannot hold a ``with`` block open. Call :meth:`close` when done (``open_download()``
+        of a resource or a job does this call for you).
+
+        Raises:
+            RenderNotReadyError, NotFoundError and the API's other errors, APIConnectionError.
+        """
+        self._call("open", (), {})
+        return self
+
+    def close(self) -> None:
+        """Close the connection (read to the end or not). Idempotent."""
+        if self._held is not None:
+            self.__exit__(None, None, None)
+        elif self._stream.is_open:
+            self._call("aclose", (), {})
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the request was sent and the stream is not closed yet."""
+        return self._held is not None or self._stream.is_open
 
     @property
     def process_id(self) -> str:

@@ -123,6 +123,10 @@ class SyncRenderJob(SyncObject):
         """A JSON-ready dict (see ``RenderJob.to_dict``)."""
         return self._job.to_dict()
 
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-ready dict in the API's camelCase (see ``RenderJob.to_wire``)."""
+        return self._job.to_wire()
+
     def to_json(self) -> bytes:
         """The job as JSON bytes, for storage or a queue. Holds no credential."""
         return self._job.to_json()
@@ -172,6 +176,7 @@ class SyncRenderJob(SyncObject):
     refresh = blocking(RenderJob.refresh)
     download = blocking(RenderJob.download)
     stream_download = on_loop(RenderJob.stream_download, sync_stream)
+    open_download = blocking(RenderJob.open_download, sync_stream)
     download_all = blocking(RenderJob.download_all)
 
 

@@ -74,6 +74,7 @@ class SyncRenderResource(SyncResource):
     process_progress = blocking(RenderResource.process_progress)
     download = blocking(RenderResource.download)
     stream_download = on_loop(RenderResource.stream_download, sync_stream)
+    open_download = blocking(RenderResource.open_download, sync_stream)
     wait_until_complete = on_loop(RenderResource.wait_until_complete, sync_updates)
     job = on_loop(RenderResource.job, sync_job)
 
@@ -119,6 +120,7 @@ class SyncProductPhotoshootResource(SyncRenderResource):
     generate = blocking(ProductPhotoshootResource.generate, sync_job)
     download = blocking(ProductPhotoshootResource.download)
     stream_download = on_loop(ProductPhotoshootResource.stream_download, sync_stream)
+    open_download = blocking(ProductPhotoshootResource.open_download, sync_stream)
 
 
 class SyncScanMyWebsiteResource(SyncResource):

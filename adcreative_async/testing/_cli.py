@@ -1,7 +1,14 @@
-"""The emulator's command line: ``python -m adcreative_async.testing``.
+"""The emulator's command line: ``python -m adcreative_async.testing`` (also ``adcreative emulator``).
 
-Serves until Ctrl-C or SIGTERM and prints, once started, one JSON line with ``base_url`` and the
-emulator-generated test credentials, so that another process (a benchmark, a demo) can read it.
+Serves until Ctrl-C or SIGTERM and prints, once started, its ``base_url`` and the emulator-generated
+test credentials: one JSON line (``--format json``, the default), for another program to read; or
+``export ADCREATIVE_...=`` lines (``--format env``) for a shell, which the CLI and an
+``AdCreativeClient()`` configured from the environment then use. ``--detach`` serves from a process of
+its own and returns at once, so that a shell can ``eval`` the lines (as with ``ssh-agent``)::
+
+    eval "$(adcreative emulator --format env --detach)"
+    adcreative remove-bg photos/ -o cutouts/          # against the emulator, no account
+    kill "$ADCREATIVE_EMULATOR_PID"
 """
 
 from __future__ import annotations
@@ -9,12 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from .._config import (
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    ENV_APPLICATION_ID,
+    ENV_BASE_URL,
+    ENV_JWT_PRIVATE_KEY,
+    ENV_USER_ID,
+)
 from ._emulator import Emulator
 
 
@@ -24,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve an emulated AdCreative.ai API on a local port.",
     )
     add = parser.add_argument
+    add(
+        "--format",
+        choices=("json", "env"),
+        default="json",
+        help="json: one JSON line (default); env: `export ADCREATIVE_...=` lines for a shell's eval",
+    )
+    add(
+        "--detach",
+        action="store_true",
+        help="serve from a background process, print, and return (its pid in ADCREATIVE_EMULATOR_PID)",
+    )
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=int, default=0, help="port to listen on; 0 picks a free one (default)")
     add("--application-id", help="application id (random by default)")
@@ -113,16 +141,69 @@ def _emulator(args: argparse.Namespace) -> Emulator:
     )
 
 
-async def _serve(emulator: Emulator) -> None:
+#: The user id ``--format env`` sets (``ADCREATIVE_USER_ID``): any GUID works, and the CLI needs one.
+EMULATOR_USER_ID = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
+#: ``--format env --detach`` names the background process's pid with this variable.
+ENV_EMULATOR_PID = "ADCREATIVE_EMULATOR_PID"
+_ENV_NAMES = (
+    ("base_url", ENV_BASE_URL),
+    ("application_id", ENV_APPLICATION_ID),
+    ("api_key", ENV_API_KEY),
+    ("api_secret", ENV_API_SECRET),
+    ("jwt_private_key", ENV_JWT_PRIVATE_KEY),
+)
+
+
+def env_lines(credentials: Mapping[str, str], *, pid: int | None = None) -> str:
+    """``export NAME=value`` lines (values quoted for POSIX shells) for an emulator's credentials."""
+    pairs = [(name, credentials[key]) for key, name in _ENV_NAMES]
+    pairs.append((ENV_USER_ID, EMULATOR_USER_ID))
+    if pid is not None:
+        pairs.append((ENV_EMULATOR_PID, str(pid)))
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in pairs)
+
+
+def _announce(credentials: Mapping[str, str], output: str, pid: int | None = None) -> str:
+    if output == "env":
+        return env_lines(credentials, pid=pid)
+    document = dict(credentials) if pid is None else {**credentials, "pid": pid}
+    return msgspec.json.encode(document).decode() + "\n"
+
+
+async def _serve(emulator: Emulator, output: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. Windows
             loop.add_signal_handler(signum, stop.set)
     async with emulator:
-        sys.stdout.write(msgspec.json.encode(emulator.credentials).decode() + "\n")
+        credentials: dict[str, str] = {key: str(value) for key, value in emulator.credentials.items()}
+        sys.stdout.write(_announce(credentials, output))
         sys.stdout.flush()
         await stop.wait()
+
+
+def _detach(argv: Sequence[str], output: str) -> int:
+    """Serve from a new process of its own session; print what it announced (and its pid); return."""
+    args = [a for a in argv if a != "--detach"]
+    child = subprocess.Popen(  # the last --format wins: the child announces itself in JSON
+        [sys.executable, "-m", "adcreative_async.testing", *args, "--format", "json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the shell does not reach it; `kill PID` stops it
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    child.stdout.close()  # it prints nothing more; the shell's $(...) ends with this process
+    if not line:
+        sys.stderr.write(f"the emulator did not start (exit status {child.wait()})\n")
+        return 1
+    credentials = msgspec.json.decode(line)
+    sys.stdout.write(_announce(credentials, output, pid=child.pid))
+    sys.stdout.flush()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,13 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         $ python -m adcreative_async.testing --port 8080 --task-duration 1 3 --seed 7
         {"application_id":"...","api_key":"...","api_secret":"...","jwt_private_key":"...","base_url":"http://127.0.0.1:8080"}
+        $ eval "$(python -m adcreative_async.testing --format env --detach)"   # ADCREATIVE_* set
     """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         emulator = _emulator(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.detach:
+        return _detach(argv, args.format)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(emulator))
+        asyncio.run(_serve(emulator, args.format))
     return 0
