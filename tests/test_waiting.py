@@ -301,13 +301,16 @@ async def test_data_from_a_poll_sent_before_the_edit_returned_is_ignored(
 ) -> None:
     job = await generate(client)
     emulator.finish_process(job.process_id)
-    await job.result(timeout=5)
+    done = await job.result(timeout=5)
     edited = await client.creatives.edit(job.task_ids[:1], punchline="new")
     scheduler = client._poll_scheduler()
     snap = scheduler.snapshot(("creatives", USER), job.process_id)
     assert snap is not None
-    assert snap.progress.is_complete
-    assert snap.sent_at < edited._not_before
+    assert not snap.progress.is_complete  # the edit's answer, kept when the edit returned
+    # The complete listing of a poll sent just before the edit returned, answered late: ignored.
+    poller = scheduler._pollers[("creatives", USER.lower())]
+    assert not scheduler._store(poller, [done], edited._not_before - 0.001)
+    assert scheduler.snapshot(("creatives", USER), job.process_id) is snap
     iterator = edited.wait_until_complete(timeout=5)
     first = [await iterator.__anext__() for _ in range(5)]
     assert {u.previous for u in first} == {None}
@@ -514,7 +517,8 @@ async def test_many_waiters_on_one_job_share_its_polls(emulator: Emulator, clien
 
 async def test_polls_back_off_and_reset_on_change(emulator: Emulator) -> None:
     clock = ManualClock()
-    policy = PollPolicy(initial_interval=1.0, max_interval=8.0, factor=2.0, jitter=None)
+    # age_fraction=100: the render's age never caps the backoff here (see the next test)
+    policy = PollPolicy(initial_interval=1.0, max_interval=8.0, factor=2.0, age_fraction=100, jitter=None)
     async with AdCreativeClient(
         **emulator.credentials, user_id=USER, poll_policy=policy, clock=clock, trust_env=False
     ) as client:
