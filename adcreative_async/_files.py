@@ -50,6 +50,10 @@ ProgressCallback = Callable[[int, int | None], Any]
 ACCEPTED_IMAGE_TYPES: frozenset[str] = frozenset({"png", "jpeg", "webp"})
 
 _SNIFF_BYTES = 32
+#: A file of at most this many bytes is read whole when it is checked (one worker-thread call for the
+#: whole upload: open, read, close) and sent from memory; a larger one is streamed in chunks. Below one
+#: chunk (``TransferOptions.chunk_size``, 256 KiB), so memory per upload stays about one chunk.
+SMALL_UPLOAD = 64 * 1024
 _EXTENSIONS = {
     "png": ".png",
     "jpeg": ".jpg",
@@ -318,13 +322,17 @@ async def _prepare_path(
     chunk_size: int,
     max_size: int | None,
 ) -> Upload:
-    def probe() -> tuple[int, bytes]:
+    def probe() -> tuple[int, bytes, bool]:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            return size, fh.read(_SNIFF_BYTES)
+            if size <= SMALL_UPLOAD:
+                data = fh.read(SMALL_UPLOAD + 1)
+                if len(data) <= SMALL_UPLOAD:
+                    return len(data), data, True
+            return size, fh.read(_SNIFF_BYTES), False
 
     try:
-        size, head = await anyio.to_thread.run_sync(probe, limiter=limiter)
+        size, head, whole = await anyio.to_thread.run_sync(probe, limiter=limiter)
     except FileNotFoundError:
         raise _upload_error(param, wire, f"file not found: {str(path)!r}") from None
     except IsADirectoryError:
@@ -333,11 +341,14 @@ async def _prepare_path(
         raise _upload_error(param, wire, f"file is not readable: {str(path)!r}") from None
     except OSError as exc:
         raise _upload_error(param, wire, f"cannot read {str(path)!r}: {exc.strerror}") from None
-    kind = sniff_type(head)
+    kind = sniff_type(head[:_SNIFF_BYTES])
     _check_size(param, wire, size, max_size)
     _check_type(param, wire, kind, strict)
+    content = memoryview(head) if whole else None
 
     async def open_path() -> ChunkReader:
+        if content is not None:  # read whole when checked: no more file I/O
+            return _BytesReader(content, chunk_size)
         fh = await anyio.to_thread.run_sync(path.open, "rb", limiter=limiter)
         return _FileReader(fh, chunk_size, limiter, owned=True)
 
@@ -608,8 +619,9 @@ class AtomicFile:
 
         await anyio.to_thread.run_sync(empty, limiter=self._limiter)
 
-    async def commit(self, name: str) -> Path:
-        """Close the file and rename it into place; ``name`` is its name when ``dest`` is a directory.
+    async def commit(self, name: str, chunks: list[bytes] | None = None) -> Path:
+        """Append ``chunks`` (the last bytes received, if any), close the file and rename it into
+        place, all in one worker-thread call; ``name`` is its name when ``dest`` is a directory.
 
         Returns:
             The final path.
@@ -617,8 +629,11 @@ class AtomicFile:
         handle = self._open_handle()
         final = self._target / name if self._is_dir else self._target
         temp = self._temp
+        tail = chunks or []
 
         def finish() -> None:
+            for chunk in tail:
+                handle.write(chunk)
             handle.close()
             os.replace(temp, final)
 
@@ -681,9 +696,9 @@ async def write_atomically(
                 await file.write(batch.take())
             if on_progress is not None:
                 on_progress(received.done, expected_length)
-        await file.write(batch.take())
         received.check(expected_length)
-        return await file.commit(f"{default_stem}{extension_for(received.kind, content_type)}")
+        name = f"{default_stem}{extension_for(received.kind, content_type)}"
+        return await file.commit(name, batch.take())
 
 
 def _discard(handle: IO[bytes], temp_name: str) -> None:
