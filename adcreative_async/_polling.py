@@ -398,7 +398,7 @@ class PollScheduler:
         interest = self._interest(poller, target, now)
         if not interest.watches and interest.released_at is None:
             interest.released_at = now  # followed by nobody yet: forgotten after CACHE_LINGER
-        self._seed(poller, interest, target)
+        self._seed(poller, interest, target, answered=True)
 
     def attach(self, watch: Watch) -> None:
         """Follow every process of ``watch`` (a persistent watch: report them all as changed once)."""
@@ -448,13 +448,17 @@ class PollScheduler:
             interest.submitted_at = target.submitted_at
         return interest
 
-    def _seed(self, poller: _UserPoller, interest: _Interest, target: Target) -> bool:
+    def _seed(
+        self, poller: _UserPoller, interest: _Interest, target: Target, *, answered: bool = False
+    ) -> bool:
         """Record the cycle ``target`` knows of, and its start or edit answer; whether the cache held
-        nothing of that cycle."""
+        nothing of that cycle. ``answered``: the call just returned (:meth:`expect`): its answer is the
+        newest word, whatever the clock says (a coarse or manual clock may give the previous cycle's
+        data the same time)."""
         pid = target.process_id.lower()
         interest.not_before = max(interest.not_before, target.not_before)
         cached = poller.cache.get(pid)
-        stale = cached is None or cached.sent_at < target.not_before
+        stale = answered or cached is None or cached.sent_at < target.not_before
         if target.progress is not None and target.submitted_at is not None and stale:
             poller.cache[pid] = Snapshot(target.progress, target.submitted_at)
         return stale
