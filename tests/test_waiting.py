@@ -949,7 +949,7 @@ async def test_as_completed_work_per_wake_is_what_changed(emulator: Emulator) ->
             reads += 1
             return snapshot(*args)
 
-        scheduler.snapshot = counted  # type: ignore[method-assign]
+        scheduler.snapshot = counted  # type: ignore[method-assign,assignment]
         done: list[RenderJob] = []
 
         async def consume() -> None:
@@ -987,10 +987,14 @@ async def test_finished_waits_leave_the_deadline_heap(emulator: Emulator) -> Non
         long = await client.background_remover.remove(PNG)
         jobs = [client.background_remover.job(str(uuid.uuid4())) for _ in range(5000)]
         scheduler = client._poll_scheduler()
+
+        async def wait(job: RenderJob, seconds: float) -> None:
+            await job.result(timeout=seconds)
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: long.result(timeout=100))  # the earliest deadline, and it stays
+            tg.start_soon(wait, long, 100)  # the earliest deadline, and it stays
             for job in jobs:
-                tg.start_soon(lambda job=job: job.result(timeout=1000))
+                tg.start_soon(wait, job, 1000)
             await anyio.wait_all_tasks_blocked()
             assert client.scheduler_stats["waiters"] == 5001
             for job in jobs:
