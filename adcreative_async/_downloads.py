@@ -336,7 +336,7 @@ async def download_file(
     download = _FileDownload(transport, request, resume_budget(resume), use_server_filename, on_progress)
     transport.downloads_in_progress += 1
     try:
-        async with AtomicFile(dest, default_stem, transport.limiter) as file:
+        async with AtomicFile(dest, default_stem, transport.limiter, transport.destinations) as file:
             await download.run(file)
             name = _final_name(
                 default_stem, download.received.kind, download.content_type, download.server_name

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ __all__ = [
     "AtomicFile",
     "ImageInput",
     "IncompleteDownloadError",
+    "KnownDestinations",
     "ProgressCallback",
     "Received",
     "Upload",
@@ -544,6 +547,45 @@ class Received:
 _O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
+class KnownDestinations:
+    """Download destinations already prepared by this client (directory made, kind known), so that the
+    next download to one of them creates its file with its first bytes: one worker-thread call for a
+    small file instead of two.
+
+    A destination is remembered once a file was created there and forgotten when creating one fails
+    (the directory was removed meanwhile: that download fails after its request instead of before). At
+    most :data:`KNOWN_DESTINATIONS` are kept, the least recently used dropped first.
+    """
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[str, bool] = OrderedDict()  # destination -> is a directory
+
+    def get(self, raw: str) -> bool | None:
+        """Whether ``raw`` is a directory, if it was prepared; None if it is not known."""
+        is_dir = self._known.get(raw)
+        if is_dir is not None:
+            self._known.move_to_end(raw)
+        return is_dir
+
+    def add(self, raw: str, is_dir: bool) -> None:
+        """``raw`` was prepared (a file was created in it, or at it)."""
+        self._known[raw] = is_dir
+        self._known.move_to_end(raw)
+        while len(self._known) > KNOWN_DESTINATIONS:
+            self._known.popitem(last=False)
+
+    def discard(self, raw: str) -> None:
+        """Creating a file at ``raw`` failed: prepare it again next time."""
+        self._known.pop(raw, None)
+
+
+#: How many download destinations a client remembers as prepared (see :class:`KnownDestinations`).
+KNOWN_DESTINATIONS = 256
+#: Temporary file names: a random prefix per process and a counter (created with O_EXCL: never reused).
+_TEMP_PREFIX = secrets.token_hex(6)
+_temp_counter = itertools.count()
+
+
 class AtomicFile:
     """A temporary file beside the destination, renamed into place when complete, removed otherwise.
 
@@ -551,40 +593,71 @@ class AtomicFile:
     removes the temporary file. Every file operation runs in a worker thread under ``limiter``; the
     file is created with the process's umask applied (as ``open()`` would), not ``mkstemp``'s 0600.
 
+    The temporary file is created on entry (so that a destination that cannot be written fails before
+    anything is downloaded), unless ``known`` says the destination was prepared already: then it is
+    created with the first bytes written (or by the commit), in the same worker-thread call.
+
     Args:
         dest: a directory (existing, or written with a trailing separator), or the file path (its
             parent directories are created).
         default_stem: the temporary file's prefix, and the name's stem in a directory.
+        known: the destinations this client prepared already, or None.
     """
 
     def __init__(
-        self, dest: str | os.PathLike[str], default_stem: str, limiter: anyio.CapacityLimiter
+        self,
+        dest: str | os.PathLike[str],
+        default_stem: str,
+        limiter: anyio.CapacityLimiter,
+        known: KnownDestinations | None = None,
     ) -> None:
         self._raw = os.fspath(dest)
         self._target = Path(self._raw)
         self._stem = default_stem
         self._limiter = limiter
+        self._known = known
         self._is_dir = False
         self._handle: IO[bytes] | None = None
         self._temp = ""
 
     async def __aenter__(self) -> AtomicFile:
-        raw, target, stem = self._raw, self._target, self._stem
+        is_dir = self._known.get(self._raw) if self._known is not None else None
+        if is_dir is not None:
+            self._is_dir = is_dir  # prepared already: created with the first bytes
+            return self
+        await anyio.to_thread.run_sync(self._create, limiter=self._limiter)
+        return self
 
-        def create() -> tuple[bool, IO[bytes], str]:
-            is_dir = raw.endswith((os.sep, "/")) or target.is_dir()
-            directory = target if is_dir else target.parent
-            directory.mkdir(parents=True, exist_ok=True)
+    def _create(self) -> IO[bytes]:
+        """Create the temporary file (in a worker thread, the destination's directories included)."""
+        raw, target = self._raw, self._target
+        known = self._known
+        try:
+            prepared = known.get(raw) if known is not None else None
+            if prepared is None:
+                is_dir = raw.endswith((os.sep, "/")) or os.path.isdir(raw)
+                directory = raw if is_dir else os.fspath(target.parent)
+                if not os.path.isdir(directory):
+                    os.makedirs(directory, exist_ok=True)
+            else:
+                is_dir = prepared
+                directory = raw if is_dir else os.fspath(target.parent)
             while True:
-                temp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.part")
+                temp = os.path.join(directory, f".{self._stem}.{_TEMP_PREFIX}{next(_temp_counter)}.part")
                 try:
                     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
-                except FileExistsError:  # pragma: no cover - 48 random bits
+                except FileExistsError:  # pragma: no cover - another process with the same prefix
                     continue
-                return is_dir, os.fdopen(fd, "wb"), temp
-
-        self._is_dir, self._handle, self._temp = await anyio.to_thread.run_sync(create, limiter=self._limiter)
-        return self
+                break
+        except OSError:
+            if known is not None:
+                known.discard(raw)
+            raise
+        if known is not None:
+            known.add(raw, is_dir)
+        self._is_dir, self._temp = is_dir, temp
+        self._handle = handle = os.fdopen(fd, "wb")
+        return handle
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._handle is not None:
@@ -592,18 +665,13 @@ class AtomicFile:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_discard, handle, self._temp, limiter=self._limiter)
 
-    def _open_handle(self) -> IO[bytes]:
-        if self._handle is None:
-            raise RuntimeError("the file is not open")  # pragma: no cover - internal misuse
-        return self._handle
-
     async def write(self, chunks: list[bytes]) -> None:
-        """Append ``chunks`` (one worker-thread call for all of them)."""
-        handle = self._open_handle()
+        """Append ``chunks`` (one worker-thread call for all of them, the file's creation included)."""
         if not chunks:
             return
 
         def write_all() -> None:
+            handle = self._handle if self._handle is not None else self._create()
             for chunk in chunks:
                 handle.write(chunk)
 
@@ -611,7 +679,9 @@ class AtomicFile:
 
     async def truncate(self) -> None:
         """Empty the file: the body starts again."""
-        handle = self._open_handle()
+        handle = self._handle
+        if handle is None:
+            return  # not created yet: nothing written
 
         def empty() -> None:
             handle.seek(0)
@@ -621,25 +691,25 @@ class AtomicFile:
 
     async def commit(self, name: str, chunks: list[bytes] | None = None) -> Path:
         """Append ``chunks`` (the last bytes received, if any), close the file and rename it into
-        place, all in one worker-thread call; ``name`` is its name when ``dest`` is a directory.
+        place, all in one worker-thread call (with the file's creation, if it is still to be made);
+        ``name`` is its name when ``dest`` is a directory.
 
         Returns:
             The final path.
         """
-        handle = self._open_handle()
-        final = self._target / name if self._is_dir else self._target
-        temp = self._temp
         tail = chunks or []
 
-        def finish() -> None:
+        def finish() -> Path:
+            handle = self._handle if self._handle is not None else self._create()
             for chunk in tail:
                 handle.write(chunk)
             handle.close()
-            os.replace(temp, final)
+            self._handle = None
+            final = self._target / name if self._is_dir else self._target
+            os.replace(self._temp, final)
+            return final
 
-        await anyio.to_thread.run_sync(finish, limiter=self._limiter)
-        self._handle = None
-        return final
+        return await anyio.to_thread.run_sync(finish, limiter=self._limiter)
 
 
 class WriteBatch:
