@@ -93,6 +93,8 @@ SDK_WAITS = "sdk-waits"
 BASELINE = "httpx-1s"
 #: The per-job loop without a model library: the client-CPU bar of README's first waiting example.
 JSON_LOOP = "aiohttp-json-1s"
+#: The per-job loops polling every second: the most progress requests one makes is the bar.
+PER_JOB_1S = (BASELINE, JSON_LOOP, "aiohttp-1s", "sdk-refresh-1s")
 CONTENDERS = (
     Contender(
         SDK_WAITS,
@@ -505,6 +507,11 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
     bulk = data.get("bulk") or {}
     base = bulk.get(BASELINE)
     valid = {k: c for k, c in bulk.items() if c["valid_runs"] > 0}
+    # "The per-job poller's" progress requests: the most any per-job 1 s loop made. A loop that keeps
+    # its pace makes about one request per job-second; the httpx baseline, CPU-bound in its pool,
+    # polls less often than it means to (see benchmarks/README.md), so the bar is the loop that does.
+    pollers = {k: c for k, c in valid.items() if k in PER_JOB_1S}
+    poller_key = max(pollers, key=lambda k: pollers[k]["progress_requests"]["median"]) if pollers else None
     fastest_key = min(valid, key=lambda k: valid[k]["wall_seconds"]["median"]) if valid else None
     for key in (SDK_WAITS, SDK):
         sdk = bulk.get(key)
@@ -512,14 +519,18 @@ def goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         label = sdk["label"]
         measurable = sdk["valid_runs"] > 0 and base["valid_runs"] > 0
-        fraction = sdk["progress_requests"]["median"] / max(1.0, base["progress_requests"]["median"])
-        goal(
-            f"{label}: progress requests <= 1/{1 / GOALS['bulk_progress_fraction']:.0f} of the per-job "
-            "poller's (httpx 1s)",
-            f"{sdk['progress_requests']['median']:.0f} vs {base['progress_requests']['median']:.0f} "
-            f"({fraction:.3f}, 1/{1 / max(fraction, 1e-9):.0f})",
-            fraction <= GOALS["bulk_progress_fraction"] if measurable else None,
-        )
+        if poller_key is not None:
+            poller = pollers[poller_key]["progress_requests"]["median"]
+            fraction = sdk["progress_requests"]["median"] / max(1.0, poller)
+            against_base = sdk["progress_requests"]["median"] / max(1.0, base["progress_requests"]["median"])
+            goal(
+                f"{label}: progress requests <= 1/{1 / GOALS['bulk_progress_fraction']:.0f} of a per-job 1 s "
+                "poller's",
+                f"{sdk['progress_requests']['median']:.0f} vs {poller:.0f} ({pollers[poller_key]['label']}): "
+                f"{fraction:.3f}; vs the httpx baseline's {base['progress_requests']['median']:.0f}: "
+                f"{against_base:.3f}",
+                fraction <= GOALS["bulk_progress_fraction"] if sdk["valid_runs"] > 0 else None,
+            )
         if fastest_key is not None and sdk["valid_runs"]:
             fastest = valid[fastest_key]["wall_seconds"]["median"]
             ratio = sdk["wall_seconds"]["median"] / fastest
