@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ __all__ = [
     "RetryPolicy",
     "Timeout",
     "TransferOptions",
+    "light_jitter",
 ]
 
 #: The documented host (reference §1.1).
@@ -166,21 +168,38 @@ class RetryPolicy:
         )
 
 
+def light_jitter(delay: float) -> float:
+    """``delay`` scaled by a random factor in [0.8, 1]: the default jitter of poll delays.
+
+    Pollers drift apart (no lockstep between users or clients), yet no delay exceeds its nominal value,
+    so detection latency stays bounded by it, and the mean delay stays near it. (Full jitter, uniform
+    over 0..delay, halves the mean delay: twice the requests for the same worst-case latency.)
+    """
+    return delay * random.uniform(0.8, 1.0)  # spreading requests: no need for a secure generator
+
+
 @dataclass(frozen=True)
 class PollPolicy:
     """How the client's one poll scheduler paces ``CheckUserProgress`` calls.
 
     For each (feature, user) with jobs being awaited, one unfiltered progress call per tick answers every
-    job of that user. Ticks start fast, then back off exponentially (with full jitter) up to a cap, and
-    reset to fast whenever an awaited process changes or a new job is awaited.
+    job of that user. The delay between ticks starts at ``initial_interval``, grows by ``factor`` per
+    quiet tick up to ``max_interval``, and goes back to ``initial_interval`` when an awaited process
+    changes or a new job is awaited. It never exceeds ``age_fraction`` of the age of the youngest render
+    being awaited (nor goes below ``initial_interval`` for that reason): a render that ran ``t`` seconds
+    is seen done at most about ``age_fraction * t`` late (and at most ``max_interval``), so short renders
+    are followed closely and long ones cheaply.
 
     Attributes:
-        initial_interval: the first delay between polls, and the delay after a change (default 0.5 s).
+        initial_interval: the first delay between polls, and the delay after a change (default 1 s: the
+            pace of a hand-written per-job loop, at one request per user instead of one per job).
         max_interval: the cap of the backoff (default 5 s): detection latency is at most about this.
         factor: growth of the delay per quiet tick (default 2).
+        age_fraction: the delay is at most this fraction of the youngest awaited render's age (default
+            0.2), but never held below ``initial_interval`` by it.
         min_interval: the floor of a jittered delay (default 0.1 s).
-        jitter: applied to each delay; default ``backoff.full_jitter`` (uniform over 0..delay, then
-            floored at ``min_interval``). None: no jitter.
+        jitter: applied to each delay; default :func:`light_jitter` (uniform over 0.8..1 of the delay,
+            then floored at ``min_interval``). None: no jitter.
         max_requests_per_second: client-wide limit on poll requests (default 20/s), a token bucket.
         burst: requests the bucket allows at once (default 10).
         max_concurrent_polls: poll requests in flight at once, client-wide (default 8).
@@ -188,17 +207,19 @@ class PollPolicy:
             from the listing before the scheduler asks for it by id and gives up if still missing
             (read-after-write lag; default 15 s).
         max_retry_after: the longest ``Retry-After`` honoured for a poll (default 60 s).
-        push_reconcile_interval: with push notifications flowing, polls only reconcile this often
-            (default 30 s): a lost message delays a wait by at most about this much.
-        push_quiet_after: push counts as flowing while a message arrived within this many seconds
-            (default 60 s); after that, polling is back at its normal pace.
+        push_reconcile_interval: while push notifications flow for a (feature, user), its polls only
+            reconcile this often (default 30 s): a lost message delays a wait by at most about this much.
+        push_quiet_after: push counts as flowing for a (feature, user) while a message for it arrived
+            within this many seconds (default 60 s); a (feature, user) that gets no message (a feature
+            without message types, a channel that does not deliver it) keeps the normal pace.
     """
 
-    initial_interval: float = 0.5
+    initial_interval: float = 1.0
     max_interval: float = 5.0
     factor: float = 2.0
+    age_fraction: float = 0.2
     min_interval: float = 0.1
-    jitter: Callable[[float], float] | None = backoff.full_jitter
+    jitter: Callable[[float], float] | None = light_jitter
     max_requests_per_second: float = 20.0
     burst: int = 10
     max_concurrent_polls: int = 8
@@ -212,5 +233,7 @@ class PollPolicy:
             raise ValueError("PollPolicy needs 0 < min_interval <= initial_interval <= max_interval")
         if self.factor < 1 or self.max_requests_per_second <= 0 or self.burst < 1:
             raise ValueError("PollPolicy needs factor >= 1, max_requests_per_second > 0, burst >= 1")
+        if self.age_fraction <= 0:
+            raise ValueError("PollPolicy needs age_fraction > 0")
         if self.max_concurrent_polls < 1:
             raise ValueError("PollPolicy needs max_concurrent_polls >= 1")

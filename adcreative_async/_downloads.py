@@ -409,12 +409,12 @@ async def download_file(
     download = _FileDownload(transport, request, resume_budget(resume), use_server_filename, on_progress)
     transport.downloads_in_progress += 1
     try:
-        async with AtomicFile(dest, default_stem, transport.limiter) as file:
+        async with AtomicFile(dest, default_stem, transport.limiter, transport.destinations) as file:
             await download.run(file)
             name = _final_name(
                 default_stem, download.received.kind, download.content_type, download.server_name
             )
-            return await file.commit(name)
+            return await file.commit(name, download.take_tail())
     finally:
         transport.downloads_in_progress -= 1
 
@@ -447,6 +447,12 @@ class _FileDownload:
         self.validator: str | None = None
         self.server_name: str | None = None
         self.content_type: str | None = None
+        self._tail: list[bytes] = []  # the last bytes received, written with the commit (one call)
+
+    def take_tail(self) -> list[bytes]:
+        """The body's last bytes, not written yet (the commit writes them)."""
+        tail, self._tail = self._tail, []
+        return tail
 
     def _attempt(self) -> Request:
         offset = self.received.done
@@ -459,6 +465,7 @@ class _FileDownload:
 
     async def _restart(self, file: AtomicFile) -> None:
         await file.truncate()
+        self._tail = []
         self.received.reset()
         if self._on_progress is not None:
             self._on_progress(0, self.total)
@@ -529,5 +536,8 @@ class _FileDownload:
                     on_progress(received.done, self.total)
         except APIConnectionError as exc:
             interrupted = exc
-        await file.write(batch.take())
+        if interrupted is not None:
+            await file.write(batch.take())  # a resume appends after these bytes
+        else:
+            self._tail = batch.take()  # written with the commit: a small file costs one call in all
         return interrupted

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
 import os
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ __all__ = [
     "AtomicFile",
     "ImageInput",
     "IncompleteDownloadError",
+    "KnownDestinations",
     "ProgressCallback",
     "Received",
     "Upload",
@@ -54,6 +57,10 @@ ACCEPTED_IMAGE_TYPES: frozenset[str] = frozenset({"png", "jpeg", "webp"})
 _T = TypeVar("_T")
 
 _SNIFF_BYTES = 32
+#: A file of at most this many bytes is read whole when it is checked (one worker-thread call for the
+#: whole upload: open, read, close) and sent from memory; a larger one is streamed in chunks. Below one
+#: chunk (``TransferOptions.chunk_size``, 256 KiB), so memory per upload stays about one chunk.
+SMALL_UPLOAD = 64 * 1024
 _EXTENSIONS = {
     "png": ".png",
     "jpeg": ".jpg",
@@ -377,13 +384,17 @@ async def _prepare_path(
     chunk_size: int,
     max_size: int | None,
 ) -> Upload:
-    def probe() -> tuple[int, bytes]:
+    def probe() -> tuple[int, bytes, bool]:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            return size, fh.read(_SNIFF_BYTES)
+            if size <= SMALL_UPLOAD:
+                data = fh.read(SMALL_UPLOAD + 1)
+                if len(data) <= SMALL_UPLOAD:
+                    return len(data), data, True
+            return size, fh.read(_SNIFF_BYTES), False
 
     try:
-        size, head = await anyio.to_thread.run_sync(probe, limiter=limiter)
+        size, head, whole = await anyio.to_thread.run_sync(probe, limiter=limiter)
     except FileNotFoundError:
         raise _upload_error(param, wire, f"file not found: {str(path)!r}") from None
     except IsADirectoryError:
@@ -392,11 +403,14 @@ async def _prepare_path(
         raise _upload_error(param, wire, f"file is not readable: {str(path)!r}") from None
     except OSError as exc:
         raise _upload_error(param, wire, f"cannot read {str(path)!r}: {exc.strerror}") from None
-    kind = sniff_type(head)
+    kind = sniff_type(head[:_SNIFF_BYTES])
     _check_size(param, wire, size, max_size)
     _check_type(param, wire, kind, strict)
+    content = memoryview(head) if whole else None
 
     async def open_path() -> ChunkReader:
+        if content is not None:  # read whole when checked: no more file I/O
+            return _BytesReader(content, chunk_size)
         fh: IO[bytes] = await acquire_in_thread(lambda: path.open("rb"), _close, limiter)
         return _FileReader(fh, chunk_size, limiter, owned=True)
 
@@ -592,6 +606,45 @@ class Received:
 _O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
+class KnownDestinations:
+    """Download destinations already prepared by this client (directory made, kind known), so that the
+    next download to one of them creates its file with its first bytes: one worker-thread call for a
+    small file instead of two.
+
+    A destination is remembered once a file was created there and forgotten when creating one fails
+    (the directory was removed meanwhile: that download fails after its request instead of before). At
+    most :data:`KNOWN_DESTINATIONS` are kept, the least recently used dropped first.
+    """
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[str, bool] = OrderedDict()  # destination -> is a directory
+
+    def get(self, raw: str) -> bool | None:
+        """Whether ``raw`` is a directory, if it was prepared; None if it is not known."""
+        is_dir = self._known.get(raw)
+        if is_dir is not None:
+            self._known.move_to_end(raw)
+        return is_dir
+
+    def add(self, raw: str, is_dir: bool) -> None:
+        """``raw`` was prepared (a file was created in it, or at it)."""
+        self._known[raw] = is_dir
+        self._known.move_to_end(raw)
+        while len(self._known) > KNOWN_DESTINATIONS:
+            self._known.popitem(last=False)
+
+    def discard(self, raw: str) -> None:
+        """Creating a file at ``raw`` failed: prepare it again next time."""
+        self._known.pop(raw, None)
+
+
+#: How many download destinations a client remembers as prepared (see :class:`KnownDestinations`).
+KNOWN_DESTINATIONS = 256
+#: Temporary file names: a random prefix per process and a counter (created with O_EXCL: never reused).
+_TEMP_PREFIX = secrets.token_hex(6)
+_temp_counter = itertools.count()
+
+
 class AtomicFile:
     """A temporary file beside the destination, renamed into place when complete, removed otherwise.
 
@@ -599,15 +652,24 @@ class AtomicFile:
     removes the temporary file. Every file operation runs in a worker thread under ``limiter``; the
     file is created with the process's umask applied (as ``open()`` would), not ``mkstemp``'s 0600.
 
+    The temporary file is created on entry (so that a destination that cannot be written fails before
+    anything is downloaded), unless ``known`` says the destination was prepared already: then it is
+    created with the first bytes written (or by the commit), in the same worker-thread call.
+
     Args:
         dest: a directory (existing, or written with a trailing separator), or the file path (its
             parent directories are created).
         default_stem: the temporary file's prefix, and the name's stem in a directory: a plain name
             (callers pass canonical GUIDs), never a path.
+        known: the destinations this client prepared already, or None.
     """
 
     def __init__(
-        self, dest: str | os.PathLike[str], default_stem: str, limiter: anyio.CapacityLimiter
+        self,
+        dest: str | os.PathLike[str],
+        default_stem: str,
+        limiter: anyio.CapacityLimiter,
+        known: KnownDestinations | None = None,
     ) -> None:
         if not default_stem or default_stem.strip(".") == "" or re.search(r"[/\\\x00]", default_stem):
             raise ValueError(f"a file name stem must be a plain name, not {default_stem!r}")
@@ -615,49 +677,67 @@ class AtomicFile:
         self._target = Path(self._raw)
         self._stem = default_stem
         self._limiter = limiter
+        self._known = known
         self._is_dir = False
         self._handle: IO[bytes] | None = None
         self._temp = ""
 
     async def __aenter__(self) -> AtomicFile:
-        raw, target, stem = self._raw, self._target, self._stem
+        is_dir = self._known.get(self._raw) if self._known is not None else None
+        if is_dir is not None:
+            self._is_dir = is_dir  # prepared already: created with the first bytes
+            return self
 
-        def create() -> tuple[bool, IO[bytes], str]:
-            is_dir = raw.endswith((os.sep, "/")) or target.is_dir()
-            directory = target if is_dir else target.parent
-            directory.mkdir(parents=True, exist_ok=True)
+        def discard(handle: IO[bytes]) -> None:  # the entering task was cancelled: no one owns the file
+            self._handle = None
+            _discard(handle, self._temp)
+
+        await acquire_in_thread(self._create, discard, self._limiter)
+        return self
+
+    def _create(self) -> IO[bytes]:
+        """Create the temporary file (in a worker thread, the destination's directories included)."""
+        raw, target = self._raw, self._target
+        known = self._known
+        try:
+            prepared = known.get(raw) if known is not None else None
+            if prepared is None:
+                is_dir = raw.endswith((os.sep, "/")) or os.path.isdir(raw)
+                directory = raw if is_dir else os.fspath(target.parent)
+                if not os.path.isdir(directory):
+                    os.makedirs(directory, exist_ok=True)
+            else:
+                is_dir = prepared
+                directory = raw if is_dir else os.fspath(target.parent)
             while True:
-                temp = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.part")
+                temp = os.path.join(directory, f".{self._stem}.{_TEMP_PREFIX}{next(_temp_counter)}.part")
                 try:
                     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
-                except FileExistsError:  # pragma: no cover - 48 random bits
+                except FileExistsError:  # pragma: no cover - another process with the same prefix
                     continue
-                return is_dir, os.fdopen(fd, "wb"), temp
-
-        def discard(created: tuple[bool, IO[bytes], str]) -> None:
-            _discard(created[1], created[2])
-
-        created = await acquire_in_thread(create, discard, self._limiter)
-        self._is_dir, self._handle, self._temp = created
-        return self
+                break
+        except OSError:
+            if known is not None:
+                known.discard(raw)
+            raise
+        if known is not None:
+            known.add(raw, is_dir)
+        self._is_dir, self._temp = is_dir, temp
+        self._handle = handle = os.fdopen(fd, "wb")
+        return handle
 
     async def __aexit__(self, *exc_info: object) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
             await release_in_thread(functools.partial(_discard, handle, self._temp), self._limiter)
 
-    def _open_handle(self) -> IO[bytes]:
-        if self._handle is None:
-            raise RuntimeError("the file is not open")  # pragma: no cover - internal misuse
-        return self._handle
-
     async def write(self, chunks: list[bytes]) -> None:
-        """Append ``chunks`` (one worker-thread call for all of them)."""
-        handle = self._open_handle()
+        """Append ``chunks`` (one worker-thread call for all of them, the file's creation included)."""
         if not chunks:
             return
 
         def write_all() -> None:
+            handle = self._handle if self._handle is not None else self._create()
             for chunk in chunks:
                 handle.write(chunk)
 
@@ -665,7 +745,9 @@ class AtomicFile:
 
     async def truncate(self) -> None:
         """Empty the file: the body starts again."""
-        handle = self._open_handle()
+        handle = self._handle
+        if handle is None:
+            return  # not created yet: nothing written
 
         def empty() -> None:
             handle.seek(0)
@@ -673,23 +755,27 @@ class AtomicFile:
 
         await anyio.to_thread.run_sync(empty, limiter=self._limiter)
 
-    async def commit(self, name: str) -> Path:
-        """Close the file and rename it into place; ``name`` is its name when ``dest`` is a directory.
+    async def commit(self, name: str, chunks: list[bytes] | None = None) -> Path:
+        """Append ``chunks`` (the last bytes received, if any), close the file and rename it into
+        place, all in one worker-thread call (with the file's creation, if it is still to be made);
+        ``name`` is its name when ``dest`` is a directory.
 
         Returns:
             The final path.
         """
-        handle = self._open_handle()
-        final = self._target / name if self._is_dir else self._target
-        temp = self._temp
+        tail = chunks or []
 
-        def finish() -> None:
+        def finish() -> Path:
+            handle = self._handle if self._handle is not None else self._create()
+            for chunk in tail:
+                handle.write(chunk)
             handle.close()
-            os.replace(temp, final)
+            self._handle = None
+            final = self._target / name if self._is_dir else self._target
+            os.replace(self._temp, final)
+            return final
 
-        await anyio.to_thread.run_sync(finish, limiter=self._limiter)
-        self._handle = None
-        return final
+        return await anyio.to_thread.run_sync(finish, limiter=self._limiter)
 
 
 class WriteBatch:
@@ -746,9 +832,9 @@ async def write_atomically(
                 await file.write(batch.take())
             if on_progress is not None:
                 on_progress(received.done, expected_length)
-        await file.write(batch.take())
         received.check(expected_length)
-        return await file.commit(f"{default_stem}{extension_for(received.kind, content_type)}")
+        name = f"{default_stem}{extension_for(received.kind, content_type)}"
+        return await file.commit(name, batch.take())
 
 
 def _close(handle: IO[bytes]) -> None:

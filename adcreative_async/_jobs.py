@@ -29,11 +29,12 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import TERMINAL_STATES, Progress, RenderState
-from ._polling import Target, Watch
+from ._polling import Ident, Target, Watch, ident
 
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
     from ._files import ProgressCallback
+    from ._polling import PollScheduler
     from ._telemetry import JobTrace
     from .resources._base import RenderResource
 
@@ -109,7 +110,8 @@ class RenderJob:
         self.feature = feature
         self.process_id = process_id
         self.user_id = user_id
-        self.task_ids: tuple[str, ...] = tuple(dict.fromkeys(task_ids))
+        self.task_ids: tuple[str, ...] = ()
+        self._merge_tasks(task_ids)
         self.progress = progress
         self._resource = resource
         # When the start or edit call that made this handle returned (client clock), or None for a
@@ -121,8 +123,20 @@ class RenderJob:
             self._merge_tasks(progress.tasks)
 
     def _mark_submitted(self, at: float) -> RenderJob:
+        """A start or edit call returned this job at ``at``: a new cycle of its process begins.
+
+        The client's scheduler keeps the answer (a push message arriving before anyone waits merges
+        into it), and the client's push hub forgets the messages it saw of the process (an edit's new
+        cycle repeats the previous cycle's message keys: they are news).
+        """
         self._submitted_at = at
         self._not_before = at
+        resource = self._resource
+        if resource is not None:
+            resource._scheduler.expect(_target(self))
+            hub = resource._client.push
+            if hub is not None:
+                hub.reopen(self.process_id)
         return self
 
     def __repr__(self) -> str:
@@ -135,25 +149,36 @@ class RenderJob:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RenderJob):
             return NotImplemented
-        return (self.feature, self.process_id, self.user_id) == (
-            other.feature,
-            other.process_id,
-            other.user_id,
-        )
+        return self._ident == other._ident
 
     def __hash__(self) -> int:
-        return hash((self.feature, self.process_id, self.user_id))
+        return hash(self._ident)
+
+    @property
+    def _ident(self) -> Ident:
+        """(feature, user, process), the ids lower-cased: GUIDs compare case-insensitively."""
+        return ident(self.feature, self.user_id, self.process_id)
 
     # --------------------------------------------------------------------------------- state
 
     def _merge_tasks(self, task_ids: Iterable[str]) -> None:
-        new = [t for t in task_ids if t not in self.task_ids]
-        if new:
-            self.task_ids = self.task_ids + tuple(new)
+        known = self.task_ids
+        new = [t for t in task_ids if t not in known]
+        if not new:
+            return
+        seen = {t.lower() for t in known}
+        added = []
+        for task_id in new:
+            lowered = task_id.lower()
+            if lowered not in seen:  # GUIDs: the same task id in another case is the same task
+                seen.add(lowered)
+                added.append(task_id)
+        if added:
+            self.task_ids = known + tuple(added)
 
     def update(self, progress: Progress) -> None:
         """Record a newer snapshot of this job's process (task ids are merged, never dropped)."""
-        if progress.image_render_process_id != self.process_id:
+        if progress.image_render_process_id.lower() != self.process_id.lower():
             raise ValueError(
                 f"progress of process {progress.image_render_process_id} given to job {self.process_id}"
             )
@@ -555,15 +580,22 @@ class TaskUpdates:
 
 
 class _AsCompleted:
-    """The async iterator of :func:`as_completed`."""
+    """The async iterator of :func:`as_completed`.
+
+    One persistent watch follows every job still running: the scheduler reports which processes
+    changed, so a wake costs O(what changed), and a finished job is dropped from the watch in O(1).
+    Cancellation, an error or the end detach it; after ``break`` it no longer counts (it is not
+    blocked) and the scheduler detaches it later.
+    """
 
     def __init__(self, jobs: Iterable[RenderJob], timeout: float | None) -> None:
-        self._remaining: dict[tuple[str, str, str], RenderJob] = {}
+        self._remaining: dict[Ident, RenderJob] = {}
         for job in jobs:
-            self._remaining[(job.feature, job.user_id, job.process_id)] = job
+            self._remaining[job._ident] = job
         self._ready: deque[RenderJob] = deque()
-        self._last_version: dict[tuple[str, str, str], int] = {}
+        self._last_version: dict[Ident, int] = {}
         self._watch: Watch | None = None
+        self._scheduler: PollScheduler | None = None
         self._timeout = timeout
         self._deadline: float | None = None
 
@@ -575,47 +607,77 @@ class _AsCompleted:
             if self._ready:
                 return self._ready.popleft()
             if not self._remaining:
+                self._detach()
                 raise StopAsyncIteration
             first = next(iter(self._remaining.values()))
             scheduler = first.resource._scheduler
             clock = first.resource._client.clock
-            if self._watch is None:
+            watch = self._watch
+            if watch is None:
                 if self._timeout is not None:
                     self._deadline = clock.monotonic() + self._timeout
-                self._watch = Watch([], self._deadline)
                 for key, job in list(self._remaining.items()):
                     if job.progress is not None and _is_finished(job.progress):
                         self._ready.append(self._remaining.pop(key))  # finished before we started
                 if self._ready:
                     continue
-            for key, job in list(self._remaining.items()):
-                snap = scheduler.snapshot((job.feature, job.user_id), job.process_id)
-                if snap is None or snap.version <= self._last_version.get(key, 0):
-                    gone = scheduler.gone((job.feature, job.user_id), job.process_id)
-                    if gone is not None:
-                        raise RenderNotFoundError(str(gone), job=job)
-                    continue
-                if snap.sent_at < job._not_before:
-                    continue
-                self._last_version[key] = snap.version
-                job.update(snap.progress)
-                if _is_finished(snap.progress):
-                    self._ready.append(self._remaining.pop(key))
+                watch = self._watch = Watch(
+                    (_target(j) for j in self._remaining.values()), self._deadline, persistent=True
+                )
+                self._scheduler = scheduler
+                scheduler.attach(watch)  # every job reported as changed once: the first scan
+            try:
+                self._absorb_changes(scheduler, watch)
+            except BaseException:
+                self._detach()
+                raise
             if self._ready:
                 continue
-            watch = self._watch
+            error: AdCreativeError | None = None
             if watch.error is not None:
                 error, watch.error = watch.error, None
-                raise error
-            if watch.expired or (self._deadline is not None and clock.monotonic() >= self._deadline):
+            elif watch.expired or (self._deadline is not None and clock.monotonic() >= self._deadline):
                 pending = list(self._remaining.values())
-                raise WaitTimeoutError(
+                error = WaitTimeoutError(
                     f"{len(pending)} render(s) still running when the timeout ran out",
                     job=pending[0],
                     pending_jobs=pending,
                 )
-            watch.retarget(_target(j) for j in self._remaining.values())
-            await scheduler.wait(watch)
+            if error is not None:
+                self._detach()
+                raise error
+            try:
+                await scheduler.wait(watch)
+            except BaseException:  # cancelled, or the client closed: nothing stays attached
+                self._detach()
+                raise
+
+    def _absorb_changes(self, scheduler: PollScheduler, watch: Watch) -> None:
+        """Read the processes the scheduler reported changed; move the finished jobs to ``_ready``."""
+        changed, watch.changed = watch.changed, set()
+        for key in changed:
+            job = self._remaining.get(key)
+            if job is None:
+                continue
+            user_key = (job.feature, job.user_id)
+            snap = scheduler.snapshot(user_key, job.process_id)
+            if snap is None or snap.version <= self._last_version.get(key, 0):
+                gone = scheduler.gone(user_key, job.process_id)
+                if gone is not None:
+                    raise RenderNotFoundError(str(gone), job=job)
+                continue
+            if snap.sent_at < job._not_before:
+                continue
+            self._last_version[key] = snap.version
+            job.update(snap.progress)
+            if _is_finished(snap.progress):
+                self._ready.append(self._remaining.pop(key))
+                self._last_version.pop(key, None)
+                scheduler.drop_target(watch, key)
+
+    def _detach(self) -> None:
+        if self._watch is not None and self._scheduler is not None:
+            self._scheduler.detach(self._watch)
 
 
 def as_completed(jobs: Iterable[RenderJob], *, timeout: float | None = None) -> AsyncIterator[RenderJob]:

@@ -5,17 +5,31 @@ group) sends one unfiltered ``CheckUserProgress`` call per tick; that one answer
 process of the user. With N jobs over U users, a tick costs at most U requests, not N.
 
 Waiters never receive pushed data: every awaited process's latest snapshot sits in the poller's cache
-with the time its poll was *sent*, and waiters are only woken (an :class:`anyio.Event` each), so fan-out
-never blocks the poll loop. A waiter is registered only while it is blocked: an iterator that is
-abandoned (``break``) or cancelled is already deregistered, with nothing to clean up.
+with the time its poll was *sent*, and waiters are only woken (an :class:`anyio.Event` each, plus the
+ids of the processes that changed), so fan-out never blocks the poll loop and a waiter's work per wake
+is proportional to what changed.
 
-Pacing (see :class:`~adcreative_async.PollPolicy`): fast first polls, then exponential backoff with
-full jitter up to a cap, reset when an awaited process changes or a new one is awaited; ``Retry-After``
-and 429 honoured; a client-wide token bucket and concurrency limit on poll requests. Every sleep and
-time reading goes through the client's clock. A failing poll (5xx, timeout, connection error) is
+A :class:`Watch` is *attached* (its processes are known to the pollers, each with the set of watches
+following it) and *blocked* (its waiter sleeps in :meth:`PollScheduler.wait`). Only processes with a
+blocked watch are polled, and only blocked watches count as waiters. A plain watch is attached only
+while it is blocked: an iterator that is abandoned (``break``) or cancelled is already detached, with
+nothing to clean up. A *persistent* watch (``as_completed``: thousands of jobs, one wake per
+completion) stays attached between waits, so a wake costs O(changed), not O(jobs); its owner detaches
+it when done or cancelled, and one abandoned by ``break`` no longer counts (it is not blocked) and is
+detached after :data:`CACHE_LINGER`.
+
+Pacing (see :class:`~adcreative_async.PollPolicy`): backoff from ``initial_interval`` by ``factor`` up to
+``max_interval``, reset when an awaited process changes or a new one is awaited, never more than
+``age_fraction`` of the youngest awaited render's age, jittered; ``Retry-After`` and 429 honoured; a
+client-wide token bucket and concurrency limit on poll requests. While push messages arrive for a
+(feature, user), its polls slow to ``push_reconcile_interval``; other keys keep their pace. Every sleep
+and time reading goes through the client's clock. A failing poll (5xx, timeout, connection error) is
 retried with backoff and never fails a waiter; a permanent error (401 after a token renewal, 403, a
 validation 400) is handed to the waiters of that user. The scheduler never raises into the client's
 task group.
+
+Ids are GUIDs: every map here is keyed by lower-cased user and process ids (the server, the messages
+and the caller may spell them differently); requests use the spelling the caller gave.
 
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
@@ -26,7 +40,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +68,7 @@ if TYPE_CHECKING:
     from ._telemetry import Instruments
     from .resources._base import RenderResource
 
-__all__ = ["REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Watch"]
+__all__ = ["REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Target", "Watch"]
 
 logger = logging.getLogger("adcreative_async.polling")
 
@@ -68,13 +82,24 @@ REQUEST_COST_IN_ITEMS = 140
 MAX_FILTERED_PER_TICK = 4
 #: In filtered mode, re-list unfiltered every this many ticks to re-measure the listing.
 RELIST_EVERY = 20
-#: A process no longer awaited stays in the cache this long (an iterator deregisters between yields).
+#: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
+#: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
 CACHE_LINGER = 120.0
-#: Idle pollers are swept every this many registrations.
+#: Idle pollers are swept every this many waits.
 SWEEP_EVERY = 256
+#: The deadline heap is compacted when its dead entries (finished waits) outnumber the live ones by
+#: more than this many.
+DEADLINE_SLACK = 64
 
 UserKey = tuple[str, str]
-"""(feature name, user id)."""
+"""(feature name, user id), the user id lower-cased in the scheduler's maps."""
+Ident = tuple[UserKey, str]
+"""(user key, lower-cased process id): one followed process."""
+
+
+def ident(feature: str, user_id: str, process_id: str) -> Ident:
+    """The scheduler's key of a process: GUIDs compared case-insensitively."""
+    return ((feature, user_id.lower()), process_id.lower())
 
 
 _versions = itertools.count(1)
@@ -96,7 +121,7 @@ class Target:
     """One process a watch waits on.
 
     Attributes:
-        key: (feature, user).
+        key: (feature, user), the user as the caller spells it (requests use it).
         process_id: the process.
         not_before: snapshots from polls sent before this time are ignored (an edit's new cycle), and
             a fresher poll is asked for.
@@ -112,40 +137,81 @@ class Target:
     submitted_at: float | None = None
     progress: Progress | None = None
 
+    @property
+    def ident(self) -> Ident:
+        """The scheduler's key of this process."""
+        return ident(self.key[0], self.key[1], self.process_id)
+
 
 class Watch:
-    """A waiter: some processes, and an event set when their user's data changes or the wait must end."""
+    """A waiter: some processes, and an event set when one of them changes or the wait must end.
 
-    __slots__ = ("deadline", "error", "event", "expired", "generation", "registered", "targets")
+    Args:
+        targets: the processes.
+        deadline: when the wait times out (client clock), or None.
+        persistent: stay attached between waits (see the module docs); the owner calls
+            :meth:`PollScheduler.detach` when done.
 
-    def __init__(self, targets: Iterable[Target], deadline: float | None = None) -> None:
-        self.targets = tuple(targets)
+    ``changed`` collects the processes that changed since its owner last emptied it (while attached).
+    """
+
+    __slots__ = (
+        "_deadline_seq",
+        "_pollers",
+        "attached",
+        "blocked",
+        "changed",
+        "deadline",
+        "error",
+        "event",
+        "expired",
+        "persistent",
+        "targets",
+        "unblocked_at",
+    )
+
+    def __init__(
+        self, targets: Iterable[Target], deadline: float | None = None, *, persistent: bool = False
+    ) -> None:
+        self.targets: dict[Ident, Target] = {t.ident: t for t in targets}
         self.deadline = deadline
+        self.persistent = persistent
         self.event = anyio.Event()
         self.expired = False
-        self.registered = False
-        self.generation = 0
+        self.attached = False
+        self.blocked = False
+        self.unblocked_at = float("-inf")
+        self.changed: set[Ident] = set()
         self.error: AdCreativeError | None = None
-
-    def retarget(self, targets: Iterable[Target]) -> None:
-        """Wait on other processes from now on (e.g. the jobs still running in ``as_completed``)."""
-        self.targets = tuple(targets)
+        self._pollers: dict[UserKey, int] = {}  # targets per poller while attached
+        self._deadline_seq: int | None = None
 
     def wake(self) -> None:
         """Wake the waiter (it re-reads the cache)."""
         self.event.set()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Interest:
-    """What a poller knows of one awaited process."""
+    """What a poller knows of one followed process."""
 
-    waiters: int = 0
+    watches: set[Watch] = field(default_factory=set)
     first_awaited: float = 0.0
     submitted_at: float | None = None
     released_at: float | None = None
     missing_since: float | None = None
     not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
+    awaited_before: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a waiter of this process is blocked now (then it is polled)."""
+        return any(w.blocked for w in self.watches)
+
+    @property
+    def started(self) -> float:
+        """When this process's current cycle was submitted (or first awaited, for a rebuilt job)."""
+        return self.submitted_at if self.submitted_at is not None else self.first_awaited
 
 
 @dataclass
@@ -153,9 +219,11 @@ class _UserPoller:
     """Polls one (feature, user): the cache, the interest in each process, the pacing state."""
 
     key: UserKey
+    user: str  # as the caller spells it
     resource: RenderResource
     policy: PollPolicy
-    watches: set[Watch] = field(default_factory=set)
+    watches: set[Watch] = field(default_factory=set)  # attached watches with a process here
+    blocked: int = 0  # how many of them are blocked
     interest: dict[str, _Interest] = field(default_factory=dict)
     cache: dict[str, Snapshot] = field(default_factory=dict)
     gone: dict[str, AdCreativeError] = field(default_factory=dict)
@@ -168,6 +236,7 @@ class _UserPoller:
     delays: Generator[float, Any, None] | None = None
     last_error: AdCreativeError | None = None
     last_poll_at: float | None = None  # when the previous poll was sent (telemetry: detection latency)
+    last_push_at: float | None = None  # the last push message for this (feature, user)
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -178,8 +247,8 @@ class _UserPoller:
             if self.wake_scope is not None:
                 self.wake_scope.cancel()
 
-    def next_delay(self) -> float:
-        """The next backoff delay (jittered, floored)."""
+    def next_delay(self, now: float) -> float:
+        """The next delay: backoff, capped by the youngest awaited render's age, jittered, floored."""
         policy = self.policy
         if self.delays is None:
             self.delays = backoff.expo(
@@ -187,14 +256,28 @@ class _UserPoller:
             )
             next(self.delays)  # prime the generator, as backoff's decorators do
         delay = next(self.delays)
+        started = [i.started for i in self.interest.values() if i.blocked]
+        if started:
+            delay = min(delay, max(policy.initial_interval, policy.age_fraction * (now - max(started))))
         if policy.jitter is not None:
             delay = policy.jitter(delay)
         return max(policy.min_interval, delay)
 
     @property
     def awaited(self) -> list[str]:
-        """Process ids with at least one waiter now."""
-        return [pid for pid, i in self.interest.items() if i.waiters > 0]
+        """Process ids with a blocked waiter now."""
+        return [pid for pid, i in self.interest.items() if i.blocked]
+
+    def wake_changed(self, changed: Iterable[str]) -> None:
+        """Tell the watches of the processes in ``changed`` (and only them)."""
+        key = self.key
+        for pid in changed:
+            interest = self.interest.get(pid)
+            if interest is None:
+                continue
+            for watch in interest.watches:
+                watch.changed.add((key, pid))
+                watch.wake()
 
 
 class _TokenBucket:
@@ -245,14 +328,17 @@ class PollScheduler:
         self._pollers: dict[UserKey, _UserPoller] = {}
         self._bucket = _TokenBucket(policy.max_requests_per_second, policy.burst, clock)
         self._limiter: anyio.CapacityLimiter | None = None
-        self._deadlines: list[tuple[float, int, int, Watch]] = []
+        self._deadlines: list[tuple[float, int, Watch]] = []
         self._deadline_seq = itertools.count()
         self._live_deadlines = 0
         self._deadline_running = False
         self._deadline_scope: anyio.CancelScope | None = None
         self._closed = False
-        self._registrations = 0
-        self.last_push_at: float | None = None
+        self._waits = 0
+        self._blocked = 0
+        #: Processes attached to watches, in all (each costs one registration): for tests of the work
+        #: done per wake.
+        self.attachments = 0
         #: Push messages received (they resolve waits without a poll).
         self.pushes = 0
         #: Poll requests sent (unfiltered and filtered), for observability and tests.
@@ -262,8 +348,8 @@ class PollScheduler:
 
     @property
     def waiters(self) -> int:
-        """Watches registered now (a waiter is registered only while it is blocked)."""
-        return len({w for p in self._pollers.values() for w in p.watches})
+        """Watches blocked now (a waiter counts only while it is blocked)."""
+        return self._blocked
 
     @property
     def active_pollers(self) -> int:
@@ -272,75 +358,165 @@ class PollScheduler:
 
     def snapshot(self, key: UserKey, process_id: str) -> Snapshot | None:
         """The latest cached snapshot of a process, if any poll saw it."""
-        poller = self._pollers.get(key)
-        return poller.cache.get(process_id) if poller is not None else None
+        poller = self._pollers.get((key[0], key[1].lower()))
+        return poller.cache.get(process_id.lower()) if poller is not None else None
 
     def gone(self, key: UserKey, process_id: str) -> AdCreativeError | None:
         """The error recorded for a process the server no longer knows, if any."""
-        poller = self._pollers.get(key)
-        return poller.gone.get(process_id) if poller is not None else None
+        poller = self._pollers.get((key[0], key[1].lower()))
+        return poller.gone.get(process_id.lower()) if poller is not None else None
 
     # ------------------------------------------------------------------------------------ waiting
 
     async def wait(self, watch: Watch) -> None:
-        """Block until ``watch`` is woken (new data for its users, a permanent error, its deadline,
-        or the client closing). Registered only for the duration of the call."""
+        """Block until ``watch`` is woken (a change of one of its processes, a permanent error, its
+        deadline, or the client closing). A plain watch is attached only for the duration of the call;
+        a persistent one stays attached, and returns at once while it has unread changes."""
         if self._closed:
             raise ClientNotOpenError(
                 "the client was closed: waiting needs `async with AdCreativeClient(...)`"
             )
+        if not watch.persistent:
+            watch.changed.clear()
         if watch.event.is_set():
             watch.event = anyio.Event()
-        self._register(watch)
+        if not watch.attached:
+            self.attach(watch)
+        if watch.persistent and watch.changed:
+            return
+        self._block(watch)
         try:
             await watch.event.wait()
         finally:
-            self._deregister(watch)
+            self._unblock(watch)
+            if not watch.persistent:
+                self.detach(watch)
         if self._closed:
             raise ClientNotOpenError("the client was closed while waiting")
 
-    def _register(self, watch: Watch) -> None:
+    def expect(self, target: Target) -> None:
+        """A start or edit call just returned ``target``: remember its answer (and, for an edit, that a
+        new cycle began), so that a push message arriving before anyone waits merges into it."""
         now = self._clock.monotonic()
-        self._registrations += 1
-        if self._registrations % SWEEP_EVERY == 0:
+        poller = self._poller(target)
+        interest = self._interest(poller, target, now)
+        if not interest.watches and interest.released_at is None:
+            interest.released_at = now  # followed by nobody yet: forgotten after CACHE_LINGER
+        self._seed(poller, interest, target, answered=True)
+
+    def attach(self, watch: Watch) -> None:
+        """Follow every process of ``watch`` (a persistent watch: report them all as changed once)."""
+        now = self._clock.monotonic()
+        self._waits += 1
+        if self._waits % SWEEP_EVERY == 0:
             self._sweep(now)
-        for target in watch.targets:
-            poller = self._pollers.get(target.key)
-            if poller is None:
-                resource = self._resource_for(target.key[0])
-                poller = self._pollers[target.key] = _UserPoller(target.key, resource, self.policy)
-                poller.next_due = float("inf")  # set by the first process it follows, just below
+        for key_pid, target in watch.targets.items():
+            self._attach_target(watch, key_pid, target, now)
+        watch.attached = True
+        if watch.persistent:
+            watch.changed.update(watch.targets)
+
+    def detach(self, watch: Watch) -> None:
+        """Stop following every process of ``watch`` (idempotent)."""
+        if not watch.attached:
+            return
+        now = self._clock.monotonic()
+        for key_pid in watch.targets:
+            self._detach_target(watch, key_pid, now)
+        watch.attached = False
+        watch.changed.clear()
+
+    def drop_target(self, watch: Watch, key_pid: Ident) -> None:
+        """Stop following one process of ``watch`` (a job of ``as_completed`` that finished): O(1)."""
+        if watch.targets.pop(key_pid, None) is not None and watch.attached:
+            self._detach_target(watch, key_pid, self._clock.monotonic())
+        watch.changed.discard(key_pid)
+
+    def _poller(self, target: Target) -> _UserPoller:
+        key = (target.key[0], target.key[1].lower())
+        poller = self._pollers.get(key)
+        if poller is None:
+            resource = self._resource_for(key[0])
+            poller = self._pollers[key] = _UserPoller(key, target.key[1], resource, self.policy)
+            poller.next_due = float("inf")  # set by the first process it follows
+        return poller
+
+    def _interest(self, poller: _UserPoller, target: Target, now: float) -> _Interest:
+        pid = target.process_id.lower()
+        interest = poller.interest.get(pid)
+        if interest is None:
+            interest = poller.interest[pid] = _Interest(first_awaited=now, submitted_at=target.submitted_at)
+        elif target.submitted_at is not None and (
+            interest.submitted_at is None or target.submitted_at > interest.submitted_at
+        ):
+            interest.submitted_at = target.submitted_at
+        return interest
+
+    def _seed(
+        self, poller: _UserPoller, interest: _Interest, target: Target, *, answered: bool = False
+    ) -> bool:
+        """Record the cycle ``target`` knows of, and its start or edit answer; whether the cache held
+        nothing of that cycle. ``answered``: the call just returned (:meth:`expect`): its answer is the
+        newest word, whatever the clock says (a coarse or manual clock may give the previous cycle's
+        data the same time)."""
+        pid = target.process_id.lower()
+        interest.not_before = max(interest.not_before, target.not_before)
+        cached = poller.cache.get(pid)
+        stale = answered or cached is None or cached.sent_at < target.not_before
+        if target.progress is not None and target.submitted_at is not None and stale:
+            poller.cache[pid] = Snapshot(target.progress, target.submitted_at)
+        return stale
+
+    def _attach_target(self, watch: Watch, key_pid: Ident, target: Target, now: float) -> None:
+        self.attachments += 1
+        poller = self._poller(target)
+        interest = self._interest(poller, target, now)
+        if not interest.awaited_before:
+            # A new job to follow is a change: fast polls again. A job that came with its progress
+            # (just submitted) waits one interval; a rebuilt one is polled now.
+            interest.awaited_before = True
+            fresh = key_pid[1] not in poller.cache and target.submitted_at is None
+            poller.reset_pacing(now, 0.0 if fresh else self.policy.initial_interval)
+        interest.watches.add(watch)
+        interest.released_at = None
+        stale = self._seed(poller, interest, target)
+        if target.not_before > float("-inf") and stale:
+            poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
+        count = watch._pollers.get(poller.key, 0)
+        if count == 0:
             poller.watches.add(watch)
-            interest = poller.interest.get(target.process_id)
-            if interest is None:
-                interest = poller.interest[target.process_id] = _Interest(
-                    first_awaited=now, submitted_at=target.submitted_at
-                )
-                # A new job to follow is a change: fast polls again. A job that came with its
-                # progress (just submitted) waits one short interval; a rebuilt one is polled now.
-                cached = poller.cache.get(target.process_id)
-                fresh = cached is None and target.submitted_at is None
-                poller.reset_pacing(now, 0.0 if fresh else self.policy.initial_interval)
-            elif target.submitted_at is not None and (
-                interest.submitted_at is None or target.submitted_at > interest.submitted_at
-            ):
-                interest.submitted_at = target.submitted_at
-            interest.waiters += 1
-            interest.released_at = None
-            interest.not_before = max(interest.not_before, target.not_before)
-            cached = poller.cache.get(target.process_id)
-            stale = cached is None or cached.sent_at < target.not_before
-            if target.not_before > float("-inf") and stale:
-                poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
-            if target.progress is not None and target.submitted_at is not None and stale:
-                poller.cache[target.process_id] = Snapshot(target.progress, target.submitted_at)
-            if not poller.running:
-                poller.running = True
-                self._spawn(self._run_poller, poller)
-        watch.registered = True
-        watch.generation += 1
+            if watch.blocked:
+                self._block_poller(poller)
+        watch._pollers[poller.key] = count + 1
+
+    def _detach_target(self, watch: Watch, key_pid: Ident, now: float) -> None:
+        key, pid = key_pid
+        poller = self._pollers.get(key)
+        if poller is None:
+            return
+        interest = poller.interest.get(pid)
+        if interest is not None and watch in interest.watches:
+            interest.watches.discard(watch)
+            if not interest.watches:
+                interest.released_at = now
+        count = watch._pollers.get(key, 0) - 1
+        if count > 0:
+            watch._pollers[key] = count
+            return
+        watch._pollers.pop(key, None)
+        poller.watches.discard(watch)
+        if watch.blocked:
+            self._unblock_poller(poller)
+
+    def _block(self, watch: Watch) -> None:
+        watch.blocked = True
+        self._blocked += 1
+        for key in watch._pollers:
+            self._block_poller(self._pollers[key])
         if watch.deadline is not None:
-            entry = (watch.deadline, next(self._deadline_seq), watch.generation, watch)
+            seq = next(self._deadline_seq)
+            watch._deadline_seq = seq
+            entry = (watch.deadline, seq, watch)
             heapq.heappush(self._deadlines, entry)
             self._live_deadlines += 1
             if not self._deadline_running:
@@ -349,32 +525,47 @@ class PollScheduler:
             elif self._deadline_scope is not None and self._deadlines[0] is entry:
                 self._deadline_scope.cancel()  # an earlier deadline than the one being slept on
 
-    def _deregister(self, watch: Watch) -> None:
-        now = self._clock.monotonic()
-        watch.registered = False
-        if watch.deadline is not None:
-            self._live_deadlines -= 1
-            if self._live_deadlines == 0 and self._deadline_scope is not None:
-                self._deadline_scope.cancel()  # nothing to time out: let the deadline task end
-        for target in watch.targets:
-            poller = self._pollers.get(target.key)
-            if poller is None or watch not in poller.watches:
-                continue
-            interest = poller.interest.get(target.process_id)
-            if interest is not None:
-                interest.waiters -= 1
-                if interest.waiters <= 0:
-                    interest.waiters = 0
-                    interest.released_at = now
-        for target in watch.targets:
-            poller = self._pollers.get(target.key)
+    def _unblock(self, watch: Watch) -> None:
+        watch.blocked = False
+        watch.unblocked_at = self._clock.monotonic()
+        self._blocked -= 1
+        for key in watch._pollers:
+            poller = self._pollers.get(key)
             if poller is not None:
-                poller.watches.discard(watch)
-                # Nobody waits on this user any more: end its task now if it sleeps, or right after
-                # its in-flight poll (not aborted: a waiter coming back between two iterations would
-                # only make it poll again). Its cache and pacing stay.
-                if not poller.watches and poller.wake_scope is not None:
-                    poller.wake_scope.cancel()
+                self._unblock_poller(poller)
+        self._drop_deadline(watch)
+
+    def _block_poller(self, poller: _UserPoller) -> None:
+        poller.blocked += 1
+        if not poller.running:
+            poller.running = True
+            self._spawn(self._run_poller, poller)
+
+    def _unblock_poller(self, poller: _UserPoller) -> None:
+        poller.blocked -= 1
+        # Nobody waits on this user any more: end its task now if it sleeps, or right after its
+        # in-flight poll (not aborted: a waiter coming back between two iterations would only make
+        # it poll again). Its cache and pacing stay.
+        if poller.blocked <= 0:
+            poller.blocked = 0
+            if poller.wake_scope is not None:
+                poller.wake_scope.cancel()
+
+    def _drop_deadline(self, watch: Watch) -> None:
+        """The watch's deadline entry is dead; compact the heap when dead entries dominate."""
+        if watch._deadline_seq is None:
+            return
+        watch._deadline_seq = None
+        self._live_deadlines -= 1
+        if self._live_deadlines == 0:
+            self._deadlines.clear()
+            if self._deadline_scope is not None:
+                self._deadline_scope.cancel()  # nothing to time out: let the deadline task end
+        elif len(self._deadlines) - self._live_deadlines > self._live_deadlines + DEADLINE_SLACK:
+            self._deadlines = [e for e in self._deadlines if e[2]._deadline_seq == e[1]]
+            heapq.heapify(self._deadlines)
+            if self._deadline_scope is not None:
+                self._deadline_scope.cancel()  # re-read the earliest deadline
 
     # ------------------------------------------------------------------------------------ lifetime
 
@@ -388,8 +579,8 @@ class PollScheduler:
     async def _run_deadlines(self) -> None:
         try:
             while self._deadlines:
-                deadline, _, generation, watch = self._deadlines[0]
-                if not watch.registered or watch.generation != generation:
+                deadline, seq, watch = self._deadlines[0]
+                if watch._deadline_seq != seq:
                     heapq.heappop(self._deadlines)  # that wait is over
                     continue
                 delay = deadline - self._clock.monotonic()
@@ -400,6 +591,8 @@ class PollScheduler:
                     self._deadline_scope = None
                     continue
                 heapq.heappop(self._deadlines)
+                watch._deadline_seq = None
+                self._live_deadlines -= 1
                 watch.expired = True
                 watch.wake()
         except Exception:  # pragma: no cover - never raise into the client's task group
@@ -414,7 +607,7 @@ class PollScheduler:
         try:
             while True:
                 self._prune(poller)
-                if not poller.watches:
+                if not poller.blocked:
                     return
                 delay = poller.next_due - self._clock.monotonic()
                 if delay > 0:
@@ -441,11 +634,15 @@ class PollScheduler:
                 self._pollers.pop(poller.key, None)
 
     def _prune(self, poller: _UserPoller, now: float | None = None) -> None:
-        """Forget processes nobody has awaited for CACHE_LINGER seconds."""
+        """Detach persistent watches abandoned for CACHE_LINGER seconds; forget processes nobody has
+        followed for as long."""
         now = self._clock.monotonic() if now is None else now
+        for watch in [w for w in poller.watches if not w.blocked and now - w.unblocked_at > CACHE_LINGER]:
+            if watch.persistent:
+                self.detach(watch)
         for pid, interest in list(poller.interest.items()):
             released = interest.released_at
-            if interest.waiters == 0 and released is not None and now - released > CACHE_LINGER:
+            if not interest.watches and released is not None and now - released > CACHE_LINGER:
                 del poller.interest[pid]
                 poller.cache.pop(pid, None)
                 poller.gone.pop(pid, None)
@@ -453,13 +650,13 @@ class PollScheduler:
     def _sweep(self, now: float) -> None:
         """Drop idle pollers whose processes are all forgotten (bounded memory over many users)."""
         for key, poller in list(self._pollers.items()):
-            if not poller.running and not poller.watches:
+            if not poller.running and not poller.blocked:
                 self._prune(poller, now)
-                if not poller.interest:
+                if not poller.interest and not poller.watches:
                     del self._pollers[key]
 
     async def _poll_once(self, poller: _UserPoller) -> None:
-        user = poller.key[1]
+        user = poller.user
         awaited = poller.awaited
         filtered = self._use_filtered(poller, len(awaited))
         sent_at = self._clock.monotonic()
@@ -491,7 +688,7 @@ class PollScheduler:
         if not filtered:
             poller.listed = len(items)
         changed = self._store(poller, items, sent_at)
-        returned = {p.image_render_process_id for p in items}
+        returned = {p.image_render_process_id.lower() for p in items}
         missing = [pid for pid in awaited if pid not in returned]
         if missing:
             changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=filtered)
@@ -501,11 +698,8 @@ class PollScheduler:
         poller.last_poll_at = sent_at
         if changed:
             poller.delays = None
-        poller.next_due = now + self._paced(poller.next_delay(), now)
-        if changed:  # only the waiters of a process that changed have anything to read
-            for watch in list(poller.watches):
-                if any(t.key == poller.key and t.process_id in changed for t in watch.targets):
-                    watch.wake()
+        poller.next_due = now + self._paced(poller, poller.next_delay(now), now)
+        poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
@@ -519,57 +713,53 @@ class PollScheduler:
             since = max(poller.last_poll_at or float("-inf"), interest.submitted_at or interest.first_awaited)
             self._telemetry.detected(poller.key[0], now - since)
 
-    def push_live(self, now: float | None = None) -> bool:
-        """Whether push notifications are flowing (one arrived within ``push_quiet_after``)."""
-        if self.last_push_at is None:
-            return False
-        now = self._clock.monotonic() if now is None else now
-        return now - self.last_push_at < self.policy.push_quiet_after
-
-    def _paced(self, delay: float, now: float) -> float:
-        """The poll delay: slowed to the reconcile interval while push notifications flow."""
-        return max(delay, self.policy.push_reconcile_interval) if self.push_live(now) else delay
+    def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
+        """The poll delay: slowed to the reconcile interval while push messages flow for this
+        (feature, user)."""
+        pushed = poller.last_push_at
+        if pushed is not None and now - pushed < self.policy.push_quiet_after:
+            return max(delay, self.policy.push_reconcile_interval)
+        return delay
 
     def push(self, message: TaskCompletedNotification | ProgressNotification) -> None:
-        """A push notification: update the awaited process's snapshot now and wake its waiters.
+        """A push notification: merge it into the process's snapshot now and wake its waiters.
 
-        A progress message replaces the snapshot; a task-completed message sets that task's state (and
-        the counts) in it. Duplicates change nothing; a message older than what is known (a task going
-        back from a terminal state, fewer tasks complete) is ignored unless an edit started a new cycle.
+        What a message says is merged into what is known (see :func:`merge_progress` and
+        :func:`with_task_state`): a progress message without tasks or counts keeps the known ones, and
+        counts are never invented. A message that changes nothing (a duplicate) is dropped; one older
+        than what is known (a task going back from a terminal state, fewer tasks complete) is ignored
+        unless an edit started a new cycle.
         """
         now = self._clock.monotonic()
-        self.last_push_at = now
         self.pushes += 1
         key = (message.feature, message.user_id.lower())
         poller = self._pollers.get(key)
         if poller is None:
             return
+        poller.last_push_at = now
         pid = message.image_render_process_id.lower()
         interest = poller.interest.get(pid)
         if interest is None:
-            return  # nobody awaits it (a poll will tell whoever asks later)
+            return  # nobody follows it (a poll will tell whoever asks later)
         current = poller.cache.get(pid)
+        known = current.progress if current is not None else None
         if isinstance(message, ProgressNotification):
-            progress = message.to_progress()
+            progress = merge_progress(known, message)
         else:
-            base = (
-                current.progress
-                if current is not None
-                else Progress(
-                    image_render_process_id=pid,
+            base = known
+            if base is None:
+                base = Progress(
+                    image_render_process_id=message.image_render_process_id,
                     message_type=message.message_type.replace("TaskCompleted", "Progress"),
                     application_id=message.application_id,
                     user_id=message.user_id,
                 )
-            )
-            progress = _with_task_state(base, message.task_id, int(message.state))
+            progress = with_task_state(base, message.task_id, int(message.state))
         if current is not None and (current.progress == progress or self._stale(interest, current, progress)):
             return
         interest.missing_since = None
         poller.cache[pid] = Snapshot(progress, now)
-        for watch in list(poller.watches):
-            if any(t.key == key and t.process_id == pid for t in watch.targets):
-                watch.wake()
+        poller.wake_changed((pid,))
 
     @staticmethod
     def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
@@ -579,8 +769,9 @@ class PollScheduler:
         old = current.progress
         if new.completed_task_count < old.completed_task_count:
             return True
+        new_tasks = new.tasks
         return any(
-            state in TERMINAL_STATES and new.tasks.get(task, state) not in TERMINAL_STATES
+            state in TERMINAL_STATES and new_tasks.get(task, state) not in TERMINAL_STATES
             for task, state in old.tasks.items()
         )
 
@@ -594,26 +785,30 @@ class PollScheduler:
         return poller.filtered_mode
 
     def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
-        """Cache the awaited (or recently awaited) processes; the ids of those that changed.
+        """Cache the followed (or recently followed) processes; the ids of those that changed.
 
         An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
         """
         changed: set[str] = set()
+        interests = poller.interest
+        cache = poller.cache
         for progress in items:
-            pid = progress.image_render_process_id
-            interest = poller.interest.get(pid)
+            pid = progress.image_render_process_id.lower()
+            interest = interests.get(pid)
             if interest is None:
-                continue  # not awaited: not cached (the listing may be large)
+                continue  # not followed: not cached (the listing may be large)
             interest.missing_since = None
-            old = poller.cache.get(pid)
-            if old is not None and old.sent_at > sent_at:
-                continue  # an older answer arriving late
-            if old is not None and self._stale(interest, old, progress):
-                continue  # behind what a push already told (server lag): never report going back
-            if old is not None and old.progress == progress and old.sent_at >= interest.not_before:
-                continue  # nothing new (after an edit, the same progress is news: the new cycle's answer)
-            poller.cache[pid] = Snapshot(progress, sent_at)
-            if interest.waiters > 0:
+            old = cache.get(pid)
+            if old is not None:
+                if old.sent_at > sent_at:
+                    continue  # an older answer arriving late
+                if self._stale(interest, old, progress):
+                    continue  # behind what a push already told (server lag): never report going back
+                progress = _keep_known_tasks(old, progress, interest.not_before)
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # nothing new (after an edit, the same progress is news: the new cycle's)
+            cache[pid] = Snapshot(progress, sent_at)
+            if interest.watches:
                 changed.add(pid)
         return changed
 
@@ -628,14 +823,14 @@ class PollScheduler:
         """
         now = self._clock.monotonic()
         grace = self.policy.not_found_grace
-        feature, user = poller.key
+        feature = poller.key[0]
+        user = poller.user
         changed: set[str] = set()
         for pid in missing:
             interest = poller.interest[pid]
             if interest.missing_since is None:
                 interest.missing_since = sent_at
-            started = interest.submitted_at if interest.submitted_at is not None else interest.first_awaited
-            in_grace = now - started < grace
+            in_grace = now - interest.started < grace
             if in_grace and pid not in poller.cache:
                 continue  # read-after-write lag: the listing will catch up
             if not asked_by_id:
@@ -648,7 +843,7 @@ class PollScheduler:
                 except AdCreativeError as exc:
                     self._after_error(poller, exc)
                     return changed
-                match = [p for p in found if p.image_render_process_id == pid]
+                match = [p for p in found if p.image_render_process_id.lower() == pid]
                 if match:
                     changed |= self._store(poller, match, sent_at)
                     continue
@@ -660,7 +855,7 @@ class PollScheduler:
     def _after_error(self, poller: _UserPoller, error: AdCreativeError) -> None:
         now = self._clock.monotonic()
         poller.last_error = error
-        delay = self._paced(poller.next_delay(), now)
+        delay = self._paced(poller, poller.next_delay(now), now)
         if _is_transient(error):
             retry_after = _retry_after(error)
             if retry_after is not None:
@@ -696,18 +891,108 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
     )
 
 
-def _with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
-    """``progress`` with one task's state set (from a task-completed message), counts updated."""
-    tasks = dict(progress.tasks)
-    previous = tasks.get(task_id)
-    tasks[task_id] = RenderState(state)
+# ------------------------------------------------------------------------------------------ merging
+
+
+def _task_key(tasks: Mapping[str, int], task_id: str) -> str:
+    """The key ``tasks`` already uses for ``task_id`` (GUIDs compared case-insensitively), else it."""
+    if task_id in tasks:
+        return task_id
+    lowered = task_id.lower()
+    for key in tasks:
+        if key.lower() == lowered:
+            return key
+    return task_id
+
+
+def _counted(progress: Progress, tasks: dict[str, RenderState]) -> Progress:
+    """``progress`` with ``tasks``, its completed count raised to the tasks known terminal (evidence, so
+    never more than are: a task counted by the server but not listed is not counted twice), and its
+    percentage raised to match when the total is known."""
     completed = progress.completed_task_count
-    if state in TERMINAL_STATES and previous not in TERMINAL_STATES:
-        completed += 1
     total = progress.total_task_count
+    terminal = sum(1 for state in tasks.values() if state in TERMINAL_STATES)
+    if terminal > completed:
+        completed = min(terminal, total) if total else terminal
+    percent = progress.progress
     if total:
-        completed = min(completed, total)
-    percent = completed * 100 // total if total else progress.progress
-    return msgspec.structs.replace(
-        progress, tasks=tasks, completed_task_count=completed, progress=max(progress.progress, percent)
+        percent = max(percent, completed * 100 // total)
+    unchanged = completed == progress.completed_task_count and percent == progress.progress
+    if unchanged and tasks == progress.tasks:
+        return progress
+    return msgspec.structs.replace(progress, tasks=tasks, completed_task_count=completed, progress=percent)
+
+
+def with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
+    """``progress`` with one task's state set (from a task-completed message), counts updated.
+
+    A task the snapshot does not list (the ``tasks`` map may be partial) is added once; the completed
+    count becomes the larger of the server's count and the tasks known terminal, so a task the server
+    already counted is never counted again.
+    """
+    tasks = dict(progress.tasks)
+    tasks[_task_key(tasks, task_id)] = RenderState(state)
+    return _counted(progress, tasks)
+
+
+def merge_progress(known: Progress | None, message: ProgressNotification) -> Progress:
+    """What a progress message says, merged into what is known of the process.
+
+    The docs show no progress message (all ten types "share one structure", reference §2.5): a field a
+    message leaves at its default says nothing (assumed: :data:`SILENT_PROGRESS_FIELDS`). Known tasks are
+    kept and the message's states set on them; counts come from the message only when it has a total;
+    the percentage only when it has counts or a non-zero value; the state, outcome and render
+    kind/type only when given. Counts are never invented (see :func:`with_task_state`).
+    """
+    said = message.to_progress()
+    if known is None:
+        return _counted(said, dict(said.tasks))
+    tasks = dict(known.tasks)
+    for task_id, state in said.tasks.items():
+        tasks[_task_key(tasks, task_id)] = state
+    has_counts = said.total_task_count > 0
+    merged = msgspec.structs.replace(
+        known,
+        message_type=said.message_type or known.message_type,
+        application_id=said.application_id or known.application_id,
+        user_id=said.user_id or known.user_id,
+        request_render_state=said.request_render_state or known.request_render_state,
+        total_task_count=said.total_task_count if has_counts else known.total_task_count,
+        completed_task_count=said.completed_task_count if has_counts else known.completed_task_count,
+        progress=said.progress if has_counts or said.progress else known.progress,
+        render_kind=said.render_kind if said.render_kind is not None else known.render_kind,
+        render_type=said.render_type if said.render_type is not None else known.render_type,
+        is_successful=said.is_successful and known.is_successful,
+        error_message=said.error_message or known.error_message,
+        tasks=known.tasks,
     )
+    return _counted(merged, tasks)
+
+
+#: assumed: the progress message's body is undocumented; a field at its default value in a message
+#: (absent, or zero / empty / null) says nothing about the process, and what is known is kept.
+SILENT_PROGRESS_FIELDS: tuple[str, ...] = (
+    "tasks",
+    "total_task_count",
+    "completed_task_count",
+    "progress",
+    "request_render_state",
+    "render_kind",
+    "render_type",
+    "error_message",
+)
+
+
+def _keep_known_tasks(old: Snapshot, new: Progress, not_before: float) -> Progress:
+    """A poll's answer, keeping the task states a partial ``tasks`` map leaves out (the seeds list 2 of
+    10): a task learnt earlier in the same cycle (from a push, or an earlier poll) stays known."""
+    if old.sent_at < not_before:
+        return new  # the old snapshot is of a previous cycle
+    old_tasks = old.progress.tasks
+    new_tasks = new.tasks
+    if len(new_tasks) >= len(old_tasks) and all(task in new_tasks for task in old_tasks):
+        return new
+    tasks = dict(old_tasks)
+    for task_id, state in new_tasks.items():
+        tasks[_task_key(tasks, task_id)] = state
+    return _counted(new, tasks)

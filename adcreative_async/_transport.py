@@ -49,7 +49,7 @@ from ._errors import (
     build_api_error,
     retry_after_seconds,
 )
-from ._files import IncompleteDownloadError, ProgressCallback, Upload
+from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -331,6 +331,8 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self.downloads_in_progress = 0
+        #: Download destinations prepared already (a small download then costs one file-I/O call).
+        self.destinations = KnownDestinations()
         """Downloads to files running now (they share :data:`DOWNLOAD_WRITE_BUFFER` between them)."""
         self.tokens = TokenManager(
             application_id=application_id,

@@ -10,7 +10,7 @@ Scenarios (each in a fresh client process, against an emulator in its own proces
 - ``scheduler``: N background removals over U users, each awaited by its own ``job.result()`` call
   (N independent waiters), through the client's one scheduler (default ``PollPolicy``).
 - ``per-job``: the same workload, each job polled by its own loop (``job.refresh()`` then a sleep of the
-  scheduler's base interval, 0.5 s), as common job SDKs do.
+  scheduler's base interval, ``PollPolicy().initial_interval``: 1 s), as common job SDKs do.
 - ``waits``: W jobs awaited at once: Python heap per waiting job (tracemalloc), and event-loop lag while
   they wait and complete.
 

@@ -19,7 +19,7 @@ import pytest
 from helpers import eventually
 
 from adcreative_async import IncompleteDownloadError, InvalidRequestError
-from adcreative_async._files import Upload, prepare_upload, sniff_type, write_atomically
+from adcreative_async._files import SMALL_UPLOAD, Upload, prepare_upload, sniff_type, write_atomically
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +122,7 @@ async def test_a_pass_cancelled_while_its_file_opens_closes_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "p.png"
-    path.write_bytes(PNG)
+    path.write_bytes(PNG + b"\x00" * SMALL_UPLOAD)  # large enough to be read from the file
     upload = await _prepare(path)
     opening = GatedOpen(path, monkeypatch)
     # aiohttp's body writer: a plain asyncio task, cancelled natively when the server answers first
@@ -139,7 +139,7 @@ async def test_a_pass_whose_closing_is_cancelled_still_closes_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "p.png"
-    path.write_bytes(PNG)
+    path.write_bytes(PNG + b"\x00" * SMALL_UPLOAD)  # large enough to be read from the file
     limiter = anyio.CapacityLimiter(1)
     upload = await prepare_upload(
         path,
@@ -165,6 +165,59 @@ async def test_a_pass_whose_closing_is_cancelled_still_closes_the_file(
         busy.set()
     (handle,) = opening.handles
     assert handle.closed
+
+
+def _count_worker_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every function sent to a worker thread from now on."""
+    calls: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return calls
+
+
+async def test_a_small_file_is_read_in_one_worker_thread_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "logo.png"
+    path.write_bytes(PNG)
+    calls = _count_worker_calls(monkeypatch)
+    upload = await _prepare(path)
+    assert await _read_all(upload) == PNG
+    assert await _read_all(upload) == PNG  # a replay too
+    assert len(calls) == 1  # checked and read whole at once; sent from memory
+    large = tmp_path / "large.png"
+    large.write_bytes(PNG + b"\x00" * SMALL_UPLOAD)
+    calls.clear()
+    upload = await _prepare(large)
+    assert await _read_all(upload) == large.read_bytes()  # streamed in chunks from the file
+    assert len(calls) > 3
+
+
+async def test_a_small_download_is_created_then_written_and_renamed_in_one_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_worker_calls(monkeypatch)
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(PNG), 10):
+            yield PNG[i : i + 10]
+
+    path = await write_atomically(
+        body(),
+        os.path.join(tmp_path, "out", ""),
+        default_stem="task",
+        content_type="image/png",
+        expected_length=len(PNG),
+        limiter=anyio.CapacityLimiter(1),
+    )
+    assert path == tmp_path / "out" / "task.png"
+    assert path.read_bytes() == PNG
+    assert len(calls) == 2  # the temporary file before the body; its bytes, close and rename after
 
 
 async def test_bytes_input(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import anyio
 import msgspec
 import pytest
 from aiohttp import web
-from helpers import eventually
+from helpers import creative_inputs, eventually
 
 from adcreative_async import (
     AdCreativeClient,
@@ -51,6 +51,7 @@ OTHER_TASK = "0f8fad5b-d9cb-469f-a165-70867728950e"
 TOKEN = "a-long-unguessable-path-token-0123456789"
 PNG = sample_image("png", (8, 8))
 BG_PROGRESS = "Image/BackgroundRemoving/CheckUserProgress"
+GEN_PROGRESS = "Image/Generation/CheckUserProgress"
 
 
 def completed_body(message_type: str = "ImageGenerationTaskCompleted", **overrides: Any) -> dict[str, Any]:
@@ -644,3 +645,249 @@ async def test_duplicates_and_stale_messages_never_go_backwards() -> None:
         ] * 5
         assert all(u.previous != RenderState.SUCCEEDED for u in updates)
         assert job.is_complete
+
+
+# ------------------------------------------------------------------ cycles, pacing per key, merging
+
+
+def pushed_client(emulator: Emulator, clock: ManualClock, hub: NotificationHub) -> AdCreativeClient:
+    """A client whose polls are due only when the manual clock moves: whatever ends a wait without
+    moving it came by push."""
+    return AdCreativeClient(
+        **emulator.credentials, user_id=USER, clock=clock, poll_policy=FAST, push=hub, trust_env=False
+    )
+
+
+def generation_completed(job: RenderJob, task_id: str) -> TaskCompletedNotification:
+    message = decode_notification(
+        encode(completed_body(UserId=job.user_id, ImageRenderProcessId=job.process_id, TaskId=task_id))
+    )
+    assert isinstance(message, TaskCompletedNotification)
+    return message
+
+
+async def test_hub_forgets_a_reopened_process_and_compares_ids_case_insensitively() -> None:
+    hub = NotificationHub()
+    seen: list[str] = []
+    hub.subscribe(lambda m: seen.append(m.image_render_process_id))
+    message = decode_notification(encode(completed_body()))
+    shouting = decode_notification(
+        encode(completed_body(ImageRenderProcessId=PROCESS.upper(), TaskId=TASK.upper()))
+    )
+    assert await hub.publish(message)
+    assert not await hub.publish(shouting)  # the same GUIDs in another case: the same event
+    hub.reopen(PROCESS.upper())  # an edit re-opened the process: its new cycle repeats the keys
+    assert await hub.publish(message)
+    assert not await hub.publish(message)
+    assert seen == [PROCESS, PROCESS]
+
+
+async def test_an_edited_process_completes_on_its_new_cycles_messages() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+        job = await client.creatives.generate(**creative_inputs())
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(job.result)
+                await anyio.wait_all_tasks_blocked()
+                emulator.finish_process(job.process_id)
+                for task in job.task_ids:
+                    await hub.publish(generation_completed(job, task))
+        assert job.is_complete
+        edited_tasks = list(job.task_ids[:2])
+        edited = await client.creatives.edit(edited_tasks, punchline="Now 20% off")
+        assert edited.progress is not None
+        assert edited.progress.completed_task_count == 3  # its progress dropped: the new cycle runs
+        updates: list[Any] = []
+
+        async def follow() -> None:
+            async for update in edited.wait_until_complete():
+                updates.append(update)
+
+        with anyio.fail_after(5):  # the clock never moves: only push can end this wait
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                await eventually(lambda: len(updates) == len(edited.task_ids))
+                emulator.finish_process(job.process_id)
+                for task in edited_tasks:  # the same (type, process, task, state) as the first cycle's
+                    await hub.publish(generation_completed(job, task))
+        assert edited.is_complete
+        assert [(u.task_id, u.state) for u in updates[-2:]] == [
+            (t, RenderState.SUCCEEDED) for t in edited_tasks
+        ]
+        assert client.scheduler_stats["requests"] == 0
+
+
+async def test_push_slows_the_polls_only_of_the_feature_and_user_it_reaches() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+        pushed = await client.background_remover.remove(PNG)  # its messages arrive
+        other_feature = await client.creatives.generate(**creative_inputs())  # none for it
+        other_user = await client.background_remover.remove(PNG, user_id=str(uuid.uuid4()))  # nor it
+        done: list[RenderJob] = []
+
+        async def wait_all() -> None:
+            async for job in client.as_completed([pushed, other_feature, other_user]):
+                done.append(job)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_all)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(1.0)
+            await eventually(lambda: client.scheduler_stats["requests"] == 3)  # one poll for each key
+            emulator.finish_process(pushed.process_id)
+            await hub.publish(task_completed(pushed, pushed.task_ids[0]))  # push flows for that key
+            await eventually(lambda: len(done) == 1)
+            generation_polls = emulator.request_count(GEN_PROGRESS)
+            for _ in range(10):
+                await clock.advance(1.0)
+                await anyio.sleep(0.002)
+            # Both keys without messages keep one poll a second; the pushed key stays quiet (its job
+            # is done, and its polls would have slowed to 30 s anyway).
+            assert emulator.request_count(GEN_PROGRESS) >= generation_polls + 9
+            assert client.scheduler_stats["requests"] >= 3 + 2 * 9
+            tg.cancel_scope.cancel()
+        assert done == [pushed]
+
+
+async def test_pacing_is_per_key_while_one_key_gets_messages() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+        pushed = [await client.background_remover.remove(PNG) for _ in range(2)]
+        quiet = await client.creatives.generate(**creative_inputs())
+
+        async with anyio.create_task_group() as tg:
+            for job in (*pushed, quiet):
+                tg.start_soon(job.result)
+            await anyio.wait_all_tasks_blocked()
+            await hub.publish(task_completed(pushed[0], pushed[0].task_ids[0]))  # push flows, for bg only
+            emulator.finish_process(pushed[0].process_id)
+            bg, gen = emulator.request_count(BG_PROGRESS), emulator.request_count(GEN_PROGRESS)
+            for _ in range(10):
+                await clock.advance(1.0)
+                await anyio.sleep(0.002)
+            assert emulator.request_count(GEN_PROGRESS) >= gen + 9  # its normal pace: 1 s
+            assert emulator.request_count(BG_PROGRESS) <= bg + 1  # reconciling only (30 s)
+            tg.cancel_scope.cancel()
+
+
+async def test_a_progress_message_without_tasks_or_counts_keeps_what_is_known() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+        job = await client.creatives.generate(**creative_inputs())
+        known = job.progress
+        assert known is not None
+        assert known.total_task_count == 5
+        updates: list[Any] = []
+
+        async def follow() -> None:
+            async for update in job.wait_until_complete():
+                updates.append(update)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                await eventually(lambda: len(updates) == 5)
+                # Only the structure every message shares (reference §2.5): no tasks, no counts.
+                bare = {"MessageType": "ImageGenerationProgress", "ApplicationId": APP, "UserId": USER}
+                bare["ImageRenderProcessId"] = job.process_id
+                await hub.publish(decode_notification(encode(bare)))
+                await anyio.sleep(0.005)
+                snapshot = client._poll_scheduler().snapshot(("creatives", USER), job.process_id)
+                assert snapshot is not None
+                assert snapshot.progress.tasks == known.tasks  # nothing invented, nothing lost
+                assert snapshot.progress.total_task_count == 5
+                assert snapshot.progress.completed_task_count == 0
+                emulator.finish_process(job.process_id)
+                for task in job.task_ids:
+                    await hub.publish(generation_completed(job, task))  # push alone ends the wait
+        assert job.is_complete
+        assert len(updates) == 10
+        assert client.scheduler_stats["requests"] == 0
+
+
+async def test_a_late_message_for_a_task_a_partial_listing_counted_is_not_counted_twice() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with (
+        Emulator(auto_complete=False, partial_tasks=True) as emulator,
+        pushed_client(emulator, clock, hub) as client,
+    ):
+        job = await client.creatives.generate(**creative_inputs())
+        every = list(emulator.process(job.process_id).tasks)
+        listed = [t for t in every if t in {x.lower() for x in job.task_ids}]
+        unlisted = [t for t in every if t not in listed]
+        assert len(every) == 5
+        assert len(listed) == 3
+        scheduler = client._poll_scheduler()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(job.result)
+            await anyio.wait_all_tasks_blocked()
+            emulator.finish_task(unlisted[0])
+            await clock.advance(1.0)  # a poll: 1 of 5 counted complete, the task not listed
+            await eventually(lambda: client.scheduler_stats["requests"] == 1)
+            await anyio.sleep(0.005)
+            snap = scheduler.snapshot(("creatives", USER), job.process_id)
+            assert snap is not None
+            assert snap.progress.completed_task_count == 1
+            await hub.publish(generation_completed(job, unlisted[0]))  # late: already counted
+            for task in listed:
+                emulator.finish_task(task)
+                await hub.publish(generation_completed(job, task))
+            await anyio.sleep(0.005)
+            snap = scheduler.snapshot(("creatives", USER), job.process_id)
+            assert snap is not None
+            assert (snap.progress.completed_task_count, snap.progress.progress) == (4, 80)
+            assert not job.is_complete  # the fifth task still renders
+            emulator.finish_task(unlisted[1])
+            await hub.publish(generation_completed(job, unlisted[1]))
+        assert job.is_complete
+        assert job.progress is not None
+        assert job.progress.completed_task_count == 5
+
+
+async def test_message_ids_match_jobs_whatever_their_case() -> None:
+    clock = ManualClock()
+    hub = NotificationHub()
+    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+        started = await client.background_remover.remove(PNG)
+        # The same process as another system stored it, in upper case (jobs keep the spelling they
+        # are given); the messages spell every GUID in lower case.
+        stored = {**started.to_dict(), "processId": started.process_id.upper(), "userId": USER.upper()}
+        stored["taskIds"] = [t.upper() for t in started.task_ids]
+        stored["progress"] = None
+        job = client.job_from_json(stored)
+        assert job.process_id == started.process_id.upper()
+        assert job == started
+        assert len({job, started}) == 1
+        message = decode_notification(
+            encode(
+                completed_body(
+                    "ImageBackgroundRemovingTaskCompleted",
+                    UserId=USER.lower(),
+                    ImageRenderProcessId=started.process_id.lower(),
+                    TaskId=started.task_ids[0].lower(),
+                    ImageContentBytes=None,
+                )
+            )
+        )
+        updates: list[Any] = []
+
+        async def follow() -> None:
+            async for update in job.wait_until_complete():
+                updates.append(update)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                await eventually(lambda: len(updates) == 1)  # its state, known from the start call
+                await hub.publish(message)  # the clock stands still: only the message can end it
+        assert job.is_complete
+        assert len(updates) == 2
+        assert len(job.task_ids) == 1
+        assert client.scheduler_stats["requests"] == 0

@@ -257,6 +257,142 @@ async def test_work_queue_shares_messages_between_competing_workers() -> None:
     assert handled["b"]  # both workers got a share
 
 
+async def _publish_raw(url: str, exchange: str, body: bytes) -> None:
+    """One message on the exchange, as the API would send it (persistent, no message id)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        target = await channel.declare_exchange(exchange, type="topic", durable=True)
+        await target.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key="task.completed",
+        )
+    finally:
+        await connection.close()
+
+
+async def _queue_depth(url: str, queue: str) -> int:
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
+def _poison() -> tuple[NotificationHub, list[str]]:
+    """A hub whose one handler always fails, and the list of the deliveries it saw."""
+    hub = NotificationHub()
+    calls: list[str] = []
+
+    def always_fails(message: Any) -> None:
+        calls.append(message.process_id)
+        raise RuntimeError("the handler's database is down")
+
+    hub.subscribe(always_fails)
+    return hub, calls
+
+
+POISON = TaskCompletedNotification(
+    message_type="ImageBackgroundRemovingTaskCompleted",
+    user_id=USER,
+    image_render_process_id="51d690da-f5ea-405e-90ff-10d56b0d633f",
+    task_id="9baa8e55-ddc8-4940-907f-eb5fc81e53f6",
+)
+
+
+@needs_rabbitmq
+@pytest.mark.parametrize("dead_letter", [True, False], ids=["dead-lettered", "dropped"])
+async def test_a_message_whose_handler_keeps_failing_is_redelivered_a_bounded_number_of_times(
+    dead_letter: bool,
+) -> None:
+    import aio_pika
+    import msgspec
+
+    from adcreative_async.notifications.rabbitmq import RabbitMQSource
+
+    assert AMQP_URL is not None
+    name = uuid.uuid4().hex[:8]
+    exchange, queue, dlx, dead = f"ex-{name}", f"q-{name}", f"dlx-{name}", f"dead-{name}"
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    dead_exchange = await channel.declare_exchange(dlx, type="fanout")
+    dead_queue = await channel.declare_queue(dead, auto_delete=False)
+    await dead_queue.bind(dead_exchange)
+    hub, calls = _poison()
+    arguments = {"x-dead-letter-exchange": dlx} if dead_letter else None
+    try:
+        async with RabbitMQSource(
+            hub,
+            AMQP_URL,
+            mode="work_queue",
+            queue=queue,
+            exchange=exchange,
+            max_redeliveries=3,
+            redelivery_delay=0.001,
+            max_redelivery_delay=0.004,
+            queue_arguments=arguments,
+        ) as source:
+            await _publish_raw(AMQP_URL, exchange, msgspec.json.encode(POISON))
+            with anyio.fail_after(10):
+                await eventually(lambda: source.dead_lettered == 1, seconds=10)
+            await anyio.sleep(0.05)  # a redelivery would come back now
+            assert len(calls) == 4  # the first delivery and 3 more, then never again
+            assert source.requeued == 3
+            assert source.consumed == 0
+            assert await _queue_depth(AMQP_URL, queue) == 0
+        assert await _queue_depth(AMQP_URL, dead) == (1 if dead_letter else 0)
+    finally:
+        await channel.queue_delete(dead)
+        await channel.queue_delete(queue)
+        await connection.close()
+
+
+@needs_rabbitmq
+async def test_a_quorum_queue_counts_redeliveries_across_competing_workers() -> None:
+    import msgspec
+
+    from adcreative_async.notifications.rabbitmq import RabbitMQSource
+
+    assert AMQP_URL is not None
+    name = uuid.uuid4().hex[:8]
+    exchange, queue = f"ex-{name}", f"q-{name}"
+    (hub_a, calls_a), (hub_b, calls_b) = _poison(), _poison()
+    options: dict[str, Any] = {
+        "mode": "work_queue",
+        "queue": queue,
+        "exchange": exchange,
+        "max_redeliveries": 3,
+        "redelivery_delay": 0.001,
+        "max_redelivery_delay": 0.004,
+        "queue_arguments": {"x-queue-type": "quorum"},
+        "prefetch": 1,
+    }
+    try:
+        async with (
+            RabbitMQSource(hub_a, AMQP_URL, **options) as a,
+            RabbitMQSource(hub_b, AMQP_URL, **options) as b,
+        ):
+            await _publish_raw(AMQP_URL, exchange, msgspec.json.encode(POISON))
+            with anyio.fail_after(10):
+                await eventually(lambda: a.dead_lettered + b.dead_lettered == 1, seconds=10)
+            await anyio.sleep(0.05)
+            # The broker's x-delivery-count is shared: 4 deliveries in all, whichever worker got them.
+            assert len(calls_a) + len(calls_b) == 4
+    finally:
+        import aio_pika
+
+        connection = await aio_pika.connect(AMQP_URL)
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+        await connection.close()
+
+
 @needs_rabbitmq
 async def test_broadcast_resolves_a_wait_in_a_second_process() -> None:
     from adcreative_async.notifications.rabbitmq import RabbitMQSource

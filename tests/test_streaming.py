@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import stat
 import threading
 import tracemalloc
@@ -512,6 +513,39 @@ async def test_downloaded_files_get_the_usual_permissions(
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as open() makes them, not 0600
 
 
+async def test_a_small_download_to_a_known_directory_costs_one_file_call(
+    emu: Emulator, client: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    process_id, task_id = await finished_task(client, emu)
+    calls: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    out = tmp_path / "out"
+    first = await client.background_remover.download(process_id, task_id, f"{out}/")
+    assert len(calls) == 2  # a new destination is prepared before the request (a bad one fails first)
+    calls.clear()
+    second = await client.background_remover.download(process_id, task_id, out / "again.png")
+    assert len(calls) == 2  # another destination: prepared again
+    calls.clear()
+    await client.background_remover.download(process_id, task_id, f"{out}/")
+    assert len(calls) == 1  # created, written, closed and renamed in one call
+    assert first.read_bytes() == second.read_bytes()
+    # The directory disappears: that download fails (after its request), and the next one prepares
+    # the destination again.
+    shutil.rmtree(out)
+    with pytest.raises(FileNotFoundError):
+        await client.background_remover.download(process_id, task_id, f"{out}/")
+    assert list(tmp_path.iterdir()) == []
+    assert (
+        await client.background_remover.download(process_id, task_id, f"{out}/")
+    ).read_bytes() == first.read_bytes()
+
+
 async def test_download_file_io_never_runs_in_the_event_loop_thread(
     emu: Emulator, client: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -548,7 +582,7 @@ async def test_download_file_io_never_runs_in_the_event_loop_thread(
         return SpiedFile(original_fdopen(*args, **kwargs))
 
     monkeypatch.setattr(os, "fdopen", fdopen)
-    for owner, name in [(os, "open"), (os, "replace"), (os, "unlink"), (Path, "is_dir"), (Path, "mkdir")]:
+    for owner, name in [(os, "open"), (os, "replace"), (os, "unlink"), (os.path, "isdir"), (os, "makedirs")]:
         spy(owner, name)
     await client.background_remover.download(process_id, task_id, tmp_path / "a" / "ok.png")
     emu.truncate_next_download(task_id, 10)
@@ -556,7 +590,7 @@ async def test_download_file_io_never_runs_in_the_event_loop_thread(
         await client.background_remover.download(process_id, task_id, tmp_path)
     monkeypatch.undo()
     names = {name for name, _ in calls}
-    assert {"open", "fdopen", "replace", "unlink", "is_dir", "mkdir", "file.write", "file.close"} <= names
+    assert {"open", "fdopen", "replace", "unlink", "isdir", "makedirs", "file.write", "file.close"} <= names
     assert [name for name, in_loop in calls if in_loop] == []
 
 

@@ -3,6 +3,7 @@ reader, against the emulator; and nothing at all (not even an import) when telem
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from helpers import FAST_POLLS, creative_inputs
 from opentelemetry.sdk.metrics import MeterProvider
@@ -194,8 +196,9 @@ async def test_every_attempt_is_a_span_and_retries_are_counted(emu: Emulator, ot
 async def test_metrics_count_requests_polls_jobs_and_bytes(emu: Emulator, otel: Otel, tmp_path: Path) -> None:
     async with _client(emu, otel) as client:
         jobs = [await client.background_remover.remove(PNG) for _ in range(3)]
-        for job in jobs:
-            await job.result(timeout=30)
+        async with anyio.create_task_group() as tg:  # all awaited at once: each finish is detected by a poll
+            for job in jobs:
+                tg.start_soon(functools.partial(job.result, timeout=30))
         files = [await job.download(job.task_ids[0], tmp_path) for job in jobs]
         polls = client.scheduler_stats["requests"]
     assert otel.total("http.client.request.duration", {"url.template": f"/api/v1/{START}"}) == 3

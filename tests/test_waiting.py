@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -34,6 +35,7 @@ from adcreative_async import (
     TaskUpdate,
     WaitTimeoutError,
 )
+from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -301,13 +303,16 @@ async def test_data_from_a_poll_sent_before_the_edit_returned_is_ignored(
 ) -> None:
     job = await generate(client)
     emulator.finish_process(job.process_id)
-    await job.result(timeout=5)
+    done = await job.result(timeout=5)
     edited = await client.creatives.edit(job.task_ids[:1], punchline="new")
     scheduler = client._poll_scheduler()
     snap = scheduler.snapshot(("creatives", USER), job.process_id)
     assert snap is not None
-    assert snap.progress.is_complete
-    assert snap.sent_at < edited._not_before
+    assert not snap.progress.is_complete  # the edit's answer, kept when the edit returned
+    # The complete listing of a poll sent just before the edit returned, answered late: ignored.
+    poller = scheduler._pollers[("creatives", USER.lower())]
+    assert not scheduler._store(poller, [done], edited._not_before - 0.001)
+    assert scheduler.snapshot(("creatives", USER), job.process_id) is snap
     iterator = edited.wait_until_complete(timeout=5)
     first = [await iterator.__anext__() for _ in range(5)]
     assert {u.previous for u in first} == {None}
@@ -514,7 +519,8 @@ async def test_many_waiters_on_one_job_share_its_polls(emulator: Emulator, clien
 
 async def test_polls_back_off_and_reset_on_change(emulator: Emulator) -> None:
     clock = ManualClock()
-    policy = PollPolicy(initial_interval=1.0, max_interval=8.0, factor=2.0, jitter=None)
+    # age_fraction=100: the render's age never caps the backoff here (see the next test)
+    policy = PollPolicy(initial_interval=1.0, max_interval=8.0, factor=2.0, age_fraction=100, jitter=None)
     async with AdCreativeClient(
         **emulator.credentials, user_id=USER, poll_policy=policy, clock=clock, trust_env=False
     ) as client:
@@ -541,6 +547,34 @@ async def test_polls_back_off_and_reset_on_change(emulator: Emulator) -> None:
     assert gaps[:5] == [1.0, 1.0, 2.0, 4.0, 8.0]
     assert gaps[5] == 8.0
     assert gaps[6:] == [1.0, 2.0]
+
+
+async def test_polls_stay_within_a_fraction_of_the_youngest_renders_age(emulator: Emulator) -> None:
+    clock = ManualClock()
+    policy = PollPolicy(initial_interval=1.0, max_interval=8.0, factor=2.0, age_fraction=0.25, jitter=None)
+    async with AdCreativeClient(
+        **emulator.credentials, user_id=USER, poll_policy=policy, clock=clock, trust_env=False
+    ) as client:
+        job = await generate(client)
+        submitted = clock.monotonic()
+        times: list[float] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(Collector(job).run)
+            await anyio.wait_all_tasks_blocked()
+            for _ in range(80):
+                before = emulator.request_count(GEN_PROGRESS)
+                await clock.advance(0.25)
+                await anyio.sleep(0.002)
+                if emulator.request_count(GEN_PROGRESS) > before:
+                    times.append(clock.monotonic() - submitted)
+                if len(times) == 8:
+                    break
+            tg.cancel_scope.cancel()
+    gaps = [round(b - a, 2) for a, b in zip([0.0, *times], times, strict=False)]
+    # Nothing changes, so the backoff would go 1, 1, 2, 4, 8; a quarter of the render's age caps it
+    # (never below 1 s): 1 s until the render is 4 s old, then 1.25 s (at 5 s), 1.6 s (at 6.25 s,
+    # seen on the next 0.25 s step: 8 s), 2 s.
+    assert gaps == [1.0, 1.0, 1.0, 1.0, 1.0, 1.25, 1.75, 2.0]
 
 
 async def test_429_retry_after_is_honoured(emulator: Emulator) -> None:
@@ -935,3 +969,102 @@ async def test_the_callers_own_error_inside_a_bulk_run_propagates_as_itself(
     with pytest.raises(CallerError):
         await fail_inside_the_block()
     assert client.scheduler_stats["waiters"] == 0
+
+
+# ------------------------------------------------------------------------------- work per wake
+
+
+def _done_message(job: RenderJob, task_id: str) -> ProgressNotification:
+    body = {
+        "MessageType": "ImageBackgroundRemovingProgress",
+        "UserId": job.user_id,
+        "ImageRenderProcessId": job.process_id,
+        "RequestRenderState": 5,
+        "TotalTaskCount": 1,
+        "CompletedTaskCount": 1,
+        "Progress": 100,
+        "Tasks": {task_id: 5},
+    }
+    message = decode_notification(json.dumps(body).encode())
+    assert isinstance(message, ProgressNotification)
+    return message
+
+
+async def test_as_completed_work_per_wake_is_what_changed(emulator: Emulator) -> None:
+    hub = NotificationHub()
+    quiet = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, jitter=None)
+    count = 1000
+    async with AdCreativeClient(
+        **emulator.credentials,
+        user_id=USER,
+        poll_policy=quiet,
+        clock=ManualClock(),
+        push=hub,
+        trust_env=False,
+    ) as client:
+        await client.background_remover.remove(PNG)  # the user has a listing
+        jobs = [client.background_remover.job(str(uuid.uuid4())) for _ in range(count)]
+        scheduler = client._poll_scheduler()
+        reads = 0
+        snapshot = scheduler.snapshot
+
+        def counted(*args: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return snapshot(*args)
+
+        scheduler.snapshot = counted  # type: ignore[method-assign,assignment]
+        done: list[RenderJob] = []
+
+        async def consume() -> None:
+            async for job in client.as_completed(jobs):
+                done.append(job)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await anyio.wait_all_tasks_blocked()
+            for i, job in enumerate(jobs):  # one completion per wake
+                await hub.publish(_done_message(job, str(uuid.uuid4())))
+                for _ in range(100):  # the consumer takes it (a few loop turns, no sleep)
+                    if len(done) == i + 1:
+                        break
+                    await anyio.lowlevel.checkpoint()
+                assert len(done) == i + 1
+    assert done == jobs
+    # Each completion reads the one snapshot that changed (plus the first scan of every job), and
+    # each job is attached once: O(changed) per wake, not O(jobs still running).
+    assert reads <= 2 * count + 10
+    assert scheduler.attachments == count
+
+
+async def test_finished_waits_leave_the_deadline_heap(emulator: Emulator) -> None:
+    hub = NotificationHub()
+    quiet = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, jitter=None)
+    async with AdCreativeClient(
+        **emulator.credentials,
+        user_id=USER,
+        poll_policy=quiet,
+        clock=ManualClock(),
+        push=hub,
+        trust_env=False,
+    ) as client:
+        long = await client.background_remover.remove(PNG)
+        jobs = [client.background_remover.job(str(uuid.uuid4())) for _ in range(5000)]
+        scheduler = client._poll_scheduler()
+
+        async def wait(job: RenderJob, seconds: float) -> None:
+            await job.result(timeout=seconds)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, long, 100)  # the earliest deadline, and it stays
+            for job in jobs:
+                tg.start_soon(wait, job, 1000)
+            await anyio.wait_all_tasks_blocked()
+            assert client.scheduler_stats["waiters"] == 5001
+            for job in jobs:
+                await hub.publish(_done_message(job, str(uuid.uuid4())))
+            await anyio.wait_all_tasks_blocked()
+            assert all(job.is_complete for job in jobs)
+            assert client.scheduler_stats["waiters"] == 1
+            assert len(scheduler._deadlines) <= 100  # not 5,001: finished waits left the heap
+            tg.cancel_scope.cancel()

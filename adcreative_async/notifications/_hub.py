@@ -3,7 +3,10 @@
 Sources (webhook receivers, RabbitMQ consumers) call :meth:`NotificationHub.publish`; subscribers are
 the clients' poll schedulers (their waits resolve at once) and your own handlers. Delivery is at least
 once everywhere (webhook retries, RabbitMQ redeliveries, republishing between replicas), so the hub drops
-a message it has already seen — the same (type, process, task, state) — within a bounded window.
+a message it has already seen — the same (type, process, task, state), ids compared case-insensitively —
+within a bounded window. An edit re-opens a process under the same id, and its new cycle sends messages
+with the same keys as the first: :meth:`NotificationHub.reopen` (called by a client whose edit call
+returned) forgets what was seen of that process, so the new cycle's messages are news.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class NotificationHub:
         self.id = uuid.uuid4().hex
         """Identifies this hub in republished messages (so it ignores its own echoes)."""
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._by_process: dict[str, list[tuple[Any, ...]]] = {}  # process id -> its keys in _seen
         self._window = dedup_window
         self._subscriptions: list[_Subscription] = []
         self.received = 0
@@ -90,7 +94,28 @@ class NotificationHub:
 
     def seen(self, message: Message) -> bool:
         """Whether this message (by its dedup key) was already published."""
-        return message.dedup_key in self._seen
+        return _key(message) in self._seen
+
+    def reopen(self, process_id: str) -> None:
+        """Forget the messages seen of ``process_id``: an edit re-opened it, and the messages of its new
+        cycle repeat the keys of the previous cycle's (they must reach the subscribers). A redelivery of
+        an old message that arrives after this is delivered again (delivery is at least once anyway)."""
+        for key in self._by_process.pop(process_id.lower(), ()):
+            self._seen.pop(key, None)
+
+    def _remember(self, key: tuple[Any, ...]) -> None:
+        self._seen[key] = None
+        self._by_process.setdefault(key[1], []).append(key)
+        if len(self._seen) > self._window:
+            self._forget(self._seen.popitem(last=False)[0])
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        keys = self._by_process.get(key[1])
+        if keys is not None:
+            if key in keys:
+                keys.remove(key)
+            if not keys:
+                del self._by_process[key[1]]
 
     async def publish(self, message: Message, *, source: str = "direct") -> bool:
         """Deliver ``message`` to the subscribers unless it is a duplicate.
@@ -106,14 +131,12 @@ class NotificationHub:
                 so that a redelivery is handled again.
         """
         self.received += 1
-        key = message.dedup_key
+        key = _key(message)
         if key in self._seen:
             self._seen.move_to_end(key)
             self.duplicates += 1
             return False
-        self._seen[key] = None
-        if len(self._seen) > self._window:
-            self._seen.popitem(last=False)
+        self._remember(key)
         errors: list[BaseException] = []
         for subscription in list(self._subscriptions):
             if subscription.sources is not None and source not in subscription.sources:
@@ -126,10 +149,17 @@ class NotificationHub:
                 logger.exception("notification handler %r failed", subscription.handler)
                 errors.append(exc)
         if errors:
-            self._seen.pop(key, None)
+            if self._seen.pop(key, 0) is None:
+                self._forget(key)
             raise NotificationHandlerError(
                 f"{len(errors)} handler(s) failed on {message.message_type} for process "
                 f"{message.image_render_process_id}",
                 errors,
             )
         return True
+
+
+def _key(message: Message) -> tuple[Any, ...]:
+    """The message's dedup key, its ids lower-cased (GUIDs: the same id in another case is the same);
+    the process id is second."""
+    return tuple(part.lower() if isinstance(part, str) else part for part in message.dedup_key)

@@ -8,10 +8,20 @@ The API publishes to the exchange ``image-render.notifications`` with routing ke
 declared. Two modes:
 
 - ``"work_queue"``: one durable queue shared by worker processes; each message goes to one worker and is
-  acknowledged after every handler of the hub returned (a failure requeues it). Delivery is at least once:
-  handlers must be idempotent by (process, task, state) — the hub already drops duplicates it has seen.
+  acknowledged after every handler of the hub returned (a failure hands it back). Delivery is at least
+  once: handlers must be idempotent by (process, task, state) — the hub already drops duplicates it has
+  seen.
 - ``"broadcast"``: a private, exclusive queue per process; every process gets every message, so a wait in
   any process resolves, whichever process the API (or a webhook replica) delivered to.
+
+A message whose handlers fail is handed back after a delay that doubles with each failed delivery of it
+(``redelivery_delay`` up to ``max_redelivery_delay``); after ``max_redeliveries`` it is rejected without
+requeueing: the broker dead-letters it if the queue has a dead-letter exchange (``queue_arguments=
+{"x-dead-letter-exchange": ...}``), else drops it, and the source logs it either way. Failed deliveries
+are counted by the ``x-delivery-count`` header where the broker sets it (quorum queues), and otherwise
+by the source itself (a classic queue only flags a message ``redelivered``): then each consumer counts
+its own deliveries, so with N competing workers a poison message is delivered at most N times the
+bound.
 
 Connections are robust: after a broker restart the source reconnects and resumes consuming.
 :class:`RabbitMQPublisher` republishes what a webhook receiver got, so that waits in other replicas
@@ -20,8 +30,10 @@ resolve (persistent messages, publisher confirms; a replica ignores its own echo
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +41,7 @@ import anyio
 import anyio.abc
 import msgspec
 
+from .._clock import Clock, SystemClock
 from ._hub import Message, NotificationHandlerError, NotificationHub
 from ._messages import MessageDecodeError, TaskCompletedNotification, UnknownMessageType, decode_notification
 
@@ -59,6 +72,15 @@ PROGRESS_ROUTING_KEY = "progress.update"
 DEFAULT_EXCHANGE_TYPE = "topic"
 #: The header naming the hub that republished a message (so that it ignores its own echo).
 ORIGIN_HEADER = "x-adcreative-hub"
+#: The header in which RabbitMQ counts a message's failed deliveries (quorum queues only).
+DELIVERY_COUNT_HEADER = "x-delivery-count"
+#: Defaults of a failing message's redeliveries: at most this many after the first delivery, the first
+#: after this delay (doubling each time, up to the maximum).
+DEFAULT_MAX_REDELIVERIES = 5
+DEFAULT_REDELIVERY_DELAY = 0.5
+DEFAULT_MAX_REDELIVERY_DELAY = 30.0
+#: Failed messages the source remembers to count their deliveries on classic queues.
+FAILURES_REMEMBERED = 10_000
 
 Mode = Literal["work_queue", "broadcast"]
 
@@ -124,6 +146,14 @@ class RabbitMQSource:
         exchange, exchange_type, passive: see the module docs.
         routing_keys: what to bind (default both documented keys).
         prefetch: unacknowledged messages in flight per consumer.
+        max_redeliveries: deliveries of a message whose handlers keep failing, after the first; then it
+            is dead-lettered (or dropped) and logged (default 5).
+        redelivery_delay, max_redelivery_delay: the wait before a failed message is handed back, the
+            first time (default 0.5 s), doubling up to the maximum (default 30 s). The message holds
+            one of the ``prefetch`` slots meanwhile.
+        queue_arguments: arguments of the declared queue, e.g. ``{"x-dead-letter-exchange": "dlx"}``
+            or ``{"x-queue-type": "quorum"}`` (work_queue mode: they must match an existing queue's).
+        clock: time and sleeping (tests pass a manual one).
 
     Example::
 
@@ -144,22 +174,39 @@ class RabbitMQSource:
         passive: bool = False,
         routing_keys: Sequence[str] = (TASK_COMPLETED_ROUTING_KEY, PROGRESS_ROUTING_KEY),
         prefetch: int = 64,
+        max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
+        redelivery_delay: float = DEFAULT_REDELIVERY_DELAY,
+        max_redelivery_delay: float = DEFAULT_MAX_REDELIVERY_DELAY,
+        queue_arguments: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if mode not in ("work_queue", "broadcast"):
             raise ValueError(f"mode must be 'work_queue' or 'broadcast', got {mode!r}")
+        if max_redeliveries < 0 or redelivery_delay < 0 or max_redelivery_delay < redelivery_delay:
+            raise ValueError(
+                "RabbitMQSource needs max_redeliveries >= 0 and 0 <= redelivery_delay <= max_redelivery_delay"
+            )
         _aio_pika()
         self.hub = hub
         self.mode = mode
         self.queue_name = queue
         self.routing_keys = tuple(routing_keys)
         self.prefetch = prefetch
+        self.max_redeliveries = max_redeliveries
+        self.redelivery_delay = redelivery_delay
+        self.max_redelivery_delay = max_redelivery_delay
+        self.queue_arguments = dict(queue_arguments or {})
+        self._clock: Clock = clock or SystemClock()
         self._link = _Connected(url, exchange, exchange_type, passive)
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
+        self._failures: OrderedDict[str, int] = OrderedDict()  # failed deliveries per message
         self.consumed = 0
         """Messages acknowledged (handled, ignored or duplicates)."""
         self.requeued = 0
         """Messages handed back because a handler failed."""
+        self.dead_lettered = 0
+        """Messages rejected after ``max_redeliveries`` (dead-lettered, or dropped without a DLX)."""
 
     def __repr__(self) -> str:
         exchange = self._link.exchange_name
@@ -180,10 +227,13 @@ class RabbitMQSource:
         await link.open(publisher_confirms=False, prefetch=self.prefetch)
         assert link.channel is not None
         assert link.exchange is not None
+        arguments = self.queue_arguments or None
         if self.mode == "work_queue":
-            queue = await link.channel.declare_queue(self.queue_name, durable=True)
+            queue = await link.channel.declare_queue(self.queue_name, durable=True, arguments=arguments)
         else:
-            queue = await link.channel.declare_queue("", exclusive=True, auto_delete=True)
+            queue = await link.channel.declare_queue(
+                "", exclusive=True, auto_delete=True, arguments=arguments
+            )
         for key in self.routing_keys:
             await queue.bind(link.exchange, routing_key=key)
         self._queue = queue
@@ -219,11 +269,59 @@ class RabbitMQSource:
         try:
             await self.hub.publish(notification, source="rabbitmq")
         except NotificationHandlerError:
-            self.requeued += 1
-            await message.nack(requeue=True)
+            await self._failed(message, notification)
             return
+        self._failures.pop(self._identity(message), None)
         self.consumed += 1
         await message.ack()
+
+    @staticmethod
+    def _identity(message: AbstractIncomingMessage) -> str:
+        """What identifies a message across its deliveries: its id, else a digest of its body."""
+        if message.message_id:
+            return f"id:{message.message_id}"
+        return hashlib.blake2b(message.body, digest_size=16).hexdigest()
+
+    def _failed_before(self, message: AbstractIncomingMessage, identity: str) -> int:
+        """Failed deliveries of this message before this one."""
+        counted = (message.headers or {}).get(DELIVERY_COUNT_HEADER)
+        broker = counted if isinstance(counted, int) and not isinstance(counted, bool) else 0
+        if not message.redelivered:
+            self._failures.pop(identity, None)  # a first delivery: a new message with the same body
+            return broker
+        return max(broker, self._failures.get(identity, 0))
+
+    async def _failed(self, message: AbstractIncomingMessage, notification: Message) -> None:
+        """A handler failed: hand the message back after a growing delay, or past the bound reject it
+        (dead-lettered if the queue has a dead-letter exchange, else dropped)."""
+        identity = self._identity(message)
+        failures = self._failed_before(message, identity) + 1
+        self._failures.pop(identity, None)
+        what = f"{notification.message_type} for process {notification.image_render_process_id}"
+        if failures > self.max_redeliveries:
+            logger.error(
+                "rabbitmq: handlers failed on %s %d times: rejected (dead-lettered if the queue has a "
+                "dead-letter exchange, else dropped)",
+                what,
+                failures,
+            )
+            self.dead_lettered += 1
+            await message.reject(requeue=False)
+            return
+        self._failures[identity] = failures
+        while len(self._failures) > FAILURES_REMEMBERED:
+            self._failures.popitem(last=False)
+        delay = min(self.max_redelivery_delay, self.redelivery_delay * 2 ** (failures - 1))
+        logger.warning(
+            "rabbitmq: a handler failed on %s (delivery %d of at most %d); handed back in %.2fs",
+            what,
+            failures,
+            self.max_redeliveries + 1,
+            delay,
+        )
+        await self._clock.sleep(delay)
+        self.requeued += 1
+        await message.nack(requeue=True)
 
 
 class RabbitMQPublisher:

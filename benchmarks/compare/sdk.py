@@ -1,5 +1,10 @@
-"""The SDK's contenders in the bulk workload: its bulk helper, and a per-job poll loop on its own calls.
+"""The SDK's contenders in the bulk workload: README's first waiting example, its bulk helper, and a
+per-job poll loop on its own calls.
 
+- ``waits``: README's first waiting example, once per job, all gathered: ``remove()``, then
+  ``async for update in job.wait_until_complete()``, downloading each task as its update says it
+  succeeded. Every wait goes through the client's one poll scheduler. Detection = the update whose
+  progress is complete.
 - ``bulk``: ``client.process_many(...)`` with the SDK's defaults (4 uploads, 8 downloads in flight; every
   wait through the client's one poll scheduler, one unfiltered ``CheckUserProgress`` per user per tick).
   Detection = the ``on_update`` callback that reports the process complete.
@@ -55,6 +60,24 @@ async def bulk(run: BulkRun) -> None:
     run.errors.extend(f"{type(o.error).__name__}: {o.error}" for o in outcomes if o.error is not None)
 
 
+async def waits(run: BulkRun) -> None:
+    """README's first waiting example per job (``remove`` → ``wait_until_complete()`` → ``download`` on
+    each succeeded update), every job gathered."""
+
+    async def one(client: AdCreativeClient, item: Item) -> None:
+        job = await client.background_remover.remove(item.path, user_id=item.user)
+        run.submitted.append(time.monotonic())
+        async for update in job.wait_until_complete():
+            if update.progress.is_complete and job.process_id not in run.detected:
+                run.detected[job.process_id] = time.monotonic()
+            if update.succeeded:
+                await job.download(update.task_id, run.out_dir)
+
+    async with _client(run) as client:
+        results = await asyncio.gather(*(one(client, item) for item in run.items), return_exceptions=True)
+    record_errors(run, results)
+
+
 async def per_job(run: BulkRun) -> None:
     """One loop per job: submit, ``job.refresh()`` every ``interval`` s until complete, download."""
 
@@ -75,4 +98,4 @@ async def per_job(run: BulkRun) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main({"bulk": bulk, "per-job": per_job}))
+    sys.exit(child_main({"waits": waits, "bulk": bulk, "per-job": per_job}))

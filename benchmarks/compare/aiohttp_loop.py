@@ -1,10 +1,16 @@
-"""The baseline's per-job loop on aiohttp and msgspec (the SDK's own libraries), without the SDK.
+"""The baseline's per-job loop on aiohttp, without the SDK: with msgspec models, or with the standard
+library's ``json``.
 
-One ``ClientSession`` (a connector of 100 connections); msgspec structs, decoders built once
-(``dict[str, int | str]`` for ``tasks``, then the ``$`` keys dropped: msgspec rejects ``"$id": "2"`` in
-a ``dict[str, int]``). One asyncio task per job, all gathered, at most 100 requests in flight (as in the
-baseline): a token once, a multipart upload, a filtered ``CheckUserProgress`` every ``interval`` seconds
-until done, each succeeded task streamed to a file.
+One ``ClientSession`` (a connector of 100 connections). One asyncio task per job, all gathered, at most
+100 requests in flight (as in the baseline): a token once, a multipart upload, a filtered
+``CheckUserProgress`` every ``interval`` seconds until done, each succeeded task streamed to a file.
+
+Two codecs (``params["codec"]``):
+
+- ``msgspec``: structs and decoders built once (``dict[str, int | str]`` for ``tasks``, then the ``$``
+  keys dropped: msgspec rejects ``"$id": "2"`` in a ``dict[str, int]``);
+- ``json``: ``json.loads`` and plain dicts, the ``$`` keys skipped where ``tasks`` is read, as a user
+  without a model library writes it.
 
 This module does not import the SDK. Run by ``python -m benchmarks.compare``, one workload per process.
 """
@@ -13,9 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -52,20 +62,6 @@ class Progress(msgspec.Struct, frozen=True, rename="camel"):
     is_successful: bool = True
     error_message: str | None = None
 
-    @property
-    def task_states(self) -> dict[str, int]:
-        """The tasks without Newtonsoft's ``$id``."""
-        return {k: int(v) for k, v in self.tasks.items() if not k.startswith("$")}
-
-    @property
-    def is_complete(self) -> bool:
-        """Progress 100, every task counted complete, every listed task in a terminal state."""
-        return (
-            self.progress >= 100
-            and self.completed_task_count >= self.total_task_count
-            and all(state in TERMINAL_STATES for state in self.task_states.values())
-        )
-
 
 class ProgressList(msgspec.Struct):
     """CheckUserProgress's ``{"$id": "1", "$values": [...]}`` wrapper."""
@@ -78,13 +74,81 @@ PROGRESS = msgspec.json.Decoder(Progress)
 PROGRESS_LIST = msgspec.json.Decoder(ProgressList)
 
 
+@dataclass(frozen=True)
+class State:
+    """What the loop reads of a progress object, whichever codec decoded it."""
+
+    process_id: str
+    progress: float
+    total: int
+    completed: int
+    tasks: dict[str, int]
+
+    @property
+    def is_complete(self) -> bool:
+        """Progress 100, every task counted complete, every listed task in a terminal state."""
+        return (
+            self.progress >= 100
+            and self.completed >= self.total
+            and all(state in TERMINAL_STATES for state in self.tasks.values())
+        )
+
+
+def _from_struct(p: Progress) -> State:
+    tasks = {k: int(v) for k, v in p.tasks.items() if not k.startswith("$")}
+    return State(p.image_render_process_id, p.progress, p.total_task_count, p.completed_task_count, tasks)
+
+
+def _from_dict(p: dict[str, Any]) -> State:
+    tasks = {k: int(v) for k, v in p.get("tasks", {}).items() if not k.startswith("$")}
+    return State(
+        p["imageRenderProcessId"],
+        p.get("progress", 0),
+        p.get("totalTaskCount", 0),
+        p.get("completedTaskCount", 0),
+        tasks,
+    )
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How response bodies become a token and progress states."""
+
+    token: Callable[[bytes], str]
+    progress: Callable[[bytes], State]
+    listing: Callable[[bytes], list[State]]
+
+
+def _json_listing(body: bytes) -> list[State]:
+    data = json.loads(body)
+    values = data["$values"] if isinstance(data, dict) else data
+    return [_from_dict(p) for p in values]
+
+
+CODECS = {
+    "msgspec": Codec(
+        token=lambda body: TOKEN.decode(body).access_token,
+        progress=lambda body: _from_struct(PROGRESS.decode(body)),
+        listing=lambda body: [_from_struct(p) for p in PROGRESS_LIST.decode(body).values],
+    ),
+    "json": Codec(
+        token=lambda body: str(json.loads(body)["accessToken"]),
+        progress=lambda body: _from_dict(json.loads(body)),
+        listing=_json_listing,
+    ),
+}
+
+
 class Api:
     """The API calls, on one ``ClientSession``; at most ``limit`` requests in flight (None: no bound),
     as in the httpx baseline (aiohttp's connector queues waiters cheaply, so the bound changes little)."""
 
-    def __init__(self, http: aiohttp.ClientSession, application_id: str, limit: int | None) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, application_id: str, limit: int | None, codec: Codec
+    ) -> None:
         self.http = http
         self.application_id = application_id
+        self.codec = codec
         self.slots: asyncio.Semaphore | contextlib.nullcontext[None] = (
             asyncio.Semaphore(limit) if limit else contextlib.nullcontext()
         )
@@ -95,9 +159,9 @@ class Api:
         route = f"{API}/Authorization/GenerateJwtToken"
         async with self.slots, self.http.post(route, json=body) as response:
             response.raise_for_status()
-            return TOKEN.decode(await response.read()).access_token
+            return self.codec.token(await response.read())
 
-    async def remove_background(self, item: Item) -> Progress:
+    async def remove_background(self, item: Item) -> State:
         """Start a background removal (multipart upload)."""
         image = await asyncio.to_thread(item.path.read_bytes)
         form = aiohttp.FormData()
@@ -107,18 +171,18 @@ class Api:
         route = f"{API}/Image/BackgroundRemoving/AdCreative"
         async with self.slots, self.http.post(route, data=form) as response:
             response.raise_for_status()
-            return PROGRESS.decode(await response.read())
+            return self.codec.progress(await response.read())
 
-    async def check_progress(self, user: str, process_id: str) -> Progress:
+    async def check_progress(self, user: str, process_id: str) -> State:
         """One process's progress: CheckUserProgress filtered by its id."""
         params = {"userId": user, "imageBackgroundRemoverProcessId": process_id}
         route = f"{API}/Image/BackgroundRemoving/CheckUserProgress"
         async with self.slots, self.http.get(route, params=params) as response:
             response.raise_for_status()
-            listing = PROGRESS_LIST.decode(await response.read())
-        for progress in listing.values:
-            if progress.image_render_process_id == process_id:
-                return progress
+            listing = self.codec.listing(await response.read())
+        for state in listing:
+            if state.process_id == process_id:
+                return state
         raise LookupError(f"process {process_id} is not listed")
 
     async def download(self, process_id: str, task_id: str, dest: Path) -> None:
@@ -139,20 +203,21 @@ class Api:
 
 async def process_one(api: Api, run: BulkRun, item: Item) -> None:
     """Submit, poll every ``run.interval`` seconds until done, download every succeeded task."""
-    progress = await api.remove_background(item)
+    state = await api.remove_background(item)
     run.submitted.append(time.monotonic())
-    process_id = progress.image_render_process_id
-    while not progress.is_complete:
+    process_id = state.process_id
+    while not state.is_complete:
         await asyncio.sleep(run.interval)
-        progress = await api.check_progress(item.user, process_id)
+        state = await api.check_progress(item.user, process_id)
     run.detected[process_id] = time.monotonic()
-    for task_id, state in progress.task_states.items():
-        if state == SUCCEEDED:
+    for task_id, task_state in state.tasks.items():
+        if task_state == SUCCEEDED:
             await api.download(process_id, task_id, run.out_dir / f"{task_id}.png")
 
 
 async def per_job(run: BulkRun) -> None:
-    """Every item at once; requests bounded by the pool size (``params["bounded"]``, default true)."""
+    """Every item at once; requests bounded by the pool size (``params["bounded"]``, default true);
+    the codec is ``params["codec"]`` (default msgspec)."""
     credentials = run.credentials
     headers = {
         "Accept": "application/json",
@@ -166,7 +231,8 @@ async def per_job(run: BulkRun) -> None:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
     ) as http:
         limit = CONNECTIONS if run.params.get("bounded", True) else None
-        api = Api(http, credentials["application_id"], limit)
+        codec = CODECS[str(run.params.get("codec", "msgspec"))]
+        api = Api(http, credentials["application_id"], limit, codec)
         http.headers["Authorization"] = f"Bearer {await api.get_token(credentials)}"
         results = await asyncio.gather(
             *(process_one(api, run, item) for item in run.items), return_exceptions=True
