@@ -4,6 +4,9 @@ Uploads, in-flight renders and downloads have separate limits; each task's downl
 the task succeeds; the waiting of every item goes through the client's one poll scheduler (one progress
 request per user per tick, whatever the number of items); one item's failure is reported as its outcome
 and never stops the others.
+
+With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
+instead: durable intents and answers, resume, and claims shared by many workers.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import AdCreativeError
+from ._errors import AdCreativeError, InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
+from ._naming import Namer, check_template, name_context, place_file, render_name
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
+    from .ledger import RenderRequest, RunLedger
 
 __all__ = ["BulkOutcome", "BulkRun"]
 
@@ -45,6 +50,9 @@ class BulkOutcome(Generic[T]):
         files: the downloaded results, one per succeeded task.
         error: None on success; else the first error (submission, render failure, timeout, download).
             Results downloaded before an error are still in ``files``.
+        key: with a run ledger, the item's idempotency key.
+        resumed: with a run ledger, the item had finished before this run (or in another worker): its
+            outcome comes from the ledger (``error`` is then a ``RecordedError`` for a failure).
     """
 
     index: int
@@ -52,6 +60,8 @@ class BulkOutcome(Generic[T]):
     job: RenderJob | None = None
     files: list[Path] = field(default_factory=list)
     error: BaseException | None = None
+    key: str | None = None
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -70,7 +80,7 @@ class BulkRun(Generic[T]):
         self,
         client: AdCreativeClient,
         items: Iterable[T],
-        submit: Submit[T],
+        submit: Submit[T] | None,
         *,
         dest: str | os.PathLike[str] | None,
         upload_concurrency: int,
@@ -79,17 +89,36 @@ class BulkRun(Generic[T]):
         timeout: float | None,
         low_resolution: bool,
         on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
+        request: Callable[[T], RenderRequest] | None = None,
+        ledger: str | os.PathLike[str] | RunLedger | None = None,
+        name: Namer | None = None,
+        lease: float | None = None,
     ) -> None:
-        for name, value in (
+        for limit, value in (
             ("upload_concurrency", upload_concurrency),
             ("poll_concurrency", poll_concurrency),
             ("download_concurrency", download_concurrency),
         ):
             if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise ValueError(f"{limit} must be at least 1, got {value}")
+        check_template(name)
+        if submit is not None and request is not None:
+            raise InvalidRequestError.for_field("request", "give submit or request, not both")
+        if ledger is not None and submit is not None:
+            raise InvalidRequestError.for_field(
+                "submit",
+                "a run ledger needs request=... (item -> RenderRequest) or RenderRequest items instead of "
+                "submit, so that each item's key is what its start call sends",
+            )
         self._client = client
         self._items = list(items)
-        self._submit = submit
+        self._request = request or _as_request
+        self._submit = submit if submit is not None else self._submit_request
+        self._ledger_spec = ledger
+        self._ledger: RunLedger | None = None
+        self._owns_ledger = False
+        self._name = name
+        self._lease = lease
         self._dest = None if dest is None else os.path.join(os.fspath(dest), "")
         self._limits = (upload_concurrency, poll_concurrency, download_concurrency)
         self._timeout = timeout
@@ -102,8 +131,17 @@ class BulkRun(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    async def _submit_request(self, client: AdCreativeClient, item: T) -> RenderJob:
+        return await self._request(item).submit(client)
+
     async def __aenter__(self) -> BulkRun[T]:
         self._client._require_open()
+        if self._ledger_spec is not None and self._ledger is None:
+            from .ledger import RunLedger, open_ledger
+
+            self._ledger = open_ledger(self._ledger_spec)
+            self._owns_ledger = not isinstance(self._ledger_spec, RunLedger)
+            await self._ledger.open()
         send, receive = anyio.create_memory_object_stream[BulkOutcome[T]](max_buffer_size=math.inf)
         self._send, self._receive = send, receive
         group = anyio.create_task_group()
@@ -129,6 +167,13 @@ class BulkRun(Generic[T]):
         finally:
             if receive is not None:
                 receive.close()
+            if self._owns_ledger and self._ledger is not None:
+                await self._ledger.close()
+
+    @property
+    def ledger(self) -> RunLedger | None:
+        """The run ledger, when the run has one (open inside the ``async with`` block)."""
+        return self._ledger
 
     def __aiter__(self) -> BulkRun[T]:
         return self
@@ -148,6 +193,25 @@ class BulkRun(Generic[T]):
         polls: anyio.CapacityLimiter,
         downloads: anyio.CapacityLimiter,
     ) -> None:
+        if self._ledger is not None:
+            from .ledger import DEFAULT_LEASE
+            from .ledger._run import LedgerDriver
+
+            driver = LedgerDriver(
+                self._client,
+                self._ledger,
+                self._items,
+                self._request,
+                dest=self._dest,
+                name=self._name,
+                limits=self._limits,
+                timeout=self._timeout,
+                low_resolution=self._low_resolution,
+                on_update=self._on_update,
+                lease=self._lease or DEFAULT_LEASE,
+            )
+            await driver.drive(send)
+            return
         async with send, anyio.create_task_group() as group:
             for index, item in enumerate(self._items):
                 group.start_soon(self._run_item, index, item, send, uploads, polls, downloads)
@@ -191,7 +255,26 @@ class BulkRun(Generic[T]):
                 path = await job.download(
                     task_id, self._dest, low_resolution=self._low_resolution, resume=True
                 )
+            if self._name is not None:
+                position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+                context = name_context(
+                    outcome.item, outcome.index, task_id, position, job.process_id, path.suffix
+                )
+                target = Path(self._dest) / render_name(self._name, context)
+                path = await anyio.to_thread.run_sync(place_file, path, target)
             outcome.files.append(path)
-        except AdCreativeError as exc:
+        except (AdCreativeError, OSError) as exc:
             if outcome.error is None:
                 outcome.error = exc
+
+
+def _as_request(item: Any) -> RenderRequest:
+    """An item that is a RenderRequest itself (with neither ``submit`` nor ``request``)."""
+    from .ledger import RenderRequest
+
+    if not isinstance(item, RenderRequest):
+        raise InvalidRequestError.for_field(
+            "items",
+            f"without submit or request, each item must be a RenderRequest, got {type(item).__name__}",
+        )
+    return item

@@ -29,7 +29,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import TERMINAL_STATES, Progress, RenderState
-from ._polling import Target, Watch
+from ._polling import APPLICATION_SCOPE, Target, UserKey, Watch
 
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
@@ -70,6 +70,7 @@ class RenderJob:
 
     __slots__ = (
         "_not_before",
+        "_poll_user",
         "_resource",
         "_submitted_at",
         "feature",
@@ -99,6 +100,9 @@ class RenderJob:
         # rebuilt job. Polls sent before it never complete the job (an edit re-opens a process).
         self._submitted_at: float | None = None
         self._not_before = float("-inf")
+        # Whose listing answers for this process while it is awaited: its user's, or (a user that owns
+        # only this process, as the run ledger's derived users) the application's.
+        self._poll_user = user_id
         if progress is not None:
             self._merge_tasks(progress.tasks)
 
@@ -106,6 +110,16 @@ class RenderJob:
         self._submitted_at = at
         self._not_before = at
         return self
+
+    def _poll_by_application(self) -> RenderJob:
+        """Await this job through the application's listing (its user owns no other process): one
+        ``CheckApplicationAllProgresses`` per tick serves every such job of the feature."""
+        self._poll_user = APPLICATION_SCOPE
+        return self
+
+    @property
+    def _poll_key(self) -> UserKey:
+        return (self.feature, self._poll_user)
 
     def __repr__(self) -> str:
         done = f", progress={self.progress.progress}" if self.progress is not None else ""
@@ -402,11 +416,12 @@ def _failure_error(job: RenderJob, progress: Progress) -> RenderFailedError | No
 
 def _target(job: RenderJob) -> Target:
     return Target(
-        key=(job.feature, job.user_id),
+        key=job._poll_key,
         process_id=job.process_id,
         not_before=job._not_before,
         submitted_at=job._submitted_at,
         progress=job.progress if job._submitted_at is not None else None,
+        user_id=job.user_id,
     )
 
 
@@ -476,7 +491,7 @@ class TaskUpdates:
     def _take_snapshot(self) -> bool:
         """Absorb a fresher cached snapshot of the job, if any; True if one was taken."""
         job = self._job
-        snap = self._scheduler.snapshot((job.feature, job.user_id), job.process_id)
+        snap = self._scheduler.snapshot(job._poll_key, job.process_id)
         if snap is None or snap.version <= self._last_version or snap.sent_at < job._not_before:
             return False
         self._last_version = snap.version
@@ -490,7 +505,7 @@ class TaskUpdates:
         if watch.error is not None:
             error, watch.error = watch.error, None
             raise error
-        gone = self._scheduler.gone((job.feature, job.user_id), job.process_id)
+        gone = self._scheduler.gone(job._poll_key, job.process_id)
         if gone is not None:
             raise RenderNotFoundError(str(gone), job=job)
         if watch.expired or (self._deadline is not None and self._clock.monotonic() >= self._deadline):
@@ -536,9 +551,9 @@ class _AsCompleted:
                 if self._ready:
                     continue
             for key, job in list(self._remaining.items()):
-                snap = scheduler.snapshot((job.feature, job.user_id), job.process_id)
+                snap = scheduler.snapshot(job._poll_key, job.process_id)
                 if snap is None or snap.version <= self._last_version.get(key, 0):
-                    gone = scheduler.gone((job.feature, job.user_id), job.process_id)
+                    gone = scheduler.gone(job._poll_key, job.process_id)
                     if gone is not None:
                         raise RenderNotFoundError(str(gone), job=job)
                     continue

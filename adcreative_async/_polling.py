@@ -19,6 +19,10 @@ task group.
 
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
+
+Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
+key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
+of them, and a process asked for by id is asked for under its own user.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from .notifications._messages import ProgressNotification, TaskCompletedNotifica
 if TYPE_CHECKING:
     from .resources._base import RenderResource
 
-__all__ = ["REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Watch"]
+__all__ = ["APPLICATION_SCOPE", "REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Watch"]
 
 logger = logging.getLogger("adcreative_async.polling")
 
@@ -73,7 +77,10 @@ CACHE_LINGER = 120.0
 SWEEP_EVERY = 256
 
 UserKey = tuple[str, str]
-"""(feature name, user id)."""
+"""(feature name, user id), or (feature name, :data:`APPLICATION_SCOPE`)."""
+
+#: The "user" of a poll key whose poller lists the whole application (``CheckApplicationAllProgresses``).
+APPLICATION_SCOPE = "*"
 
 
 _versions = itertools.count(1)
@@ -103,6 +110,7 @@ class Target:
             there), or None for a job rebuilt from ids (grace starts when it is first awaited).
         progress: what the start or edit call answered: it seeds the cache, so that a push message
             can complete the job before any poll.
+        user_id: the process's own user, where the key's is :data:`APPLICATION_SCOPE`.
     """
 
     key: UserKey
@@ -110,6 +118,7 @@ class Target:
     not_before: float = float("-inf")
     submitted_at: float | None = None
     progress: Progress | None = None
+    user_id: str | None = None
 
 
 class Watch:
@@ -145,6 +154,7 @@ class _Interest:
     released_at: float | None = None
     missing_since: float | None = None
     not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
+    user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
 
 
 @dataclass
@@ -310,7 +320,7 @@ class PollScheduler:
             interest = poller.interest.get(target.process_id)
             if interest is None:
                 interest = poller.interest[target.process_id] = _Interest(
-                    first_awaited=now, submitted_at=target.submitted_at
+                    first_awaited=now, submitted_at=target.submitted_at, user_id=target.user_id
                 )
                 # A new job to follow is a change: fast polls again. A job that came with its
                 # progress (just submitted) waits one short interval; a rebuilt one is polled now.
@@ -468,11 +478,14 @@ class PollScheduler:
                     for pid in awaited:
                         await self._bucket.acquire()
                         self.requests += 1
-                        items.extend(await poller.resource.user_progress(user, pid))
+                        items.extend(await poller.resource.user_progress(self._owner(poller, pid), pid))
                 else:
                     await self._bucket.acquire()
                     self.requests += 1
-                    items = await poller.resource.user_progress(user)
+                    if user == APPLICATION_SCOPE:
+                        items = await poller.resource.application_progress()
+                    else:
+                        items = await poller.resource.user_progress(user)
             except AdCreativeError as exc:
                 error = exc
         poller.ticks += 1
@@ -519,6 +532,9 @@ class PollScheduler:
         self.pushes += 1
         key = (message.feature, message.user_id.lower())
         poller = self._pollers.get(key)
+        if poller is None:
+            key = (message.feature, APPLICATION_SCOPE)
+            poller = self._pollers.get(key)
         if poller is None:
             return
         pid = message.image_render_process_id.lower()
@@ -619,7 +635,7 @@ class PollScheduler:
                 try:
                     await self._bucket.acquire()
                     self.requests += 1
-                    found = await poller.resource.user_progress(user, pid)
+                    found = await poller.resource.user_progress(self._owner(poller, pid), pid)
                 except AdCreativeError as exc:
                     self._after_error(poller, exc)
                     return changed
@@ -631,6 +647,16 @@ class PollScheduler:
                 poller.gone[pid] = _not_found(feature, user, pid)
                 changed.add(pid)
         return changed
+
+    @staticmethod
+    def _owner(poller: _UserPoller, process_id: str) -> str:
+        """The user to ask for a process by id: the poller's, or the process's own in application scope."""
+        user = poller.key[1]
+        if user == APPLICATION_SCOPE:
+            interest = poller.interest.get(process_id)
+            if interest is not None and interest.user_id:
+                return interest.user_id
+        return user
 
     def _after_error(self, poller: _UserPoller, error: AdCreativeError) -> None:
         now = self._clock.monotonic()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from helpers import JPEG, PNG, creative_inputs
 
 from adcreative_async import InvalidRequestError, RenderKind
 from adcreative_async.ledger import (
@@ -26,7 +27,6 @@ from adcreative_async.ledger import (
     open_ledger,
     request_keys,
 )
-from tests.helpers import JPEG, PNG, creative_inputs
 
 POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
 needs_postgres = pytest.mark.skipif(

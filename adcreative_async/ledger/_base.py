@@ -38,6 +38,7 @@ __all__ = [
     "NewItem",
     "RunLedger",
     "SourceHash",
+    "dead_here",
     "error_code",
     "new_worker_id",
 ]
@@ -146,9 +147,34 @@ def error_message(error: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
 def new_worker_id() -> str:
-    """A worker's id: host, process id and a random part (readable in ``runs show``)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A worker's id: host, pid namespace, process id and a random part (readable in ``runs show``)."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def dead_here(owner: str) -> bool:
+    """Whether ``owner`` (a worker id) is a process of this machine and pid namespace that is gone: its
+    claims can be taken over at once (a process that no longer exists sends nothing)."""
+    parts = owner.split(":")
+    if len(parts) != 4 or not parts[2].isdigit():
+        return False
+    host, namespace, pid = parts[0], parts[1], int(parts[2])
+    if host != socket.gethostname() or namespace != _pid_namespace() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's) or cannot be asked: assume alive
+        return False
+    return False
 
 
 class RunLedger(ABC):
