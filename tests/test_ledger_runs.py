@@ -108,7 +108,9 @@ async def test_waits_poll_the_application_listing_not_each_derived_user(
     users = {o.job.user_id for o in outcomes if o.job}
     assert len(users) == 30  # one user per item: its listing answers for that item alone
     assert emulator.request_count(BG_APP_PROGRESS) >= 1
-    assert emulator.request_count(BG_PROGRESS) == 0  # no baseline listing, no per-user polls
+    # per user, there would be at least one listing per item (a baseline before its start call, or its
+    # polls); what remains are the scheduler's asks by id when few processes are awaited
+    assert emulator.request_count(BG_PROGRESS) < len(paths)
 
 
 async def test_a_submitted_item_is_awaited_by_its_process_id_without_a_new_start(
