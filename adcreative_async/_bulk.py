@@ -93,6 +93,7 @@ class BulkRun(Generic[T]):
         ledger: str | os.PathLike[str] | RunLedger | None = None,
         name: Namer | None = None,
         lease: float | None = None,
+        worker_id: str | None = None,
     ) -> None:
         for limit, value in (
             ("upload_concurrency", upload_concurrency),
@@ -119,6 +120,7 @@ class BulkRun(Generic[T]):
         self._owns_ledger = False
         self._name = name
         self._lease = lease
+        self._worker_id = worker_id
         self._dest = None if dest is None else os.path.join(os.fspath(dest), "")
         self._limits = (upload_concurrency, poll_concurrency, download_concurrency)
         self._timeout = timeout
@@ -209,6 +211,7 @@ class BulkRun(Generic[T]):
                 low_resolution=self._low_resolution,
                 on_update=self._on_update,
                 lease=self._lease or DEFAULT_LEASE,
+                owner=self._worker_id,
             )
             await driver.drive(send)
             return

@@ -372,6 +372,7 @@ class AdCreativeClient:
         ledger: str | os.PathLike[str] | RunLedger | None = None,
         name: Namer | None = None,
         lease: float | None = None,
+        worker_id: str | None = None,
     ) -> BulkRun[T]:
         """Run many inputs through submit → wait → download; iterate outcomes as items finish.
 
@@ -402,6 +403,10 @@ class AdCreativeClient:
                 ``index``, ``task_index``, ``task_id``, ``process_id``) or a callable given them as a
                 mapping. A different file already there is never overwritten (the item fails instead).
             lease: with a ledger, seconds a worker's claim on an item lasts unless renewed (default 30).
+            worker_id: with a ledger, this worker's name in claims (default: host, pid namespace, pid
+                and a random part, which also lets a rerun on the same machine take over the claims of
+                a crashed process at once; a worker named otherwise is taken over when its lease
+                lapses).
 
         Example::
 
@@ -424,6 +429,7 @@ class AdCreativeClient:
             ledger=ledger,
             name=name,
             lease=lease,
+            worker_id=worker_id,
         )
 
     async def process_many(
@@ -442,6 +448,7 @@ class AdCreativeClient:
         ledger: str | os.PathLike[str] | RunLedger | None = None,
         name: Namer | None = None,
         lease: float | None = None,
+        worker_id: str | None = None,
     ) -> list[BulkOutcome[T]]:
         """:meth:`bulk`, run to the end; the outcomes in input order (check ``outcome.ok``).
 
@@ -472,6 +479,7 @@ class AdCreativeClient:
             ledger=ledger,
             name=name,
             lease=lease,
+            worker_id=worker_id,
         ) as run:
             outcomes.extend([outcome async for outcome in run])
         return sorted(outcomes, key=lambda o: o.index)

@@ -47,10 +47,12 @@ __all__ = [
 
 def open_ledger(spec: str | os.PathLike[str] | RunLedger, *, run: str = "default") -> RunLedger:
     """The ledger ``spec`` names (not opened yet): a :class:`RunLedger` as is, a ``postgresql://`` (or
-    ``postgres://``) DSN as a :class:`PostgresLedger`, anything else as a :class:`SqliteLedger` path."""
+    ``postgres://``) DSN as a :class:`PostgresLedger` (a ``#name`` at its end names the run, so that one
+    database holds several), anything else as a :class:`SqliteLedger` path."""
     if isinstance(spec, RunLedger):
         return spec
     text = os.fspath(spec)
     if text.startswith(("postgresql://", "postgres://")):
-        return PostgresLedger(text, run=run)
+        dsn, _, name = text.partition("#")
+        return PostgresLedger(dsn, run=name or run)
     return SqliteLedger(text, run=run)

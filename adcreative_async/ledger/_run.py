@@ -149,8 +149,6 @@ class LedgerDriver(Generic[T]):
     ) -> None:
         from .._bulk import BulkOutcome
 
-        while self._unsubmitted >= self._window:
-            await self._room.wait()
         chunk: list[_Item[T]] = []
         requests: list[RenderRequest] = []
         for index in range(start, min(start + CHUNK, len(self._items))):
@@ -194,13 +192,22 @@ class LedgerDriver(Generic[T]):
                 self._emit_record(send, entry, record)
             else:
                 open_keys.append(entry.key)
-        claimed = await self._claim(open_keys)
-        for record in claimed:
-            self._start(group, send, by_key[record.key], record)
-        taken = {r.key for r in claimed}
-        for key in open_keys:
-            if key not in taken:
-                self._watched[key] = by_key[key]
+        # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
+        # the others.
+        while open_keys:
+            while self._unsubmitted >= self._window:
+                await self._room.wait()
+            batch, open_keys = (
+                open_keys[: self._window - self._unsubmitted],
+                open_keys[self._window - self._unsubmitted :],
+            )
+            claimed = await self._claim(batch)
+            for record in claimed:
+                self._start(group, send, by_key[record.key], record)
+            taken = {r.key for r in claimed}
+            for key in batch:
+                if key not in taken:
+                    self._watched[key] = by_key[key]
 
     async def _claim(self, keys: Sequence[str]) -> list[ItemRecord]:
         if not keys:
