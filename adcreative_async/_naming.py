@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import string
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from ._errors import InvalidRequestError
 
-__all__ = ["NAME_FIELDS", "Namer", "check_template", "name_context", "place_file"]
+__all__ = ["NAME_FIELDS", "Namer", "check_template", "copy_file", "name_context", "place_file"]
 
 #: The fields a name template may use.
 NAME_FIELDS = frozenset({"stem", "suffix", "ext", "index", "task_index", "task_id", "process_id", "label"})
@@ -89,6 +90,28 @@ def _same_content(a: Path, b: Path) -> bool:
                 digest.update(chunk)
         digests.append(digest.digest())
     return digests[0] == digests[1]
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    """``source`` also under ``target`` (a hard link where possible; blocking), never overwriting another
+    file: a ``target`` with the same content is kept; with other content, FileExistsError."""
+    if source == target:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        if not _same_content(source, target):
+            raise FileExistsError(f"{target} exists with other content: not overwritten") from None
+    except OSError:  # no hard links on this file system
+        if target.exists():
+            if not _same_content(source, target):
+                raise FileExistsError(f"{target} exists with other content: not overwritten") from None
+        else:
+            temp = target.with_name(f".{target.name}.copy")
+            shutil.copyfile(source, temp)
+            os.replace(temp, target)
+    return target
 
 
 def place_file(source: Path, target: Path) -> Path:

@@ -184,6 +184,23 @@ async def test_failed_unknown_requeue_and_retry_failed(make_ledger: MakeLedger) 
     assert records[b].state is ItemState.UNKNOWN  # unknown is never retried by itself
 
 
+async def test_reset_unfinished_starts_only_unfinished_items_again(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(3))
+    a, b, c = (i.key for i in items(3))
+    await ledger.claim([a, b, c], "w1", 30)
+    assert await ledger.intent(a, "w1", "u", 30)
+    assert await ledger.intent(b, "w1", "u", 30)
+    await ledger.submitted(b, "p", "u", ["t"])
+    await ledger.downloaded(c, ["f"])
+    assert await ledger.reset_unfinished() == 2
+    records = await ledger.records()
+    assert [(records[k].state, records[k].attempt, records[k].process_id) for k in (a, b)] == [
+        (ItemState.PENDING, 1, None)
+    ] * 2
+    assert records[c].state is ItemState.DOWNLOADED
+
+
 async def test_restart_forgets_items_and_takes_a_new_namespace(make_ledger: MakeLedger) -> None:
     ledger: RunLedger = await make_ledger()
     await ledger.register(items(2))

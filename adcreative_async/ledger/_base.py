@@ -282,6 +282,13 @@ class RunLedger(ABC):
         """Every failed item back to ``pending`` with its attempt incremented; how many."""
 
     @abstractmethod
+    async def reset_unfinished(self) -> int:
+        """Every item started but not finished (``submitting``, ``submitted``) back to ``pending`` with its
+        attempt incremented: for renders known to be gone (the server they were sent to no longer exists,
+        as an emulator that was stopped); how many. Never use it against a live server: those renders
+        would be made again."""
+
+    @abstractmethod
     async def restart(self) -> None:
         """Forget every item of the run and take a new namespace (start over)."""
 

@@ -188,6 +188,23 @@ class MemoryLedger(RunLedger):
                 retried += 1
         return retried
 
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+        reset = 0
+        for key, record in list(self._items.items()):
+            if record.state in (ItemState.SUBMITTING, ItemState.SUBMITTED):
+                self._set(
+                    key,
+                    state=ItemState.PENDING,
+                    attempt=record.attempt + 1,
+                    process_id=None,
+                    task_ids=(),
+                    intent_at=None,
+                    user_id=None,
+                )
+                reset += 1
+        return reset
+
     async def restart(self) -> None:
         """See :meth:`RunLedger.restart`."""
         self._items.clear()

@@ -383,6 +383,16 @@ class PostgresLedger(RunLedger):
         )
         return self._rowcount(status)
 
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+        status = await self._execute(
+            "UPDATE adcreative_items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+            "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = now() "
+            "WHERE run = $1 AND state IN ('submitting', 'submitted')",
+            self.run,
+        )
+        return self._rowcount(status)
+
     async def restart(self) -> None:
         """See :meth:`RunLedger.restart`."""
         namespace = str(uuid.uuid4())

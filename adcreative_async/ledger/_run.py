@@ -33,7 +33,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .._errors import AdCreativeError, InvalidRequestError
-from .._naming import Namer, name_context, place_file, render_name
+from .._naming import Namer, copy_file, name_context, place_file, render_name
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -106,7 +106,7 @@ class LedgerDriver(Generic[T]):
         self.owner = owner or new_worker_id()
         self._unsubmitted = 0
         self._room = anyio.Event()
-        self._followers: dict[str, list[tuple[int, T]]] = {}
+        self._followers: dict[str, list[_Item[T]]] = {}
         self._watched: dict[str, _Item[T]] = {}
         self._finished_example: ItemRecord | None = None  # a finished process of this run, for the probe
         self._keeps_finished: bool | None = None
@@ -172,7 +172,7 @@ class LedgerDriver(Generic[T]):
                 continue
             entry.key = key
             if key in self._followers or key in self._watched:  # the same input twice: one render
-                self._followers.setdefault(key, []).append((entry.index, entry.item))
+                self._followers.setdefault(key, []).append(entry)
                 continue
             self._followers[key] = []
             ready.append(entry)
@@ -189,7 +189,7 @@ class LedgerDriver(Generic[T]):
             record = records.get(entry.key)
             if record is not None and record.final:
                 self._note_finished(record)
-                self._emit_record(send, entry, record)
+                await self._emit_record(send, entry, record)
             else:
                 open_keys.append(entry.key)
         # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
@@ -254,14 +254,14 @@ class LedgerDriver(Generic[T]):
             for key, record in records.items():
                 if record.final:
                     self._note_finished(record)
-                    self._emit_record(send, self._watched.pop(key), record)
+                    await self._emit_record(send, self._watched.pop(key), record)
             claimed = await self._claim([k for k in keys if k in self._watched])
             for record in claimed:
                 self._start(group, send, self._watched.pop(record.key), record)
 
     # ---------------------------------------------------------------------------------- outcomes
 
-    def _emit_record(
+    async def _emit_record(
         self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
     ) -> None:
         """The outcome of an item finished before (or by another worker), from its record."""
@@ -290,24 +290,45 @@ class LedgerDriver(Generic[T]):
             key=record.key,
             resumed=True,
         )
-        self._send(send, outcome)
+        await self._send(send, outcome)
 
-    def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
+    async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
+        """Report an outcome, and the same for the other inputs with the same key (their files under
+        their own names, when results are named)."""
         from .._bulk import BulkOutcome
 
         send.send_nowait(outcome)
-        for index, item in self._followers.pop(outcome.key or "", []):
-            send.send_nowait(
-                BulkOutcome(
-                    index,
-                    item,
-                    job=outcome.job,
-                    files=list(outcome.files),
-                    error=outcome.error,
-                    key=outcome.key,
-                    resumed=outcome.resumed,
-                )
+        for follower in self._followers.pop(outcome.key or "", []):
+            copy: BulkOutcome[T] = BulkOutcome(
+                follower.index,
+                follower.item,
+                job=outcome.job,
+                error=outcome.error,
+                key=outcome.key,
+                resumed=outcome.resumed,
             )
+            try:
+                copy.files = await self._copies(follower, outcome)
+            except (OSError, InvalidRequestError) as exc:
+                copy.error = copy.error or exc
+            send.send_nowait(copy)
+
+    async def _copies(self, follower: _Item[T], outcome: BulkOutcome[T]) -> list[Path]:
+        if self._name is None or self._dest is None:
+            return list(outcome.files)
+        job = outcome.job
+        copies = []
+        for position, source in enumerate(outcome.files):
+            task_id = (
+                job.task_ids[position] if job is not None and position < len(job.task_ids) else source.stem
+            )
+            process_id = job.process_id if job is not None else ""
+            context = name_context(
+                follower.request, follower.index, task_id, position, process_id, source.suffix
+            )
+            target = Path(self._dest) / render_name(self._name, context)
+            copies.append(await anyio.to_thread.run_sync(copy_file, source, target))
+        return copies
 
     def _note_finished(self, record: ItemRecord) -> None:
         if record.state is ItemState.DOWNLOADED and record.process_id and self._finished_example is None:
@@ -363,7 +384,7 @@ class LedgerDriver(Generic[T]):
         if isinstance(outcome.error, _LostClaim):
             self._watched[entry.key] = entry
             return
-        self._send(send, outcome)
+        await self._send(send, outcome)
 
     def _submitted_one(self) -> None:
         self._unsubmitted -= 1

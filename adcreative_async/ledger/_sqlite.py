@@ -466,6 +466,21 @@ class SqliteLedger(RunLedger):
         retried: int = await self._write(op)
         return retried
 
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            cursor = conn.execute(
+                "UPDATE items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+                "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = ? "
+                "WHERE run = ? AND state IN ('submitting', 'submitted')",
+                (now, self.run),
+            )
+            return cursor.rowcount
+
+        reset: int = await self._write(op)
+        return reset
+
     async def restart(self) -> None:
         """See :meth:`RunLedger.restart`."""
         namespace = str(uuid.uuid4())
