@@ -269,9 +269,12 @@ class LedgerDriver(Generic[T]):
 
         job = None
         if record.process_id and record.user_id:
-            job = self._client.resource(record.feature).job(
-                record.process_id, user_id=record.user_id, task_ids=record.task_ids
-            )
+            try:
+                job = self._client.resource(record.feature).job(
+                    record.process_id, user_id=record.user_id, task_ids=record.task_ids
+                )
+            except InvalidRequestError:  # a record written by something else than this SDK
+                logger.warning("item %s: its recorded process id is not one", record.key)
         error: BaseException | None = None
         if record.state is ItemState.FAILED:
             error = RecordedError(record)
