@@ -22,12 +22,12 @@ from adcreative_async.ledger import (
     ItemState,
     MemoryLedger,
     NewItem,
+    RecordedError,
     RenderRequest,
     SqliteLedger,
     derived_user_id,
     request_keys,
 )
-from adcreative_async.ledger._run import RecordedError
 from adcreative_async.testing import Emulator, input_stamp, sample_image
 
 pytestmark = pytest.mark.anyio

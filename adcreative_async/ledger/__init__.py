@@ -23,6 +23,7 @@ from ._base import (
 from ._memory import MemoryLedger
 from ._postgres import PostgresLedger
 from ._requests import RenderRequest, derived_user_id, request_keys
+from ._run import RecordedError
 from ._sqlite import SqliteLedger
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "MemoryLedger",
     "NewItem",
     "PostgresLedger",
+    "RecordedError",
     "RenderRequest",
     "RunLedger",
     "SourceHash",

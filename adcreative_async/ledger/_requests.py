@@ -61,8 +61,15 @@ _NAMESPACE = uuid.UUID("5c1f6d1e-93a4-4a8e-9d43-0c54a8d2b6f1")  # the SDK's own:
 _HOST = socket.gethostname()
 
 
-def _image_params(feature: str) -> frozenset[str]:
-    return frozenset(f.param for f in RENDER_FEATURES[feature].start_fields if f.kind is FieldKind.IMAGE)
+#: Per feature, its start call's image parameters, in the docs' order.
+_IMAGES: dict[str, tuple[str, ...]] = {
+    name: tuple(f.param for f in feature.start_fields if f.kind is FieldKind.IMAGE)
+    for name, feature in RENDER_FEATURES.items()
+}
+
+
+def _image_params(feature: str) -> tuple[str, ...]:
+    return _IMAGES[feature]
 
 
 @dataclass(frozen=True)
@@ -117,11 +124,7 @@ class RenderRequest:
                 )
         if not self.label:
             first = next(
-                (
-                    self.params[n]
-                    for n in sorted(images)
-                    if isinstance(self.params.get(n), (str, os.PathLike))
-                ),
+                (self.params[n] for n in images if isinstance(self.params.get(n), (str, os.PathLike))),
                 None,
             )
             object.__setattr__(self, "label", os.fspath(first) if first is not None else "")

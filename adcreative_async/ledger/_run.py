@@ -33,6 +33,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .._errors import AdCreativeError, InvalidRequestError
+from .._jobs import RenderJob
 from .._naming import Namer, copy_file, name_context, place_file, render_name
 from .._reconcile import RenderMayExistError
 from ._base import (
@@ -50,16 +51,24 @@ from ._requests import RenderRequest, derived_user_id, request_keys
 if TYPE_CHECKING:
     from .._bulk import BulkOutcome
     from .._client import AdCreativeClient
-    from .._jobs import RenderJob, TaskUpdate
+    from .._jobs import TaskUpdate
 
-__all__ = ["CHUNK", "LedgerDriver"]
+__all__ = ["CHUNK", "UNANSWERED_START_RULE", "LedgerDriver", "RecordedError"]
 
 logger = logging.getLogger("adcreative_async.ledger")
 
 T = TypeVar("T")
 
-#: Inputs hashed, registered and claimed together.
+#: Inputs hashed, registered and claimed together, at first; a chunk whose items had all finished before
+#: (a resume) doubles the next one, up to :data:`MAX_CHUNK`.
 CHUNK = 256
+MAX_CHUNK = 8192
+#: assumed (the docs say nothing of it): a start call's process is listed for its user within
+#: ``RetryPolicy.reconcile_grace`` seconds of the call (read-after-write lag), and no process is made later
+#: for a call whose client is gone. An item whose start call went unanswered is sent again only when its
+#: own user lists no process past that time AND listings are seen to keep finished processes (a finished
+#: process of the run is looked for in its user's listing); otherwise it is reported ``unknown``.
+UNANSWERED_START_RULE = "reconcile_grace, then an empty listing that keeps finished processes"
 #: How often items held by other workers are looked at again (seconds, at most).
 WATCH_INTERVAL = 2.0
 
@@ -123,8 +132,11 @@ class LedgerDriver(Generic[T]):
             outer.start_soon(self._renew_claims)
             try:
                 async with anyio.create_task_group() as group:
-                    for start in range(0, len(self._items), CHUNK):
-                        await self._feed(group, send, start)
+                    start, size = 0, CHUNK
+                    while start < len(self._items):
+                        resumed_only = await self._feed(group, send, start, size)
+                        start += size
+                        size = min(size * 2, MAX_CHUNK) if resumed_only else CHUNK
                     self._feeding = False
                     self._changed()
                     await self._watch_others(group, send)
@@ -145,13 +157,15 @@ class LedgerDriver(Generic[T]):
                 logger.warning("could not renew this worker's claims: %s", exc)
 
     async def _feed(
-        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]], start: int
-    ) -> None:
+        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int
+    ) -> bool:
+        """Inputs ``start`` to ``start + size``: keys, registration, outcomes of the finished, claims of the
+        others. True when every one had finished before."""
         from .._bulk import BulkOutcome
 
         chunk: list[_Item[T]] = []
         requests: list[RenderRequest] = []
-        for index in range(start, min(start + CHUNK, len(self._items))):
+        for index in range(start, min(start + size, len(self._items))):
             item = self._items[index]
             try:
                 request = self._request_of(item)
@@ -177,7 +191,7 @@ class LedgerDriver(Generic[T]):
             self._followers[key] = []
             ready.append(entry)
         if not ready:
-            return
+            return False
         by_key = {e.key: e for e in ready}
         records = await self._ledger.records(list(by_key))
         new = [
@@ -192,6 +206,8 @@ class LedgerDriver(Generic[T]):
                 await self._emit_record(send, entry, record)
             else:
                 open_keys.append(entry.key)
+        if not open_keys:
+            return True
         # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
         # the others.
         while open_keys:
@@ -208,6 +224,7 @@ class LedgerDriver(Generic[T]):
             for key in batch:
                 if key not in taken:
                     self._watched[key] = by_key[key]
+        return False
 
     async def _claim(self, keys: Sequence[str]) -> list[ItemRecord]:
         if not keys:
@@ -269,12 +286,14 @@ class LedgerDriver(Generic[T]):
 
         job = None
         if record.process_id and record.user_id:
-            try:
-                job = self._client.resource(record.feature).job(
-                    record.process_id, user_id=record.user_id, task_ids=record.task_ids
-                )
-            except InvalidRequestError:  # a record written by something else than this SDK
-                logger.warning("item %s: its recorded process id is not one", record.key)
+            # ids this SDK recorded (canonical already): a handle without validating them again
+            job = RenderJob(
+                feature=record.feature,
+                process_id=record.process_id,
+                user_id=record.user_id,
+                task_ids=record.task_ids,
+                resource=self._client.resource(record.feature),
+            )
         error: BaseException | None = None
         if record.state is ItemState.FAILED:
             error = RecordedError(record)
