@@ -184,6 +184,14 @@ class BulkRun(Generic[T]):
         if self._receive is None:
             raise RuntimeError("iterate a BulkRun inside `async with client.bulk(...) as run:`")
         try:
+            # Outcomes already queued are taken without a trip through the event loop (a resumed run
+            # reports 100,000 finished items at once); an empty queue is awaited as usual.
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+        try:
             return await self._receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None

@@ -15,6 +15,8 @@ import io
 import os
 import re
 import secrets
+import threading
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +187,10 @@ class _FileReader:
         self._chunk = chunk_size
         self._limiter = limiter
         self._owned = owned
+        if owned:
+            # A reader dropped without aclose() (aiohttp abandons a request body's writer when the
+            # connection drops) still closes the file it opened.
+            weakref.finalize(self, fileobj.close)
 
     async def read(self) -> bytes:
         data = await anyio.to_thread.run_sync(self._file.read, self._chunk, limiter=self._limiter)
@@ -338,7 +344,29 @@ async def _prepare_path(
     _check_type(param, wire, kind, strict)
 
     async def open_path() -> ChunkReader:
-        fh = await anyio.to_thread.run_sync(path.open, "rb", limiter=limiter)
+        # aiohttp cancels a request body's writer (natively, not through a cancel scope) when the
+        # connection drops: the worker thread may then open the file after the caller is gone. Whoever
+        # comes second under the lock closes it.
+        lock = threading.Lock()
+        state: dict[str, Any] = {"abandoned": False, "file": None}
+
+        def open_file() -> IO[bytes]:
+            fh = path.open("rb")
+            with lock:
+                if state["abandoned"]:
+                    fh.close()
+                else:
+                    state["file"] = fh
+            return fh
+
+        try:
+            fh = await anyio.to_thread.run_sync(open_file, limiter=limiter)
+        except BaseException:
+            with lock:
+                state["abandoned"] = True
+                if state["file"] is not None:
+                    state["file"].close()
+            raise
         return _FileReader(fh, chunk_size, limiter, owned=True)
 
     return Upload(

@@ -308,3 +308,66 @@ async def test_a_ledger_needs_requests_not_a_submit_callable(emulator: Emulator,
         )
     assert isinstance(outcome.error, InvalidRequestError)
     assert emulator.request_count(BG_START) == 0
+
+
+async def test_lost_and_refused_start_answers_never_make_a_second_render(tmp_path: Path) -> None:
+    from adcreative_async.testing import Faults
+
+    paths = make_inputs(tmp_path / "in", 40)
+    faults = {BG_START: Faults(lost_response=0.2, server_error=0.1, reset=0.1)}
+    async with Emulator(task_duration=0.02, seed=5, stamp_inputs=True, faults=faults) as emulator:
+        async with client_of(emulator) as client:
+            outcomes = await client.process_many(
+                paths, request=RenderRequest.remove_background, dest=tmp_path / "out", ledger=MemoryLedger()
+            )
+        assert emulator.injected_faults  # the faults did happen
+        counts = emulator.processes_per_input()
+    assert set(counts.values()) <= {1}  # never two renders of one input
+    for outcome in outcomes:
+        # a lost answer was adopted; a refused call (5xx before serving) is a typed failure, retryable
+        assert outcome.ok or outcome.error is not None
+        if outcome.ok:
+            assert counts[digest(paths[outcome.index])] == 1
+    assert sum(o.ok for o in outcomes) == len(counts)
+
+
+class CountingLedger(MemoryLedger):
+    """Counts lease renewals."""
+
+    renewals = 0
+
+    async def renew(self, owner: str, lease: float) -> int:
+        CountingLedger.renewals += 1
+        return await super().renew(owner, lease)
+
+
+async def test_claims_are_renewed_while_the_worker_lives(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path / "in", 4)
+    ledger = CountingLedger()
+    async with Emulator(task_duration=0.3, seed=2) as emulator, client_of(emulator) as client:
+        outcomes = await client.process_many(
+            paths, request=RenderRequest.remove_background, ledger=ledger, lease=0.09
+        )
+        assert emulator.request_count(BG_START) == 4
+    assert all(o.ok for o in outcomes)
+    assert CountingLedger.renewals >= 2  # every lease / 3 while the renders ran
+    assert all(r.owner is None for r in (await ledger.records()).values())  # released at the end
+
+
+def test_a_dead_process_of_this_machine_is_recognised(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from adcreative_async.ledger import new_worker_id
+    from adcreative_async.ledger._base import dead_here
+
+    mine = new_worker_id()
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host, namespace, _, tail = mine.split(":")
+    gone = f"{host}:{namespace}:{child.stdout.strip()}:{tail}"
+    assert dead_here(gone)
+    assert not dead_here(mine)  # this very process
+    assert not dead_here(f"elsewhere:{namespace}:{child.stdout.strip()}:{tail}")  # another machine
+    assert not dead_here("worker-3")  # a named worker: only its lease can lapse

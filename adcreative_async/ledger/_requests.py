@@ -240,17 +240,19 @@ async def request_keys(
     Files are hashed in a worker thread, those the ledger remembers unchanged are not read again.
     """
     paths: dict[str, None] = {}
-    for request in requests:
+    absolute: dict[tuple[int, str], str] = {}  # (request position, parameter) -> absolute path
+    for position, request in enumerate(requests):
         for name in _image_params(request.feature):
             value = request.params.get(name)
             if isinstance(value, (str, os.PathLike)):
-                paths[_absolute(value)] = None
+                path = absolute[position, name] = _absolute(value)
+                paths[path] = None
     known = await ledger.source_hashes(_HOST, list(paths)) if ledger is not None and paths else {}
     file_hashes, fresh = await anyio.to_thread.run_sync(_hash_paths, list(paths), known)
     if ledger is not None and fresh:
         await ledger.remember_sources(fresh)
     keys: list[str | InvalidRequestError] = []
-    for request in requests:
+    for position, request in enumerate(requests):
         hashes: dict[str, str] = {}
         problem: InvalidRequestError | None = None
         for name in _image_params(request.feature):
@@ -260,7 +262,7 @@ async def request_keys(
             if isinstance(value, (bytes, bytearray, memoryview)):
                 hashes[name] = hashlib.sha256(value).hexdigest()
                 continue
-            result = file_hashes[_absolute(value)]
+            result = file_hashes[absolute[position, name]]
             if isinstance(result, OSError):
                 problem = InvalidRequestError.for_field(
                     name, f"cannot read {os.fspath(value)!r}: {result.strerror or result}"

@@ -63,6 +63,9 @@ T = TypeVar("T")
 #: (a resume) doubles the next one, up to :data:`MAX_CHUNK`.
 CHUNK = 256
 MAX_CHUNK = 8192
+#: A run ledger of at most this many items is read in one scan when a run starts (a resume), instead of
+#: item by item (about 400 bytes of memory per item).
+PRELOAD_LIMIT = 250_000
 #: assumed (the docs say nothing of it): a start call's process is listed for its user within
 #: ``RetryPolicy.reconcile_grace`` seconds of the call (read-after-write lag), and no process is made later
 #: for a call whose client is gone. An item whose start call went unanswered is sent again only when its
@@ -123,6 +126,7 @@ class LedgerDriver(Generic[T]):
         self._probing = 0
         self._feeding = True
         self._change = anyio.Event()
+        self._preloaded: dict[str, ItemRecord] | None = None
 
     # ------------------------------------------------------------------------------------ driving
 
@@ -130,6 +134,9 @@ class LedgerDriver(Generic[T]):
         """Run every item; outcomes go to ``send`` as they finish (closed at the end)."""
         async with send, anyio.create_task_group() as outer:
             outer.start_soon(self._renew_claims)
+            known = sum((await self._ledger.counts()).values())
+            if 0 < known <= PRELOAD_LIMIT:  # a resume: one scan instead of a lookup per item
+                self._preloaded = await self._ledger.records()
             try:
                 async with anyio.create_task_group() as group:
                     start, size = 0, CHUNK
@@ -193,7 +200,10 @@ class LedgerDriver(Generic[T]):
         if not ready:
             return False
         by_key = {e.key: e for e in ready}
-        records = await self._ledger.records(list(by_key))
+        if self._preloaded is not None:
+            records = {k: self._preloaded.pop(k) for k in by_key if k in self._preloaded}
+        else:
+            records = await self._ledger.records(list(by_key))
         new = [
             NewItem(e.key, e.index, e.request.label, e.request.feature) for e in ready if e.key not in records
         ]
@@ -439,10 +449,10 @@ class LedgerDriver(Generic[T]):
                     job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
                     job = None
-                if job is not None:
-                    with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
-                        await self._ledger.submitted(entry.key, job.process_id, job.user_id, job.task_ids)
-                    return job._poll_by_application()
+            if job is not None:  # recorded right away, but without holding an upload slot
+                with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
+                    await self._ledger.submitted(entry.key, job.process_id, job.user_id, job.task_ids)
+                return job._poll_by_application()
             now = time.time()
             pending = ItemRecord(
                 key=entry.key,
