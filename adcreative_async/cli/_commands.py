@@ -264,6 +264,8 @@ def _task_rows(
     if job is None:
         return [[label, "-", "-", "FAILED", _short(error)]]
     by_task = {f.stem.lower(): f for f in files}
+    for position, task_id in enumerate(job.task_ids):  # files named after their brief: "<brief>-<n>"
+        by_task.update({task_id.lower(): f for f in files if f.stem.endswith(f"-{position + 1}")})
     tasks = job.progress.tasks if job.progress is not None else dict.fromkeys(job.task_ids, 1)
     return [
         [label, job.process_id, task_id, _state_name(state), str(by_task.get(task_id.lower(), ""))]

@@ -221,7 +221,8 @@ class LedgerDriver(Generic[T]):
         # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
         # the others.
         while open_keys:
-            while self._unsubmitted >= self._window:
+            # half a window at least per claim: one write per several items, not one per item
+            while self._unsubmitted > self._window // 2:
                 await self._room.wait()
             batch, open_keys = (
                 open_keys[: self._window - self._unsubmitted],

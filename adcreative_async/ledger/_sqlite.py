@@ -4,8 +4,11 @@ Every statement runs in a worker thread, never in the event loop, one at a time 
 file is in WAL mode: readers never block the writer, and several processes of one machine can share it
 (claims take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed
 are committed together with the next one (group commit), and each caller returns only once its own write
-is committed: with ``synchronous=FULL`` (the default), an intent survives a power loss, not only a
-crash of the process.
+is committed. Every commit survives a crash of the process; a commit that holds an intent (the
+write-ahead record of a paid call) is also synced to disk (``synchronous=FULL`` for it), so that it
+survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
+(``synchronous=NORMAL``): each intent's sync carries them to disk, and one lost to a power loss is found
+again (an answer by reconciling the intent, a download by downloading again), never paid twice.
 """
 
 from __future__ import annotations
@@ -108,10 +111,12 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 class _Slot:
-    __slots__ = ("error", "event", "result")
+    __slots__ = ("done", "durable", "error", "event", "result")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
+        self.done = False
+        self.durable = False
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -125,8 +130,9 @@ class SqliteLedger(RunLedger):
     Args:
         path: the file (the CLI keeps ``.adcreative-run.sqlite`` in the output folder).
         run: the run's name within the file.
-        synchronous: SQLite's ``synchronous`` setting: ``"FULL"`` (default: a committed write survives a
-            power loss) or ``"NORMAL"`` (it survives a crash of the process; faster on slow disks).
+        synchronous: SQLite's ``synchronous`` setting for the writes other than intents: ``"NORMAL"``
+            (default: each survives a crash of the process; the next intent's sync carries it to
+            disk) or ``"FULL"`` (each synced). Intents are always synced.
         clock: wall-clock seconds for leases and times.
     """
 
@@ -135,7 +141,7 @@ class SqliteLedger(RunLedger):
         path: str | os.PathLike[str],
         *,
         run: str = "default",
-        synchronous: str = "FULL",
+        synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -147,6 +153,7 @@ class SqliteLedger(RunLedger):
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._pending: list[tuple[Op, _Slot]] = []
+        self._synced_mode: str | None = None
         self._leader = False
         self._namespace: str | None = None
 
@@ -215,22 +222,35 @@ class SqliteLedger(RunLedger):
         except sqlite3.Error as exc:
             raise LedgerError(f"run ledger {self.path}: {exc}") from exc
 
-    async def _write(self, op: Op) -> Any:
-        """Run ``op`` in a write transaction, committed with whatever other writes are waiting."""
+    async def _write(self, op: Op, *, durable: bool = False) -> Any:
+        """Run ``op`` in a write transaction, committed with whatever other writes are waiting.
+
+        The first writer leads: it commits every waiting write in one transaction. A leader stops once
+        its own write is committed and hands the lead to the next waiting writer, so that no caller
+        (an intent, on the way to a paid call) waits behind commits of others' writes. Shielded: a
+        write in progress is seen through (cancellation is delivered once it is committed).
+        """
         self._connection()
         slot = _Slot()
+        slot.durable = durable
         self._pending.append((op, slot))
-        if self._leader:
-            await slot.event.wait()  # the leader commits it (even if this task is cancelled meanwhile)
-        else:
-            self._leader = True
-            try:
-                with anyio.CancelScope(shield=True):  # a started commit is seen through
-                    while self._pending:
-                        batch, self._pending = self._pending, []
-                        await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
-            finally:
-                self._leader = False
+        with anyio.CancelScope(shield=True):
+            while not slot.done:
+                if self._leader:
+                    await slot.event.wait()  # committed by the leader, or made the next leader
+                    slot.event = anyio.Event()
+                    continue
+                self._leader = True
+                batch, self._pending = self._pending, []
+                try:
+                    await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
+                finally:
+                    for _, done in batch:  # in the event loop: anyio's events are not thread-safe
+                        done.done = True
+                        done.event.set()
+                    self._leader = False
+                    if self._pending:  # the next waiting writer leads the next batch
+                        self._pending[0][1].event.set()
         if slot.error is not None:
             error = slot.error
             if isinstance(error, sqlite3.Error):
@@ -243,25 +263,30 @@ class SqliteLedger(RunLedger):
         try:
             if conn is None:
                 raise sqlite3.ProgrammingError("the ledger was closed")
+            mode = "FULL" if any(slot.durable for _, slot in batch) else self._synchronous
+            if mode != self._synced_mode:
+                conn.execute(f"PRAGMA synchronous={mode}")
+                self._synced_mode = mode
             conn.execute("BEGIN IMMEDIATE")
             now = self._clock()
-            for op, slot in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    slot.result = op(conn, now)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    slot.error = exc
-                conn.execute("RELEASE op")
+            if len(batch) == 1:  # alone: its failure rolls the transaction back (below)
+                op, slot = batch[0]
+                slot.result = op(conn, now)
+            else:
+                for op, slot in batch:  # each in a savepoint: one failing write spares the others
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        slot.result = op(conn, now)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        slot.error = exc
+                    conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except Exception as exc:
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
             for _, slot in batch:
                 slot.error = slot.error or exc
-        finally:
-            for _, slot in batch:
-                slot.event.set()
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -395,7 +420,7 @@ class SqliteLedger(RunLedger):
             )
             return cursor.rowcount == 1
 
-        ok: bool = await self._write(op)
+        ok: bool = await self._write(op, durable=True)
         return ok
 
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
