@@ -370,3 +370,18 @@ def test_labels_default_to_the_first_image_path(tmp_path: Path) -> None:
     assert RenderRequest.remove_background(tmp_path / "cat.jpg").stem == "cat"
     assert RenderRequest.remove_background(PNG).label == ""
     assert RenderRequest.remove_background(PNG, label="x/y.png").stem == "y"
+
+
+async def test_sqlite_answers_written_behind_are_read_back_and_kept_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    key = items(1)[0].key
+    async with SqliteLedger(path) as ledger:
+        await ledger.register(items(1))
+        await ledger.claim([key], "w", 30)
+        assert await ledger.intent(key, "w", "u", 30)
+        await ledger.submitted(key, "p", "u", ["t"])  # written behind
+        assert (await ledger.records([key]))[key].process_id == "p"  # a read sees it
+        await ledger.downloaded(key, ["f.png"])  # written behind, committed on close
+    async with SqliteLedger(path) as reopened:
+        record = (await reopened.records([key]))[key]
+    assert (record.state, record.files) == (ItemState.DOWNLOADED, ("f.png",))
