@@ -163,7 +163,7 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
     rendered = len(items) - resumed
     session.table(
         f"Background removal: {len(items) - failed} of {len(items)} succeeded "
-        f"({rendered} rendered in this run, {resumed} finished before and not rendered again)",
+        f"({rendered} finished in this run, {resumed} finished before and not rendered again)",
         ["input", "result", "output"],
         table,
     )
@@ -403,7 +403,7 @@ async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence
     display.close()
     session.table(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded "
-        f"({len(briefs) - resumed} rendered in this run, {resumed} finished before and not rendered again)",
+        f"({len(briefs) - resumed} finished in this run, {resumed} finished before and not rendered again)",
         ["brief", "process", "task", "state", "file"],
         [row for rows_of_brief in table for row in rows_of_brief],
     )
