@@ -4,13 +4,17 @@ Uploads, in-flight renders and downloads have separate limits; each task's downl
 the task succeeds; the waiting of every item goes through the client's one poll scheduler (one progress
 request per user per tick, whatever the number of items); one item's failure is reported as its outcome
 and never stops the others.
+
+With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
+instead: durable intents and answers, resume, and claims shared by many workers.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -20,10 +24,13 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
+from ._naming import Namer, check_template, name_context, place_file, render_name
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
+    from .ledger import RenderRequest, RunLedger
 
 __all__ = ["BulkOutcome", "BulkRun"]
 
@@ -48,6 +55,9 @@ class BulkOutcome(Generic[T]):
             before an error are still in ``files``.
         errors: every error of the item in the order they happened (``error`` is the first): a failed
             download does not stop the others, nor hide a render failure found afterwards.
+        key: with a run ledger, the item's idempotency key.
+        resumed: with a run ledger, the item had finished before this run (or in another worker): its
+            outcome comes from the ledger (``error`` is then a ``RecordedError`` for a failure).
     """
 
     index: int
@@ -56,6 +66,8 @@ class BulkOutcome(Generic[T]):
     files: list[Path] = field(default_factory=list)
     error: BaseException | None = None
     errors: list[BaseException] = field(default_factory=list)
+    key: str | None = None
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -80,7 +92,7 @@ class BulkRun(Generic[T]):
         self,
         client: AdCreativeClient,
         items: Iterable[T],
-        submit: Submit[T],
+        submit: Submit[T] | None,
         *,
         dest: str | os.PathLike[str] | None,
         upload_concurrency: int,
@@ -89,17 +101,38 @@ class BulkRun(Generic[T]):
         timeout: float | None,
         low_resolution: bool,
         on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
+        request: Callable[[T], RenderRequest] | None = None,
+        ledger: str | os.PathLike[str] | RunLedger | None = None,
+        name: Namer | None = None,
+        lease: float | None = None,
+        worker_id: str | None = None,
     ) -> None:
-        for name, value in (
+        for limit, value in (
             ("upload_concurrency", upload_concurrency),
             ("poll_concurrency", poll_concurrency),
             ("download_concurrency", download_concurrency),
         ):
             if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise ValueError(f"{limit} must be at least 1, got {value}")
+        check_template(name)
+        if submit is not None and request is not None:
+            raise InvalidRequestError.for_field("request", "give submit or request, not both")
+        if ledger is not None and submit is not None:
+            raise InvalidRequestError.for_field(
+                "submit",
+                "a run ledger needs request=... (item -> RenderRequest) or RenderRequest items instead of "
+                "submit, so that each item's key is what its start call sends",
+            )
         self._client = client
         self._items = list(items)
-        self._submit = submit
+        self._request = request or _as_request
+        self._submit = submit if submit is not None else self._submit_request
+        self._ledger_spec = ledger
+        self._ledger: RunLedger | None = None
+        self._owns_ledger = False
+        self._name = name
+        self._lease = lease
+        self._worker_id = worker_id
         self._dest = None if dest is None else os.path.join(os.fspath(dest), "")
         self._limits = (upload_concurrency, poll_concurrency, download_concurrency)
         self._timeout = timeout
@@ -112,8 +145,17 @@ class BulkRun(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    async def _submit_request(self, client: AdCreativeClient, item: T) -> RenderJob:
+        return await self._request(item).submit(client)
+
     async def __aenter__(self) -> BulkRun[T]:
         self._client._require_open()
+        if self._ledger_spec is not None and self._ledger is None:
+            from .ledger import RunLedger, open_ledger
+
+            self._ledger = open_ledger(self._ledger_spec)
+            self._owns_ledger = not isinstance(self._ledger_spec, RunLedger)
+            await self._ledger.open()
         send, receive = anyio.create_memory_object_stream[BulkOutcome[T]](max_buffer_size=math.inf)
         self._send, self._receive = send, receive
         group = anyio.create_task_group()
@@ -146,6 +188,13 @@ class BulkRun(Generic[T]):
         finally:
             if receive is not None:
                 receive.close()
+            if self._owns_ledger and self._ledger is not None:
+                await self._ledger.close()
+
+    @property
+    def ledger(self) -> RunLedger | None:
+        """The run ledger, when the run has one (open inside the ``async with`` block)."""
+        return self._ledger
 
     def __aiter__(self) -> BulkRun[T]:
         return self
@@ -153,6 +202,14 @@ class BulkRun(Generic[T]):
     async def __anext__(self) -> BulkOutcome[T]:
         if self._receive is None:
             raise RuntimeError("iterate a BulkRun inside `async with client.bulk(...) as run:`")
+        try:
+            # Outcomes already queued are taken without a trip through the event loop (a resumed run
+            # reports 100,000 finished items at once); an empty queue is awaited as usual.
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
@@ -165,6 +222,26 @@ class BulkRun(Generic[T]):
         polls: anyio.CapacityLimiter,
         downloads: anyio.CapacityLimiter,
     ) -> None:
+        if self._ledger is not None:
+            from .ledger import DEFAULT_LEASE
+            from .ledger._run import LedgerDriver
+
+            driver = LedgerDriver(
+                self._client,
+                self._ledger,
+                self._items,
+                self._request,
+                dest=self._dest,
+                name=self._name,
+                limits=self._limits,
+                timeout=self._timeout,
+                low_resolution=self._low_resolution,
+                on_update=self._on_update,
+                lease=self._lease or DEFAULT_LEASE,
+                owner=self._worker_id,
+            )
+            await driver.drive(send)
+            return
         async with send, anyio.create_task_group() as group:
             for index, item in enumerate(self._items):
                 group.start_soon(self._run_item, index, item, send, uploads, polls, downloads)
@@ -188,28 +265,14 @@ class BulkRun(Generic[T]):
         except Exception as exc:
             outcome._fail(exc)
         else:
-            finished = False
-            async with polls, anyio.create_task_group() as transfers:
-                try:
-                    async for update in job.wait_until_complete(
-                        timeout=self._timeout, raise_on_failure=False
-                    ):
-                        if self._on_update is not None:
-                            self._on_update(outcome, update)
-                        if update.succeeded and self._dest is not None:
-                            transfers.start_soon(self._download, outcome, update.task_id, downloads)
-                    finished = True
-                except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
-                    outcome._fail(exc)  # the downloads already started still finish
-            if finished:  # and every download has ended
-                try:
-                    job.raise_for_failure()
-                except Exception as exc:
-                    outcome._fail(exc)
+            download = None
+            if self._dest is not None:
+                download = functools.partial(self._download, outcome, downloads=downloads)
+            await follow(outcome, job, polls, self._timeout, self._on_update, download)
         send.send_nowait(outcome)
 
     async def _download(
-        self, outcome: BulkOutcome[T], task_id: str, downloads: anyio.CapacityLimiter
+        self, outcome: BulkOutcome[T], task_id: str, *, downloads: anyio.CapacityLimiter
     ) -> None:
         job = outcome.job
         assert job is not None
@@ -220,6 +283,55 @@ class BulkRun(Generic[T]):
                 path = await job.download(
                     task_id, self._dest, low_resolution=self._low_resolution, resume=True
                 )
+            if self._name is not None:
+                position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+                context = name_context(
+                    outcome.item, outcome.index, task_id, position, job.process_id, path.suffix
+                )
+                target = Path(self._dest) / render_name(self._name, context)
+                path = await anyio.to_thread.run_sync(place_file, path, target)
             outcome.files.append(path)
         except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
             outcome._fail(exc)
+
+
+async def follow(
+    outcome: BulkOutcome[T],
+    job: RenderJob,
+    polls: anyio.CapacityLimiter,
+    wait_timeout: float | None,
+    on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
+    download: Callable[[str], Coroutine[Any, Any, None]] | None,
+) -> None:
+    """Await ``job`` (under ``polls``, at most ``wait_timeout`` seconds) and start ``download(task_id)``
+    as each task succeeds; then the render's failure, if any. Every error is recorded in ``outcome``
+    (``download`` records its own), never raised: a task group would wrap it in an ExceptionGroup.
+    Only cancellation leaves it."""
+    finished = False
+    async with polls, anyio.create_task_group() as transfers:
+        try:
+            async for update in job.wait_until_complete(timeout=wait_timeout, raise_on_failure=False):
+                if on_update is not None:
+                    on_update(outcome, update)
+                if update.succeeded and download is not None:
+                    transfers.start_soon(download, update.task_id)
+            finished = True
+        except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
+            outcome._fail(exc)  # the downloads already started still finish
+    if finished:  # and every download has ended
+        try:
+            job.raise_for_failure()
+        except Exception as exc:
+            outcome._fail(exc)
+
+
+def _as_request(item: Any) -> RenderRequest:
+    """An item that is a RenderRequest itself (with neither ``submit`` nor ``request``)."""
+    from .ledger import RenderRequest
+
+    if not isinstance(item, RenderRequest):
+        raise InvalidRequestError.for_field(
+            "items",
+            f"without submit or request, each item must be a RenderRequest, got {type(item).__name__}",
+        )
+    return item

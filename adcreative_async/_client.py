@@ -9,7 +9,7 @@ import ssl as ssl_module
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from yarl import URL
@@ -36,6 +36,7 @@ from ._config import (
 from ._errors import ClientNotOpenError, ConfigurationError, InvalidRequestError
 from ._fields import canonical_guid
 from ._jobs import RenderJob, TaskUpdate, as_completed
+from ._naming import Namer
 from ._polling import PollScheduler
 from ._reconcile import SubmissionLedger
 from ._telemetry import Telemetry, build_instruments
@@ -51,6 +52,9 @@ from .resources.product_photoshoot import ProductPhotoshootResource
 from .resources.scan_my_website import ScanMyWebsiteResource
 from .resources.stock_images import StockImagesResource
 from .resources.upscaler import UpscalerResource
+
+if TYPE_CHECKING:
+    from .ledger import RenderRequest, RunLedger
 
 __all__ = ["AdCreativeClient"]
 
@@ -392,7 +396,7 @@ class AdCreativeClient:
     def bulk(
         self,
         items: Iterable[T],
-        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]],
+        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]] | None = None,
         *,
         dest: str | os.PathLike[str] | None = None,
         upload_concurrency: int = 4,
@@ -401,14 +405,20 @@ class AdCreativeClient:
         item_timeout: float | None = None,
         low_resolution: bool = False,
         on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None = None,
+        request: Callable[[T], RenderRequest] | None = None,
+        ledger: str | os.PathLike[str] | RunLedger | None = None,
+        name: Namer | None = None,
+        lease: float | None = None,
+        worker_id: str | None = None,
     ) -> BulkRun[T]:
         """Run many inputs through submit → wait → download; iterate outcomes as items finish.
 
         Args:
-            items: the inputs (anything ``submit`` understands: paths, briefs…).
+            items: the inputs (anything ``submit`` or ``request`` understands: paths, briefs…), or
+                :class:`~adcreative_async.ledger.RenderRequest` objects.
             submit: ``async def submit(client, item) -> RenderJob``, e.g.
-                ``lambda c, path: c.background_remover.remove(path)``.
-            dest: directory for the results (``<task id>.<type>``); None: no downloads.
+                ``lambda c, path: c.background_remover.remove(path)``. Not with a ledger.
+            dest: directory for the results (``<task id>.<type>``, or see ``name``); None: no downloads.
             upload_concurrency: start calls in flight at once.
             poll_concurrency: renders being awaited at once (their polls are coalesced per user by
                 the client's scheduler and limited by its :class:`PollPolicy`).
@@ -417,6 +427,23 @@ class AdCreativeClient:
             item_timeout: per item, seconds of waiting before its outcome is a WaitTimeoutError.
             low_resolution: download the low-resolution renditions.
             on_update: called with (outcome so far, TaskUpdate) for every task state change.
+            request: instead of ``submit``: ``item -> RenderRequest`` (what to start for the item, e.g.
+                ``RenderRequest.remove_background``); needed with a ledger unless the items are requests.
+            ledger: a run ledger: a SQLite file path, a ``postgresql://`` DSN, or a
+                :class:`~adcreative_async.ledger.RunLedger` (opened if needed, not closed). The run
+                becomes resumable and shareable by many workers: items finished before are reported
+                (``outcome.resumed``) and not rendered again, items started before are awaited by their
+                process id, and every item is rendered once (see README, "Resumable runs and many
+                workers").
+            name: output file names, relative to ``dest``: a template such as ``"{stem}{suffix}"`` or
+                ``"{stem}-{task_index}.{ext}"`` (fields: ``stem``, ``label``, ``suffix``, ``ext``,
+                ``index``, ``task_index``, ``task_id``, ``process_id``) or a callable given them as a
+                mapping. A different file already there is never overwritten (the item fails instead).
+            lease: with a ledger, seconds a worker's claim on an item lasts unless renewed (default 30).
+            worker_id: with a ledger, this worker's name in claims (default: host, pid namespace, pid
+                and a random part, which also lets a rerun on the same machine take over the claims of
+                a crashed process at once; a worker named otherwise is taken over when its lease
+                lapses).
 
         Example::
 
@@ -435,12 +462,17 @@ class AdCreativeClient:
             timeout=item_timeout,
             low_resolution=low_resolution,
             on_update=on_update,
+            request=request,
+            ledger=ledger,
+            name=name,
+            lease=lease,
+            worker_id=worker_id,
         )
 
     async def process_many(
         self,
         items: Iterable[T],
-        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]],
+        submit: Callable[[AdCreativeClient, T], Awaitable[RenderJob]] | None = None,
         *,
         dest: str | os.PathLike[str] | None = None,
         upload_concurrency: int = 4,
@@ -449,8 +481,26 @@ class AdCreativeClient:
         item_timeout: float | None = None,
         low_resolution: bool = False,
         on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None = None,
+        request: Callable[[T], RenderRequest] | None = None,
+        ledger: str | os.PathLike[str] | RunLedger | None = None,
+        name: Namer | None = None,
+        lease: float | None = None,
+        worker_id: str | None = None,
     ) -> list[BulkOutcome[T]]:
-        """:meth:`bulk`, run to the end; the outcomes in input order (check ``outcome.ok``)."""
+        """:meth:`bulk`, run to the end; the outcomes in input order (check ``outcome.ok``).
+
+        Example, resumable (run it again after a crash: only what is left is rendered)::
+
+            from adcreative_async.ledger import RenderRequest
+
+            outcomes = await client.process_many(
+                sorted(Path("photos").glob("*.jpg")),
+                request=RenderRequest.remove_background,
+                dest="cutouts/",
+                ledger="cutouts/.adcreative-run.sqlite",
+                name="{stem}{suffix}",
+            )
+        """
         outcomes: list[BulkOutcome[T]] = []
         async with self.bulk(
             items,
@@ -462,6 +512,11 @@ class AdCreativeClient:
             item_timeout=item_timeout,
             low_resolution=low_resolution,
             on_update=on_update,
+            request=request,
+            ledger=ledger,
+            name=name,
+            lease=lease,
+            worker_id=worker_id,
         ) as run:
             outcomes.extend([outcome async for outcome in run])
         return sorted(outcomes, key=lambda o: o.index)

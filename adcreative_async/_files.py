@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -252,6 +253,10 @@ class _FileReader:
         self._chunk = chunk_size
         self._limiter = limiter
         self._owned = owned
+        if owned:
+            # A reader dropped without aclose() (aiohttp abandons a request body's writer when the
+            # connection drops) still closes the file it opened.
+            weakref.finalize(self, fileobj.close)
 
     async def read(self) -> bytes:
         data = await anyio.to_thread.run_sync(self._file.read, self._chunk, limiter=self._limiter)

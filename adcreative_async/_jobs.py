@@ -29,7 +29,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._models import TERMINAL_STATES, Progress, RenderState
-from ._polling import Ident, Target, Watch, ident
+from ._polling import APPLICATION_SCOPE, Ident, Target, UserKey, Watch, ident
 
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
@@ -87,6 +87,7 @@ class RenderJob:
 
     __slots__ = (
         "_not_before",
+        "_poll_user",
         "_resource",
         "_submitted_at",
         "_trace",
@@ -119,6 +120,9 @@ class RenderJob:
         self._submitted_at: float | None = None
         self._not_before = float("-inf")
         self._trace: JobTrace | None = None  # telemetry: the job's span, ended when it is seen finished
+        # Whose listing answers for this process while it is awaited: its user's, or (a user that owns
+        # only this process, as the run ledger's derived users) the application's.
+        self._poll_user = user_id
         if progress is not None:
             self._merge_tasks(progress.tasks)
 
@@ -138,6 +142,22 @@ class RenderJob:
             if hub is not None:
                 hub.reopen(self.process_id)
         return self
+
+    def _poll_by_application(self) -> RenderJob:
+        """Await this job through the application's listing (its user owns no other process): one
+        ``CheckApplicationAllProgresses`` per tick serves every such job of the feature."""
+        self._poll_user = APPLICATION_SCOPE
+        return self
+
+    @property
+    def _poll_key(self) -> UserKey:
+        """The scheduler's poller of this job: (feature, user) or (feature, APPLICATION_SCOPE)."""
+        return (self.feature, self._poll_user)
+
+    @property
+    def _watch_ident(self) -> Ident:
+        """The scheduler's key of this job's process under its poller."""
+        return ident(self.feature, self._poll_user, self.process_id)
 
     def __repr__(self) -> str:
         done = f", progress={self.progress.progress}" if self.progress is not None else ""
@@ -480,11 +500,12 @@ def _failure_error(job: RenderJob, progress: Progress) -> RenderFailedError | No
 
 def _target(job: RenderJob) -> Target:
     return Target(
-        key=(job.feature, job.user_id),
+        key=job._poll_key,
         process_id=job.process_id,
         not_before=job._not_before,
         submitted_at=job._submitted_at,
         progress=job.progress if job._submitted_at is not None else None,
+        user_id=job.user_id,
     )
 
 
@@ -554,7 +575,7 @@ class TaskUpdates:
     def _take_snapshot(self) -> bool:
         """Absorb a fresher cached snapshot of the job, if any; True if one was taken."""
         job = self._job
-        snap = self._scheduler.snapshot((job.feature, job.user_id), job.process_id)
+        snap = self._scheduler.snapshot(job._poll_key, job.process_id)
         if snap is None or snap.version <= self._last_version or snap.sent_at < job._not_before:
             return False
         self._last_version = snap.version
@@ -568,7 +589,7 @@ class TaskUpdates:
         if watch.error is not None:
             error, watch.error = watch.error, None
             raise error
-        gone = self._scheduler.gone((job.feature, job.user_id), job.process_id)
+        gone = self._scheduler.gone(job._poll_key, job.process_id)
         if gone is not None:
             raise RenderNotFoundError(str(gone), job=job)
         if watch.expired or (self._deadline is not None and self._clock.monotonic() >= self._deadline):
@@ -591,7 +612,7 @@ class _AsCompleted:
     def __init__(self, jobs: Iterable[RenderJob], timeout: float | None) -> None:
         self._remaining: dict[Ident, RenderJob] = {}
         for job in jobs:
-            self._remaining[job._ident] = job
+            self._remaining[job._watch_ident] = job
         self._ready: deque[RenderJob] = deque()
         self._last_version: dict[Ident, int] = {}
         self._watch: Watch | None = None
@@ -659,7 +680,7 @@ class _AsCompleted:
             job = self._remaining.get(key)
             if job is None:
                 continue
-            user_key = (job.feature, job.user_id)
+            user_key = job._poll_key
             snap = scheduler.snapshot(user_key, job.process_id)
             if snap is None or snap.version <= self._last_version.get(key, 0):
                 gone = scheduler.gone(user_key, job.process_id)

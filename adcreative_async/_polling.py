@@ -33,6 +33,10 @@ and the caller may spell them differently); requests use the spelling the caller
 
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
+
+Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
+key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
+of them, and a process asked for by id is asked for under its own user.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ if TYPE_CHECKING:
     from ._telemetry import Instruments
     from .resources._base import RenderResource
 
-__all__ = ["REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Target", "Watch"]
+__all__ = ["APPLICATION_SCOPE", "REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Target", "Watch"]
 
 logger = logging.getLogger("adcreative_async.polling")
 
@@ -92,7 +96,11 @@ SWEEP_EVERY = 256
 DEADLINE_SLACK = 64
 
 UserKey = tuple[str, str]
-"""(feature name, user id), the user id lower-cased in the scheduler's maps."""
+"""(feature name, user id), the user id lower-cased in the scheduler's maps; or (feature name,
+:data:`APPLICATION_SCOPE`)."""
+
+#: The "user" of a poll key whose poller lists the whole application (``CheckApplicationAllProgresses``).
+APPLICATION_SCOPE = "*"
 Ident = tuple[UserKey, str]
 """(user key, lower-cased process id): one followed process."""
 
@@ -129,6 +137,7 @@ class Target:
             there), or None for a job rebuilt from ids (grace starts when it is first awaited).
         progress: what the start or edit call answered: it seeds the cache, so that a push message
             can complete the job before any poll.
+        user_id: the process's own user, where the key's is :data:`APPLICATION_SCOPE`.
     """
 
     key: UserKey
@@ -136,6 +145,7 @@ class Target:
     not_before: float = float("-inf")
     submitted_at: float | None = None
     progress: Progress | None = None
+    user_id: str | None = None
 
     @property
     def ident(self) -> Ident:
@@ -202,6 +212,7 @@ class _Interest:
     missing_since: float | None = None
     not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
     awaited_before: bool = False
+    user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
 
     @property
     def blocked(self) -> bool:
@@ -445,7 +456,9 @@ class PollScheduler:
         pid = target.process_id.lower()
         interest = poller.interest.get(pid)
         if interest is None:
-            interest = poller.interest[pid] = _Interest(first_awaited=now, submitted_at=target.submitted_at)
+            interest = poller.interest[pid] = _Interest(
+                first_awaited=now, submitted_at=target.submitted_at, user_id=target.user_id
+            )
         elif target.submitted_at is not None and (
             interest.submitted_at is None or target.submitted_at > interest.submitted_at
         ):
@@ -671,13 +684,16 @@ class PollScheduler:
                         self.requests += 1
                         if self._telemetry is not None:
                             self._telemetry.polled(poller.key[0])
-                        items.extend(await poller.resource.user_progress(user, pid))
+                        items.extend(await poller.resource.user_progress(self._owner(poller, pid), pid))
                 else:
                     await self._bucket.acquire()
                     self.requests += 1
                     if self._telemetry is not None:
                         self._telemetry.polled(poller.key[0])
-                    items = await poller.resource.user_progress(user)
+                    if user == APPLICATION_SCOPE:
+                        items = await poller.resource.application_progress()
+                    else:
+                        items = await poller.resource.user_progress(user)
             except AdCreativeError as exc:
                 error = exc
         poller.ticks += 1
@@ -734,6 +750,8 @@ class PollScheduler:
         self.pushes += 1
         key = (message.feature, message.user_id.lower())
         poller = self._pollers.get(key)
+        if poller is None:
+            poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
         if poller is None:
             return
         poller.last_push_at = now
@@ -839,7 +857,7 @@ class PollScheduler:
                     self.requests += 1
                     if self._telemetry is not None:
                         self._telemetry.polled(feature)
-                    found = await poller.resource.user_progress(user, pid)
+                    found = await poller.resource.user_progress(self._owner(poller, pid), pid)
                 except AdCreativeError as exc:
                     self._after_error(poller, exc)
                     return changed
@@ -851,6 +869,15 @@ class PollScheduler:
                 poller.gone[pid] = _not_found(feature, user, pid)
                 changed.add(pid)
         return changed
+
+    @staticmethod
+    def _owner(poller: _UserPoller, process_id: str) -> str:
+        """The user to ask for a process by id: the poller's, or the process's own in application scope."""
+        if poller.key[1] == APPLICATION_SCOPE:
+            interest = poller.interest.get(process_id)
+            if interest is not None and interest.user_id:
+                return interest.user_id
+        return poller.user
 
     def _after_error(self, poller: _UserPoller, error: AdCreativeError) -> None:
         now = self._clock.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,6 +60,12 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[
     return code, json.loads(out)
 
 
+def visible(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """The files and folders a user sees (not the hidden run ledger)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return [p for p in found if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
 def photos(folder: Path, count: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -80,7 +87,7 @@ def test_remove_bg_saves_one_cutout_per_image_named_after_it(
     assert code == 0
     assert doc["ok"] is True
     assert (doc["succeeded"], doc["failed"]) == (3, 0)
-    assert sorted(p.name for p in out.iterdir()) == ["photo-0.png", "photo-1.png", "photo-2.png"]
+    assert sorted(p.name for p in visible(out)) == ["photo-0.png", "photo-1.png", "photo-2.png"]
     assert [Path(item["files"][0]).name for item in doc["items"]] == [
         "photo-0.png",
         "photo-1.png",
@@ -99,7 +106,7 @@ def test_remove_bg_recursive_keeps_layout_and_disambiguates_names(
     out = tmp_path / "out"
     code, _ = run_json(capsys, "remove-bg", str(folder), str(single), "-r", "-o", str(out), "--emulator")
     assert code == 0
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(out).as_posix() for p in visible(out, recursive=True) if p.is_file())
     assert files == ["photo-0-2.png", "photo-0.png", "sub/photo-0.png"]
 
 
@@ -114,7 +121,7 @@ def test_remove_bg_failed_renders_exit_1_with_a_summary_table(
     assert code == 1
     assert "Background removal: 0 of 2 succeeded" in stdout
     assert stdout.count("FAILED") >= 2
-    assert list(out.iterdir()) == []  # nothing partial, no staging folder left
+    assert visible(out) == []  # nothing partial, no staging folder left (the run ledger is hidden)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +157,10 @@ def test_generate_from_a_toml_brief_downloads_every_task(
     assert code == 0
     assert [item["brief"] for item in doc["items"]] == ["brief.toml#1", "brief.toml#2"]
     task_ids = [t for item in doc["items"] for t in item["job"]["taskIds"]]
-    assert sorted(p.stem for p in out.iterdir()) == sorted(task_ids)
+    # named after the brief and each task's position in its process
+    expected = [f"brief-{entry}-{task}" for entry in (1, 2) for task in range(1, 6)]
+    assert len(task_ids) == 10
+    assert sorted(p.stem for p in visible(out)) == sorted(expected)
 
 
 def test_generate_from_a_json_brief_without_waiting(
@@ -397,7 +407,7 @@ def test_ctrl_c_mid_download_exits_130_and_leaves_no_partial_file(tmp_path: Path
     assert proc.returncode == 130
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
-    assert list(out.rglob("*")) == []
+    assert visible(out, recursive=True) == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX thing")
@@ -410,10 +420,131 @@ def test_ctrl_c_while_waiting_exits_130(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
-        if "submitted" in line:
+        if "rendering" in line:  # both briefs' renders started
             break
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "Traceback" not in stderr
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert visible(tmp_path / "out") == []
+
+
+# ------------------------------------------------------------------- resumable runs (run ledger)
+
+
+@pytest.fixture
+def emulator_process() -> Any:
+    """An emulator in its own process, as a user would run it (``adcreative emulator``): renders survive
+    the CLI's restarts."""
+    command = [
+        sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.2", "0.8",
+        "--stamp-inputs",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline())
+    env = {
+        "ADCREATIVE_APPLICATION_ID": info["application_id"],
+        "ADCREATIVE_API_KEY": info["api_key"],
+        "ADCREATIVE_API_SECRET": info["api_secret"],
+        "ADCREATIVE_JWT_PRIVATE_KEY": info["jwt_private_key"],
+        "ADCREATIVE_BASE_URL": info["base_url"],
+    }
+    yield info, env
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX thing")
+def test_ctrl_c_then_the_same_command_renders_only_what_was_not_rendered(
+    tmp_path: Path, emulator_process: Any
+) -> None:
+    import hashlib
+    import urllib.request
+
+    from adcreative_async.testing import input_stamp
+
+    info, env = emulator_process
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    digests = {}
+    for i in range(30):
+        data = sample_image("png", (10, 10), (i, 200, 9))
+        (folder / f"p{i:02d}.png").write_bytes(data)
+        digests[f"p{i:02d}"] = hashlib.sha256(data).hexdigest()
+    out = tmp_path / "cutouts"
+    argv = ("remove-bg", str(folder), "-o", str(out), "--progress", "lines", "-c", "2")
+    proc = _cli(*argv, env=env)
+    _wait_for(lambda: out.exists() and len(visible(out)) >= 5, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "submitted but not downloaded" in stderr
+    assert "run the same command again to finish them" in stderr
+    done_before = len(visible(out))
+    assert 5 <= done_before < 30
+
+    rerun = _cli(*argv, env=env)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    # Items whose file was written but not yet recorded when Ctrl-C came count as started before
+    # (awaited and downloaded again, not rendered again).
+    said = re.search(r"resuming: (\d+) item\(s\) finished before \(not rendered again\)", stdout)
+    assert said is not None, stdout
+    finished_before = int(said.group(1))
+    assert 1 <= finished_before <= done_before
+    assert f"({30 - finished_before} finished in this run, {finished_before} finished before" in stdout
+    with urllib.request.urlopen(f"{info['base_url']}/_emulator/processes-per-input", timeout=30) as answer:
+        renders = json.loads(answer.read())
+    assert sorted(renders.values()) == [1] * 30  # every photo rendered once, across both runs
+    assert sorted(p.name for p in visible(out)) == [f"p{i:02d}.png" for i in range(30)]
+    for path in visible(out):
+        assert input_stamp(path.read_bytes()) == digests[path.stem]
+
+    code = main(["runs", "show", str(out), "--json"])
+    assert code == 0
+
+
+def test_runs_show_lists_items_and_states(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code, _ = run_json(capsys, "remove-bg", str(photos(tmp_path / "in", 2)), "-o", str(out), "--emulator")
+    assert code == 0
+    code, doc = run_json(capsys, "runs", "show", str(out))
+    assert code == 0
+    assert doc["counts"]["downloaded"] == 2
+    assert [Path(item["label"]).name for item in doc["items"]] == ["photo-0.jpg", "photo-1.jpg"]
+    assert all(item["process_id"] and item["files"] for item in doc["items"])
+    code, stdout, _ = run(capsys, "runs", "show", str(out / ".adcreative-run.sqlite"), "--state", "failed")
+    assert code == 0
+    assert "no items" in stdout
+    code, _, err = run(capsys, "runs", "show", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "no run ledger" in err
+
+
+def test_rerun_with_the_emulator_resumes_and_restart_starts_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    assert run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator")[0] == 0
+    code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator")
+    assert code == 0
+    assert doc["resumed"] == 2  # finished before: not rendered again (a new in-process emulator each run)
+    code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "--restart")
+    assert code == 1  # started over: the files of the first run are not overwritten
+    assert all(item["error"]["type"] == "FileExistsError" for item in doc["items"])
+
+
+def test_a_ledger_of_other_credentials_is_not_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], emulator_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    assert run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator")[0] == 0
+    _, env = emulator_process
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(capsys, "remove-bg", str(folder), "-o", str(out))
+    assert code == 2
+    assert "holds renders of application" in err

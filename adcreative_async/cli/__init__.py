@@ -1,8 +1,9 @@
 """The ``adcreative`` console script: the AdCreative.ai API from a shell, on the public SDK only.
 
-Subcommands: ``demo`` (a full flow against a built-in emulator; works with the core install alone),
-``remove-bg``, ``generate``, ``edit``, ``status``, ``download`` and ``emulator``. The display of the others
-needs the ``cli`` extra (``pip install 'adcreative-async[cli]'``) unless ``--json`` is given.
+Subcommands: ``demo`` (a full flow against a built-in emulator; works with the core install
+alone), ``remove-bg``, ``generate``, ``edit``, ``status``, ``download``, ``runs`` and ``emulator``. The
+display of the others needs the ``cli`` extra (``pip install 'adcreative-async[cli]'``) unless ``--json``
+is given. ``remove-bg`` and ``generate -o`` are resumable: see ``_runs``.
 
 Global options (before or after the subcommand): ``--emulator`` (or ``ADCREATIVE_EMULATOR=1``) runs
 against an in-process emulator with no account; ``--json`` prints one JSON document instead of bars and
@@ -149,6 +150,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_concurrency(remove)
     _add_timeout(remove)
     _add_summary(remove)
+    _add_resume(remove)
 
     gen = command(
         "generate",
@@ -169,6 +171,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_concurrency(gen)
     _add_timeout(gen)
     _add_summary(gen)
+    _add_resume(gen)
 
     ed = command(
         "edit",
@@ -216,6 +219,24 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_concurrency(dl)
     _add_summary(dl)
 
+    runs = command(
+        "runs",
+        "show the items of a resumable run (the run ledger of an output folder)",
+        "remove-bg and generate -o DIR keep a run ledger in DIR: every item, its state, process and files.",
+    )
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    show = runs_commands.add_parser("show", help="list a run's items and their states", allow_abbrev=False)
+    _add_global(show, suppress=True)
+    show.add_argument(
+        "run", metavar="DIR", help="a bulk command's output folder (or its .adcreative-run.sqlite)"
+    )
+    show.add_argument(
+        "--state",
+        action="append",
+        choices=("pending", "submitting", "submitted", "downloaded", "failed", "unknown"),
+        help="only items in this state (repeat for more)",
+    )
+
     commands.add_parser(
         "emulator",
         help="serve the emulator for other programs (same as python -m adcreative_async.testing)",
@@ -247,6 +268,22 @@ def _add_summary(parser: argparse.ArgumentParser) -> None:
 def _add_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=_seconds, metavar="SECONDS", help="give up waiting for a render after this long"
+    )
+
+
+def _add_resume(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "resuming",
+        "the output folder keeps a run ledger (.adcreative-run.sqlite): the same command run again renders "
+        "only what was not rendered",
+    )
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--restart", action="store_true", help="forget the folder's run and start over")
+    choice.add_argument("--retry-failed", action="store_true", help="render the failed items again")
+    choice.add_argument(
+        "--no-ledger",
+        action="store_true",
+        help="no run ledger: no resume; start calls use --user-id instead of a user id per item",
     )
 
 
@@ -299,6 +336,10 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return run_command(_commands.generate, args, argv, title="creatives", overall_total=len(args.briefs))
     if args.command == "edit":
         return run_command(_commands.edit, args, argv, title="edit")
+    if args.command == "runs":
+        from ._runs import runs_command
+
+        return runs_command(args)
     if args.command == "status":
         return run_command(_commands.status, args, argv)
     if args.command == "download":

@@ -26,8 +26,10 @@ from .. import (
     RenderState,
     TaskUpdate,
 )
+from ..ledger import RenderRequest, RunLedger
 from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource
-from ._inputs import Brief, ImageItem
+from ._inputs import Brief, ImageItem, output_names
+from ._runs import interrupted_message, open_run_ledger, say_interrupted
 
 __all__ = ["download", "edit", "generate", "remove_bg", "status"]
 
@@ -85,7 +87,91 @@ async def _place(files: Sequence[Path], out: Path, stem: str) -> list[Path]:
 
 
 async def remove_bg(session: Session) -> int:
-    """``adcreative remove-bg PATHS... -o DIR``: remove the background of every image, in bulk."""
+    """``adcreative remove-bg PATHS... -o DIR``: remove the background of every image, in bulk; resumable
+    (the run ledger in DIR) unless ``--no-ledger``."""
+    ledger = await open_run_ledger(session, Path(session.args.output))
+    if ledger is None:
+        return await _remove_bg_unrecorded(session)
+    try:
+        return await _remove_bg_recorded(session, ledger)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await ledger.close()
+
+
+async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
+    args = session.args
+    items: list[ImageItem] = args.items
+    out = Path(args.output)
+    display = session.display
+    rows = [display.add(item.label) for item in items]
+
+    def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
+        status = "downloading" if update.succeeded else _render_status(update)
+        display.update(rows[outcome.index], status=status, completed=update.progress.progress)
+
+    def name(fields: Any) -> str:
+        return f"{items[fields['index']].output_stem}{fields['suffix']}"
+
+    requests = [RenderRequest.remove_background(item.path, label=str(item.path)) for item in items]
+    results: list[dict[str, Any]] = [{} for _ in items]
+    table: list[list[Any]] = [[] for _ in items]
+    resumed = 0
+    try:
+        async with session.client.bulk(
+            requests,
+            dest=out,
+            ledger=ledger,
+            name=name,
+            upload_concurrency=args.concurrency,
+            download_concurrency=args.concurrency,
+            item_timeout=args.timeout,
+            on_update=on_update,
+        ) as run:
+            async for outcome in run:
+                index, item, job, error = outcome.index, items[outcome.index], outcome.job, outcome.error
+                ok = outcome.ok
+                resumed += outcome.resumed
+                before = " (before)" if outcome.resumed else ""
+                display.done(
+                    rows[index],
+                    ok=ok,
+                    status=(
+                        f"saved {outcome.files[0].name}{before}" if ok and outcome.files else _short(error)
+                    ),
+                )
+                results[index] = {
+                    "input": str(item.path),
+                    "ok": ok,
+                    "resumed": outcome.resumed,
+                    "process_id": job.process_id if job else None,
+                    "task_ids": list(job.task_ids) if job else [],
+                    "files": [str(f) for f in outcome.files],
+                    "error": _error(error),
+                }
+                table[index] = [
+                    str(item.path),
+                    ("ok" if ok else "FAILED") + before,
+                    ", ".join(str(f) for f in outcome.files) if ok else _short(error),
+                ]
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            say_interrupted(await interrupted_message(ledger))
+        raise
+    failed = _report_items(session, results, output=str(out), resumed=resumed)
+    display.close()
+    rendered = len(items) - resumed
+    session.summary(
+        f"Background removal: {len(items) - failed} of {len(items)} succeeded "
+        f"({rendered} finished in this run, {resumed} finished before and not rendered again)",
+        ["input", "result", "output"],
+        table,
+        failed=[not r["ok"] for r in results],
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _remove_bg_unrecorded(session: Session) -> int:
     args = session.args
     items: list[ImageItem] = args.items
     out = Path(args.output)
@@ -180,6 +266,8 @@ def _task_rows(
     if job is None:
         return [[label, "-", "-", "FAILED", _short(error)]]
     by_task = {f.stem.lower(): f for f in files}
+    for position, task_id in enumerate(job.task_ids):  # files named after their brief: "<brief>-<n>"
+        by_task.update({task_id.lower(): f for f in files if f.stem.endswith(f"-{position + 1}")})
     tasks = job.progress.tasks if job.progress is not None else dict.fromkeys(job.task_ids, 1)
     return [
         [label, job.process_id, task_id, _state_name(state), str(by_task.get(task_id.lower(), ""))]
@@ -196,12 +284,19 @@ async def generate(session: Session) -> int:
     args = session.args
     briefs: list[Brief] = args.briefs
     display = session.display
-    user_id = session.user_id()
     out = Path(args.output) if args.output else None
     rows = [display.add(brief.label) for brief in briefs]
+    user_id = session.user_id() if args.no_wait or out is None or args.no_ledger else None
 
     if args.no_wait:
         return await _submit_only(session, briefs, rows, user_id)
+    ledger = await open_run_ledger(session, out) if out is not None else None
+    if ledger is not None:
+        try:
+            return await _generate_recorded(session, ledger, rows)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await ledger.close()
 
     def on_update(outcome: BulkOutcome[tuple[int, Brief]], update: TaskUpdate) -> None:
         display.update(
@@ -211,7 +306,7 @@ async def generate(session: Session) -> int:
     async def submit(client: AdCreativeClient, entry: tuple[int, Brief]) -> RenderJob:
         index, brief = entry
         display.update(rows[index], status="uploading")
-        job = await client.creatives.generate(**brief.kwargs, user_id=user_id)
+        job = await client.creatives.generate(**brief.kwargs, user_id=session.user_id())
         display.update(rows[index], status=f"submitted {len(job.task_ids)} tasks")
         return job
 
@@ -244,6 +339,74 @@ async def generate(session: Session) -> int:
     display.close()
     session.summary(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded",
+        ["brief", "process", "task", "state", "file"],
+        [row for rows_of_brief in table for row in rows_of_brief],
+        failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _brief_stems(briefs: Sequence[Brief]) -> list[str]:
+    """Output names of briefs, unique: ``brief.toml`` -> ``brief``, ``brief.toml#2`` -> ``brief-2``."""
+    stems = []
+    for brief in briefs:
+        file, _, entry = brief.label.partition("#")
+        stems.append(f"{Path(file).stem}-{entry}" if entry else Path(file).stem)
+    return output_names(stems)
+
+
+async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence[int]) -> int:
+    args = session.args
+    briefs: list[Brief] = args.briefs
+    display = session.display
+    out = Path(args.output)
+    stems = _brief_stems(briefs)
+
+    def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
+        display.update(rows[outcome.index], status=_render_status(update), completed=update.progress.progress)
+
+    def name(fields: Any) -> str:
+        return f"{stems[fields['index']]}-{fields['task_index'] + 1}{fields['suffix']}"
+
+    requests = [RenderRequest.generate_creatives(**brief.kwargs, label=brief.label) for brief in briefs]
+    results: list[dict[str, Any]] = [{} for _ in briefs]
+    table: list[list[list[Any]]] = [[] for _ in briefs]
+    resumed = 0
+    try:
+        async with session.client.bulk(
+            requests,
+            dest=out,
+            ledger=ledger,
+            name=name,
+            upload_concurrency=args.concurrency,
+            download_concurrency=args.concurrency,
+            item_timeout=args.timeout,
+            on_update=on_update,
+        ) as run:
+            async for outcome in run:
+                index, brief, job = outcome.index, briefs[outcome.index], outcome.job
+                ok = outcome.ok
+                resumed += outcome.resumed
+                done = f"{len(outcome.files)} files" + (" (before)" if outcome.resumed else "")
+                display.done(rows[index], ok=ok, status=done if ok else _short(outcome.error))
+                results[index] = {
+                    "brief": brief.label,
+                    "ok": ok,
+                    "resumed": outcome.resumed,
+                    "job": _job_document(job),
+                    "files": [str(f) for f in outcome.files],
+                    "error": _error(outcome.error),
+                }
+                table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            say_interrupted(await interrupted_message(ledger))
+        raise
+    failed = _report_items(session, results, resumed=resumed)
+    display.close()
+    session.summary(
+        f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded "
+        f"({len(briefs) - resumed} finished in this run, {resumed} finished before and not rendered again)",
         ["brief", "process", "task", "state", "file"],
         [row for rows_of_brief in table for row in rows_of_brief],
         failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],

@@ -10,6 +10,7 @@ from .._bulk import BulkOutcome, BulkRun
 from ._portal import SyncObject
 
 if TYPE_CHECKING:
+    from ..ledger import RunLedger
     from ._client import SyncAdCreativeClient
 
 __all__ = ["SyncBulkRun"]
@@ -60,6 +61,11 @@ class SyncBulkRun(SyncObject, Generic[T]):
         if held is None:
             return None
         return held.__exit__(exc_type, exc, tb)
+
+    @property
+    def ledger(self) -> RunLedger | None:
+        """The run ledger, when the run has one (the async object: its methods run on the client's loop)."""
+        return self._run.ledger
 
     def __iter__(self) -> SyncBulkRun[T]:
         return self

@@ -25,7 +25,7 @@ from __future__ import annotations
 from ._cli import main
 from ._emulator import Credentials, Emulator
 from ._faults import Faults
-from ._images import sample_image
+from ._images import input_stamp, sample_image
 from ._notify import Delivery
 from ._options import EmulatorOptions
 from ._state import (
@@ -53,6 +53,7 @@ __all__ = [
     "TaskSnapshot",
     "TaskState",
     "UploadInfo",
+    "input_stamp",
     "main",
     "sample_image",
 ]

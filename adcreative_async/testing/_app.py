@@ -44,6 +44,7 @@ from ._images import (
     png_bytes,
     segments_size,
     sniff_image,
+    stamp_png,
 )
 from ._responses import Msg, Problem, ValidationStyle
 from ._state import (
@@ -646,6 +647,7 @@ class EmulatorApp:
         app.router.add_post("/_emulator/truncate-next-download", self.truncate_next_download)
         app.router.add_get("/_emulator/requests", self.request_counts)
         app.router.add_get("/_emulator/processes", self.list_processes)
+        app.router.add_get("/_emulator/processes-per-input", self.processes_per_input)
         return app
 
     # dispatch -----------------------------------------------------------------------------------------
@@ -952,6 +954,9 @@ class EmulatorApp:
         requested: int | None = values.get("format")  # Product Photoshoot: 0 PNG, 1 JPEG, 2 PDF 1.6
         image_format = self.options.image_format if requested is None else ("png", "jpeg", "pdf")[requested]
         body = self.download_body(task_id, low_resolution, image_format)
+        upload = next(iter(process.inputs.files.values()), None)
+        if self.options.stamp_inputs and image_format == "png" and upload is not None and len(body) == 1:
+            body = (stamp_png(bytes(body[0]), upload.sha256),)
         total = segments_size(body)
         extension = {"png": "png", "jpeg": "jpg", "pdf": "pdf"}[image_format]
         filename = f"{task_id}.{extension}"  # assumed: the file name is not documented
@@ -1268,6 +1273,11 @@ class EmulatorApp:
     async def request_counts(self, request: web.Request) -> web.StreamResponse:
         """GET /_emulator/requests: ``{"METHOD route": count}``."""
         return responses.json_response(dict(self.state.requests))
+
+    async def processes_per_input(self, request: web.Request) -> web.StreamResponse:
+        """GET /_emulator/processes-per-input: ``{"<sha256 of the first upload>": processes}`` (testing
+        only: a crash test in another process counts renders per input)."""
+        return responses.json_response(dict(self.state.processes_per_input()))
 
     async def list_processes(self, request: web.Request) -> web.StreamResponse:
         """GET /_emulator/processes?userId=: a user's processes as the emulator sees them, with each task's

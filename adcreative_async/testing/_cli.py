@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--range-requests", action="store_true", help="downloads honour Range (206, Content-Range)")
     add(
+        "--stamp-inputs",
+        action="store_true",
+        help="testing only: PNG results carry their input's SHA-256 in a tEXt chunk",
+    )
+    add(
         "--no-channel-required-for-background-removal",
         action="store_true",
         help="background removal works without a notification channel",
@@ -138,6 +143,7 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         channel_required_for_background_removal=not args.no_channel_required_for_background_removal,
         download_size=args.download_size,
         range_requests=args.range_requests,
+        stamp_inputs=args.stamp_inputs,
     )
 
 

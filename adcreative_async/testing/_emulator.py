@@ -75,7 +75,7 @@ class Emulator:
         task_failure_rate, read_after_write_lag, start_latency, image_format, image_size, seed,
         tasks_per_size, channel_required_for_background_removal, download_size, range_requests,
         progress_notifications, notification_loss_rate, notification_duplicate_rate,
-        reorder_notifications: See :class:`EmulatorOptions`.
+        reorder_notifications, stamp_inputs: See :class:`EmulatorOptions`.
         faults: random faults per route for chaos tests: ``{route: Faults(...)}`` (or a mapping of its
             fields), ``"*"`` for every route without its own (see :class:`Faults`).
 
@@ -115,6 +115,7 @@ class Emulator:
         notification_loss_rate: float = 0.0,
         notification_duplicate_rate: float = 0.0,
         reorder_notifications: bool = False,
+        stamp_inputs: bool = False,
         faults: Mapping[str, Faults | Mapping[str, float]] | None = None,
     ) -> None:
         self.options = EmulatorOptions(
@@ -141,6 +142,7 @@ class Emulator:
             notification_loss_rate=notification_loss_rate,
             notification_duplicate_rate=notification_duplicate_rate,
             reorder_notifications=reorder_notifications,
+            stamp_inputs=stamp_inputs,
         )
         """The behaviour options in force."""
         self.clock = EmulatorClock()
@@ -429,6 +431,11 @@ class Emulator:
             if key.partition(" ")[2] == canonical
             and (method is None or key.partition(" ")[0] == method.upper())
         )
+
+    def processes_per_input(self) -> Counter[str]:
+        """Testing only: how many render processes each input made, by the SHA-256 of the process's first
+        uploaded image (what a crash test counts: exactly one render per input)."""
+        return self._state.processes_per_input()
 
     def download_count(self, task_id: str) -> int:
         """Successful downloads of a task."""

@@ -60,6 +60,27 @@ def png_bytes(width: int, height: int, color: tuple[int, int, int] = (32, 96, 19
     )
 
 
+#: The keyword of the tEXt chunk in which the emulator stamps the SHA-256 of a result's input (testing
+#: only: ``Emulator(stamp_inputs=True)``), so that a test can check that a file comes from its own input.
+INPUT_STAMP_KEYWORD = b"adcreative-emulator-input-sha256"
+
+
+def stamp_png(png: bytes, text: str) -> bytes:
+    """``png`` with a tEXt chunk ``INPUT_STAMP_KEYWORD: text`` before its IEND chunk."""
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + _png_chunk(b"tEXt", INPUT_STAMP_KEYWORD + b"\x00" + text.encode("latin-1")) + png[end:]
+
+
+def input_stamp(png: bytes) -> str | None:
+    """The input digest stamped in a PNG by ``stamp_png``, or None."""
+    marker = b"tEXt" + INPUT_STAMP_KEYWORD + b"\x00"
+    at = png.find(marker)
+    if at < 0:
+        return None
+    length = int.from_bytes(png[at - 4 : at], "big")
+    return png[at + 4 + len(INPUT_STAMP_KEYWORD) + 1 : at + 4 + length].decode("latin-1")
+
+
 # --------------------------------------------------------------------------------- very large images
 
 PADDING_CHUNK = b"paDd"

@@ -56,6 +56,9 @@ class EmulatorOptions:
         notification_loss_rate, notification_duplicate_rate: probabilities that a notification is
             lost, or delivered twice (faults for tests).
         reorder_notifications: deliver each notification after the next one (a fault for tests).
+        stamp_inputs: testing only: each PNG result carries the SHA-256 of its process's first uploaded
+            image in a tEXt chunk (``adcreative-emulator-input-sha256``), so that a test can check that a
+            file comes from its own input (see ``Emulator.processes_per_input``).
     """
 
     access_token_lifetime: float = 3600.0
@@ -81,6 +84,7 @@ class EmulatorOptions:
     notification_loss_rate: float = 0.0
     notification_duplicate_rate: float = 0.0
     reorder_notifications: bool = False
+    stamp_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.access_token_lifetime <= 0 or self.refresh_token_lifetime <= 0:

@@ -678,6 +678,15 @@ class State:
             self._by_application.get((feature, application_id), {}).values(), now, filtered=False
         )
 
+    def processes_per_input(self) -> Counter[str]:
+        """Processes by the SHA-256 of their first uploaded image (processes without one are left out)."""
+        counts: Counter[str] = Counter()
+        for process in self.processes.values():
+            upload = next(iter(process.inputs.files.values()), None)
+            if upload is not None:
+                counts[upload.sha256] += 1
+        return counts
+
     def processes_for(self, user_id: str, application_id: str | None = None) -> list[Process]:
         """Every process of a user (all features), oldest first, brought up to date."""
         now = self.clock.now()

@@ -1,0 +1,189 @@
+"""The bulk commands' run ledger: kept in the output folder, resumed by default; and ``adcreative runs``.
+
+``remove-bg`` and ``generate -o DIR`` record every item in ``DIR/.adcreative-run.sqlite``: the same command
+run again (after Ctrl-C, a crash, a reboot) renders only what was not rendered, awaits what was started,
+and reports the rest as finished before. ``--restart`` starts over, ``--retry-failed`` retries only the
+failed items. ``DIR/.adcreative-run.json`` records which application the renders belong to: a ledger
+is never resumed with other credentials (their processes cannot be seen), except for the in-process
+emulator, whose renders die with it (unfinished items are started again).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..ledger import FINAL_STATES, ItemState, RunLedger, SqliteLedger
+from ._common import EXIT_OK, EXIT_USAGE, Session, UsageError
+from ._display import print_table
+
+__all__ = ["LEDGER_FILE", "RUN_INFO_FILE", "interrupted_message", "open_run_ledger", "runs_show"]
+
+LEDGER_FILE = ".adcreative-run.sqlite"
+RUN_INFO_FILE = ".adcreative-run.json"
+
+
+async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
+    """The output folder's ledger, opened, with ``--restart`` / ``--retry-failed`` applied and what is
+    resumed said; None with ``--no-ledger``.
+
+    Raises:
+        UsageError: the ledger's renders belong to another application (other credentials).
+    """
+    args = session.args
+    if getattr(args, "no_ledger", False):
+        return None
+    ledger = SqliteLedger(out / LEDGER_FILE)
+    await ledger.open()
+    try:
+        await _check_application(session, ledger, out)
+        if args.restart:
+            await ledger.restart()
+            session.say(f"--restart: the run ledger in {out} starts over")
+        elif args.retry_failed:
+            retried = await ledger.retry_failed()
+            session.say(f"--retry-failed: {retried} failed item(s) will be rendered again")
+        counts = await ledger.counts()
+        if any(counts.values()):
+            session.say(_resume_line(counts))
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await ledger.close()
+        raise
+    return ledger
+
+
+def _resume_line(counts: dict[ItemState, int]) -> str:
+    finished = counts[ItemState.DOWNLOADED]
+    started = counts[ItemState.SUBMITTED] + counts[ItemState.SUBMITTING]
+    failed = counts[ItemState.FAILED]
+    unknown = counts[ItemState.UNKNOWN]
+    parts = [f"resuming: {finished} item(s) finished before (not rendered again)"]
+    if started:
+        parts.append(f"{started} started before (awaited, not started again)")
+    if failed:
+        parts.append(f"{failed} failed before (--retry-failed renders them again)")
+    if unknown:
+        parts.append(f"{unknown} may have been rendered (see `adcreative runs show`)")
+    return ", ".join(parts)
+
+
+async def _check_application(session: Session, ledger: RunLedger, out: Path) -> None:
+    info_path = anyio.Path(out / RUN_INFO_FILE)
+    application = session.client.application_id
+    emulator = session.emulator is not None
+    previous: dict[str, Any] = {}
+    if await info_path.exists():
+        try:
+            previous = json.loads(await info_path.read_text())
+        except ValueError:
+            previous = {}
+    before = previous.get("application_id")
+    if before and before != application and not session.args.restart:
+        if emulator and previous.get("emulator"):
+            reset = await ledger.reset_unfinished()
+            if reset:
+                session.say(
+                    f"the previous run's emulator is gone with its renders: {reset} unfinished item(s) "
+                    "start again (nothing was billed)"
+                )
+        else:
+            raise UsageError(
+                f"the run ledger in {out} holds renders of application {before}, not of these credentials "
+                f"({application}): use the same credentials, another output folder, or --restart"
+            )
+    document = {"application_id": application, "emulator": emulator}
+    await info_path.write_text(json.dumps(document))
+
+
+async def interrupted_message(ledger: RunLedger) -> str:
+    """What to tell after Ctrl-C: the items paid for but not downloaded, and that a rerun finishes them."""
+    counts = await ledger.counts()
+    started = counts[ItemState.SUBMITTED] + counts[ItemState.SUBMITTING]
+    pending = counts[ItemState.PENDING]
+    return (
+        f"interrupted: {started} item(s) submitted but not downloaded, {pending} not started; run the "
+        "same command again to finish them (nothing is rendered twice)"
+    )
+
+
+def say_interrupted(message: str) -> None:
+    """Print the Ctrl-C summary on stderr (the display may already be gone)."""
+    sys.stderr.write(f"adcreative: {message}\n")
+    sys.stderr.flush()
+
+
+def _ledger_path(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        path = path / LEDGER_FILE
+    if not path.is_file():
+        raise UsageError(f"no run ledger at {raw} (a bulk command's output folder, or its {LEDGER_FILE})")
+    return path
+
+
+def runs_show(raw: str, *, states: Sequence[str], as_json: bool) -> int:
+    """``adcreative runs show DIR``: every item of the run in DIR, its state, process, files or error."""
+    path = _ledger_path(raw)
+
+    async def read() -> list[Any]:
+        async with SqliteLedger(path) as ledger:
+            return list((await ledger.records()).values())
+
+    records = anyio.run(read)
+    if states:
+        records = [r for r in records if r.state.value in states]
+    counts = {state.value: sum(1 for r in records if r.state is state) for state in ItemState}
+    if as_json:
+        document = {
+            "ok": True,
+            "ledger": str(path),
+            "counts": counts,
+            "items": [
+                {
+                    "label": r.label,
+                    "key": r.key,
+                    "feature": r.feature,
+                    "state": r.state.value,
+                    "attempt": r.attempt,
+                    "user_id": r.user_id,
+                    "process_id": r.process_id,
+                    "task_ids": list(r.task_ids),
+                    "files": list(r.files),
+                    "error": {"code": r.error_code, "message": r.error_message} if r.error_code else None,
+                    "owner": r.owner if r.state not in FINAL_STATES else None,
+                }
+                for r in records
+            ],
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return EXIT_OK
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no items"
+    print_table(
+        f"Run ledger {path}: {summary}",
+        ["input", "state", "process", "result"],
+        [
+            [
+                r.label,
+                r.state.value,
+                r.process_id or "",
+                ", ".join(r.files)
+                if r.files
+                else (f"{r.error_code}: {r.error_message}" if r.error_code else ""),
+            ]
+            for r in records
+        ],
+    )
+    return EXIT_OK
+
+
+def runs_command(args: Any) -> int:
+    """Dispatch ``adcreative runs ...``."""
+    if args.runs_command == "show":
+        return runs_show(args.run, states=args.state or (), as_json=bool(args.json))
+    return EXIT_USAGE  # pragma: no cover - argparse refuses other subcommands

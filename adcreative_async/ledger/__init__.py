@@ -1,0 +1,60 @@
+"""The run ledger: durable bulk runs, resumed after a crash and shared by many workers.
+
+``client.process_many(requests, ledger=...)`` and ``client.bulk(..., ledger=...)`` take a path (a SQLite
+file), a ``postgresql://`` DSN, or a :class:`RunLedger` object. See README, "Resumable runs and many
+workers", for the guarantees.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._base import (
+    DEFAULT_LEASE,
+    FINAL_STATES,
+    ItemRecord,
+    ItemState,
+    LedgerError,
+    NewItem,
+    RunLedger,
+    SourceHash,
+    new_worker_id,
+)
+from ._memory import MemoryLedger
+from ._postgres import PostgresLedger
+from ._requests import RenderRequest, derived_user_id, request_keys
+from ._run import RecordedError
+from ._sqlite import SqliteLedger
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "FINAL_STATES",
+    "ItemRecord",
+    "ItemState",
+    "LedgerError",
+    "MemoryLedger",
+    "NewItem",
+    "PostgresLedger",
+    "RecordedError",
+    "RenderRequest",
+    "RunLedger",
+    "SourceHash",
+    "SqliteLedger",
+    "derived_user_id",
+    "new_worker_id",
+    "open_ledger",
+    "request_keys",
+]
+
+
+def open_ledger(spec: str | os.PathLike[str] | RunLedger, *, run: str = "default") -> RunLedger:
+    """The ledger ``spec`` names (not opened yet): a :class:`RunLedger` as is, a ``postgresql://`` (or
+    ``postgres://``) DSN as a :class:`PostgresLedger` (a ``#name`` at its end names the run, so that one
+    database holds several), anything else as a :class:`SqliteLedger` path."""
+    if isinstance(spec, RunLedger):
+        return spec
+    text = os.fspath(spec)
+    if text.startswith(("postgresql://", "postgres://")):
+        dsn, _, name = text.partition("#")
+        return PostgresLedger(dsn, run=name or run)
+    return SqliteLedger(text, run=run)

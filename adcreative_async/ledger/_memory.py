@@ -1,0 +1,220 @@
+"""MemoryLedger: the run ledger in a dict, for tests and for runs that need no durability."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+
+from ._base import FINAL_STATES, ItemRecord, ItemState, NewItem, RunLedger, SourceHash
+
+__all__ = ["MemoryLedger"]
+
+
+class MemoryLedger(RunLedger):
+    """A run ledger held in memory: it survives nothing but is shared by every client of the process.
+
+    Args:
+        run: the run's name.
+        clock: wall-clock seconds for leases and times (tests pass their own).
+    """
+
+    def __init__(self, run: str = "default", *, clock: Callable[[], float] = time.time) -> None:
+        self.run = run
+        self._clock = clock
+        self._items: dict[str, ItemRecord] = {}
+        self._sources: dict[tuple[str, str], SourceHash] = {}
+        self._namespace = str(uuid.uuid4())
+
+    def __repr__(self) -> str:
+        return f"MemoryLedger(run={self.run!r}, items={len(self._items)})"
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close (the items stay, for the next run in this process)."""
+
+    @property
+    def namespace(self) -> str:
+        """See :attr:`RunLedger.namespace`."""
+        return self._namespace
+
+    def _set(self, key: str, **changes: object) -> ItemRecord:
+        record = msgspec.structs.replace(self._items[key], updated_at=self._clock(), **changes)
+        self._items[key] = record
+        return record
+
+    def _live_other(self, record: ItemRecord, owner: str | None, now: float) -> bool:
+        return (
+            record.owner is not None
+            and record.owner != owner
+            and record.lease_until is not None
+            and record.lease_until > now
+        )
+
+    async def records(self, keys: Sequence[str] | None = None) -> dict[str, ItemRecord]:
+        """See :meth:`RunLedger.records`."""
+        if keys is None:
+            return dict(self._items)
+        return {k: self._items[k] for k in keys if k in self._items}
+
+    async def counts(self) -> dict[ItemState, int]:
+        """See :meth:`RunLedger.counts`."""
+        counts = dict.fromkeys(ItemState, 0)
+        for record in self._items.values():
+            counts[record.state] += 1
+        return counts
+
+    async def process_ids(self, feature: str, user_id: str) -> set[str]:
+        """See :meth:`RunLedger.process_ids`."""
+        user = user_id.lower()
+        return {
+            r.process_id.lower()
+            for r in self._items.values()
+            if r.process_id and r.feature == feature and (r.user_id or "").lower() == user
+        }
+
+    async def register(self, items: Sequence[NewItem]) -> None:
+        """See :meth:`RunLedger.register`."""
+        now = self._clock()
+        for item in items:
+            if item.key not in self._items:
+                self._items[item.key] = ItemRecord(
+                    key=item.key,
+                    seq=item.seq,
+                    label=item.label,
+                    feature=item.feature,
+                    created_at=now,
+                    updated_at=now,
+                )
+
+    async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
+        """See :meth:`RunLedger.claim`."""
+        now = self._clock()
+        claimed = []
+        for key in keys:
+            record = self._items.get(key)
+            if record is None or record.state in FINAL_STATES or self._live_other(record, owner, now):
+                continue
+            claimed.append(self._set(key, owner=owner, lease_until=now + lease))
+        return claimed
+
+    async def renew(self, owner: str, lease: float) -> int:
+        """See :meth:`RunLedger.renew`."""
+        now = self._clock()
+        renewed = 0
+        for key, record in list(self._items.items()):
+            if record.owner == owner and record.state not in FINAL_STATES:
+                self._set(key, lease_until=now + lease)
+                renewed += 1
+        return renewed
+
+    async def release(self, owner: str) -> None:
+        """See :meth:`RunLedger.release`."""
+        for key, record in list(self._items.items()):
+            if record.owner == owner:
+                self._set(key, owner=None, lease_until=None)
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        """See :meth:`RunLedger.intent`."""
+        now = self._clock()
+        record = self._items.get(key)
+        if (
+            record is None
+            or record.state in FINAL_STATES
+            or record.owner != owner
+            or record.lease_until is None
+            or record.lease_until <= now
+        ):
+            return False
+        self._set(key, state=ItemState.SUBMITTING, user_id=user_id, intent_at=now, lease_until=now + lease)
+        return True
+
+    async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.submitted`."""
+        self._set(
+            key,
+            state=ItemState.SUBMITTED,
+            process_id=process_id,
+            user_id=user_id,
+            task_ids=tuple(dict.fromkeys(task_ids)),
+        )
+
+    async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.tasks`."""
+        record = self._items[key]
+        self._set(key, task_ids=tuple(dict.fromkeys((*record.task_ids, *task_ids))))
+
+    async def downloaded(self, key: str, files: Sequence[str]) -> None:
+        """See :meth:`RunLedger.downloaded`."""
+        self._set(
+            key,
+            state=ItemState.DOWNLOADED,
+            files=tuple(files),
+            error_code=None,
+            error_message=None,
+            owner=None,
+            lease_until=None,
+        )
+
+    async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
+        """See :meth:`RunLedger.failed`."""
+        self._set(key, state=state, error_code=code, error_message=message, owner=None, lease_until=None)
+
+    async def requeue(self, key: str) -> None:
+        """See :meth:`RunLedger.requeue`."""
+        self._set(key, state=ItemState.PENDING, intent_at=None)
+
+    async def retry_failed(self) -> int:
+        """See :meth:`RunLedger.retry_failed`."""
+        retried = 0
+        for key, record in list(self._items.items()):
+            if record.state is ItemState.FAILED:
+                self._set(
+                    key,
+                    state=ItemState.PENDING,
+                    attempt=record.attempt + 1,
+                    process_id=None,
+                    task_ids=(),
+                    files=(),
+                    error_code=None,
+                    error_message=None,
+                    intent_at=None,
+                    user_id=None,
+                )
+                retried += 1
+        return retried
+
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+        reset = 0
+        for key, record in list(self._items.items()):
+            if record.state in (ItemState.SUBMITTING, ItemState.SUBMITTED):
+                self._set(
+                    key,
+                    state=ItemState.PENDING,
+                    attempt=record.attempt + 1,
+                    process_id=None,
+                    task_ids=(),
+                    intent_at=None,
+                    user_id=None,
+                )
+                reset += 1
+        return reset
+
+    async def restart(self) -> None:
+        """See :meth:`RunLedger.restart`."""
+        self._items.clear()
+        self._namespace = str(uuid.uuid4())
+
+    async def source_hashes(self, host: str, paths: Sequence[str]) -> dict[str, SourceHash]:
+        """See :meth:`RunLedger.source_hashes`."""
+        return {p: self._sources[(host, p)] for p in paths if (host, p) in self._sources}
+
+    async def remember_sources(self, hashes: Iterable[SourceHash]) -> None:
+        """See :meth:`RunLedger.remember_sources`."""
+        for source in hashes:
+            self._sources[(source.host, source.path)] = source

@@ -1,0 +1,444 @@
+"""PostgresLedger: the run ledger in PostgreSQL, for workers on many machines (``asyncpg``).
+
+Why asyncpg rather than psycopg 3: the SDK is asyncio-only already (aiohttp), and asyncpg speaks the
+PostgreSQL protocol natively on asyncio with no libpq to install, prepares and caches statements by
+itself, and sends arrays and batches in one round trip; every ledger operation here is one statement.
+Install it with the extra: ``pip install 'adcreative-async[postgres]'``.
+
+Claims are ``UPDATE … WHERE key IN (SELECT … FOR UPDATE SKIP LOCKED)``: concurrent workers never wait on
+each other's rows and never claim the same item; leases are on the database server's clock (``now()``),
+so that workers' clocks need not agree. Each write is one autocommitted statement: durable (the server's
+``synchronous_commit``) when it returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["PostgresLedger"]
+
+#: Connections of one worker's pool (claims, intents and answers run concurrently).
+POOL_SIZE = 4
+
+_FINAL = [s.value for s in FINAL_STATES]
+_LIST = msgspec.json.Decoder(tuple[str, ...])
+_COLUMNS = (
+    "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
+    "error_message, owner, extract(epoch from lease_until)::float8 AS lease_until, "
+    "extract(epoch from intent_at)::float8 AS intent_at, "
+    "extract(epoch from created_at)::float8 AS created_at, "
+    "extract(epoch from updated_at)::float8 AS updated_at"
+)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS adcreative_runs (
+    run text PRIMARY KEY,
+    namespace text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS adcreative_items (
+    run text NOT NULL,
+    key text NOT NULL,
+    seq bigint NOT NULL,
+    label text NOT NULL,
+    feature text NOT NULL,
+    state text NOT NULL,
+    attempt integer NOT NULL DEFAULT 0,
+    user_id text,
+    process_id text,
+    task_ids text NOT NULL DEFAULT '[]',
+    files text NOT NULL DEFAULT '[]',
+    error_code text,
+    error_message text,
+    owner text,
+    lease_until timestamptz,
+    intent_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run, key)
+);
+CREATE INDEX IF NOT EXISTS adcreative_items_by_user ON adcreative_items (run, feature, lower(user_id));
+CREATE TABLE IF NOT EXISTS adcreative_sources (
+    host text NOT NULL,
+    path text NOT NULL,
+    size bigint NOT NULL,
+    mtime_ns bigint NOT NULL,
+    inode bigint NOT NULL,
+    sha256 text NOT NULL,
+    PRIMARY KEY (host, path)
+);
+"""
+#: Serialises the schema creation of concurrent workers (an arbitrary advisory lock number).
+_SCHEMA_LOCK = 0x616463726561
+
+
+def _record(row: Any) -> ItemRecord:
+    return ItemRecord(
+        key=row["key"],
+        seq=row["seq"],
+        label=row["label"],
+        feature=row["feature"],
+        state=ItemState(row["state"]),
+        attempt=row["attempt"],
+        user_id=row["user_id"],
+        process_id=row["process_id"],
+        task_ids=_LIST.decode(row["task_ids"]),
+        files=_LIST.decode(row["files"]),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        owner=row["owner"],
+        lease_until=row["lease_until"],
+        intent_at=row["intent_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _json(values: Iterable[str]) -> str:
+    return msgspec.json.encode(list(dict.fromkeys(values))).decode()
+
+
+class PostgresLedger(RunLedger):
+    """A run ledger in a PostgreSQL database, shared by workers on many machines.
+
+    Args:
+        dsn: ``postgresql://user@host:port/database`` (credentials in the DSN or the ``PG*`` variables;
+            never stored in the ledger).
+        run: the run's name: workers of one run use the same name.
+        pool_size: connections of this worker.
+
+    Raises:
+        LedgerError: on open, when asyncpg is missing or the database cannot be reached.
+    """
+
+    def __init__(self, dsn: str, *, run: str = "default", pool_size: int = POOL_SIZE) -> None:
+        self._dsn = dsn
+        self.run = run
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._namespace: str | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger(run={self.run!r})"  # the DSN may hold a password: never shown
+
+    async def open(self) -> None:
+        """See :meth:`RunLedger.open`."""
+        if self._pool is not None:
+            return
+        try:
+            import asyncpg
+        except ImportError:
+            raise LedgerError(
+                "a PostgreSQL run ledger needs asyncpg: pip install 'adcreative-async[postgres]'"
+            ) from None
+        try:
+            pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+                await conn.execute(_SCHEMA)
+                await conn.execute(
+                    "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
+                    "ON CONFLICT (run) DO NOTHING",
+                    self.run,
+                    str(uuid.uuid4()),
+                )
+                self._namespace = await conn.fetchval(
+                    "SELECT namespace FROM adcreative_runs WHERE run = $1", self.run
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """See :meth:`RunLedger.close`."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+
+    @property
+    def namespace(self) -> str:
+        """See :attr:`RunLedger.namespace`."""
+        if self._namespace is None:
+            raise LedgerError("the run ledger is not open")
+        return self._namespace
+
+    def _require(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise LedgerError("the PostgreSQL run ledger is not open")
+        return self._pool
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        import asyncpg
+
+        try:
+            return list(await self._require().fetch(query, *args))
+        except asyncpg.PostgresError as exc:
+            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        import asyncpg
+
+        try:
+            status: str = await self._require().execute(query, *args)
+        except asyncpg.PostgresError as exc:
+            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        return status
+
+    @staticmethod
+    def _rowcount(status: str) -> int:
+        return int(status.rsplit(" ", 1)[-1])
+
+    # ----------------------------------------------------------------------------------- reading
+
+    async def records(self, keys: Sequence[str] | None = None) -> dict[str, ItemRecord]:
+        """See :meth:`RunLedger.records`."""
+        if keys is None:
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM adcreative_items WHERE run = $1 ORDER BY seq", self.run
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT {_COLUMNS} FROM adcreative_items WHERE run = $1 AND key = ANY($2::text[])",
+                self.run,
+                list(keys),
+            )
+        return {row["key"]: _record(row) for row in rows}
+
+    async def counts(self) -> dict[ItemState, int]:
+        """See :meth:`RunLedger.counts`."""
+        counts = dict.fromkeys(ItemState, 0)
+        rows = await self._fetch(
+            "SELECT state, count(*) AS n FROM adcreative_items WHERE run = $1 GROUP BY state", self.run
+        )
+        for row in rows:
+            counts[ItemState(row["state"])] = row["n"]
+        return counts
+
+    async def process_ids(self, feature: str, user_id: str) -> set[str]:
+        """See :meth:`RunLedger.process_ids`."""
+        rows = await self._fetch(
+            "SELECT process_id FROM adcreative_items WHERE run = $1 AND feature = $2 "
+            "AND lower(user_id) = $3 AND process_id IS NOT NULL",
+            self.run,
+            feature,
+            user_id.lower(),
+        )
+        return {row["process_id"].lower() for row in rows}
+
+    # ---------------------------------------------------------------------------------- claiming
+
+    async def register(self, items: Sequence[NewItem]) -> None:
+        """See :meth:`RunLedger.register`."""
+        if not items:
+            return
+        await self._execute(
+            "INSERT INTO adcreative_items (run, key, seq, label, feature, state) "
+            "SELECT $1, k, s, l, f, 'pending' FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[]) "
+            "AS t(k, s, l, f) ON CONFLICT (run, key) DO NOTHING",
+            self.run,
+            [i.key for i in items],
+            [i.seq for i in items],
+            [i.label for i in items],
+            [i.feature for i in items],
+        )
+
+    async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
+        """See :meth:`RunLedger.claim`."""
+        if not keys:
+            return []
+        rows = await self._fetch(
+            "UPDATE adcreative_items SET owner = $2, lease_until = now() + make_interval(secs => $3), "
+            "updated_at = now() WHERE run = $1 AND key IN ("
+            "  SELECT key FROM adcreative_items WHERE run = $1 AND key = ANY($4::text[]) "
+            "  AND state <> ALL($5::text[]) "
+            "  AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until <= now()) "
+            "  ORDER BY seq FOR UPDATE SKIP LOCKED"
+            f") RETURNING {_COLUMNS}",
+            self.run,
+            owner,
+            lease,
+            list(keys),
+            _FINAL,
+        )
+        return sorted((_record(row) for row in rows), key=lambda r: r.seq)
+
+    async def renew(self, owner: str, lease: float) -> int:
+        """See :meth:`RunLedger.renew`."""
+        status = await self._execute(
+            "UPDATE adcreative_items SET lease_until = now() + make_interval(secs => $3) "
+            "WHERE run = $1 AND owner = $2 AND state <> ALL($4::text[])",
+            self.run,
+            owner,
+            lease,
+            _FINAL,
+        )
+        return self._rowcount(status)
+
+    async def release(self, owner: str) -> None:
+        """See :meth:`RunLedger.release`."""
+        await self._execute(
+            "UPDATE adcreative_items SET owner = NULL, lease_until = NULL WHERE run = $1 AND owner = $2",
+            self.run,
+            owner,
+        )
+
+    # ----------------------------------------------------------------------------------- writing
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        """See :meth:`RunLedger.intent`."""
+        status = await self._execute(
+            "UPDATE adcreative_items SET state = 'submitting', user_id = $4, intent_at = now(), "
+            "lease_until = now() + make_interval(secs => $5), updated_at = now() "
+            "WHERE run = $1 AND key = $2 AND owner = $3 AND lease_until > now() AND state <> ALL($6::text[])",
+            self.run,
+            key,
+            owner,
+            user_id,
+            lease,
+            _FINAL,
+        )
+        return self._rowcount(status) == 1
+
+    async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.submitted`."""
+        await self._execute(
+            "UPDATE adcreative_items SET state = 'submitted', process_id = $3, user_id = $4, task_ids = $5, "
+            "updated_at = now() WHERE run = $1 AND key = $2",
+            self.run,
+            key,
+            process_id,
+            user_id,
+            _json(task_ids),
+        )
+
+    async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.tasks`."""
+        rows = await self._fetch(
+            "SELECT task_ids FROM adcreative_items WHERE run = $1 AND key = $2", self.run, key
+        )
+        if not rows:
+            return
+        merged = _json((*_LIST.decode(rows[0]["task_ids"]), *task_ids))
+        await self._execute(
+            "UPDATE adcreative_items SET task_ids = $3, updated_at = now() WHERE run = $1 AND key = $2",
+            self.run,
+            key,
+            merged,
+        )
+
+    async def downloaded(self, key: str, files: Sequence[str]) -> None:
+        """See :meth:`RunLedger.downloaded`."""
+        await self._execute(
+            "UPDATE adcreative_items SET state = 'downloaded', files = $3, error_code = NULL, "
+            "error_message = NULL, owner = NULL, lease_until = NULL, updated_at = now() "
+            "WHERE run = $1 AND key = $2",
+            self.run,
+            key,
+            msgspec.json.encode(list(files)).decode(),
+        )
+
+    async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
+        """See :meth:`RunLedger.failed`."""
+        await self._execute(
+            "UPDATE adcreative_items SET state = $3, error_code = $4, error_message = $5, owner = NULL, "
+            "lease_until = NULL, updated_at = now() WHERE run = $1 AND key = $2",
+            self.run,
+            key,
+            state.value,
+            code,
+            message,
+        )
+
+    async def requeue(self, key: str) -> None:
+        """See :meth:`RunLedger.requeue`."""
+        await self._execute(
+            "UPDATE adcreative_items SET state = 'pending', intent_at = NULL, updated_at = now() "
+            "WHERE run = $1 AND key = $2",
+            self.run,
+            key,
+        )
+
+    async def retry_failed(self) -> int:
+        """See :meth:`RunLedger.retry_failed`."""
+        status = await self._execute(
+            "UPDATE adcreative_items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+            "user_id = NULL, task_ids = '[]', files = '[]', error_code = NULL, error_message = NULL, "
+            "intent_at = NULL, updated_at = now() WHERE run = $1 AND state = 'failed'",
+            self.run,
+        )
+        return self._rowcount(status)
+
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+        status = await self._execute(
+            "UPDATE adcreative_items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+            "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = now() "
+            "WHERE run = $1 AND state IN ('submitting', 'submitted')",
+            self.run,
+        )
+        return self._rowcount(status)
+
+    async def restart(self) -> None:
+        """See :meth:`RunLedger.restart`."""
+        namespace = str(uuid.uuid4())
+        pool = self._require()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM adcreative_items WHERE run = $1", self.run)
+            await conn.execute(
+                "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
+                "ON CONFLICT (run) DO UPDATE SET namespace = excluded.namespace, created_at = now()",
+                self.run,
+                namespace,
+            )
+        self._namespace = namespace
+
+    # ---------------------------------------------------------------------------- source hashes
+
+    async def source_hashes(self, host: str, paths: Sequence[str]) -> dict[str, SourceHash]:
+        """See :meth:`RunLedger.source_hashes`."""
+        rows = await self._fetch(
+            "SELECT host, path, size, mtime_ns, inode, sha256 FROM adcreative_sources "
+            "WHERE host = $1 AND path = ANY($2::text[])",
+            host,
+            list(paths),
+        )
+        return {
+            row["path"]: SourceHash(
+                row["host"], row["path"], row["size"], row["mtime_ns"], row["inode"], row["sha256"]
+            )
+            for row in rows
+        }
+
+    async def remember_sources(self, hashes: Iterable[SourceHash]) -> None:
+        """See :meth:`RunLedger.remember_sources`."""
+        rows = list(hashes)
+        if not rows:
+            return
+        await self._execute(
+            "INSERT INTO adcreative_sources (host, path, size, mtime_ns, inode, sha256) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], "
+            "$6::text[]) "
+            "ON CONFLICT (host, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+            "inode = excluded.inode, sha256 = excluded.sha256",
+            [s.host for s in rows],
+            [s.path for s in rows],
+            [s.size for s in rows],
+            [s.mtime_ns for s in rows],
+            [s.inode for s in rows],
+            [s.sha256 for s in rows],
+        )

@@ -1,0 +1,283 @@
+"""RenderRequest: one start call, described before it is sent, so that it both hashes and submits.
+
+The run ledger keys every item by what its start call sends: the content of its images (SHA-256,
+streamed in constant memory), its other parameters in a canonical form, the feature and the method. A
+request object is the one place both come from, so the key is right by construction: whatever the
+request would send is in its key, and nothing else is sent. (A ``submit`` callable hides its parameters;
+a separate ``key=`` callable could disagree with it.)
+
+Hashing a file again on every resume would cost a full read of every input: the ledger remembers each
+file's hash with its host, path, size, modification time and inode, and a file that kept all of them is
+not read again (a file modified within :data:`RACY_SECONDS` of being hashed is not remembered).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import msgspec
+
+from .._errors import InvalidRequestError
+from .._fields import FieldKind
+from ..resources._registry import RENDER_FEATURES
+from ._base import SourceHash
+
+if TYPE_CHECKING:
+    from .._client import AdCreativeClient
+    from .._jobs import RenderJob
+    from ._base import RunLedger
+
+__all__ = ["KEY_VERSION", "START_METHODS", "RenderRequest", "derived_user_id", "request_keys"]
+
+#: Bumped when the key's recipe changes (keys of older ledgers would no longer match).
+KEY_VERSION = 1
+#: The start calls a request can describe: (feature, method).
+START_METHODS = frozenset(
+    {
+        ("background_remover", "remove"),
+        ("creatives", "generate"),
+        ("upscaler", "upscale"),
+        ("face_enhancer", "enhance"),
+        ("stock_images", "generate"),
+        ("product_photoshoot", "generate"),
+    }
+)
+#: Parameters that change how a call is made, not what is rendered: never part of the key.
+NOT_IN_KEY = frozenset({"on_upload_progress", "extra_headers", "timeout"})
+#: A file modified this close to being hashed may still be written: its hash is not remembered.
+RACY_SECONDS = 2.0
+_CHUNK = 1 << 20
+_NAMESPACE = uuid.UUID("5c1f6d1e-93a4-4a8e-9d43-0c54a8d2b6f1")  # the SDK's own: derived user ids
+_HOST = socket.gethostname()
+
+
+#: Per feature, its start call's image parameters, in the docs' order.
+_IMAGES: dict[str, tuple[str, ...]] = {
+    name: tuple(f.param for f in feature.start_fields if f.kind is FieldKind.IMAGE)
+    for name, feature in RENDER_FEATURES.items()
+}
+
+
+def _image_params(feature: str) -> tuple[str, ...]:
+    return _IMAGES[feature]
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """A start call, described: ``client.<feature>.<method>(**params)``, not yet sent.
+
+    Images must be paths or bytes (their content is hashed; a stream could not be read twice). The user
+    id is not given here: with a run ledger, each item's start call gets a user id of its own, derived
+    from its key (see ``README``, "Resumable runs and many workers").
+
+    Args:
+        feature: ``"background_remover"``, ``"creatives"``, ``"upscaler"``, ``"face_enhancer"``,
+            ``"stock_images"`` or ``"product_photoshoot"``.
+        method: the start method (``"remove"``, ``"generate"``, ``"upscale"``, ``"enhance"``).
+        params: its keyword arguments, except ``user_id``.
+        label: how the item is named in outcomes, ``runs show`` and output file names (default: the
+            first image's path).
+
+    Raises:
+        InvalidRequestError: an unknown feature or method, a ``user_id``, or an image that is not a
+            path or bytes.
+
+    Example::
+
+        requests = [RenderRequest.remove_background(p) for p in Path("photos").glob("*.jpg")]
+        outcomes = await client.process_many(requests, dest="cutouts/", ledger="cutouts/run.sqlite")
+    """
+
+    feature: str
+    method: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.feature, self.method) not in START_METHODS:
+            known = ", ".join(f"{f}.{m}" for f, m in sorted(START_METHODS))
+            raise InvalidRequestError.for_field(
+                "request", f"{self.feature}.{self.method} is not a start call (known: {known})"
+            )
+        if "user_id" in self.params:
+            raise InvalidRequestError.for_field(
+                "user_id",
+                "is not part of a RenderRequest: with a run ledger each item gets a user id derived "
+                "from its key",
+            )
+        images = _image_params(self.feature)
+        for name in images:
+            value = self.params.get(name)
+            if value is not None and not isinstance(value, (str, os.PathLike, bytes, bytearray, memoryview)):
+                raise InvalidRequestError.for_field(
+                    name, "must be a path or bytes in a RenderRequest (its content is hashed for the key)"
+                )
+        if not self.label:
+            first = next(
+                (self.params[n] for n in images if isinstance(self.params.get(n), (str, os.PathLike))),
+                None,
+            )
+            object.__setattr__(self, "label", os.fspath(first) if first is not None else "")
+
+    @classmethod
+    def remove_background(cls, image: str | os.PathLike[str] | bytes, **params: Any) -> RenderRequest:
+        """``client.background_remover.remove(image, **params)``."""
+        label = params.pop("label", "")
+        return cls("background_remover", "remove", {"image": image, **params}, label=label)
+
+    @classmethod
+    def generate_creatives(cls, **params: Any) -> RenderRequest:
+        """``client.creatives.generate(**params)``."""
+        label = params.pop("label", "")
+        return cls("creatives", "generate", params, label=label)
+
+    @property
+    def stem(self) -> str:
+        """The label's file name without its suffix (``photos/cat.jpg`` -> ``cat``)."""
+        return Path(self.label).stem if self.label else ""
+
+    async def submit(self, client: AdCreativeClient, *, user_id: str | None = None) -> RenderJob:
+        """Send the start call (``user_id``: the item's derived user, or the client's default)."""
+        resource = client.resource(self.feature)
+        method = getattr(resource, self.method)
+        job: RenderJob = await method(**self.params, user_id=user_id)
+        return job
+
+    def _canonical(self, hashes: Mapping[str, str]) -> bytes:
+        images = _image_params(self.feature)
+        values: dict[str, Any] = {}
+        for name, value in self.params.items():
+            if name in NOT_IN_KEY or value is None:
+                continue
+            if name in images:
+                values[name] = {"sha256": hashes[name]}
+            else:
+                values[name] = _plain(value)
+        body = {"v": KEY_VERSION, "feature": self.feature, "method": self.method, "params": values}
+        return msgspec.json.encode(body, order="sorted")
+
+
+def _plain(value: Any) -> Any:
+    """A parameter in a canonical JSON-ready form (enums by value, GUIDs lowercase, tuples as lists)."""
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (os.PathLike, bytes, bytearray, memoryview)):
+        raise InvalidRequestError(
+            f"a RenderRequest's non-image parameter cannot be a file or bytes: {type(value).__name__}",
+            field="params",
+        )
+    return msgspec.to_builtins(value)
+
+
+def derived_user_id(namespace: str, key: str, attempt: int) -> str:
+    """The user id of an item's start call: a UUID5 of the run's namespace, the key and the attempt, so
+    that the user's processes are that item's alone (see README, "Resumable runs and many workers")."""
+    return str(uuid.uuid5(_NAMESPACE, f"{namespace}:{key}:{attempt}"))
+
+
+def _absolute(value: str | os.PathLike[str]) -> str:
+    """The absolute form of a path (the cache's key), without resolving links."""
+    return os.path.abspath(os.fspath(value))
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_paths(
+    paths: Sequence[str], known: Mapping[str, SourceHash]
+) -> tuple[dict[str, str | OSError], list[SourceHash]]:
+    """In a worker thread: each file's hash (or why it cannot be read), and the hashes to remember."""
+    hashes: dict[str, str | OSError] = {}
+    fresh: list[SourceHash] = []
+    now = time.time()
+    for path in paths:
+        try:
+            st = os.stat(path)
+            cached = known.get(path)
+            if cached is not None and (cached.size, cached.mtime_ns, cached.inode) == (
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+            ):
+                hashes[path] = cached.sha256
+                continue
+            digest = _hash_file(path)
+        except OSError as exc:
+            hashes[path] = exc
+            continue
+        hashes[path] = digest
+        if now - st.st_mtime_ns / 1e9 > RACY_SECONDS:
+            fresh.append(SourceHash(_HOST, path, st.st_size, st.st_mtime_ns, st.st_ino, digest))
+    return hashes, fresh
+
+
+async def request_keys(
+    requests: Sequence[RenderRequest], ledger: RunLedger | None
+) -> list[str | InvalidRequestError]:
+    """The idempotency key of each request (or why it has none: an image that cannot be read).
+
+    Files are hashed in a worker thread, those the ledger remembers unchanged are not read again.
+    """
+    paths: dict[str, None] = {}
+    absolute: dict[tuple[int, str], str] = {}  # (request position, parameter) -> absolute path
+    for position, request in enumerate(requests):
+        for name in _image_params(request.feature):
+            value = request.params.get(name)
+            if isinstance(value, (str, os.PathLike)):
+                path = absolute[position, name] = _absolute(value)
+                paths[path] = None
+    known = await ledger.source_hashes(_HOST, list(paths)) if ledger is not None and paths else {}
+    file_hashes, fresh = await anyio.to_thread.run_sync(_hash_paths, list(paths), known)
+    if ledger is not None and fresh:
+        await ledger.remember_sources(fresh)
+    keys: list[str | InvalidRequestError] = []
+    for position, request in enumerate(requests):
+        hashes: dict[str, str] = {}
+        problem: InvalidRequestError | None = None
+        for name in _image_params(request.feature):
+            value = request.params.get(name)
+            if value is None:
+                continue
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                hashes[name] = hashlib.sha256(value).hexdigest()
+                continue
+            result = file_hashes[absolute[position, name]]
+            if isinstance(result, OSError):
+                problem = InvalidRequestError.for_field(
+                    name, f"cannot read {os.fspath(value)!r}: {result.strerror or result}"
+                )
+                break
+            hashes[name] = result
+        if problem is None:
+            try:
+                keys.append(hashlib.sha256(request._canonical(hashes)).hexdigest())
+            except (InvalidRequestError, TypeError) as exc:
+                keys.append(
+                    exc
+                    if isinstance(exc, InvalidRequestError)
+                    else InvalidRequestError(str(exc), field="params")
+                )
+        else:
+            keys.append(problem)
+    return keys

@@ -1,0 +1,605 @@
+"""A bulk run through the run ledger: claims, write-ahead intents, resume, reconciliation, takeover.
+
+For each chunk of inputs, in order: the requests' keys (files hashed off the loop, remembered hashes
+reused), registration of the unknown ones, outcomes at once for the items already finished, and a claim
+on the others. A claimed item is, by its state:
+
+- ``pending``: its intent (with its derived user id) is committed, then its start call is sent, and the
+  answer committed right after;
+- ``submitting`` (an intent without an answer: a crash, or an ambiguous failure): reconciled before any
+  new start call — its user's processes are listed; one is adopted; none, past the grace period and
+  with listings proven to keep finished processes, means it was never made and it is sent again;
+  otherwise it is ``unknown`` (never sent again by itself);
+- ``submitted``: awaited by its process id, no new start call.
+
+Every wait goes through the client's poll scheduler, on the application's listing (each derived user owns
+one render, so one ``CheckApplicationAllProgresses`` per tick answers every item). Items held by another
+live worker are watched until they finish or their claim lapses, then taken over. A task renews this
+worker's claims while it runs; on a clean stop (Ctrl-C) they are released at once. Claims of a dead
+process of this machine (its pid gone) are taken over without waiting for their lease.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .._errors import AdCreativeError, InvalidRequestError
+from .._jobs import RenderJob
+from .._naming import Namer, copy_file, name_context, place_file, render_name
+from .._reconcile import RenderMayExistError
+from ._base import (
+    ItemRecord,
+    ItemState,
+    NewItem,
+    RunLedger,
+    dead_here,
+    error_code,
+    error_message,
+    new_worker_id,
+)
+from ._requests import RenderRequest, derived_user_id, request_keys
+
+if TYPE_CHECKING:
+    from .._bulk import BulkOutcome
+    from .._client import AdCreativeClient
+    from .._jobs import TaskUpdate
+
+__all__ = ["CHUNK", "UNANSWERED_START_RULE", "LedgerDriver", "RecordedError"]
+
+logger = logging.getLogger("adcreative_async.ledger")
+
+T = TypeVar("T")
+
+#: Inputs hashed, registered and claimed together, at first; a chunk whose items had all finished before
+#: (a resume) doubles the next one, up to :data:`MAX_CHUNK`.
+CHUNK = 256
+MAX_CHUNK = 8192
+#: A run ledger of at most this many items is read in one scan when a run starts (a resume), instead of
+#: item by item (about 400 bytes of memory per item).
+PRELOAD_LIMIT = 250_000
+#: assumed (the docs say nothing of it): a start call's process is listed for its user within
+#: ``RetryPolicy.reconcile_grace`` seconds of the call (read-after-write lag), and no process is made later
+#: for a call whose client is gone. An item whose start call went unanswered is sent again only when its
+#: own user lists no process past that time AND listings are seen to keep finished processes (a finished
+#: process of the run is looked for in its user's listing); otherwise it is reported ``unknown``.
+UNANSWERED_START_RULE = "reconcile_grace, then an empty listing that keeps finished processes"
+#: How often items held by other workers are looked at again (seconds, at most).
+WATCH_INTERVAL = 2.0
+
+
+@dataclass
+class _Item(Generic[T]):
+    index: int
+    item: T
+    request: RenderRequest
+    key: str
+
+
+class LedgerDriver(Generic[T]):
+    """Runs a :class:`~adcreative_async.BulkRun`'s items through a run ledger (see the module doc)."""
+
+    def __init__(
+        self,
+        client: AdCreativeClient,
+        ledger: RunLedger,
+        items: Sequence[T],
+        request_of: Callable[[T], RenderRequest],
+        *,
+        dest: str | None,
+        name: Namer | None,
+        limits: tuple[int, int, int],
+        timeout: float | None,
+        low_resolution: bool,
+        on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
+        lease: float,
+        owner: str | None = None,
+    ) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._items = items
+        self._request_of = request_of
+        self._dest = dest
+        self._name = name
+        self._uploads, self._polls, self._downloads = (anyio.CapacityLimiter(n) for n in limits)
+        self._window = max(16, 4 * limits[0])  # claimed items not yet past their start call, at most
+        self._timeout = timeout
+        self._low_resolution = low_resolution
+        self._on_update = on_update
+        self._lease = lease
+        self.owner = owner or new_worker_id()
+        self._unsubmitted = 0
+        self._room = anyio.Event()
+        self._followers: dict[str, list[_Item[T]]] = {}
+        self._watched: dict[str, _Item[T]] = {}
+        self._finished_example: ItemRecord | None = None  # a finished process of this run, for the probe
+        self._keeps_finished: bool | None = None
+        self._busy = 0
+        self._probing = 0
+        self._feeding = True
+        self._change = anyio.Event()
+        self._preloaded: dict[str, ItemRecord] | None = None
+
+    # ------------------------------------------------------------------------------------ driving
+
+    async def drive(self, send: MemoryObjectSendStream[BulkOutcome[T]]) -> None:
+        """Run every item; outcomes go to ``send`` as they finish (closed at the end)."""
+        async with send, anyio.create_task_group() as outer:
+            outer.start_soon(self._renew_claims)
+            known = sum((await self._ledger.counts()).values())
+            if 0 < known <= PRELOAD_LIMIT:  # a resume: one scan instead of a lookup per item
+                self._preloaded = await self._ledger.records()
+            try:
+                async with anyio.create_task_group() as group:
+                    start, size = 0, CHUNK
+                    while start < len(self._items):
+                        resumed_only = await self._feed(group, send, start, size)
+                        start += size
+                        size = min(size * 2, MAX_CHUNK) if resumed_only else CHUNK
+                    self._feeding = False
+                    self._changed()
+                    await self._watch_others(group, send)
+            finally:
+                outer.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._ledger.release(self.owner)
+                    except AdCreativeError as exc:  # the claims lapse by themselves
+                        logger.warning("could not release this worker's claims: %s", exc)
+
+    async def _renew_claims(self) -> None:
+        while True:
+            await self._client.clock.sleep(self._lease / 3)
+            try:
+                await self._ledger.renew(self.owner, self._lease)
+            except AdCreativeError as exc:  # tried again at the next tick; fenced writes stay safe
+                logger.warning("could not renew this worker's claims: %s", exc)
+
+    async def _feed(
+        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int
+    ) -> bool:
+        """Inputs ``start`` to ``start + size``: keys, registration, outcomes of the finished, claims of the
+        others. True when every one had finished before."""
+        from .._bulk import BulkOutcome
+
+        chunk: list[_Item[T]] = []
+        requests: list[RenderRequest] = []
+        for index in range(start, min(start + size, len(self._items))):
+            item = self._items[index]
+            try:
+                request = self._request_of(item)
+                if not isinstance(request, RenderRequest):
+                    raise InvalidRequestError.for_field(
+                        "request", f"must give a RenderRequest, got {type(request).__name__}"
+                    )
+            except InvalidRequestError as exc:
+                send.send_nowait(BulkOutcome(index, item, error=exc))
+                continue
+            chunk.append(_Item(index, item, request, ""))
+            requests.append(request)
+        keys = await request_keys(requests, self._ledger)
+        ready: list[_Item[T]] = []
+        for entry, key in zip(chunk, keys, strict=True):
+            if isinstance(key, InvalidRequestError):
+                send.send_nowait(BulkOutcome(entry.index, entry.item, error=key))
+                continue
+            entry.key = key
+            if key in self._followers or key in self._watched:  # the same input twice: one render
+                self._followers.setdefault(key, []).append(entry)
+                continue
+            self._followers[key] = []
+            ready.append(entry)
+        if not ready:
+            return False
+        by_key = {e.key: e for e in ready}
+        if self._preloaded is not None:
+            records = {k: self._preloaded.pop(k) for k in by_key if k in self._preloaded}
+        else:
+            records = await self._ledger.records(list(by_key))
+        new = [
+            NewItem(e.key, e.index, e.request.label, e.request.feature) for e in ready if e.key not in records
+        ]
+        await self._ledger.register(new)
+        open_keys = []
+        for entry in ready:
+            record = records.get(entry.key)
+            if record is not None and record.final:
+                self._note_finished(record)
+                await self._emit_record(send, entry, record)
+            else:
+                open_keys.append(entry.key)
+        if not open_keys:
+            return True
+        # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
+        # the others.
+        while open_keys:
+            # half a window at least per claim: one write per several items, not one per item
+            while self._unsubmitted > self._window // 2:
+                await self._room.wait()
+            batch, open_keys = (
+                open_keys[: self._window - self._unsubmitted],
+                open_keys[self._window - self._unsubmitted :],
+            )
+            claimed = await self._claim(batch)
+            for record in claimed:
+                self._start(group, send, by_key[record.key], record)
+            taken = {r.key for r in claimed}
+            for key in batch:
+                if key not in taken:
+                    self._watched[key] = by_key[key]
+        return False
+
+    async def _claim(self, keys: Sequence[str]) -> list[ItemRecord]:
+        if not keys:
+            return []
+        claimed = await self._ledger.claim(keys, self.owner, self._lease)
+        rest = sorted(set(keys) - {r.key for r in claimed})
+        if rest:
+            dead = {
+                r.owner for r in (await self._ledger.records(rest)).values() if r.owner and dead_here(r.owner)
+            }
+            for owner in dead:  # a crashed process of this machine: its claims need not lapse first
+                logger.info("taking over the claims of %s (its process is gone)", owner)
+                await self._ledger.release(owner)
+            if dead:
+                claimed += await self._ledger.claim(rest, self.owner, self._lease)
+        return claimed
+
+    def _start(
+        self,
+        group: anyio.abc.TaskGroup,
+        send: MemoryObjectSendStream[BulkOutcome[T]],
+        entry: _Item[T],
+        record: ItemRecord,
+    ) -> None:
+        if record.state is not ItemState.SUBMITTED:
+            self._unsubmitted += 1
+        self._busy += 1
+        group.start_soon(self._run_item, send, entry, record)
+
+    async def _watch_others(
+        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]]
+    ) -> None:
+        """Items held by other workers: report them when they finish, take them over when their claim
+        lapses."""
+        while True:
+            if not self._watched:
+                if self._busy == 0:
+                    return
+                await self._change.wait()  # a running item may still lose its claim to another worker
+                continue
+            await self._client.clock.sleep(min(WATCH_INTERVAL, self._lease / 3))
+            keys = list(self._watched)
+            records = await self._ledger.records(keys)
+            for key, record in records.items():
+                if record.final:
+                    self._note_finished(record)
+                    await self._emit_record(send, self._watched.pop(key), record)
+            claimed = await self._claim([k for k in keys if k in self._watched])
+            for record in claimed:
+                self._start(group, send, self._watched.pop(record.key), record)
+
+    # ---------------------------------------------------------------------------------- outcomes
+
+    async def _emit_record(
+        self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
+    ) -> None:
+        """The outcome of an item finished before (or by another worker), from its record."""
+        from .._bulk import BulkOutcome
+
+        job = None
+        if record.process_id and record.user_id:
+            # ids this SDK recorded (canonical already): a handle without validating them again
+            job = RenderJob(
+                feature=record.feature,
+                process_id=record.process_id,
+                user_id=record.user_id,
+                task_ids=record.task_ids,
+                resource=self._client.resource(record.feature),
+            )
+        error: BaseException | None = None
+        if record.state is ItemState.FAILED:
+            error = RecordedError(record)
+        elif record.state is ItemState.UNKNOWN:
+            error = RenderMayExistError(
+                f"{record.error_code}: {record.error_message}",
+                feature=record.feature,
+                user_id=record.user_id or "",
+            )
+        outcome = BulkOutcome(
+            entry.index,
+            entry.item,
+            job=job,
+            files=[Path(f) for f in record.files],
+            error=error,
+            key=record.key,
+            resumed=True,
+        )
+        await self._send(send, outcome)
+
+    async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
+        """Report an outcome, and the same for the other inputs with the same key (their files under
+        their own names, when results are named)."""
+        from .._bulk import BulkOutcome
+
+        send.send_nowait(outcome)
+        for follower in self._followers.pop(outcome.key or "", []):
+            copy: BulkOutcome[T] = BulkOutcome(
+                follower.index,
+                follower.item,
+                job=outcome.job,
+                error=outcome.error,
+                key=outcome.key,
+                resumed=outcome.resumed,
+            )
+            try:
+                copy.files = await self._copies(follower, outcome)
+            except (OSError, InvalidRequestError) as exc:
+                copy.error = copy.error or exc
+            send.send_nowait(copy)
+
+    async def _copies(self, follower: _Item[T], outcome: BulkOutcome[T]) -> list[Path]:
+        if self._name is None or self._dest is None:
+            return list(outcome.files)
+        job = outcome.job
+        copies = []
+        for position, source in enumerate(outcome.files):
+            task_id = (
+                job.task_ids[position] if job is not None and position < len(job.task_ids) else source.stem
+            )
+            process_id = job.process_id if job is not None else ""
+            context = name_context(
+                follower.request, follower.index, task_id, position, process_id, source.suffix
+            )
+            target = Path(self._dest) / render_name(self._name, context)
+            copies.append(await anyio.to_thread.run_sync(copy_file, source, target))
+        return copies
+
+    def _note_finished(self, record: ItemRecord) -> None:
+        if record.state is ItemState.DOWNLOADED and record.process_id and self._finished_example is None:
+            self._finished_example = record
+            self._changed()
+
+    def _changed(self) -> None:
+        self._change.set()
+        self._change = anyio.Event()
+
+    # ------------------------------------------------------------------------------------ one item
+
+    async def _run_item(
+        self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
+    ) -> None:
+        from .._bulk import BulkOutcome
+
+        outcome: BulkOutcome[T] = BulkOutcome(entry.index, entry.item, key=entry.key)
+        submitted = record.state is ItemState.SUBMITTED
+        try:
+            job = await self._job_for(entry, record)
+            if not submitted:
+                submitted = True
+                self._submitted_one()
+            outcome.job = job
+            await self._await_and_download(outcome, entry, job)
+            with anyio.CancelScope(shield=True):
+                await self._ledger.downloaded(entry.key, [str(f) for f in outcome.files])
+            self._note_finished(
+                ItemRecord(
+                    key=entry.key,
+                    seq=entry.index,
+                    label="",
+                    feature=job.feature,
+                    state=ItemState.DOWNLOADED,
+                    user_id=job.user_id,
+                    process_id=job.process_id,
+                )
+            )
+        except Exception as exc:  # one item's failure is its outcome, never the others'
+            if exc not in outcome.errors:  # (the wait's and downloads' errors are recorded already)
+                outcome._fail(exc)
+            if not isinstance(exc, (RenderMayExistError, _LostClaim)):
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._ledger.failed(entry.key, error_code(exc), error_message(exc))
+                    except AdCreativeError as ledger_error:
+                        logger.warning("could not record the failure of %s: %s", entry.key, ledger_error)
+        finally:
+            if not submitted:
+                self._submitted_one()
+            self._busy -= 1
+            self._changed()
+        if isinstance(outcome.error, _LostClaim):
+            self._watched[entry.key] = entry
+            return
+        await self._send(send, outcome)
+
+    def _submitted_one(self) -> None:
+        self._unsubmitted -= 1
+        self._room.set()
+        self._room = anyio.Event()
+
+    async def _job_for(self, entry: _Item[T], record: ItemRecord) -> RenderJob:
+        """The item's render: found again (submitted), reconciled (an intent without answer), or started."""
+        resource = self._client.resource(record.feature)
+        if record.state is ItemState.SUBMITTED and record.process_id and record.user_id:
+            return resource.job(
+                record.process_id, user_id=record.user_id, task_ids=record.task_ids
+            )._poll_by_application()
+        if record.state is ItemState.SUBMITTING and record.user_id:
+            job = await self._reconcile(entry, record)
+            if job is not None:
+                return job
+        return await self._submit(entry, record)
+
+    async def _submit(self, entry: _Item[T], record: ItemRecord) -> RenderJob:
+        user = derived_user_id(self._ledger.namespace, entry.key, record.attempt)
+        resubmits = 1  # after an ambiguous failure proven to have made nothing, one more call at most
+        while True:
+            async with self._uploads:
+                # this client alone writes for the derived user (no listing before the start call needed)
+                self._client._ledger.fresh_user(entry.request.feature, user)
+                if not await self._ledger.intent(entry.key, self.owner, user, self._lease):
+                    raise _LostClaim(entry.key)
+                try:
+                    job = await entry.request.submit(self._client, user_id=user)
+                except RenderMayExistError:
+                    job = None
+            if job is not None:  # recorded right away, but without holding an upload slot
+                with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
+                    await self._ledger.submitted(entry.key, job.process_id, job.user_id, job.task_ids)
+                return job._poll_by_application()
+            now = time.time()
+            pending = ItemRecord(
+                key=entry.key,
+                seq=entry.index,
+                label=entry.request.label,
+                feature=entry.request.feature,
+                state=ItemState.SUBMITTING,
+                attempt=record.attempt,
+                user_id=user,
+                intent_at=now,
+            )
+            found = await self._reconcile(entry, pending)
+            if found is not None:
+                return found
+            if resubmits == 0:
+                raise RenderMayExistError(
+                    f"two start calls of {entry.request.label or entry.key} failed without an answer",
+                    feature=entry.request.feature,
+                    user_id=user,
+                )
+            resubmits -= 1
+
+    async def _reconcile(self, entry: _Item[T], record: ItemRecord) -> RenderJob | None:
+        """An intent without an answer: the item's own user's process (adopted), or None when it is
+        proven that none was made (the item is pending again); else RenderMayExistError (``unknown``)."""
+        assert record.user_id is not None
+        resource = self._client.resource(record.feature)
+        clock = self._client.clock
+        grace = self._client._transport.retry.reconcile_grace
+        interval = self._client._transport.retry.reconcile_interval
+        waited = time.time() - (record.intent_at or 0.0)
+        deadline = clock.monotonic() + max(0.0, grace - waited)
+        while True:
+            listing = await resource.user_progress(record.user_id)
+            if listing:
+                if len(listing) > 1:
+                    logger.warning(
+                        "item %s: %d processes for its own user (one render too many was made before)",
+                        entry.key,
+                        len(listing),
+                    )
+                progress = listing[0]
+                task_ids = list(progress.tasks)
+                with anyio.CancelScope(shield=True):
+                    await self._ledger.submitted(
+                        entry.key, progress.image_render_process_id, record.user_id, task_ids
+                    )
+                logger.info(
+                    "item %s: adopted process %s after an unanswered start call",
+                    entry.key,
+                    progress.process_id,
+                )
+                return resource.job(
+                    progress.image_render_process_id, user_id=record.user_id, task_ids=task_ids
+                )._poll_by_application()
+            if clock.monotonic() >= deadline:
+                break
+            await clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())))
+        if await self._listings_keep_finished():
+            await self._ledger.requeue(entry.key)
+            return None
+        message = (
+            f"the start call of {entry.request.label or entry.key} may have made a render: none is listed "
+            f"for its user {record.user_id}, but finished processes may leave listings, so it cannot be "
+            "ruled out; not sent again (check the user's processes, then rerun with --retry-failed)"
+        )
+        with anyio.CancelScope(shield=True):
+            await self._ledger.failed(entry.key, "RenderMayExistError", message, state=ItemState.UNKNOWN)
+        raise RenderMayExistError(message, feature=record.feature, user_id=record.user_id)
+
+    async def _listings_keep_finished(self) -> bool:
+        """Whether the server keeps finished processes in their user's listing (then an empty listing
+        proves a start call made nothing): a finished process of this run is looked for in its user's
+        listing. Waits for one to exist while other items are running; False when none ever does."""
+        if self._keeps_finished is not None:
+            return self._keeps_finished
+        self._probing += 1
+        self._changed()
+        try:
+            while self._finished_example is None:
+                if not self._feeding and self._busy <= self._probing and not self._watched:
+                    return False  # nothing else runs that could finish
+                await self._change.wait()
+        finally:
+            self._probing -= 1
+        example = self._finished_example
+        if self._keeps_finished is None:
+            assert example.user_id is not None
+            assert example.process_id is not None
+            listing = await self._client.resource(example.feature).user_progress(example.user_id)
+            self._keeps_finished = any(
+                p.image_render_process_id.lower() == example.process_id.lower() for p in listing
+            )
+            if not self._keeps_finished:
+                logger.warning(
+                    "finished processes leave their user's listing: an unanswered start call can no longer "
+                    "be proven to have made nothing (such items are reported unknown)"
+                )
+        return self._keeps_finished
+
+    # --------------------------------------------------------------------------- wait and download
+
+    async def _await_and_download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob) -> None:
+        """Await the render and download its results; the item's first error is raised (itself)."""
+        from .._bulk import follow
+
+        download = None
+        if self._dest is not None:
+            download = functools.partial(self._download, outcome, entry, job)
+        await follow(outcome, job, self._polls, self._timeout, self._on_update, download)
+        if outcome.error is not None:
+            raise outcome.error
+
+    async def _download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob, task_id: str) -> None:
+        assert self._dest is not None
+        try:
+            async with self._downloads:
+                path = await job.download(
+                    task_id, self._dest, low_resolution=self._low_resolution, resume=True
+                )
+            if self._name is not None:
+                position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+                context = name_context(
+                    entry.request, entry.index, task_id, position, job.process_id, path.suffix
+                )
+                target = Path(self._dest) / render_name(self._name, context)
+                path = await anyio.to_thread.run_sync(place_file, path, target)
+            outcome.files.append(path)
+        except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
+            outcome._fail(exc)
+
+
+class RecordedError(AdCreativeError):
+    """The error an item finished with in an earlier run (or another worker), as the ledger recorded it.
+
+    Attributes:
+        code: the error's class name (``RenderFailedError``); message: its text.
+    """
+
+    def __init__(self, record: ItemRecord) -> None:
+        super().__init__(f"{record.error_code}: {record.error_message}")
+        self.code = record.error_code or ""
+        self.message = record.error_message or ""
+
+
+class _LostClaim(AdCreativeError):
+    """This worker's claim on an item lapsed before its intent: another worker may hold it now."""

@@ -1,0 +1,587 @@
+"""SqliteLedger: the run ledger in one SQLite file (the default; stdlib ``sqlite3``).
+
+Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The
+file is in WAL mode: readers never block the writer, and several processes of one machine can share it
+(claims take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed
+are committed together with the next one (group commit), and each caller returns only once its own write
+is committed. Every commit survives a crash of the process; a commit that holds an intent (the
+write-ahead record of a paid call) is also synced to disk (``synchronous=FULL`` for it), so that it
+survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
+(``synchronous=NORMAL``): each intent's sync carries them to disk, and one lost to a power loss is found
+again (an answer by reconciling the intent, a download by downloading again), never paid twice.
+
+For the same reason, an answer (``submitted``) and a download (``downloaded``) are written behind: they
+are committed with the next write of any kind (an intent, a claim, the lease renewal), before any read,
+and on close; a crash before that loses nothing that cannot be found again, and the bulk path saves a
+worker-thread trip per item.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+
+from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
+
+__all__ = ["SqliteLedger"]
+
+logger = logging.getLogger("adcreative_async.ledger")
+
+_T = TypeVar("_T")
+
+#: Seconds a statement waits for another process's write lock before failing.
+BUSY_TIMEOUT = 60.0
+#: Keys per statement (SQLite's limit on bound parameters is 32,766).
+KEYS_PER_STATEMENT = 500
+
+_FINAL = tuple(s.value for s in FINAL_STATES)
+_COLUMNS = (
+    "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
+    "error_message, owner, lease_until, intent_at, created_at, updated_at"
+)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    run TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    user_id TEXT,
+    process_id TEXT,
+    task_ids TEXT NOT NULL DEFAULT '[]',
+    files TEXT NOT NULL DEFAULT '[]',
+    error_code TEXT,
+    error_message TEXT,
+    owner TEXT,
+    lease_until REAL,
+    intent_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_user ON items (run, feature, user_id);
+CREATE TABLE IF NOT EXISTS sources (
+    host TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (host, path)
+) WITHOUT ROWID;
+"""
+
+_LIST = msgspec.json.Decoder(tuple[str, ...])
+_ENCODE = msgspec.json.encode
+
+
+def _record(row: Sequence[Any]) -> ItemRecord:
+    return ItemRecord(
+        key=row[0],
+        seq=row[1],
+        label=row[2],
+        feature=row[3],
+        state=ItemState(row[4]),
+        attempt=row[5],
+        user_id=row[6],
+        process_id=row[7],
+        task_ids=_LIST.decode(row[8]),
+        files=_LIST.decode(row[9]),
+        error_code=row[10],
+        error_message=row[11],
+        owner=row[12],
+        lease_until=row[13],
+        intent_at=row[14],
+        created_at=row[15],
+        updated_at=row[16],
+    )
+
+
+def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(keys), KEYS_PER_STATEMENT):
+        yield keys[start : start + KEYS_PER_STATEMENT]
+
+
+class _Slot:
+    __slots__ = ("behind", "done", "durable", "error", "event", "result")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.done = False
+        self.durable = False
+        self.behind = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+Op = Callable[[sqlite3.Connection, float], Any]
+
+
+def _nothing(conn: sqlite3.Connection, now: float) -> None:
+    """A write that writes nothing: commits what was written behind."""
+
+
+class SqliteLedger(RunLedger):
+    """A run ledger in a SQLite file (created with its folders if missing).
+
+    Args:
+        path: the file (the CLI keeps ``.adcreative-run.sqlite`` in the output folder).
+        run: the run's name within the file.
+        synchronous: SQLite's ``synchronous`` setting for the writes other than intents: ``"NORMAL"``
+            (default: each survives a crash of the process; the next intent's sync carries it to
+            disk) or ``"FULL"`` (each synced). Intents are always synced.
+        clock: wall-clock seconds for leases and times.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        run: str = "default",
+        synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.run = run
+        self._synchronous = synchronous.upper()
+        self._clock = clock
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._pending: list[tuple[Op, _Slot]] = []
+        self._behind: list[tuple[Op, _Slot]] = []  # written behind: committed with the next write
+        self._synced_mode: str | None = None
+        self._leader = False
+        self._namespace: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteLedger(path={str(self.path)!r}, run={self.run!r})"
+
+    # ----------------------------------------------------------------------------------- lifetime
+
+    async def open(self) -> None:
+        """See :meth:`RunLedger.open`."""
+        if self._conn is not None:
+            return
+        try:
+            self._conn, self._namespace = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the run ledger {self.path}: {exc}") from exc
+
+    def _connect(self) -> tuple[sqlite3.Connection, str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT namespace FROM runs WHERE run = ?", (self.run,)).fetchone()
+            if row is None:
+                namespace = str(uuid.uuid4())
+                conn.execute(
+                    "INSERT INTO runs (run, namespace, created_at) VALUES (?, ?, ?)",
+                    (self.run, namespace, self._clock()),
+                )
+            else:
+                namespace = row[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn, namespace
+
+    async def close(self) -> None:
+        """See :meth:`RunLedger.close`."""
+        if self._behind and self._conn is not None:
+            with anyio.CancelScope(shield=True):
+                await self._write(_nothing)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+    @property
+    def namespace(self) -> str:
+        """See :attr:`RunLedger.namespace`."""
+        if self._namespace is None:
+            raise LedgerError("the run ledger is not open")
+        return self._namespace
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError(f"the run ledger {self.path} is not open")
+        return self._conn
+
+    # ------------------------------------------------------------------------------- execution
+
+    async def _read(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._connection()
+        if self._behind:  # a read sees every write made before it
+            await self._write(_nothing)
+        try:
+            return await anyio.to_thread.run_sync(op, conn, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"run ledger {self.path}: {exc}") from exc
+
+    async def _write(self, op: Op, *, durable: bool = False) -> Any:
+        """Run ``op`` in a write transaction, committed with whatever other writes are waiting.
+
+        The first writer leads: it commits every waiting write in one transaction. A leader stops once
+        its own write is committed and hands the lead to the next waiting writer, so that no caller
+        (an intent, on the way to a paid call) waits behind commits of others' writes. Shielded: a
+        write in progress is seen through (cancellation is delivered once it is committed).
+        """
+        self._connection()
+        slot = _Slot()
+        slot.durable = durable
+        self._pending.append((op, slot))
+        with anyio.CancelScope(shield=True):
+            while not slot.done:
+                if self._leader:
+                    await slot.event.wait()  # committed by the leader, or made the next leader
+                    slot.event = anyio.Event()
+                    continue
+                self._leader = True
+                batch = self._behind + self._pending
+                self._behind, self._pending = [], []
+                try:
+                    await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
+                finally:
+                    for _, done in batch:  # in the event loop: anyio's events are not thread-safe
+                        done.done = True
+                        done.event.set()
+                        if done.behind and done.error is not None:
+                            logger.warning("run ledger %s: a write behind failed: %s", self.path, done.error)
+                    self._leader = False
+                    if self._pending:  # the next waiting writer leads the next batch
+                        self._pending[0][1].event.set()
+        if slot.error is not None:
+            error = slot.error
+            if isinstance(error, sqlite3.Error):
+                raise LedgerError(f"run ledger {self.path}: {error}") from error
+            raise error
+        return slot.result
+
+    def _write_behind(self, op: Op) -> None:
+        """Queue ``op`` to be committed with the next write (see the module doc)."""
+        self._connection()
+        slot = _Slot()
+        slot.behind = True
+        self._behind.append((op, slot))
+
+    def _apply(self, batch: list[tuple[Op, _Slot]]) -> None:
+        conn = self._conn
+        try:
+            if conn is None:
+                raise sqlite3.ProgrammingError("the ledger was closed")
+            mode = "FULL" if any(slot.durable for _, slot in batch) else self._synchronous
+            if mode != self._synced_mode:
+                conn.execute(f"PRAGMA synchronous={mode}")
+                self._synced_mode = mode
+            conn.execute("BEGIN IMMEDIATE")
+            now = self._clock()
+            if len(batch) == 1:  # alone: its failure rolls the transaction back (below)
+                op, slot = batch[0]
+                slot.result = op(conn, now)
+            else:
+                for op, slot in batch:  # each in a savepoint: one failing write spares the others
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        slot.result = op(conn, now)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        slot.error = exc
+                    conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn is not None and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _, slot in batch:
+                slot.error = slot.error or exc
+
+    # ----------------------------------------------------------------------------------- reading
+
+    async def records(self, keys: Sequence[str] | None = None) -> dict[str, ItemRecord]:
+        """See :meth:`RunLedger.records`."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, ItemRecord]:
+            if keys is None:
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM items WHERE run = ? ORDER BY seq", (self.run,))
+                return {row[0]: _record(row) for row in rows}
+            found: dict[str, ItemRecord] = {}
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM items WHERE run = ? AND key IN ({marks})", (self.run, *chunk)
+                )
+                found.update((row[0], _record(row)) for row in rows)
+            return found
+
+        return await self._read(read)
+
+    async def counts(self) -> dict[ItemState, int]:
+        """See :meth:`RunLedger.counts`."""
+
+        def read(conn: sqlite3.Connection) -> dict[ItemState, int]:
+            counts = dict.fromkeys(ItemState, 0)
+            rows = conn.execute("SELECT state, count(*) FROM items WHERE run = ? GROUP BY state", (self.run,))
+            for state, n in rows:
+                counts[ItemState(state)] = n
+            return counts
+
+        return await self._read(read)
+
+    async def process_ids(self, feature: str, user_id: str) -> set[str]:
+        """See :meth:`RunLedger.process_ids`."""
+
+        def read(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
+                "SELECT process_id FROM items WHERE run = ? AND feature = ? AND lower(user_id) = ? "
+                "AND process_id IS NOT NULL",
+                (self.run, feature, user_id.lower()),
+            )
+            return {row[0].lower() for row in rows}
+
+        return await self._read(read)
+
+    # ---------------------------------------------------------------------------------- claiming
+
+    async def register(self, items: Sequence[NewItem]) -> None:
+        """See :meth:`RunLedger.register`."""
+        if not items:
+            return
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.executemany(
+                "INSERT INTO items (run, key, seq, label, feature, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (run, key) DO NOTHING",
+                [(self.run, i.key, i.seq, i.label, i.feature, now, now) for i in items],
+            )
+
+        await self._write(op)
+
+    async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
+        """See :meth:`RunLedger.claim`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> list[ItemRecord]:
+            claimed: list[ItemRecord] = []
+            final = ",".join("?" * len(_FINAL))
+            for chunk in _chunks(keys):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"UPDATE items SET owner = ?, lease_until = ?, updated_at = ? "
+                    f"WHERE run = ? AND key IN ({marks}) AND state NOT IN ({final}) "
+                    "AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) "
+                    f"RETURNING {_COLUMNS}",
+                    (owner, now + lease, now, self.run, *chunk, *_FINAL, owner, now),
+                ).fetchall()
+                claimed.extend(_record(row) for row in rows)
+            return claimed
+
+        result: list[ItemRecord] = await self._write(op)
+        return result
+
+    async def renew(self, owner: str, lease: float) -> int:
+        """See :meth:`RunLedger.renew`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            final = ",".join("?" * len(_FINAL))
+            cursor = conn.execute(
+                f"UPDATE items SET lease_until = ? WHERE run = ? AND owner = ? AND state NOT IN ({final})",
+                (now + lease, self.run, owner, *_FINAL),
+            )
+            return cursor.rowcount
+
+        renewed: int = await self._write(op)
+        return renewed
+
+    async def release(self, owner: str) -> None:
+        """See :meth:`RunLedger.release`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                "UPDATE items SET owner = NULL, lease_until = NULL WHERE run = ? AND owner = ?",
+                (self.run, owner),
+            )
+
+        await self._write(op)
+
+    # ----------------------------------------------------------------------------------- writing
+
+    def _update(self, key: str, assignments: str, values: Sequence[Any], where: str = "") -> Op:
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            cursor = conn.execute(
+                f"UPDATE items SET {assignments}, updated_at = ? WHERE run = ? AND key = ?{where}",
+                (*values, now, self.run, key),
+            )
+            return cursor.rowcount
+
+        return op
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        """See :meth:`RunLedger.intent`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> bool:
+            final = ",".join("?" * len(_FINAL))
+            cursor = conn.execute(
+                "UPDATE items SET state = 'submitting', user_id = ?, intent_at = ?, lease_until = ?, "
+                f"updated_at = ? WHERE run = ? AND key = ? AND owner = ? AND lease_until > ? "
+                f"AND state NOT IN ({final})",
+                (user_id, now, now + lease, now, self.run, key, owner, now, *_FINAL),
+            )
+            return cursor.rowcount == 1
+
+        ok: bool = await self._write(op, durable=True)
+        return ok
+
+    async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.submitted`."""
+        tasks = _ENCODE(list(dict.fromkeys(task_ids))).decode()
+        self._write_behind(
+            self._update(
+                key,
+                "state = 'submitted', process_id = ?, user_id = ?, task_ids = ?",
+                (process_id, user_id, tasks),
+            )
+        )
+
+    async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
+        """See :meth:`RunLedger.tasks`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            row = conn.execute(
+                "SELECT task_ids FROM items WHERE run = ? AND key = ?", (self.run, key)
+            ).fetchone()
+            if row is None:
+                return
+            merged = list(dict.fromkeys((*_LIST.decode(row[0]), *task_ids)))
+            conn.execute(
+                "UPDATE items SET task_ids = ?, updated_at = ? WHERE run = ? AND key = ?",
+                (_ENCODE(merged).decode(), now, self.run, key),
+            )
+
+        await self._write(op)
+
+    async def downloaded(self, key: str, files: Sequence[str]) -> None:
+        """See :meth:`RunLedger.downloaded`."""
+        self._write_behind(
+            self._update(
+                key,
+                "state = 'downloaded', files = ?, error_code = NULL, error_message = NULL, owner = NULL, "
+                "lease_until = NULL",
+                (_ENCODE(list(files)).decode(),),
+            )
+        )
+
+    async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
+        """See :meth:`RunLedger.failed`."""
+        await self._write(
+            self._update(
+                key,
+                "state = ?, error_code = ?, error_message = ?, owner = NULL, lease_until = NULL",
+                (state.value, code, message),
+            )
+        )
+
+    async def requeue(self, key: str) -> None:
+        """See :meth:`RunLedger.requeue`."""
+        await self._write(self._update(key, "state = 'pending', intent_at = NULL", ()))
+
+    async def retry_failed(self) -> int:
+        """See :meth:`RunLedger.retry_failed`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            cursor = conn.execute(
+                "UPDATE items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+                "user_id = NULL, task_ids = '[]', files = '[]', error_code = NULL, error_message = NULL, "
+                "intent_at = NULL, updated_at = ? WHERE run = ? AND state = 'failed'",
+                (now, self.run),
+            )
+            return cursor.rowcount
+
+        retried: int = await self._write(op)
+        return retried
+
+    async def reset_unfinished(self) -> int:
+        """See :meth:`RunLedger.reset_unfinished`."""
+
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            cursor = conn.execute(
+                "UPDATE items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+                "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = ? "
+                "WHERE run = ? AND state IN ('submitting', 'submitted')",
+                (now, self.run),
+            )
+            return cursor.rowcount
+
+        reset: int = await self._write(op)
+        return reset
+
+    async def restart(self) -> None:
+        """See :meth:`RunLedger.restart`."""
+        namespace = str(uuid.uuid4())
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute("DELETE FROM items WHERE run = ?", (self.run,))
+            conn.execute(
+                "INSERT INTO runs (run, namespace, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (run) DO UPDATE SET namespace = excluded.namespace, "
+                "created_at = excluded.created_at",
+                (self.run, namespace, now),
+            )
+
+        await self._write(op)
+        self._namespace = namespace
+
+    # ---------------------------------------------------------------------------- source hashes
+
+    async def source_hashes(self, host: str, paths: Sequence[str]) -> dict[str, SourceHash]:
+        """See :meth:`RunLedger.source_hashes`."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, SourceHash]:
+            found: dict[str, SourceHash] = {}
+            for chunk in _chunks(paths):
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT host, path, size, mtime_ns, inode, sha256 FROM sources "
+                    f"WHERE host = ? AND path IN ({marks})",
+                    (host, *chunk),
+                )
+                found.update((row[1], SourceHash(*row)) for row in rows)
+            return found
+
+        return await self._read(read)
+
+    async def remember_sources(self, hashes: Iterable[SourceHash]) -> None:
+        """See :meth:`RunLedger.remember_sources`."""
+        rows = [(s.host, s.path, s.size, s.mtime_ns, s.inode, s.sha256) for s in hashes]
+        if not rows:
+            return
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            conn.executemany(
+                "INSERT INTO sources (host, path, size, mtime_ns, inode, sha256) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (host, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                "inode = excluded.inode, sha256 = excluded.sha256",
+                rows,
+            )
+
+        await self._write(op)

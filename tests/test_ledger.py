@@ -1,0 +1,387 @@
+"""The run ledger's backends, one suite over memory, SQLite and PostgreSQL; and the items' keys.
+
+The PostgreSQL cases need a server: ``.ci/run`` starts a private one and sets
+``ADCREATIVE_TEST_POSTGRES_DSN``; without it they are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from helpers import JPEG, PNG, creative_inputs
+
+from adcreative_async import InvalidRequestError, RenderKind
+from adcreative_async.ledger import (
+    ItemState,
+    MemoryLedger,
+    NewItem,
+    PostgresLedger,
+    RenderRequest,
+    RunLedger,
+    SqliteLedger,
+    derived_user_id,
+    open_ledger,
+    request_keys,
+)
+
+POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES_DSN, reason="needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN (.ci/run starts a server)"
+)
+pytestmark = pytest.mark.anyio
+MakeLedger = Callable[[], Awaitable[RunLedger]]
+
+
+class FakeTime:
+    """Wall-clock seconds that only move when told (leases in the memory and SQLite backends)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
+async def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeLedger]:
+    """A factory of opened ledgers of one backend sharing one storage (a run name unique per test)."""
+    run = f"test-{uuid.uuid4().hex[:12]}"
+    opened: list[RunLedger] = []
+    clock = FakeTime()
+    memory = MemoryLedger(run, clock=clock)
+
+    async def make() -> RunLedger:
+        ledger: RunLedger
+        if request.param == "memory":
+            ledger = memory
+        elif request.param == "sqlite":
+            ledger = SqliteLedger(tmp_path / "run.sqlite", run=run, clock=clock)
+        else:
+            assert POSTGRES_DSN is not None
+            ledger = PostgresLedger(POSTGRES_DSN, run=run)
+        await ledger.open()
+        opened.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in opened:
+        await ledger.close()
+
+
+def items(n: int, feature: str = "background_remover") -> list[NewItem]:
+    return [NewItem(f"{i:064x}", i, f"in/{i}.png", feature) for i in range(n)]
+
+
+async def test_register_is_idempotent_and_keeps_existing_state(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(3))
+    [first] = await ledger.claim([items(1)[0].key], "w1", 30)
+    assert await ledger.intent(first.key, "w1", "user-1", 30)
+    await ledger.register(items(5))
+    records = await ledger.records()
+    assert len(records) == 5
+    assert records[first.key].state is ItemState.SUBMITTING
+    assert records[first.key].user_id == "user-1"
+    assert [r.seq for r in records.values()] == [0, 1, 2, 3, 4]
+    assert (await ledger.counts())[ItemState.PENDING] == 4
+
+
+async def test_an_item_goes_through_its_whole_life(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(1))
+    key = items(1)[0].key
+    assert [r.key for r in await ledger.claim([key], "w1", 30)] == [key]
+    assert await ledger.intent(key, "w1", "u", 30)
+    assert (await ledger.records([key]))[key].intent_at is not None
+    await ledger.submitted(key, "p-1", "u", ["t1"])
+    await ledger.tasks(key, ["t1", "t2"])
+    record = (await ledger.records([key]))[key]
+    assert (record.state, record.process_id, record.task_ids) == (ItemState.SUBMITTED, "p-1", ("t1", "t2"))
+    assert await ledger.process_ids("background_remover", "U") == {"p-1"}
+    assert await ledger.process_ids("creatives", "u") == set()
+    await ledger.downloaded(key, ["out/0.png"])
+    record = (await ledger.records([key]))[key]
+    assert (record.state, record.files, record.owner) == (ItemState.DOWNLOADED, ("out/0.png",), None)
+    assert record.final
+    assert await ledger.claim([key], "w1", 30) == []  # final items are never claimed again
+
+
+async def test_claims_exclude_live_claims_of_others_and_take_over_lapsed_ones(
+    make_ledger: MakeLedger,
+) -> None:
+    first: RunLedger = await make_ledger()
+    second: RunLedger = await make_ledger()
+    await first.register(items(4))
+    keys = [i.key for i in items(4)]
+    got = await first.claim(keys[:2], "w1", 30)
+    assert {r.owner for r in got} == {"w1"}
+    other = await second.claim(keys, "w2", 0.2)
+    assert [r.key for r in other] == keys[2:]  # w1's live claims are skipped
+    assert [r.key for r in await first.claim(keys, "w1", 30)] == keys[:2]  # own claims again
+    # w2 dies: its lease lapses and w1 takes its items over
+    await _lapse(second, 0.3)
+    assert sorted(r.key for r in await first.claim(keys, "w1", 30)) == keys
+
+
+async def _lapse(ledger: RunLedger, seconds: float) -> None:
+    if isinstance(ledger, (MemoryLedger, SqliteLedger)) and isinstance(ledger._clock, FakeTime):
+        ledger._clock.now += seconds
+        return
+    import anyio
+
+    await anyio.sleep(seconds)  # PostgreSQL leases run on the server's clock
+
+
+async def test_intent_is_fenced_by_the_claim(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(2))
+    a, b = (i.key for i in items(2))
+    assert not await ledger.intent(a, "w1", "u", 30)  # never claimed
+    await ledger.claim([a], "w1", 0.1)
+    assert not await ledger.intent(a, "w2", "u", 30)  # another's claim
+    await _lapse(ledger, 0.2)
+    assert not await ledger.intent(a, "w1", "u", 30)  # own claim, but lapsed: someone may have it now
+    await ledger.claim([b], "w1", 30)
+    await ledger.release("w1")
+    assert not await ledger.intent(b, "w1", "u", 30)  # released
+    assert (await ledger.records([a, b]))[a].state is ItemState.PENDING
+
+
+async def test_renew_extends_only_the_owners_unfinished_claims(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(3))
+    a, b, c = (i.key for i in items(3))
+    await ledger.claim([a, b], "w1", 0.2)
+    await ledger.claim([c], "w2", 30)
+    await ledger.downloaded(b, [])
+    assert await ledger.renew("w1", 30) == 1
+    await _lapse(ledger, 0.3)
+    assert await ledger.claim([a, b, c], "w3", 30) == []  # a renewed, b final, c w2's
+
+
+async def test_failed_unknown_requeue_and_retry_failed(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(3))
+    a, b, c = (i.key for i in items(3))
+    await ledger.claim([a, b, c], "w1", 30)
+    await ledger.failed(a, "RenderFailedError", "render x failed")
+    await ledger.failed(b, "RenderMayExistError", "may exist", state=ItemState.UNKNOWN)
+    assert await ledger.intent(c, "w1", "u", 30)
+    await ledger.requeue(c)
+    records = await ledger.records()
+    assert (records[a].state, records[a].error_code) == (ItemState.FAILED, "RenderFailedError")
+    assert records[b].state is ItemState.UNKNOWN
+    assert (records[c].state, records[c].intent_at) == (ItemState.PENDING, None)
+    assert await ledger.retry_failed() == 1
+    records = await ledger.records()
+    assert (records[a].state, records[a].attempt, records[a].error_code) == (ItemState.PENDING, 1, None)
+    assert records[b].state is ItemState.UNKNOWN  # unknown is never retried by itself
+
+
+async def test_reset_unfinished_starts_only_unfinished_items_again(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(3))
+    a, b, c = (i.key for i in items(3))
+    await ledger.claim([a, b, c], "w1", 30)
+    assert await ledger.intent(a, "w1", "u", 30)
+    assert await ledger.intent(b, "w1", "u", 30)
+    await ledger.submitted(b, "p", "u", ["t"])
+    await ledger.downloaded(c, ["f"])
+    assert await ledger.reset_unfinished() == 2
+    records = await ledger.records()
+    assert [(records[k].state, records[k].attempt, records[k].process_id) for k in (a, b)] == [
+        (ItemState.PENDING, 1, None)
+    ] * 2
+    assert records[c].state is ItemState.DOWNLOADED
+
+
+async def test_restart_forgets_items_and_takes_a_new_namespace(make_ledger: MakeLedger) -> None:
+    ledger: RunLedger = await make_ledger()
+    await ledger.register(items(2))
+    namespace = ledger.namespace
+    uuid.UUID(namespace)
+    again: RunLedger = await make_ledger()
+    assert again.namespace == namespace  # the same run, opened again
+    await ledger.restart()
+    assert ledger.namespace != namespace
+    assert await ledger.records() == {}
+
+
+async def test_source_hashes_are_remembered_per_host_and_path(make_ledger: MakeLedger) -> None:
+    from adcreative_async.ledger import SourceHash
+
+    ledger: RunLedger = await make_ledger()
+    one = SourceHash("h", "/a.png", 10, 5, 7, "aa")
+    await ledger.remember_sources([one, SourceHash("other", "/a.png", 1, 1, 1, "bb")])
+    assert await ledger.source_hashes("h", ["/a.png", "/b.png"]) == {"/a.png": one}
+    newer = SourceHash("h", "/a.png", 11, 6, 7, "cc")
+    await ledger.remember_sources([newer])
+    assert await ledger.source_hashes("h", ["/a.png"]) == {"/a.png": newer}
+
+
+async def test_sqlite_commits_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "run.sqlite"
+    async with SqliteLedger(path) as ledger:
+        await ledger.register(items(2))
+        await ledger.claim([items(1)[0].key], "w", 30)
+        assert await ledger.intent(items(1)[0].key, "w", "u", 30)
+    async with SqliteLedger(path) as reopened:
+        assert (await reopened.records())[items(1)[0].key].state is ItemState.SUBMITTING
+
+
+async def test_sqlite_leases_follow_the_given_clock(tmp_path: Path) -> None:
+    clock = FakeTime()
+    async with SqliteLedger(tmp_path / "r.sqlite", clock=clock) as one:
+        await one.register(items(1))
+        key = items(1)[0].key
+        assert await one.claim([key], "w1", 30)
+        assert await one.claim([key], "w2", 30) == []
+        clock.now += 31
+        assert [r.owner for r in await one.claim([key], "w2", 30)] == ["w2"]
+
+
+async def test_sqlite_group_commit_serves_concurrent_writers(tmp_path: Path) -> None:
+    import anyio
+
+    async with SqliteLedger(tmp_path / "r.sqlite") as ledger:
+        await ledger.register(items(200))
+        keys = [i.key for i in items(200)]
+        await ledger.claim(keys, "w", 30)
+        results: list[bool] = []
+
+        async def write(key: str) -> None:
+            results.append(await ledger.intent(key, "w", "u", 30))
+
+        async with anyio.create_task_group() as group:
+            for key in keys:
+                group.start_soon(write, key)
+        assert results == [True] * 200
+        assert (await ledger.counts())[ItemState.SUBMITTING] == 200
+
+
+def test_open_ledger_picks_the_backend(tmp_path: Path) -> None:
+    memory = MemoryLedger()
+    assert open_ledger(memory) is memory
+    assert isinstance(open_ledger(tmp_path / "x.sqlite"), SqliteLedger)
+    postgres = open_ledger("postgresql://u:secret@localhost/db", run="r")
+    assert isinstance(postgres, PostgresLedger)
+    assert "secret" not in repr(postgres)
+
+
+# ------------------------------------------------------------------------------------------- keys
+
+
+async def test_keys_depend_on_content_parameters_and_feature(tmp_path: Path) -> None:
+    a = tmp_path / "a.png"
+    a.write_bytes(PNG)
+    same_content = tmp_path / "copy.png"
+    same_content.write_bytes(PNG)
+    other = tmp_path / "b.jpg"
+    other.write_bytes(JPEG)
+    keys = await request_keys(
+        [
+            RenderRequest.remove_background(a),
+            RenderRequest.remove_background(same_content),
+            RenderRequest.remove_background(PNG),
+            RenderRequest.remove_background(other),
+            RenderRequest.remove_background(a, extra_form={"quality": "high"}),
+            RenderRequest("upscaler", "upscale", {"image": a}),
+            RenderRequest.remove_background(a, timeout=5),  # how it is sent, not what
+        ],
+        None,
+    )
+    assert all(isinstance(k, str) and len(k) == 64 for k in keys)
+    assert keys[0] == keys[1] == keys[2] == keys[6]
+    assert len({keys[0], keys[3], keys[4], keys[5]}) == 4
+
+
+async def test_creative_keys_are_canonical_in_enums_and_order() -> None:
+    one = RenderRequest.generate_creatives(**creative_inputs())
+    two = RenderRequest.generate_creatives(**dict(reversed(list(creative_inputs(render_kind=1).items()))))
+    three = RenderRequest.generate_creatives(**creative_inputs(main_headline="Other"))
+    k1, k2, k3 = await request_keys([one, two, three], None)
+    assert RenderKind.POST.value == 1
+    assert k1 == k2 != k3
+
+
+async def test_a_changed_file_gets_a_new_key_and_an_unchanged_one_is_not_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(PNG)
+    old = 1_600_000_000
+    os.utime(path, (old, old))
+    ledger = MemoryLedger()
+    [first] = await request_keys([RenderRequest.remove_background(path)], ledger)
+    assert len(ledger._sources) == 1
+    # a remembered hash is trusted while size, mtime and inode hold: prove it by poisoning it
+    (host, p), source = next(iter(ledger._sources.items()))
+    import msgspec
+
+    ledger._sources[(host, p)] = msgspec.structs.replace(source, sha256="0" * 64)
+    [cached] = await request_keys([RenderRequest.remove_background(path)], ledger)
+    assert cached != first
+    path.write_bytes(JPEG)
+    os.utime(path, (old + 10, old + 10))
+    [changed] = await request_keys([RenderRequest.remove_background(path)], ledger)
+    assert changed not in (first, cached)
+
+
+async def test_unreadable_images_give_a_clear_error_for_that_item(tmp_path: Path) -> None:
+    keys = await request_keys(
+        [RenderRequest.remove_background(tmp_path / "missing.png"), RenderRequest.remove_background(PNG)],
+        None,
+    )
+    assert isinstance(keys[0], InvalidRequestError)
+    assert "missing.png" in str(keys[0])
+    assert isinstance(keys[1], str)
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: RenderRequest("background_remover", "nope", {}), "request"),
+        (lambda: RenderRequest.remove_background(PNG, user_id=str(uuid.uuid4())), "user_id"),
+        (lambda: RenderRequest.remove_background(iter([PNG])), "image"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(build: Callable[[], object], field: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        build()
+    assert info.value.field == field
+
+
+def test_derived_user_ids_are_stable_and_distinct() -> None:
+    ns = str(uuid.uuid4())
+    user = derived_user_id(ns, "k", 0)
+    assert user == derived_user_id(ns, "k", 0)
+    assert (
+        len({user, derived_user_id(ns, "k", 1), derived_user_id(ns, "j", 0), derived_user_id("x", "k", 0)})
+        == 4
+    )
+    assert uuid.UUID(user).version == 5
+
+
+def test_labels_default_to_the_first_image_path(tmp_path: Path) -> None:
+    assert RenderRequest.remove_background(tmp_path / "cat.jpg").stem == "cat"
+    assert RenderRequest.remove_background(PNG).label == ""
+    assert RenderRequest.remove_background(PNG, label="x/y.png").stem == "y"
+
+
+async def test_sqlite_answers_written_behind_are_read_back_and_kept_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    key = items(1)[0].key
+    async with SqliteLedger(path) as ledger:
+        await ledger.register(items(1))
+        await ledger.claim([key], "w", 30)
+        assert await ledger.intent(key, "w", "u", 30)
+        await ledger.submitted(key, "p", "u", ["t"])  # written behind
+        assert (await ledger.records([key]))[key].process_id == "p"  # a read sees it
+        await ledger.downloaded(key, ["f.png"])  # written behind, committed on close
+    async with SqliteLedger(path) as reopened:
+        record = (await reopened.records([key]))[key]
+    assert (record.state, record.files) == (ItemState.DOWNLOADED, ("f.png",))
