@@ -213,6 +213,29 @@ async def test_restart_forgets_items_and_takes_a_new_namespace(make_ledger: Make
     assert await ledger.records() == {}
 
 
+async def test_finished_labels_and_a_finished_example(make_ledger: MakeLedger) -> None:
+    ledger = await make_ledger()
+    assert await ledger.finished_labels() == set()
+    assert await ledger.finished_example() is None
+    new = [*items(4), NewItem(f"{9:064x}", 9, "in/0.png", "background_remover")]  # in/0.png twice
+    await ledger.register(new)
+    keys = [i.key for i in new]
+    await ledger.claim(keys, "w", 30)
+    for key in keys[:3] + keys[4:]:
+        assert await ledger.intent(key, "w", "u", 30)
+    await ledger.submitted(keys[0], "p0", "u", [])
+    await ledger.downloaded(keys[0], ["0.png"])
+    await ledger.failed(keys[1], "RenderFailedError", "no")
+    await ledger.submitted(keys[2], "p2", "u", [])
+    assert await ledger.finished_labels() == {"in/1.png"}  # in/0.png has an unfinished item too
+    await ledger.submitted(keys[4], "p9", "u", [])
+    await ledger.downloaded(keys[4], ["9.png"])
+    assert await ledger.finished_labels() == {"in/0.png", "in/1.png"}
+    example = await ledger.finished_example()
+    assert example is not None
+    assert (example.state, example.process_id in ("p0", "p9")) == (ItemState.DOWNLOADED, True)
+
+
 async def test_source_hashes_are_remembered_per_host_and_path(make_ledger: MakeLedger) -> None:
     from adcreative_async.ledger import SourceHash
 

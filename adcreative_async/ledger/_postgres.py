@@ -103,6 +103,12 @@ def _record(row: Any) -> ItemRecord:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is: asyncpg's default reset costs a round trip per
+    statement, and this ledger leaves no session state behind (no session settings, locks, cursors or
+    listeners: its advisory lock is the transaction's)."""
+
+
 def _json(values: Iterable[str]) -> str:
     return msgspec.json.encode(list(dict.fromkeys(values))).decode()
 
@@ -141,7 +147,9 @@ class PostgresLedger(RunLedger):
                 "a PostgreSQL run ledger needs asyncpg: pip install 'adcreative-async[postgres]'"
             ) from None
         try:
-            pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
         try:
@@ -239,6 +247,25 @@ class PostgresLedger(RunLedger):
             user_id.lower(),
         )
         return {row["process_id"].lower() for row in rows}
+
+    async def finished_labels(self) -> set[str]:
+        """See :meth:`RunLedger.finished_labels`."""
+        rows = await self._fetch(
+            "SELECT label FROM adcreative_items WHERE run = $1 GROUP BY label "
+            "HAVING bool_and(state = ANY($2::text[]))",
+            self.run,
+            _FINAL,
+        )
+        return {row["label"] for row in rows}
+
+    async def finished_example(self) -> ItemRecord | None:
+        """See :meth:`RunLedger.finished_example`."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM adcreative_items WHERE run = $1 AND state = 'downloaded' "
+            "AND process_id IS NOT NULL LIMIT 1",
+            self.run,
+        )
+        return _record(rows[0]) if rows else None
 
     # ---------------------------------------------------------------------------------- claiming
 
