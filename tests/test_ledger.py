@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from helpers import JPEG, PNG, creative_inputs
@@ -213,6 +214,29 @@ async def test_restart_forgets_items_and_takes_a_new_namespace(make_ledger: Make
     assert await ledger.records() == {}
 
 
+async def test_finished_labels_and_a_finished_example(make_ledger: MakeLedger) -> None:
+    ledger = await make_ledger()
+    assert await ledger.finished_labels() == set()
+    assert await ledger.finished_example() is None
+    new = [*items(4), NewItem(f"{9:064x}", 9, "in/0.png", "background_remover")]  # in/0.png twice
+    await ledger.register(new)
+    keys = [i.key for i in new]
+    await ledger.claim(keys, "w", 30)
+    for key in keys[:3] + keys[4:]:
+        assert await ledger.intent(key, "w", "u", 30)
+    await ledger.submitted(keys[0], "p0", "u", [])
+    await ledger.downloaded(keys[0], ["0.png"])
+    await ledger.failed(keys[1], "RenderFailedError", "no")
+    await ledger.submitted(keys[2], "p2", "u", [])
+    assert await ledger.finished_labels() == {"in/1.png"}  # in/0.png has an unfinished item too
+    await ledger.submitted(keys[4], "p9", "u", [])
+    await ledger.downloaded(keys[4], ["9.png"])
+    assert await ledger.finished_labels() == {"in/0.png", "in/1.png"}
+    example = await ledger.finished_example()
+    assert example is not None
+    assert (example.state, example.process_id in ("p0", "p9")) == (ItemState.DOWNLOADED, True)
+
+
 async def test_source_hashes_are_remembered_per_host_and_path(make_ledger: MakeLedger) -> None:
     from adcreative_async.ledger import SourceHash
 
@@ -372,16 +396,65 @@ def test_labels_default_to_the_first_image_path(tmp_path: Path) -> None:
     assert RenderRequest.remove_background(PNG, label="x/y.png").stem == "y"
 
 
-async def test_sqlite_answers_written_behind_are_read_back_and_kept_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "run.sqlite"
-    key = items(1)[0].key
-    async with SqliteLedger(path) as ledger:
-        await ledger.register(items(1))
-        await ledger.claim([key], "w", 30)
-        assert await ledger.intent(key, "w", "u", 30)
-        await ledger.submitted(key, "p", "u", ["t"])  # written behind
-        assert (await ledger.records([key]))[key].process_id == "p"  # a read sees it
-        await ledger.downloaded(key, ["f.png"])  # written behind, committed on close
-    async with SqliteLedger(path) as reopened:
-        record = (await reopened.records([key]))[key]
-    assert (record.state, record.files) == (ItemState.DOWNLOADED, ("f.png",))
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
+async def test_answers_written_behind_are_read_back_and_kept_on_close(backend: str, tmp_path: Path) -> None:
+    run = f"test-{uuid.uuid4().hex[:12]}"
+
+    def opened() -> RunLedger:
+        if backend == "sqlite":
+            return SqliteLedger(tmp_path / "run.sqlite", run=run)
+        assert POSTGRES_DSN is not None
+        return PostgresLedger(POSTGRES_DSN, run=run)
+
+    keys = [i.key for i in items(2)]
+    async with opened() as ledger:
+        await ledger.register(items(2))
+        await ledger.claim(keys, "w", 30)
+        for key in keys:
+            assert await ledger.intent(key, "w", "u", 30)
+        await ledger.submitted(keys[0], "p", "u", ["t"])  # written behind
+        assert (await ledger.records([keys[0]]))[keys[0]].process_id == "p"  # a read sees it
+        await ledger.downloaded(keys[0], ["f.png"])  # written behind, committed on close
+        await ledger.submitted(keys[1], "p1", "u1", ["t1"])  # and downloaded before any write:
+        await ledger.downloaded(keys[1], ["g.png"])  # both kept
+    async with opened() as reopened:
+        records = await reopened.records(keys)
+    assert [(r.state, r.process_id, r.files, r.owner) for r in (records[keys[0]], records[keys[1]])] == [
+        (ItemState.DOWNLOADED, "p", ("f.png",), None),
+        (ItemState.DOWNLOADED, "p1", ("g.png",), None),
+    ]
+    assert records[keys[1]].task_ids == ("t1",)
+
+
+@pytest.mark.postgres
+@needs_postgres
+async def test_postgres_intents_arriving_together_are_written_together_and_fenced_each() -> None:
+    import anyio
+
+    class Counting(PostgresLedger):
+        batches: ClassVar[list[int]] = []
+
+        async def _write_intents(self, batch: list[Any]) -> None:
+            self.batches.append(len(batch))
+            await super()._write_intents(batch)
+
+    assert POSTGRES_DSN is not None
+    async with Counting(POSTGRES_DSN, run=f"test-{uuid.uuid4().hex[:12]}") as ledger:
+        await ledger.register(items(200))
+        keys = [i.key for i in items(200)]
+        await ledger.claim(keys[:150], "w", 30)
+        await ledger.claim(keys[150:], "other", 30)  # not w's: its intents there are refused
+        results: dict[str, bool] = {}
+
+        async def write(key: str) -> None:
+            results[key] = await ledger.intent(key, "w", "u", 30)
+
+        async with anyio.create_task_group() as group:
+            for key in keys:
+                group.start_soon(write, key)
+        assert [results[k] for k in keys] == [True] * 150 + [False] * 50
+        assert (await ledger.counts())[ItemState.SUBMITTING] == 150
+        assert sum(Counting.batches) == 200
+        assert len(Counting.batches) < 20  # one statement for many intents

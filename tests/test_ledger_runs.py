@@ -4,7 +4,7 @@ takeover, naming, and what the server sees (renders per input, the listings used
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -19,6 +19,7 @@ from adcreative_async import (
     RetryPolicy,
 )
 from adcreative_async.ledger import (
+    ItemRecord,
     ItemState,
     MemoryLedger,
     NewItem,
@@ -94,6 +95,58 @@ async def test_a_rerun_renders_nothing_again_and_reports_the_finished_items(
     assert [o.job.process_id for o in again if o.job] == [o.job.process_id for o in first if o.job]
     assert set(emulator.processes_per_input().values()) == {1}
     assert_files_from_own_inputs(list(again), {p.stem: p for p in paths})
+
+
+class _CallLog(MemoryLedger):
+    """A memory ledger that notes which of its records a run reads, and when it records an intent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, frozenset[str] | None]] = []
+
+    async def records(self, keys: Sequence[str] | None = None) -> dict[str, ItemRecord]:
+        self.calls.append(("records", None if keys is None else frozenset(keys)))
+        return await super().records(keys)
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        self.calls.append(("intent", frozenset([key])))
+        return await super().intent(key, owner, user_id, lease)
+
+
+async def test_a_resume_starts_the_remaining_work_before_looking_at_the_finished_items(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    paths = make_inputs(tmp_path / "in", 12)
+    ledger = _CallLog()
+    async with client_of(emulator) as client:
+        first = await client.process_many(paths[:10], request=RenderRequest.remove_background, ledger=ledger)
+        finished = {o.key for o in first}
+        ledger.calls.clear()
+        again = await client.process_many(paths, request=RenderRequest.remove_background, ledger=ledger)
+    assert emulator.request_count(BG_START) == 12
+    assert [o.resumed for o in again] == [True] * 10 + [False] * 2
+    first_intent = next(i for i, (name, _) in enumerate(ledger.calls) if name == "intent")
+    before = ledger.calls[:first_intent]
+    # nothing of the finished items was read before the remaining work started: not every record, not
+    # theirs one by one; they were read after
+    assert all(keys is not None and not keys & finished for name, keys in before if name == "records")
+    assert any(keys is not None and keys & finished for name, keys in ledger.calls[first_intent:])
+
+
+async def test_a_resume_renders_an_input_changed_since_it_was_rendered(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    paths = make_inputs(tmp_path / "in", 4)
+    ledger = tmp_path / "run.sqlite"
+    async with client_of(emulator) as client:
+        first = await client.process_many(paths, request=RenderRequest.remove_background, ledger=ledger)
+        paths[2].write_bytes(sample_image("png", (8, 8), (1, 2, 250)))  # same name, new content
+        again = await client.process_many(paths, request=RenderRequest.remove_background, ledger=ledger)
+    assert emulator.request_count(BG_START) == 5
+    assert [o.resumed for o in again] == [True, True, False, True]
+    assert again[2].ok
+    assert again[2].key != first[2].key
+    assert [o.key for o in again if o.index != 2] == [o.key for o in first if o.index != 2]
 
 
 async def test_waits_poll_the_application_listing_not_each_derived_user(

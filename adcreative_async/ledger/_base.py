@@ -136,6 +136,19 @@ class SourceHash(msgspec.Struct, frozen=True):
     sha256: str
 
 
+def finished_labels_of(records: Iterable[ItemRecord]) -> set[str]:
+    """The labels all of whose records are final (see :meth:`RunLedger.finished_labels`)."""
+    labels: dict[str, bool] = {}
+    for record in records:
+        labels[record.label] = labels.get(record.label, True) and record.final
+    return {label for label, final in labels.items() if final}
+
+
+def finished_example_of(records: Iterable[ItemRecord]) -> ItemRecord | None:
+    """A downloaded record with its process id (see :meth:`RunLedger.finished_example`)."""
+    return next((r for r in records if r.state is ItemState.DOWNLOADED and r.process_id), None)
+
+
 def error_code(error: BaseException) -> str:
     """The stable code stored for an error: its class name (``RenderFailedError``)."""
     return type(error).__name__
@@ -227,6 +240,18 @@ class RunLedger(ABC):
     @abstractmethod
     async def process_ids(self, feature: str, user_id: str) -> set[str]:
         """Every process id the run recorded for (feature, user), lowercase."""
+
+    async def finished_labels(self) -> set[str]:
+        """The labels all of whose items are final: a resume looks at the other inputs first (a hint
+        for the order of work only: every input's key is still computed and looked up). Backends
+        override it with one cheap query; this default reads every record."""
+        return finished_labels_of((await self.records()).values())
+
+    async def finished_example(self) -> ItemRecord | None:
+        """One downloaded item with its process id, if any (what tells whether the server keeps finished
+        processes in listings). Backends override it with one cheap query; this default reads every
+        record."""
+        return finished_example_of((await self.records()).values())
 
     # ------------------------------------------------------------------------------------ claiming
 

@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
-from ._base import FINAL_STATES, ItemRecord, ItemState, NewItem, RunLedger, SourceHash
+from ._base import (
+    FINAL_STATES,
+    ItemRecord,
+    ItemState,
+    NewItem,
+    RunLedger,
+    SourceHash,
+    finished_example_of,
+    finished_labels_of,
+)
 
 __all__ = ["MemoryLedger"]
 
@@ -60,6 +69,14 @@ class MemoryLedger(RunLedger):
         if keys is None:
             return dict(self._items)
         return {k: self._items[k] for k in keys if k in self._items}
+
+    async def finished_labels(self) -> set[str]:
+        """See :meth:`RunLedger.finished_labels`."""
+        return finished_labels_of(self._items.values())
+
+    async def finished_example(self) -> ItemRecord | None:
+        """See :meth:`RunLedger.finished_example`."""
+        return finished_example_of(self._items.values())
 
     async def counts(self) -> dict[ItemState, int]:
         """See :meth:`RunLedger.counts`."""

@@ -9,10 +9,19 @@ Claims are ``UPDATE … WHERE key IN (SELECT … FOR UPDATE SKIP LOCKED)``: conc
 each other's rows and never claim the same item; leases are on the database server's clock (``now()``),
 so that workers' clocks need not agree. Each write is one autocommitted statement: durable (the server's
 ``synchronous_commit``) when it returns.
+
+Intents that arrive while another batch is being written are written together, in one statement (group
+commit, as in the SQLite backend); each caller returns once its own intent is committed. Answers
+(``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: committed in
+one statement with the next batch of intents, or before any other statement of this worker (a read, a
+claim, the lease renewal) and on close. A worker killed before that loses nothing that cannot be found
+again (an answer by reconciling the intent, a download by downloading again), never paid twice; until
+then the item stays claimed by this worker, so no other worker takes it.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,6 +35,8 @@ if TYPE_CHECKING:
     import asyncpg
 
 __all__ = ["PostgresLedger"]
+
+logger = logging.getLogger("adcreative_async.ledger")
 
 #: Connections of one worker's pool (claims, intents and answers run concurrently).
 POOL_SIZE = 4
@@ -103,6 +114,58 @@ def _record(row: Any) -> ItemRecord:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is: asyncpg's default reset costs a round trip per
+    statement, and this ledger leaves no session state behind (no session settings, locks, cursors or
+    listeners: its advisory lock is the transaction's)."""
+
+
+_INTENTS = (
+    "UPDATE adcreative_items AS i SET state = 'submitting', user_id = t.u, intent_at = now(), "
+    "lease_until = now() + make_interval(secs => t.l), updated_at = now() "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[]) AS t(k, o, u, l) "
+    "WHERE i.run = $1 AND i.key = t.k AND i.owner = t.o AND i.lease_until > now() "
+    "AND i.state <> ALL($6::text[]) RETURNING i.key"
+)
+#: Answers and downloads written behind, one row per item (a NULL keeps the stored value; a download
+#: ends the claim and clears the error).
+_BEHIND = (
+    "UPDATE adcreative_items AS i SET state = t.s, process_id = coalesce(t.p, i.process_id), "
+    "user_id = coalesce(t.u, i.user_id), task_ids = coalesce(t.tk, i.task_ids), "
+    "files = coalesce(t.f, i.files), "
+    "error_code = CASE WHEN t.f IS NULL THEN i.error_code END, "
+    "error_message = CASE WHEN t.f IS NULL THEN i.error_message END, "
+    "owner = CASE WHEN t.f IS NULL THEN i.owner END, "
+    "lease_until = CASE WHEN t.f IS NULL THEN i.lease_until END, updated_at = now() "
+    "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
+    "AS t(k, s, p, u, tk, f) WHERE i.run = $1 AND i.key = t.k"
+)
+
+
+class _Behind:
+    """An item's answer and download not yet written: (state, process id, user id, task ids, files)."""
+
+    __slots__ = ("files", "process_id", "state", "task_ids", "user_id")
+
+    def __init__(self) -> None:
+        self.state = ""
+        self.process_id: str | None = None
+        self.user_id: str | None = None
+        self.task_ids: str | None = None
+        self.files: str | None = None
+
+
+class _Intent:
+    __slots__ = ("done", "error", "event", "key", "lease", "ok", "owner", "user_id")
+
+    def __init__(self, key: str, owner: str, user_id: str, lease: float) -> None:
+        self.key, self.owner, self.user_id, self.lease = key, owner, user_id, lease
+        self.event = anyio.Event()
+        self.done = False
+        self.ok = False
+        self.error: BaseException | None = None
+
+
 def _json(values: Iterable[str]) -> str:
     return msgspec.json.encode(list(dict.fromkeys(values))).decode()
 
@@ -126,6 +189,10 @@ class PostgresLedger(RunLedger):
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._namespace: str | None = None
+        self._behind: dict[str, _Behind] = {}
+        self._flushing = anyio.Lock()  # held while answers written behind are being written
+        self._intents: list[_Intent] = []
+        self._leader = False
 
     def __repr__(self) -> str:
         return f"PostgresLedger(run={self.run!r})"  # the DSN may hold a password: never shown
@@ -141,7 +208,9 @@ class PostgresLedger(RunLedger):
                 "a PostgreSQL run ledger needs asyncpg: pip install 'adcreative-async[postgres]'"
             ) from None
         try:
-            pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
         try:
@@ -165,6 +234,12 @@ class PostgresLedger(RunLedger):
 
     async def close(self) -> None:
         """See :meth:`RunLedger.close`."""
+        if self._pool is not None and self._behind:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._flush()
+                except LedgerError as exc:  # found again by reconciling (see the module doc)
+                    logger.warning("PostgreSQL run ledger: answers written behind are lost: %s", exc)
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
@@ -182,9 +257,45 @@ class PostgresLedger(RunLedger):
             raise LedgerError("the PostgreSQL run ledger is not open")
         return self._pool
 
+    async def _flush(self, conn: Any = None) -> None:
+        """Write the answers and downloads written behind (one statement); a statement of this worker
+        that follows sees them. On failure they are kept for the next try."""
+        import asyncpg
+
+        if not self._behind and not self._flushing.locked():
+            return
+        with anyio.CancelScope(shield=True):
+            async with self._flushing:
+                if not self._behind:
+                    return
+                rows, self._behind = self._behind, {}
+                try:
+                    await (conn or self._require()).execute(
+                        _BEHIND,
+                        self.run,
+                        list(rows),
+                        [r.state for r in rows.values()],
+                        [r.process_id for r in rows.values()],
+                        [r.user_id for r in rows.values()],
+                        [r.task_ids for r in rows.values()],
+                        [r.files for r in rows.values()],
+                    )
+                except (OSError, asyncpg.PostgresError) as exc:
+                    for key, row in rows.items():  # newer ones (none can be: the items wait) win
+                        self._behind.setdefault(key, row)
+                    raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+
+    def _write_behind(self, key: str) -> _Behind:
+        self._require()
+        row = self._behind.get(key)
+        if row is None:
+            row = self._behind[key] = _Behind()
+        return row
+
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         import asyncpg
 
+        await self._flush()
         try:
             return list(await self._require().fetch(query, *args))
         except asyncpg.PostgresError as exc:
@@ -193,6 +304,7 @@ class PostgresLedger(RunLedger):
     async def _execute(self, query: str, *args: Any) -> str:
         import asyncpg
 
+        await self._flush()
         try:
             status: str = await self._require().execute(query, *args)
         except asyncpg.PostgresError as exc:
@@ -239,6 +351,25 @@ class PostgresLedger(RunLedger):
             user_id.lower(),
         )
         return {row["process_id"].lower() for row in rows}
+
+    async def finished_labels(self) -> set[str]:
+        """See :meth:`RunLedger.finished_labels`."""
+        rows = await self._fetch(
+            "SELECT label FROM adcreative_items WHERE run = $1 GROUP BY label "
+            "HAVING bool_and(state = ANY($2::text[]))",
+            self.run,
+            _FINAL,
+        )
+        return {row["label"] for row in rows}
+
+    async def finished_example(self) -> ItemRecord | None:
+        """See :meth:`RunLedger.finished_example`."""
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM adcreative_items WHERE run = $1 AND state = 'downloaded' "
+            "AND process_id IS NOT NULL LIMIT 1",
+            self.run,
+        )
+        return _record(rows[0]) if rows else None
 
     # ---------------------------------------------------------------------------------- claiming
 
@@ -300,31 +431,65 @@ class PostgresLedger(RunLedger):
     # ----------------------------------------------------------------------------------- writing
 
     async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
-        """See :meth:`RunLedger.intent`."""
-        status = await self._execute(
-            "UPDATE adcreative_items SET state = 'submitting', user_id = $4, intent_at = now(), "
-            "lease_until = now() + make_interval(secs => $5), updated_at = now() "
-            "WHERE run = $1 AND key = $2 AND owner = $3 AND lease_until > now() AND state <> ALL($6::text[])",
-            self.run,
-            key,
-            owner,
-            user_id,
-            lease,
-            _FINAL,
-        )
-        return self._rowcount(status) == 1
+        """See :meth:`RunLedger.intent`. Intents that arrive together are written in one statement."""
+        self._require()
+        slot = _Intent(key, owner, user_id, lease)
+        self._intents.append(slot)
+        with anyio.CancelScope(shield=True):  # a write in progress is seen through
+            while not slot.done:
+                if self._leader:
+                    await slot.event.wait()  # written by the leader, or made the next leader
+                    slot.event = anyio.Event()
+                    continue
+                self._leader = True
+                batch, self._intents = self._intents, []
+                try:
+                    await self._write_intents(batch)
+                finally:
+                    for done in batch:
+                        done.done = True
+                        done.event.set()
+                    self._leader = False
+                    if self._intents:  # the next waiting intent leads the next batch
+                        self._intents[0].event.set()
+        if slot.error is not None:
+            raise slot.error
+        return slot.ok
+
+    async def _write_intents(self, batch: list[_Intent]) -> None:
+        import asyncpg
+
+        try:
+            async with self._require().acquire() as conn:
+                await self._flush(conn)
+                rows = await conn.fetch(
+                    _INTENTS,
+                    self.run,
+                    [i.key for i in batch],
+                    [i.owner for i in batch],
+                    [i.user_id for i in batch],
+                    [i.lease for i in batch],
+                    _FINAL,
+                )
+        except (OSError, asyncpg.PostgresError, LedgerError) as exc:
+            error = (
+                exc
+                if isinstance(exc, LedgerError)
+                else LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}")
+            )
+            for slot in batch:
+                slot.error = error
+            return
+        written = {row["key"] for row in rows}
+        for slot in batch:
+            slot.ok = slot.key in written
 
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
-        """See :meth:`RunLedger.submitted`."""
-        await self._execute(
-            "UPDATE adcreative_items SET state = 'submitted', process_id = $3, user_id = $4, task_ids = $5, "
-            "updated_at = now() WHERE run = $1 AND key = $2",
-            self.run,
-            key,
-            process_id,
-            user_id,
-            _json(task_ids),
-        )
+        """See :meth:`RunLedger.submitted` (written behind: see the module doc)."""
+        row = self._write_behind(key)
+        if row.state != ItemState.DOWNLOADED.value:
+            row.state = ItemState.SUBMITTED.value
+        row.process_id, row.user_id, row.task_ids = process_id, user_id, _json(task_ids)
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -342,15 +507,10 @@ class PostgresLedger(RunLedger):
         )
 
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
-        """See :meth:`RunLedger.downloaded`."""
-        await self._execute(
-            "UPDATE adcreative_items SET state = 'downloaded', files = $3, error_code = NULL, "
-            "error_message = NULL, owner = NULL, lease_until = NULL, updated_at = now() "
-            "WHERE run = $1 AND key = $2",
-            self.run,
-            key,
-            msgspec.json.encode(list(files)).decode(),
-        )
+        """See :meth:`RunLedger.downloaded` (written behind: see the module doc)."""
+        row = self._write_behind(key)
+        row.state = ItemState.DOWNLOADED.value
+        row.files = msgspec.json.encode(list(files)).decode()
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""
@@ -397,6 +557,7 @@ class PostgresLedger(RunLedger):
         """See :meth:`RunLedger.restart`."""
         namespace = str(uuid.uuid4())
         pool = self._require()
+        self._behind.clear()  # the items are forgotten
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM adcreative_items WHERE run = $1", self.run)
             await conn.execute(

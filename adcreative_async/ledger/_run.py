@@ -64,8 +64,8 @@ T = TypeVar("T")
 #: (a resume) doubles the next one, up to :data:`MAX_CHUNK`.
 CHUNK = 256
 MAX_CHUNK = 8192
-#: A run ledger of at most this many items is read in one scan when a run starts (a resume), instead of
-#: item by item (about 400 bytes of memory per item).
+#: A resume of a run ledger of at most this many items looks at the inputs whose label has only finished
+#: items last (it holds those labels in memory meanwhile).
 PRELOAD_LIMIT = 250_000
 #: assumed (the docs say nothing of it): a start call's process is listed for its user within
 #: ``RetryPolicy.reconcile_grace`` seconds of the call (read-after-write lag), and no process is made later
@@ -127,7 +127,8 @@ class LedgerDriver(Generic[T]):
         self._probing = 0
         self._feeding = True
         self._change = anyio.Event()
-        self._preloaded: dict[str, ItemRecord] | None = None
+        self._finished_labels: set[str] | None = None
+        self._deferred: list[_Item[T]] = []
 
     # ------------------------------------------------------------------------------------ driving
 
@@ -135,16 +136,26 @@ class LedgerDriver(Generic[T]):
         """Run every item; outcomes go to ``send`` as they finish (closed at the end)."""
         async with send, anyio.create_task_group() as outer:
             outer.start_soon(self._renew_claims)
-            known = sum((await self._ledger.counts()).values())
-            if 0 < known <= PRELOAD_LIMIT:  # a resume: one scan instead of a lookup per item
-                self._preloaded = await self._ledger.records()
+            counts = await self._ledger.counts()
+            known = sum(counts.values())
+            if 0 < known <= PRELOAD_LIMIT:  # a resume: what is done is looked at last
+                self._finished_labels = await self._ledger.finished_labels()
+            if counts[ItemState.DOWNLOADED]:  # for reconciling, before the finished are looked at
+                example = await self._ledger.finished_example()
+                if example is not None:
+                    self._note_finished(example)
             try:
                 async with anyio.create_task_group() as group:
                     start, size = 0, CHUNK
                     while start < len(self._items):
-                        resumed_only = await self._feed(group, send, start, size)
+                        resumed_only = await self._feed(group, send, self._entries(send, start, size))
                         start += size
                         size = min(size * 2, MAX_CHUNK) if resumed_only else CHUNK
+                    # inputs whose label had finished, looked at in chunks: the started items' writes
+                    # pass between them
+                    deferred, self._deferred = self._deferred, []
+                    for start in range(0, len(deferred), MAX_CHUNK):
+                        await self._feed(group, send, deferred[start : start + MAX_CHUNK])
                     self._feeding = False
                     self._changed()
                     await self._watch_others(group, send)
@@ -164,15 +175,14 @@ class LedgerDriver(Generic[T]):
             except AdCreativeError as exc:  # tried again at the next tick; fenced writes stay safe
                 logger.warning("could not renew this worker's claims: %s", exc)
 
-    async def _feed(
-        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int
-    ) -> bool:
-        """Inputs ``start`` to ``start + size``: keys, registration, outcomes of the finished, claims of the
-        others. True when every one had finished before."""
+    def _entries(self, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int) -> list[_Item[T]]:
+        """Inputs ``start`` to ``start + size`` with their requests (a refused one's outcome is sent). On a
+        resume, an input whose label only finished items have is set aside: looked at once the others
+        are under way, so that the remaining work starts without waiting for a scan of the done."""
         from .._bulk import BulkOutcome
 
         chunk: list[_Item[T]] = []
-        requests: list[RenderRequest] = []
+        finished = self._finished_labels
         for index in range(start, min(start + size, len(self._items))):
             item = self._items[index]
             try:
@@ -184,8 +194,23 @@ class LedgerDriver(Generic[T]):
             except InvalidRequestError as exc:
                 send.send_nowait(BulkOutcome(index, item, error=exc))
                 continue
-            chunk.append(_Item(index, item, request, ""))
-            requests.append(request)
+            entry = _Item(index, item, request, "")
+            if finished and request.label in finished:
+                self._deferred.append(entry)
+            else:
+                chunk.append(entry)
+        return chunk
+
+    async def _feed(
+        self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]], chunk: list[_Item[T]]
+    ) -> bool:
+        """Inputs with their requests: keys, registration, outcomes of the finished, claims of the others.
+        True when every one had finished before."""
+        from .._bulk import BulkOutcome
+
+        if not chunk:
+            return True
+        requests = [entry.request for entry in chunk]
         keys = await request_keys(requests, self._ledger)
         ready: list[_Item[T]] = []
         for entry, key in zip(chunk, keys, strict=True):
@@ -201,10 +226,7 @@ class LedgerDriver(Generic[T]):
         if not ready:
             return False
         by_key = {e.key: e for e in ready}
-        if self._preloaded is not None:
-            records = {k: self._preloaded.pop(k) for k in by_key if k in self._preloaded}
-        else:
-            records = await self._ledger.records(list(by_key))
+        records = await self._ledger.records(list(by_key))
         new = [
             NewItem(e.key, e.index, e.request.label, e.request.feature) for e in ready if e.key not in records
         ]

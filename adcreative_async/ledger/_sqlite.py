@@ -362,6 +362,32 @@ class SqliteLedger(RunLedger):
 
         return await self._read(read)
 
+    async def finished_labels(self) -> set[str]:
+        """See :meth:`RunLedger.finished_labels`."""
+
+        def read(conn: sqlite3.Connection) -> set[str]:
+            final = ",".join("?" * len(_FINAL))
+            rows = conn.execute(
+                f"SELECT label FROM items WHERE run = ? GROUP BY label HAVING min(state IN ({final})) = 1",
+                (self.run, *_FINAL),
+            )
+            return {row[0] for row in rows}
+
+        return await self._read(read)
+
+    async def finished_example(self) -> ItemRecord | None:
+        """See :meth:`RunLedger.finished_example`."""
+
+        def read(conn: sqlite3.Connection) -> ItemRecord | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE run = ? AND state = 'downloaded' "
+                "AND process_id IS NOT NULL LIMIT 1",
+                (self.run,),
+            ).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._read(read)
+
     # ---------------------------------------------------------------------------------- claiming
 
     async def register(self, items: Sequence[NewItem]) -> None:
