@@ -196,12 +196,23 @@ class Plan:
     decode_reps: int
     import_runs: int
     transfers: str
+    seed: int = 0
+    """The emulators' seed of round ``r`` is ``seed + r``: every contender of a round gets the same
+    render durations, in the order its start calls arrive (like with like); rounds differ."""
 
 
+#: The full run's render durations: uniform over 1.8-6.5 s. The upper bound is half-way between two
+#: whole seconds on purpose. A per-job loop polls each job at whole seconds after its start call, so
+#: with a bound at a whole number of seconds (6.0) every render that runs near the bound (those that
+#: decide wall time) is polled right after it ends: its best case, ~0.1 s late, where it is 0.5 s late
+#: on average over where the bound falls. A bound at a half second is that average case; the SDK's
+#: scheduler polls each user at its own jittered pace, so where the bound falls does not matter to it
+#: (benchmarks/README.md, findings: "Wall time").
+FULL_TASK_DURATION = (1.8, 6.5)
 FULL = Plan(
     jobs=500,
     users=10,
-    task_duration=(1.8, 6.0),
+    task_duration=FULL_TASK_DURATION,
     runs=3,
     waits=10_000,
     waits_runs=3,
@@ -278,11 +289,11 @@ def _write_images(directory: Path, count: int) -> None:
         (directory / f"{i}.png").write_bytes(image)
 
 
-def bulk_run(contender: Contender, plan: Plan, images: Path) -> dict[str, Any]:
-    """One contender, once, against a fresh emulator."""
+def bulk_run(contender: Contender, plan: Plan, images: Path, seed: int) -> dict[str, Any]:
+    """One contender, once, against a fresh emulator seeded with ``seed``."""
     users = [str(uuid.uuid4()) for _ in range(plan.users)]
     low, high = plan.task_duration
-    with emulator("--task-duration", str(low), str(high)) as info:
+    with emulator("--task-duration", str(low), str(high), "--seed", str(seed)) as info:
         base_url = info["base_url"]
         before = request_counts(base_url)
         cpu = process_cpu_seconds(info["pid"])
@@ -308,6 +319,7 @@ def bulk_run(contender: Contender, plan: Plan, images: Path) -> dict[str, Any]:
         invalid.append(f"{result['downloaded']}/{plan.jobs} downloaded, {result['error_count']} errors")
     return {
         **result,
+        "seed": seed,
         "requests": requests,
         "progress_requests": requests.get(PROGRESS_ROUTE, 0),
         "total_requests": sum(requests.values()),
@@ -351,7 +363,7 @@ def bulk_section(plan: Plan, contenders: Sequence[Contender]) -> dict[str, Any]:
             shift = round_ % len(contenders)
             for contender in [*contenders[shift:], *contenders[:shift]]:
                 _log(f"bulk: {contender.key}, run {round_ + 1}/{plan.runs}")
-                result = bulk_run(contender, plan, images)
+                result = bulk_run(contender, plan, images, plan.seed + round_)
                 runs[contender.key].append(result)
                 _log(
                     f"  wall {result['wall_seconds']:.1f} s, progress requests {result['progress_requests']},"
@@ -832,6 +844,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, help="bulk runs per contender")
     parser.add_argument("--jobs", type=int, help="bulk jobs")
+    parser.add_argument(
+        "--task-duration",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="bulk render durations, seconds (drawn uniformly)",
+    )
+    parser.add_argument("--seed", type=int, help="the emulators' seed of the first bulk round (default 0)")
     parser.add_argument("--output", type=Path, help="where to write the JSON")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -850,6 +870,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = replace(plan, runs=args.runs)
     if args.jobs:
         plan = replace(plan, jobs=args.jobs)
+    if args.task_duration:
+        low, high = args.task_duration
+        if not 0 <= low <= high:
+            parser.error("--task-duration needs 0 <= LOW <= HIGH")
+        plan = replace(plan, task_duration=(low, high))
+    if args.seed is not None:
+        plan = replace(plan, seed=args.seed)
     data = run(plan, sections, contenders, args.quick)
     print(table(data))
     if args.output is not None:
