@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -163,12 +163,32 @@ DOCUMENTED_RENDER_KINDS: frozenset[int] = frozenset(int(kind) for kind in Render
 AD_CREATIVE_RENDER_TYPES: frozenset[int] = frozenset({0, 1, 2, 4, 8, 16, 19, 32, 64, 100, 127, 128})
 
 
-def drop_metadata_keys(tasks: dict[str, Any]) -> None:
-    """Delete a decoded ``tasks`` map's ``$`` keys ("$id", "$values", ...: Newtonsoft's reference
-    handling), which are never task ids. In place, not by rebuilding the dict: this runs for every
-    decoded progress object, and every listed tasks map carries a "$id"."""
+if TYPE_CHECKING:
+    TaskStates = dict[str, RenderState]
+else:
+    # On the wire a tasks map also holds Newtonsoft's "$id": "<n>", a string: decoded as a str, it never
+    # becomes a RenderState pseudo-member (msgspec would call RenderState._missing_ for every id number:
+    # eight times slower, and the enum would keep each one). ``settle_task_states`` then drops the "$"
+    # keys, so that at run time every value is a RenderState, as type checkers are told.
+    TaskStates = dict[str, RenderState | str]
+
+
+def settle_task_states(tasks: dict[str, Any]) -> None:
+    """Make a decoded ``tasks`` map what :class:`Progress` promises, in place (this runs for every
+    decoded progress object): its ``$`` keys ("$id", "$values", ...: Newtonsoft's reference handling,
+    never task ids) deleted, and a state sent as a numeric string (``"5"``) made a RenderState.
+
+    Raises:
+        ValueError: a state that is not a number (msgspec reports it as a ValidationError).
+    """
     for key in [key for key in tasks if key.startswith("$")]:
         del tasks[key]
+    for key, state in tasks.items():
+        if isinstance(state, str):
+            try:
+                tasks[key] = RenderState(int(state))
+            except ValueError:
+                raise ValueError(f"task {key}: state {state!r} is not a number") from None
 
 
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -202,14 +222,14 @@ class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
     total_task_count: int = 0
     completed_task_count: int = 0
     progress: int | float = 0
-    tasks: dict[str, RenderState] = {}
+    tasks: TaskStates = {}
     render_kind: int | None = None
     render_type: int | None = None
     is_successful: bool = True
     error_message: str | None = ""
 
     def __post_init__(self) -> None:
-        drop_metadata_keys(self.tasks)
+        settle_task_states(self.tasks)
 
     @property
     def process_id(self) -> str:

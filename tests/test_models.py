@@ -207,3 +207,34 @@ def test_progress_is_immutable() -> None:
     progress = Progress(image_render_process_id="p")
     with pytest.raises(AttributeError):
         progress.progress = 5  # type: ignore[misc]
+
+
+def test_newtonsoft_ids_in_tasks_maps_are_dropped_without_becoming_render_states() -> None:
+    # Newtonsoft numbers every object: a large listing's tasks maps carry "$id" values in the thousands.
+    # Decoded as states, each would call RenderState._missing_ and stay in the enum's member map.
+    known = len(RenderState._value2member_map_)
+    body = json.dumps(
+        {
+            "$id": "1",
+            "$values": [
+                {
+                    "$id": str(10_000 + 2 * i),
+                    "imageRenderProcessId": f"p{i}",
+                    "tasks": {"$id": str(10_001 + 2 * i), "t": 5},
+                }
+                for i in range(500)
+            ],
+        }
+    ).encode()
+    listing = decode_progress_list(body)
+    assert [p.tasks for p in listing] == [{"t": RenderState.SUCCEEDED}] * 500
+    assert all(type(state) is RenderState for p in listing for state in p.tasks.values())
+    assert len(RenderState._value2member_map_) == known
+
+
+def test_a_task_state_sent_as_a_string_is_read_as_a_number_or_refused() -> None:
+    progress = PROGRESS_DECODER.decode(b'{"imageRenderProcessId": "p", "tasks": {"t": "5"}}')
+    assert progress.tasks == {"t": RenderState.SUCCEEDED}
+    assert type(progress.tasks["t"]) is RenderState
+    with pytest.raises(msgspec.ValidationError, match="not a number"):
+        PROGRESS_DECODER.decode(b'{"imageRenderProcessId": "p", "tasks": {"t": "done"}}')

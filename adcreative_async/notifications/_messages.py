@@ -20,14 +20,14 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import anyio
 import msgspec
 
 from .._fields import canonical_guid
 from .._files import write_atomically
-from .._models import Progress, RenderState, drop_metadata_keys
+from .._models import Progress, RenderState, settle_task_states
 
 __all__ = [
     "FEATURE_OF_MESSAGE_TYPE",
@@ -65,6 +65,10 @@ OptionalGuid = Annotated[str, msgspec.Meta(pattern=rf"\A(?:{_GUID})?\Z")]
 
 #: A key of a progress message's ``Tasks``: a task id, or Newtonsoft metadata (``$id``, dropped).
 _TaskKey = Annotated[str, msgspec.Meta(pattern=rf"\A(?:\$.*|{_GUID})\Z")]
+if TYPE_CHECKING:
+    _MessageTasks = dict[str, RenderState]
+else:  # task ids are GUIDs (or "$" metadata keys); states as in _models.TaskStates
+    _MessageTasks = dict[_TaskKey, RenderState | str]
 
 _REGEX_DETAIL = re.compile(r"Expected `str` matching regex '[^']*'")
 
@@ -166,7 +170,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     total_task_count: int = 0
     completed_task_count: int = 0
     progress: int | float = 0
-    tasks: dict[_TaskKey, RenderState] = {}
+    tasks: _MessageTasks = {}
     render_kind: int | None = None
     render_type: int | None = None
     is_successful: bool = True
@@ -175,7 +179,7 @@ class ProgressNotification(Notification, frozen=True, kw_only=True, rename="pasc
     kind: ClassVar[str] = "progress"
 
     def __post_init__(self) -> None:
-        drop_metadata_keys(self.tasks)
+        settle_task_states(self.tasks)
 
     def to_progress(self) -> Progress:
         """The same data as the REST model (what waits and ``RenderJob.progress`` hold)."""
