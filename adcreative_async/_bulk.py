@@ -277,22 +277,36 @@ class BulkRun(Generic[T]):
         job = outcome.job
         assert job is not None
         assert self._dest is not None
-        try:
-            async with downloads:
-                # resume: a body cut mid-way continues (or restarts), instead of failing the item
-                path = await job.download(
-                    task_id, self._dest, low_resolution=self._low_resolution, resume=True
-                )
-            if self._name is not None:
-                position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
-                context = name_context(
-                    outcome.item, outcome.index, task_id, position, job.process_id, path.suffix
-                )
-                target = Path(self._dest) / render_name(self._name, context)
-                path = await anyio.to_thread.run_sync(place_file, path, target)
-            outcome.files.append(path)
-        except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
-            outcome._fail(exc)
+        await download_task(
+            outcome, job, task_id, self._dest, downloads, self._low_resolution, self._name, outcome.item
+        )
+
+
+async def download_task(
+    outcome: BulkOutcome[T],
+    job: RenderJob,
+    task_id: str,
+    dest: str | os.PathLike[str],
+    limiter: anyio.CapacityLimiter,
+    low_resolution: bool,
+    name: Namer | None,
+    named: object,
+) -> None:
+    """Download one succeeded task of an item into ``dest`` (under ``limiter``), renamed by ``name``
+    (its context built from ``named``, the item as the name callback sees it) when given. The file goes
+    to ``outcome.files``; an error is recorded in ``outcome``, never raised."""
+    try:
+        async with limiter:
+            # resume: a body cut mid-way continues (or restarts), instead of failing the item
+            path = await job.download(task_id, dest, low_resolution=low_resolution, resume=True)
+        if name is not None:
+            position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+            context = name_context(named, outcome.index, task_id, position, job.process_id, path.suffix)
+            target = Path(dest) / render_name(name, context)
+            path = await anyio.to_thread.run_sync(place_file, path, target)
+        outcome.files.append(path)
+    except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
+        outcome._fail(exc)
 
 
 async def follow(

@@ -6,6 +6,7 @@ The PostgreSQL cases need a server: ``.ci/run`` starts a private one and sets
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -458,3 +459,116 @@ async def test_postgres_intents_arriving_together_are_written_together_and_fence
         assert (await ledger.counts())[ItemState.SUBMITTING] == 150
         assert sum(Counting.batches) == 200
         assert len(Counting.batches) < 20  # one statement for many intents
+
+
+@pytest.mark.postgres
+@needs_postgres
+async def test_postgres_statement_aborted_as_a_deadlock_is_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's transaction holding the rows in the other order: the server aborts the ledger's
+    statement as a deadlock victim, and the ledger sends it again instead of failing the items."""
+    import anyio
+    import asyncpg
+
+    assert POSTGRES_DSN is not None
+    run = f"test-{uuid.uuid4().hex[:12]}"
+    keys = [i.key for i in items(2)]
+    async with PostgresLedger(POSTGRES_DSN, run=run) as ledger:
+        await ledger.register(items(2))
+        await ledger.claim(keys, "w", 30)
+        for key in keys:
+            assert await ledger.intent(key, "w", "u", 30)
+        for key in keys:
+            await ledger.submitted(key, f"p-{key[-1]}", "u", ["t"])  # written behind: both rows
+        other = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await other.execute("SET deadlock_timeout = '30s'")  # the ledger's backend finds the cycle
+            locker = other.transaction()
+            await locker.start()
+            await other.execute(
+                "SELECT 1 FROM adcreative_items WHERE run = $1 AND key = $2 FOR UPDATE", run, keys[1]
+            )
+            read: dict[str, Any] = {}
+
+            async def reader() -> None:  # flushes first: locks keys[0], then waits for keys[1]
+                read.update(await ledger.records(keys))
+
+            with caplog.at_level(logging.INFO, logger="adcreative_async.ledger"):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(reader)
+                    await anyio.sleep(0.3)
+                    # closes the cycle; waits until the ledger's statement is rolled back as the victim
+                    await other.execute(
+                        "SELECT 1 FROM adcreative_items WHERE run = $1 AND key = $2 FOR UPDATE", run, keys[0]
+                    )
+                    await locker.commit()
+        finally:
+            await other.close()
+        assert any("DeadlockDetectedError, sending the statement again" in m for m in caplog.messages)
+        assert {k: (r.state, r.process_id) for k, r in read.items()} == {
+            keys[0]: (ItemState.SUBMITTED, "p-0"),
+            keys[1]: (ItemState.SUBMITTED, "p-1"),
+        }
+
+
+@pytest.mark.postgres
+@needs_postgres
+async def test_postgres_lease_renewal_never_waits_for_rows_being_written() -> None:
+    import anyio
+    import asyncpg
+
+    assert POSTGRES_DSN is not None
+    run = f"test-{uuid.uuid4().hex[:12]}"
+    keys = [i.key for i in items(3)]
+    async with PostgresLedger(POSTGRES_DSN, run=run) as ledger:
+        await ledger.register(items(3))
+        await ledger.claim(keys, "w", 30)
+        other = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            async with other.transaction():  # a write in progress on one of the rows
+                await other.execute(
+                    "SELECT 1 FROM adcreative_items WHERE run = $1 AND key = $2 FOR UPDATE", run, keys[1]
+                )
+                with anyio.fail_after(10):  # it would wait until this transaction ends
+                    renewed = await ledger.renew("w", 60)
+        finally:
+            await other.close()
+        assert renewed == 2  # the locked row is renewed on the next round
+        assert await ledger.renew("w", 60) == 3
+
+
+@pytest.mark.postgres
+@needs_postgres
+async def test_postgres_one_workers_concurrent_writes_never_deadlock() -> None:
+    """Intents, answers written behind, downloads and lease renewals of one worker run on several
+    connections at once over rows whose physical order updates keep shuffling: none fails."""
+    import anyio
+
+    assert POSTGRES_DSN is not None
+    n = 800
+    keys = [i.key for i in items(n)]
+    async with PostgresLedger(POSTGRES_DSN, run=f"test-{uuid.uuid4().hex[:12]}", pool_size=6) as ledger:
+        await ledger.register(items(n))
+        await ledger.claim(keys, "w", 60)
+        stop = anyio.Event()
+
+        async def renewing() -> None:
+            while not stop.is_set():
+                await ledger.renew("w", 60)
+                await anyio.sleep(0.001)
+
+        async def item(key: str) -> None:
+            assert await ledger.intent(key, "w", "u", 60)
+            await ledger.submitted(key, f"p{key}", "u", ["t"])
+            await ledger.tasks(key, ["t", "t2"])
+            await ledger.downloaded(key, [f"{key}.png"])
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(renewing)
+            outer.start_soon(renewing)
+            async with anyio.create_task_group() as group:
+                for key in reversed(keys):
+                    group.start_soon(item, key)
+            stop.set()
+        assert (await ledger.counts())[ItemState.DOWNLOADED] == n

@@ -10,6 +10,14 @@ each other's rows and never claim the same item; leases are on the database serv
 so that workers' clocks need not agree. Each write is one autocommitted statement: durable (the server's
 ``synchronous_commit``) when it returns.
 
+No deadlocks: a worker writes its rows from several connections at once (a batch of intents, answers
+written behind, the lease renewal), and an ``UPDATE`` locks rows in whatever order its plan meets them
+(a table's physical order changes with every update). So every statement that writes several rows
+locks them first in key order (``ORDER BY key FOR UPDATE``), the lease renewal skips rows being written
+(``SKIP LOCKED``: they are renewed on the next round), and a statement the server still aborts as a
+deadlock or serialization failure (an operator's transaction can hold rows in any order) is sent again,
+a few times, after a short random pause: it was rolled back as a whole, so sending it again is safe.
+
 Intents that arrive while another batch is being written are written together, in one statement (group
 commit, as in the SQLite backend); each caller returns once its own intent is committed. Answers
 (``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: committed in
@@ -22,9 +30,10 @@ then the item stays claimed by this worker, so no other worker takes it.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
@@ -40,6 +49,13 @@ logger = logging.getLogger("adcreative_async.ledger")
 
 #: Connections of one worker's pool (claims, intents and answers run concurrently).
 POOL_SIZE = 4
+#: Times a statement aborted by the server as a deadlock or serialization failure is sent again.
+CONFLICT_RETRIES = 5
+#: SQLSTATEs of a statement rolled back for a conflict with a concurrent transaction: deadlock_detected,
+#: serialization_failure, lock_not_available.
+_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+
+R = TypeVar("R")
 
 _FINAL = [s.value for s in FINAL_STATES]
 _LIST = msgspec.json.Decoder(tuple[str, ...])
@@ -120,16 +136,28 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     listeners: its advisory lock is the transaction's)."""
 
 
+def _locked(rows: str) -> str:
+    """A CTE ``locked(key)`` of the run's items whose keys are in the CTE ``rows`` (column ``k``),
+    locked in key order: statements that write several rows never lock them in crossed orders."""
+    return (
+        f"locked AS MATERIALIZED (SELECT i.key FROM adcreative_items AS i JOIN {rows} ON i.key = {rows}.k "
+        "WHERE i.run = $1 ORDER BY i.key FOR UPDATE OF i)"
+    )
+
+
 _INTENTS = (
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[]) "
+    f"AS t(k, o, u, l)), {_locked('t')} "
     "UPDATE adcreative_items AS i SET state = 'submitting', user_id = t.u, intent_at = now(), "
-    "lease_until = now() + make_interval(secs => t.l), updated_at = now() "
-    "FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[]) AS t(k, o, u, l) "
-    "WHERE i.run = $1 AND i.key = t.k AND i.owner = t.o AND i.lease_until > now() "
+    "lease_until = now() + make_interval(secs => t.l), updated_at = now() FROM t, locked "
+    "WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k AND i.owner = t.o AND i.lease_until > now() "
     "AND i.state <> ALL($6::text[]) RETURNING i.key"
 )
 #: Answers and downloads written behind, one row per item (a NULL keeps the stored value; a download
 #: ends the claim and clears the error).
 _BEHIND = (
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
+    f"$6::text[], $7::text[]) AS t(k, s, p, u, tk, f)), {_locked('t')} "
     "UPDATE adcreative_items AS i SET state = t.s, process_id = coalesce(t.p, i.process_id), "
     "user_id = coalesce(t.u, i.user_id), task_ids = coalesce(t.tk, i.task_ids), "
     "files = coalesce(t.f, i.files), "
@@ -137,8 +165,13 @@ _BEHIND = (
     "error_message = CASE WHEN t.f IS NULL THEN i.error_message END, "
     "owner = CASE WHEN t.f IS NULL THEN i.owner END, "
     "lease_until = CASE WHEN t.f IS NULL THEN i.lease_until END, updated_at = now() "
-    "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
-    "AS t(k, s, p, u, tk, f) WHERE i.run = $1 AND i.key = t.k"
+    "FROM t, locked WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k"
+)
+#: The run's rows matching a condition (``{where}``), locked in key order, for statements that write
+#: many rows at once.
+_LOCK_WHERE = (
+    "WITH locked AS MATERIALIZED (SELECT key FROM adcreative_items WHERE run = $1 AND ({where}) "
+    "ORDER BY key FOR UPDATE) "
 )
 
 
@@ -257,6 +290,28 @@ class PostgresLedger(RunLedger):
             raise LedgerError("the PostgreSQL run ledger is not open")
         return self._pool
 
+    async def _retrying(self, statement: Callable[[], Awaitable[R]]) -> R:
+        """Run ``statement``; sent again after a short random pause when the server rolled it back for a
+        conflict with a concurrent transaction (see the module doc), up to :data:`CONFLICT_RETRIES`
+        times."""
+        import asyncpg
+
+        attempt = 0
+        while True:
+            try:
+                return await statement()
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate not in _CONFLICTS or attempt >= CONFLICT_RETRIES:
+                    raise
+                attempt += 1
+                logger.info(
+                    "PostgreSQL run ledger: %s, sending the statement again (%d of %d)",
+                    type(exc).__name__,
+                    attempt,
+                    CONFLICT_RETRIES,
+                )
+                await anyio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
+
     async def _flush(self, conn: Any = None) -> None:
         """Write the answers and downloads written behind (one statement); a statement of this worker
         that follows sees them. On failure they are kept for the next try."""
@@ -269,16 +324,19 @@ class PostgresLedger(RunLedger):
                 if not self._behind:
                     return
                 rows, self._behind = self._behind, {}
+                target = conn or self._require()
                 try:
-                    await (conn or self._require()).execute(
-                        _BEHIND,
-                        self.run,
-                        list(rows),
-                        [r.state for r in rows.values()],
-                        [r.process_id for r in rows.values()],
-                        [r.user_id for r in rows.values()],
-                        [r.task_ids for r in rows.values()],
-                        [r.files for r in rows.values()],
+                    await self._retrying(
+                        lambda: target.execute(
+                            _BEHIND,
+                            self.run,
+                            list(rows),
+                            [r.state for r in rows.values()],
+                            [r.process_id for r in rows.values()],
+                            [r.user_id for r in rows.values()],
+                            [r.task_ids for r in rows.values()],
+                            [r.files for r in rows.values()],
+                        )
                     )
                 except (OSError, asyncpg.PostgresError) as exc:
                     for key, row in rows.items():  # newer ones (none can be: the items wait) win
@@ -296,8 +354,9 @@ class PostgresLedger(RunLedger):
         import asyncpg
 
         await self._flush()
+        pool = self._require()
         try:
-            return list(await self._require().fetch(query, *args))
+            return list(await self._retrying(lambda: pool.fetch(query, *args)))
         except asyncpg.PostgresError as exc:
             raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
 
@@ -305,8 +364,9 @@ class PostgresLedger(RunLedger):
         import asyncpg
 
         await self._flush()
+        pool = self._require()
         try:
-            status: str = await self._require().execute(query, *args)
+            status: str = await self._retrying(lambda: pool.execute(query, *args))
         except asyncpg.PostgresError as exc:
             raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
         return status
@@ -377,6 +437,8 @@ class PostgresLedger(RunLedger):
         """See :meth:`RunLedger.register`."""
         if not items:
             return
+        # inserted in key order: workers registering the same items never wait on each other crosswise
+        items = sorted(items, key=lambda i: i.key)
         await self._execute(
             "INSERT INTO adcreative_items (run, key, seq, label, feature, state) "
             "SELECT $1, k, s, l, f, 'pending' FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[]) "
@@ -410,9 +472,12 @@ class PostgresLedger(RunLedger):
 
     async def renew(self, owner: str, lease: float) -> int:
         """See :meth:`RunLedger.renew`."""
+        # rows locked by a write of this worker (or a claim of another) are skipped, never waited for:
+        # renewed on the next round
         status = await self._execute(
             "UPDATE adcreative_items SET lease_until = now() + make_interval(secs => $3) "
-            "WHERE run = $1 AND owner = $2 AND state <> ALL($4::text[])",
+            "WHERE run = $1 AND key IN (SELECT key FROM adcreative_items WHERE run = $1 AND owner = $2 "
+            "AND state <> ALL($4::text[]) FOR UPDATE SKIP LOCKED)",
             self.run,
             owner,
             lease,
@@ -423,7 +488,9 @@ class PostgresLedger(RunLedger):
     async def release(self, owner: str) -> None:
         """See :meth:`RunLedger.release`."""
         await self._execute(
-            "UPDATE adcreative_items SET owner = NULL, lease_until = NULL WHERE run = $1 AND owner = $2",
+            _LOCK_WHERE.format(where="owner = $2")
+            + "UPDATE adcreative_items AS i SET owner = NULL, lease_until = NULL FROM locked "
+            "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
             self.run,
             owner,
         )
@@ -462,14 +529,16 @@ class PostgresLedger(RunLedger):
         try:
             async with self._require().acquire() as conn:
                 await self._flush(conn)
-                rows = await conn.fetch(
-                    _INTENTS,
-                    self.run,
-                    [i.key for i in batch],
-                    [i.owner for i in batch],
-                    [i.user_id for i in batch],
-                    [i.lease for i in batch],
-                    _FINAL,
+                rows = await self._retrying(
+                    lambda: conn.fetch(
+                        _INTENTS,
+                        self.run,
+                        [i.key for i in batch],
+                        [i.owner for i in batch],
+                        [i.user_id for i in batch],
+                        [i.lease for i in batch],
+                        _FINAL,
+                    )
                 )
         except (OSError, asyncpg.PostgresError, LedgerError) as exc:
             error = (
@@ -536,9 +605,11 @@ class PostgresLedger(RunLedger):
     async def retry_failed(self) -> int:
         """See :meth:`RunLedger.retry_failed`."""
         status = await self._execute(
-            "UPDATE adcreative_items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+            _LOCK_WHERE.format(where="state = 'failed'")
+            + "UPDATE adcreative_items AS i SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
             "user_id = NULL, task_ids = '[]', files = '[]', error_code = NULL, error_message = NULL, "
-            "intent_at = NULL, updated_at = now() WHERE run = $1 AND state = 'failed'",
+            "intent_at = NULL, updated_at = now() FROM locked "
+            "WHERE i.run = $1 AND i.key = locked.key AND i.state = 'failed'",
             self.run,
         )
         return self._rowcount(status)
@@ -546,9 +617,10 @@ class PostgresLedger(RunLedger):
     async def reset_unfinished(self) -> int:
         """See :meth:`RunLedger.reset_unfinished`."""
         status = await self._execute(
-            "UPDATE adcreative_items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
-            "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = now() "
-            "WHERE run = $1 AND state IN ('submitting', 'submitted')",
+            _LOCK_WHERE.format(where="state IN ('submitting', 'submitted')")
+            + "UPDATE adcreative_items AS i SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+            "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = now() FROM locked "
+            "WHERE i.run = $1 AND i.key = locked.key AND i.state IN ('submitting', 'submitted')",
             self.run,
         )
         return self._rowcount(status)

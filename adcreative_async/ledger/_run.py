@@ -35,7 +35,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._errors import AdCreativeError, InvalidRequestError
 from .._jobs import RenderJob
-from .._naming import Namer, copy_file, name_context, place_file, render_name
+from .._naming import Namer, copy_file, name_context, render_name
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -592,22 +592,19 @@ class LedgerDriver(Generic[T]):
             raise outcome.error
 
     async def _download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob, task_id: str) -> None:
+        from .._bulk import download_task
+
         assert self._dest is not None
-        try:
-            async with self._downloads:
-                path = await job.download(
-                    task_id, self._dest, low_resolution=self._low_resolution, resume=True
-                )
-            if self._name is not None:
-                position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
-                context = name_context(
-                    entry.request, entry.index, task_id, position, job.process_id, path.suffix
-                )
-                target = Path(self._dest) / render_name(self._name, context)
-                path = await anyio.to_thread.run_sync(place_file, path, target)
-            outcome.files.append(path)
-        except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
-            outcome._fail(exc)
+        await download_task(
+            outcome,
+            job,
+            task_id,
+            self._dest,
+            self._downloads,
+            self._low_resolution,
+            self._name,
+            entry.request,
+        )
 
 
 class RecordedError(AdCreativeError):
