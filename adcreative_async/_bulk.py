@@ -1,8 +1,8 @@
 """Bulk processing: many inputs through submit → wait → download, each item isolated from the others.
 
 Uploads, in-flight renders and downloads have separate limits; each task's download starts as soon as
-the task succeeds; the waiting of every item goes through the client's one poll scheduler (one progress
-request per user per tick, whatever the number of items); one item's failure is reported as its outcome
+the task succeeds; the waiting of every item goes through the client's one poll scheduler (at most one
+progress request per user per tick, whatever the number of items); one item's failure is reported as its outcome
 and never stops the others.
 
 With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`

@@ -212,6 +212,11 @@ class PollPolicy:
         push_quiet_after: push counts as flowing for a (feature, user) while a message for it arrived
             within this many seconds (default 60 s); a (feature, user) that gets no message (a feature
             without message types, a channel that does not deliver it) keeps the normal pace.
+        share_listings: while jobs of several users of one feature are awaited, one
+            ``CheckApplicationAllProgresses`` call serves the ticks of all of them, when the application's
+            listing is no dearer than the users' own listings together (default True). The shared tick
+            keeps the request rate of the users' separate polls, so jobs are seen done that many times
+            sooner. False: one ``CheckUserProgress`` per user per tick, always.
     """
 
     initial_interval: float = 1.0
@@ -227,6 +232,7 @@ class PollPolicy:
     max_retry_after: float = 60.0
     push_reconcile_interval: float = 30.0
     push_quiet_after: float = 60.0
+    share_listings: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.initial_interval <= self.max_interval:

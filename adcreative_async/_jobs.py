@@ -704,8 +704,9 @@ class _AsCompleted:
 def as_completed(jobs: Iterable[RenderJob], *, timeout: float | None = None) -> AsyncIterator[RenderJob]:
     """Yield jobs as their processes finish (successfully or not: check ``job.failed``).
 
-    All jobs are followed by the client's one scheduler (one request per user per tick, whatever the
-    number of jobs). ``break`` stops following them at once.
+    All jobs are followed by the client's one scheduler (at most one request per user per tick, whatever
+    the number of jobs; one for several users when their listings are shared). ``break`` stops following
+    them at once.
 
     Raises:
         WaitTimeoutError: ``timeout`` (seconds, client clock) ran out; ``error.pending_jobs`` lists the

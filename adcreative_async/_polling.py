@@ -34,6 +34,15 @@ and the caller may spell them differently); requests use the spelling the caller
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
 
+Shared listings (:attr:`~adcreative_async.PollPolicy.share_listings`): while several users of one feature
+(whose application listing is documented) are awaited, one ``CheckApplicationAllProgresses`` answer
+serves the ticks of all their pollers, when the
+application's listing costs no more than their separate listings (measured by the shared polls
+themselves; re-measured after :data:`SHARED_RELIST_AFTER` seconds when it did not). A shared tick keeps
+the request rate of the separate pollers (each user's delay divided by the number of users served) and
+so divides detection latency by that number. Refused (a permanent error), it is not tried again for that
+feature: its users are polled separately.
+
 Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
 key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
 of them, and a process asked for by id is asked for under its own user.
@@ -72,7 +81,15 @@ if TYPE_CHECKING:
     from ._telemetry import Instruments
     from .resources._base import RenderResource
 
-__all__ = ["APPLICATION_SCOPE", "REQUEST_COST_IN_ITEMS", "PollScheduler", "Snapshot", "Target", "Watch"]
+__all__ = [
+    "APPLICATION_SCOPE",
+    "REQUEST_COST_IN_ITEMS",
+    "SHARED_RELIST_AFTER",
+    "PollScheduler",
+    "Snapshot",
+    "Target",
+    "Watch",
+]
 
 logger = logging.getLogger("adcreative_async.polling")
 
@@ -86,6 +103,9 @@ REQUEST_COST_IN_ITEMS = 140
 MAX_FILTERED_PER_TICK = 4
 #: In filtered mode, re-list unfiltered every this many ticks to re-measure the listing.
 RELIST_EVERY = 20
+#: When the application's listing was found dearer than separate user listings, it is measured again
+#: after this many seconds (of the client's clock).
+SHARED_RELIST_AFTER = 60.0
 #: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
 #: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
 CACHE_LINGER = 120.0
@@ -354,6 +374,11 @@ class PollScheduler:
         self.pushes = 0
         #: Poll requests sent (unfiltered and filtered), for observability and tests.
         self.requests = 0
+        #: Shared application listings: the one in flight per feature (its end), the last size seen
+        #: and when, and the features whose application listing was refused.
+        self._shared_flight: dict[str, anyio.Event] = {}
+        self._app_listed: dict[str, tuple[int, float]] = {}
+        self._no_shared: set[str] = set()
 
     # ----------------------------------------------------------------------------------- inspection
 
@@ -669,6 +694,8 @@ class PollScheduler:
                     del self._pollers[key]
 
     async def _poll_once(self, poller: _UserPoller) -> None:
+        if await self._poll_shared(poller):
+            return
         user = poller.user
         awaited = poller.awaited
         filtered = self._use_filtered(poller, len(awaited))
@@ -717,6 +744,112 @@ class PollScheduler:
         poller.next_due = now + self._paced(poller, poller.next_delay(now), now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 
+    # ------------------------------------------------------------------------------- shared listings
+
+    def _peers(self, poller: _UserPoller) -> list[_UserPoller]:
+        """The user pollers of ``poller``'s feature that one application listing would serve now."""
+        feature = poller.key[0]
+        return [
+            p
+            for p in self._pollers.values()
+            if p.key[0] == feature and p.key[1] != APPLICATION_SCOPE and p.blocked
+        ]
+
+    def _share(self, poller: _UserPoller, now: float) -> list[_UserPoller] | None:
+        """The pollers a shared tick would serve, or None when ``poller`` polls alone: one user only,
+        shared listings off or refused, or the application's listing dearer than the users' own (see
+        the module doc)."""
+        feature = poller.key[0]
+        if not self.policy.share_listings or poller.key[1] == APPLICATION_SCOPE or feature in self._no_shared:
+            return None
+        if poller.resource.feature.is_assumed("application_progress_route"):
+            return None  # an application listing the docs do not show: never sent unasked
+        peers = self._peers(poller)
+        if len(peers) < 2:
+            return None
+        measured = self._app_listed.get(feature)
+        if measured is None or now - measured[1] >= SHARED_RELIST_AFTER:
+            return peers  # (re-)measure it
+        listed = measured[0]
+        # what the users' own polls would cost: a listing each, or one request per awaited process
+        separate = sum(
+            min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited)))
+            for p in peers
+        )
+        return peers if REQUEST_COST_IN_ITEMS + listed <= separate else None
+
+    async def _poll_shared(self, poller: _UserPoller) -> bool:
+        """One application listing for the ticks of every awaited user of ``poller``'s feature (single
+        flight: a poller due while one is in flight waits for it). False when ``poller`` polls alone."""
+        feature = poller.key[0]
+        flight = self._shared_flight.get(feature)
+        if flight is not None:
+            await flight.wait()
+            return True
+        peers = self._share(poller, self._clock.monotonic())
+        if peers is None:
+            return False
+        flight = self._shared_flight[feature] = anyio.Event()
+        try:
+            return await self._shared_tick(poller, peers)
+        finally:
+            del self._shared_flight[feature]
+            flight.set()
+
+    async def _shared_tick(self, poller: _UserPoller, peers: list[_UserPoller]) -> bool:
+        feature = poller.key[0]
+        sent_at = self._clock.monotonic()
+        assert self._limiter is not None
+        async with self._limiter:
+            try:
+                await self._bucket.acquire()
+                self.requests += 1
+                if self._telemetry is not None:
+                    self._telemetry.polled(feature)
+                items = await poller.resource.application_progress()
+            except AdCreativeError as exc:
+                if _is_transient(exc):
+                    for peer in peers:
+                        peer.ticks += 1
+                        self._after_error(peer, exc)
+                    return True
+                # the application's listing is refused (not allowed, not routed): users poll alone
+                logger.info("shared listing of %s refused (%s): polling each user", feature, exc)
+                self._no_shared.add(feature)
+                return False
+        now = self._clock.monotonic()
+        self._app_listed[feature] = (len(items), now)
+        by_pid = {p.image_render_process_id.lower(): p for p in items}
+        per_user: dict[str, int] = {}
+        for progress in items:
+            user = progress.user_id.lower()
+            per_user[user] = per_user.get(user, 0) + 1
+        # users whose pushes flow poll only to reconcile: they add nothing to the pace
+        share = max(1, sum(1 for peer in peers if not self._pushed(peer, now)))
+        for peer in peers:
+            peer.ticks += 1
+            peer.last_error = None
+            peer.listed = per_user.get(peer.key[1], 0)
+            mine = [by_pid[pid] for pid in peer.interest if pid in by_pid]
+            changed = self._store(peer, mine, sent_at)
+            missing = [pid for pid in peer.awaited if pid not in by_pid]
+            if missing:
+                changed |= await self._look_for_missing(peer, missing, sent_at, asked_by_id=False)
+            now = self._clock.monotonic()
+            if changed and self._telemetry is not None:
+                self._detected(peer, changed, now)
+            peer.last_poll_at = sent_at
+            if changed:
+                peer.delays = None
+            # the request rate of the users' separate polls, at 1/share of their delay
+            delay = max(self.policy.min_interval, peer.next_delay(now) / share)
+            due = now + self._paced(peer, delay, now)
+            if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
+                peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner
+            peer.next_due = due
+            peer.wake_changed(changed)
+        return True
+
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
         poll of its user, or since it was first awaited if later)."""
@@ -729,11 +862,15 @@ class PollScheduler:
             since = max(poller.last_poll_at or float("-inf"), interest.submitted_at or interest.first_awaited)
             self._telemetry.detected(poller.key[0], now - since)
 
+    def _pushed(self, poller: _UserPoller, now: float) -> bool:
+        """Whether push messages flow for this (feature, user)."""
+        pushed = poller.last_push_at
+        return pushed is not None and now - pushed < self.policy.push_quiet_after
+
     def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
         """The poll delay: slowed to the reconcile interval while push messages flow for this
         (feature, user)."""
-        pushed = poller.last_push_at
-        if pushed is not None and now - pushed < self.policy.push_quiet_after:
+        if self._pushed(poller, now):
             return max(delay, self.policy.push_reconcile_interval)
         return delay
 

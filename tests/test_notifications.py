@@ -4,6 +4,7 @@ resolve on push, with polling as the safety net."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import socket
@@ -722,7 +723,13 @@ async def test_an_edited_process_completes_on_its_new_cycles_messages() -> None:
 async def test_push_slows_the_polls_only_of_the_feature_and_user_it_reaches() -> None:
     clock = ManualClock()
     hub = NotificationHub()
-    async with Emulator(auto_complete=False) as emulator, pushed_client(emulator, clock, hub) as client:
+    alone = dataclasses.replace(FAST, share_listings=False)  # each user's polls of its own
+    async with (
+        Emulator(auto_complete=False) as emulator,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, clock=clock, poll_policy=alone, push=hub, trust_env=False
+        ) as client,
+    ):
         pushed = await client.background_remover.remove(PNG)  # its messages arrive
         other_feature = await client.creatives.generate(**creative_inputs())  # none for it
         other_user = await client.background_remover.remove(PNG, user_id=str(uuid.uuid4()))  # nor it

@@ -35,6 +35,7 @@ from adcreative_async import (
     TaskUpdate,
     WaitTimeoutError,
 )
+from adcreative_async._polling import SHARED_RELIST_AFTER
 from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
@@ -43,7 +44,9 @@ pytestmark = pytest.mark.anyio
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 USERS = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 GEN_PROGRESS = "Image/Generation/CheckUserProgress"
+GEN_APP_PROGRESS = "Image/Generation/CheckApplicationAllProgresses"
 BG_PROGRESS = "Image/BackgroundRemoving/CheckUserProgress"
+BG_APP_PROGRESS = "Image/BackgroundRemoving/CheckApplicationAllProgresses"
 PNG = sample_image("png", (8, 8))
 
 
@@ -399,7 +402,8 @@ async def test_cancelling_a_wait_leaves_nothing_behind(emulator: Emulator, clien
         tg.start_soon(wait_all)
         await started.wait()
         await eventually(lambda: client.scheduler_stats["pollers"] == 3)
-        await eventually(lambda: emulator.request_count(GEN_PROGRESS) >= 6)
+        # three users: their ticks shared by one application listing
+        await eventually(lambda: emulator.request_count(GEN_APP_PROGRESS) >= 2)
         tg.cancel_scope.cancel()
     assert client.scheduler_stats["waiters"] == 0
     await eventually(lambda: client.scheduler_stats["pollers"] == 0)  # at most its in-flight poll
@@ -442,7 +446,9 @@ async def test_closing_the_client_ends_waits_with_a_clear_error(emulator: Emulat
 
 async def test_one_request_per_user_per_tick_whatever_the_number_of_jobs(emulator: Emulator) -> None:
     clock = ManualClock()
-    policy = PollPolicy(initial_interval=1.0, max_interval=1.0, min_interval=1.0, jitter=None, burst=50)
+    policy = PollPolicy(
+        initial_interval=1.0, max_interval=1.0, min_interval=1.0, jitter=None, burst=50, share_listings=False
+    )
     async with AdCreativeClient(
         **emulator.credentials, poll_policy=policy, clock=clock, trust_env=False
     ) as client:
@@ -471,6 +477,135 @@ async def test_one_request_per_user_per_tick_whatever_the_number_of_jobs(emulato
     assert counts == [3, 6, 9]  # 60 jobs, 3 users: 3 requests a tick, not 60
     assert emulator.request_count(BG_PROGRESS) - baseline == 12
     assert {j.process_id for j in done} == {j.process_id for j in jobs}
+
+
+SHARED = PollPolicy(initial_interval=0.9, max_interval=0.9, min_interval=0.1, jitter=None, burst=50)
+
+
+async def _ticked(client: AdCreativeClient, ticks: int) -> None:
+    """Until every poller with waiters has finished ``ticks`` ticks (a request the emulator counted may
+    still be on its way back: the manual clock must not move before its poller has rescheduled)."""
+    pollers = client._poll_scheduler()._pollers.values()
+    await eventually(lambda: all(p.ticks >= ticks for p in pollers if p.blocked))
+
+
+async def _wait_for_all(client: AdCreativeClient, jobs: list[RenderJob], done: list[RenderJob]) -> None:
+    async for job in client.as_completed(jobs):
+        done.append(job)
+
+
+async def test_several_users_share_one_application_listing_at_their_request_rate(emulator: Emulator) -> None:
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        jobs = [await client.background_remover.remove(PNG, user_id=USERS[i % 3]) for i in range(30)]
+        emulator.requests.clear()  # forget the listings taken before the start calls
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, jobs, done)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(0.9)  # the three users' first tick: one listing serves them all
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)
+            await _ticked(client, 1)
+            # the next one after 0.9 s / 3 users: the request rate of their separate polls
+            await clock.advance(0.29)
+            await anyio.sleep(0.02)
+            assert emulator.request_count(BG_APP_PROGRESS) == 1
+            await clock.advance(0.02)
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 2)
+            for job in jobs[:15]:
+                emulator.finish_process(job.process_id)
+            await clock.advance(0.3)
+            await eventually(lambda: len(done) == 15)
+            for job in jobs[15:]:
+                emulator.finish_process(job.process_id)
+            for _ in range(3):
+                await clock.advance(0.9)
+                await anyio.sleep(0.01)
+            await eventually(lambda: len(done) == 30)
+    assert emulator.request_count(BG_PROGRESS) == 0  # no user polled alone
+    assert sorted(j.process_id for j in done) == sorted(j.process_id for j in jobs)
+    for job in done:  # each job got its own process's result
+        assert job.progress is not None
+        assert job.progress.image_render_process_id.lower() == job.process_id.lower()
+        assert job.progress.is_complete
+
+
+async def test_one_user_polls_its_own_listing(emulator: Emulator) -> None:
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        jobs = [await client.background_remover.remove(PNG, user_id=USERS[0]) for _ in range(5)]
+        emulator.requests.clear()
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, jobs, done)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(0.9)
+            await eventually(lambda: emulator.request_count(BG_PROGRESS) == 1)
+            for job in jobs:
+                emulator.finish_process(job.process_id)
+            await clock.advance(0.9)
+            await eventually(lambda: len(done) == 5)
+    assert emulator.request_count(BG_APP_PROGRESS) == 0
+
+
+async def test_a_refused_application_listing_leaves_each_user_polling_alone(emulator: Emulator) -> None:
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        jobs = [await client.background_remover.remove(PNG, user_id=USERS[i % 3]) for i in range(6)]
+        emulator.requests.clear()
+        emulator.fail_next(BG_APP_PROGRESS, status=403)
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, jobs, done)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(0.9)  # refused: the same tick polls each user
+            await eventually(lambda: emulator.request_count(BG_PROGRESS) == 3)
+            await _ticked(client, 1)
+            await clock.advance(0.9)
+            await eventually(lambda: emulator.request_count(BG_PROGRESS) == 6)
+            await _ticked(client, 2)
+            for job in jobs:
+                emulator.finish_process(job.process_id)
+            await clock.advance(0.9)
+            await eventually(lambda: len(done) == 6)
+    assert emulator.request_count(BG_APP_PROGRESS) == 1  # never asked again
+    assert not any(isinstance(j, BaseException) for j in done)
+
+
+async def test_an_application_listing_dearer_than_the_users_own_is_not_shared(emulator: Emulator) -> None:
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        others = [await client.background_remover.remove(PNG, user_id=str(uuid.uuid4())) for _ in range(300)]
+        for job in others:  # another part of the application: 300 processes in its listing
+            emulator.finish_process(job.process_id)
+        jobs = [await client.background_remover.remove(PNG, user_id=USERS[i]) for i in range(2)]
+        emulator.requests.clear()
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, jobs, done)
+            await anyio.wait_all_tasks_blocked()
+            await clock.advance(0.9)  # measured once (and that answer used)
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)
+            await _ticked(client, 1)
+            for tick in (1, 2):  # then each user alone: 2 requests of ~1 process beat one of 302
+                await clock.advance(0.9)
+                await eventually(lambda t=tick: emulator.request_count(BG_PROGRESS) == 2 * t)  # type: ignore[misc]
+                await _ticked(client, 1 + tick)
+            assert emulator.request_count(BG_APP_PROGRESS) == 1
+            await clock.advance(SHARED_RELIST_AFTER)  # measured again after a while
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 2)
+            for job in jobs:
+                emulator.finish_process(job.process_id)
+            await clock.advance(0.9)
+            await eventually(lambda: len(done) == 2)
 
 
 async def test_a_poll_that_brings_nothing_new_keeps_the_snapshot(
@@ -613,6 +748,7 @@ async def test_client_wide_rate_limit_on_polls(emulator: Emulator) -> None:
         jitter=None,
         max_requests_per_second=2.0,
         burst=2,
+        share_listings=False,  # each user polls alone: 6 requests due at once
     )
     users = [str(uuid.uuid4()) for _ in range(6)]
     async with AdCreativeClient(

@@ -146,7 +146,7 @@ async def _demo(output: Path, task_duration: float, args: argparse.Namespace) ->
     files = creatives + [f for o in outcomes for f in o.files]
     summary = (
         f"{len(files)} files in {output}/; {1 + PRODUCT_PHOTOS} renders followed with {polls} progress "
-        f"requests (one per user per tick, not one per render); {calls} API calls in all"
+        f"requests (at most one per user per tick, not one per render); {calls} API calls in all"
     )
     if args.json:
         document: dict[str, Any] = {

@@ -6,7 +6,8 @@ per-job poll loop on its own calls.
   succeeded. Every wait goes through the client's one poll scheduler. Detection = the update whose
   progress is complete.
 - ``bulk``: ``client.process_many(...)`` with the SDK's defaults (4 uploads, 8 downloads in flight; every
-  wait through the client's one poll scheduler, one unfiltered ``CheckUserProgress`` per user per tick).
+  wait through the client's one poll scheduler: one unfiltered ``CheckUserProgress`` per user per tick,
+  or one ``CheckApplicationAllProgresses`` shared by the users, see ``PollPolicy.share_listings``).
   Detection = the ``on_update`` callback that reports the process complete.
 - ``per-job``: what common job SDKs do, on this SDK's transport and models: each job polled by its own
   loop (``await job.refresh()`` every ``interval`` seconds, a filtered ``CheckUserProgress``), then its
