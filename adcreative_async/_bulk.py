@@ -2,8 +2,8 @@
 
 Uploads, in-flight renders and downloads have separate limits; each task's download starts as soon as
 the task succeeds; the waiting of every item goes through the client's one poll scheduler (at most one
-progress request per user per tick, whatever the number of items); one item's failure is reported as its outcome
-and never stops the others.
+progress request per user per tick, whatever the number of items); one item's failure is reported as
+its outcome and never stops the others.
 
 With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
 instead: durable intents and answers, resume, and claims shared by many workers.

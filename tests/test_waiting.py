@@ -35,7 +35,7 @@ from adcreative_async import (
     TaskUpdate,
     WaitTimeoutError,
 )
-from adcreative_async._polling import SHARED_RELIST_AFTER
+from adcreative_async._polling import REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
 from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
@@ -494,7 +494,7 @@ async def _wait_for_all(client: AdCreativeClient, jobs: list[RenderJob], done: l
         done.append(job)
 
 
-async def test_several_users_share_one_application_listing_at_their_request_rate(emulator: Emulator) -> None:
+async def test_several_users_share_one_application_listing_at_their_cost_rate(emulator: Emulator) -> None:
     clock = ManualClock()
     async with AdCreativeClient(
         **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
@@ -508,15 +508,17 @@ async def test_several_users_share_one_application_listing_at_their_request_rate
             await clock.advance(0.9)  # the three users' first tick: one listing serves them all
             await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)
             await _ticked(client, 1)
-            # the next one after 0.9 s / 3 users: the request rate of their separate polls
-            await clock.advance(0.29)
+            # the next one as much sooner as it is cheaper than the users' own listings (a request and
+            # 10 processes each) together: it costs what they would have
+            ratio = 3 * (REQUEST_COST_IN_ITEMS + 10) / (REQUEST_COST_IN_ITEMS + 30)
+            await clock.advance(0.9 / ratio - 0.01)
             await anyio.sleep(0.02)
             assert emulator.request_count(BG_APP_PROGRESS) == 1
             await clock.advance(0.02)
             await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 2)
             for job in jobs[:15]:
                 emulator.finish_process(job.process_id)
-            await clock.advance(0.3)
+            await clock.advance(0.9)
             await eventually(lambda: len(done) == 15)
             for job in jobs[15:]:
                 emulator.finish_process(job.process_id)
