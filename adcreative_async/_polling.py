@@ -739,19 +739,33 @@ class PollScheduler:
         poller.last_error = None
         if not filtered:
             poller.listed = len(items)
+        changed, now = await self._take_answer(poller, items, awaited, sent_at, asked_by_id=filtered)
+        poller.next_due = now + self._paced(poller, poller.next_delay(now), now)
+        poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
+
+    async def _take_answer(
+        self,
+        poller: _UserPoller,
+        items: list[Progress],
+        awaited: list[str],
+        sent_at: float,
+        *,
+        asked_by_id: bool,
+    ) -> tuple[set[str], float]:
+        """One poll's answer for ``poller``: cached, its missing awaited processes looked for, fast polls
+        again after a change. Returns the processes that changed, and the time after."""
         changed = self._store(poller, items, sent_at)
         returned = {p.image_render_process_id.lower() for p in items}
         missing = [pid for pid in awaited if pid not in returned]
         if missing:
-            changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=filtered)
+            changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=asked_by_id)
         now = self._clock.monotonic()
         if changed and self._telemetry is not None:
             self._detected(poller, changed, now)
         poller.last_poll_at = sent_at
         if changed:
             poller.delays = None
-        poller.next_due = now + self._paced(poller, poller.next_delay(now), now)
-        poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
+        return changed, now
 
     # ------------------------------------------------------------------------------- shared listings
 
@@ -839,16 +853,8 @@ class PollScheduler:
             peer.ticks += 1
             peer.last_error = None
             mine = [by_pid[pid] for pid in peer.interest if pid in by_pid]
-            changed = self._store(peer, mine, sent_at)
-            missing = [pid for pid in peer.awaited if pid not in by_pid]
-            if missing:
-                changed |= await self._look_for_missing(peer, missing, sent_at, asked_by_id=False)
-            now = self._clock.monotonic()
-            if changed and self._telemetry is not None:
-                self._detected(peer, changed, now)
-            peer.last_poll_at = sent_at
+            changed, now = await self._take_answer(peer, mine, peer.awaited, sent_at, asked_by_id=False)
             if changed:
-                peer.delays = None
                 peer.own_due = now  # back to fast polls now
             if now >= peer.own_due:  # a tick of its own pace: its backoff advances
                 peer.own_delay = peer.next_delay(now)
