@@ -644,6 +644,52 @@ def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread)
     assert (done.returncode, done.stdout.strip()) == (0, "3 []"), done.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_waits_on_sockets_of_its_own(emulator: EmulatorThread) -> None:
+    """A thread sleeps on a socket until the loop thread wakes it: a child must not share its parent's
+    (the parent's loop thread would wake the child, and one process could take the other's wake)."""
+    script = (
+        "import os, sys, json\n"
+        "from adcreative_async import SyncAdCreativeClient\n"
+        "from adcreative_async.sync._waiter import thread_waiter\n"
+        "options = dict(**json.loads(sys.argv[1]), user_id=sys.argv[2], trust_env=False)\n"
+        "client = SyncAdCreativeClient(**options)\n"
+        "client.open()\n"
+        "client.background_remover.user_progress()\n"
+        "waiter, _ = thread_waiter()\n"
+        "waiter.busy = False\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    own, _ = thread_waiter()\n"
+        "    own.busy = False\n"
+        "    with SyncAdCreativeClient(**options) as child_client:\n"
+        "        calls = [child_client.background_remover.user_progress() for _ in range(20)]\n"
+        "    os._exit(3 if own is not waiter and calls == [[]] * 20 else 4)\n"
+        "calls = [client.background_remover.user_progress() for _ in range(20)]\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), calls == [[]] * 20, thread_waiter()[0] is waiter)\n"
+        "client.close()\n"
+    )
+    import json
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            script,
+            json.dumps(dict(emulator.credentials)),
+            USER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "3 True True"), done.stderr
+
+
 def test_sync_twins_return_sync_handles(client: SyncAdCreativeClient) -> None:
     job = remove(client)
     values: dict[str, Any] = {"job": client.background_remover.job(job.process_id), "resource": job.resource}
