@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
 import signal
 import subprocess
@@ -393,6 +394,30 @@ def test_sixteen_threads_share_one_client(
     assert emulator.request_count(BG_START) == 64
     assert emulator.request_count(BG_DOWNLOAD) == 64
     assert client.token_requests == 1  # one token for every thread
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc (Linux)")
+def test_a_calling_thread_that_ends_leaves_no_descriptor_open(client: SyncAdCreativeClient) -> None:
+    """Each calling thread sleeps on a pipe of its own: it is closed when the thread ends."""
+    loop = client._running_loop()
+
+    def open_descriptors() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    results: list[int] = []
+
+    def call(n: int) -> None:
+        results.append(loop.submit(lambda: n))
+
+    call(-1)  # this thread's own pipe, made once
+    before = open_descriptors()
+    for n in range(20):
+        thread = threading.Thread(target=call, args=(n,))
+        thread.start()
+        thread.join(30)
+    assert results == list(range(-1, 20))
+    assert open_descriptors() == before
 
 
 def test_closing_from_another_thread_ends_blocked_calls(client: SyncAdCreativeClient) -> None:
