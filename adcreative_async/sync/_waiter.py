@@ -4,8 +4,8 @@ Each calling thread has a :class:`Waiter` of its own (thread-local, made on its 
 pipe to sleep on, the other for the loop thread to wake it with one byte. A lock or a
 ``concurrent.futures.Future`` would do the same, but the loop thread releases a lock while it holds the
 GIL: the woken caller then at once blocks again on the GIL, and the two threads ping-pong (measured on
-this project's 2-core VM: 2.3-2.7 sleeps of the calling thread per call and 2.3 preemptions of the loop
-thread, against 1.0 and 0.9 with a pipe; ``benchmarks/README.md``, sync section). ``os.write`` drops
+this project's 2-core VM: 2.1-2.8 sleeps of the calling thread per call and 1.9-2.6 preemptions of the
+loop thread, against 1.0 and 0.8-1.0 with a pipe; ``benchmarks/README.md``, sync section). ``os.write`` drops
 the GIL before the kernel wakes the caller, so the caller runs as soon as it is scheduled.
 
 A byte may come late (its call was abandoned: a timeout, or KeyboardInterrupt in the caller): the waiter
