@@ -670,8 +670,8 @@ def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
-def test_a_forked_child_waits_on_sockets_of_its_own(emulator: EmulatorThread) -> None:
-    """A thread sleeps on a socket until the loop thread wakes it: a child must not share its parent's
+def test_a_forked_child_waits_on_pipes_of_its_own(emulator: EmulatorThread) -> None:
+    """A thread sleeps on a pipe until the loop thread wakes it: a child must not share its parent's
     (the parent's loop thread would wake the child, and one process could take the other's wake)."""
     script = (
         "import os, sys, json\n"
