@@ -12,10 +12,13 @@ Scenarios (each in a fresh client process, against an emulator in its own proces
   and on :class:`~adcreative_async.SyncAdCreativeClient` (the same call, blocking; the work runs on
   the client's loop thread). Wall time from opening the client to the last file written; the two
   contenders alternate, each against a fresh emulator. Goal: sync within 10 % of async.
-- ``calls``: the cost of one call, in one process, async and sync rounds alternating: a call that does
-  no I/O (``resource.job(process_id)``: the sync layer's own overhead, a thread hop each way) and one
-  progress request (``user_progress(user, process_id)``, over loopback). Goal: the sync layer adds
-  < 100 µs per call.
+- ``calls``: the cost of one call, in one process, in rounds of async, sync and bare calls: a call that
+  does no I/O (``resource.job(process_id)``: the sync layer's own overhead, a thread hop each way) and
+  one progress request (``user_progress(user, process_id)``, over loopback). "bare" is the same async
+  call handed to the sync client's loop thread with the standard library alone (``call_soon_threadsafe``
+  and a ``concurrent.futures.Future``): the floor of any hand-off to a loop thread, to tell the SDK's
+  own cost from the machine's. On Linux, the calling thread's sleeps per request are counted too (its
+  voluntary context switches). Goal: the sync layer adds < 100 µs per call.
 
 Prints a table, writes ``benchmarks/results/sync.json``.
 """
@@ -24,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import functools
 import json
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,7 @@ from benchmarks._harness import (
 
 MODULE = "benchmarks.sync"
 CONTENDERS = ("async", "sync")
+CALL_KINDS = ("async", "sync", "bare")
 
 
 @dataclass(frozen=True)
@@ -118,14 +124,51 @@ def _per_call_us(calls: int, started: float) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
+def _sleeps() -> int | None:
+    """How many times the calling thread has slept so far (Linux: its voluntary context switches)."""
+    try:
+        status = Path("/proc/thread-self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return None
+
+
+def _bare_call(loop: asyncio.AbstractEventLoop, func: Callable[..., Any], *args: Any) -> Any:
+    """The floor: ``func(*args)`` handed to the loop thread with the standard library alone
+    (``call_soon_threadsafe`` in, a ``concurrent.futures.Future`` out: what ``run_coroutine_threadsafe``
+    does, without its wrapper coroutine), awaited there in a task of its own when it is a coroutine."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def done(task: asyncio.Task[Any]) -> None:
+        error = task.exception()
+        if error is None:
+            future.set_result(task.result())
+        else:
+            future.set_exception(error)
+
+    def start() -> None:
+        result = func(*args)
+        if asyncio.iscoroutine(result):
+            loop.create_task(result).add_done_callback(done)
+        else:
+            future.set_result(result)
+
+    loop.call_soon_threadsafe(start)
+    return future.result()
+
+
 def child_calls(params: dict[str, Any]) -> dict[str, Any]:
-    """Per-call time of a no-I/O call and of one progress request, async and sync rounds alternating."""
+    """Per-call time of a no-I/O call and of one progress request: async, sync, and the same async call
+    handed to the sync client's loop thread without the SDK (the floor of any hand-off), in rounds."""
     options = _options(params["credentials"])
     calls: int = params["calls"]
     user = str(uuid.uuid4())
     image = sample_image("png", (8, 8))
     rounds: dict[str, list[float]] = {
-        f"{what}_{kind}": [] for what in ("dispatch", "request") for kind in CONTENDERS
+        f"{what}_{kind}": [] for what in ("dispatch", "request", "sleeps") for kind in CALL_KINDS
     }
 
     async def async_round(process_id: str) -> None:
@@ -136,25 +179,49 @@ def child_calls(params: dict[str, Any]) -> dict[str, Any]:
             for _ in range(calls):
                 resource.job(process_id, user_id=user)
             rounds["dispatch_async"].append(_per_call_us(calls, started))
+            sleeps = _sleeps()
             started = time.perf_counter()
             for _ in range(calls):
                 await resource.user_progress(user, process_id)
             rounds["request_async"].append(_per_call_us(calls, started))
+            after = _sleeps()
+            if sleeps is not None and after is not None:
+                rounds["sleeps_async"].append((after - sleeps) / calls)
 
     with SyncAdCreativeClient(**options) as client:
         resource = client.background_remover
         process_id = resource.remove(image, user_id=user).process_id
-        for _ in range(params["rounds"]):
+        loop = client._running_loop()._loop
+        assert loop is not None
+        inner = client.async_client.background_remover
+        contenders: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
+            "sync": (
+                lambda: resource.job(process_id, user_id=user),
+                lambda: resource.user_progress(user, process_id),
+            ),
+            "bare": (
+                lambda: _bare_call(loop, functools.partial(inner.job, process_id, user_id=user)),
+                lambda: _bare_call(loop, inner.user_progress, user, process_id),
+            ),
+        }
+        for round_ in range(params["rounds"]):
             asyncio.run(async_round(process_id))
-            resource.user_progress(user, process_id)  # warm
-            started = time.perf_counter()
-            for _ in range(calls):
-                resource.job(process_id, user_id=user)
-            rounds["dispatch_sync"].append(_per_call_us(calls, started))
-            started = time.perf_counter()
-            for _ in range(calls):
-                resource.user_progress(user, process_id)
-            rounds["request_sync"].append(_per_call_us(calls, started))
+            order = ("sync", "bare") if round_ % 2 == 0 else ("bare", "sync")
+            for kind in order:
+                dispatch, request = contenders[kind]
+                request()  # warm
+                started = time.perf_counter()
+                for _ in range(calls):
+                    dispatch()
+                rounds[f"dispatch_{kind}"].append(_per_call_us(calls, started))
+                sleeps = _sleeps()
+                started = time.perf_counter()
+                for _ in range(calls):
+                    request()
+                rounds[f"request_{kind}"].append(_per_call_us(calls, started))
+                after = _sleeps()
+                if sleeps is not None and after is not None:
+                    rounds[f"sleeps_{kind}"].append((after - sleeps) / calls)
     return {"calls": calls, "rounds": rounds}
 
 
@@ -174,10 +241,10 @@ def _log(message: str) -> None:
 BULK_METRICS = ("wall_seconds", "cpu_seconds", "emulator_busy")
 
 
-def _overhead(rounds: dict[str, list[float]], what: str) -> float:
-    """Median over rounds of (sync - async) µs per call, each pair measured back to back."""
-    pairs = zip(rounds[f"{what}_sync"], rounds[f"{what}_async"], strict=True)
-    return statistics.median(s - a for s, a in pairs)
+def _overhead(rounds: dict[str, list[float]], what: str, kind: str, baseline: str) -> float:
+    """Median over rounds of (kind - baseline) µs per call, each pair measured in the same round."""
+    pairs = zip(rounds[f"{what}_{kind}"], rounds[f"{what}_{baseline}"], strict=True)
+    return statistics.median(k - b for k, b in pairs)
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -220,7 +287,7 @@ def run(plan: Plan) -> dict[str, Any]:
             "calls",
             {"credentials": credentials_of(info), "calls": plan.calls, "rounds": plan.call_rounds},
         )
-    per_call = {key: summary(values) for key, values in calls["rounds"].items()}
+    per_call = {key: summary(values) for key, values in calls["rounds"].items() if values}
     return {
         "machine": machine(),
         "plan": asdict(plan),
@@ -237,14 +304,17 @@ def run(plan: Plan) -> dict[str, Any]:
         },
         "bulk_wall_ratio": summary(ratios),
         "calls": per_call,
-        "dispatch_overhead_us": statistics.median(
-            s - a
-            for s, a in zip(calls["rounds"]["dispatch_sync"], calls["rounds"]["dispatch_async"], strict=True)
-        ),
-        "request_overhead_us": statistics.median(
-            s - a
-            for s, a in zip(calls["rounds"]["request_sync"], calls["rounds"]["request_async"], strict=True)
-        ),
+        # What a hand-off costs over the async call: the SDK's, and the bare one (the floor); and
+        # what the SDK adds to the bare hand-off.
+        **{
+            f"{what}_{name}_us": _overhead(calls["rounds"], what, kind, baseline)
+            for what in ("dispatch", "request")
+            for name, kind, baseline in (
+                ("overhead", "sync", "async"),
+                ("floor", "bare", "async"),
+                ("sdk_over_floor", "sync", "bare"),
+            )
+        },
         "goals": GOALS,
     }
 
@@ -275,13 +345,25 @@ def table(data: dict[str, Any]) -> str:
         f"bulk wall time, sync / async (per run, same round): {_cell(ratio, '.3f')} "
         f"(goal <= {GOALS['bulk_wall_ratio']:.2f})",
         "",
-        f"one call ({plan['calls']} calls x {plan['call_rounds']} rounds, µs per call): async, sync",
-        f"  no I/O (resource.job):           {_cell(calls['dispatch_async'], '.1f')}, "
-        f"{_cell(calls['dispatch_sync'], '.1f')}",
-        f"  progress request (user_progress): {_cell(calls['request_async'], '.0f')}, "
-        f"{_cell(calls['request_sync'], '.0f')}",
-        f"sync overhead per call: {data['dispatch_overhead_us']:.1f} µs without I/O, "
+        f"one call ({plan['calls']} calls x {plan['call_rounds']} rounds, µs per call), median (min-max):",
+        f"{'':<34} {'async':>22} {'sync (SDK)':>22} {'bare hand-off':>22}",
+        f"{'no I/O (resource.job)':<34} "
+        + " ".join(f"{_cell(calls[f'dispatch_{k}'], '.1f'):>22}" for k in CALL_KINDS),
+        f"{'progress request (user_progress)':<34} "
+        + " ".join(f"{_cell(calls[f'request_{k}'], '.0f'):>22}" for k in CALL_KINDS),
+    ]
+    if all(f"sleeps_{k}" in calls for k in CALL_KINDS):
+        lines.append(
+            f"{'  sleeps of the caller per request':<34} "
+            + " ".join(f"{_cell(calls[f'sleeps_{k}'], '.2f'):>22}" for k in CALL_KINDS)
+        )
+    lines += [
+        f"over async, per call: the SDK {data['dispatch_overhead_us']:.1f} µs without I/O, "
         f"{data['request_overhead_us']:.1f} µs on a request (goal < {GOALS['call_overhead_us']:.0f} µs)",
+        f"  the bare hand-off (the floor): {data['dispatch_floor_us']:.1f} µs without I/O, "
+        f"{data['request_floor_us']:.1f} µs on a request",
+        f"  the SDK over the bare hand-off: {data['dispatch_sdk_over_floor_us']:.1f} µs without I/O, "
+        f"{data['request_sdk_over_floor_us']:.1f} µs on a request",
     ]
     return "\n".join(lines)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +39,7 @@ from adcreative_async import (
     WaitTimeoutError,
 )
 from adcreative_async.sync import BlockingIterator, SyncRenderJob, as_completed
+from adcreative_async.sync._waiter import Waiter
 from adcreative_async.testing import EmulatorThread
 
 T = TypeVar("T")
@@ -393,6 +396,30 @@ def test_sixteen_threads_share_one_client(
     assert client.token_requests == 1  # one token for every thread
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc (Linux)")
+def test_a_calling_thread_that_ends_leaves_no_descriptor_open(client: SyncAdCreativeClient) -> None:
+    """Each calling thread sleeps on a pipe of its own: it is closed when the thread ends."""
+    loop = client._running_loop()
+
+    def open_descriptors() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    results: list[int] = []
+
+    def call(n: int) -> None:
+        results.append(loop.submit(lambda: n))
+
+    call(-1)  # this thread's own pipe, made once
+    before = open_descriptors()
+    for n in range(20):
+        thread = threading.Thread(target=call, args=(n,))
+        thread.start()
+        thread.join(30)
+    assert results == list(range(-1, 20))
+    assert open_descriptors() == before
+
+
 def test_closing_from_another_thread_ends_blocked_calls(client: SyncAdCreativeClient) -> None:
     job = remove(client)
     errors: list[BaseException] = []
@@ -432,6 +459,122 @@ def test_a_call_abandoned_by_its_thread_is_cancelled_on_the_loop(client: SyncAdC
         client._running_loop().submit(forever, timeout=0.01)
     assert cancelled.wait(30)
     assert client.background_remover.user_progress() == []  # the client is unharmed
+
+
+def test_a_late_wake_of_an_abandoned_call_is_not_taken_for_the_next_call(
+    client: SyncAdCreativeClient,
+) -> None:
+    """The abandoned call ends on the loop after its thread stopped waiting, and wakes that thread's
+    waiter; the thread's next call must still wait for its own result."""
+    loop = client._running_loop()
+    cancelled = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def answer() -> int:
+        for _ in range(5):  # ends several loop iterations after the abandoned call's late wake
+            await asyncio.sleep(0)
+        return 7
+
+    with pytest.raises(concurrent.futures.TimeoutError):
+        loop.submit(forever, timeout=0.01)
+    assert cancelled.wait(30)
+    assert [loop.submit(answer) for _ in range(3)] == [7, 7, 7]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="signals to a thread are POSIX-only")
+def test_keyboard_interrupt_ends_a_blocked_call_and_cancels_it(client: SyncAdCreativeClient) -> None:
+    """Ctrl+C in the main thread while it waits: KeyboardInterrupt there, the call cancelled on the loop."""
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def long_call() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "not interrupted"
+
+    def interrupt() -> None:
+        assert started.wait(30)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    assert threading.current_thread() is threading.main_thread()
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client._running_loop().submit(long_call)
+    finally:
+        helper.join(30)
+    assert cancelled.wait(30)
+    assert client.background_remover.user_progress() == []  # the client is unharmed
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="signals to a thread are POSIX-only")
+def test_a_call_from_a_signal_handler_during_a_call_leaves_both_their_results(
+    client: SyncAdCreativeClient,
+) -> None:
+    """A signal handler runs in the waiting thread and calls the client: the inner call must not take
+    the outer call's wake (the outer would then sleep forever), nor the outer the inner's."""
+    loop = client._running_loop()
+    started = threading.Event()
+    release: asyncio.Event | None = None
+    inner_results: list[str] = []
+
+    async def outer() -> str:
+        nonlocal release
+        release = asyncio.Event()
+        started.set()
+        await release.wait()
+        return "outer"
+
+    async def inner() -> str:
+        assert release is not None
+        release.set()  # the outer call ends and wakes its thread while this one still runs
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return "inner"
+
+    def handler(signum: int, frame: object) -> None:
+        inner_results.append(loop.submit(inner, timeout=30))
+
+    main = threading.main_thread().ident or 0
+    returned = threading.Event()
+
+    def send_signal() -> None:
+        assert started.wait(30)
+        # Signalled once asleep in its wait (else the handler would run before the wait, and pass).
+        for _ in range(3000):
+            frame = sys._current_frames().get(main)
+            if frame is not None and frame.f_code is Waiter.wait.__code__:
+                break
+            time.sleep(0.001)
+        time.sleep(0.002)  # from the wait's Python line into its system call
+        signal.pthread_kill(main, signal.SIGUSR1)
+        if not returned.wait(30):  # the outer call sleeps on: end it with a failure, not a hang
+            signal.pthread_kill(main, signal.SIGUSR2)
+
+    def never_woke(signum: int, frame: object) -> None:
+        raise AssertionError("the outer call was never woken")
+
+    previous = signal.signal(signal.SIGUSR1, handler), signal.signal(signal.SIGUSR2, never_woke)
+    helper = threading.Thread(target=send_signal)
+    helper.start()
+    try:
+        assert loop.submit(outer) == "outer"
+    finally:
+        returned.set()
+        helper.join(30)
+        signal.signal(signal.SIGUSR1, previous[0])
+        signal.signal(signal.SIGUSR2, previous[1])
+    assert inner_results == ["inner"]
 
 
 def test_works_where_a_loop_already_runs(emulator: EmulatorThread, client: SyncAdCreativeClient) -> None:
@@ -524,6 +667,52 @@ def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread)
         check=False,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "3 []"), done.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_waits_on_pipes_of_its_own(emulator: EmulatorThread) -> None:
+    """A thread sleeps on a pipe until the loop thread wakes it: a child must not share its parent's
+    (the parent's loop thread would wake the child, and one process could take the other's wake)."""
+    script = (
+        "import os, sys, json\n"
+        "from adcreative_async import SyncAdCreativeClient\n"
+        "from adcreative_async.sync._waiter import thread_waiter\n"
+        "options = dict(**json.loads(sys.argv[1]), user_id=sys.argv[2], trust_env=False)\n"
+        "client = SyncAdCreativeClient(**options)\n"
+        "client.open()\n"
+        "client.background_remover.user_progress()\n"
+        "waiter, _ = thread_waiter()\n"
+        "waiter.busy = False\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    own, _ = thread_waiter()\n"
+        "    own.busy = False\n"
+        "    with SyncAdCreativeClient(**options) as child_client:\n"
+        "        calls = [child_client.background_remover.user_progress() for _ in range(20)]\n"
+        "    os._exit(3 if own is not waiter and calls == [[]] * 20 else 4)\n"
+        "calls = [client.background_remover.user_progress() for _ in range(20)]\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), calls == [[]] * 20, thread_waiter()[0] is waiter)\n"
+        "client.close()\n"
+    )
+    import json
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            script,
+            json.dumps(dict(emulator.credentials)),
+            USER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "3 True True"), done.stderr
 
 
 def test_sync_twins_return_sync_handles(client: SyncAdCreativeClient) -> None:

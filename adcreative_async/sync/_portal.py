@@ -7,10 +7,12 @@ emulator's ``EmulatorThread``, does; written out here so that nothing is left to
 which would wait for the thread forever after a fork or a timed-out stop at exit).
 A call from any thread is handed to that loop with one ``call_soon_threadsafe`` (the portal's own
 ``call`` takes two hand-offs and a task even for a plain function: about twice the overhead) and its
-thread blocks until the result is there. Calls from many threads at once run concurrently on the loop,
-like tasks of an async program. Every call's task is tracked: :meth:`LoopThread.stop` cancels and
-awaits what is still running before the loop ends, so nothing outlives the client. Context managers
-that must be entered and left in one task (a bulk run, a download stream) are held by the portal
+thread sleeps on its :class:`~._waiter.Waiter` until the result is there (one byte on a socket: see
+``_waiter.py`` for why not a lock or a ``concurrent.futures.Future``). Calls from many threads at once
+run concurrently on the loop, like tasks of an async program. Every call's task is tracked:
+:meth:`LoopThread.stop` cancels and awaits what is still running before the loop ends, so nothing
+outlives the client. Context managers that must be entered and left in one task (a bulk run, a
+download stream) are held by the portal
 (:meth:`~anyio.from_thread.BlockingPortal.wrap_async_context_manager`).
 
 :func:`blocking` and :func:`on_loop` declare a sync twin of an async object's method in one line,
@@ -36,6 +38,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 import anyio.from_thread
 
 from .._errors import ClientNotOpenError
+from ._waiter import Waiter, thread_waiter
 
 __all__ = ["BlockingIterator", "LoopThread", "SyncObject", "blocking", "on_loop"]
 
@@ -65,7 +68,8 @@ class LoopThread:
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may call the client while its thread is scheduling a call.
+        self._lock = threading.RLock()
         self._stopping = False
         self._tasks: set[asyncio.Future[Any]] = set()  # touched on the loop only
 
@@ -101,7 +105,9 @@ class LoopThread:
         """Whether the current thread is this loop's own."""
         return threading.get_ident() == self._thread_id
 
-    def _schedule(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call:
+    def _schedule(
+        self, call: _Call, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         loop = self._loop
         if loop is None or self._stopping:
             raise ClientNotOpenError(NOT_OPEN)
@@ -110,12 +116,10 @@ class LoopThread:
                 "a sync client cannot be called from its own event loop thread (e.g. from a bulk "
                 "run's submit or on_update callback, which run there): use the async client they are given"
             )
-        call = _Call()
         with self._lock:  # no call is scheduled on a loop that stop() has begun to end
             if self._stopping:
                 raise ClientNotOpenError(NOT_OPEN)
             loop.call_soon_threadsafe(self._start, call, func, args, kwargs)
-        return call
 
     def submit(
         self,
@@ -131,18 +135,27 @@ class LoopThread:
         Raises:
             ClientNotOpenError: the loop is not running, or it was stopped while the call ran.
             RuntimeError: called from the loop's own thread (it would wait for itself forever).
-            TimeoutError: ``timeout`` ran out.
+            TimeoutError: ``timeout`` ran out (``concurrent.futures.TimeoutError``, the same class
+                since Python 3.11).
             whatever ``func`` raises.
         """
-        call = self._schedule(func, args, kwargs or {})
+        waiter, own = thread_waiter()
+        call = _Call(waiter)
         try:
-            return call.future.result(timeout)
+            self._schedule(call, func, args, kwargs or {})
+            if not waiter.wait(call, timeout):
+                raise concurrent.futures.TimeoutError
         except BaseException:
             # KeyboardInterrupt (or SystemExit) in this thread, or the timeout: the call is cancelled
-            # on the loop too (not started yet: it never starts).
-            if not call.future.done() and not call.future.cancel():
-                self._cancel_soon(call)
+            # on the loop too (not started yet: it never starts). The signal may come as soon as the
+            # call is scheduled (the hand-off drops the GIL): the call exists before, to be cancelled.
+            call.abandoned = True
+            self._cancel_soon(call)
             raise
+        finally:
+            if own:
+                waiter.busy = False
+        return call.outcome()
 
     def _cancel_soon(self, call: _Call) -> None:
         loop = self._loop
@@ -154,19 +167,18 @@ class LoopThread:
         """Schedule ``func(*args)`` on the loop without waiting (for finalisers); ignored once stopped.
         The task is tracked like any call: :meth:`stop` awaits it."""
         with contextlib.suppress(ClientNotOpenError, RuntimeError):  # stopped, or closed in between
-            self._schedule(func, args, {})
+            self._schedule(_Call(None), func, args, {})
 
     def _start(
         self, call: _Call, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """On the loop: run the call; a plain function's result is set at once, an awaitable's when the
-        task awaiting it ends. (Leaner than ``run_coroutine_threadsafe``: no task for a plain function,
-        and no wrapper coroutine around an async one.)"""
-        future = call.future
-        if not future.set_running_or_notify_cancel():
-            return  # cancelled by its caller before it started
+        """On the loop: run the call; a plain function's result is delivered at once, an awaitable's
+        when the task awaiting it ends. (Leaner than ``run_coroutine_threadsafe``: no task for a plain
+        function, and no wrapper coroutine around an async one.)"""
+        if call.abandoned:
+            return  # its caller gave up before it started
         if self._stopping:
-            future.set_exception(ClientNotOpenError(CLOSED_WHILE_RUNNING))
+            call.finish(None, ClientNotOpenError(CLOSED_WHILE_RUNNING))
             return
         try:
             result = func(*args, **kwargs)
@@ -174,23 +186,20 @@ class LoopThread:
                 task = asyncio.ensure_future(result)
                 call.task = task
                 self._tasks.add(task)
-                task.add_done_callback(functools.partial(self._finish, future))
+                task.add_done_callback(functools.partial(self._finish, call))
                 return
         except BaseException as exc:  # it belongs to the caller's thread
-            future.set_exception(exc)
+            call.finish(None, exc)
             return
-        future.set_result(result)
+        call.finish(result, None)
 
-    def _finish(self, future: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
+    def _finish(self, call: _Call, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
-            future.set_exception(ClientNotOpenError(CLOSED_WHILE_RUNNING))
+            call.finish(None, ClientNotOpenError(CLOSED_WHILE_RUNNING))
             return
         error = task.exception()
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(task.result())
+        call.finish(None if error is not None else task.result(), error)
 
     def wrap_context(self, manager: AbstractAsyncContextManager[T]) -> AbstractContextManager[T]:
         """``manager`` as a sync context manager, entered and left in one task of the loop."""
@@ -231,13 +240,37 @@ class LoopThread:
 
 
 class _Call:
-    """One call from a thread: its result (a concurrent future) and, once started, its task."""
+    """One call from a thread: its outcome, set on the loop, the waiter of the thread that waits for it
+    (none for :meth:`LoopThread.submit_nowait`) and, once started, its task."""
 
-    __slots__ = ("future", "task")
+    __slots__ = ("abandoned", "done", "error", "result", "task", "waiter")
 
-    def __init__(self) -> None:
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    def __init__(self, waiter: Waiter | None) -> None:
+        self.waiter = waiter
+        self.done = False
+        self.abandoned = False  # set by the caller that stopped waiting: a call not started never starts
+        self.result: Any = None
+        self.error: BaseException | None = None
         self.task: asyncio.Future[Any] | None = None
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        """On the loop: set the outcome and wake the waiting thread."""
+        self.result, self.error = result, error
+        self.done = True
+        if self.waiter is not None:
+            self.waiter.wake()
+
+    def outcome(self) -> Any:
+        """In the caller's thread, once done: the result, or the error raised as itself (its traceback
+        runs through the loop's frames, then the caller's)."""
+        error = self.error
+        if error is None:
+            return self.result
+        self.error = None  # no cycle through this call and the traceback's frames
+        try:
+            raise error
+        finally:
+            del error
 
     def cancel(self) -> None:
         """On the loop: cancel the call's task, if it has one."""
