@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
@@ -509,8 +510,12 @@ class PostgresLedger(RunLedger):
                     slot.event = anyio.Event()
                     continue
                 self._leader = True
-                batch, self._intents = self._intents, []
+                batch: list[_Intent] = []
                 try:
+                    # the intents of the tasks started in the same tick as this one (the items claimed
+                    # together) join this statement
+                    await anyio.lowlevel.checkpoint()
+                    batch, self._intents = self._intents, []
                     await self._write_intents(batch)
                 finally:
                     for done in batch:

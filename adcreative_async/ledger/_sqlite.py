@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
@@ -260,9 +261,13 @@ class SqliteLedger(RunLedger):
                     slot.event = anyio.Event()
                     continue
                 self._leader = True
-                batch = self._behind + self._pending
-                self._behind, self._pending = [], []
+                batch = []
                 try:
+                    # the writes of the tasks started in the same tick as this one (the intents of the
+                    # items claimed together) join this commit
+                    await anyio.lowlevel.checkpoint()
+                    batch = self._behind + self._pending
+                    self._behind, self._pending = [], []
                     await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
                 finally:
                     for _, done in batch:  # in the event loop: anyio's events are not thread-safe
