@@ -139,12 +139,19 @@ def bulk_section(
                     ]
                     result["requests"] = counts_diff(before, request_counts(info["base_url"]))
                 result["starts"] = result["requests"].get(START_ROUTE, 0)
+                result["progress_requests"] = progress_requests(result["requests"])
                 raw[name].append(result)
                 _log(
                     f"  bulk {name}: {result['wall_seconds']:.2f} s wall, {result['cpu_seconds']:.2f} s CPU, "
                     f"{result['downloaded']}/{jobs} downloaded, {result['starts']} starts"
                 )
     return {"jobs": jobs, "users": users, "task_duration": list(duration), "runs": raw}
+
+
+def progress_requests(requests: dict[str, int]) -> int:
+    """Progress listings asked for (each user's ``CheckUserProgress``, or the application's
+    ``CheckApplicationAllProgresses`` with a ledger)."""
+    return sum(n for route, n in requests.items() if "Progress" in route)
 
 
 def _ratios(raw: dict[str, list[dict[str, Any]]], metric: str) -> dict[str, dict[str, float]]:
@@ -261,14 +268,16 @@ def report(data: dict[str, Any]) -> str:
             "no ledger in the same run)"
         )
         lines.append(
-            f"{'scenario':34} {'wall s':>18} {'CPU s':>18} {'wall ratio':>20} {'CPU ratio':>20} {'starts':>7}"
+            f"{'scenario':34} {'wall s':>18} {'CPU s':>18} {'wall ratio':>20} {'CPU ratio':>20} "
+            f"{'starts':>7} {'progress req':>12}"
         )
         for name, results in raw.items():
             lines.append(
                 f"{name:34} {cell(summary([r['wall_seconds'] for r in results]), '.2f'):>18} "
                 f"{cell(summary([r['cpu_seconds'] for r in results]), '.2f'):>18} "
                 f"{cell(wall[name], '.3f'):>20} {cell(cpu[name], '.3f'):>20} "
-                f"{statistics.median(r['starts'] for r in results):>7.0f}"
+                f"{statistics.median(r['starts'] for r in results):>7.0f} "
+                f"{statistics.median(progress_requests(r['requests']) for r in results):>12.0f}"
             )
         lines.append("")
     resume = data.get("resume")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -382,6 +383,74 @@ async def test_lost_and_refused_start_answers_never_make_a_second_render(tmp_pat
         if outcome.ok:
             assert counts[digest(paths[outcome.index])] == 1
     assert sum(o.ok for o in outcomes) == len(counts)
+
+
+class _CommitLog(SqliteLedger):
+    """A SQLite ledger that notes the size of each commit holding intents (a synced commit)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.intent_commits: list[int] = []
+
+    def _apply(self, batch: list[tuple[Any, Any]]) -> None:
+        durable = sum(1 for _, slot in batch if slot.durable)
+        if durable:
+            self.intent_commits.append(durable)
+        super()._apply(batch)
+
+
+async def test_intents_of_items_claimed_together_are_committed_together(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    # One upload at a time: were intents written inside the upload slot, each would be a commit of
+    # its own (one synced commit per start call); they are written as the items are claimed.
+    paths = make_inputs(tmp_path / "in", 32)
+    ledger = _CommitLog(tmp_path / "run.sqlite")
+    async with client_of(emulator) as client:
+        outcomes = await client.process_many(
+            paths, request=RenderRequest.remove_background, ledger=ledger, upload_concurrency=1
+        )
+    assert all(o.ok for o in outcomes)
+    assert emulator.request_count(BG_START) == 32
+    assert set(emulator.processes_per_input().values()) == {1}
+    assert sum(ledger.intent_commits) == 32  # one intent per item (none went stale: lease 30 s)
+    assert len(ledger.intent_commits) <= 4  # 32 intents in a few commits, not 32
+
+
+class _IntentLog(MemoryLedger):
+    """A memory ledger that counts the intents written per item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intents: dict[str, int] = {}
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        self.intents[key] = self.intents.get(key, 0) + 1
+        return await super().intent(key, owner, user_id, lease)
+
+
+async def test_an_intent_that_waited_long_for_an_upload_slot_is_written_again_before_its_call(
+    tmp_path: Path,
+) -> None:
+    # lease 0.3 s, grace 0.05 s: a start call follows its intent by at most (0.3 - 0.05) / 4 s; each
+    # start call takes 0.1 s, so every item queued behind the first waits longer than that for the slot
+    paths = make_inputs(tmp_path / "in", 4)
+    ledger = _IntentLog()
+    async with Emulator(task_duration=0.02, seed=3, start_latency=0.1) as emulator:
+        async with client_of(emulator) as client:
+            outcomes = await client.process_many(
+                paths,
+                request=RenderRequest.remove_background,
+                ledger=ledger,
+                upload_concurrency=1,
+                lease=0.3,
+            )
+        assert emulator.request_count(BG_START) == 4
+        assert set(emulator.processes_per_input().values()) == {1}
+    assert all(o.ok for o in outcomes)
+    counts = sorted(ledger.intents.values())
+    assert max(counts) == 2  # ahead, then again in the slot: never more
+    assert counts.count(2) >= 3  # every item that waited for the slot
 
 
 class CountingLedger(MemoryLedger):

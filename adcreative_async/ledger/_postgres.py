@@ -18,8 +18,9 @@ locks them first in key order (``ORDER BY key FOR UPDATE``), the lease renewal s
 deadlock or serialization failure (an operator's transaction can hold rows in any order) is sent again,
 a few times, after a short random pause: it was rolled back as a whole, so sending it again is safe.
 
-Intents that arrive while another batch is being written are written together, in one statement (group
-commit, as in the SQLite backend); each caller returns once its own intent is committed. Answers
+Intents that arrive while another batch is being written, or in the same tick of the event loop as the
+first (the items a bulk run claimed together), are written together, in one statement (group commit, as in
+the SQLite backend); each caller returns once its own intent is committed. Answers
 (``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: committed in
 one statement with the next batch of intents, or before any other statement of this worker (a read, a
 claim, the lease renewal) and on close. A worker killed before that loses nothing that cannot be found
@@ -36,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
@@ -509,8 +511,12 @@ class PostgresLedger(RunLedger):
                     slot.event = anyio.Event()
                     continue
                 self._leader = True
-                batch, self._intents = self._intents, []
+                batch: list[_Intent] = []
                 try:
+                    # the intents of the tasks started in the same tick as this one (the items claimed
+                    # together) join this statement
+                    await anyio.lowlevel.checkpoint()
+                    batch, self._intents = self._intents, []
                     await self._write_intents(batch)
                 finally:
                     for done in batch:

@@ -5,7 +5,10 @@ reused), registration of the unknown ones, outcomes at once for the items alread
 on the others. A claimed item is, by its state:
 
 - ``pending``: its intent (with its derived user id) is committed, then its start call is sent, and the
-  answer committed right after;
+  answer committed right after. The intents of the items claimed together are written before the items
+  wait for an upload slot, so that they arrive together and are committed together (one transaction or
+  statement for many items, not one per start call); an intent that waited too long for its slot is
+  written again just before the call (see :data:`INTENT_AHEAD_SHARE`);
 - ``submitting`` (an intent without an answer: a crash, or an ambiguous failure): reconciled before any
   new start call — its user's processes are listed; one is adopted; none, past the grace period and
   with listings proven to keep finished processes, means it was never made and it is sent again;
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from .._client import AdCreativeClient
     from .._jobs import TaskUpdate
 
-__all__ = ["CHUNK", "UNANSWERED_START_RULE", "LedgerDriver", "RecordedError"]
+__all__ = ["CHUNK", "INTENT_AHEAD_SHARE", "UNANSWERED_START_RULE", "LedgerDriver", "RecordedError"]
 
 logger = logging.getLogger("adcreative_async.ledger")
 
@@ -75,6 +78,13 @@ PRELOAD_LIMIT = 250_000
 UNANSWERED_START_RULE = "reconcile_grace, then an empty listing that keeps finished processes"
 #: How often items held by other workers are looked at again (seconds, at most).
 WATCH_INTERVAL = 2.0
+#: A start call follows its committed intent by at most this share of (lease - ``reconcile_grace``); an
+#: intent written ahead (while its item waited for an upload slot) and older than that is written again,
+#: fenced by the claim, right before the call. Why: another worker takes an item over only once its lease
+#: lapses (at least ``lease`` after the intent), then lists the item's user; the call's process must be
+#: listed by then, which the assumed rule above promises ``reconcile_grace`` after the call. With a lease
+#: not longer than the grace, every intent is written right before its call.
+INTENT_AHEAD_SHARE = 0.25
 
 
 @dataclass
@@ -111,11 +121,16 @@ class LedgerDriver(Generic[T]):
         self._dest = dest
         self._name = name
         self._uploads, self._polls, self._downloads = (anyio.CapacityLimiter(n) for n in limits)
-        self._window = max(16, 4 * limits[0])  # claimed items not yet past their start call, at most
+        # claimed items not yet past their start call, at most: their intents are written together, and
+        # the next half window is claimed (and its intents written) while the last half is being sent
+        self._window = max(32, 8 * limits[0])
         self._timeout = timeout
         self._low_resolution = low_resolution
         self._on_update = on_update
         self._lease = lease
+        # how long an intent written ahead may wait for its upload slot (see INTENT_AHEAD_SHARE)
+        grace = client._transport.retry.reconcile_grace
+        self._intent_ahead = max(0.0, lease - grace) * INTENT_AHEAD_SHARE
         self.owner = owner or new_worker_id()
         self._unsubmitted = 0
         self._room = anyio.Event()
@@ -463,13 +478,17 @@ class LedgerDriver(Generic[T]):
 
     async def _submit(self, entry: _Item[T], record: ItemRecord) -> RenderJob:
         user = derived_user_id(self._ledger.namespace, entry.key, record.attempt)
+        clock = self._client.clock
         resubmits = 1  # after an ambiguous failure proven to have made nothing, one more call at most
         while True:
+            # Written before the wait for an upload slot: the intents of the items claimed together
+            # arrive together and are committed together (one commit per many items, not one per call).
+            written = await self._intent(entry, user) if self._intent_ahead > 0 else None
             async with self._uploads:
+                if written is None or clock.monotonic() - written > self._intent_ahead:
+                    await self._intent(entry, user)  # the call follows its intent closely
                 # this client alone writes for the derived user (no listing before the start call needed)
                 self._client._ledger.fresh_user(entry.request.feature, user)
-                if not await self._ledger.intent(entry.key, self.owner, user, self._lease):
-                    raise _LostClaim(entry.key)
                 try:
                     job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
@@ -499,6 +518,13 @@ class LedgerDriver(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    async def _intent(self, entry: _Item[T], user: str) -> float:
+        """Commit the item's intent (fenced by this worker's claim); when it was committed (client
+        clock). Raises _LostClaim when the claim is no longer this worker's."""
+        if not await self._ledger.intent(entry.key, self.owner, user, self._lease):
+            raise _LostClaim(entry.key)
+        return self._client.clock.monotonic()
 
     async def _reconcile(self, entry: _Item[T], record: ItemRecord) -> RenderJob | None:
         """An intent without an answer: the item's own user's process (adopted), or None when it is

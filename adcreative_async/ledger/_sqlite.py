@@ -3,10 +3,11 @@
 Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The
 file is in WAL mode: readers never block the writer, and several processes of one machine can share it
 (claims take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed
-are committed together with the next one (group commit), and each caller returns only once its own write
-is committed. Every commit survives a crash of the process; a commit that holds an intent (the
-write-ahead record of a paid call) is also synced to disk (``synchronous=FULL`` for it), so that it
-survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
+are committed together with the next one (group commit), as are the writes started in the same tick of the
+event loop as the first (the intents of the items a bulk run claimed together), and each caller returns
+only once its own write is committed. Every commit survives a crash of the process; a commit that holds
+an intent (the write-ahead record of a paid call) is also synced to disk (``synchronous=FULL`` for it), so
+that it survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
 (``synchronous=NORMAL``): each intent's sync carries them to disk, and one lost to a power loss is found
 again (an answer by reconciling the intent, a download by downloading again), never paid twice.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
@@ -260,9 +262,13 @@ class SqliteLedger(RunLedger):
                     slot.event = anyio.Event()
                     continue
                 self._leader = True
-                batch = self._behind + self._pending
-                self._behind, self._pending = [], []
+                batch = []
                 try:
+                    # the writes of the tasks started in the same tick as this one (the intents of the
+                    # items claimed together) join this commit
+                    await anyio.lowlevel.checkpoint()
+                    batch = self._behind + self._pending
+                    self._behind, self._pending = [], []
                     await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
                 finally:
                     for _, done in batch:  # in the event loop: anyio's events are not thread-safe
