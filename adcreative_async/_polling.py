@@ -47,7 +47,8 @@ are polled separately.
 
 Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
 key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
-of them, and a process asked for by id is asked for under its own user.
+of them, and a process asked for by id is asked for under its own user. Its pace follows the same rule
+as a shared listing's: as many times as often as one listing is cheaper than its users' own would be.
 """
 
 from __future__ import annotations
@@ -740,7 +741,14 @@ class PollScheduler:
         if not filtered:
             poller.listed = len(items)
         changed, now = await self._take_answer(poller, items, awaited, sent_at, asked_by_id=filtered)
-        poller.next_due = now + self._paced(poller, poller.next_delay(now), now)
+        if user == APPLICATION_SCOPE and not filtered:
+            # one listing for the processes of as many users (one each, by this key's definition): it
+            # comes as many times as often as it is cheaper than their own listings would be
+            share = REQUEST_COST_IN_ITEMS * max(1, len(awaited)) / (REQUEST_COST_IN_ITEMS + len(items))
+            delay = self._shared_delay(poller, changed, now, share)
+        else:
+            delay = poller.next_delay(now)
+        poller.next_due = now + self._paced(poller, delay, now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 
     async def _take_answer(
@@ -854,18 +862,24 @@ class PollScheduler:
             peer.last_error = None
             mine = [by_pid[pid] for pid in peer.interest if pid in by_pid]
             changed, now = await self._take_answer(peer, mine, peer.awaited, sent_at, asked_by_id=False)
-            if changed:
-                peer.own_due = now  # back to fast polls now
-            if now >= peer.own_due:  # a tick of its own pace: its backoff advances
-                peer.own_delay = peer.next_delay(now)
-                peer.own_due = now + peer.own_delay
-            delay = max(self.policy.min_interval, peer.own_delay / share)
+            delay = self._shared_delay(peer, changed, now, share)
             due = now + self._paced(peer, delay, now)
             if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
                 peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner
             peer.next_due = due
             peer.wake_changed(changed)
         return True
+
+    def _shared_delay(self, poller: _UserPoller, changed: set[str], now: float, share: float) -> float:
+        """The delay of a poll that serves several users' ticks: ``share`` times shorter than the users'
+        own (floored at ``min_interval``), while the backoff advances at their own pace only (a tick of
+        their own is due), and restarts when something changed."""
+        if changed:
+            poller.own_due = now  # back to fast polls now
+        if now >= poller.own_due:
+            poller.own_delay = poller.next_delay(now)
+            poller.own_due = now + poller.own_delay
+        return max(self.policy.min_interval, poller.own_delay / max(1.0, share))
 
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous

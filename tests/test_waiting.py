@@ -534,6 +534,40 @@ async def test_several_users_share_one_application_listing_at_their_cost_rate(em
         assert job.progress.is_complete
 
 
+async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_their_users_own(
+    emulator: Emulator,
+) -> None:
+    """The run ledger's waits (a user per process, awaited through the application listing)."""
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        started = [await client.background_remover.remove(PNG, user_id=str(uuid.uuid4())) for _ in range(3)]
+        jobs = [
+            client.background_remover.job(j.process_id, user_id=j.user_id)._poll_by_application()
+            for j in started
+        ]
+        emulator.requests.clear()
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, jobs, done)
+            # jobs rebuilt from ids: polled at once (nothing known of them yet)
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)
+            await _ticked(client, 1)
+            # three users' own listings (a request and one process each) against one of 3 processes
+            ratio = 3 * REQUEST_COST_IN_ITEMS / (REQUEST_COST_IN_ITEMS + 3)
+            await clock.advance(0.9 / ratio - 0.01)
+            await anyio.sleep(0.02)
+            assert emulator.request_count(BG_APP_PROGRESS) == 1
+            await clock.advance(0.02)
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 2)
+            for job in jobs:
+                emulator.finish_process(job.process_id)
+            await clock.advance(0.9)
+            await eventually(lambda: len(done) == 3)
+    assert emulator.request_count(BG_PROGRESS) == 0
+
+
 async def test_one_user_polls_its_own_listing(emulator: Emulator) -> None:
     clock = ManualClock()
     async with AdCreativeClient(
