@@ -214,9 +214,10 @@ class PollPolicy:
             without message types, a channel that does not deliver it) keeps the normal pace.
         share_listings: while jobs of several users of one feature are awaited, one
             ``CheckApplicationAllProgresses`` call serves the ticks of all of them, when the application's
-            listing is no dearer than the users' own listings together (default True). The shared tick
-            keeps the request rate of the users' separate polls, so jobs are seen done that many times
-            sooner. False: one ``CheckUserProgress`` per user per tick, always.
+            listing costs at most 2/3 of the users' own listings together (default True; features whose
+            application listing is documented only). The shared tick costs what the users' own polls
+            would have: it comes as many times as often as it is cheaper, so jobs are seen done that
+            much sooner. False: one ``CheckUserProgress`` per user per tick, always.
     """
 
     initial_interval: float = 1.0

@@ -856,7 +856,7 @@ class PollScheduler:
         for peer in peers:
             peer.listed = per_user.get(peer.key[1], 0)
         paced = [peer for peer in peers if not self._pushed(peer, now)]
-        share = max(1.0, _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(items)))
+        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(items))
         for peer in peers:
             peer.ticks += 1
             peer.last_error = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import gc
 import os
 import signal
@@ -444,17 +445,20 @@ def test_closing_from_another_thread_ends_blocked_calls(client: SyncAdCreativeCl
     assert not client.is_open
 
 
+async def _sleep_until_cancelled(cancelled: threading.Event) -> None:
+    """Sleep for an hour; ``cancelled`` is set when the sleep is cancelled."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+
+
 def test_a_call_abandoned_by_its_thread_is_cancelled_on_the_loop(client: SyncAdCreativeClient) -> None:
     """What a KeyboardInterrupt in the calling thread does: the call's task is cancelled on the loop."""
     cancelled = threading.Event()
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    forever = functools.partial(_sleep_until_cancelled, cancelled)
     with pytest.raises(concurrent.futures.TimeoutError):
         client._running_loop().submit(forever, timeout=0.01)
     assert cancelled.wait(30)
@@ -469,12 +473,7 @@ def test_a_late_wake_of_an_abandoned_call_is_not_taken_for_the_next_call(
     loop = client._running_loop()
     cancelled = threading.Event()
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+    forever = functools.partial(_sleep_until_cancelled, cancelled)
 
     async def answer() -> int:
         for _ in range(5):  # ends several loop iterations after the abandoned call's late wake
@@ -631,6 +630,27 @@ def test_an_open_client_does_not_hang_interpreter_exit(emulator: EmulatorThread)
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "[]", "")
 
 
+def _run_client_script(script: str, emulator: EmulatorThread) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter; its argv: the emulator's credentials (JSON) and USER."""
+    import json
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore::DeprecationWarning",
+            "-c",
+            script,
+            json.dumps(dict(emulator.credentials)),
+            USER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread) -> None:
     script = (
@@ -649,23 +669,7 @@ def test_a_forked_child_is_told_to_open_its_own_client(emulator: EmulatorThread)
         "print(os.waitstatus_to_exitcode(status), client.background_remover.user_progress())\n"
         "client.close()\n"
     )
-    import json
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "ignore::DeprecationWarning",
-            "-c",
-            script,
-            json.dumps(dict(emulator.credentials)),
-            USER,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run_client_script(script, emulator)
     assert (done.returncode, done.stdout.strip()) == (0, "3 []"), done.stderr
 
 
@@ -695,23 +699,7 @@ def test_a_forked_child_waits_on_pipes_of_its_own(emulator: EmulatorThread) -> N
         "print(os.waitstatus_to_exitcode(status), calls == [[]] * 20, thread_waiter()[0] is waiter)\n"
         "client.close()\n"
     )
-    import json
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "ignore::DeprecationWarning",
-            "-c",
-            script,
-            json.dumps(dict(emulator.credentials)),
-            USER,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run_client_script(script, emulator)
     assert (done.returncode, done.stdout.strip()) == (0, "3 True True"), done.stderr
 
 
