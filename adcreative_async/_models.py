@@ -181,6 +181,12 @@ def settle_task_states(tasks: dict[str, Any]) -> None:
     Raises:
         ValueError: a state that is not a number (msgspec reports it as a ValidationError).
     """
+    tasks.pop("$id", None)  # the one a .NET server adds to every map: then one pass for the common case
+    for key, state in tasks.items():
+        if type(state) is str or key.startswith("$"):
+            break
+    else:
+        return
     for key in [key for key in tasks if key.startswith("$")]:
         del tasks[key]
     for key, state in tasks.items():

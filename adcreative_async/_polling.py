@@ -48,7 +48,8 @@ are polled separately.
 Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
 key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
 of them, and a process asked for by id is asked for under its own user. Its pace follows the same rule
-as a shared listing's: as many times as often as one listing is cheaper than its users' own would be.
+as a shared listing's (as many times as often as one listing is cheaper than its users' own would be),
+up to :data:`APPLICATION_SCOPE_MAX_SHARE` times as often as one listing's own pace.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPLICATION_SCOPE",
+    "APPLICATION_SCOPE_MAX_SHARE",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
     "SHARED_RELIST_AFTER",
@@ -114,6 +116,12 @@ SHARED_RELIST_AFTER = 60.0
 #: large answer per tick is decoded in one piece (the event loop waits meanwhile), so a small saving is
 #: not worth it (measured: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99 32 -> 80 ms).
 SHARED_MIN_SAVING = 1.5
+#: The application-scope poller (the run ledger's waits: one derived user per process) comes at most this
+#: many times as often as one listing at its own pace. Its users' own listings, the cost-neutral rule's
+#: measure, are one request per process there: uncapped, it polled at ``min_interval`` (57 listings per
+#: 1,000 items in ``benchmarks.ledger``'s bulk workload, +25 % client CPU) and bought no wall time; at 2, 15
+#: listings, the pace of the same workload's shared listing without a ledger (10 users: about 2x).
+APPLICATION_SCOPE_MAX_SHARE = 2.0
 #: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
 #: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
 CACHE_LINGER = 120.0
@@ -745,6 +753,7 @@ class PollScheduler:
             # one listing for the processes of as many users (one each, by this key's definition): it
             # comes as many times as often as it is cheaper than their own listings would be
             share = REQUEST_COST_IN_ITEMS * max(1, len(awaited)) / (REQUEST_COST_IN_ITEMS + len(items))
+            share = min(share, APPLICATION_SCOPE_MAX_SHARE)
             delay = self._shared_delay(poller, changed, now, share)
         else:
             delay = poller.next_delay(now)
@@ -988,6 +997,8 @@ class PollScheduler:
             if old is not None:
                 if old.sent_at > sent_at:
                     continue  # an older answer arriving late
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # the same answer again (most of a listing, most of the time): nothing new
                 if self._stale(interest, old, progress):
                     continue  # behind what a push already told (server lag): never report going back
                 progress = _keep_known_tasks(old, progress, interest.not_before)

@@ -35,7 +35,7 @@ from adcreative_async import (
     TaskUpdate,
     WaitTimeoutError,
 )
-from adcreative_async._polling import REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
+from adcreative_async._polling import APPLICATION_SCOPE_MAX_SHARE, REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
 from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
@@ -537,7 +537,8 @@ async def test_several_users_share_one_application_listing_at_their_cost_rate(em
 async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_their_users_own(
     emulator: Emulator,
 ) -> None:
-    """The run ledger's waits (a user per process, awaited through the application listing)."""
+    """The run ledger's waits (a user per process, awaited through the application listing), up to
+    APPLICATION_SCOPE_MAX_SHARE times as often as one listing's own pace."""
     clock = ManualClock()
     async with AdCreativeClient(
         **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
@@ -556,6 +557,8 @@ async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_th
             await _ticked(client, 1)
             # three users' own listings (a request and one process each) against one of 3 processes
             ratio = 3 * REQUEST_COST_IN_ITEMS / (REQUEST_COST_IN_ITEMS + 3)
+            assert ratio > APPLICATION_SCOPE_MAX_SHARE  # the cap applies
+            ratio = APPLICATION_SCOPE_MAX_SHARE
             await clock.advance(0.9 / ratio - 0.01)
             await anyio.sleep(0.02)
             assert emulator.request_count(BG_APP_PROGRESS) == 1
