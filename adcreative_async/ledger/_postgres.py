@@ -7,8 +7,17 @@ Install it with the extra: ``pip install 'adcreative-async[postgres]'``.
 
 Claims are ``UPDATE … WHERE key IN (SELECT … FOR UPDATE SKIP LOCKED)``: concurrent workers never wait on
 each other's rows and never claim the same item; leases are on the database server's clock (``now()``),
-so that workers' clocks need not agree. Each write is one autocommitted statement: durable (the server's
-``synchronous_commit``) when it returns.
+so that workers' clocks need not agree. Each write is one autocommitted statement.
+
+Only intents (the write-ahead record of a paid call) wait for the server to flush its WAL to disk: they
+commit with ``synchronous_commit`` on (or what ``durable_commit`` says), every other write with it off
+(asynchronous commit, as the SQLite backend's ``synchronous=NORMAL``). A write is visible to every worker
+as soon as it returns either way; only a crash of the database server itself can lose the asynchronous
+ones of its last moments, and then nothing is paid twice: the server writes its WAL in order, so a durable
+intent carries every write made before it to disk (the claim that fences it included); a lost claim only
+fails the next fenced intent; a lost answer is found again by reconciling its intent, a lost download by
+downloading again, a lost failure by awaiting the process again. Claims and answers then stop waiting for
+a disk flush on the way of the next start calls.
 
 No deadlocks: a worker writes its rows from several connections at once (a batch of intents, answers
 written behind, the lease renewal), and an ``UPDATE`` locks rows in whatever order its plan meets them
@@ -51,6 +60,8 @@ logger = logging.getLogger("adcreative_async.ledger")
 
 #: Connections of one worker's pool (claims, intents and answers run concurrently).
 POOL_SIZE = 4
+#: The ``synchronous_commit`` settings an intent may commit with (each waits for at least the local disk).
+DURABLE_COMMITS = ("on", "remote_write", "remote_apply")
 #: Times a statement aborted by the server as a deadlock or serialization failure is sent again.
 CONFLICT_RETRIES = 5
 #: SQLSTATEs of a statement rolled back for a conflict with a concurrent transaction: deadlock_detected,
@@ -213,12 +224,22 @@ class PostgresLedger(RunLedger):
             never stored in the ledger).
         run: the run's name: workers of one run use the same name.
         pool_size: connections of this worker.
+        durable_commit: the ``synchronous_commit`` of the transactions that write intents: ``"on"`` (the
+            default: flushed to the server's disk), or ``"remote_write"`` / ``"remote_apply"`` to wait for
+            synchronous standbys too. The other writes commit asynchronously (see the module doc).
 
     Raises:
         LedgerError: on open, when asyncpg is missing or the database cannot be reached.
     """
 
-    def __init__(self, dsn: str, *, run: str = "default", pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, dsn: str, *, run: str = "default", pool_size: int = POOL_SIZE, durable_commit: str = "on"
+    ) -> None:
+        if durable_commit not in DURABLE_COMMITS:
+            raise ValueError(
+                f"durable_commit must be one of {', '.join(DURABLE_COMMITS)}, not {durable_commit!r}"
+            )
+        self._durable = f"SET LOCAL synchronous_commit TO {durable_commit}"
         self._dsn = dsn
         self.run = run
         self._pool_size = pool_size
@@ -244,7 +265,11 @@ class PostgresLedger(RunLedger):
             ) from None
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size, reset=_keep_session
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                reset=_keep_session,
+                server_settings={"synchronous_commit": "off"},  # intents: see _write_intents
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
@@ -532,11 +557,11 @@ class PostgresLedger(RunLedger):
     async def _write_intents(self, batch: list[_Intent]) -> None:
         import asyncpg
 
-        try:
-            async with self._require().acquire() as conn:
-                await self._flush(conn)
-                rows = await self._retrying(
-                    lambda: conn.fetch(
+        async def write(conn: asyncpg.Connection) -> list[Any]:
+            async with conn.transaction():
+                await conn.execute(self._durable)  # the one kind of write that waits for the disk
+                return list(
+                    await conn.fetch(
                         _INTENTS,
                         self.run,
                         [i.key for i in batch],
@@ -546,6 +571,11 @@ class PostgresLedger(RunLedger):
                         _FINAL,
                     )
                 )
+
+        try:
+            async with self._require().acquire() as conn:
+                await self._flush(conn)
+                rows = await self._retrying(lambda: write(conn))
         except (OSError, asyncpg.PostgresError, LedgerError) as exc:
             error = (
                 exc

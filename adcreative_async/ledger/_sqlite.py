@@ -123,11 +123,11 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
 class _Slot:
     __slots__ = ("behind", "done", "durable", "error", "event", "result")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, *, behind: bool = False) -> None:
+        self.event: anyio.Event | None = None if behind else anyio.Event()  # nobody waits for a write behind
         self.done = False
         self.durable = False
-        self.behind = False
+        self.behind = behind
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -258,6 +258,7 @@ class SqliteLedger(RunLedger):
         with anyio.CancelScope(shield=True):
             while not slot.done:
                 if self._leader:
+                    assert slot.event is not None
                     await slot.event.wait()  # committed by the leader, or made the next leader
                     slot.event = anyio.Event()
                     continue
@@ -273,12 +274,15 @@ class SqliteLedger(RunLedger):
                 finally:
                     for _, done in batch:  # in the event loop: anyio's events are not thread-safe
                         done.done = True
-                        done.event.set()
+                        if done.event is not None:
+                            done.event.set()
                         if done.behind and done.error is not None:
                             logger.warning("run ledger %s: a write behind failed: %s", self.path, done.error)
                     self._leader = False
                     if self._pending:  # the next waiting writer leads the next batch
-                        self._pending[0][1].event.set()
+                        event = self._pending[0][1].event
+                        assert event is not None
+                        event.set()
         if slot.error is not None:
             error = slot.error
             if isinstance(error, sqlite3.Error):
@@ -289,9 +293,7 @@ class SqliteLedger(RunLedger):
     def _write_behind(self, op: Op) -> None:
         """Queue ``op`` to be committed with the next write (see the module doc)."""
         self._connection()
-        slot = _Slot()
-        slot.behind = True
-        self._behind.append((op, slot))
+        self._behind.append((op, _Slot(behind=True)))
 
     def _apply(self, batch: list[tuple[Op, _Slot]]) -> None:
         conn = self._conn
