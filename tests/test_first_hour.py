@@ -179,6 +179,22 @@ async def test_retries_can_be_changed_per_call(
         assert emu.request_count("Image/BackgroundRemoving/CheckUserProgress") == attempts
 
 
+@pytest.mark.parametrize("retry", [1, 2])
+async def test_a_process_progress_call_takes_the_per_call_options_too(
+    emu: Emulator, client: AdCreativeClient, retry: int
+) -> None:
+    job = await client.background_remover.remove(PNG)
+    before = emu.request_count("Image/BackgroundRemoving/CheckUserProgress")
+    emu.fail_next("Image/BackgroundRemoving/CheckUserProgress", 503, count=retry)  # one per attempt
+    with pytest.raises(ServerError):
+        await client.background_remover.process_progress(job.process_id, retry=retry, timeout=30)
+    assert emu.request_count("Image/BackgroundRemoving/CheckUserProgress") - before == retry
+    progress = await client.background_remover.process_progress(
+        job.process_id, extra_headers={"x-trace": "1"}, retry=RetryPolicy(max_attempts=1)
+    )
+    assert progress.process_id == job.process_id
+
+
 @pytest.mark.parametrize("bad", [0, True, 2.5, "3"])
 async def test_a_bad_per_call_retry_is_refused_before_sending(
     emu: Emulator, client: AdCreativeClient, bad: object
