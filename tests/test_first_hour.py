@@ -321,6 +321,9 @@ async def test_fastapi_example_answers_404_for_an_unknown_process_and_409_for_an
     ):
         waited = await http.get(f"/jobs/background_remover/{UNKNOWN}/wait", params={"user_id": USER})
         assert waited.status_code == 404, waited.text
+        # at once, from its one progress request: not after the scheduler's grace for new jobs
+        assert "was not found for user" in waited.json()["detail"]
+        assert "grace period" not in waited.json()["detail"]
         started = (await http.post("/background-removals", content=PNG)).json()
         task = started["task_ids"][0]
         url = f"/jobs/background_remover/{started['process_id']}/tasks/{task}/result"
