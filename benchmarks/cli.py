@@ -8,6 +8,8 @@ Run from the repository root (see ``benchmarks/README.md``)::
 Each run is ``adcreative remove-bg DIR -o OUT --progress bars|lines`` in a fresh process under a pseudo-
 terminal of 30 rows and 120 columns (so that ``bars`` draws live frames as it would for a person, at its
 refresh rate), against an emulator in another process (renders of 20 ms: the work is the client's).
+Every image is a different one (the run ledger renders identical inputs once and copies the result, so
+identical inputs would measure one render); each run checks that every item had its own start call.
 Measured: the CLI process's CPU seconds (user + system, from ``wait4``), wall time, and the bytes it wrote
 to the terminal. Goal: bars cost at most 1.5x the CPU of lines at 1,000 items.
 
@@ -30,12 +32,30 @@ from pathlib import Path
 from typing import Any
 
 from adcreative_async.testing import sample_image
-from benchmarks._harness import cell, credentials_of, emulator, machine, summary, write_results
+from benchmarks._harness import (
+    cell,
+    counts_diff,
+    credentials_of,
+    emulator,
+    machine,
+    request_counts,
+    summary,
+    write_results,
+)
 
 ROWS, COLUMNS = 30, 120
 #: The goal: bars CPU / lines CPU at 1,000 items.
 GOAL_RATIO = 1.5
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
+
+
+START_ROUTE = "POST Image/BackgroundRemoving/AdCreative"
+
+
+def write_inputs(folder: Path, count: int) -> None:
+    """``count`` small JPEGs, each a different image (its own size), so that each is rendered."""
+    for n in range(count):
+        (folder / f"photo-{n:04d}.jpg").write_bytes(sample_image("jpeg", (16 + n % 40, 16 + n // 40)))
 
 
 def run_in_terminal(argv: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -88,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inputs = work / "in"
         inputs.mkdir()
-        image = sample_image("jpeg", (16, 16))
-        for n in range(items):
-            (inputs / f"photo-{n:04d}.jpg").write_bytes(image)
+        write_inputs(inputs, items)
         with emulator("--task-duration", "0.02") as info:
             env = {k: v for k, v in os.environ.items() if not k.startswith("ADCREATIVE_")}
             env.update({f"ADCREATIVE_{k.upper()}": v for k, v in credentials_of(info).items()})
@@ -99,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in ("lines", "bars"):  # alternating, so that load on the machine hits both
                     out = work / f"out-{mode}-{run}"
                     command = [script, "remove-bg", str(inputs), "-o", str(out), "--progress", mode]
+                    before = request_counts(info["base_url"])
                     figures[mode].append(run_in_terminal(command, env))
+                    starts = counts_diff(before, request_counts(info["base_url"])).get(START_ROUTE, 0)
+                    if starts != items:
+                        raise RuntimeError(f"{mode}: {starts} start calls for {items} images")
                     shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 Uses ``client.bulk()``: uploads, renders being awaited and downloads have separate limits; each result is
 downloaded as soon as its render succeeds; one image's failure never stops the others. Each result is
-named after its input (``photos/shoe.jpg`` -> ``cutouts/shoe.png``). Prints each item as it finishes
-and exits non-zero if any failed.
+named after its input (``name="{stem}{suffix}"``: ``photos/shoe.jpg`` -> ``cutouts/shoe.png``), and a
+different file already there is never overwritten (that item fails, its result kept under its task id).
+Prints each item as it finishes and exits non-zero if any failed.
 
 Against the built-in emulator (no account; ``--samples N`` first writes N sample photos into INPUT_DIR)::
 
@@ -54,31 +55,21 @@ async def main(paths: list[Path], output_dir: Path, *, use_emulator: bool, concu
         client.bulk(
             paths,
             lambda c, path: c.background_remover.remove(path),
-            dest=output_dir,  # saved as <task id>.png, atomically, as soon as each render succeeds
+            dest=output_dir,  # saved atomically as soon as each render succeeds ...
+            name="{stem}{suffix}",  # ... named after its input: photos/shoe.jpg -> shoe.png
             upload_concurrency=concurrency,
             download_concurrency=concurrency,
             item_timeout=600,
         ) as run,
     ):
         async for outcome in run:  # in the order they finish
-            files = await name_after_input(outcome.files, outcome.item)
             if outcome.ok:
-                print(f"{outcome.item} -> {', '.join(str(f) for f in files)}")
+                print(f"{outcome.item} -> {', '.join(str(f) for f in outcome.files)}")
             else:
                 failed += 1
                 print(f"{outcome.item}: FAILED {outcome.error}")
     print(f"{len(paths) - failed} of {len(paths)} succeeded")
     return 1 if failed else 0
-
-
-async def name_after_input(files: list[Path], source: Path) -> list[Path]:
-    """Rename downloaded results (``<task id>.png``) after their input: ``shoe.jpg`` -> ``shoe.png``
-    (``shoe-2.png``… if a render made several), in the same directory (an atomic rename)."""
-    named: list[Path] = []
-    for n, file in enumerate(files, 1):
-        stem = source.stem if n == 1 else f"{source.stem}-{n}"
-        named.append(Path(await anyio.Path(file).replace(file.with_name(f"{stem}{file.suffix}"))))
-    return named
 
 
 def write_samples(folder: Path, count: int) -> None:

@@ -58,6 +58,24 @@ async def test_bulk_folder_script_with_samples(tmp_path: Path) -> None:
     )
 
 
+async def test_bulk_folder_never_overwrites_one_inputs_result_with_anothers(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "shoe.jpg").write_bytes(sample_image("jpeg", (64, 48)))
+    (folder / "shoe.png").write_bytes(sample_image("png", (48, 64)))  # the same stem: shoe.png both
+    (folder / "hat.jpg").write_bytes(sample_image("jpeg", (32, 32)))
+    result = await anyio.run_process(
+        [sys.executable, str(EXAMPLES / "bulk_folder.py"), "--emulator", str(folder), str(tmp_path / "out")],
+        check=False,
+    )
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 3  # every result kept: hat.png, shoe.png and the other shoe under its task id
+    assert {"hat.png", "shoe.png"} <= {f.name for f in files}
+    assert result.returncode == 1  # the item that could not take its name is reported, not hidden
+    assert b"2 of 3 succeeded" in result.stdout
+    assert b"not overwritten" in result.stdout
+
+
 async def test_fastapi_app_starts_reports_and_streams() -> None:
     httpx = pytest.importorskip("httpx")
     app = load("fastapi_app").create_app(emulator_options=FAST)

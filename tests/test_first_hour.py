@@ -5,6 +5,7 @@ helpers (emulator environment, demo directory) do what a shell user expects."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import io
@@ -178,6 +179,22 @@ async def test_retries_can_be_changed_per_call(
         assert emu.request_count("Image/BackgroundRemoving/CheckUserProgress") == attempts
 
 
+@pytest.mark.parametrize("retry", [1, 2])
+async def test_a_process_progress_call_takes_the_per_call_options_too(
+    emu: Emulator, client: AdCreativeClient, retry: int
+) -> None:
+    job = await client.background_remover.remove(PNG)
+    before = emu.request_count("Image/BackgroundRemoving/CheckUserProgress")
+    emu.fail_next("Image/BackgroundRemoving/CheckUserProgress", 503, count=retry)  # one per attempt
+    with pytest.raises(ServerError):
+        await client.background_remover.process_progress(job.process_id, retry=retry, timeout=30)
+    assert emu.request_count("Image/BackgroundRemoving/CheckUserProgress") - before == retry
+    progress = await client.background_remover.process_progress(
+        job.process_id, extra_headers={"x-trace": "1"}, retry=RetryPolicy(max_attempts=1)
+    )
+    assert progress.process_id == job.process_id
+
+
 @pytest.mark.parametrize("bad", [0, True, 2.5, "3"])
 async def test_a_bad_per_call_retry_is_refused_before_sending(
     emu: Emulator, client: AdCreativeClient, bad: object
@@ -185,6 +202,44 @@ async def test_a_bad_per_call_retry_is_refused_before_sending(
     with pytest.raises(adcreative_async.InvalidRequestError, match="retry"):
         await client.background_remover.user_progress(retry=bad)  # type: ignore[arg-type]
     assert emu.request_count("Image/BackgroundRemoving/CheckUserProgress") == 0
+
+
+_SIZES = {"KiB": 1 << 10, "MiB": 1 << 20}
+
+
+def _readme_value(text: str) -> object:
+    """A value as README's option table writes it: a Python literal, or a size such as ``256 KiB``."""
+    number, _, unit = text.partition(" ")
+    if unit in _SIZES:
+        return int(number) * _SIZES[unit]
+    return ast.literal_eval(text)
+
+
+def test_readme_lists_every_client_option_with_its_real_defaults() -> None:
+    readme = README.read_text()
+    credentials = readme.split("## Install and credentials", 1)[1].split("\n## ", 1)[0]
+    table = readme.split("Client options (", 1)[1].split("\n### ", 1)[0]
+    parameters = inspect.signature(AdCreativeClient).parameters
+    unlisted = {
+        name for name in parameters if f"`{name}=" not in table and f"| `{name}` |" not in credentials
+    }
+    assert unlisted == set()  # every keyword of AdCreativeClient, in one table or the other
+    checked = 0
+    for row in table.splitlines():
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        if len(cells) < 2 or cells[1] != "as shown":
+            continue
+        for name, value in re.findall(r"`(\w+)=([^`]+)`", cells[0]):
+            shown = re.fullmatch(r"(\w+)\((.*)\)", value)
+            if shown is None:  # a plain keyword: the signature's default
+                assert _readme_value(value) == parameters[name].default, (name, value)
+                checked += 1
+                continue
+            default = getattr(adcreative_async, shown.group(1))()  # the client's default when None
+            for field, text in re.findall(r"(\w+)=((?:\{[^}]*\}|[^,])+)", shown.group(2)):
+                assert _readme_value(text.strip()) == getattr(default, field), (name, field, text)
+                checked += 1
+    assert checked > 30
 
 
 # ---------------------------------------------------------------- streams for web responses
@@ -266,6 +321,9 @@ async def test_fastapi_example_answers_404_for_an_unknown_process_and_409_for_an
     ):
         waited = await http.get(f"/jobs/background_remover/{UNKNOWN}/wait", params={"user_id": USER})
         assert waited.status_code == 404, waited.text
+        # at once, from its one progress request: not after the scheduler's grace for new jobs
+        assert "was not found for user" in waited.json()["detail"]
+        assert "grace period" not in waited.json()["detail"]
         started = (await http.post("/background-removals", content=PNG)).json()
         task = started["task_ids"][0]
         url = f"/jobs/background_remover/{started['process_id']}/tasks/{task}/result"

@@ -53,4 +53,7 @@ def test_the_example_notebook_runs(kernel_of_this_environment: str, tmp_path: Pa
     text = "\n".join(outputs_of(c) for c in code)
     assert "STARTED -> SUCCEEDED" in text  # the async wait, in a cell after the one that opened
     assert "saved " in text  # the sync client's wait and download
-    assert len(list((workdir / "notebook-output").glob("*.png"))) == 5  # 1 async, 1 sync, 3 bulk
+    assert len(list((workdir / "notebook-output").glob("*.png"))) == 2  # 1 async, 1 sync
+    cutouts = workdir / "notebook-output" / "cutouts"  # the bulk run's, named after their inputs
+    assert sorted(p.name for p in cutouts.iterdir()) == ["product-1.png", "product-2.png", "product-3.png"]
+    assert "product-2.jpg -> notebook-output/cutouts/product-2.png" in text

@@ -105,16 +105,12 @@ async def _backgrounds(client: AdCreativeClient, output: Path, display: Display)
     async with client.bulk(
         photos,
         lambda c, photo: c.background_remover.remove(photo),
-        dest=output / "backgrounds",  # saved as <task id>.png as each render succeeds ...
+        dest=output / "backgrounds",  # saved as each render succeeds ...
+        name="{stem}{suffix}",  # ... named after its input: inputs/product-1.jpg -> backgrounds/product-1.png
         upload_concurrency=2,
         on_update=on_update,
     ) as run:
         async for outcome in run:
-            # ... then renamed after its input: inputs/product-1.jpg -> backgrounds/product-1.png
-            outcome.files = [
-                Path(await anyio.Path(f).replace(f.with_name(f"{outcome.item.stem}{f.suffix}")))
-                for f in outcome.files
-            ]
             name = outcome.files[0].name if outcome.files else ""
             status = f"saved {name}" if outcome.ok else f"failed: {outcome.error}"
             display.done(rows[outcome.index], ok=outcome.ok, status=status)

@@ -601,15 +601,26 @@ class RenderResource(Resource):
         return response.decode(decode_progress_list, "GET")
 
     async def process_progress(
-        self, process_id: str | uuid.UUID, *, user_id: str | uuid.UUID | None = None
+        self,
+        process_id: str | uuid.UUID,
+        *,
+        user_id: str | uuid.UUID | None = None,
+        extra_query: Mapping[str, object] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | int | None = None,
     ) -> Progress:
-        """One process's progress (a filtered ``CheckUserProgress``).
+        """One process's progress (a filtered ``CheckUserProgress``; the per-call options as for
+        :meth:`user_progress`).
 
         Raises:
             NotFoundError: when the server lists no such process for the user.
         """
         pid = canonical_guid(process_id, "process_id")
-        for progress in await self.user_progress(user_id, pid):
+        listing = await self.user_progress(
+            user_id, pid, extra_query=extra_query, extra_headers=extra_headers, timeout=timeout, retry=retry
+        )
+        for progress in listing:
             if progress.image_render_process_id.lower() == pid:
                 return progress
         raise NotFoundError(
