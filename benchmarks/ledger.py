@@ -109,9 +109,16 @@ class _PrivatePostgres:
 
 
 def bulk_section(
-    jobs: int, users: int, duration: tuple[float, float], runs: int, dsn: str | None
+    jobs: int,
+    users: int,
+    duration: tuple[float, float],
+    runs: int,
+    dsn: str | None,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    scenarios = [s for s in BULK if s[0] != "postgres" or dsn]
+    scenarios = [
+        s for s in BULK if (s[0] != "postgres" or dsn) and (only is None or s[0] in only or s[0] == "none")
+    ]
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in scenarios}
     with tempfile.TemporaryDirectory(prefix="adcreative-ledger-images-") as tmp:
         images = Path(tmp)
@@ -330,15 +337,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="bulk runs per scenario (default 3; quick 1)")
     parser.add_argument("--only", default="bulk,resume", help="sections: bulk,resume")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/ledger[-quick].json)")
+    parser.add_argument(
+        "--scenarios",
+        help=f"bulk scenarios, comma-separated (default all; 'none', the baseline, always runs): "
+        f"{', '.join(name for name, _, _ in BULK)}",
+    )
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
+    only = args.scenarios.split(",") if args.scenarios else None
+    if only is not None and (unknown := set(only) - {name for name, _, _ in BULK}):
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     data: dict[str, Any] = {"machine": machine(), "quick": args.quick, "goals": GOALS}
     with _PrivatePostgres() as dsn:
         if "bulk" in sections:
             if args.quick:
-                data["bulk"] = bulk_section(20, 2, (0.2, 0.6), args.runs or 1, dsn)
+                data["bulk"] = bulk_section(20, 2, (0.2, 0.6), args.runs or 1, dsn, only)
             else:
-                data["bulk"] = bulk_section(1000, 10, (2.0, 6.0), args.runs or 3, dsn)
+                data["bulk"] = bulk_section(1000, 10, (2.0, 6.0), args.runs or 3, dsn, only)
         if "resume" in sections:
             total, remaining = (2000, 100) if args.quick else (100_000, 1000)
             data["resume"] = resume_section(total, remaining, dsn)

@@ -6,8 +6,10 @@ The PostgreSQL cases need a server: ``.ci/run`` starts a private one and sets
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -78,6 +80,40 @@ async def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 
 def items(n: int, feature: str = "background_remover") -> list[NewItem]:
     return [NewItem(f"{i:064x}", i, f"in/{i}.png", feature) for i in range(n)]
+
+
+@pytest.mark.parametrize("implementation", ["backend's", "default"])
+async def test_a_claim_writes_the_intents_of_the_items_pending_at_the_given_attempt(
+    make_ledger: MakeLedger, implementation: str
+) -> None:
+    ledger: RunLedger = await make_ledger()
+    claim_and_intend = (
+        ledger.claim_and_intend
+        if implementation == "backend's"
+        else functools.partial(RunLedger.claim_and_intend, ledger)  # what a custom backend inherits
+    )
+    await ledger.register(items(5))
+    k = [i.key for i in items(5)]
+    await ledger.claim(k[3:4], "other", 30)  # held by another worker
+    await ledger.claim(k[4:5], "w", 30)
+    assert await ledger.intent(k[4], "w", "crashed-call", 30)  # an intent left by a crash: reconciled
+    await ledger.release("w")
+    intents = {k[0]: (0, "u0"), k[1]: (0, "u1"), k[2]: (1, "u2"), k[3]: (0, "u3"), k[4]: (0, "u4")}
+    claimed, intended = await claim_and_intend(k, "w", 30, intents)
+    assert intended == {k[0], k[1]}  # k[2]: not at attempt 1; k[3]: not claimed; k[4]: not pending
+    by_key = {r.key: r for r in claimed}
+    assert set(by_key) == {k[0], k[1], k[2], k[4]}
+    assert all(r.owner == "w" for r in claimed)
+    assert (by_key[k[0]].state, by_key[k[0]].user_id) == (ItemState.SUBMITTING, "u0")
+    assert (by_key[k[2]].state, by_key[k[2]].user_id) == (ItemState.PENDING, None)
+    assert (by_key[k[4]].state, by_key[k[4]].user_id) == (ItemState.SUBMITTING, "crashed-call")
+    stored = await ledger.records(k)
+    assert [stored[key].state for key in k] == [ItemState.SUBMITTING, ItemState.SUBMITTING] + [
+        ItemState.PENDING
+    ] * 2 + [ItemState.SUBMITTING]
+    assert stored[k[1]].user_id == "u1"
+    assert stored[k[1]].intent_at is not None
+    assert stored[k[3]].owner == "other"
 
 
 async def test_register_is_idempotent_and_keeps_existing_state(make_ledger: MakeLedger) -> None:
@@ -277,9 +313,9 @@ async def test_sqlite_group_commit_serves_concurrent_writers(tmp_path: Path) -> 
     class Counting(SqliteLedger):
         commits: ClassVar[list[int]] = []
 
-        def _apply(self, batch: list[Any]) -> None:
+        def _apply(self, batch: list[Any], behind: dict[str, Any]) -> BaseException | None:
             self.commits.append(len(batch))
-            super()._apply(batch)
+            return super()._apply(batch, behind)
 
     async with Counting(tmp_path / "r.sqlite") as ledger:
         await ledger.register(items(200))
@@ -580,3 +616,86 @@ async def test_postgres_one_workers_concurrent_writes_never_deadlock() -> None:
                     group.start_soon(item, key)
             stop.set()
         assert (await ledger.counts())[ItemState.DOWNLOADED] == n
+
+
+@pytest.mark.postgres
+@needs_postgres
+async def test_postgres_only_intents_wait_for_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intents commit with synchronous_commit on; claims, answers and the rest asynchronously."""
+    import asyncpg
+
+    statements: list[tuple[str, bool]] = []
+    execute = asyncpg.Connection.execute
+
+    async def noting(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> str:
+        statements.append((query, self.is_in_transaction()))
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", noting)
+    assert POSTGRES_DSN is not None
+    ledger = PostgresLedger(POSTGRES_DSN, run=f"test-{uuid.uuid4().hex[:12]}")
+    async with ledger:
+        setting = "SELECT setting || ' from ' || source FROM pg_settings WHERE name = 'synchronous_commit'"
+        assert (
+            await ledger._require().fetchval(setting) == "off from client"
+        )  # this ledger's, not the server's
+        await ledger.register(items(2))
+        keys = [i.key for i in items(2)]
+        await ledger.claim(keys, "w", 30)
+        statements.clear()
+        assert await ledger.intent(keys[0], "w", "u", 30)
+        assert ("SET LOCAL synchronous_commit TO on", True) in statements  # in the intent's transaction
+        statements.clear()
+        await ledger.submitted(keys[0], "p", "u", ["t"])
+        await ledger.downloaded(keys[0], ["f.png"])
+        await ledger.claim(keys[1:], "w", 30)
+        assert (await ledger.records(keys[:1]))[keys[0]].state is ItemState.DOWNLOADED
+        assert not any("synchronous_commit" in query for query, _ in statements)
+    with pytest.raises(ValueError, match="durable_commit"):
+        PostgresLedger(POSTGRES_DSN, durable_commit="off")
+
+
+async def test_sqlite_writes_behind_that_fail_are_kept_for_the_next_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FailingOnce(SqliteLedger):
+        failures = 1
+
+        def _behind_rows(self, behind: dict[str, Any], now: float) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("disk I/O error (simulated)")
+            return super()._behind_rows(behind, now)
+
+    async with FailingOnce(tmp_path / "r.sqlite") as ledger:
+        await ledger.register(items(2))
+        keys = [i.key for i in items(2)]
+        await ledger.claim(keys, "w", 30)
+        assert await ledger.intent(keys[0], "w", "u", 30)
+        await ledger.submitted(keys[0], "p", "u", ["t"])
+        await ledger.downloaded(keys[0], ["f.png"])
+        # the next write commits; the writes behind in it fail and are kept, the intent is not harmed
+        assert await ledger.intent(keys[1], "w", "u2", 30)
+        assert "writes behind kept for the next write" in caplog.text
+        records = await ledger.records(keys)  # a read commits what was kept first
+        assert records[keys[0]].state is ItemState.DOWNLOADED
+        assert records[keys[0]].process_id == "p"
+        assert records[keys[0]].files == ("f.png",)
+        assert records[keys[0]].owner is None
+        assert records[keys[1]].state is ItemState.SUBMITTING
+
+
+async def test_sqlite_workers_opening_a_new_ledger_together_all_open(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs it alone: SQLite says "database is locked" at once, without
+    waiting; the other workers try again."""
+    import anyio
+
+    for round_ in range(20):
+        path = tmp_path / f"new-{round_}.sqlite"
+        ledgers = [SqliteLedger(path) for _ in range(6)]
+        async with anyio.create_task_group() as group:
+            for ledger in ledgers:
+                group.start_soon(ledger.open)
+        assert len({ledger.namespace for ledger in ledgers}) == 1
+        for ledger in ledgers:
+            await ledger.close()

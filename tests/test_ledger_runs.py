@@ -4,7 +4,7 @@ takeover, naming, and what the server sees (renders per input, the listings used
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,32 @@ class _CallLog(MemoryLedger):
 
     async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
         self.calls.append(("intent", frozenset([key])))
+        self.calls.append(("single intent", frozenset([key])))
         return await super().intent(key, owner, user_id, lease)
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        claimed, intended = await super().claim_and_intend(keys, owner, lease, intents)
+        if intended:
+            self.calls.append(("intent", frozenset(intended)))
+        return claimed, intended
+
+
+async def test_the_claims_write_the_intents_of_the_items_they_take(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """One write per claim window on the way of the start calls, not a claim and then an intent batch."""
+    paths = make_inputs(tmp_path / "in", 40)
+    ledger = _CallLog()
+    async with client_of(emulator) as client:
+        outcomes = await client.process_many(paths, request=RenderRequest.remove_background, ledger=ledger)
+    assert all(o.ok for o in outcomes)
+    assert emulator.request_count(BG_START) == 40
+    intents = [keys for name, keys in ledger.calls if name == "intent"]
+    assert intents  # each noted by claim_and_intend, none by intent(): every one written with its claim
+    assert not any(name == "single intent" for name, _ in ledger.calls)
+    assert sum(len(keys or ()) for keys in intents) == 40
 
 
 async def test_a_resume_starts_the_remaining_work_before_looking_at_the_finished_items(
@@ -386,17 +411,27 @@ async def test_lost_and_refused_start_answers_never_make_a_second_render(tmp_pat
 
 
 class _CommitLog(SqliteLedger):
-    """A SQLite ledger that notes the size of each commit holding intents (a synced commit)."""
+    """A SQLite ledger that counts its synced commits (those holding intents) and the intents written."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.intent_commits: list[int] = []
+        self.synced_commits = 0
+        self.intents = 0
 
-    def _apply(self, batch: list[tuple[Any, Any]]) -> None:
-        durable = sum(1 for _, slot in batch if slot.durable)
-        if durable:
-            self.intent_commits.append(durable)
-        super()._apply(batch)
+    def _apply(self, batch: list[tuple[Any, Any]], behind: dict[str, Any]) -> BaseException | None:
+        self.synced_commits += any(slot.durable for _, slot in batch)
+        return super()._apply(batch, behind)
+
+    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+        self.intents += 1
+        return await super().intent(key, owner, user_id, lease)
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        claimed, intended = await super().claim_and_intend(keys, owner, lease, intents)
+        self.intents += len(intended)
+        return claimed, intended
 
 
 async def test_intents_of_items_claimed_together_are_committed_together(
@@ -413,8 +448,8 @@ async def test_intents_of_items_claimed_together_are_committed_together(
     assert all(o.ok for o in outcomes)
     assert emulator.request_count(BG_START) == 32
     assert set(emulator.processes_per_input().values()) == {1}
-    assert sum(ledger.intent_commits) == 32  # one intent per item (none went stale: lease 30 s)
-    assert len(ledger.intent_commits) <= 4  # 32 intents in a few commits, not 32
+    assert ledger.intents == 32  # one intent per item (none went stale: lease 30 s)
+    assert ledger.synced_commits <= 4  # 32 intents in a few commits, not 32
 
 
 class _IntentLog(MemoryLedger):
@@ -427,6 +462,14 @@ class _IntentLog(MemoryLedger):
     async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
         self.intents[key] = self.intents.get(key, 0) + 1
         return await super().intent(key, owner, user_id, lease)
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        claimed, intended = await super().claim_and_intend(keys, owner, lease, intents)
+        for key in intended:
+            self.intents[key] = self.intents.get(key, 0) + 1
+        return claimed, intended
 
 
 async def test_an_intent_that_waited_long_for_an_upload_slot_is_written_again_before_its_call(

@@ -22,7 +22,7 @@ import os
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 import msgspec
@@ -263,6 +263,32 @@ class RunLedger(ABC):
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """Claim, for ``lease`` seconds, the items of ``keys`` that are not final and not held by another
         live claim (never held, released, lapsed, or already ``owner``'s); returns them as claimed."""
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        """:meth:`claim`, and with it the intent of each claimed item that is ``pending`` at the attempt
+        ``intents`` gives for its key, with the user id it gives, as :meth:`intent` would (durable when
+        this returns). Returns the claimed records, as written, and the keys whose intents this wrote.
+
+        The backends here make it one write (one commit or statement for the claim and the intents, not
+        two on the way of the start calls); this default makes the claim, then the intents.
+        """
+        claimed = await self.claim(keys, owner, lease)
+        records: list[ItemRecord] = []
+        intended: set[str] = set()
+        for record in claimed:
+            wanted = intents.get(record.key)
+            if (
+                wanted is not None
+                and record.state is ItemState.PENDING
+                and record.attempt == wanted[0]
+                and await self.intent(record.key, owner, wanted[1], lease)
+            ):
+                intended.add(record.key)
+                record = msgspec.structs.replace(record, state=ItemState.SUBMITTING, user_id=wanted[1])
+            records.append(record)
+        return records, intended
 
     @abstractmethod
     async def renew(self, owner: str, lease: float) -> int:

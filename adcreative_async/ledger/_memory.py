@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -118,6 +118,33 @@ class MemoryLedger(RunLedger):
                 continue
             claimed.append(self._set(key, owner=owner, lease_until=now + lease))
         return claimed
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        """See :meth:`RunLedger.claim_and_intend` (one step)."""
+        now = self._clock()
+        claimed = []
+        intended: set[str] = set()
+        for key in keys:
+            record = self._items.get(key)
+            if record is None or record.state in FINAL_STATES or self._live_other(record, owner, now):
+                continue
+            wanted = intents.get(key)
+            if wanted is not None and record.state is ItemState.PENDING and record.attempt == wanted[0]:
+                intended.add(key)
+                record = self._set(
+                    key,
+                    owner=owner,
+                    lease_until=now + lease,
+                    state=ItemState.SUBMITTING,
+                    user_id=wanted[1],
+                    intent_at=now,
+                )
+            else:
+                record = self._set(key, owner=owner, lease_until=now + lease)
+            claimed.append(record)
+        return claimed, intended
 
     async def renew(self, owner: str, lease: float) -> int:
         """See :meth:`RunLedger.renew`."""

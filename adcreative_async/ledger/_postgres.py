@@ -29,12 +29,12 @@ a few times, after a short random pause: it was rolled back as a whole, so sendi
 
 Intents that arrive while another batch is being written, or in the same tick of the event loop as the
 first (the items a bulk run claimed together), are written together, in one statement (group commit, as in
-the SQLite backend); each caller returns once its own intent is committed. Answers
-(``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: committed in
-one statement with the next batch of intents, or before any other statement of this worker (a read, a
-claim, the lease renewal) and on close. A worker killed before that loses nothing that cannot be found
-again (an answer by reconciling the intent, a download by downloading again), never paid twice; until
-then the item stays claimed by this worker, so no other worker takes it.
+the SQLite backend); each caller returns once its own intent is committed. Answers (``submitted``) and
+downloads (``downloaded``) are written behind, as in the SQLite backend: in one statement beside the next
+batch of intents (at the same time, on another connection), or before any other statement of this worker
+but a claim (a read, the lease renewal, a release), and on close. A worker killed before that loses
+nothing that cannot be found again (an answer by reconciling the intent, a download by downloading again),
+never paid twice; until then the item stays claimed by this worker, so no other worker takes it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -165,6 +165,22 @@ _INTENTS = (
     "lease_until = now() + make_interval(secs => t.l), updated_at = now() FROM t, locked "
     "WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k AND i.owner = t.o AND i.lease_until > now() "
     "AND i.state <> ALL($6::text[]) RETURNING i.key"
+)
+#: A claim that writes the intents of the claimed items pending at the given attempt ($6 users, $7
+#: attempts, aligned with the keys $4; a NULL user: claimed only), in one statement.
+_CLAIM_INTENDING = (
+    "WITH c AS MATERIALIZED (SELECT i.key AS ck, t.u AS cu, "
+    "  (i.state = 'pending' AND t.u IS NOT NULL AND i.attempt = t.a) AS fresh "
+    "  FROM adcreative_items AS i JOIN unnest($4::text[], $6::text[], $7::int[]) AS t(k, u, a) "
+    "  ON i.key = t.k "
+    "  WHERE i.run = $1 AND i.state <> ALL($5::text[]) "
+    "  AND (i.owner IS NULL OR i.owner = $2 OR i.lease_until IS NULL OR i.lease_until <= now()) "
+    "  ORDER BY i.seq FOR UPDATE OF i SKIP LOCKED) "
+    "UPDATE adcreative_items AS i SET owner = $2, lease_until = now() + make_interval(secs => $3), "
+    "updated_at = now(), state = CASE WHEN c.fresh THEN 'submitting' ELSE i.state END, "
+    "user_id = CASE WHEN c.fresh THEN c.cu ELSE i.user_id END, "
+    "intent_at = CASE WHEN c.fresh THEN now() ELSE i.intent_at END "
+    f"FROM c WHERE i.run = $1 AND i.key = c.ck RETURNING {_COLUMNS}, c.fresh"
 )
 #: Answers and downloads written behind, one row per item (a NULL keeps the stored value; a download
 #: ends the claim and clears the error).
@@ -377,10 +393,19 @@ class PostgresLedger(RunLedger):
             row = self._behind[key] = _Behind()
         return row
 
-    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+    async def _flush_beside(self) -> None:
+        """:meth:`_flush` beside another statement (on a connection of its own): a failure is logged and
+        the rows kept for the next flush, never the other statement's error."""
+        try:
+            await self._flush()
+        except LedgerError as exc:
+            logger.warning("%s (kept for the next write)", exc)
+
+    async def _fetch(self, query: str, *args: Any, flush: bool = True) -> list[Any]:
         import asyncpg
 
-        await self._flush()
+        if flush:
+            await self._flush()
         pool = self._require()
         try:
             return list(await self._retrying(lambda: pool.fetch(query, *args)))
@@ -481,7 +506,7 @@ class PostgresLedger(RunLedger):
         """See :meth:`RunLedger.claim`."""
         if not keys:
             return []
-        rows = await self._fetch(
+        rows = await self._fetch(  # no flush first: a claim is of items this worker is not writing
             "UPDATE adcreative_items SET owner = $2, lease_until = now() + make_interval(secs => $3), "
             "updated_at = now() WHERE run = $1 AND key IN ("
             "  SELECT key FROM adcreative_items WHERE run = $1 AND key = ANY($4::text[]) "
@@ -494,8 +519,43 @@ class PostgresLedger(RunLedger):
             lease,
             list(keys),
             _FINAL,
+            flush=False,
         )
         return sorted((_record(row) for row in rows), key=lambda r: r.seq)
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        """See :meth:`RunLedger.claim_and_intend`: one statement, committed as an intent's."""
+        import asyncpg
+
+        wanted = [intents.get(key) for key in keys]
+        if not any(wanted):
+            return await self.claim(keys, owner, lease), set()
+
+        async def write(conn: Any) -> list[Any]:  # a pool's connection
+            async with conn.transaction():
+                await conn.execute(self._durable)
+                return list(
+                    await conn.fetch(
+                        _CLAIM_INTENDING,
+                        self.run,
+                        owner,
+                        lease,
+                        list(keys),
+                        _FINAL,
+                        [w[1] if w else None for w in wanted],
+                        [w[0] if w else 0 for w in wanted],
+                    )
+                )
+
+        try:
+            async with self._require().acquire() as conn:  # no flush first: see claim()
+                rows = await self._retrying(lambda: write(conn))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        records = sorted((_record(row) for row in rows), key=lambda r: r.seq)
+        return records, {row["key"] for row in rows if row["fresh"]}
 
     async def renew(self, owner: str, lease: float) -> int:
         """See :meth:`RunLedger.renew`."""
@@ -557,7 +617,7 @@ class PostgresLedger(RunLedger):
     async def _write_intents(self, batch: list[_Intent]) -> None:
         import asyncpg
 
-        async def write(conn: asyncpg.Connection) -> list[Any]:
+        async def write(conn: Any) -> list[Any]:  # a pool's connection
             async with conn.transaction():
                 await conn.execute(self._durable)  # the one kind of write that waits for the disk
                 return list(
@@ -573,9 +633,12 @@ class PostgresLedger(RunLedger):
                 )
 
         try:
-            async with self._require().acquire() as conn:
-                await self._flush(conn)
-                rows = await self._retrying(lambda: write(conn))
+            async with anyio.create_task_group() as beside:
+                # the answers written behind, at the same time on another connection (other rows): not
+                # one more round trip on the way of the start calls
+                beside.start_soon(self._flush_beside)
+                async with self._require().acquire() as conn:
+                    rows = await self._retrying(lambda: write(conn))
         except (OSError, asyncpg.PostgresError, LedgerError) as exc:
             error = (
                 exc

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -159,6 +159,7 @@ class LedgerDriver(Generic[T]):
         self._change = anyio.Event()
         self._finished_labels: set[str] | None = None
         self._deferred: list[_Item[T]] = []
+        self._intended: dict[str, float] = {}  # items whose claim wrote their intent: since when (clock)
 
     # ------------------------------------------------------------------------------------ driving
 
@@ -281,7 +282,7 @@ class LedgerDriver(Generic[T]):
                 open_keys[: self._window - self._unsubmitted],
                 open_keys[self._window - self._unsubmitted :],
             )
-            claimed = await self._claim(batch)
+            claimed = await self._claim(batch, records)
             for record in claimed:
                 self._start(group, send, by_key[record.key], record)
             taken = {r.key for r in claimed}
@@ -290,20 +291,38 @@ class LedgerDriver(Generic[T]):
                     self._watched[key] = by_key[key]
         return False
 
-    async def _claim(self, keys: Sequence[str]) -> list[ItemRecord]:
+    async def _claim(self, keys: Sequence[str], known: Mapping[str, ItemRecord]) -> list[ItemRecord]:
+        """Claim ``keys`` (``known``: their records as last read; a key without one is new). When intents
+        may be written ahead, the claim writes those of the items pending at their known attempt (one
+        write, not two, on the way of the start calls): they are noted in ``_intended``."""
         if not keys:
             return []
-        claimed = await self._ledger.claim(keys, self.owner, self._lease)
+        claimed = await self._claim_once(keys, known)
         rest = sorted(set(keys) - {r.key for r in claimed})
         if rest:
-            dead = {
-                r.owner for r in (await self._ledger.records(rest)).values() if r.owner and dead_here(r.owner)
-            }
+            records = await self._ledger.records(rest)
+            dead = {r.owner for r in records.values() if r.owner and dead_here(r.owner)}
             for owner in dead:  # a crashed process of this machine: its claims need not lapse first
                 logger.info("taking over the claims of %s (its process is gone)", owner)
                 await self._ledger.release(owner)
             if dead:
-                claimed += await self._ledger.claim(rest, self.owner, self._lease)
+                claimed += await self._claim_once(rest, records)
+        return claimed
+
+    async def _claim_once(self, keys: Sequence[str], known: Mapping[str, ItemRecord]) -> list[ItemRecord]:
+        if self._intent_ahead <= 0:  # every intent right before its call
+            return await self._ledger.claim(keys, self.owner, self._lease)
+        namespace = self._ledger.namespace
+        intents = {}
+        for key in keys:
+            record = known.get(key)
+            if record is None or record.state is ItemState.PENDING:
+                attempt = record.attempt if record is not None else 0
+                intents[key] = (attempt, derived_user_id(namespace, key, attempt))
+        started = self._client.clock.monotonic()  # the intents are at least this old
+        claimed, intended = await self._ledger.claim_and_intend(keys, self.owner, self._lease, intents)
+        for key in intended:
+            self._intended[key] = started
         return claimed
 
     def _start(
@@ -336,7 +355,7 @@ class LedgerDriver(Generic[T]):
                 if record.final:
                     self._note_finished(record)
                     await self._emit_record(send, self._watched.pop(key), record)
-            claimed = await self._claim([k for k in keys if k in self._watched])
+            claimed = await self._claim([k for k in keys if k in self._watched], records)
             for record in claimed:
                 self._start(group, send, self._watched.pop(record.key), record)
 
@@ -485,20 +504,26 @@ class LedgerDriver(Generic[T]):
             return resource.job(
                 record.process_id, user_id=record.user_id, task_ids=record.task_ids
             )._poll_by_application()
+        written = self._intended.pop(entry.key, None)
+        if written is not None:  # the claim wrote the intent: no call was sent for it yet
+            return await self._submit(entry, record, written)
         if record.state is ItemState.SUBMITTING and record.user_id:
             job = await self._reconcile(entry, record)
             if job is not None:
                 return job
         return await self._submit(entry, record)
 
-    async def _submit(self, entry: _Item[T], record: ItemRecord) -> RenderJob:
+    async def _submit(self, entry: _Item[T], record: ItemRecord, written: float | None = None) -> RenderJob:
+        """Send the item's start call under its derived user, its intent committed first (``written``:
+        when the claim committed it, if it did)."""
         user = derived_user_id(self._ledger.namespace, entry.key, record.attempt)
         clock = self._client.clock
         resubmits = 1  # after an ambiguous failure proven to have made nothing, one more call at most
         while True:
             # Written before the wait for an upload slot: the intents of the items claimed together
             # arrive together and are committed together (one commit per many items, not one per call).
-            written = await self._intent(entry, user) if self._intent_ahead > 0 else None
+            if written is None and self._intent_ahead > 0:
+                written = await self._intent(entry, user)
             async with self._uploads:
                 if written is None or clock.monotonic() - written > self._intent_ahead:
                     await self._intent(entry, user)  # the call follows its intent closely
@@ -526,6 +551,7 @@ class LedgerDriver(Generic[T]):
             found = await self._reconcile(entry, pending)
             if found is not None:
                 return found
+            written = None  # requeued: another call needs another intent
             if resubmits == 0:
                 raise RenderMayExistError(
                     f"two start calls of {entry.request.label or entry.key} failed without an answer",

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,15 +121,40 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 class _Slot:
-    __slots__ = ("behind", "done", "durable", "error", "event", "result")
+    __slots__ = ("done", "durable", "error", "event", "result")
 
-    def __init__(self, *, behind: bool = False) -> None:
-        self.event: anyio.Event | None = None if behind else anyio.Event()  # nobody waits for a write behind
+    def __init__(self) -> None:
+        self.event = anyio.Event()
         self.done = False
         self.durable = False
-        self.behind = behind
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+class _Behind:
+    """An item's answer and download not yet written: (state, process id, user id, task ids, files); a
+    None keeps the stored value."""
+
+    __slots__ = ("files", "process_id", "state", "task_ids", "user_id")
+
+    def __init__(self) -> None:
+        self.state = ""
+        self.process_id: str | None = None
+        self.user_id: str | None = None
+        self.task_ids: str | None = None
+        self.files: str | None = None
+
+
+#: Answers and downloads written behind, one row each (executemany): a download ends the claim and
+#: clears the error.
+_BEHIND = (
+    "UPDATE items SET state = ?, process_id = coalesce(?, process_id), user_id = coalesce(?, user_id), "
+    "task_ids = coalesce(?, task_ids), files = coalesce(?, files), "
+    "error_code = CASE WHEN ? IS NULL THEN error_code END, "
+    "error_message = CASE WHEN ? IS NULL THEN error_message END, "
+    "owner = CASE WHEN ? IS NULL THEN owner END, lease_until = CASE WHEN ? IS NULL THEN lease_until END, "
+    "updated_at = ? WHERE run = ? AND key = ?"
+)
 
 
 Op = Callable[[sqlite3.Connection, float], Any]
@@ -168,7 +193,7 @@ class SqliteLedger(RunLedger):
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._pending: list[tuple[Op, _Slot]] = []
-        self._behind: list[tuple[Op, _Slot]] = []  # written behind: committed with the next write
+        self._behind: dict[str, _Behind] = {}  # written behind: committed with the next write
         self._synced_mode: str | None = None
         self._leader = False
         self._namespace: str | None = None
@@ -191,7 +216,7 @@ class SqliteLedger(RunLedger):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(conn)
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             conn.execute("BEGIN IMMEDIATE")
@@ -209,6 +234,21 @@ class SqliteLedger(RunLedger):
             conn.close()
             raise
         return conn, namespace
+
+    @staticmethod
+    def _wal(conn: sqlite3.Connection) -> None:
+        """WAL mode. Switching a new file to it needs the file to itself, and SQLite then answers "database
+        is locked" at once, without waiting (its busy timeout does not apply): two workers opening a new
+        ledger together would fail. So it is tried again, for up to ``BUSY_TIMEOUT``."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     async def close(self) -> None:
         """See :meth:`RunLedger.close`."""
@@ -258,31 +298,40 @@ class SqliteLedger(RunLedger):
         with anyio.CancelScope(shield=True):
             while not slot.done:
                 if self._leader:
-                    assert slot.event is not None
                     await slot.event.wait()  # committed by the leader, or made the next leader
                     slot.event = anyio.Event()
                     continue
                 self._leader = True
-                batch = []
+                batch: list[tuple[Op, _Slot]] = []
                 try:
                     # the writes of the tasks started in the same tick as this one (the intents of the
                     # items claimed together) join this commit
                     await anyio.lowlevel.checkpoint()
-                    batch = self._behind + self._pending
-                    self._behind, self._pending = [], []
-                    await anyio.to_thread.run_sync(self._apply, batch, limiter=self._limiter)
+                    batch, self._pending = self._pending, []
+                    behind, self._behind = self._behind, {}
+                    failed: BaseException | None = None
+                    try:
+                        failed = await anyio.to_thread.run_sync(
+                            self._apply, batch, behind, limiter=self._limiter
+                        )
+                    except BaseException as exc:
+                        failed = exc
+                        raise
+                    finally:
+                        if failed is not None and behind:
+                            # kept for the next write (no newer ones: their items wait for these)
+                            for key, row in behind.items():
+                                self._behind.setdefault(key, row)
+                            logger.warning(
+                                "run ledger %s: writes behind kept for the next write: %s", self.path, failed
+                            )
                 finally:
                     for _, done in batch:  # in the event loop: anyio's events are not thread-safe
                         done.done = True
-                        if done.event is not None:
-                            done.event.set()
-                        if done.behind and done.error is not None:
-                            logger.warning("run ledger %s: a write behind failed: %s", self.path, done.error)
+                        done.event.set()
                     self._leader = False
                     if self._pending:  # the next waiting writer leads the next batch
-                        event = self._pending[0][1].event
-                        assert event is not None
-                        event.set()
+                        self._pending[0][1].event.set()
         if slot.error is not None:
             error = slot.error
             if isinstance(error, sqlite3.Error):
@@ -290,13 +339,19 @@ class SqliteLedger(RunLedger):
             raise error
         return slot.result
 
-    def _write_behind(self, op: Op) -> None:
-        """Queue ``op`` to be committed with the next write (see the module doc)."""
+    def _write_behind(self, key: str) -> _Behind:
+        """The item's row of writes to commit with the next write (see the module doc)."""
         self._connection()
-        self._behind.append((op, _Slot(behind=True)))
+        row = self._behind.get(key)
+        if row is None:
+            row = self._behind[key] = _Behind()
+        return row
 
-    def _apply(self, batch: list[tuple[Op, _Slot]]) -> None:
+    def _apply(self, batch: list[tuple[Op, _Slot]], behind: dict[str, _Behind]) -> BaseException | None:
+        """Commit ``batch`` and the writes ``behind`` in one transaction (in the ledger's thread). Each
+        write's result or error goes to its slot; returns why the writes behind were not committed."""
         conn = self._conn
+        behind_error: BaseException | None = None
         try:
             if conn is None:
                 raise sqlite3.ProgrammingError("the ledger was closed")
@@ -306,7 +361,15 @@ class SqliteLedger(RunLedger):
                 self._synced_mode = mode
             conn.execute("BEGIN IMMEDIATE")
             now = self._clock()
-            if len(batch) == 1:  # alone: its failure rolls the transaction back (below)
+            if behind:  # one statement for all of them, in a savepoint: their failure spares the batch
+                conn.execute("SAVEPOINT behind")
+                try:
+                    conn.executemany(_BEHIND, self._behind_rows(behind, now))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO behind")
+                    behind_error = exc
+                conn.execute("RELEASE behind")
+            if len(batch) == 1 and not behind:  # alone: its failure rolls the transaction back (below)
                 op, slot = batch[0]
                 slot.result = op(conn, now)
             else:
@@ -324,6 +387,12 @@ class SqliteLedger(RunLedger):
                 conn.execute("ROLLBACK")
             for _, slot in batch:
                 slot.error = slot.error or exc
+            return exc
+        return behind_error
+
+    def _behind_rows(self, behind: dict[str, _Behind], now: float) -> Iterable[tuple[Any, ...]]:
+        for key, r in behind.items():
+            yield (r.state, r.process_id, r.user_id, r.task_ids, r.files, *(r.files,) * 4, now, self.run, key)
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -414,7 +483,10 @@ class SqliteLedger(RunLedger):
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """See :meth:`RunLedger.claim`."""
+        result: list[ItemRecord] = await self._write(self._claim_op(keys, owner, lease))
+        return result
 
+    def _claim_op(self, keys: Sequence[str], owner: str, lease: float) -> Callable[..., list[ItemRecord]]:
         def op(conn: sqlite3.Connection, now: float) -> list[ItemRecord]:
             claimed: list[ItemRecord] = []
             final = ",".join("?" * len(_FINAL))
@@ -430,7 +502,37 @@ class SqliteLedger(RunLedger):
                 claimed.extend(_record(row) for row in rows)
             return claimed
 
-        result: list[ItemRecord] = await self._write(op)
+        return op
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        """See :meth:`RunLedger.claim_and_intend`: one transaction, synced as an intent's."""
+        claim = self._claim_op(keys, owner, lease)
+
+        def op(conn: sqlite3.Connection, now: float) -> tuple[list[ItemRecord], set[str]]:
+            records = claim(conn, now)
+            fresh = []
+            for record in records:
+                wanted = intents.get(record.key)
+                if wanted is not None and record.state is ItemState.PENDING and record.attempt == wanted[0]:
+                    fresh.append((record.key, wanted[1]))
+            conn.executemany(
+                "UPDATE items SET state = 'submitting', user_id = ?, intent_at = ?, updated_at = ? "
+                "WHERE run = ? AND key = ?",
+                [(user, now, now, self.run, key) for key, user in fresh],
+            )
+            users = dict(fresh)
+            return [
+                msgspec.structs.replace(
+                    r, state=ItemState.SUBMITTING, user_id=users[r.key], intent_at=now, updated_at=now
+                )
+                if r.key in users
+                else r
+                for r in records
+            ], set(users)
+
+        result: tuple[list[ItemRecord], set[str]] = await self._write(op, durable=bool(intents))
         return result
 
     async def renew(self, owner: str, lease: float) -> int:
@@ -488,14 +590,11 @@ class SqliteLedger(RunLedger):
 
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.submitted`."""
-        tasks = _ENCODE(list(dict.fromkeys(task_ids))).decode()
-        self._write_behind(
-            self._update(
-                key,
-                "state = 'submitted', process_id = ?, user_id = ?, task_ids = ?",
-                (process_id, user_id, tasks),
-            )
-        )
+        row = self._write_behind(key)
+        if row.state != ItemState.DOWNLOADED.value:
+            row.state = ItemState.SUBMITTED.value
+        row.process_id, row.user_id = process_id, user_id
+        row.task_ids = _ENCODE(list(dict.fromkeys(task_ids))).decode()
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -516,14 +615,9 @@ class SqliteLedger(RunLedger):
 
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
         """See :meth:`RunLedger.downloaded`."""
-        self._write_behind(
-            self._update(
-                key,
-                "state = 'downloaded', files = ?, error_code = NULL, error_message = NULL, owner = NULL, "
-                "lease_until = NULL",
-                (_ENCODE(list(files)).decode(),),
-            )
-        )
+        row = self._write_behind(key)
+        row.state = ItemState.DOWNLOADED.value
+        row.files = _ENCODE(list(files)).decode()
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""
