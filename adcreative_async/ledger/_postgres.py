@@ -27,14 +27,16 @@ locks them first in key order (``ORDER BY key FOR UPDATE``), the lease renewal s
 deadlock or serialization failure (an operator's transaction can hold rows in any order) is sent again,
 a few times, after a short random pause: it was rolled back as a whole, so sending it again is safe.
 
-Intents that arrive while another batch is being written, or in the same tick of the event loop as the
-first (the items a bulk run claimed together), are written together, in one statement (group commit, as in
-the SQLite backend); each caller returns once its own intent is committed. Answers (``submitted``) and
-downloads (``downloaded``) are written behind, as in the SQLite backend: in one statement beside the next
-batch of intents (at the same time, on another connection), or before any other statement of this worker
-but a claim (a read, the lease renewal, a release), and on close. A worker killed before that loses
-nothing that cannot be found again (an answer by reconciling the intent, a download by downloading again),
-never paid twice; until then the item stays claimed by this worker, so no other worker takes it.
+A bulk run's claim writes the intents of the items it takes in the same statement (:meth:`claim_and_intend`).
+Intents written on their own (again, right before a call that waited long for its upload slot) that arrive
+while another batch is being written, or in the same tick of the event loop, are written together, in one
+statement (group commit, as in the SQLite backend); each caller returns once its own intent is committed.
+Answers (``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: in one
+statement beside the next claim that writes intents or batch of intents (at the same time, on another
+connection), or before any other statement of this worker but a claim (a read, the lease renewal, a release),
+and on close. A worker killed before that loses nothing that cannot be found again (an answer by reconciling
+the intent, a download by downloading again), never paid twice; until then the item stays claimed by this
+worker, so no other worker takes it.
 """
 
 from __future__ import annotations
@@ -550,8 +552,11 @@ class PostgresLedger(RunLedger):
                 )
 
         try:
-            async with self._require().acquire() as conn:  # no flush first: see claim()
-                rows = await self._retrying(lambda: write(conn))
+            async with anyio.create_task_group() as beside:
+                # the answers written behind, at the same time on another connection (see _write_intents)
+                beside.start_soon(self._flush_beside)
+                async with self._require().acquire() as conn:
+                    rows = await self._retrying(lambda: write(conn))
         except (OSError, asyncpg.PostgresError) as exc:
             raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
         records = sorted((_record(row) for row in rows), key=lambda r: r.seq)

@@ -5,10 +5,11 @@ reused), registration of the unknown ones, outcomes at once for the items alread
 on the others. A claimed item is, by its state:
 
 - ``pending``: its intent (with its derived user id) is committed, then its start call is sent, and the
-  answer committed right after. The intents of the items claimed together are written before the items
-  wait for an upload slot, so that they arrive together and are committed together (one transaction or
-  statement for many items, not one per start call); an intent that waited too long for its slot is
-  written again just before the call (see :data:`INTENT_AHEAD_SHARE`);
+  answer committed right after. The claim itself writes the intents of the items it takes
+  (:meth:`~adcreative_async.ledger.RunLedger.claim_and_intend`: one transaction or statement for a
+  window of items, not a claim and then intents, nor one write per start call), before the items wait
+  for an upload slot; an intent that waited too long for its slot is written again just before the call
+  (see :data:`INTENT_AHEAD_SHARE`);
 - ``submitting`` (an intent without an answer: a crash, or an ambiguous failure): reconciled before any
   new start call — its user's processes are listed; one is adopted; none, past the grace period and
   with listings proven to keep finished processes, means it was never made and it is sent again;

@@ -1,20 +1,22 @@
 """SqliteLedger: the run ledger in one SQLite file (the default; stdlib ``sqlite3``).
 
-Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The
-file is in WAL mode: readers never block the writer, and several processes of one machine can share it
-(claims take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed
-are committed together with the next one (group commit), as are the writes started in the same tick of the
-event loop as the first (the intents of the items a bulk run claimed together), and each caller returns
-only once its own write is committed. Every commit survives a crash of the process; a commit that holds
-an intent (the write-ahead record of a paid call) is also synced to disk (``synchronous=FULL`` for it), so
-that it survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
-(``synchronous=NORMAL``): each intent's sync carries them to disk, and one lost to a power loss is found
-again (an answer by reconciling the intent, a download by downloading again), never paid twice.
+Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The file
+is in WAL mode: readers never block the writer, and several processes of one machine can share it (claims
+take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed are
+committed together with the next one (group commit), as are the writes started in the same tick of the event
+loop as the first, and each caller returns only once its own write is committed. A bulk run's claim writes
+the intents of the items it takes in the same transaction (``claim_and_intend``). Every commit survives a
+crash of the process; a commit that holds an intent (the write-ahead record of a paid call) is also synced
+to disk (``synchronous=FULL`` for it), so that it survives a power loss too. The other writes (claims,
+answers, downloads) are not synced one by one (``synchronous=NORMAL``): each intent's sync carries them to
+disk, and one lost to a power loss is found again (an answer by reconciling the intent, a download by
+downloading again), never paid twice.
 
-For the same reason, an answer (``submitted``) and a download (``downloaded``) are written behind: they
-are committed with the next write of any kind (an intent, a claim, the lease renewal), before any read,
-and on close; a crash before that loses nothing that cannot be found again, and the bulk path saves a
-worker-thread trip per item.
+For the same reason, an answer (``submitted``) and a download (``downloaded``) are written behind: they are
+committed with the next write of any kind (an intent, a claim, the lease renewal), in one statement for all
+of them, before any read, and on close; a crash before that loses nothing that cannot be found again, and
+the bulk path saves a worker-thread trip per item. If that statement fails, the writes behind are kept for
+the next write.
 """
 
 from __future__ import annotations
