@@ -47,9 +47,8 @@ are polled separately.
 
 Processes whose users each own a single render (the run ledger's derived user ids) are awaited under the
 key (feature, :data:`APPLICATION_SCOPE`): one ``CheckApplicationAllProgresses`` call per tick answers all
-of them, and a process asked for by id is asked for under its own user. Its pace follows the same rule
-as a shared listing's (as many times as often as one listing is cheaper than its users' own would be),
-up to :data:`APPLICATION_SCOPE_MAX_SHARE` times as often as one listing's own pace.
+of them, and a process asked for by id is asked for under its own user. It is polled
+:data:`APPLICATION_SCOPE_SHARE` times as often as one listing's own pace.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPLICATION_SCOPE",
-    "APPLICATION_SCOPE_MAX_SHARE",
+    "APPLICATION_SCOPE_SHARE",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
     "SHARED_RELIST_AFTER",
@@ -116,12 +115,14 @@ SHARED_RELIST_AFTER = 60.0
 #: large answer per tick is decoded in one piece (the event loop waits meanwhile), so a small saving is
 #: not worth it (measured: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99 32 -> 80 ms).
 SHARED_MIN_SAVING = 1.5
-#: The application-scope poller (the run ledger's waits: one derived user per process) comes at most this
-#: many times as often as one listing at its own pace. Its users' own listings, the cost-neutral rule's
-#: measure, are one request per process there: uncapped, it polled at ``min_interval`` (57 listings per
-#: 1,000 items in ``benchmarks.ledger``'s bulk workload, +25 % client CPU) and bought no wall time; at 2, 15
-#: listings, the pace of the same workload's shared listing without a ledger (10 users: about 2x).
-APPLICATION_SCOPE_MAX_SHARE = 2.0
+#: The application-scope poller (the run ledger's waits: one derived user per process) comes this many
+#: times as often as one listing at its own pace (its backoff advancing at that pace). The shared-listing
+#: rule does not fit it: its users' own polls would be one request per process, so that rule polled at
+#: ``min_interval`` in bulk (57 listings per 1,000 items in ``benchmarks.ledger``'s bulk workload, +25 %
+#: client CPU, no wall time gained) and at one listing's pace at the end of a run, where a no-ledger run's
+#: several users' pollers, due at different times, each bring a shared tick (the last results came about
+#: 0.3 s later). Twice as often: 15 listings per 1,000 items, the last results as early as without a ledger.
+APPLICATION_SCOPE_SHARE = 2.0
 #: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
 #: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
 CACHE_LINGER = 120.0
@@ -749,12 +750,10 @@ class PollScheduler:
         if not filtered:
             poller.listed = len(items)
         changed, now = await self._take_answer(poller, items, awaited, sent_at, asked_by_id=filtered)
-        if user == APPLICATION_SCOPE and not filtered:
-            # one listing for the processes of as many users (one each, by this key's definition): it
-            # comes as many times as often as it is cheaper than their own listings would be
-            share = REQUEST_COST_IN_ITEMS * max(1, len(awaited)) / (REQUEST_COST_IN_ITEMS + len(items))
-            share = min(share, APPLICATION_SCOPE_MAX_SHARE)
-            delay = self._shared_delay(poller, changed, now, share)
+        if user == APPLICATION_SCOPE:
+            # one poll standing in for as many users' polls (one process each, by this key's definition),
+            # whether it lists the application or asks for its last few processes by id
+            delay = self._shared_delay(poller, changed, now, APPLICATION_SCOPE_SHARE)
         else:
             delay = poller.next_delay(now)
         poller.next_due = now + self._paced(poller, delay, now)

@@ -35,7 +35,7 @@ from adcreative_async import (
     TaskUpdate,
     WaitTimeoutError,
 )
-from adcreative_async._polling import APPLICATION_SCOPE_MAX_SHARE, REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
+from adcreative_async._polling import APPLICATION_SCOPE_SHARE, REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
 from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
@@ -534,11 +534,9 @@ async def test_several_users_share_one_application_listing_at_their_cost_rate(em
         assert job.progress.is_complete
 
 
-async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_their_users_own(
-    emulator: Emulator,
-) -> None:
-    """The run ledger's waits (a user per process, awaited through the application listing), up to
-    APPLICATION_SCOPE_MAX_SHARE times as often as one listing's own pace."""
+async def test_application_scope_polls_come_twice_as_often_as_one_listing(emulator: Emulator) -> None:
+    """The run ledger's waits (a user per process, awaited through the application listing):
+    APPLICATION_SCOPE_SHARE times as often as one listing's own pace."""
     clock = ManualClock()
     async with AdCreativeClient(
         **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
@@ -555,10 +553,7 @@ async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_th
             # jobs rebuilt from ids: polled at once (nothing known of them yet)
             await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)
             await _ticked(client, 1)
-            # three users' own listings (a request and one process each) against one of 3 processes
-            ratio = 3 * REQUEST_COST_IN_ITEMS / (REQUEST_COST_IN_ITEMS + 3)
-            assert ratio > APPLICATION_SCOPE_MAX_SHARE  # the cap applies
-            ratio = APPLICATION_SCOPE_MAX_SHARE
+            ratio = APPLICATION_SCOPE_SHARE
             await clock.advance(0.9 / ratio - 0.01)
             await anyio.sleep(0.02)
             assert emulator.request_count(BG_APP_PROGRESS) == 1
@@ -569,6 +564,40 @@ async def test_application_scope_polls_come_as_often_as_they_are_cheaper_than_th
             await clock.advance(0.9)
             await eventually(lambda: len(done) == 3)
     assert emulator.request_count(BG_PROGRESS) == 0
+
+
+async def test_application_scope_keeps_its_pace_when_it_asks_for_its_last_processes_by_id(
+    emulator: Emulator,
+) -> None:
+    """The end of a ledger run: few processes awaited in a large listing are asked for by id, still
+    APPLICATION_SCOPE_SHARE times as often as one listing's own pace."""
+    clock = ManualClock()
+    async with AdCreativeClient(
+        **emulator.credentials, poll_policy=SHARED, clock=clock, trust_env=False
+    ) as client:
+        for _ in range(40):  # the application's other processes
+            await client.background_remover.remove(PNG, user_id=str(uuid.uuid4()))
+        mine = await client.background_remover.remove(PNG, user_id=str(uuid.uuid4()))
+        job = client.background_remover.job(mine.process_id, user_id=mine.user_id)._poll_by_application()
+        emulator.requests.clear()
+        done: list[RenderJob] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_wait_for_all, client, [job], done)
+            await eventually(lambda: emulator.request_count(BG_APP_PROGRESS) == 1)  # measures the listing
+            await _ticked(client, 1)
+            interval = 0.9 / APPLICATION_SCOPE_SHARE
+            await clock.advance(interval + 0.01)
+            await eventually(lambda: emulator.request_count(BG_PROGRESS) == 1)  # by id, under its user
+            await _ticked(client, 2)
+            await clock.advance(interval - 0.02)
+            await anyio.sleep(0.02)
+            assert emulator.request_count(BG_PROGRESS) == 1
+            await clock.advance(0.03)
+            await eventually(lambda: emulator.request_count(BG_PROGRESS) == 2)
+            emulator.finish_process(job.process_id)
+            await clock.advance(interval + 0.01)
+            await eventually(lambda: len(done) == 1)
+    assert emulator.request_count(BG_APP_PROGRESS) == 1
 
 
 async def test_one_user_polls_its_own_listing(emulator: Emulator) -> None:
