@@ -116,6 +116,33 @@ class ItemRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.state in FINAL_STATES
 
 
+class WrittenBehind:
+    """An item's answer and download not yet written (the SQLite and PostgreSQL backends write them
+    behind, with their next write): its state, process id, user id, task ids and files (JSON lists); a
+    None keeps the stored value."""
+
+    __slots__ = ("files", "process_id", "state", "task_ids", "user_id")
+
+    def __init__(self) -> None:
+        self.state = ""
+        self.process_id: str | None = None
+        self.user_id: str | None = None
+        self.task_ids: str | None = None
+        self.files: str | None = None
+
+    def answered(self, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+        """The start call's answer (a download noted already stays the state)."""
+        if self.state != ItemState.DOWNLOADED.value:
+            self.state = ItemState.SUBMITTED.value
+        self.process_id, self.user_id = process_id, user_id
+        self.task_ids = msgspec.json.encode(list(dict.fromkeys(task_ids))).decode()
+
+    def downloaded(self, files: Sequence[str]) -> None:
+        """The item's files: it is finished."""
+        self.state = ItemState.DOWNLOADED.value
+        self.files = msgspec.json.encode(list(files)).decode()
+
+
 class NewItem(msgspec.Struct, frozen=True):
     """What registering an item needs: its key, position, label and feature."""
 

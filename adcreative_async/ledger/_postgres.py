@@ -51,7 +51,16 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
+from ._base import (
+    FINAL_STATES,
+    ItemRecord,
+    ItemState,
+    LedgerError,
+    NewItem,
+    RunLedger,
+    SourceHash,
+    WrittenBehind,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -206,19 +215,6 @@ _LOCK_WHERE = (
 )
 
 
-class _Behind:
-    """An item's answer and download not yet written: (state, process id, user id, task ids, files)."""
-
-    __slots__ = ("files", "process_id", "state", "task_ids", "user_id")
-
-    def __init__(self) -> None:
-        self.state = ""
-        self.process_id: str | None = None
-        self.user_id: str | None = None
-        self.task_ids: str | None = None
-        self.files: str | None = None
-
-
 class _Intent:
     __slots__ = ("done", "error", "event", "key", "lease", "ok", "owner", "user_id")
 
@@ -263,7 +259,7 @@ class PostgresLedger(RunLedger):
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._namespace: str | None = None
-        self._behind: dict[str, _Behind] = {}
+        self._behind: dict[str, WrittenBehind] = {}
         self._flushing = anyio.Lock()  # held while answers written behind are being written
         self._intents: list[_Intent] = []
         self._leader = False
@@ -388,11 +384,11 @@ class PostgresLedger(RunLedger):
                         self._behind.setdefault(key, row)
                     raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
 
-    def _write_behind(self, key: str) -> _Behind:
+    def _write_behind(self, key: str) -> WrittenBehind:
         self._require()
         row = self._behind.get(key)
         if row is None:
-            row = self._behind[key] = _Behind()
+            row = self._behind[key] = WrittenBehind()
         return row
 
     async def _flush_beside(self) -> None:
@@ -659,10 +655,7 @@ class PostgresLedger(RunLedger):
 
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.submitted` (written behind: see the module doc)."""
-        row = self._write_behind(key)
-        if row.state != ItemState.DOWNLOADED.value:
-            row.state = ItemState.SUBMITTED.value
-        row.process_id, row.user_id, row.task_ids = process_id, user_id, _json(task_ids)
+        self._write_behind(key).answered(process_id, user_id, task_ids)
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -681,9 +674,7 @@ class PostgresLedger(RunLedger):
 
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
         """See :meth:`RunLedger.downloaded` (written behind: see the module doc)."""
-        row = self._write_behind(key)
-        row.state = ItemState.DOWNLOADED.value
-        row.files = msgspec.json.encode(list(files)).decode()
+        self._write_behind(key).downloaded(files)
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""

@@ -34,7 +34,16 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from ._base import FINAL_STATES, ItemRecord, ItemState, LedgerError, NewItem, RunLedger, SourceHash
+from ._base import (
+    FINAL_STATES,
+    ItemRecord,
+    ItemState,
+    LedgerError,
+    NewItem,
+    RunLedger,
+    SourceHash,
+    WrittenBehind,
+)
 
 __all__ = ["SqliteLedger"]
 
@@ -133,20 +142,6 @@ class _Slot:
         self.error: BaseException | None = None
 
 
-class _Behind:
-    """An item's answer and download not yet written: (state, process id, user id, task ids, files); a
-    None keeps the stored value."""
-
-    __slots__ = ("files", "process_id", "state", "task_ids", "user_id")
-
-    def __init__(self) -> None:
-        self.state = ""
-        self.process_id: str | None = None
-        self.user_id: str | None = None
-        self.task_ids: str | None = None
-        self.files: str | None = None
-
-
 #: Answers and downloads written behind, one row each (executemany): a download ends the claim and
 #: clears the error.
 _BEHIND = (
@@ -195,7 +190,7 @@ class SqliteLedger(RunLedger):
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._pending: list[tuple[Op, _Slot]] = []
-        self._behind: dict[str, _Behind] = {}  # written behind: committed with the next write
+        self._behind: dict[str, WrittenBehind] = {}  # written behind: committed with the next write
         self._synced_mode: str | None = None
         self._leader = False
         self._namespace: str | None = None
@@ -341,15 +336,15 @@ class SqliteLedger(RunLedger):
             raise error
         return slot.result
 
-    def _write_behind(self, key: str) -> _Behind:
+    def _write_behind(self, key: str) -> WrittenBehind:
         """The item's row of writes to commit with the next write (see the module doc)."""
         self._connection()
         row = self._behind.get(key)
         if row is None:
-            row = self._behind[key] = _Behind()
+            row = self._behind[key] = WrittenBehind()
         return row
 
-    def _apply(self, batch: list[tuple[Op, _Slot]], behind: dict[str, _Behind]) -> BaseException | None:
+    def _apply(self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind]) -> BaseException | None:
         """Commit ``batch`` and the writes ``behind`` in one transaction (in the ledger's thread). Each
         write's result or error goes to its slot; returns why the writes behind were not committed."""
         conn = self._conn
@@ -392,7 +387,7 @@ class SqliteLedger(RunLedger):
             return exc
         return behind_error
 
-    def _behind_rows(self, behind: dict[str, _Behind], now: float) -> Iterable[tuple[Any, ...]]:
+    def _behind_rows(self, behind: dict[str, WrittenBehind], now: float) -> Iterable[tuple[Any, ...]]:
         for key, r in behind.items():
             yield (r.state, r.process_id, r.user_id, r.task_ids, r.files, *(r.files,) * 4, now, self.run, key)
 
@@ -592,11 +587,7 @@ class SqliteLedger(RunLedger):
 
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.submitted`."""
-        row = self._write_behind(key)
-        if row.state != ItemState.DOWNLOADED.value:
-            row.state = ItemState.SUBMITTED.value
-        row.process_id, row.user_id = process_id, user_id
-        row.task_ids = _ENCODE(list(dict.fromkeys(task_ids))).decode()
+        self._write_behind(key).answered(process_id, user_id, task_ids)
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -617,9 +608,7 @@ class SqliteLedger(RunLedger):
 
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
         """See :meth:`RunLedger.downloaded`."""
-        row = self._write_behind(key)
-        row.state = ItemState.DOWNLOADED.value
-        row.files = _ENCODE(list(files)).decode()
+        self._write_behind(key).downloaded(files)
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""
