@@ -699,3 +699,46 @@ async def test_sqlite_workers_opening_a_new_ledger_together_all_open(tmp_path: P
         assert len({ledger.namespace for ledger in ledgers}) == 1
         for ledger in ledgers:
             await ledger.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
+async def test_writes_behind_are_committed_once_many_wait(tmp_path: Path, backend: str) -> None:
+    """BEHIND_ROWS downloads are committed by the write that makes them that many: a run does not end
+    with one large write of every download since its last claim."""
+    from adcreative_async.ledger._base import BEHIND_ROWS
+
+    run = f"test-{uuid.uuid4().hex[:12]}"
+    ledger: RunLedger
+    if backend == "sqlite":
+        path = tmp_path / "r.sqlite"
+        ledger = SqliteLedger(path, run=run)
+
+        async def stored() -> int:
+            with sqlite3.connect(path) as conn:  # another connection: what is committed
+                row = conn.execute("SELECT count(*) FROM items WHERE state = 'downloaded'").fetchone()
+            return int(row[0])
+    else:
+        import asyncpg
+
+        assert POSTGRES_DSN is not None
+        ledger = PostgresLedger(POSTGRES_DSN, run=run)
+
+        async def stored() -> int:
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                query = "SELECT count(*) FROM adcreative_items WHERE run = $1 AND state = 'downloaded'"
+                return int(await conn.fetchval(query, run))
+            finally:
+                await conn.close()
+
+    async with ledger:
+        new = items(BEHIND_ROWS)
+        await ledger.register(new)
+        await ledger.claim([i.key for i in new], "w", 30)
+        for item in new[:-1]:
+            await ledger.downloaded(item.key, [f"{item.seq}.png"])
+        assert await stored() == 0  # written behind
+        await ledger.downloaded(new[-1].key, ["last.png"])
+        assert await stored() == BEHIND_ROWS

@@ -116,6 +116,12 @@ class ItemRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.state in FINAL_STATES
 
 
+#: Writes behind are committed by the write that makes them this many, if no other write came first (a
+#: claim, a read, the lease renewal, a release): measured with PostgreSQL, a bulk run's last flush of
+#: about 1,000 downloads took 0.19 s at its end.
+BEHIND_ROWS = 128
+
+
 class WrittenBehind:
     """An item's answer and download not yet written (the SQLite and PostgreSQL backends write them
     behind, with their next write): its state, process id, user id, task ids and files (JSON lists); a

@@ -32,8 +32,8 @@ Intents written on their own (again, right before a call that waited long for it
 while another batch is being written, or in the same tick of the event loop, are written together, in one
 statement (group commit, as in the SQLite backend); each caller returns once its own intent is committed.
 Answers (``submitted``) and downloads (``downloaded``) are written behind, as in the SQLite backend: in one
-statement beside the next claim that writes intents or batch of intents (at the same time, on another
-connection), or before any other statement of this worker but a claim (a read, the lease renewal, a release),
+statement beside the next claim that writes intents, batch of intents or release (at the same time, on
+another connection), or before any other statement of this worker but a claim (a read, the lease renewal),
 and on close. A worker killed before that loses nothing that cannot be found again (an answer by reconciling
 the intent, a download by downloading again), never paid twice; until then the item stays claimed by this
 worker, so no other worker takes it.
@@ -52,6 +52,7 @@ import anyio.lowlevel
 import msgspec
 
 from ._base import (
+    BEHIND_ROWS,
     FINAL_STATES,
     ItemRecord,
     ItemState,
@@ -384,6 +385,12 @@ class PostgresLedger(RunLedger):
                         self._behind.setdefault(key, row)
                     raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
 
+    async def _flush_if_many(self) -> None:
+        """Flush the writes behind once :data:`BEHIND_ROWS` are waiting (and no flush is under way): no
+        run ends with one large statement of every download since its last claim."""
+        if len(self._behind) >= BEHIND_ROWS and not self._flushing.locked():
+            await self._flush_beside()
+
     def _write_behind(self, key: str) -> WrittenBehind:
         self._require()
         row = self._behind.get(key)
@@ -410,10 +417,11 @@ class PostgresLedger(RunLedger):
         except asyncpg.PostgresError as exc:
             raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
 
-    async def _execute(self, query: str, *args: Any) -> str:
+    async def _execute(self, query: str, *args: Any, flush: bool = True) -> str:
         import asyncpg
 
-        await self._flush()
+        if flush:
+            await self._flush()
         pool = self._require()
         try:
             status: str = await self._retrying(lambda: pool.execute(query, *args))
@@ -574,14 +582,17 @@ class PostgresLedger(RunLedger):
         return self._rowcount(status)
 
     async def release(self, owner: str) -> None:
-        """See :meth:`RunLedger.release`."""
-        await self._execute(
-            _LOCK_WHERE.format(where="owner = $2")
-            + "UPDATE adcreative_items AS i SET owner = NULL, lease_until = NULL FROM locked "
-            "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
-            self.run,
-            owner,
-        )
+        """See :meth:`RunLedger.release` (the answers written behind are flushed at the same time)."""
+        async with anyio.create_task_group() as beside:
+            beside.start_soon(self._flush_beside)
+            await self._execute(
+                _LOCK_WHERE.format(where="owner = $2")
+                + "UPDATE adcreative_items AS i SET owner = NULL, lease_until = NULL FROM locked "
+                "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
+                self.run,
+                owner,
+                flush=False,
+            )
 
     # ----------------------------------------------------------------------------------- writing
 
@@ -656,6 +667,7 @@ class PostgresLedger(RunLedger):
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.submitted` (written behind: see the module doc)."""
         self._write_behind(key).answered(process_id, user_id, task_ids)
+        await self._flush_if_many()
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -675,6 +687,7 @@ class PostgresLedger(RunLedger):
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
         """See :meth:`RunLedger.downloaded` (written behind: see the module doc)."""
         self._write_behind(key).downloaded(files)
+        await self._flush_if_many()
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""

@@ -75,6 +75,8 @@ T = TypeVar("T")
 #: (a resume) doubles the next one, up to :data:`MAX_CHUNK`.
 CHUNK = 256
 MAX_CHUNK = 8192
+#: The first chunk, smaller: the first start calls wait for its keys, registration and claim.
+FIRST_CHUNK = 64
 #: A resume of a run ledger of at most this many items looks at the inputs whose label has only finished
 #: items last (it holds those labels in memory meanwhile).
 PRELOAD_LIMIT = 250_000
@@ -178,7 +180,7 @@ class LedgerDriver(Generic[T]):
                     self._note_finished(example)
             try:
                 async with anyio.create_task_group() as group:
-                    start, size = 0, CHUNK
+                    start, size = 0, FIRST_CHUNK
                     while start < len(self._items):
                         resumed_only = await self._feed(group, send, self._entries(send, start, size))
                         start += size

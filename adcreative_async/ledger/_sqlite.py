@@ -35,6 +35,7 @@ import anyio.lowlevel
 import msgspec
 
 from ._base import (
+    BEHIND_ROWS,
     FINAL_STATES,
     ItemRecord,
     ItemState,
@@ -336,6 +337,14 @@ class SqliteLedger(RunLedger):
             raise error
         return slot.result
 
+    async def _commit_if_many(self) -> None:
+        """Commit the writes behind once :data:`BEHIND_ROWS` are waiting (and no commit is under way)."""
+        if len(self._behind) >= BEHIND_ROWS and not self._leader:
+            try:
+                await self._write(_nothing)
+            except LedgerError as exc:  # they were kept for the next write
+                logger.warning("run ledger %s: %s", self.path, exc)
+
     def _write_behind(self, key: str) -> WrittenBehind:
         """The item's row of writes to commit with the next write (see the module doc)."""
         self._connection()
@@ -588,6 +597,7 @@ class SqliteLedger(RunLedger):
     async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.submitted`."""
         self._write_behind(key).answered(process_id, user_id, task_ids)
+        await self._commit_if_many()
 
     async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
         """See :meth:`RunLedger.tasks`."""
@@ -609,6 +619,7 @@ class SqliteLedger(RunLedger):
     async def downloaded(self, key: str, files: Sequence[str]) -> None:
         """See :meth:`RunLedger.downloaded`."""
         self._write_behind(key).downloaded(files)
+        await self._commit_if_many()
 
     async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
         """See :meth:`RunLedger.failed`."""
