@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from helpers import JPEG, PNG, creative_inputs
 from adcreative_async import InvalidRequestError, RenderKind
 from adcreative_async.ledger import (
     ItemState,
+    LedgerError,
     MemoryLedger,
     NewItem,
     PostgresLedger,
@@ -655,19 +657,26 @@ async def test_postgres_only_intents_wait_for_the_disk(monkeypatch: pytest.Monke
         PostgresLedger(POSTGRES_DSN, durable_commit="off")
 
 
+class _FailingBehindOnce(SqliteLedger):
+    """A SQLite ledger whose first write of the writes behind fails (``after`` seconds into it)."""
+
+    def __init__(self, path: Path, *, after: float = 0.0) -> None:
+        super().__init__(path)
+        self.failures = 1
+        self.after = after
+
+    def _behind_rows(self, behind: dict[str, Any], now: float) -> Any:
+        if self.failures:
+            self.failures -= 1
+            time.sleep(self.after)  # (in the ledger's thread)
+            raise sqlite3.OperationalError("disk I/O error (simulated)")
+        return super()._behind_rows(behind, now)
+
+
 async def test_sqlite_writes_behind_that_fail_are_kept_for_the_next_write(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class FailingOnce(SqliteLedger):
-        failures = 1
-
-        def _behind_rows(self, behind: dict[str, Any], now: float) -> Any:
-            if self.failures:
-                self.failures -= 1
-                raise sqlite3.OperationalError("disk I/O error (simulated)")
-            return super()._behind_rows(behind, now)
-
-    async with FailingOnce(tmp_path / "r.sqlite") as ledger:
+    async with _FailingBehindOnce(tmp_path / "r.sqlite") as ledger:
         await ledger.register(items(2))
         keys = [i.key for i in items(2)]
         await ledger.claim(keys, "w", 30)
@@ -683,6 +692,31 @@ async def test_sqlite_writes_behind_that_fail_are_kept_for_the_next_write(
         assert records[keys[0]].files == ("f.png",)
         assert records[keys[0]].owner is None
         assert records[keys[1]].state is ItemState.SUBMITTING
+
+
+async def test_sqlite_a_write_behind_kept_after_a_failure_is_merged_under_a_newer_one(tmp_path: Path) -> None:
+    """An answer whose write failed, then the item's download (written behind before the next try):
+    both reach the file, the answer's process id included."""
+
+    import anyio
+
+    async with _FailingBehindOnce(tmp_path / "r.sqlite", after=0.2) as ledger:
+        await ledger.register(items(2))
+        keys = [i.key for i in items(2)]
+        await ledger.claim(keys, "w", 30)
+        assert await ledger.intent(keys[0], "w", "u", 30)
+        await ledger.submitted(keys[0], "p", "u", ["t"])
+        async with anyio.create_task_group() as group:
+            group.start_soon(ledger.intent, keys[1], "w", "u2", 30)  # its commit fails to write the answer
+            await anyio.sleep(0.05)
+            await ledger.downloaded(keys[0], ["f.png"])  # the item went on meanwhile
+        record = (await ledger.records(keys[:1]))[keys[0]]
+        assert (record.state, record.process_id, record.task_ids, record.files) == (
+            ItemState.DOWNLOADED,
+            "p",
+            ("t",),
+            ("f.png",),
+        )
 
 
 async def test_sqlite_workers_opening_a_new_ledger_together_all_open(tmp_path: Path) -> None:
@@ -742,3 +776,35 @@ async def test_writes_behind_are_committed_once_many_wait(tmp_path: Path, backen
         assert await stored() == 0  # written behind
         await ledger.downloaded(new[-1].key, ["last.png"])
         assert await stored() == BEHIND_ROWS
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.parametrize("statement", ["intent", "claim_and_intend", "release"])
+async def test_postgres_statement_errors_beside_a_flush_are_ledger_errors(
+    monkeypatch: pytest.MonkeyPatch, statement: str
+) -> None:
+    """The writes that flush the answers written behind at the same time still fail with a LedgerError
+    (not an ExceptionGroup of the task group that runs the flush)."""
+    from adcreative_async.ledger import _postgres
+
+    assert POSTGRES_DSN is not None
+    async with PostgresLedger(POSTGRES_DSN, run=f"test-{uuid.uuid4().hex[:12]}") as ledger:
+        await ledger.register(items(2))
+        keys = [i.key for i in items(2)]
+        await ledger.claim(keys[:1], "w", 30)
+        assert await ledger.intent(keys[0], "w", "u", 30)
+        await ledger.submitted(keys[0], "p", "u", ["t"])  # written behind: flushed beside the statement
+        broken = "SELECT no_such_column FROM adcreative_items WHERE run = $1"
+        monkeypatch.setattr(_postgres, "_INTENTS", broken)
+        monkeypatch.setattr(_postgres, "_CLAIM", broken)
+        monkeypatch.setattr(_postgres, "_LOCK_WHERE", "SELECT no_such_column; {where}")
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "intent": lambda: ledger.intent(keys[1], "w", "u2", 30),
+            "claim_and_intend": lambda: ledger.claim_and_intend(keys[1:], "w", 30, {keys[1]: (0, "u2")}),
+            "release": lambda: ledger.release("w"),
+        }
+        with pytest.raises(LedgerError):
+            await calls[statement]()
+        monkeypatch.undo()
+        assert (await ledger.records(keys[:1]))[keys[0]].state is ItemState.SUBMITTED  # the flush went on

@@ -148,6 +148,22 @@ class WrittenBehind:
         self.state = ItemState.DOWNLOADED.value
         self.files = msgspec.json.encode(list(files)).decode()
 
+    @staticmethod
+    def keep(waiting: dict[str, WrittenBehind], unwritten: dict[str, WrittenBehind]) -> None:
+        """Put writes behind that could not be written back among those ``waiting`` for the next write:
+        an item's newer write (made meanwhile: its item did not wait) keeps its values, and takes the
+        older one's where it has none (a download made while its answer's write failed keeps the
+        answer's process id)."""
+        for key, older in unwritten.items():
+            newer = waiting.setdefault(key, older)
+            if newer is older:
+                continue
+            if older.state == ItemState.DOWNLOADED.value:
+                newer.state = older.state
+            for name in ("process_id", "user_id", "task_ids", "files"):
+                if getattr(newer, name) is None:
+                    setattr(newer, name, getattr(older, name))
+
 
 class NewItem(msgspec.Struct, frozen=True):
     """What registering an item needs: its key, position, label and feature."""
@@ -302,10 +318,11 @@ class RunLedger(ABC):
     ) -> tuple[list[ItemRecord], set[str]]:
         """:meth:`claim`, and with it the intent of each claimed item that is ``pending`` at the attempt
         ``intents`` gives for its key, with the user id it gives, as :meth:`intent` would (durable when
-        this returns). Returns the claimed records, as written, and the keys whose intents this wrote.
+        this returns). Returns the claimed records and the keys whose intents this wrote.
 
         The backends here make it one write (one commit or statement for the claim and the intents, not
-        two on the way of the start calls); this default makes the claim, then the intents.
+        two on the way of the start calls); this default, for other backends, makes the claim, then the
+        intents.
         """
         claimed = await self.claim(keys, owner, lease)
         records: list[ItemRecord] = []

@@ -110,13 +110,7 @@ class MemoryLedger(RunLedger):
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """See :meth:`RunLedger.claim`."""
-        now = self._clock()
-        claimed = []
-        for key in keys:
-            record = self._items.get(key)
-            if record is None or record.state in FINAL_STATES or self._live_other(record, owner, now):
-                continue
-            claimed.append(self._set(key, owner=owner, lease_until=now + lease))
+        claimed, _ = await self.claim_and_intend(keys, owner, lease, {})
         return claimed
 
     async def claim_and_intend(

@@ -178,9 +178,10 @@ _INTENTS = (
     "WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k AND i.owner = t.o AND i.lease_until > now() "
     "AND i.state <> ALL($6::text[]) RETURNING i.key"
 )
-#: A claim that writes the intents of the claimed items pending at the given attempt ($6 users, $7
-#: attempts, aligned with the keys $4; a NULL user: claimed only), in one statement.
-_CLAIM_INTENDING = (
+#: A claim of the items of keys $4 (those not final, not held by another live claim), that also writes the
+#: intents of the claimed items pending at the given attempt ($6 users, $7 attempts, aligned with the keys;
+#: a NULL user: claimed only), in one statement.
+_CLAIM = (
     "WITH c AS MATERIALIZED (SELECT i.key AS ck, t.u AS cu, "
     "  (i.state = 'pending' AND t.u IS NOT NULL AND i.attempt = t.a) AS fresh "
     "  FROM adcreative_items AS i JOIN unnest($4::text[], $6::text[], $7::int[]) AS t(k, u, a) "
@@ -284,7 +285,7 @@ class PostgresLedger(RunLedger):
                 min_size=1,
                 max_size=self._pool_size,
                 reset=_keep_session,
-                server_settings={"synchronous_commit": "off"},  # intents: see _write_intents
+                server_settings={"synchronous_commit": "off"},  # intents: see _durable_fetch
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
@@ -381,8 +382,7 @@ class PostgresLedger(RunLedger):
                         )
                     )
                 except (OSError, asyncpg.PostgresError) as exc:
-                    for key, row in rows.items():  # newer ones (none can be: the items wait) win
-                        self._behind.setdefault(key, row)
+                    WrittenBehind.keep(self._behind, rows)  # for the next flush
                     raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
 
     async def _flush_if_many(self) -> None:
@@ -405,6 +405,37 @@ class PostgresLedger(RunLedger):
             await self._flush()
         except LedgerError as exc:
             logger.warning("%s (kept for the next write)", exc)
+
+    async def _beside_flush(self, statement: Callable[[], Awaitable[R]]) -> R:
+        """``statement``, with the answers written behind flushed at the same time on another connection
+        (other rows: not one more round trip on its way). Its own error is raised as it is, not in an
+        exception group."""
+        outcome: list[R] = []
+        error: list[Exception] = []
+        async with anyio.create_task_group() as beside:
+            beside.start_soon(self._flush_beside)  # logs its failure, never raises it
+            try:
+                outcome.append(await statement())
+            except Exception as exc:
+                error.append(exc)
+        if error:
+            raise error[0]
+        return outcome[0]
+
+    async def _durable_fetch(self, query: str, *args: Any) -> list[Any]:
+        """``query`` in a transaction that commits as an intent's (``durable_commit``: the one kind of
+        write that waits for the disk), beside a flush of the answers written behind."""
+
+        async def write(conn: Any) -> list[Any]:  # a pool's connection
+            async with conn.transaction():
+                await conn.execute(self._durable)
+                return list(await conn.fetch(query, *args))
+
+        async def statement() -> list[Any]:
+            async with self._require().acquire() as conn:
+                return await self._retrying(lambda: write(conn))
+
+        return await self._beside_flush(statement)
 
     async def _fetch(self, query: str, *args: Any, flush: bool = True) -> list[Any]:
         import asyncpg
@@ -510,59 +541,36 @@ class PostgresLedger(RunLedger):
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """See :meth:`RunLedger.claim`."""
+        claimed, _ = await self.claim_and_intend(keys, owner, lease, {})
+        return claimed
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        """See :meth:`RunLedger.claim_and_intend`: one statement, committed as an intent's when it writes
+        intents. No flush first: a claim is of items this worker is not writing."""
+        import asyncpg
+
         if not keys:
-            return []
-        rows = await self._fetch(  # no flush first: a claim is of items this worker is not writing
-            "UPDATE adcreative_items SET owner = $2, lease_until = now() + make_interval(secs => $3), "
-            "updated_at = now() WHERE run = $1 AND key IN ("
-            "  SELECT key FROM adcreative_items WHERE run = $1 AND key = ANY($4::text[]) "
-            "  AND state <> ALL($5::text[]) "
-            "  AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until <= now()) "
-            "  ORDER BY seq FOR UPDATE SKIP LOCKED"
-            f") RETURNING {_COLUMNS}",
+            return [], set()
+        wanted = [intents.get(key) for key in keys]
+        args = (
+            _CLAIM,
             self.run,
             owner,
             lease,
             list(keys),
             _FINAL,
-            flush=False,
+            [w[1] if w else None for w in wanted],
+            [w[0] if w else 0 for w in wanted],
         )
-        return sorted((_record(row) for row in rows), key=lambda r: r.seq)
-
-    async def claim_and_intend(
-        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
-    ) -> tuple[list[ItemRecord], set[str]]:
-        """See :meth:`RunLedger.claim_and_intend`: one statement, committed as an intent's."""
-        import asyncpg
-
-        wanted = [intents.get(key) for key in keys]
-        if not any(wanted):
-            return await self.claim(keys, owner, lease), set()
-
-        async def write(conn: Any) -> list[Any]:  # a pool's connection
-            async with conn.transaction():
-                await conn.execute(self._durable)
-                return list(
-                    await conn.fetch(
-                        _CLAIM_INTENDING,
-                        self.run,
-                        owner,
-                        lease,
-                        list(keys),
-                        _FINAL,
-                        [w[1] if w else None for w in wanted],
-                        [w[0] if w else 0 for w in wanted],
-                    )
-                )
-
-        try:
-            async with anyio.create_task_group() as beside:
-                # the answers written behind, at the same time on another connection (see _write_intents)
-                beside.start_soon(self._flush_beside)
-                async with self._require().acquire() as conn:
-                    rows = await self._retrying(lambda: write(conn))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        if any(wanted):
+            try:
+                rows = await self._durable_fetch(*args)
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        else:
+            rows = await self._fetch(*args, flush=False)
         records = sorted((_record(row) for row in rows), key=lambda r: r.seq)
         return records, {row["key"] for row in rows if row["fresh"]}
 
@@ -583,9 +591,8 @@ class PostgresLedger(RunLedger):
 
     async def release(self, owner: str) -> None:
         """See :meth:`RunLedger.release` (the answers written behind are flushed at the same time)."""
-        async with anyio.create_task_group() as beside:
-            beside.start_soon(self._flush_beside)
-            await self._execute(
+        await self._beside_flush(
+            lambda: self._execute(
                 _LOCK_WHERE.format(where="owner = $2")
                 + "UPDATE adcreative_items AS i SET owner = NULL, lease_until = NULL FROM locked "
                 "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
@@ -593,6 +600,7 @@ class PostgresLedger(RunLedger):
                 owner,
                 flush=False,
             )
+        )
 
     # ----------------------------------------------------------------------------------- writing
 
@@ -629,28 +637,16 @@ class PostgresLedger(RunLedger):
     async def _write_intents(self, batch: list[_Intent]) -> None:
         import asyncpg
 
-        async def write(conn: Any) -> list[Any]:  # a pool's connection
-            async with conn.transaction():
-                await conn.execute(self._durable)  # the one kind of write that waits for the disk
-                return list(
-                    await conn.fetch(
-                        _INTENTS,
-                        self.run,
-                        [i.key for i in batch],
-                        [i.owner for i in batch],
-                        [i.user_id for i in batch],
-                        [i.lease for i in batch],
-                        _FINAL,
-                    )
-                )
-
         try:
-            async with anyio.create_task_group() as beside:
-                # the answers written behind, at the same time on another connection (other rows): not
-                # one more round trip on the way of the start calls
-                beside.start_soon(self._flush_beside)
-                async with self._require().acquire() as conn:
-                    rows = await self._retrying(lambda: write(conn))
+            rows = await self._durable_fetch(
+                _INTENTS,
+                self.run,
+                [i.key for i in batch],
+                [i.owner for i in batch],
+                [i.user_id for i in batch],
+                [i.lease for i in batch],
+                _FINAL,
+            )
         except (OSError, asyncpg.PostgresError, LedgerError) as exc:
             error = (
                 exc

@@ -317,9 +317,7 @@ class SqliteLedger(RunLedger):
                         raise
                     finally:
                         if failed is not None and behind:
-                            # kept for the next write (no newer ones: their items wait for these)
-                            for key, row in behind.items():
-                                self._behind.setdefault(key, row)
+                            WrittenBehind.keep(self._behind, behind)  # for the next write
                             logger.warning(
                                 "run ledger %s: writes behind kept for the next write: %s", self.path, failed
                             )
