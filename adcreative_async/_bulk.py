@@ -14,9 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -26,7 +24,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
-from ._naming import Namer, check_template, name_context, place_file, render_name
+from ._naming import Namer, check_template
+from ._outcome import BulkOutcome, download_task, follow
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
@@ -38,47 +37,6 @@ T = TypeVar("T")
 
 #: Starts one render for an item: ``async def submit(client, item) -> RenderJob``.
 Submit = Callable[["AdCreativeClient", T], Awaitable[RenderJob]]
-
-
-@dataclass
-class BulkOutcome(Generic[T]):
-    """What became of one input.
-
-    Attributes:
-        index: the item's position in the input.
-        item: the input itself.
-        job: the render's handle (None if the submission itself failed).
-        files: the downloaded results, one per succeeded task.
-        error: None on success; else the first error, itself (a submission error, a
-            :class:`~adcreative_async.RenderFailedError`, a :class:`~adcreative_async.WaitTimeoutError`,
-            a download's API or ``OSError``), never wrapped in an ``ExceptionGroup``. Results downloaded
-            before an error are still in ``files``.
-        errors: every error of the item in the order they happened (``error`` is the first): a failed
-            download does not stop the others, nor hide a render failure found afterwards.
-        key: with a run ledger, the item's idempotency key.
-        resumed: with a run ledger, the item had finished before this run (or in another worker): its
-            outcome comes from the ledger (``error`` is then a ``RecordedError`` for a failure).
-    """
-
-    index: int
-    item: T
-    job: RenderJob | None = None
-    files: list[Path] = field(default_factory=list)
-    error: BaseException | None = None
-    errors: list[BaseException] = field(default_factory=list)
-    key: str | None = None
-    resumed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """The render completed without failure and every result was downloaded."""
-        return self.error is None
-
-    def _fail(self, error: BaseException) -> None:
-        """Record one of the item's errors."""
-        self.errors.append(error)
-        if self.error is None:
-            self.error = error
 
 
 class BulkRun(Generic[T]):
@@ -280,63 +238,6 @@ class BulkRun(Generic[T]):
         await download_task(
             outcome, job, task_id, self._dest, downloads, self._low_resolution, self._name, outcome.item
         )
-
-
-async def download_task(
-    outcome: BulkOutcome[T],
-    job: RenderJob,
-    task_id: str,
-    dest: str | os.PathLike[str],
-    limiter: anyio.CapacityLimiter,
-    low_resolution: bool,
-    name: Namer | None,
-    named: object,
-) -> None:
-    """Download one succeeded task of an item into ``dest`` (under ``limiter``), renamed by ``name``
-    (its context built from ``named``, the item as the name callback sees it) when given. The file goes
-    to ``outcome.files``; an error is recorded in ``outcome``, never raised."""
-    try:
-        async with limiter:
-            # resume: a body cut mid-way continues (or restarts), instead of failing the item
-            path = await job.download(task_id, dest, low_resolution=low_resolution, resume=True)
-        if name is not None:
-            position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
-            context = name_context(named, outcome.index, task_id, position, job.process_id, path.suffix)
-            target = Path(dest) / render_name(name, context)
-            path = await anyio.to_thread.run_sync(place_file, path, target)
-        outcome.files.append(path)
-    except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
-        outcome._fail(exc)
-
-
-async def follow(
-    outcome: BulkOutcome[T],
-    job: RenderJob,
-    polls: anyio.CapacityLimiter,
-    wait_timeout: float | None,
-    on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
-    download: Callable[[str], Coroutine[Any, Any, None]] | None,
-) -> None:
-    """Await ``job`` (under ``polls``, at most ``wait_timeout`` seconds) and start ``download(task_id)``
-    as each task succeeds; then the render's failure, if any. Every error is recorded in ``outcome``
-    (``download`` records its own), never raised: a task group would wrap it in an ExceptionGroup.
-    Only cancellation leaves it."""
-    finished = False
-    async with polls, anyio.create_task_group() as transfers:
-        try:
-            async for update in job.wait_until_complete(timeout=wait_timeout, raise_on_failure=False):
-                if on_update is not None:
-                    on_update(outcome, update)
-                if update.succeeded and download is not None:
-                    transfers.start_soon(download, update.task_id)
-            finished = True
-        except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
-            outcome._fail(exc)  # the downloads already started still finish
-    if finished:  # and every download has ended
-        try:
-            job.raise_for_failure()
-        except Exception as exc:
-            outcome._fail(exc)
 
 
 def _as_request(item: Any) -> RenderRequest:

@@ -40,6 +40,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from .._errors import AdCreativeError, InvalidRequestError
 from .._jobs import RenderJob
 from .._naming import Namer, copy_file, name_context, render_name
+from .._outcome import BulkOutcome, download_task, follow
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -54,7 +55,6 @@ from ._base import (
 from ._requests import RenderRequest, derived_user_id, request_keys
 
 if TYPE_CHECKING:
-    from .._bulk import BulkOutcome
     from .._client import AdCreativeClient
     from .._jobs import TaskUpdate
 
@@ -213,8 +213,6 @@ class LedgerDriver(Generic[T]):
         """Inputs ``start`` to ``start + size`` with their requests (a refused one's outcome is sent). On a
         resume, an input whose label only finished items have is set aside: looked at once the others
         are under way, so that the remaining work starts without waiting for a scan of the done."""
-        from .._bulk import BulkOutcome
-
         chunk: list[_Item[T]] = []
         finished = self._finished_labels
         for index in range(start, min(start + size, len(self._items))):
@@ -240,8 +238,6 @@ class LedgerDriver(Generic[T]):
     ) -> bool:
         """Inputs with their requests: keys, registration, outcomes of the finished, claims of the others.
         True when every one had finished before."""
-        from .._bulk import BulkOutcome
-
         if not chunk:
             return True
         requests = [entry.request for entry in chunk]
@@ -368,8 +364,6 @@ class LedgerDriver(Generic[T]):
         self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
     ) -> None:
         """The outcome of an item finished before (or by another worker), from its record."""
-        from .._bulk import BulkOutcome
-
         job = None
         if record.process_id and record.user_id:
             # ids this SDK recorded (canonical already): a handle without validating them again
@@ -403,8 +397,6 @@ class LedgerDriver(Generic[T]):
     async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
         """Report an outcome, and the same for the other inputs with the same key (their files under
         their own names, when results are named)."""
-        from .._bulk import BulkOutcome
-
         send.send_nowait(outcome)
         for follower in self._followers.pop(outcome.key or "", []):
             copy: BulkOutcome[T] = BulkOutcome(
@@ -452,8 +444,6 @@ class LedgerDriver(Generic[T]):
     async def _run_item(
         self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
     ) -> None:
-        from .._bulk import BulkOutcome
-
         outcome: BulkOutcome[T] = BulkOutcome(entry.index, entry.item, key=entry.key)
         submitted = record.state is ItemState.SUBMITTED
         try:
@@ -652,8 +642,6 @@ class LedgerDriver(Generic[T]):
 
     async def _await_and_download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob) -> None:
         """Await the render and download its results; the item's first error is raised (itself)."""
-        from .._bulk import follow
-
         download = None
         if self._dest is not None:
             download = functools.partial(self._download, outcome, entry, job)
@@ -662,8 +650,6 @@ class LedgerDriver(Generic[T]):
             raise outcome.error
 
     async def _download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob, task_id: str) -> None:
-        from .._bulk import download_task
-
         assert self._dest is not None
         await download_task(
             outcome,
