@@ -32,6 +32,7 @@ from ._errors import (
     RenderNotReadyError,
     ServerError,
     UnexpectedResponseError,
+    UploadAbortedError,
     WaitTimeoutError,
 )
 from ._feature_models import (
@@ -147,6 +148,7 @@ __all__ = [
     "Timeout",
     "TransferOptions",
     "UnexpectedResponseError",
+    "UploadAbortedError",
     "UpscalerResource",
     "WaitTimeoutError",
     "WebsiteScan",

@@ -44,6 +44,7 @@ __all__ = [
     "RenderNotReadyError",
     "ServerError",
     "UnexpectedResponseError",
+    "UploadAbortedError",
     "WaitTimeoutError",
 ]
 
@@ -223,6 +224,17 @@ class APIConnectionError(AdCreativeError):
 
 class APITimeoutError(APIConnectionError):
     """The connect or read timeout ran out."""
+
+
+class UploadAbortedError(AdCreativeError):
+    """A call's upload was stopped before its request was complete, by a check made as its bytes went
+    out (:func:`adcreative_async._files.send_guard`): the input changed while it was being sent, or the
+    worker no longer held the item it was sending for. The server never received the whole request, so
+    it made nothing (see ``COMPLETE_REQUEST_RULE`` in :mod:`adcreative_async._files`): nothing to
+    reconcile, and the call may be sent again once the cause is gone.
+    """
+
+    before_send = True
 
 
 class JobError(AdCreativeError):

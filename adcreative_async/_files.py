@@ -11,6 +11,7 @@ download leaves nothing behind. Blocking file I/O runs in worker threads under t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import io
 import itertools
@@ -20,7 +21,7 @@ import secrets
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
@@ -38,9 +39,12 @@ __all__ = [
     "KnownDestinations",
     "ProgressCallback",
     "Received",
+    "SendGuard",
     "Upload",
     "WriteBatch",
     "prepare_upload",
+    "send_guard",
+    "send_guards",
     "sniff_type",
     "write_atomically",
 ]
@@ -85,6 +89,53 @@ _CONTENT_TYPES = {
     "pdf": "application/pdf",
 }
 _CONTENT_TYPE_TO_KIND = {v: k for k, v in _CONTENT_TYPES.items()} | {"image/jpg": "jpeg"}
+
+
+#: assumed (the docs say nothing of it, as of any HTTP API): the server acts on a request only once it
+#: has received all of it (a multipart body up to its closing boundary). So an upload stopped before its
+#: last bytes went out made nothing (:class:`~adcreative_async.UploadAbortedError`), and a check made
+#: just before them (a :class:`SendGuard`) decides whether the call is made at all.
+COMPLETE_REQUEST_RULE = "a request acts only once its whole body has arrived"
+
+
+class SendGuard(Protocol):
+    """Checks on a start call's upload as its bytes go out (see :func:`send_guard`). A method that raises
+    (an :class:`~adcreative_async.UploadAbortedError`) stops the upload before the request is complete,
+    so that the server makes nothing; the call then raises that error.
+
+    Every method runs on the event loop, between two writes of the request: it must not block.
+    """
+
+    def begin(self, param: str) -> None:
+        """A pass over the file part ``param`` starts (again, after a 401 renewed the token)."""
+
+    def chunk(self, param: str, data: bytes) -> None:
+        """``data``, the next bytes of the part ``param``, are about to be sent."""
+
+    def end(self, param: str) -> None:
+        """Every byte of the part ``param`` was written; the rest of the request (the closing boundary,
+        a few bytes) follows unless this raises."""
+
+
+_SEND_GUARDS: contextvars.ContextVar[tuple[SendGuard, ...]] = contextvars.ContextVar(
+    "adcreative_send_guards", default=()
+)
+
+
+@contextlib.contextmanager
+def send_guard(guard: SendGuard) -> Iterator[None]:
+    """Within the block, every upload of the calls made by this task (and the tasks it starts) is
+    checked by ``guard`` as it goes out, beside the guards set around it."""
+    token = _SEND_GUARDS.set((*_SEND_GUARDS.get(), guard))
+    try:
+        yield
+    finally:
+        _SEND_GUARDS.reset(token)
+
+
+def send_guards() -> tuple[SendGuard, ...]:
+    """The guards in force for the calls of the current task (see :func:`send_guard`)."""
+    return _SEND_GUARDS.get()
 
 
 def sniff_type(head: bytes) -> str | None:

@@ -49,7 +49,7 @@ from ._errors import (
     build_api_error,
     retry_after_seconds,
 )
-from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload
+from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -220,12 +220,18 @@ class _UploadPayload(aiohttp_payload.Payload):
         except AdCreativeError as exc:
             self.error = exc
             raise
+        # read here, in the task that writes the body: aiohttp starts it from the caller's context
+        guards = send_guards()
         sent = 0
         try:
+            for guard in guards:
+                self._check(guard.begin, upload.param)
             while True:
                 chunk = await reader.read()
                 if not chunk:
                     break
+                for guard in guards:
+                    self._check(guard.chunk, upload.param, chunk)
                 sent += len(chunk)
                 if upload.max_size is not None and sent > upload.max_size:
                     self.error = InvalidRequestError.for_field(
@@ -246,8 +252,18 @@ class _UploadPayload(aiohttp_payload.Payload):
                     wire=upload.wire,
                 )
                 raise self.error
+            for guard in guards:
+                self._check(guard.end, upload.param)
         finally:
             await reader.aclose()
+
+    def _check(self, check: Callable[..., None], *args: Any) -> None:
+        """Run a send guard's check; its error stops the upload and is the call's error."""
+        try:
+            check(*args)
+        except AdCreativeError as exc:
+            self.error = exc
+            raise
 
 
 class _ProgressTotal:
