@@ -55,7 +55,8 @@ async def test_a_guard_sees_every_byte_of_the_upload_in_order() -> None:
         with send_guard(guard):
             job = await client.background_remover.remove(image)
         assert job.process_id
-    assert guard.events[0][0] == "begin" and guard.events[-1][0] == "end"
+    assert guard.events[0][0] == "begin"
+    assert guard.events[-1][0] == "end"
     assert sum(size for kind, _, size in guard.events if kind == "chunk") == len(image)
     assert {param for _, param, _ in guard.events} == {"image"}
 
