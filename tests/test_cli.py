@@ -531,7 +531,11 @@ def test_rerun_with_the_emulator_resumes_and_restart_starts_over(
     code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator")
     assert code == 0
     assert doc["resumed"] == 2  # finished before: not rendered again (a new in-process emulator each run)
-    code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "--restart")
+    code, _, err = run(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "--restart")
+    assert code == 2  # every input is a new paid render: not without a confirmation
+    assert "2 item(s)" in err
+    assert "--yes" in err
+    code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "--restart", "--yes")
     assert code == 1  # started over: the files of the first run are not overwritten
     assert all(item["error"]["type"] == "FileExistsError" for item in doc["items"])
 

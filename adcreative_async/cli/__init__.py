@@ -278,12 +278,20 @@ def _add_resume(parser: argparse.ArgumentParser) -> None:
         "only what was not rendered",
     )
     choice = group.add_mutually_exclusive_group()
-    choice.add_argument("--restart", action="store_true", help="forget the folder's run and start over")
+    choice.add_argument(
+        "--restart",
+        action="store_true",
+        help="forget the folder's run and render every input again (each a new paid render: asks first, "
+        "or needs --yes)",
+    )
     choice.add_argument("--retry-failed", action="store_true", help="render the failed items again")
     choice.add_argument(
         "--no-ledger",
         action="store_true",
         help="no run ledger: no resume; start calls use --user-id instead of a user id per item",
+    )
+    group.add_argument(
+        "--yes", action="store_true", help="confirm what costs renders again (--restart) without asking"
     )
 
 

@@ -43,8 +43,13 @@ async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
     try:
         await _check_application(session, ledger, out)
         if args.restart:
+            recorded = sum((await ledger.counts()).values())
+            _confirm_restart(session, out, recorded)
             await ledger.restart()
-            session.say(f"--restart: the run ledger in {out} starts over")
+            session.say(
+                f"--restart: the run ledger in {out} starts over: every input is rendered again "
+                f"({recorded} item(s) were recorded)"
+            )
         elif args.retry_failed:
             retried = await ledger.retry_failed()
             session.say(f"--retry-failed: {retried} failed item(s) will be rendered again")
@@ -56,6 +61,28 @@ async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
             await ledger.close()
         raise
     return ledger
+
+
+def _confirm_restart(session: Session, out: Path, recorded: int) -> None:
+    """``--restart`` renders every input again, each a new paid render: asked on a terminal, else
+    ``--yes`` is needed.
+
+    Raises:
+        UsageError: not confirmed.
+    """
+    if session.args.yes or recorded == 0:
+        return
+    question = (
+        f"--restart forgets the {recorded} item(s) recorded in {out} and renders every input again: each "
+        "is a new paid render, also those already done."
+    )
+    if sys.stdin.isatty() and sys.stderr.isatty() and not session.json:
+        sys.stderr.write(f"{question} Continue? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() in ("y", "yes"):
+            return
+        raise UsageError("--restart not confirmed: nothing was sent")
+    raise UsageError(f"{question} Add --yes to confirm (nothing was sent).")
 
 
 def _resume_line(counts: dict[ItemState, int]) -> str:
