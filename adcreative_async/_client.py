@@ -125,7 +125,7 @@ class AdCreativeClient:
             leave undocumented, e.g. ``{"upscaler": {"download_route": "Image/Upscaling/Get",
             "process_id_query": "imageRenderProcessId"}}`` (keys: see
             :meth:`RenderFeature.with_overrides <adcreative_async.RenderFeature.with_overrides>`).
-        telemetry: OpenTelemetry spans and metrics (needs ``pip install 'adcreative-async[otel]'``):
+        telemetry: OpenTelemetry spans and metrics (needs ``pip install opentelemetry-api``):
             True for the global tracer and meter providers, or a :class:`~adcreative_async.Telemetry`
             naming others; off by default, and then free (see README, "Observability").
 

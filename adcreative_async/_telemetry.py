@@ -2,7 +2,7 @@
 
 Enable it per client with ``AdCreativeClient(telemetry=True)`` (the global tracer and meter providers,
 as an application's OpenTelemetry set-up configures them) or ``telemetry=Telemetry(tracer_provider=...,
-meter_provider=...)``. It needs ``opentelemetry-api`` (``pip install 'adcreative-async[otel]'``); the
+meter_provider=...)``. It needs ``opentelemetry-api`` (``pip install opentelemetry-api``); the
 application brings the SDK and exporters. When off (the default), no OpenTelemetry module is imported
 and the SDK's code paths test one attribute for None: ``python -m benchmarks.telemetry`` measures it.
 
@@ -81,7 +81,7 @@ DURATION_BUCKETS = (
     300,
 )
 
-EXTRA_HINT = "pip install 'adcreative-async[otel]'"
+EXTRA_HINT = "pip install opentelemetry-api (the SDK's otel extra)"
 
 
 class Telemetry:

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adcreative_async.testing import input_stamp, sample_image
+from adcreative_async.testing import input_stamp
+from adcreative_async.testing._images import iter_segments, padded_png, segments_size
 
 from ._harness import ROOT, credentials_of, emulator, emulator_json, machine, write_results
 
@@ -69,13 +70,15 @@ class Totals:
     errors: list[str] = field(default_factory=list)
 
 
-def make_inputs(folder: Path, round_no: int, n: int) -> dict[str, str]:
-    """``n`` PNGs distinct from every other round's; stem -> SHA-256."""
+def make_inputs(folder: Path, round_no: int, n: int, size: int) -> dict[str, str]:
+    """``n`` PNGs of ``size`` bytes, distinct from every other round's; stem -> SHA-256. (Large enough
+    that an upload takes several writes: a pause can land in the middle of one.)"""
     folder.mkdir(parents=True)
     digests = {}
     for i in range(n):
         colour = (i % 256, (i // 256) % 256, round_no % 256)
-        data = sample_image("png", (4, 4 + round_no // 256), colour)
+        segments = padded_png(size, 4, 4 + round_no // 256, colour)
+        data = b"".join(bytes(piece) for piece in iter_segments(segments, 0, segments_size(segments)))
         path = folder / f"in-{i:05d}.png"
         path.write_bytes(data)
         digests[path.stem] = hashlib.sha256(data).hexdigest()
@@ -142,7 +145,7 @@ def run_round(
     """One round: its inputs, its fleet and its chaos, then the counts."""
     folder = work / f"round-{round_no:04d}"
     inputs, out = folder / "in", folder / "out"
-    digests = make_inputs(inputs, round_no, args.items)
+    digests = make_inputs(inputs, round_no, args.items, args.input_kib * 1024)
     ledger = str(folder / "ledger.sqlite") if dsn is None else f"{dsn}#soak-{uuid.uuid4().hex[:12]}"
     fleet = Fleet(info, inputs, out, ledger, args.lease)
     for _ in range(args.workers):
@@ -224,6 +227,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long to soak (default 30)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--items", type=int, default=200, help="inputs per round (default 200)")
+    parser.add_argument("--input-kib", type=int, default=256, help="size of each input (default 256 KiB)")
     parser.add_argument("--lease", type=float, default=3.0, help="seconds a claim lasts (default 3)")
     parser.add_argument("--ledger", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-restarts", type=int, default=2)
@@ -236,6 +240,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.items, args.workers, args.lease, args.chaos_window = 0.0, 24, 3, 1.5, 1.0
+        args.input_kib = 16
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     totals = Totals()

@@ -2,7 +2,7 @@
 removal, one that reports a job's progress, one that waits for it (resolved by webhook push), one that
 streams a result to the caller, and the webhook route the service's notifications arrive on.
 
-Needs ``pip install 'adcreative-async[examples]'`` (FastAPI, uvicorn). Run it against the built-in emulator
+Needs ``pip install '.[examples]'`` (FastAPI, uvicorn). Run it against the built-in emulator
 (no account); ``ADCREATIVE_PUBLIC_URL`` tells the emulator where to post its webhook notifications::
 
     export ADCREATIVE_EMULATOR=1 ADCREATIVE_PUBLIC_URL=http://127.0.0.1:8000

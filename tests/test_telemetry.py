@@ -303,7 +303,7 @@ def test_telemetry_needs_the_api_package_and_says_which_extra(monkeypatch: pytes
             telemetry=telemetry,
         )
 
-    with pytest.raises(ConfigurationError, match=r"pip install 'adcreative-async\[otel\]'"):
+    with pytest.raises(ConfigurationError, match=r"pip install opentelemetry-api"):
         client(True)
     client(None)  # off: fine without it
     with pytest.raises(ConfigurationError, match="telemetry must be"):

@@ -2,7 +2,7 @@
 
 Subcommands: ``demo`` (a full flow against a built-in emulator; works with the core install
 alone), ``remove-bg``, ``generate``, ``edit``, ``status``, ``download``, ``runs`` and ``emulator``. The
-display of the others needs the ``cli`` extra (``pip install 'adcreative-async[cli]'``) unless ``--json``
+display of the others needs the ``cli`` extra (``pip install '.[cli]'``) unless ``--json``
 is given. ``remove-bg`` and ``generate -o`` are resumable: see ``_runs``.
 
 Global options (before or after the subcommand): ``--emulator`` (or ``ADCREATIVE_EMULATOR=1``) runs

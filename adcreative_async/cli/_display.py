@@ -36,7 +36,7 @@ __all__ = [
     "print_table",
 ]
 
-CLI_EXTRA_HINT = "pip install 'adcreative-async[cli]'"
+CLI_EXTRA_HINT = "pip install rich (the SDK's cli extra)"
 
 
 class MissingExtraError(Exception):

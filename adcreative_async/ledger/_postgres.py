@@ -3,7 +3,7 @@
 Why asyncpg rather than psycopg 3: the SDK is asyncio-only already (aiohttp), and asyncpg speaks the
 PostgreSQL protocol natively on asyncio with no libpq to install, prepares and caches statements by
 itself, and sends arrays and batches in one round trip; every ledger operation here is one statement.
-Install it with the extra: ``pip install 'adcreative-async[postgres]'``.
+Install asyncpg: ``pip install asyncpg`` (the ``postgres`` extra).
 
 Claims are ``UPDATE … WHERE key IN (SELECT … FOR UPDATE SKIP LOCKED)``: concurrent workers never wait on
 each other's rows and never claim the same item; leases are on the database server's clock (``now()``),
@@ -277,7 +277,7 @@ class PostgresLedger(RunLedger):
             import asyncpg
         except ImportError:
             raise LedgerError(
-                "a PostgreSQL run ledger needs asyncpg: pip install 'adcreative-async[postgres]'"
+                "a PostgreSQL run ledger needs asyncpg: pip install asyncpg (the SDK's postgres extra)"
             ) from None
         try:
             pool = await asyncpg.create_pool(

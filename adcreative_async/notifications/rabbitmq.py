@@ -1,6 +1,6 @@
 """RabbitMQ: consume the API's notifications (and republish webhook messages) with aio-pika.
 
-Install the extra: ``pip install 'adcreative-async[rabbitmq]'``.
+Install aio-pika: ``pip install aio-pika`` (the ``rabbitmq`` extra).
 
 The API publishes to the exchange ``image-render.notifications`` with routing keys ``task.completed`` and
 ``progress.update`` (reference §2.4). The exchange's type is not documented: ``exchange_type`` (default
@@ -90,7 +90,7 @@ def _aio_pika() -> Any:
         import aio_pika
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ImportError(
-            "RabbitMQ support needs aio-pika: pip install 'adcreative-async[rabbitmq]'"
+            "RabbitMQ support needs aio-pika: pip install aio-pika (the SDK's rabbitmq extra)"
         ) from None
     return aio_pika
 
