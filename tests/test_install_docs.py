@@ -1,6 +1,6 @@
-"""The install lines the docs and error messages give work from what users can reach: the package is not on a package index
-yet, so every ``pip install`` names a clone (``.``), a built wheel, or another package, never the
-unpublished ``adcreative-async`` by name."""
+"""The install lines the docs and error messages give work from what users can reach: the package is on
+no package index yet, so every ``pip install`` names a clone (``.``), a built wheel, or another package,
+never the unpublished ``adcreative-async`` by name."""
 
 from __future__ import annotations
 
