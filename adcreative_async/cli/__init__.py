@@ -61,29 +61,39 @@ def _seconds(text: str) -> float:
 
 
 def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The options every subcommand takes, before or after its name."""
+    """The options every subcommand takes, before or after its name: listed once, in ``adcreative
+    --help`` (``suppress``: a subcommand's copy, accepted but not listed again in its help)."""
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    group = parser.add_argument_group("global options")
+    def shown(text: str) -> str:
+        return argparse.SUPPRESS if suppress else text
+
+    group: Any = parser if suppress else parser.add_argument_group("global options")
     group.add_argument(
         "--emulator",
         action="store_true",
         default=default(False),
-        help="run against an emulator started in this process: no account needed (or ADCREATIVE_EMULATOR=1)",
+        help=shown(
+            "run against an emulator started in this process: no account needed (or ADCREATIVE_EMULATOR=1)"
+        ),
     )
     group.add_argument(
-        "--json", action="store_true", default=default(False), help="print one JSON document, no bars"
+        "--json", action="store_true", default=default(False), help=shown("print one JSON document, no bars")
     )
     group.add_argument(
         "--progress",
         choices=("auto", "bars", "lines", "off"),
         default=default("auto"),
-        help="bars on a terminal, plain lines otherwise (default: auto)",
+        help=shown("bars on a terminal, plain lines otherwise (default: auto)"),
     )
-    creds = parser.add_argument_group(
-        "credentials", "default: the ADCREATIVE_* environment variables (prefer them for secrets)"
+    creds: Any = (
+        parser
+        if suppress
+        else parser.add_argument_group(
+            "credentials", "default: the ADCREATIVE_* environment variables (prefer them for secrets)"
+        )
     )
     for flag, env in (
         ("--application-id", "ADCREATIVE_APPLICATION_ID"),
@@ -97,8 +107,24 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
             flag,
             default=default(None),
             metavar="SECRET" if flag in SECRET_OPTIONS else "VALUE",
-            help=f"({env})",
+            help=shown(f"({env})"),
         )
+
+
+#: Said at the end of every subcommand's help, after its examples.
+GLOBAL_NOTE = (
+    "global options (--emulator, --json, --progress, credentials) go before or after the command:\n"
+    "see `adcreative --help`"
+)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped as usual; an epilog (examples) printed as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:") or text == GLOBAL_NOTE:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -112,9 +138,15 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_global(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, description: str, examples: str = "") -> argparse.ArgumentParser:
+        epilog = f"examples:\n{examples}\n{GLOBAL_NOTE}" if examples else GLOBAL_NOTE
         sub: argparse.ArgumentParser = commands.add_parser(
-            name, help=help_text, description=description, allow_abbrev=False
+            name,
+            help=help_text,
+            description=description,
+            epilog=epilog,
+            formatter_class=_HelpFormatter,
+            allow_abbrev=False,
         )
         _add_global(sub, suppress=True)
         return sub
@@ -124,6 +156,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "run a full flow against a built-in emulator (no credentials needed)",
         "Generate ad creatives while a bulk job removes the backgrounds of product photos, edit two "
         "creatives and download every result, against an emulator started in this process.",
+        "  adcreative demo\n  adcreative demo -o results/ --task-duration 0.5\n",
     )
     demo.add_argument(
         "-o",
@@ -143,6 +176,10 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "remove the background of images (files and folders), in bulk",
         "Remove the background of every image given (files, and the .jpg/.jpeg/.png/.webp files of "
         "folders); each result is saved as OUTPUT/<name>.png.",
+        "  adcreative remove-bg photos/ -o cutouts/ --emulator    # try it, no account\n"
+        "  adcreative remove-bg photos/ -o cutouts/ -r -c 8       # subfolders too, 8 transfers at once\n"
+        "  adcreative remove-bg photos/ -o cutouts/               # again: renders only what is not done\n"
+        "  adcreative remove-bg photos/ -o cutouts/ --retry-failed\n",
     )
     remove.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders of images")
     remove.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the results")
@@ -157,6 +194,8 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "generate ad creatives from briefs (TOML or JSON)",
         "Generate ad creatives from brief files: the keyword arguments of client.creatives.generate() in "
         "snake_case, image paths relative to the brief; a `briefs` list for several.",
+        "  adcreative generate --brief brief.toml -o creatives/ --emulator\n"
+        "  adcreative generate --brief a.toml --brief b.json --no-wait --json\n",
     )
     gen.add_argument(
         "--brief",
@@ -177,6 +216,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "edit",
         "re-generate creatives (task ids) with changes",
         "Edit tasks of a completed creatives process: only the changes given are sent.",
+        "  adcreative edit TASK_ID --main-headline 'Now 20% off' -o edited/\n",
     )
     ed.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="tasks of one completed process")
     changes = ed.add_argument_group("changes")
@@ -201,6 +241,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "status",
         "list render processes and their progress",
         "The render processes of the user (--user-id) or of the whole application (--application).",
+        "  adcreative status --application\n  adcreative status PROCESS_ID --feature background-remover\n",
     )
     st.add_argument("process_id", nargs="?", metavar="PROCESS_ID", help="only this process")
     st.add_argument("--application", action="store_true", help="every process of the application")
@@ -210,6 +251,8 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "download",
         "download results of a render process",
         "Download the given tasks of a process, or every succeeded task when none is given.",
+        "  adcreative download PROCESS_ID -o results/\n"
+        "  adcreative download PROCESS_ID TASK_ID -o results/ --low-resolution\n",
     )
     dl.add_argument("process_id", metavar="PROCESS_ID")
     dl.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="default: every succeeded task")
@@ -223,9 +266,16 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "runs",
         "show the items of a resumable run (the run ledger of an output folder)",
         "remove-bg and generate -o DIR keep a run ledger in DIR: every item, its state, process and files.",
+        "  adcreative runs show cutouts/\n  adcreative runs show cutouts/ --state failed --json\n",
     )
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
-    show = runs_commands.add_parser("show", help="list a run's items and their states", allow_abbrev=False)
+    show = runs_commands.add_parser(
+        "show",
+        help="list a run's items and their states",
+        epilog=GLOBAL_NOTE,
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,
+    )
     _add_global(show, suppress=True)
     show.add_argument(
         "run", metavar="DIR", help="a bulk command's output folder (or its .adcreative-run.sqlite)"
@@ -239,7 +289,7 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     commands.add_parser(
         "emulator",
-        help="serve the emulator for other programs (same as python -m adcreative_async.testing)",
+        help="serve an emulated API for other programs and tests (adcreative emulator --help)",
         add_help=False,
     )
     return parser
@@ -311,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["emulator"]:
         from ..testing import main as emulator_main
 
-        return emulator_main(args_list[1:])
+        return emulator_main(args_list[1:], prog="adcreative emulator")
     secrets = secret_values(args_list)
     try:
         args = _parser(secrets).parse_args(args_list)

@@ -34,11 +34,44 @@ from .._config import (
 )
 from ._emulator import Emulator
 
+#: What ``adcreative emulator --help`` says after the options: the testing-only routes and examples.
+EPILOG = """\
+testing-only routes (no authentication), under BASE_URL/_emulator/:
+  POST advance {"seconds": n}             move the emulator's clock forward
+  POST expire-access-tokens               every issued access token expires now
+  POST fail-next {"route", "status", "count", "retryAfter"}
+                                          the next calls of a route (e.g.
+                                          Image/BackgroundRemoving/AdCreative) answer
+                                          that status instead of being served
+  POST truncate-next-download {"taskId", "afterBytes", "count"}
+                                          cut the next downloads of a task mid-body
+  GET  requests                           requests received: {"METHOD route": count}
+  GET  processes[?userId=]                the processes as the emulator sees them
+  GET  processes-per-input                renders per input (by the SHA-256 of the
+                                          first upload): what a test of "exactly
+                                          once" counts
+  GET|POST|DELETE notification-channels   the application's channels
 
-def _parser() -> argparse.ArgumentParser:
+--stamp-inputs writes the SHA-256 of a render's input into each PNG result (a
+tEXt chunk, read by adcreative_async.testing.input_stamp), so that a test can
+tell that a file came from its own input. --webhook URL gives the application
+an active webhook channel: every progress message is POSTed to URL, to try push
+notifications end to end.
+
+examples:
+  adcreative emulator --port 8080 --task-duration 1 3 --seed 7
+  eval "$(adcreative emulator --format env --detach)"   # ADCREATIVE_* set
+  adcreative remove-bg photos/ -o cutouts/              # against it, no account
+  kill "$ADCREATIVE_EMULATOR_PID"
+"""
+
+
+def _parser(prog: str = "python -m adcreative_async.testing") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m adcreative_async.testing",
-        description="Serve an emulated AdCreative.ai API on a local port.",
+        prog=prog,
+        description="Serve an emulated AdCreative.ai API on a local port, for other programs and tests.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add(
@@ -71,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--no-auto-complete", action="store_true", help="tasks never finish on their own")
     add("--no-notification-channel", action="store_true", help="start without an active channel")
+    add(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an active webhook channel posting every progress message to URL (repeat for more)",
+    )
     add("--no-list-finished", action="store_true", help="finished processes leave unfiltered lists")
     add("--partial-tasks", action="store_true", help="progress objects list only half their tasks")
     add("--unknown-task-state", type=int, metavar="STATE", help="running tasks report this state")
@@ -176,13 +216,15 @@ def _announce(credentials: Mapping[str, str], output: str, pid: int | None = Non
     return msgspec.json.encode(document).decode() + "\n"
 
 
-async def _serve(emulator: Emulator, output: str) -> None:
+async def _serve(emulator: Emulator, output: str, webhooks: Sequence[str] = ()) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. Windows
             loop.add_signal_handler(signum, stop.set)
     async with emulator:
+        for url in webhooks:
+            emulator.add_notification_channel("webhook", url)
         credentials: dict[str, str] = {key: str(value) for key, value in emulator.credentials.items()}
         sys.stdout.write(_announce(credentials, output))
         sys.stdout.flush()
@@ -212,8 +254,9 @@ def _detach(argv: Sequence[str], output: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator from the command line until interrupted; returns the exit status.
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the emulator from the command line until interrupted; returns the exit status (``prog``: the
+    name its help shows, ``adcreative emulator`` from the console script).
 
     Example::
 
@@ -221,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"application_id":"...","api_key":"...","api_secret":"...","jwt_private_key":"...","base_url":"http://127.0.0.1:8080"}
         $ eval "$(python -m adcreative_async.testing --format env --detach)"   # ADCREATIVE_* set
     """
-    parser = _parser()
+    parser = _parser() if prog is None else _parser(prog)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
@@ -231,5 +274,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.detach:
         return _detach(argv, args.format)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(emulator, args.format))
+        asyncio.run(_serve(emulator, args.format, args.webhook))
     return 0
