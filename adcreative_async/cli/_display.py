@@ -361,7 +361,7 @@ def print_table(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, title_justify="left", show_lines=False)
+        table = Table(show_lines=False)
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in cells:
@@ -370,7 +370,10 @@ def print_table(
             console = Console(file=stream)
             if not console.is_terminal:  # logs and pipes: no folding at 80 columns
                 console = Console(file=stream, width=max(console.width, 200))
-        console.print(table)
+        # the title on a line of its own: as a table's title it is cut to the table's width
+        console.print(_escape(title), soft_wrap=True)
+        if cells:
+            console.print(table)
         return
     out = stream or sys.stdout
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]

@@ -18,7 +18,15 @@ from typing import Any
 
 import anyio
 
-from ..ledger import FINAL_STATES, ItemState, RunLedger, SqliteLedger
+from ..ledger import (
+    FINAL_STATES,
+    ItemRecord,
+    ItemState,
+    LedgerError,
+    RunLedger,
+    SqliteLedger,
+    read_ledger_file,
+)
 from ._common import EXIT_OK, EXIT_USAGE, Session, UsageError
 from ._display import print_table
 
@@ -155,55 +163,76 @@ def _ledger_path(raw: str) -> Path:
 
 
 def runs_show(raw: str, *, states: Sequence[str], as_json: bool) -> int:
-    """``adcreative runs show DIR``: every item of the run in DIR, its state, process, files or error."""
+    """``adcreative runs show DIR``: the items of the run in DIR, read without writing anything.
+
+    An item is *current* when it is its input's latest record; an earlier one (the input changed since,
+    or was rendered again under other parameters) is marked ``earlier`` and counted apart, so that an
+    old failure is not taken for today's.
+    """
     path = _ledger_path(raw)
-
-    async def read() -> list[Any]:
-        async with SqliteLedger(path) as ledger:
-            return list((await ledger.records()).values())
-
-    records = anyio.run(read)
-    if states:
-        records = [r for r in records if r.state.value in states]
-    counts = {state.value: sum(1 for r in records if r.state is state) for state in ItemState}
+    try:
+        runs = read_ledger_file(path)
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from None
+    records = [record for items in runs.values() for record in items]
+    latest: dict[str, ItemRecord] = {}
+    for record in records:
+        newest = latest.get(record.label)
+        if newest is None or (record.created_at, record.seq) > (newest.created_at, newest.seq):
+            latest[record.label] = record
+    current = {id(record) for record in latest.values()}
+    counts = {state.value: 0 for state in ItemState}
+    earlier = 0
+    for record in records:
+        if id(record) in current:
+            counts[record.state.value] += 1
+        else:
+            earlier += 1
+    shown = [r for r in records if not states or r.state.value in states]
     if as_json:
         document = {
             "ok": True,
             "ledger": str(path),
             "counts": counts,
+            "earlier": earlier,
             "items": [
                 {
                     "label": r.label,
                     "key": r.key,
                     "feature": r.feature,
                     "state": r.state.value,
+                    "current": id(r) in current,
                     "attempt": r.attempt,
-                    "user_id": r.user_id,
                     "process_id": r.process_id,
                     "task_ids": list(r.task_ids),
                     "files": list(r.files),
                     "error": {"code": r.error_code, "message": r.error_message} if r.error_code else None,
                     "owner": r.owner if r.state not in FINAL_STATES else None,
                 }
-                for r in records
+                for r in shown
             ],
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return EXIT_OK
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no items"
+    if earlier:
+        summary += f"; {earlier} earlier record(s) of inputs that changed since"
+    if states:
+        wanted = " or ".join(states)
+        summary += f"; {len(shown)} {wanted} shown" if shown else f"; no items {wanted}"
     print_table(
         f"Run ledger {path}: {summary}",
         ["input", "state", "process", "result"],
         [
             [
-                r.label,
+                r.label if id(r) in current else f"{r.label} (earlier)",
                 r.state.value,
                 r.process_id or "",
                 ", ".join(r.files)
                 if r.files
                 else (f"{r.error_code}: {r.error_message}" if r.error_code else ""),
             ]
-            for r in records
+            for r in shown
         ],
     )
     return EXIT_OK

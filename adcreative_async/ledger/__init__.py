@@ -24,7 +24,7 @@ from ._memory import MemoryLedger
 from ._postgres import PostgresLedger
 from ._requests import RenderRequest, derived_user_id, request_keys
 from ._run import RecordedError
-from ._sqlite import SqliteLedger
+from ._sqlite import SqliteLedger, read_ledger_file
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -43,6 +43,7 @@ __all__ = [
     "derived_user_id",
     "new_worker_id",
     "open_ledger",
+    "read_ledger_file",
     "request_keys",
 ]
 

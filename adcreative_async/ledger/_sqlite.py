@@ -46,7 +46,7 @@ from ._base import (
     WrittenBehind,
 )
 
-__all__ = ["SqliteLedger"]
+__all__ = ["SqliteLedger", "read_ledger_file"]
 
 logger = logging.getLogger("adcreative_async.ledger")
 
@@ -713,3 +713,39 @@ class SqliteLedger(RunLedger):
             )
 
         await self._write(op)
+
+
+def read_ledger_file(path: str | os.PathLike[str]) -> dict[str, list[ItemRecord]]:
+    """A look at a SQLite ledger file that never writes anything (blocking: run it in a thread): every
+    run's items, by run name, in their order.
+
+    The file is opened read-only, and makes no ``-wal``/``-shm`` files of its own: with no ``-wal`` file
+    beside it (no worker has it open, and the last one closed it cleanly), as an immutable file; with one
+    (a worker runs, or one was killed), read-only through the files that are there already.
+
+    Raises:
+        LedgerError: the file cannot be read, is not a SQLite database, or is one without a run ledger's
+            tables (another program's).
+    """
+    target = Path(path)
+    live = Path(f"{target}-wal").exists()
+    query = "mode=ro" if live else "mode=ro&immutable=1"
+    uri = f"{target.resolve().as_uri()}?{query}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read {target}: {exc}") from exc
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"runs", "items"} <= tables:
+            raise LedgerError(
+                f"{target} is a SQLite database, but not a run ledger (no runs and items tables)"
+            )
+        runs: dict[str, list[ItemRecord]] = {}
+        for row in conn.execute(f"SELECT run, {_COLUMNS} FROM items ORDER BY run, seq"):
+            runs.setdefault(row[0], []).append(_record(row[1:]))
+        return runs
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{target} is not a run ledger: {exc}") from None
+    finally:
+        conn.close()
