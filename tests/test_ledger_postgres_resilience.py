@@ -182,6 +182,31 @@ async def test_a_bulk_run_survives_server_restarts_rendering_every_input_once(
     assert counts[ItemState.DOWNLOADED] == len(paths)
 
 
+@needs_restartable
+async def test_a_server_gone_for_good_ends_the_run_with_one_ledger_error(
+    server: PrivateServer, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_postgres, "POSTGRES_RETRY_SECONDS", 1.0)
+    paths = make_inputs(tmp_path / "in", 150)
+    run = run_name()
+    async with client_of(emulator) as client, PostgresLedger(server.dsn, run=run) as ledger:
+        with anyio.fail_after(60):  # a hang guard, not a timing assertion
+
+            async def halt_mid_run() -> None:
+                await eventually(lambda: emulator.request_count(BG_START) >= 20, seconds=60)
+                await server.halt()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(halt_mid_run)
+                with pytest.raises(LedgerError) as caught:
+                    await client.process_many(
+                        paths, request=RenderRequest.remove_background, dest=tmp_path / "out", ledger=ledger
+                    )
+    assert "could not be reached for 1 s" in str(caught.value)
+    assert not isinstance(caught.value.__cause__, LedgerError)
+    assert "asyncpg" not in type(caught.value).__module__
+
+
 async def across_an_outage(
     server: PrivateServer, caplog: pytest.LogCaptureFixture, operation: Callable[[], Awaitable[R]]
 ) -> R:
