@@ -14,7 +14,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from helpers import FAST_POLLS, eventually
 
 from adcreative_async import AdCreativeClient, RetryPolicy
 from adcreative_async.ledger import (
+    ItemRecord,
     ItemState,
     LedgerError,
     NewItem,
@@ -268,6 +269,70 @@ async def test_a_ledger_operation_on_a_stopped_server_raises_one_ledger_error(
         await server.start()
         await ledger.release("me")
         assert (await ledger.records())["k0"].state is ItemState.DOWNLOADED
+
+
+# ------------------------------------------------------------------------ writes whose answer was lost
+
+
+class AnswersLostAfterCommit(PostgresLedger):
+    """A PostgreSQL ledger whose every second statement, and the second claim that writes intents, commits
+    and then loses its answer, as when the connection drops after the server committed (the worker cannot
+    know whether it did)."""
+
+    def __init__(self, dsn: str, *, run: str) -> None:
+        super().__init__(dsn, run=run)
+        self.statements = 0
+        self.lost = 0
+        self.claims = 0
+        self.intents_found_written = 0  # intents a re-sent claim found written by its lost first try
+        self._lose_next = False
+
+    async def claim_and_intend(
+        self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
+    ) -> tuple[list[ItemRecord], set[str]]:
+        if intents:
+            self.claims += 1
+            self._lose_next = self.claims == 2
+        claimed, fresh = await super().claim_and_intend(keys, owner, lease, intents)
+        self.intents_found_written += len(set(intents) - fresh)
+        return claimed, fresh
+
+    async def _retrying(self, statement: Callable[[], Awaitable[R]], **options: Any) -> R:
+        import asyncpg
+
+        self.statements += 1
+        lose = self.statements % 2 == 0 or self._lose_next
+        self._lose_next = False
+
+        async def committed_then_lost() -> R:
+            nonlocal lose
+            result = await statement()
+            if lose:
+                lose = False
+                self.lost += 1
+                raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+            return result
+
+        return await super()._retrying(committed_then_lost, **options)
+
+
+@needs_postgres
+async def test_writes_sent_again_after_a_lost_commit_render_every_input_once(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    assert POSTGRES_DSN is not None
+    paths = make_inputs(tmp_path / "in", 120)
+    ledger = AnswersLostAfterCommit(POSTGRES_DSN, run=run_name())
+    async with client_of(emulator) as client, ledger:
+        with anyio.fail_after(120):  # a hang guard, not a timing assertion
+            outcomes = await client.process_many(
+                paths, request=RenderRequest.remove_background, dest=tmp_path / "out", ledger=ledger
+            )
+        counts = await ledger.counts()
+    assert ledger.lost >= 5  # intents, answers and downloads among them
+    assert ledger.intents_found_written > 0  # reconciled, not sent blind, and not sent twice
+    assert_rendered_once_and_downloaded(emulator, paths, outcomes)
+    assert counts[ItemState.DOWNLOADED] == len(paths)
 
 
 # ------------------------------------------------------------------------------------- paused workers
