@@ -363,8 +363,15 @@ class PostgresLedger(RunLedger):
             default: flushed to the server's disk), or ``"remote_write"`` / ``"remote_apply"`` to wait for
             synchronous standbys too. The other writes commit asynchronously (see the module doc).
 
+    A lost connection (a server restart, a failover) is waited out: each operation is sent again on a new
+    connection for up to ``POSTGRES_RETRY_SECONDS`` (60 s), and the server ends a session of this worker
+    that stays idle inside a transaction (a paused worker) after ``IDLE_IN_TRANSACTION_SECONDS`` (see the
+    module doc).
+
     Raises:
-        LedgerError: on open, when asyncpg is missing or the database cannot be reached.
+        LedgerError: on open, when asyncpg is missing or the database cannot be reached (refused at once;
+            a server starting up is waited for); from any operation, once its tries are over or on an error
+            that trying again cannot mend: one error, never the driver's own.
     """
 
     def __init__(
