@@ -255,7 +255,7 @@ async def test_every_kind_of_ledger_operation_waits_out_a_stopped_server(
 
 @needs_restartable
 async def test_a_ledger_operation_on_a_stopped_server_raises_one_ledger_error(
-    server: PrivateServer, monkeypatch: pytest.MonkeyPatch
+    server: PrivateServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(_postgres, "POSTGRES_RETRY_SECONDS", 0.5)
     async with PostgresLedger(server.dsn, run=run_name()) as ledger:
@@ -263,12 +263,16 @@ async def test_a_ledger_operation_on_a_stopped_server_raises_one_ledger_error(
         await ledger.claim(["k0"], "me", 30.0)
         await ledger.downloaded("k0", ["k0.png"])  # written behind: kept through failed flushes
         await server.halt()
-        with pytest.raises(LedgerError, match="could not be reached"):
+        with pytest.raises(LedgerError, match=r"could not be reached for 0\.5 s") as caught:
             await ledger.counts()
+        assert "asyncpg" not in type(caught.value).__module__
+        # given up on: the next operations try once each, not for the whole bound again
+        caplog.clear()
         with pytest.raises(LedgerError, match="could not be reached"):
             await ledger.intent("k0", "me", "user-0", 30.0)
         with pytest.raises(LedgerError, match="could not be reached"):
             await ledger.release("me")
+        assert not [r for r in caplog.records if "trying again" in r.getMessage()]
         await server.start()
         await ledger.release("me")
         assert (await ledger.records())["k0"].state is ItemState.DOWNLOADED

@@ -42,7 +42,8 @@ A server that restarts, or a connection that drops: every ledger operation runs 
 retry loop (:meth:`PostgresLedger._retrying`). A lost connection (reset or closed, the server shutting down,
 restarting or starting up, too many connections, this session ended by the server) is sent again on a new
 connection of the pool after a backoff pause, for up to :data:`POSTGRES_RETRY_SECONDS` in all; past that, or
-on any other error, the operation raises one :class:`LedgerError` (never the driver's own error). A
+on any other error, the operation raises one :class:`LedgerError` (never the driver's own error); for as
+long again, the next operations try once instead of waiting again (a run stopping on it ends at once). A
 connection lost while a write's ``COMMIT`` was on its way leaves it unknown whether the write was committed:
 then the write is sent again, and each one is idempotent, sent once or twice:
 
@@ -392,6 +393,7 @@ class PostgresLedger(RunLedger):
         self._flushing = anyio.Lock()  # held while answers written behind are being written
         self._intents: list[_Intent] = []
         self._leader = False
+        self._gave_up_at: float | None = None  # when an operation last gave up on an unreachable server
 
     def __repr__(self) -> str:
         return f"PostgresLedger(run={self.run!r})"  # the DSN may hold a password: never shown
@@ -488,7 +490,9 @@ class PostgresLedger(RunLedger):
         rolled it back for a conflict with a concurrent transaction (a few times, after a short random
         pause), and when the connection was lost or a row lock was not had in time (after a backoff
         pause, for up to :data:`POSTGRES_RETRY_SECONDS` in all; ``refused``: a refused connection counts as
-        lost too). Every statement sent through here is idempotent (see the module doc).
+        lost too). Every statement sent through here is idempotent (see the module doc). Within
+        :data:`POSTGRES_RETRY_SECONDS` of an operation that gave up on an unreachable server, a lost
+        connection is tried once, not waited out again (a run stopping on it releases and closes at once).
 
         Raises:
             LedgerError: for any other error, or once the tries are over: one error, never the driver's.
@@ -499,7 +503,7 @@ class PostgresLedger(RunLedger):
         next(pauses)  # prime the generator, as backoff's decorators do
         while True:
             try:
-                return await statement()
+                result = await statement()
             except _driver_errors() as exc:
                 kind = _retried_as(exc)
                 if kind is not None and not refused and isinstance(exc, OSError):
@@ -518,12 +522,23 @@ class PostgresLedger(RunLedger):
                     message = f"{doing}: {type(exc).__name__}: {exc}"
                     raise LedgerError(self._redacted(message)) from self._cause(exc, message)
                 now = anyio.current_time()
+                still = (
+                    kind == "lost"
+                    and self._gave_up_at is not None
+                    and now - self._gave_up_at < POSTGRES_RETRY_SECONDS
+                )
                 if deadline is None:
-                    deadline = now + POSTGRES_RETRY_SECONDS
+                    deadline = now if still else now + POSTGRES_RETRY_SECONDS
                 if now >= deadline:
-                    what = "the database could not be reached" if kind == "lost" else "a row stayed locked"
+                    if still:
+                        what = "the database could not be reached (given up on moments ago)"
+                    elif kind == "lost":
+                        what = f"the database could not be reached for {POSTGRES_RETRY_SECONDS:g} s"
+                        self._gave_up_at = now
+                    else:
+                        what = f"a row stayed locked for {POSTGRES_RETRY_SECONDS:g} s"
                     message = (
-                        f"{doing}: {what} for {POSTGRES_RETRY_SECONDS:g} s ({type(exc).__name__}: {exc}); "
+                        f"{doing}: {what} ({type(exc).__name__}: {exc}); "
                         "nothing recorded is lost: rerun once the database is back"
                     )
                     raise LedgerError(self._redacted(message)) from self._cause(exc, message)
@@ -535,6 +550,9 @@ class PostgresLedger(RunLedger):
                     pause,
                 )
                 await anyio.sleep(pause)
+                continue
+            self._gave_up_at = None  # reached again
+            return result
 
     def _cause(self, exc: BaseException, message: str) -> BaseException | None:
         """``exc``, to chain a LedgerError to; None when its text (or ``message``) holds the DSN's
