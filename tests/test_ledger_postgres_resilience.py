@@ -278,6 +278,21 @@ async def test_a_ledger_operation_on_a_stopped_server_raises_one_ledger_error(
         assert (await ledger.records())["k0"].state is ItemState.DOWNLOADED
 
 
+async def test_a_ledger_error_is_chained_to_its_cause_unless_the_cause_shows_the_password() -> None:
+    closed = "postgresql://worker:{password}@127.0.0.1:1/ledger"  # port 1: refused at once
+    with pytest.raises(LedgerError) as plain:
+        await PostgresLedger(closed.format(password="s3cret-pw")).open()
+    assert isinstance(plain.value.__cause__, ConnectionRefusedError)
+    assert "s3cret-pw" not in str(plain.value)
+    # a password that the driver's message happens to contain ("Connect call failed"): not shown
+    with pytest.raises(LedgerError) as leaky:
+        await PostgresLedger(closed.format(password="Connect")).open()
+    assert "Connect" not in str(leaky.value)
+    assert "*** call failed" in str(leaky.value)
+    assert leaky.value.__cause__ is None
+    assert leaky.value.__suppress_context__
+
+
 # ------------------------------------------------------------------------ writes whose answer was lost
 
 
