@@ -99,6 +99,7 @@ class BulkRun(Generic[T]):
         self._group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[BulkOutcome[T]] | None = None
         self._receive: MemoryObjectReceiveStream[BulkOutcome[T]] | None = None
+        self._failure: Exception | None = None  # the error that stopped the whole run (its ledger's)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -142,7 +143,11 @@ class BulkRun(Generic[T]):
             if callers is not None:
                 await group.__aexit__(None, None, None)
                 return None
-            return await group.__aexit__(exc_type, exc, tb)
+            suppressed = await group.__aexit__(exc_type, exc, tb)
+            failure, self._failure = self._failure, None
+            if failure is not None and exc is None:  # not reported by iterating (the block left early)
+                raise failure
+            return suppressed
         finally:
             if receive is not None:
                 receive.close()
@@ -167,11 +172,18 @@ class BulkRun(Generic[T]):
         except anyio.WouldBlock:
             pass
         except anyio.EndOfStream:
+            failure, self._failure = self._failure, None
+            if failure is not None:
+                raise failure from None
             raise StopAsyncIteration from None
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
-            raise StopAsyncIteration from None
+            pass
+        failure, self._failure = self._failure, None
+        if failure is not None:  # the run stopped: its error, after the outcomes it had
+            raise failure
+        raise StopAsyncIteration
 
     async def _drive(
         self,
@@ -198,7 +210,16 @@ class BulkRun(Generic[T]):
                 lease=self._lease or DEFAULT_LEASE,
                 owner=self._worker_id,
             )
-            await driver.drive(send)
+            try:
+                await driver.drive(send)
+            except Exception as exc:
+                # The ledger failing stops the run: its one LedgerError is raised to the caller as itself,
+                # not in the ExceptionGroups of the driver's task groups (set before the caller sees the
+                # outcome stream end: the driver closed it on its way out, and nothing awaited since).
+                failure = _ledger_failure(exc)
+                if failure is None:
+                    raise
+                self._failure = failure
             return
         async with send, anyio.create_task_group() as group:
             for index, item in enumerate(self._items):
@@ -238,6 +259,18 @@ class BulkRun(Generic[T]):
         await download_task(
             outcome, job, task_id, self._dest, downloads, self._low_resolution, self._name, outcome.item
         )
+
+
+def _ledger_failure(exc: BaseException) -> Exception | None:
+    """The LedgerError that ``exc`` is, or that the (nested) exception groups of ``exc`` hold and nothing
+    else; None otherwise."""
+    from .ledger import LedgerError
+
+    inner = getattr(exc, "exceptions", None)  # an ExceptionGroup (the name is not builtin on 3.10)
+    if isinstance(inner, tuple):
+        found = [_ledger_failure(e) for e in inner]
+        return found[0] if found and all(found) else None
+    return exc if isinstance(exc, LedgerError) else None
 
 
 def _as_request(item: Any) -> RenderRequest:

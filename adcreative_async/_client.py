@@ -445,6 +445,11 @@ class AdCreativeClient:
                 a crashed process at once; a worker named otherwise is taken over when its lease
                 lapses).
 
+        Raises:
+            LedgerError: the run ledger cannot be opened, or stopped being readable or writable (a
+                PostgreSQL ledger after its retries: see ``POSTGRES_RETRY_SECONDS``): raised by the
+                iteration once the outcomes that came before it are reported, or on leaving the block.
+
         Example::
 
             async with client.bulk(paths, lambda c, p: c.background_remover.remove(p), dest="out/") as run:

@@ -37,18 +37,53 @@ another connection), or before any other statement of this worker but a claim (a
 and on close. A worker killed before that loses nothing that cannot be found again (an answer by reconciling
 the intent, a download by downloading again), never paid twice; until then the item stays claimed by this
 worker, so no other worker takes it.
+
+A server that restarts, or a connection that drops: every ledger operation runs its statement through one
+retry loop (:meth:`PostgresLedger._retrying`). A lost connection (reset or closed, the server shutting down,
+restarting or starting up, too many connections, this session ended by the server) is sent again on a new
+connection of the pool after a backoff pause, for up to :data:`POSTGRES_RETRY_SECONDS` in all; past that, or
+on any other error, the operation raises one :class:`LedgerError` (never the driver's own error); for as
+long again, the next operations try once instead of waiting again (a run stopping on it ends at once). A
+connection lost while a write's ``COMMIT`` was on its way leaves it unknown whether the write was committed:
+then the write is sent again, and each one is idempotent, sent once or twice:
+
+- registrations insert ``ON CONFLICT DO NOTHING``; answers, downloads, failures, requeues, renewals,
+  releases and source hashes set the same values again;
+- an intent written again finds the row already owned by this worker and submitting for the same derived
+  user: rewriting it counts as nothing more (one start call still follows it, sent after the write returns);
+- a claim sent again finds its rows owned by this worker (its own claim: taken again, the lease renewed);
+  an intent that its first try committed is no longer pending, so the second try reports it claimed but not
+  freshly intended: the run treats it as an unanswered intent and reconciles it before any start call (its
+  user's listing shows no process, as no call was sent; where that cannot be proven, it is reported
+  ``unknown``): never a second call, at worst a reconciliation;
+- ``retry_failed()`` and ``reset_unfinished()`` find the rows already reset (the attempt counts once), and
+  may then report fewer rows than they reset; ``restart()`` sets the same new namespace again.
+
+A worker that is paused (SIGSTOP, a VM pause) while one of its transactions is open holds that transaction's
+row locks. Write transactions are short (one statement, or a few sent back to back: an intent's ``SET
+LOCAL`` before its statement, the schema at open, a restart's two) and never span a network call of their
+own, and the server ends a session idle in a transaction after
+:data:`IDLE_IN_TRANSACTION_SECONDS` (its transaction rolled back, its locks freed): a paused worker holds no
+other worker's claims, takeovers or writes hostage for longer. A statement waits at most
+:data:`LOCK_TIMEOUT_SECONDS` for a row lock and is then sent again (within the same retry bound), and none
+runs longer than :data:`STATEMENT_TIMEOUT_SECONDS`. A paused worker that resumes after its session was ended
+finds the connection closed and carries on with a new one, as after a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import random
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import backoff
 import msgspec
 
 from ._base import (
@@ -77,8 +112,38 @@ DURABLE_COMMITS = ("on", "remote_write", "remote_apply")
 #: Times a statement aborted by the server as a deadlock or serialization failure is sent again.
 CONFLICT_RETRIES = 5
 #: SQLSTATEs of a statement rolled back for a conflict with a concurrent transaction: deadlock_detected,
-#: serialization_failure, lock_not_available.
-_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+#: serialization_failure.
+_CONFLICTS = frozenset({"40P01", "40001"})
+#: How long, in all, one ledger operation keeps trying through a lost connection (or a row lock it could not
+#: get) before it raises a LedgerError. Assumed: a PostgreSQL restart or failover takes well under a minute
+#: (a restart with a fast shutdown takes seconds; a crash recovery replays at most a checkpoint's WAL).
+POSTGRES_RETRY_SECONDS = 60.0
+#: The backoff between tries (seconds): doubling from the first pause to the longest, with full jitter.
+RETRY_FIRST_PAUSE = 0.05
+RETRY_LONGEST_PAUSE = 2.0
+#: How long a connection attempt may take before it counts as failed (and is tried again). Assumed: a
+#: reachable server answers a connection within seconds, even loaded.
+CONNECT_TIMEOUT_SECONDS = 10.0
+#: The server ends a ledger session that stays idle inside a transaction this long (its transaction rolled
+#: back, its row locks freed): a worker paused mid-transaction holds no other worker up for longer. The
+#: ledger's transactions last milliseconds; this is far above any event-loop stall of a healthy worker, and
+#: below the default lease (a paused worker's locks are gone before its items can be taken over).
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+#: The longest a ledger statement waits for a row lock before it is given up and sent again (a concurrent
+#: write of a live worker holds its locks for milliseconds; a paused one's are freed within
+#: IDLE_IN_TRANSACTION_SECONDS).
+LOCK_TIMEOUT_SECONDS = 2.0
+#: The longest a ledger statement may run. Assumed: the largest (a registration or reset of a
+#: 100,000-item run) takes about a second; a statement still running after this is ended (and reported).
+STATEMENT_TIMEOUT_SECONDS = 120.0
+#: SQLSTATEs of a connection lost while the database itself is fine or coming back (sent again on a new
+#: connection): admin_shutdown (a fast shutdown or restart, pg_terminate_backend), crash_shutdown,
+#: cannot_connect_now ("the database system is starting up" / "is shutting down"), too_many_connections,
+#: idle_in_transaction_session_timeout and idle_session_timeout (the server ended this session), and the
+#: connection exceptions (class 08).
+_LOST = frozenset({"57P01", "57P02", "57P03", "53300", "25P03", "57P05"})
+#: The SQLSTATE of a statement that could not get a row lock within LOCK_TIMEOUT_SECONDS.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 R = TypeVar("R")
 
@@ -155,6 +220,53 @@ def _record(row: Any) -> ItemRecord:
     )
 
 
+async def _close(pool: asyncpg.Pool) -> None:
+    """Close ``pool``; its connections are dropped when the server cannot be told (it is gone)."""
+    try:
+        await pool.close()
+    except _driver_errors():
+        pool.terminate()
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """The errors a statement can raise from below: asyncpg's own and the socket's (never raised on as
+    they are: see :meth:`PostgresLedger._retrying`)."""
+    import asyncpg
+
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        asyncio.TimeoutError,
+    )
+
+
+def _retried_as(exc: BaseException) -> str | None:
+    """How a statement's error is retried: ``"conflict"`` (a few times), ``"lost"`` (the connection; up to
+    :data:`POSTGRES_RETRY_SECONDS`), ``"lock"`` (a row lock not had in time; the same), or None (raised)."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        if state in _CONFLICTS:
+            return "conflict"
+        if state == _LOCK_NOT_AVAILABLE:
+            return "lock"
+        if state in _LOST or state.startswith("08"):
+            return "lost"
+        return None
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):  # refused, reset, broken pipe, connect timeout
+        return "lost"
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return "lost"  # a transaction's end on a connection that dropped under it
+    return None
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """A connection goes back to the pool as it is: asyncpg's default reset costs a round trip per
     statement, and this ledger leaves no session state behind (no session settings, locks, cursors or
@@ -228,6 +340,14 @@ class _Intent:
         self.error: BaseException | None = None
 
 
+def _password(dsn: str) -> str | None:
+    try:
+        password = urllib.parse.urlsplit(dsn).password
+    except ValueError:
+        return None
+    return urllib.parse.unquote(password) if password else None
+
+
 def _json(values: Iterable[str]) -> str:
     return msgspec.json.encode(list(dict.fromkeys(values))).decode()
 
@@ -244,8 +364,15 @@ class PostgresLedger(RunLedger):
             default: flushed to the server's disk), or ``"remote_write"`` / ``"remote_apply"`` to wait for
             synchronous standbys too. The other writes commit asynchronously (see the module doc).
 
+    A lost connection (a server restart, a failover) is waited out: each operation is sent again on a new
+    connection for up to ``POSTGRES_RETRY_SECONDS`` (60 s), and the server ends a session of this worker
+    that stays idle inside a transaction (a paused worker) after ``IDLE_IN_TRANSACTION_SECONDS`` (see the
+    module doc).
+
     Raises:
-        LedgerError: on open, when asyncpg is missing or the database cannot be reached.
+        LedgerError: on open, when asyncpg is missing or the database cannot be reached (refused at once;
+            a server starting up is waited for); from any operation, once its tries are over or on an error
+            that trying again cannot mend: one error, never the driver's own.
     """
 
     def __init__(
@@ -257,6 +384,7 @@ class PostgresLedger(RunLedger):
             )
         self._durable = f"SET LOCAL synchronous_commit TO {durable_commit}"
         self._dsn = dsn
+        self._secrets = [p for p in (_password(dsn), os.environ.get("PGPASSWORD")) if p]
         self.run = run
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -265,6 +393,7 @@ class PostgresLedger(RunLedger):
         self._flushing = anyio.Lock()  # held while answers written behind are being written
         self._intents: list[_Intent] = []
         self._leader = False
+        self._gave_up_at: float | None = None  # when an operation last gave up on an unreachable server
 
     def __repr__(self) -> str:
         return f"PostgresLedger(run={self.run!r})"  # the DSN may hold a password: never shown
@@ -279,17 +408,30 @@ class PostgresLedger(RunLedger):
             raise LedgerError(
                 "a PostgreSQL run ledger needs asyncpg: pip install asyncpg (the SDK's postgres extra)"
             ) from None
-        try:
-            pool = await asyncpg.create_pool(
+        settings = {
+            "synchronous_commit": "off",  # intents: see _durable_fetch
+            "idle_in_transaction_session_timeout": _milliseconds(IDLE_IN_TRANSACTION_SECONDS),
+            "lock_timeout": _milliseconds(LOCK_TIMEOUT_SECONDS),
+            "statement_timeout": _milliseconds(STATEMENT_TIMEOUT_SECONDS),
+        }
+
+        async def connect() -> asyncpg.Pool:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=1,
                 max_size=self._pool_size,
                 reset=_keep_session,
-                server_settings={"synchronous_commit": "off"},  # intents: see _durable_fetch
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings=settings,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise LedgerError(f"cannot open the PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
-        try:
+            return pool
+
+        # a server that is not there (refused, unknown host) is a setup error, reported at once; one that is
+        # starting up, restarting or full is waited for
+        pool = await self._retrying(connect, refused=False, doing="open the PostgreSQL run ledger")
+        namespace = str(uuid.uuid4())
+
+        async def schema() -> str:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
                 await conn.execute(_SCHEMA)
@@ -297,14 +439,18 @@ class PostgresLedger(RunLedger):
                     "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
                     "ON CONFLICT (run) DO NOTHING",
                     self.run,
-                    str(uuid.uuid4()),
+                    namespace,
                 )
-                self._namespace = await conn.fetchval(
+                found: str = await conn.fetchval(
                     "SELECT namespace FROM adcreative_runs WHERE run = $1", self.run
                 )
+                return found
+
+        try:
+            self._namespace = await self._retrying(schema, doing="open the PostgreSQL run ledger")
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await pool.close()
+                await _close(pool)
             raise
         self._pool = pool
 
@@ -319,7 +465,7 @@ class PostgresLedger(RunLedger):
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
-                await pool.close()
+                await _close(pool)
 
     @property
     def namespace(self) -> str:
@@ -333,33 +479,95 @@ class PostgresLedger(RunLedger):
             raise LedgerError("the PostgreSQL run ledger is not open")
         return self._pool
 
-    async def _retrying(self, statement: Callable[[], Awaitable[R]]) -> R:
-        """Run ``statement``; sent again after a short random pause when the server rolled it back for a
-        conflict with a concurrent transaction (see the module doc), up to :data:`CONFLICT_RETRIES`
-        times."""
-        import asyncpg
+    async def _retrying(
+        self,
+        statement: Callable[[], Awaitable[R]],
+        *,
+        refused: bool = True,
+        doing: str = "PostgreSQL run ledger",
+    ) -> R:
+        """Run ``statement`` (each try on a connection it acquires itself); sent again when the server
+        rolled it back for a conflict with a concurrent transaction (a few times, after a short random
+        pause), and when the connection was lost or a row lock was not had in time (after a backoff
+        pause, for up to :data:`POSTGRES_RETRY_SECONDS` in all; ``refused``: a refused connection counts as
+        lost too). Every statement sent through here is idempotent (see the module doc). Within
+        :data:`POSTGRES_RETRY_SECONDS` of an operation that gave up on an unreachable server, a lost
+        connection is tried once, not waited out again (a run stopping on it releases and closes at once).
 
-        attempt = 0
+        Raises:
+            LedgerError: for any other error, or once the tries are over: one error, never the driver's.
+        """
+        conflicts = 0
+        deadline: float | None = None
+        pauses = backoff.expo(base=2, factor=RETRY_FIRST_PAUSE, max_value=RETRY_LONGEST_PAUSE)
+        next(pauses)  # prime the generator, as backoff's decorators do
         while True:
             try:
-                return await statement()
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate not in _CONFLICTS or attempt >= CONFLICT_RETRIES:
-                    raise
-                attempt += 1
-                logger.info(
-                    "PostgreSQL run ledger: %s, sending the statement again (%d of %d)",
-                    type(exc).__name__,
-                    attempt,
-                    CONFLICT_RETRIES,
+                result = await statement()
+            except _driver_errors() as exc:
+                kind = _retried_as(exc)
+                if kind is not None and not refused and isinstance(exc, OSError):
+                    kind = None
+                if kind == "conflict" and conflicts < CONFLICT_RETRIES:
+                    conflicts += 1
+                    logger.info(
+                        "PostgreSQL run ledger: %s, sending the statement again (%d of %d)",
+                        type(exc).__name__,
+                        conflicts,
+                        CONFLICT_RETRIES,
+                    )
+                    await anyio.sleep(random.uniform(0.0, 0.01 * 2**conflicts))
+                    continue
+                if kind not in ("lost", "lock"):
+                    message = f"{doing}: {type(exc).__name__}: {exc}"
+                    raise LedgerError(self._redacted(message)) from self._cause(exc, message)
+                now = anyio.current_time()
+                still = (
+                    kind == "lost"
+                    and self._gave_up_at is not None
+                    and now - self._gave_up_at < POSTGRES_RETRY_SECONDS
                 )
-                await anyio.sleep(random.uniform(0.0, 0.01 * 2**attempt))
+                if deadline is None:
+                    deadline = now if still else now + POSTGRES_RETRY_SECONDS
+                if now >= deadline:
+                    if still:
+                        what = "the database could not be reached (given up on moments ago)"
+                    elif kind == "lost":
+                        what = f"the database could not be reached for {POSTGRES_RETRY_SECONDS:g} s"
+                        self._gave_up_at = now
+                    else:
+                        what = f"a row stayed locked for {POSTGRES_RETRY_SECONDS:g} s"
+                    message = (
+                        f"{doing}: {what} ({type(exc).__name__}: {exc}); "
+                        "nothing recorded is lost: rerun once the database is back"
+                    )
+                    raise LedgerError(self._redacted(message)) from self._cause(exc, message)
+                pause = min(backoff.full_jitter(next(pauses)), deadline - now)
+                logger.warning(
+                    "PostgreSQL run ledger: %s (%s), trying again in %.2f s",
+                    "connection lost" if kind == "lost" else "row lock not available",
+                    type(exc).__name__,
+                    pause,
+                )
+                await anyio.sleep(pause)
+                continue
+            self._gave_up_at = None  # reached again
+            return result
 
-    async def _flush(self, conn: Any = None) -> None:
+    def _cause(self, exc: BaseException, message: str) -> BaseException | None:
+        """``exc``, to chain a LedgerError to; None when its text (or ``message``) holds the DSN's
+        password (then the cause is not shown)."""
+        text = f"{message} {exc.args!r}"
+        return None if any(secret in text for secret in self._secrets) else exc
+
+    def _redacted(self, message: str) -> str:
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
+
+    async def _flush(self) -> None:
         """Write the answers and downloads written behind (one statement); a statement of this worker
         that follows sees them. On failure they are kept for the next try."""
-        import asyncpg
-
         if not self._behind and not self._flushing.locked():
             return
         with anyio.CancelScope(shield=True):
@@ -367,10 +575,10 @@ class PostgresLedger(RunLedger):
                 if not self._behind:
                     return
                 rows, self._behind = self._behind, {}
-                target = conn or self._require()
+                pool = self._require()
                 try:
                     await self._retrying(
-                        lambda: target.execute(
+                        lambda: pool.execute(
                             _BEHIND,
                             self.run,
                             list(rows),
@@ -381,9 +589,9 @@ class PostgresLedger(RunLedger):
                             [r.files for r in rows.values()],
                         )
                     )
-                except (OSError, asyncpg.PostgresError) as exc:
+                except BaseException:
                     WrittenBehind.keep(self._behind, rows)  # for the next flush
-                    raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+                    raise
 
     async def _flush_if_many(self) -> None:
         """Flush the writes behind once :data:`BEHIND_ROWS` are waiting (and no flush is under way): no
@@ -426,38 +634,24 @@ class PostgresLedger(RunLedger):
         """``query`` in a transaction that commits as an intent's (``durable_commit``: the one kind of
         write that waits for the disk), beside a flush of the answers written behind."""
 
-        async def write(conn: Any) -> list[Any]:  # a pool's connection
-            async with conn.transaction():
+        async def write() -> list[Any]:  # each try on a connection of its own (a lost one is replaced)
+            async with self._require().acquire() as conn, conn.transaction():
                 await conn.execute(self._durable)
                 return list(await conn.fetch(query, *args))
 
-        async def statement() -> list[Any]:
-            async with self._require().acquire() as conn:
-                return await self._retrying(lambda: write(conn))
-
-        return await self._beside_flush(statement)
+        return await self._beside_flush(lambda: self._retrying(write))
 
     async def _fetch(self, query: str, *args: Any, flush: bool = True) -> list[Any]:
-        import asyncpg
-
         if flush:
             await self._flush()
         pool = self._require()
-        try:
-            return list(await self._retrying(lambda: pool.fetch(query, *args)))
-        except asyncpg.PostgresError as exc:
-            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        return list(await self._retrying(lambda: pool.fetch(query, *args)))
 
     async def _execute(self, query: str, *args: Any, flush: bool = True) -> str:
-        import asyncpg
-
         if flush:
             await self._flush()
         pool = self._require()
-        try:
-            status: str = await self._retrying(lambda: pool.execute(query, *args))
-        except asyncpg.PostgresError as exc:
-            raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+        status: str = await self._retrying(lambda: pool.execute(query, *args))
         return status
 
     @staticmethod
@@ -549,8 +743,6 @@ class PostgresLedger(RunLedger):
     ) -> tuple[list[ItemRecord], set[str]]:
         """See :meth:`RunLedger.claim_and_intend`: one statement, committed as an intent's when it writes
         intents. No flush first: a claim is of items this worker is not writing."""
-        import asyncpg
-
         if not keys:
             return [], set()
         wanted = [intents.get(key) for key in keys]
@@ -565,10 +757,7 @@ class PostgresLedger(RunLedger):
             [w[0] if w else 0 for w in wanted],
         )
         if any(wanted):
-            try:
-                rows = await self._durable_fetch(*args)
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}") from None
+            rows = await self._durable_fetch(*args)
         else:
             rows = await self._fetch(*args, flush=False)
         records = sorted((_record(row) for row in rows), key=lambda r: r.seq)
@@ -635,8 +824,6 @@ class PostgresLedger(RunLedger):
         return slot.ok
 
     async def _write_intents(self, batch: list[_Intent]) -> None:
-        import asyncpg
-
         try:
             rows = await self._durable_fetch(
                 _INTENTS,
@@ -647,14 +834,9 @@ class PostgresLedger(RunLedger):
                 [i.lease for i in batch],
                 _FINAL,
             )
-        except (OSError, asyncpg.PostgresError, LedgerError) as exc:
-            error = (
-                exc
-                if isinstance(exc, LedgerError)
-                else LedgerError(f"PostgreSQL run ledger: {type(exc).__name__}: {exc}")
-            )
+        except LedgerError as exc:
             for slot in batch:
-                slot.error = error
+                slot.error = exc
             return
         written = {row["key"] for row in rows}
         for slot in batch:
@@ -731,17 +913,21 @@ class PostgresLedger(RunLedger):
 
     async def restart(self) -> None:
         """See :meth:`RunLedger.restart`."""
-        namespace = str(uuid.uuid4())
+        namespace = str(uuid.uuid4())  # the same one if sent again (see the module doc)
         pool = self._require()
         self._behind.clear()  # the items are forgotten
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM adcreative_items WHERE run = $1", self.run)
-            await conn.execute(
-                "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
-                "ON CONFLICT (run) DO UPDATE SET namespace = excluded.namespace, created_at = now()",
-                self.run,
-                namespace,
-            )
+
+        async def restart() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM adcreative_items WHERE run = $1", self.run)
+                await conn.execute(
+                    "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
+                    "ON CONFLICT (run) DO UPDATE SET namespace = excluded.namespace, created_at = now()",
+                    self.run,
+                    namespace,
+                )
+
+        await self._retrying(restart)
         self._namespace = namespace
 
     # ---------------------------------------------------------------------------- source hashes
