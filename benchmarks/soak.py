@@ -158,39 +158,43 @@ def run_round(
     kill_at = rng.uniform(0.5, args.chaos_window) if args.workers > 2 else None
     deadline = started + args.round_timeout
     hung = False
-    while True:
-        now = time.monotonic()
-        elapsed = now - started
-        for index in list(pausing):
-            process = fleet.processes[index]
-            if process.poll() is not None:
-                del pausing[index]
-            elif index in paused and elapsed >= paused[index]:
-                process.send_signal(signal.SIGCONT)
-                del paused[index]
-                pausing[index] = elapsed + rng.uniform(0.5, 3.0)
-            elif index not in paused and elapsed >= pausing[index]:
-                process.send_signal(signal.SIGSTOP)
-                totals.pauses += 1
-                paused[index] = elapsed + rng.uniform(1.3, 2.5) * args.lease
-        if kill_at is not None and elapsed >= kill_at:
-            kill_at = None
-            if fleet.processes[2].poll() is None:
-                fleet.processes[2].kill()
-                fleet.processes[2].wait()
-                totals.kills += 1
-                fleet.spawn(2)
-        if restart_at and pg_state is not None and now >= restart_at[0]:
-            restart_at.pop(0)
-            postgres("restart", pg_state)
-            totals.postgres_restarts += 1
-        if not paused and all(p.poll() is not None for p in fleet.processes):
-            break
-        if now > deadline:
-            hung = True
-            fleet.kill_all()
-            break
-        time.sleep(0.05)
+    try:
+        while True:
+            now = time.monotonic()
+            elapsed = now - started
+            for index in list(pausing):
+                process = fleet.processes[index]
+                if process.poll() is not None:  # (it may have ended just as it was stopped)
+                    del pausing[index]
+                    paused.pop(index, None)
+                elif index in paused and elapsed >= paused[index]:
+                    process.send_signal(signal.SIGCONT)
+                    del paused[index]
+                    pausing[index] = elapsed + rng.uniform(0.5, 3.0)
+                elif index not in paused and elapsed >= pausing[index]:
+                    process.send_signal(signal.SIGSTOP)
+                    totals.pauses += 1
+                    paused[index] = elapsed + rng.uniform(1.3, 2.5) * args.lease
+            if kill_at is not None and elapsed >= kill_at:
+                kill_at = None
+                if fleet.processes[2].poll() is None:
+                    fleet.processes[2].kill()
+                    fleet.processes[2].wait()
+                    totals.kills += 1
+                    fleet.spawn(2)
+            if restart_at and pg_state is not None and now >= restart_at[0]:
+                restart_at.pop(0)
+                postgres("restart", pg_state)
+                totals.postgres_restarts += 1
+            if not paused and all(p.poll() is not None for p in fleet.processes):
+                break
+            if now > deadline:
+                hung = True
+                fleet.kill_all()
+                break
+            time.sleep(0.05)
+    finally:  # interrupted (Ctrl-C): no worker outlives the soak
+        fleet.kill_all()
     totals.rounds += 1
     totals.inputs += len(digests)
     if hung:
