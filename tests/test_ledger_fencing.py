@@ -437,3 +437,74 @@ def test_a_worker_paused_past_its_lease_sends_nothing_for_items_taken_over_postg
             return (await opened.counts())[ItemState.DOWNLOADED]
 
     assert anyio.run(downloaded) == PAUSED_ITEMS
+
+
+# ------------------------------------------------------------------------------- a stopping worker
+
+
+async def test_a_stopped_run_leaves_no_intent_of_a_call_it_never_sent(tmp_path: Path) -> None:
+    from helpers import eventually
+    from test_ledger_runs import BG_START, client_of, make_inputs
+
+    from adcreative_async.ledger import RenderRequest
+    from adcreative_async.testing import Emulator
+
+    paths = make_inputs(tmp_path / "in", 100)
+    ledger = SqliteLedger(tmp_path / "run.sqlite")
+    async with Emulator(task_duration=0.05, seed=4, start_latency=0.3) as emulator:
+        async with client_of(emulator) as client, anyio.create_task_group() as group:
+
+            async def run() -> None:
+                await client.process_many(
+                    paths, request=RenderRequest.remove_background, ledger=ledger, upload_concurrency=1
+                )
+
+            group.start_soon(run)
+            # under way: claimed, intents written, calls sent
+            await eventually(lambda: emulator.request_count(BG_START) >= 2)
+            group.cancel_scope.cancel()  # Ctrl-C
+        sent = emulator.request_count(BG_START)
+    async with SqliteLedger(tmp_path / "run.sqlite") as reopened:
+        counts = await reopened.counts()
+        records = (await reopened.records()).values()
+    started = counts[ItemState.SUBMITTING] + counts[ItemState.SUBMITTED]
+    # what the CLI reports as "submitted but not downloaded": only calls that were sent
+    assert 0 < started <= sent
+    assert counts[ItemState.PENDING] >= 100 - sent - counts[ItemState.DOWNLOADED]
+    assert all(r.owner is None for r in records)  # released
+
+
+class _LockProbe(SqliteLedger):
+    """Notes, as an intent's commit is synced to disk, whether another process could take the write lock
+    meanwhile (a second connection, as another worker's)."""
+
+    lock_free_during_sync: list[bool]
+
+    def _sync_wal(self) -> None:
+        other = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            self.lock_free_during_sync.append(True)
+        except sqlite3.OperationalError:
+            self.lock_free_during_sync.append(False)
+        finally:
+            other.close()
+        super()._sync_wal()
+
+
+async def test_an_intent_is_synced_to_disk_outside_the_sqlite_write_lock(tmp_path: Path) -> None:
+    # A worker stopped (SIGSTOP, a VM pause) while it holds the write lock stalls every other worker on
+    # the file: the sync of an intent's commit, most of the time a worker held it, no longer holds it.
+    ledger = _LockProbe(tmp_path / "run.sqlite")
+    ledger.lock_free_during_sync = []
+    async with ledger:
+        await ledger.register(items(3))
+        keys = [i.key for i in items(3)]
+        _, intended = await ledger.claim_and_intend(keys[:2], "w", 30, dict.fromkeys(keys[:2], (0, "u")))
+        [record] = await ledger.claim(keys[2:], "w", 30)
+        assert await ledger.intent(keys[2], "w", "u", 30, epoch=record.epoch)
+    assert intended == set(keys[:2])
+    assert ledger.lock_free_during_sync == [True, True]  # the claim's intents, then the intent
+    async with SqliteLedger(tmp_path / "run.sqlite") as reopened:  # committed, and durable
+        assert {r.state for r in (await reopened.records()).values()} == {ItemState.SUBMITTING}

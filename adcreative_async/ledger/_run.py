@@ -20,7 +20,20 @@ Every wait goes through the client's poll scheduler, on the application's listin
 one render, so one ``CheckApplicationAllProgresses`` per tick answers every item). Items held by another
 live worker are watched until they finish or their claim lapses, then taken over. A task renews this
 worker's claims while it runs; on a clean stop (Ctrl-C) they are released at once. Claims of a dead
-process of this machine (its pid gone) are taken over without waiting for their lease.
+process of this machine (its pid gone, or reused by a process that started later) are taken over without
+waiting for their lease.
+
+Fencing (the argument is in :mod:`adcreative_async.ledger._base`): each claimed item's epoch and local
+lease deadline are kept (:class:`_Hold`; the deadline from the client's monotonic reading taken before the
+claim, intent or renewal that set it). Every ledger write of the item carries the epoch. A start call is
+made only through a lease guard (:class:`_LeaseGuard`, a send guard): checked before the call and as each
+chunk and the end of each file part of its upload go out, it refuses once the deadline less
+:data:`SEND_MARGIN` has passed; the item is then left (put back to ``pending`` if its epoch is still this
+worker's) and watched. A download is not started for an item whose deadline passed (the worker was
+paused: the item may be another's). A taken-over intent is reconciled for ``SEND_MARGIN`` +
+``reconcile_grace`` counted from the lapse of the old claim. On a stop, the feeder claims nothing more, and
+the intents whose call surely never went out (its upload never reached the end of a file part) are put
+back to ``pending`` before the claims are released, so that the ledger counts only calls that were sent.
 """
 
 from __future__ import annotations
