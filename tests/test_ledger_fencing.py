@@ -178,6 +178,31 @@ async def test_an_older_sqlite_ledger_file_still_opens_and_is_fenced(tmp_path: P
         assert await ledger.intent(key, "w1", "u", 30, epoch=1)
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_DSN, reason="needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN")
+async def test_an_older_postgres_ledger_table_still_opens_and_is_fenced() -> None:
+    import asyncpg
+
+    assert POSTGRES_DSN is not None
+    schema = f"fence_{uuid.uuid4().hex[:8]}"  # tables of their own, as an earlier version left them
+    dsn = POSTGRES_DSN + ("&" if "?" in POSTGRES_DSN else "?") + f"search_path={schema}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        async with PostgresLedger(dsn, run="old") as ledger:
+            await ledger.register(items(1))
+        await admin.execute(f"ALTER TABLE {schema}.adcreative_items DROP COLUMN epoch")
+        [key] = [i.key for i in items(1)]
+        async with PostgresLedger(dsn, run="old") as ledger:
+            [record] = await ledger.claim([key], "w1", 30)
+            assert record.epoch == 1
+            assert not await ledger.requeue(key, epoch=0)
+            assert await ledger.intent(key, "w1", "u", 30, epoch=1)
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
+
+
 async def test_the_lease_guard_refuses_once_the_lease_less_the_margin_has_run_out() -> None:
     from adcreative_async import AdCreativeClient, UploadAbortedError
     from adcreative_async._clock import ManualClock
