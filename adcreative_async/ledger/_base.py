@@ -197,16 +197,17 @@ class WrittenBehind:
 
     def answered(
         self, process_id: str, user_id: str, task_ids: Sequence[str], epoch: int | None = None
-    ) -> None:
-        """The start call's answer (a download noted already stays the state)."""
+    ) -> bool:
+        """The start call's answer (a download noted already stays the state); False when it is left out
+        (see :meth:`_stale`)."""
         if self._stale(epoch):
-            stale_answer_left(key="(written behind)", process_id=process_id)
-            return
+            return False
         if self.state != ItemState.DOWNLOADED.value:
             self.state = ItemState.SUBMITTED.value
         self.process_id, self.user_id = process_id, user_id
         self.task_ids = msgspec.json.encode(list(dict.fromkeys(task_ids))).decode()
         self._fence(epoch)
+        return True
 
     def downloaded(self, files: Sequence[str], epoch: int | None = None) -> None:
         """The item's files: it is finished."""
@@ -542,14 +543,14 @@ class RunLedger(ABC):
 
     @abstractmethod
     async def retry_failed(self) -> int:
-        """Every failed item back to ``pending`` with its attempt incremented; how many."""
+        """Every failed item back to ``pending`` with its attempt and epoch incremented; how many."""
 
     @abstractmethod
     async def reset_unfinished(self) -> int:
         """Every item started but not finished (``submitting``, ``submitted``) back to ``pending`` with its
-        attempt incremented: for renders known to be gone (the server they were sent to no longer exists,
-        as an emulator that was stopped); how many. Never use it against a live server: those renders
-        would be made again."""
+        attempt and epoch incremented (a worker still at it can write nothing more): for renders known to
+        be gone (the server they were sent to no longer exists, as an emulator that was stopped); how
+        many. Never use it against a live server: those renders would be made again."""
 
     @abstractmethod
     async def restart(self) -> None:

@@ -697,7 +697,8 @@ class SqliteLedger(RunLedger):
         self, key: str, process_id: str, user_id: str, task_ids: Sequence[str], *, epoch: int | None = None
     ) -> None:
         """See :meth:`RunLedger.submitted`."""
-        self._write_behind(key).answered(process_id, user_id, task_ids, epoch)
+        if not self._write_behind(key).answered(process_id, user_id, task_ids, epoch):
+            stale_answer_left(key, process_id)
         await self._commit_if_many()
 
     async def tasks(self, key: str, task_ids: Sequence[str], *, epoch: int | None = None) -> None:
