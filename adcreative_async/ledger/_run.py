@@ -66,7 +66,7 @@ from ._base import (
     error_message,
     new_worker_id,
 )
-from ._requests import RenderRequest, derived_user_id, request_keys
+from ._requests import RenderRequest, _image_params, derived_user_id, request_keys
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -647,6 +647,10 @@ class LedgerDriver(Generic[T]):
                 guard = _LeaseGuard(self, entry.key)
                 try:
                     guard.check()  # (a call without a file part has no other check)
+                    if not any(
+                        entry.request.params.get(n) is not None for n in _image_params(record.feature)
+                    ):
+                        self._unsent.discard(entry.key)  # no file part: sent as soon as it is made
                     with send_guard(guard):  # the lease still holds as each of its bytes goes out
                         job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
