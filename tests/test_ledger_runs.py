@@ -109,10 +109,12 @@ class _CallLog(MemoryLedger):
         self.calls.append(("records", None if keys is None else frozenset(keys)))
         return await super().records(keys)
 
-    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
         self.calls.append(("intent", frozenset([key])))
         self.calls.append(("single intent", frozenset([key])))
-        return await super().intent(key, owner, user_id, lease)
+        return await super().intent(key, owner, user_id, lease, epoch=epoch)
 
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
@@ -422,9 +424,11 @@ class _CommitLog(SqliteLedger):
         self.synced_commits += any(slot.durable for _, slot in batch)
         return super()._apply(batch, behind)
 
-    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
         self.intents += 1
-        return await super().intent(key, owner, user_id, lease)
+        return await super().intent(key, owner, user_id, lease, epoch=epoch)
 
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
@@ -459,9 +463,11 @@ class _IntentLog(MemoryLedger):
         super().__init__()
         self.intents: dict[str, int] = {}
 
-    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
         self.intents[key] = self.intents.get(key, 0) + 1
-        return await super().intent(key, owner, user_id, lease)
+        return await super().intent(key, owner, user_id, lease, epoch=epoch)
 
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
@@ -501,7 +507,7 @@ class CountingLedger(MemoryLedger):
 
     renewals = 0
 
-    async def renew(self, owner: str, lease: float) -> int:
+    async def renew(self, owner: str, lease: float) -> set[str]:
         CountingLedger.renewals += 1
         return await super().renew(owner, lease)
 
@@ -530,9 +536,10 @@ def test_a_dead_process_of_this_machine_is_recognised(tmp_path: Path) -> None:
     child = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    host, namespace, _, tail = mine.split(":")
-    gone = f"{host}:{namespace}:{child.stdout.strip()}:{tail}"
+    host, namespace, _, started, tail = mine.split(":")
+    gone = f"{host}:{namespace}:{child.stdout.strip()}:{started}:{tail}"
     assert dead_here(gone)
+    assert dead_here(f"{host}:{namespace}:{child.stdout.strip()}:{tail}")  # an id of an earlier version
     assert not dead_here(mine)  # this very process
     assert not dead_here(f"elsewhere:{namespace}:{child.stdout.strip()}:{tail}")  # another machine
     assert not dead_here("worker-3")  # a named worker: only its lease can lapse

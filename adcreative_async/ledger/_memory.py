@@ -17,6 +17,8 @@ from ._base import (
     SourceHash,
     finished_example_of,
     finished_labels_of,
+    stale_answer_fits,
+    stale_answer_left,
 )
 
 __all__ = ["MemoryLedger"]
@@ -125,44 +127,55 @@ class MemoryLedger(RunLedger):
             if record is None or record.state in FINAL_STATES or self._live_other(record, owner, now):
                 continue
             wanted = intents.get(key)
+            lapsed = None if record.lease_until is None else max(0.0, now - record.lease_until)
+            taken = {"owner": owner, "lease_until": now + lease, "epoch": record.epoch + 1}
             if wanted is not None and record.state is ItemState.PENDING and record.attempt == wanted[0]:
                 intended.add(key)
-                record = self._set(
-                    key,
-                    owner=owner,
-                    lease_until=now + lease,
-                    state=ItemState.SUBMITTING,
-                    user_id=wanted[1],
-                    intent_at=now,
-                )
+                record = self._set(key, **taken, state=ItemState.SUBMITTING, user_id=wanted[1], intent_at=now)
             else:
-                record = self._set(key, owner=owner, lease_until=now + lease)
-            claimed.append(record)
+                record = self._set(key, **taken)
+            claimed.append(msgspec.structs.replace(record, lapsed_for=lapsed))
         return claimed, intended
 
-    async def renew(self, owner: str, lease: float) -> int:
+    async def renew(self, owner: str, lease: float) -> set[str]:
         """See :meth:`RunLedger.renew`."""
         now = self._clock()
-        renewed = 0
+        renewed = set()
         for key, record in list(self._items.items()):
-            if record.owner == owner and record.state not in FINAL_STATES:
+            if (
+                record.owner == owner
+                and record.state not in FINAL_STATES
+                and record.lease_until is not None
+                and record.lease_until > now
+            ):
                 self._set(key, lease_until=now + lease)
-                renewed += 1
+                renewed.add(key)
         return renewed
 
     async def release(self, owner: str) -> None:
         """See :meth:`RunLedger.release`."""
+        now = self._clock()
         for key, record in list(self._items.items()):
             if record.owner == owner:
-                self._set(key, owner=None, lease_until=None)
+                lapsed = now if record.lease_until is None else min(now, record.lease_until)
+                self._set(key, owner=None, lease_until=lapsed)
 
-    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+    def _fenced(self, key: str, epoch: int | None) -> ItemRecord | None:
+        """The item's record, if a write under ``epoch`` may change it."""
+        record = self._items.get(key)
+        if record is None or (epoch is not None and record.epoch != epoch):
+            return None
+        return record
+
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
         """See :meth:`RunLedger.intent`."""
         now = self._clock()
-        record = self._items.get(key)
+        record = self._fenced(key, epoch)
         if (
             record is None
-            or record.state in FINAL_STATES
+            or record.state not in (ItemState.PENDING, ItemState.SUBMITTING)
             or record.owner != owner
             or record.lease_until is None
             or record.lease_until <= now
@@ -171,23 +184,35 @@ class MemoryLedger(RunLedger):
         self._set(key, state=ItemState.SUBMITTING, user_id=user_id, intent_at=now, lease_until=now + lease)
         return True
 
-    async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+    async def submitted(
+        self, key: str, process_id: str, user_id: str, task_ids: Sequence[str], *, epoch: int | None = None
+    ) -> None:
         """See :meth:`RunLedger.submitted`."""
-        self._set(
-            key,
-            state=ItemState.SUBMITTED,
-            process_id=process_id,
-            user_id=user_id,
-            task_ids=tuple(dict.fromkeys(task_ids)),
-        )
+        answer = {
+            "state": ItemState.SUBMITTED,
+            "process_id": process_id,
+            "user_id": user_id,
+            "task_ids": tuple(dict.fromkeys(task_ids)),
+        }
+        if self._fenced(key, epoch) is not None:
+            self._set(key, **answer)
+            return
+        record = self._items.get(key)
+        if stale_answer_fits(record, user_id):  # see STALE_ANSWER_RULE
+            self._set(key, **answer, error_code=None, error_message=None)
+        else:
+            stale_answer_left(key, process_id)
 
-    async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
+    async def tasks(self, key: str, task_ids: Sequence[str], *, epoch: int | None = None) -> None:
         """See :meth:`RunLedger.tasks`."""
-        record = self._items[key]
-        self._set(key, task_ids=tuple(dict.fromkeys((*record.task_ids, *task_ids))))
+        record = self._fenced(key, epoch)
+        if record is not None:
+            self._set(key, task_ids=tuple(dict.fromkeys((*record.task_ids, *task_ids))))
 
-    async def downloaded(self, key: str, files: Sequence[str]) -> None:
+    async def downloaded(self, key: str, files: Sequence[str], *, epoch: int | None = None) -> None:
         """See :meth:`RunLedger.downloaded`."""
+        if self._fenced(key, epoch) is None:
+            return
         self._set(
             key,
             state=ItemState.DOWNLOADED,
@@ -198,13 +223,28 @@ class MemoryLedger(RunLedger):
             lease_until=None,
         )
 
-    async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
+    async def failed(
+        self,
+        key: str,
+        code: str,
+        message: str,
+        *,
+        state: ItemState = ItemState.FAILED,
+        epoch: int | None = None,
+    ) -> bool:
         """See :meth:`RunLedger.failed`."""
+        if self._fenced(key, epoch) is None:
+            return False
         self._set(key, state=state, error_code=code, error_message=message, owner=None, lease_until=None)
+        return True
 
-    async def requeue(self, key: str) -> None:
+    async def requeue(self, key: str, *, epoch: int | None = None) -> bool:
         """See :meth:`RunLedger.requeue`."""
+        record = self._fenced(key, epoch)
+        if record is None or record.state is not ItemState.SUBMITTING:
+            return False
         self._set(key, state=ItemState.PENDING, intent_at=None)
+        return True
 
     async def retry_failed(self) -> int:
         """See :meth:`RunLedger.retry_failed`."""
@@ -222,6 +262,7 @@ class MemoryLedger(RunLedger):
                     error_message=None,
                     intent_at=None,
                     user_id=None,
+                    epoch=record.epoch + 1,
                 )
                 retried += 1
         return retried
@@ -239,6 +280,7 @@ class MemoryLedger(RunLedger):
                     task_ids=(),
                     intent_at=None,
                     user_id=None,
+                    epoch=record.epoch + 1,
                 )
                 reset += 1
         return reset

@@ -89,6 +89,7 @@ import msgspec
 from ._base import (
     BEHIND_ROWS,
     FINAL_STATES,
+    STALE_ANSWER_STATES,
     ItemRecord,
     ItemState,
     LedgerError,
@@ -96,6 +97,7 @@ from ._base import (
     RunLedger,
     SourceHash,
     WrittenBehind,
+    stale_answer_left,
 )
 
 if TYPE_CHECKING:
@@ -154,7 +156,7 @@ _COLUMNS = (
     "error_message, owner, extract(epoch from lease_until)::float8 AS lease_until, "
     "extract(epoch from intent_at)::float8 AS intent_at, "
     "extract(epoch from created_at)::float8 AS created_at, "
-    "extract(epoch from updated_at)::float8 AS updated_at"
+    "extract(epoch from updated_at)::float8 AS updated_at, epoch"
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS adcreative_runs (
@@ -181,6 +183,7 @@ CREATE TABLE IF NOT EXISTS adcreative_items (
     intent_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    epoch bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (run, key)
 );
 CREATE INDEX IF NOT EXISTS adcreative_items_by_user ON adcreative_items (run, feature, lower(user_id));
@@ -194,6 +197,14 @@ CREATE TABLE IF NOT EXISTS adcreative_sources (
     PRIMARY KEY (host, path)
 );
 """
+#: Whether the items table has its fencing epoch (tables of earlier versions have not). Looked up first:
+#: an ALTER TABLE takes the table's strongest lock even when it changes nothing.
+_HAS_EPOCH = (
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'adcreative_items'::regclass "
+    "AND attname = 'epoch' AND NOT attisdropped)"
+)
+#: Every item of a table of an earlier version starts at epoch 0 (its next claim makes it 1).
+_ADD_EPOCH = "ALTER TABLE adcreative_items ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0"
 #: Serialises the schema creation of concurrent workers (an arbitrary advisory lock number).
 _SCHEMA_LOCK = 0x616463726561
 
@@ -217,6 +228,8 @@ def _record(row: Any) -> ItemRecord:
         intent_at=row["intent_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        epoch=row["epoch"],
+        lapsed_for=row.get("lapsed_for"),
     )
 
 
@@ -282,19 +295,21 @@ def _locked(rows: str) -> str:
     )
 
 
+#: Intents written together ($2 keys, $3 owners, $4 users, $5 leases, $7 epochs: NULL unfenced).
 _INTENTS = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[]) "
-    f"AS t(k, o, u, l)), {_locked('t')} "
+    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], "
+    f"$7::bigint[]) AS t(k, o, u, l, e)), {_locked('t')} "
     "UPDATE adcreative_items AS i SET state = 'submitting', user_id = t.u, intent_at = now(), "
     "lease_until = now() + make_interval(secs => t.l), updated_at = now() FROM t, locked "
     "WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k AND i.owner = t.o AND i.lease_until > now() "
+    "AND i.state IN ('pending', 'submitting') AND (t.e IS NULL OR i.epoch = t.e) "
     "AND i.state <> ALL($6::text[]) RETURNING i.key"
 )
 #: A claim of the items of keys $4 (those not final, not held by another live claim), that also writes the
 #: intents of the claimed items pending at the given attempt ($6 users, $7 attempts, aligned with the keys;
 #: a NULL user: claimed only), in one statement.
 _CLAIM = (
-    "WITH c AS MATERIALIZED (SELECT i.key AS ck, t.u AS cu, "
+    "WITH c AS MATERIALIZED (SELECT i.key AS ck, t.u AS cu, i.lease_until AS earlier, "
     "  (i.state = 'pending' AND t.u IS NOT NULL AND i.attempt = t.a) AS fresh "
     "  FROM adcreative_items AS i JOIN unnest($4::text[], $6::text[], $7::int[]) AS t(k, u, a) "
     "  ON i.key = t.k "
@@ -302,24 +317,34 @@ _CLAIM = (
     "  AND (i.owner IS NULL OR i.owner = $2 OR i.lease_until IS NULL OR i.lease_until <= now()) "
     "  ORDER BY i.seq FOR UPDATE OF i SKIP LOCKED) "
     "UPDATE adcreative_items AS i SET owner = $2, lease_until = now() + make_interval(secs => $3), "
-    "updated_at = now(), state = CASE WHEN c.fresh THEN 'submitting' ELSE i.state END, "
+    "updated_at = now(), epoch = i.epoch + 1, "
+    "state = CASE WHEN c.fresh THEN 'submitting' ELSE i.state END, "
     "user_id = CASE WHEN c.fresh THEN c.cu ELSE i.user_id END, "
     "intent_at = CASE WHEN c.fresh THEN now() ELSE i.intent_at END "
-    f"FROM c WHERE i.run = $1 AND i.key = c.ck RETURNING {_COLUMNS}, c.fresh"
+    f"FROM c WHERE i.run = $1 AND i.key = c.ck RETURNING {_COLUMNS}, c.fresh, "
+    "CASE WHEN c.earlier IS NOT NULL THEN greatest(0, extract(epoch from now() - c.earlier)) END::float8 "
+    "AS lapsed_for"
 )
+#: A row written behind is of the item's current claim (its epoch, or unfenced).
+_OWN = "(t.e IS NULL OR i.epoch = t.e)"
 #: Answers and downloads written behind, one row per item (a NULL keeps the stored value; a download
-#: ends the claim and clears the error).
+#: ends the claim and clears the error). Fenced by the epoch ($8); a stale row's answer alone is written,
+#: where the STALE_ANSWER_RULE allows it (the claim stays the new owner's). Returns the keys written.
 _BEHIND = (
     "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
-    f"$6::text[], $7::text[]) AS t(k, s, p, u, tk, f)), {_locked('t')} "
-    "UPDATE adcreative_items AS i SET state = t.s, process_id = coalesce(t.p, i.process_id), "
+    f"$6::text[], $7::text[], $8::bigint[]) AS t(k, s, p, u, tk, f, e)), {_locked('t')} "
+    f"UPDATE adcreative_items AS i SET state = CASE WHEN {_OWN} THEN t.s ELSE 'submitted' END, "
+    "process_id = coalesce(t.p, i.process_id), "
     "user_id = coalesce(t.u, i.user_id), task_ids = coalesce(t.tk, i.task_ids), "
-    "files = coalesce(t.f, i.files), "
-    "error_code = CASE WHEN t.f IS NULL THEN i.error_code END, "
-    "error_message = CASE WHEN t.f IS NULL THEN i.error_message END, "
-    "owner = CASE WHEN t.f IS NULL THEN i.owner END, "
-    "lease_until = CASE WHEN t.f IS NULL THEN i.lease_until END, updated_at = now() "
-    "FROM t, locked WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k"
+    f"files = CASE WHEN {_OWN} THEN coalesce(t.f, i.files) ELSE i.files END, "
+    f"error_code = CASE WHEN {_OWN} AND t.f IS NULL THEN i.error_code END, "
+    f"error_message = CASE WHEN {_OWN} AND t.f IS NULL THEN i.error_message END, "
+    f"owner = CASE WHEN {_OWN} AND t.f IS NOT NULL THEN NULL ELSE i.owner END, "
+    f"lease_until = CASE WHEN {_OWN} AND t.f IS NOT NULL THEN NULL ELSE i.lease_until END, "
+    "updated_at = now() "
+    "FROM t, locked WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k "
+    f"AND ({_OWN} OR (t.p IS NOT NULL AND i.process_id IS NULL AND lower(i.user_id) = lower(t.u) "
+    "AND i.state = ANY($9::text[]))) RETURNING i.key, i.process_id"
 )
 #: The run's rows matching a condition (``{where}``), locked in key order, for statements that write
 #: many rows at once.
@@ -330,10 +355,10 @@ _LOCK_WHERE = (
 
 
 class _Intent:
-    __slots__ = ("done", "error", "event", "key", "lease", "ok", "owner", "user_id")
+    __slots__ = ("done", "epoch", "error", "event", "key", "lease", "ok", "owner", "user_id")
 
-    def __init__(self, key: str, owner: str, user_id: str, lease: float) -> None:
-        self.key, self.owner, self.user_id, self.lease = key, owner, user_id, lease
+    def __init__(self, key: str, owner: str, user_id: str, lease: float, epoch: int | None) -> None:
+        self.key, self.owner, self.user_id, self.lease, self.epoch = key, owner, user_id, lease, epoch
         self.event = anyio.Event()
         self.done = False
         self.ok = False
@@ -435,6 +460,8 @@ class PostgresLedger(RunLedger):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
                 await conn.execute(_SCHEMA)
+                if not await conn.fetchval(_HAS_EPOCH):  # a table of an earlier version
+                    await conn.execute(_ADD_EPOCH)
                 await conn.execute(
                     "INSERT INTO adcreative_runs (run, namespace) VALUES ($1, $2) "
                     "ON CONFLICT (run) DO NOTHING",
@@ -577,8 +604,8 @@ class PostgresLedger(RunLedger):
                 rows, self._behind = self._behind, {}
                 pool = self._require()
                 try:
-                    await self._retrying(
-                        lambda: pool.execute(
+                    written = await self._retrying(
+                        lambda: pool.fetch(
                             _BEHIND,
                             self.run,
                             list(rows),
@@ -587,11 +614,18 @@ class PostgresLedger(RunLedger):
                             [r.user_id for r in rows.values()],
                             [r.task_ids for r in rows.values()],
                             [r.files for r in rows.values()],
+                            [r.epoch for r in rows.values()],
+                            list(STALE_ANSWER_STATES),
                         )
                     )
                 except BaseException:
                     WrittenBehind.keep(self._behind, rows)  # for the next flush
                     raise
+                if len(written) < len(rows):  # some were refused: their answers are said
+                    done = {row["key"] for row in written}
+                    for key, row in rows.items():
+                        if key not in done and row.process_id is not None:
+                            stale_answer_left(key, row.process_id)
 
     async def _flush_if_many(self) -> None:
         """Flush the writes behind once :data:`BEHIND_ROWS` are waiting (and no flush is under way): no
@@ -763,27 +797,28 @@ class PostgresLedger(RunLedger):
         records = sorted((_record(row) for row in rows), key=lambda r: r.seq)
         return records, {row["key"] for row in rows if row["fresh"]}
 
-    async def renew(self, owner: str, lease: float) -> int:
+    async def renew(self, owner: str, lease: float) -> set[str]:
         """See :meth:`RunLedger.renew`."""
         # rows locked by a write of this worker (or a claim of another) are skipped, never waited for:
-        # renewed on the next round
-        status = await self._execute(
+        # renewed on the next round (and not among the keys returned)
+        rows = await self._fetch(
             "UPDATE adcreative_items SET lease_until = now() + make_interval(secs => $3) "
             "WHERE run = $1 AND key IN (SELECT key FROM adcreative_items WHERE run = $1 AND owner = $2 "
-            "AND state <> ALL($4::text[]) FOR UPDATE SKIP LOCKED)",
+            "AND state <> ALL($4::text[]) AND lease_until > now() FOR UPDATE SKIP LOCKED) "
+            "AND owner = $2 AND lease_until > now() RETURNING key",
             self.run,
             owner,
             lease,
             _FINAL,
         )
-        return self._rowcount(status)
+        return {row["key"] for row in rows}
 
     async def release(self, owner: str) -> None:
         """See :meth:`RunLedger.release` (the answers written behind are flushed at the same time)."""
         await self._beside_flush(
             lambda: self._execute(
-                _LOCK_WHERE.format(where="owner = $2")
-                + "UPDATE adcreative_items AS i SET owner = NULL, lease_until = NULL FROM locked "
+                _LOCK_WHERE.format(where="owner = $2") + "UPDATE adcreative_items AS i SET owner = NULL, "
+                "lease_until = least(coalesce(i.lease_until, now()), now()) FROM locked "
                 "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
                 self.run,
                 owner,
@@ -793,10 +828,12 @@ class PostgresLedger(RunLedger):
 
     # ----------------------------------------------------------------------------------- writing
 
-    async def intent(self, key: str, owner: str, user_id: str, lease: float) -> bool:
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
         """See :meth:`RunLedger.intent`. Intents that arrive together are written in one statement."""
         self._require()
-        slot = _Intent(key, owner, user_id, lease)
+        slot = _Intent(key, owner, user_id, lease, epoch)
         self._intents.append(slot)
         with anyio.CancelScope(shield=True):  # a write in progress is seen through
             while not slot.done:
@@ -833,6 +870,7 @@ class PostgresLedger(RunLedger):
                 [i.user_id for i in batch],
                 [i.lease for i in batch],
                 _FINAL,
+                [i.epoch for i in batch],
             )
         except LedgerError as exc:
             for slot in batch:
@@ -842,12 +880,15 @@ class PostgresLedger(RunLedger):
         for slot in batch:
             slot.ok = slot.key in written
 
-    async def submitted(self, key: str, process_id: str, user_id: str, task_ids: Sequence[str]) -> None:
+    async def submitted(
+        self, key: str, process_id: str, user_id: str, task_ids: Sequence[str], *, epoch: int | None = None
+    ) -> None:
         """See :meth:`RunLedger.submitted` (written behind: see the module doc)."""
-        self._write_behind(key).answered(process_id, user_id, task_ids)
+        if not self._write_behind(key).answered(process_id, user_id, task_ids, epoch):
+            stale_answer_left(key, process_id)
         await self._flush_if_many()
 
-    async def tasks(self, key: str, task_ids: Sequence[str]) -> None:
+    async def tasks(self, key: str, task_ids: Sequence[str], *, epoch: int | None = None) -> None:
         """See :meth:`RunLedger.tasks`."""
         rows = await self._fetch(
             "SELECT task_ids FROM adcreative_items WHERE run = $1 AND key = $2", self.run, key
@@ -856,37 +897,52 @@ class PostgresLedger(RunLedger):
             return
         merged = _json((*_LIST.decode(rows[0]["task_ids"]), *task_ids))
         await self._execute(
-            "UPDATE adcreative_items SET task_ids = $3, updated_at = now() WHERE run = $1 AND key = $2",
+            "UPDATE adcreative_items SET task_ids = $3, updated_at = now() WHERE run = $1 AND key = $2 "
+            "AND ($4::bigint IS NULL OR epoch = $4)",
             self.run,
             key,
             merged,
+            epoch,
         )
 
-    async def downloaded(self, key: str, files: Sequence[str]) -> None:
+    async def downloaded(self, key: str, files: Sequence[str], *, epoch: int | None = None) -> None:
         """See :meth:`RunLedger.downloaded` (written behind: see the module doc)."""
-        self._write_behind(key).downloaded(files)
+        self._write_behind(key).downloaded(files, epoch)
         await self._flush_if_many()
 
-    async def failed(self, key: str, code: str, message: str, *, state: ItemState = ItemState.FAILED) -> None:
+    async def failed(
+        self,
+        key: str,
+        code: str,
+        message: str,
+        *,
+        state: ItemState = ItemState.FAILED,
+        epoch: int | None = None,
+    ) -> bool:
         """See :meth:`RunLedger.failed`."""
-        await self._execute(
+        status = await self._execute(
             "UPDATE adcreative_items SET state = $3, error_code = $4, error_message = $5, owner = NULL, "
-            "lease_until = NULL, updated_at = now() WHERE run = $1 AND key = $2",
+            "lease_until = NULL, updated_at = now() WHERE run = $1 AND key = $2 "
+            "AND ($6::bigint IS NULL OR epoch = $6)",
             self.run,
             key,
             state.value,
             code,
             message,
+            epoch,
         )
+        return self._rowcount(status) == 1
 
-    async def requeue(self, key: str) -> None:
+    async def requeue(self, key: str, *, epoch: int | None = None) -> bool:
         """See :meth:`RunLedger.requeue`."""
-        await self._execute(
+        status = await self._execute(
             "UPDATE adcreative_items SET state = 'pending', intent_at = NULL, updated_at = now() "
-            "WHERE run = $1 AND key = $2",
+            "WHERE run = $1 AND key = $2 AND state = 'submitting' AND ($3::bigint IS NULL OR epoch = $3)",
             self.run,
             key,
+            epoch,
         )
+        return self._rowcount(status) == 1
 
     async def retry_failed(self) -> int:
         """See :meth:`RunLedger.retry_failed`."""
@@ -894,7 +950,7 @@ class PostgresLedger(RunLedger):
             _LOCK_WHERE.format(where="state = 'failed'")
             + "UPDATE adcreative_items AS i SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
             "user_id = NULL, task_ids = '[]', files = '[]', error_code = NULL, error_message = NULL, "
-            "intent_at = NULL, updated_at = now() FROM locked "
+            "intent_at = NULL, epoch = i.epoch + 1, updated_at = now() FROM locked "
             "WHERE i.run = $1 AND i.key = locked.key AND i.state = 'failed'",
             self.run,
         )
@@ -905,7 +961,8 @@ class PostgresLedger(RunLedger):
         status = await self._execute(
             _LOCK_WHERE.format(where="state IN ('submitting', 'submitted')")
             + "UPDATE adcreative_items AS i SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
-            "user_id = NULL, task_ids = '[]', intent_at = NULL, updated_at = now() FROM locked "
+            "user_id = NULL, task_ids = '[]', intent_at = NULL, epoch = i.epoch + 1, updated_at = now() "
+            "FROM locked "
             "WHERE i.run = $1 AND i.key = locked.key AND i.state IN ('submitting', 'submitted')",
             self.run,
         )

@@ -20,7 +20,20 @@ Every wait goes through the client's poll scheduler, on the application's listin
 one render, so one ``CheckApplicationAllProgresses`` per tick answers every item). Items held by another
 live worker are watched until they finish or their claim lapses, then taken over. A task renews this
 worker's claims while it runs; on a clean stop (Ctrl-C) they are released at once. Claims of a dead
-process of this machine (its pid gone) are taken over without waiting for their lease.
+process of this machine (its pid gone, or reused by a process that started later) are taken over without
+waiting for their lease.
+
+Fencing (the argument is in :mod:`adcreative_async.ledger._base`): each claimed item's epoch and local
+lease deadline are kept (:class:`_Hold`; the deadline from the client's monotonic reading taken before the
+claim, intent or renewal that set it). Every ledger write of the item carries the epoch. A start call is
+made only through a lease guard (:class:`_LeaseGuard`, a send guard): checked before the call and as each
+chunk and the end of each file part of its upload go out, it refuses once the deadline less
+:data:`SEND_MARGIN` has passed; the item is then left (put back to ``pending`` if its epoch is still this
+worker's) and watched. A download is not started for an item whose deadline passed (the worker was
+paused: the item may be another's). A taken-over intent is reconciled for ``SEND_MARGIN`` +
+``reconcile_grace`` counted from the lapse of the old claim. On a stop, the feeder claims nothing more, and
+the intents whose call surely never went out (its upload never reached the end of a file part) are put
+back to ``pending`` before the claims are released, so that the ledger counts only calls that were sent.
 """
 
 from __future__ import annotations
@@ -37,7 +50,8 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .._errors import AdCreativeError, InvalidRequestError
+from .._errors import AdCreativeError, InvalidRequestError, UploadAbortedError
+from .._files import send_guard
 from .._jobs import RenderJob
 from .._naming import Namer, copy_file, name_context, render_name
 from .._outcome import BulkOutcome, download_task, follow
@@ -52,7 +66,7 @@ from ._base import (
     error_message,
     new_worker_id,
 )
-from ._requests import RenderRequest, derived_user_id, request_keys
+from ._requests import RenderRequest, _image_params, derived_user_id, request_keys
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -62,6 +76,8 @@ __all__ = [
     "CHUNK",
     "CLAIM_WINDOW",
     "INTENT_AHEAD_SHARE",
+    "SEND_MARGIN",
+    "SEND_MARGIN_SHARE",
     "UNANSWERED_START_RULE",
     "LedgerDriver",
     "RecordedError",
@@ -103,6 +119,62 @@ INTENT_AHEAD_SHARE = 0.25
 #: after a crash, up to this many items hold an intent whose call was never sent (reconciled, never
 #: sent twice).
 CLAIM_WINDOW = 64
+#: assumed (nothing bounds it: a network can hold bytes for any time): the last bytes of a start call's
+#: request, written after its last send-guard check passed (the rest of a chunk, the closing boundary,
+#: what the kernel's socket buffer holds), reach the server within this many seconds. A worker's lease
+#: guard refuses to send once its local lease deadline minus this margin has passed, and a takeover
+#: waits this much (and ``reconcile_grace``) past the lapse before it may conclude that the old owner's
+#: call made nothing (see "Fencing" in :mod:`adcreative_async.ledger._base`).
+SEND_MARGIN = 5.0
+#: The margin is at most this share of the lease: a lease shorter than ``SEND_MARGIN / SEND_MARGIN_SHARE``
+#: (25 s) shortens it with it. Short leases are for local setups (an emulator on loopback, tests), where
+#: a request's bytes arrive in milliseconds; a worker could not send at all with a margin near its lease.
+SEND_MARGIN_SHARE = 0.2
+
+
+@dataclass
+class _Hold:
+    """This worker's claim on an item: its fencing epoch, and its local lease deadline (client clock:
+    the reading taken before the write that set or extended the lease, plus the lease)."""
+
+    epoch: int
+    deadline: float
+    claimed_at: float  # the client clock when the claim returned (for a takeover's grace)
+
+
+class _LeaseGuard:
+    """A send guard (see :func:`adcreative_async._files.send_guard`) that stops a start call's upload
+    once this worker's lease on the item, less the margin, has run out: a worker paused mid-upload and
+    resumed after its lease lapsed never completes the request."""
+
+    def __init__(self, driver: LedgerDriver[Any], key: str) -> None:
+        self._driver = driver
+        self._key = key
+        self.refused = False
+
+    def check(self) -> None:
+        """Refuse (UploadAbortedError) unless the lease holds for the margin still."""
+        driver = self._driver
+        hold = driver._holds.get(self._key)
+        if hold is None or driver._client.clock.monotonic() >= hold.deadline - driver._margin:
+            self.refused = True
+            raise UploadAbortedError(
+                f"the claim on item {self._key} ran out (less the {driver._margin:g} s margin) before its "
+                "start call was sent: another worker may hold it now"
+            )
+
+    def begin(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self.check()
+
+    def chunk(self, param: str, data: bytes) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self.check()
+
+    def end(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`: past it, the call may have been made."""
+        self.check()
+        self._driver._unsent.discard(self._key)
 
 
 @dataclass
@@ -163,6 +235,11 @@ class LedgerDriver(Generic[T]):
         self._finished_labels: set[str] | None = None
         self._deferred: list[_Item[T]] = []
         self._intended: dict[str, float] = {}  # items whose claim wrote their intent: since when (clock)
+        self._holds: dict[str, _Hold] = {}  # this worker's claims (see _Hold)
+        self._unsent: set[str] = set()  # items with an intent whose call has surely not been sent yet
+        # the lease guard's margin, and how long past a lapse a takeover waits (see SEND_MARGIN)
+        self._margin = min(SEND_MARGIN, lease * SEND_MARGIN_SHARE)
+        self._takeover_grace = self._margin + grace
 
     # ------------------------------------------------------------------------------------ driving
 
@@ -196,18 +273,43 @@ class LedgerDriver(Generic[T]):
             finally:
                 outer.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
+                    await self._put_back_unsent()
                     try:
                         await self._ledger.release(self.owner)
                     except AdCreativeError as exc:  # the claims lapse by themselves
                         logger.warning("could not release this worker's claims: %s", exc)
 
-    async def _renew_claims(self) -> None:
-        while True:
-            await self._client.clock.sleep(self._lease / 3)
+    async def _put_back_unsent(self) -> None:
+        """Items whose intent is written but whose start call surely never went out (a stop, Ctrl-C,
+        before their upload ended): back to ``pending``, so that the ledger says no render may exist."""
+        unsent, self._unsent = self._unsent, set()
+
+        async def put_back(key: str, epoch: int) -> None:
             try:
-                await self._ledger.renew(self.owner, self._lease)
+                await self._ledger.requeue(key, epoch=epoch)
+            except AdCreativeError as exc:  # reconciled by whoever takes it next
+                logger.warning("could not put item %s back: %s", key, exc)
+
+        async with anyio.create_task_group() as group:  # together: one commit for all of them
+            for key in unsent:
+                hold = self._holds.get(key)
+                if hold is not None:
+                    group.start_soon(put_back, key, hold.epoch)
+
+    async def _renew_claims(self) -> None:
+        clock = self._client.clock
+        while True:
+            await clock.sleep(self._lease / 3)
+            before = clock.monotonic()
+            try:
+                renewed = await self._ledger.renew(self.owner, self._lease)
             except AdCreativeError as exc:  # tried again at the next tick; fenced writes stay safe
                 logger.warning("could not renew this worker's claims: %s", exc)
+                continue
+            for key in renewed:
+                hold = self._holds.get(key)
+                if hold is not None:
+                    hold.deadline = max(hold.deadline, before + self._lease)
 
     def _entries(self, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int) -> list[_Item[T]]:
         """Inputs ``start`` to ``start + size`` with their requests (a refused one's outcome is sent). On a
@@ -309,19 +411,31 @@ class LedgerDriver(Generic[T]):
         return claimed
 
     async def _claim_once(self, keys: Sequence[str], known: Mapping[str, ItemRecord]) -> list[ItemRecord]:
-        if self._intent_ahead <= 0:  # every intent right before its call
-            return await self._ledger.claim(keys, self.owner, self._lease)
-        namespace = self._ledger.namespace
+        await anyio.lowlevel.checkpoint_if_cancelled()  # a stopping worker claims nothing more
+        clock = self._client.clock
         intents = {}
-        for key in keys:
-            record = known.get(key)
-            if record is None or record.state is ItemState.PENDING:
-                attempt = record.attempt if record is not None else 0
-                intents[key] = (attempt, derived_user_id(namespace, key, attempt))
-        started = self._client.clock.monotonic()  # the intents are at least this old
-        claimed, intended = await self._ledger.claim_and_intend(keys, self.owner, self._lease, intents)
+        if self._intent_ahead > 0:  # else every intent right before its call
+            namespace = self._ledger.namespace
+            for key in keys:
+                record = known.get(key)
+                if record is None or record.state is ItemState.PENDING:
+                    attempt = record.attempt if record is not None else 0
+                    intents[key] = (attempt, derived_user_id(namespace, key, attempt))
+        started = clock.monotonic()  # the intents are at least this old; the leases end no earlier
+        # shielded: what a claim wrote is known (its intents are put back if the worker stops)
+        with anyio.CancelScope(shield=True):
+            if intents:
+                claimed, intended = await self._ledger.claim_and_intend(
+                    keys, self.owner, self._lease, intents
+                )
+            else:
+                claimed, intended = await self._ledger.claim(keys, self.owner, self._lease), set()
+        returned = clock.monotonic()
+        for record in claimed:
+            self._holds[record.key] = _Hold(record.epoch, started + self._lease, returned)
         for key in intended:
             self._intended[key] = started
+            self._unsent.add(key)
         return claimed
 
     def _start(
@@ -454,7 +568,9 @@ class LedgerDriver(Generic[T]):
             outcome.job = job
             await self._await_and_download(outcome, entry, job)
             with anyio.CancelScope(shield=True):
-                await self._ledger.downloaded(entry.key, [str(f) for f in outcome.files])
+                await self._ledger.downloaded(
+                    entry.key, [str(f) for f in outcome.files], epoch=self._epoch(entry.key)
+                )
             self._note_finished(
                 ItemRecord(
                     key=entry.key,
@@ -467,17 +583,23 @@ class LedgerDriver(Generic[T]):
                 )
             )
         except Exception as exc:  # one item's failure is its outcome, never the others'
+            self._unsent.discard(entry.key)
             if exc not in outcome.errors:  # (the wait's and downloads' errors are recorded already)
                 outcome._fail(exc)
             if not isinstance(exc, (RenderMayExistError, _LostClaim)):
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._ledger.failed(entry.key, error_code(exc), error_message(exc))
+                        if not await self._ledger.failed(
+                            entry.key, error_code(exc), error_message(exc), epoch=self._epoch(entry.key)
+                        ):  # the item passed to another worker: its outcome is that worker's
+                            outcome.error = _LostClaim(entry.key)
                     except AdCreativeError as ledger_error:
                         logger.warning("could not record the failure of %s: %s", entry.key, ledger_error)
         finally:
             if not submitted:
                 self._submitted_one()
+            if entry.key not in self._unsent:  # (an unsent intent is put back with its epoch)
+                self._holds.pop(entry.key, None)
             self._busy -= 1
             self._changed()
         if isinstance(outcome.error, _LostClaim):
@@ -522,13 +644,27 @@ class LedgerDriver(Generic[T]):
                     await self._intent(entry, user)  # the call follows its intent closely
                 # this client alone writes for the derived user (no listing before the start call needed)
                 self._client._ledger.fresh_user(entry.request.feature, user)
+                guard = _LeaseGuard(self, entry.key)
                 try:
-                    job = await entry.request.submit(self._client, user_id=user)
+                    guard.check()  # (a call without a file part has no other check)
+                    if not any(
+                        entry.request.params.get(n) is not None for n in _image_params(record.feature)
+                    ):
+                        self._unsent.discard(entry.key)  # no file part: sent as soon as it is made
+                    with send_guard(guard):  # the lease still holds as each of its bytes goes out
+                        job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
                     job = None
+                except UploadAbortedError:
+                    if not guard.refused:
+                        raise
+                    await self._leave(entry)
+                self._unsent.discard(entry.key)  # answered, or may have been sent
             if job is not None:  # recorded right away, but without holding an upload slot
                 with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
-                    await self._ledger.submitted(entry.key, job.process_id, job.user_id, job.task_ids)
+                    await self._ledger.submitted(
+                        entry.key, job.process_id, job.user_id, job.task_ids, epoch=self._epoch(entry.key)
+                    )
                 return job._poll_by_application()
             now = time.time()
             pending = ItemRecord(
@@ -556,9 +692,34 @@ class LedgerDriver(Generic[T]):
     async def _intent(self, entry: _Item[T], user: str) -> float:
         """Commit the item's intent (fenced by this worker's claim); when it was committed (client
         clock). Raises _LostClaim when the claim is no longer this worker's."""
-        if not await self._ledger.intent(entry.key, self.owner, user, self._lease):
+        clock = self._client.clock
+        before = clock.monotonic()  # the lease it extends ends no earlier than this plus the lease
+        hold = self._holds.get(entry.key)
+        if hold is None or not await self._ledger.intent(
+            entry.key, self.owner, user, self._lease, epoch=hold.epoch
+        ):
             raise _LostClaim(entry.key)
-        return self._client.clock.monotonic()
+        hold.deadline = max(hold.deadline, before + self._lease)
+        self._unsent.add(entry.key)
+        return clock.monotonic()
+
+    async def _leave(self, entry: _Item[T]) -> None:
+        """The lease guard stopped the item's start call before it was sent (the lease ran out): the item
+        is left to whoever takes it. Put back to ``pending`` first when its epoch is still this worker's
+        (nobody took it: nothing of this call exists), so that its next owner need not reconcile it."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key))
+            except AdCreativeError as exc:  # its next owner reconciles it
+                logger.warning("could not put item %s back: %s", entry.key, exc)
+        self._unsent.discard(entry.key)
+        logger.info("item %s: the claim ran out before its start call was sent; left to others", entry.key)
+        raise _LostClaim(entry.key)
+
+    def _epoch(self, key: str) -> int | None:
+        """The fencing epoch of this worker's claim on ``key`` (None: not claimed here: unfenced)."""
+        hold = self._holds.get(key)
+        return None if hold is None else hold.epoch
 
     async def _reconcile(self, entry: _Item[T], record: ItemRecord) -> RenderJob | None:
         """An intent without an answer: the item's own user's process (adopted), or None when it is
@@ -568,8 +729,14 @@ class LedgerDriver(Generic[T]):
         clock = self._client.clock
         grace = self._client._transport.retry.reconcile_grace
         interval = self._client._transport.retry.reconcile_interval
-        waited = time.time() - (record.intent_at or 0.0)
-        deadline = clock.monotonic() + max(0.0, grace - waited)
+        hold = self._holds.get(entry.key)
+        if record.lapsed_for is not None and hold is not None:
+            # taken over: the old owner's last bytes may arrive until the margin past the lapse (see
+            # SEND_MARGIN), and its render be listed a grace later: counted from the lapse
+            deadline = hold.claimed_at + max(0.0, self._takeover_grace - record.lapsed_for)
+        else:  # this worker's own call (or an intent of a version without leases' lapses)
+            waited = time.time() - (record.intent_at or 0.0)
+            deadline = clock.monotonic() + max(0.0, grace - waited)
         while True:
             listing = await resource.user_progress(record.user_id)
             if listing:
@@ -583,7 +750,11 @@ class LedgerDriver(Generic[T]):
                 task_ids = list(progress.tasks)
                 with anyio.CancelScope(shield=True):
                     await self._ledger.submitted(
-                        entry.key, progress.image_render_process_id, record.user_id, task_ids
+                        entry.key,
+                        progress.image_render_process_id,
+                        record.user_id,
+                        task_ids,
+                        epoch=self._epoch(entry.key),
                     )
                 logger.info(
                     "item %s: adopted process %s after an unanswered start call",
@@ -597,7 +768,8 @@ class LedgerDriver(Generic[T]):
                 break
             await clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())))
         if await self._listings_keep_finished():
-            await self._ledger.requeue(entry.key)
+            if not await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key)):
+                raise _LostClaim(entry.key)
             return None
         message = (
             f"the start call of {entry.request.label or entry.key} may have made a render: none is listed "
@@ -605,7 +777,14 @@ class LedgerDriver(Generic[T]):
             "ruled out; not sent again (check the user's processes, then rerun with --retry-failed)"
         )
         with anyio.CancelScope(shield=True):
-            await self._ledger.failed(entry.key, "RenderMayExistError", message, state=ItemState.UNKNOWN)
+            if not await self._ledger.failed(
+                entry.key,
+                "RenderMayExistError",
+                message,
+                state=ItemState.UNKNOWN,
+                epoch=self._epoch(entry.key),
+            ):
+                raise _LostClaim(entry.key)
         raise RenderMayExistError(message, feature=record.feature, user_id=record.user_id)
 
     async def _listings_keep_finished(self) -> bool:
@@ -651,6 +830,12 @@ class LedgerDriver(Generic[T]):
 
     async def _download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob, task_id: str) -> None:
         assert self._dest is not None
+        hold = self._holds.get(entry.key)
+        if hold is not None and self._client.clock.monotonic() >= hold.deadline:
+            # paused past its lease: another worker may be finishing it (this worker takes it up again
+            # if nobody did); its writes would be refused anyway
+            outcome._fail(_LostClaim(entry.key))
+            return
         await download_task(
             outcome,
             job,
