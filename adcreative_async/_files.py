@@ -820,6 +820,10 @@ class AtomicFile:
         self._directory: str | None = None
         self._handle: IO[bytes] | None = None
         self._temp = ""
+        # Set once the block is left: a worker thread still running for a cancelled caller then
+        # discards what it made instead of keeping or committing it.
+        self._lock = threading.Lock()
+        self._left = False
 
     async def __aenter__(self) -> AtomicFile:
         is_dir = self._known.get(self._raw) if self._known is not None else None
@@ -857,12 +861,20 @@ class AtomicFile:
             if self._known is not None:
                 self._known.discard(self._raw)
             raise
-        self._temp = temp
-        self._handle = handle = os.fdopen(fd, "wb")
+        handle = os.fdopen(fd, "wb")
+        with self._lock:
+            left = self._left
+            if not left:
+                self._temp, self._handle = temp, handle
+        if left:  # the caller is gone (cancelled while the file was made): no one owns it
+            _discard(handle, temp)
+            raise _Abandoned
         return handle
 
     async def __aexit__(self, *exc_info: object) -> None:
-        handle, self._handle = self._handle, None
+        with self._lock:
+            handle, self._handle = self._handle, None
+            self._left = True
         if handle is not None:
             await release_in_thread(functools.partial(_discard, handle, self._temp), self._limiter)
 
@@ -907,7 +919,10 @@ class AtomicFile:
                 handle.write(chunk)
             handle.flush()
             final = self._target / name if self._is_dir else self._target
-            self._handle = None
+            with self._lock:
+                if self._left:  # the caller is gone: leaving the block took the file, to discard it
+                    raise _Abandoned
+                self._handle = None  # the commit owns it now
             try:
                 if final.parent != Path(self._temp).parent:
                     final.parent.mkdir(parents=True, exist_ok=True)
@@ -920,6 +935,10 @@ class AtomicFile:
             return final
 
         return await anyio.to_thread.run_sync(finish, limiter=self._limiter)
+
+
+class _Abandoned(Exception):
+    """A worker thread's file operation whose caller was cancelled: what it made is discarded."""
 
 
 def _replace(temp: str, final: Path) -> None:
