@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import string
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,14 +62,31 @@ def check_template(name: Namer | None) -> None:
         )
 
 
-def _stem(item: object) -> tuple[str, str]:
+_SEPARATORS = os.sep + (os.altsep or "")
+
+
+def _file_name(label: str) -> str:
+    """``Path(label).name``, without building a Path (names are made for every item of a run)."""
+    return os.path.basename(label.rstrip(_SEPARATORS))
+
+
+def _stem_of(name: str) -> str:
+    """``Path(name).stem`` of a file name: its suffix (a dot not first nor last, the last one) cut."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
+
+
+def _label(item: object) -> str:
+    """The item's label (a request's), or the path it is; else ""."""
     label = getattr(item, "label", None)
     if isinstance(label, str):
-        return label, Path(label).stem if label else ""
-    if isinstance(item, (str, os.PathLike)):
-        text = os.fspath(item)
-        return text, Path(text).stem
-    return "", ""
+        return label
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else ""
+
+
+def _stem(item: object) -> tuple[str, str]:
+    label = _label(item)
+    return label, _stem_of(_file_name(label)) if label else ""
 
 
 def name_context(
@@ -79,10 +95,11 @@ def name_context(
     """The fields of a name: the item's label, file name and stem (a path's or a request's), its
     position, the task's id and position in its process, the process id, the downloaded file's
     suffix."""
-    label, stem = _stem(item)
+    label = _label(item)
+    filename = _file_name(label) if label else ""
     return {
-        "stem": stem or task_id,
-        "filename": Path(label).name if label else task_id,
+        "stem": _stem_of(filename) or task_id,
+        "filename": filename or task_id,
         "label": label,
         "suffix": suffix,
         "ext": suffix.lstrip("."),
@@ -96,14 +113,8 @@ def name_context(
 def render_name(name: Namer, context: Mapping[str, Any]) -> str:
     """The relative path ``name`` gives for ``context`` (checked: relative, inside the folder)."""
     text = name(context) if callable(name) else name.format(**context)
-    path = Path(text)
-    if (
-        not text
-        or path.is_absolute()
-        or ".." in path.parts
-        or text.endswith(("/", os.sep))
-        or path.name in ("", ".")
-    ):
+    parts = text.replace(os.altsep, os.sep).split(os.sep) if os.altsep else text.split(os.sep)
+    if not text or os.path.isabs(text) or ".." in parts or parts[-1] in ("", "."):
         raise InvalidRequestError.for_field("name", f"must give a relative path inside dest, got {text!r}")
     return text
 
@@ -111,7 +122,6 @@ def render_name(name: Namer, context: Mapping[str, Any]) -> str:
 #: The values of the fields known only after the start call, to check names before it: task and
 #: process ids are GUIDs (distinct per item, as real ones are), the suffix one of the image suffixes.
 CHECK_SUFFIX = ".png"
-_CHECK_NAMESPACE = uuid.UUID("7d3f0a52-51c4-4f0e-8f6a-2b8c7e1d9a40")
 #: assumed (from the seeds and the docs' examples): these features make one task per start call; the
 #: others (creatives, stock images, product photoshoot) may make several, whose names must differ.
 SINGLE_TASK_FEATURES = frozenset({"background_remover", "upscaler", "face_enhancer"})
@@ -124,8 +134,8 @@ def planned_name(name: Namer, item: object, index: int, task_index: int = 0) -> 
     Raises:
         InvalidRequestError: the name is outside the folder, or the template or callable fails.
     """
-    task_id = str(uuid.uuid5(_CHECK_NAMESPACE, f"task:{index}:{task_index}"))
-    process_id = str(uuid.uuid5(_CHECK_NAMESPACE, f"process:{index}"))
+    task_id = f"{index & 0xFFFFFFFF:08x}-7a5c-4000-8000-{task_index:012x}"  # GUID-shaped, per item
+    process_id = f"{index & 0xFFFFFFFF:08x}-7a5c-4000-8000-{0xFFFFFFFFFFFF:012x}"
     context = name_context(item, index, task_id, task_index, process_id, CHECK_SUFFIX)
     try:
         return render_name(name, context)
@@ -155,6 +165,15 @@ def _writable(directory: str) -> str | None:
     if not os.access(path, os.W_OK | os.X_OK):
         return f"{path} is not writable"
     return None
+
+
+def _folders_in(directory: str) -> set[str]:
+    """The names of the folders in ``directory`` (none if it does not exist yet)."""
+    try:
+        with os.scandir(directory) as entries:
+            return {entry.name for entry in entries if entry.is_dir()}
+    except OSError:
+        return set()
 
 
 def check_names(
@@ -196,6 +215,8 @@ def check_names(
         norm = os.path.normpath(text).replace(os.sep, "/")
         by_name.setdefault(norm.casefold(), []).append((index, item, norm))
     for group in by_name.values():
+        if len(group) < 2:
+            continue
         identities = {_identity(item, index) for index, item, _ in group}
         if len(identities) < 2:
             continue
@@ -208,6 +229,7 @@ def check_names(
                 '(e.g. "{filename}{suffix}" keeps each input\'s own suffix)',
             )
     directories: dict[str, str | None] = {}
+    folders: dict[str, set[str]] = {}  # the folders in each directory: one listing, not a stat per item
     for index, _ in items:
         if index in refused:
             continue
@@ -219,8 +241,11 @@ def check_names(
         if directory not in directories:
             directories[directory] = _writable(directory)
         problem = directories[directory]
-        if problem is None and target is not None and os.path.isdir(target):
-            problem = f"{target} is a folder"
+        if problem is None and target is not None:
+            if directory not in folders:
+                folders[directory] = _folders_in(directory)
+            if os.path.basename(target) in folders[directory]:
+                problem = f"{target} is a folder"
         if problem is not None:
             refused[index] = InvalidRequestError.for_field(
                 "name" if name is not None else "dest", f"cannot save the result: {problem}"

@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from .. import CreativesResource, RenderKind, RenderType
@@ -66,11 +66,18 @@ class ImageItem:
         ``sub/cat.png``), else kept (``sub/cat.jpg`` -> ``sub/cat.jpg.png``). So ``cat.jpg`` and
         ``cat.png`` never share a name, and neither does ``cat.jpg.png`` (its stem ends with an image
         suffix: kept too, ``cat.jpg.png.png``)."""
-        relative = PurePosixPath(self.output_stem)
-        stem = relative.with_suffix("") if relative.suffix else relative
-        if relative.suffix.lower() == suffix.lower() and stem.suffix.lower() not in IMAGE_SUFFIXES:
-            return f"{stem.as_posix()}{suffix}"
-        return f"{relative.as_posix()}{suffix}"
+        relative = self.output_stem
+        own = _suffix(relative.rpartition("/")[2])
+        inner = _suffix(relative[: len(relative) - len(own)].rpartition("/")[2])
+        if own and own.lower() == suffix.lower() and inner.lower() not in IMAGE_SUFFIXES:
+            return f"{relative[: len(relative) - len(own)]}{suffix}"
+        return f"{relative}{suffix}"
+
+
+def _suffix(name: str) -> str:
+    """``PurePosixPath(name).suffix`` of a file name (names are made for every input of a run)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[ImageItem]:

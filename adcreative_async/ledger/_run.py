@@ -217,6 +217,11 @@ class LedgerDriver(Generic[T]):
         :func:`~adcreative_async._naming.check_names`): the refused are reported unsent."""
         if self._dest is None:
             return
+        if self._name is None:  # results named after their task: only dest is checked
+            refused = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
+            if refused:
+                self._refused = dict.fromkeys(range(len(self._items)), refused[0])
+            return
         named: list[tuple[int, object]] = []
         for index, item in enumerate(self._items):
             try:
