@@ -31,6 +31,7 @@ __all__ = [
     "name_context",
     "planned_name",
     "render_name",
+    "temp_stem_for",
 ]
 
 #: The fields a name template may use.
@@ -125,6 +126,20 @@ CHECK_SUFFIX = ".png"
 #: assumed (from the seeds and the docs' examples): these features make one task per start call; the
 #: others (creatives, stock images, product photoshoot) may make several, whose names must differ.
 SINGLE_TASK_FEATURES = frozenset({"background_remover", "upscaler", "face_enhancer"})
+
+
+#: A temporary file's stem longer than this (UTF-8 bytes) is a hash of the name instead (room for the
+#: leading dot, the slot and ``.part`` within a file name's 255 bytes).
+MAX_TEMP_STEM = 200
+
+
+def temp_stem_for(name: str) -> str:
+    """The stem of the temporary files of the result named ``name`` (a relative path): its file name,
+    or a hash of the whole name when that is too long; the same for every download to that name."""
+    stem = _file_name(name)
+    if not stem.strip(".") or "\\" in stem or "\x00" in stem or len(stem.encode()) > MAX_TEMP_STEM:
+        return hashlib.sha256(name.encode()).hexdigest()[:32]
+    return stem
 
 
 def planned_name(name: Namer, item: object, index: int, task_index: int = 0) -> str:

@@ -18,7 +18,7 @@ import anyio
 
 from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
-from ._naming import Namer, name_context, render_name
+from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
 
 __all__ = ["BulkOutcome", "download_task", "follow"]
 
@@ -79,13 +79,20 @@ async def download_task(
 ) -> None:
     """Download one succeeded task of an item into ``dest`` (under ``limiter``), named by ``name``
     (its context built from ``named``, the item as the name callback sees it) when given: the body goes
-    straight to that name's temporary file, replacing the item's own earlier file atomically, never
-    through a file named after the task. The file goes to ``outcome.files``; an error is recorded in
-    ``outcome``, never raised."""
+    straight to that name's temporary file (named after the result's name, so that a later download to
+    the same name, of this render or a new one, removes what a killed writer left), replacing the
+    item's own earlier file atomically, never through a file named after the task. The file goes to
+    ``outcome.files``; an error is recorded in ``outcome``, never raised."""
     name_for: Callable[[str], str] | None = None
+    temp_stem: str | None = None
     if name is not None:
         namer = name
         position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+        try:  # the temporary file is named after the result's name: found again by any later download
+            context = name_context(named, outcome.index, task_id, position, job.process_id, CHECK_SUFFIX)
+            temp_stem = temp_stem_for(render_name(namer, context))
+        except Exception:  # the name's own error is raised when the file is named
+            temp_stem = None
 
         def name_for(suffix: str) -> str:
             context = name_context(named, outcome.index, task_id, position, job.process_id, suffix)
@@ -116,6 +123,7 @@ async def download_task(
                 timeout=None,
                 retry=None,
                 name_for=name_for,
+                temp_stem=temp_stem,
             )
         outcome.files.append(path)
     except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)

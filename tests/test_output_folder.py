@@ -113,3 +113,41 @@ def test_kill_9_mid_download_then_rerun_leaves_only_results_in_the_output_folder
     assert summary["errors"] == []
     assert sorted(os.listdir(out)) == ["in-0.png", "in-1.png", "in-2.png"]  # nothing but results
     assert all((out / f"in-{i}.png").stat().st_size == 150_000_000 for i in range(3))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and file locks are POSIX things")
+def test_kill_9_of_the_cli_without_a_ledger_then_rerun_leaves_only_results(
+    emulator: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without a ledger a rerun renders again (new task ids): the temporary file is found again from
+    the result's name, not the task's, and nothing is staged in a hidden folder of the output."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(2):
+        (inputs / f"in-{i}.png").write_bytes(sample_image("png", (4, 4), (i, 7, 7)))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADCREATIVE_")} | {
+        "ADCREATIVE_APPLICATION_ID": emulator["application_id"],
+        "ADCREATIVE_API_KEY": emulator["api_key"],
+        "ADCREATIVE_API_SECRET": emulator["api_secret"],
+        "ADCREATIVE_JWT_PRIVATE_KEY": emulator["jwt_private_key"],
+        "ADCREATIVE_BASE_URL": emulator["base_url"],
+        "ADCREATIVE_USER_ID": "11111111-2222-4333-8444-555555555555",
+    }
+    command = [sys.executable, "-m", "adcreative_async.cli", "remove-bg", str(inputs), "-o", str(out)]
+    process = subprocess.Popen(
+        [*command, "--no-ledger", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and any(p.name.endswith(".part") for p in out.rglob("*"))):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no download started"
+        time.sleep(0.002)
+    process.kill()
+    process.communicate(timeout=30)
+
+    rerun = subprocess.run(
+        [*command, "--no-ledger", "--json"], capture_output=True, env=env, timeout=300, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["in-0.png", "in-1.png"]

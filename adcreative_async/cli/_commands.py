@@ -7,10 +7,7 @@ display, fills ``session.document`` (printed as JSON with ``--json``) and prints
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,31 +54,6 @@ def _state_name(state: int) -> str:
 def _render_status(update: TaskUpdate) -> str:
     progress = update.progress
     return f"rendering {progress.completed_task_count}/{progress.total_task_count} tasks"
-
-
-@asynccontextmanager
-async def _staging(out: Path) -> AsyncIterator[Path]:
-    """A hidden folder inside ``out`` for downloads not yet renamed; removed whatever happens."""
-    staging = out / f".adcreative-{secrets.token_hex(4)}"
-    await anyio.Path(staging).mkdir(parents=True, exist_ok=True)
-    try:
-        yield staging
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(shutil.rmtree, staging, True)
-
-
-async def _place(files: Sequence[Path], out: Path, item: ImageItem) -> list[Path]:
-    """Move downloaded ``files`` to their input's output name in ``out`` (replacing its own earlier
-    file; ``-2``… before the suffix for more than one)."""
-    placed: list[Path] = []
-    for i, source in enumerate(files):
-        suffix = source.suffix if i == 0 else f"-{i + 1}{source.suffix}"
-        target = out / item.output_name(suffix)
-        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        await anyio.Path(source).replace(target)
-        placed.append(target)
-    return placed
 
 
 # --------------------------------------------------------------------------------------- remove-bg
@@ -193,29 +165,26 @@ async def _remove_bg_unrecorded(session: Session) -> int:
         display.update(rows[index], status="submitted")
         return job
 
+    def name(fields: Any) -> str:  # straight to the input's own name (checked before the start call)
+        item: ImageItem = items[fields["index"]]
+        return item.output_name(fields["suffix"])
+
     results: list[dict[str, Any]] = [{} for _ in items]
     table: list[list[Any]] = [[] for _ in items]
-    async with (
-        _staging(out) as staging,
-        session.client.bulk(
-            list(enumerate(items)),
-            submit,
-            dest=staging,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            on_update=on_update,
-        ) as run,
-    ):
+    async with session.client.bulk(
+        list(enumerate(items)),
+        submit,
+        dest=out,
+        name=name,
+        upload_concurrency=args.concurrency,
+        download_concurrency=args.concurrency,
+        item_timeout=args.timeout,
+        on_update=on_update,
+    ) as run:
         async for outcome in run:
             index, item = outcome.item
-            files: list[Path] = []
+            files = outcome.files
             error = outcome.error
-            if error is None:
-                try:
-                    files = await _place(outcome.files, out, item)
-                except OSError as exc:
-                    error = exc
             ok = error is None
             job = outcome.job
             display.done(

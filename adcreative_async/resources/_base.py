@@ -714,10 +714,12 @@ class RenderResource(Resource):
         timeout: Timeout | float | None,
         retry: RetryPolicy | int | None,
         name_for: Callable[[str], str] | None = None,
+        temp_stem: str | None = None,
     ) -> Path:
         """:meth:`download` with values for the feature's ``download_fields`` (by Python name);
         ``name_for``: the file's path in the directory ``dest`` from its extension (see
-        :func:`~adcreative_async._downloads.download_file`)."""
+        :func:`~adcreative_async._downloads.download_file`); ``temp_stem``: the temporary file's
+        stem instead of the task id (a plain name)."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
         options = RequestOptions(None, extra_query, extra_headers, timeout, retry)
@@ -729,7 +731,7 @@ class RenderResource(Resource):
                     self._client._transport,
                     req,
                     dest,
-                    default_stem=tid,
+                    default_stem=temp_stem or tid,
                     use_server_filename=use_server_filename,
                     resume=resume,
                     on_progress=on_progress,
