@@ -3,7 +3,9 @@
 Uploads, in-flight renders and downloads have separate limits; each task's download starts as soon as
 the task succeeds; the waiting of every item goes through the client's one poll scheduler (at most one
 progress request per user per tick, whatever the number of items); one item's failure is reported as
-its outcome and never stops the others.
+its outcome and never stops the others. Every item's output name is checked before any start call
+(:func:`~adcreative_async._naming.check_names`): an item whose result could not be saved is refused
+unsent.
 
 With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
 instead: durable intents and answers, resume, and claims shared by many workers.
@@ -24,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
-from ._naming import Namer, check_template
+from ._naming import Namer, check_names, check_template
 from ._outcome import BulkOutcome, download_task, follow
 
 if TYPE_CHECKING:
@@ -221,8 +223,15 @@ class BulkRun(Generic[T]):
                     raise
                 self._failure = failure
             return
+        refused = {}
+        if self._dest is not None:  # every name checked before any start call
+            items = list(enumerate(self._items))
+            refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, items)
         async with send, anyio.create_task_group() as group:
             for index, item in enumerate(self._items):
+                if index in refused:
+                    send.send_nowait(BulkOutcome(index, item, error=refused[index]))
+                    continue
                 group.start_soon(self._run_item, index, item, send, uploads, polls, downloads)
 
     async def _run_item(

@@ -436,9 +436,13 @@ class AdCreativeClient:
                 process id, and every item is rendered once (see README, "Resumable runs and many
                 workers").
             name: output file names, relative to ``dest``: a template such as ``"{stem}{suffix}"`` or
-                ``"{stem}-{task_index}.{ext}"`` (fields: ``stem``, ``label``, ``suffix``, ``ext``,
-                ``index``, ``task_index``, ``task_id``, ``process_id``) or a callable given them as a
-                mapping. A different file already there is never overwritten (the item fails instead).
+                ``"{stem}-{task_index}.{ext}"`` (fields: ``stem``, ``filename`` (the label's file name,
+                suffix kept), ``label``, ``suffix``, ``ext``, ``index``, ``task_index``, ``task_id``,
+                ``process_id``) or a callable given them as a mapping. Make it a function of the input
+                (not of ``index``, which moves when inputs are added). Every item's name is checked before
+                any start call: one outside ``dest``, in a folder that cannot be written, or shared with
+                another input is refused unsent (``InvalidRequestError``). The file at an item's name is
+                its own: replaced atomically by a rerun.
             lease: with a ledger, seconds a worker's claim on an item lasts unless renewed (default 30).
             worker_id: with a ledger, this worker's name in claims (default: host, pid namespace, pid
                 and a random part, which also lets a rerun on the same machine take over the claims of

@@ -395,8 +395,13 @@ async def download_file(
     use_server_filename: bool = False,
     resume: bool | int = False,
     on_progress: ProgressCallback | None = None,
+    name_for: Callable[[str], str] | None = None,
 ) -> Path:
     """Send the download ``request`` and write its body to ``dest`` atomically (see ``download()``).
+
+    ``name_for`` (``dest`` is then a directory) gives the file's path relative to ``dest`` from the
+    detected type's extension: the body goes straight to that name's temporary file, never through a
+    file named after the task.
 
     With ``resume``, a body interrupted by the connection continues with ``Range: bytes=<received>-``
     (and ``If-Range`` when the server gave a validator) if the server answers 206 for exactly that
@@ -411,9 +416,12 @@ async def download_file(
     try:
         async with AtomicFile(dest, default_stem, transport.limiter, transport.destinations) as file:
             await download.run(file)
-            name = _final_name(
-                default_stem, download.received.kind, download.content_type, download.server_name
-            )
+            if name_for is not None:
+                name = name_for(extension_for(download.received.kind, download.content_type))
+            else:
+                name = _final_name(
+                    default_stem, download.received.kind, download.content_type, download.server_name
+                )
             return await file.commit(name, download.take_tail())
     finally:
         transport.downloads_in_progress -= 1

@@ -33,6 +33,7 @@ __all__ = [
     "ClientNotOpenError",
     "ConfigurationError",
     "ErrorDetail",
+    "InputChangedError",
     "InvalidRequestError",
     "JobError",
     "NoActiveNotificationChannelError",
@@ -235,6 +236,21 @@ class UploadAbortedError(AdCreativeError):
     """
 
     before_send = True
+
+
+class InputChangedError(UploadAbortedError):
+    """An input file's bytes, as they went out in a start call, were not those its run ledger key was
+    made from (the file changed during the run): the call was stopped before its request was complete,
+    so nothing was made and nothing is recorded for content that was never sent. A rerun hashes the new
+    content and renders it under its own key.
+
+    Attributes:
+        param: the image parameter whose content changed.
+    """
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class JobError(AdCreativeError):

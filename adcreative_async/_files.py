@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import functools
 import io
-import itertools
 import os
 import re
 import secrets
+import shutil
 import threading
 import weakref
 from collections import OrderedDict
@@ -696,9 +697,87 @@ class KnownDestinations:
 
 #: How many download destinations a client remembers as prepared (see :class:`KnownDestinations`).
 KNOWN_DESTINATIONS = 256
-#: Temporary file names: a random prefix per process and a counter (created with O_EXCL: never reused).
-_TEMP_PREFIX = secrets.token_hex(6)
-_temp_counter = itertools.count()
+#: Temporary files of one download stem (a task id) at once, at most: ``.<stem>.<slot>.part`` for slots
+#: 0, 1, ... (the lowest free one), so that an earlier owner's file is found by name, without listing
+#: the folder.
+TEMP_SLOTS = 8
+
+try:  # POSIX: a live writer holds a lock on its temporary file; a dead one's is free
+    import fcntl
+
+    _LOCKS = True
+except ImportError:  # pragma: no cover - Windows: leftovers cannot be told from live files
+    _LOCKS = False
+
+
+def temp_name(stem: str, slot: int) -> str:
+    """The name of a download's temporary file of ``stem`` (a task id) in ``slot``."""
+    return f".{stem}.{slot}.part"
+
+
+def _lock(fd: int) -> bool:
+    """Lock ``fd`` for this open file (non-blocking); False when another holds it."""
+    if not _LOCKS:  # pragma: no cover
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _create_temp(directory: str, stem: str) -> tuple[int, str]:
+    """Create and lock a temporary file for ``stem`` in ``directory``, in the lowest free slot."""
+    slot = 0
+    while True:
+        temp = os.path.join(directory, temp_name(stem, slot))
+        slot += 1
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            # A cleaner that found the file before its lock holds its own: it removes it, take another.
+            if _lock(fd) and os.stat(temp).st_ino == os.fstat(fd).st_ino:
+                return fd, temp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def remove_leftovers(directory: str | os.PathLike[str], stem: str) -> int:
+    """Remove the temporary files of ``stem`` (a task id) in ``directory`` that no live writer holds:
+    what a killed process left (blocking). How many were removed. Without file locks (Windows), none."""
+    if not _LOCKS:  # pragma: no cover
+        return 0
+    removed = 0
+    for slot in range(TEMP_SLOTS):
+        temp = os.path.join(os.fspath(directory), temp_name(stem, slot))
+        try:
+            fd = os.open(temp, os.O_RDONLY | _O_BINARY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd) and os.stat(temp).st_ino == os.fstat(fd).st_ino:
+                os.unlink(temp)
+                removed += 1
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _prepare_directory(raw: str, target: Path) -> tuple[bool, str]:
+    """(whether ``raw`` is a directory, the directory files are made in), the directory created and
+    checked writable (blocking): a destination that cannot be written fails before a download."""
+    is_dir = raw.endswith((os.sep, "/")) or os.path.isdir(raw)
+    directory = raw if is_dir else os.fspath(target.parent)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write in {directory}")
+    return is_dir, directory
 
 
 class AtomicFile:
@@ -708,9 +787,12 @@ class AtomicFile:
     removes the temporary file. Every file operation runs in a worker thread under ``limiter``; the
     file is created with the process's umask applied (as ``open()`` would), not ``mkstemp``'s 0600.
 
-    The temporary file is created on entry (so that a destination that cannot be written fails before
-    anything is downloaded), unless ``known`` says the destination was prepared already: then it is
-    created with the first bytes written (or by the commit), in the same worker-thread call.
+    The temporary file (``.<stem>.<slot>.part``, locked while it is written) is created with the first
+    bytes written (or by the commit), never before: a process killed before any byte arrived leaves
+    nothing. Entering prepares the destination (its directories made, checked writable) unless
+    ``known`` says it was prepared already, so that a destination that cannot be written fails before
+    anything is downloaded. The commit removes the temporary files of the same stem that an earlier,
+    dead writer left (see :func:`remove_leftovers`).
 
     Args:
         dest: a directory (existing, or written with a trailing separator), or the file path (its
@@ -735,55 +817,64 @@ class AtomicFile:
         self._limiter = limiter
         self._known = known
         self._is_dir = False
+        self._directory: str | None = None
         self._handle: IO[bytes] | None = None
         self._temp = ""
+        # Set once the block is left: a worker thread still running for a cancelled caller then
+        # discards what it made instead of keeping or committing it.
+        self._lock = threading.Lock()
+        self._left = False
 
     async def __aenter__(self) -> AtomicFile:
         is_dir = self._known.get(self._raw) if self._known is not None else None
         if is_dir is not None:
-            self._is_dir = is_dir  # prepared already: created with the first bytes
+            self._is_dir = is_dir  # prepared already
             return self
-
-        def discard(handle: IO[bytes]) -> None:  # the entering task was cancelled: no one owns the file
-            self._handle = None
-            _discard(handle, self._temp)
-
-        await acquire_in_thread(self._create, discard, self._limiter)
+        await anyio.to_thread.run_sync(self._prepare, limiter=self._limiter)
         return self
+
+    def _prepare(self) -> str:
+        """Make and check the destination's directory (in a worker thread); that directory."""
+        known = self._known
+        try:
+            self._is_dir, self._directory = _prepare_directory(self._raw, self._target)
+        except OSError:
+            if known is not None:
+                known.discard(self._raw)
+            raise
+        if known is not None:
+            known.add(self._raw, self._is_dir)
+        return self._directory
 
     def _create(self) -> IO[bytes]:
         """Create the temporary file (in a worker thread, the destination's directories included)."""
-        raw, target = self._raw, self._target
-        known = self._known
-        try:
-            prepared = known.get(raw) if known is not None else None
-            if prepared is None:
-                is_dir = raw.endswith((os.sep, "/")) or os.path.isdir(raw)
-                directory = raw if is_dir else os.fspath(target.parent)
-                if not os.path.isdir(directory):
-                    os.makedirs(directory, exist_ok=True)
+        directory = self._directory
+        if directory is None:
+            is_dir = self._known.get(self._raw) if self._known is not None else None
+            if is_dir is None:
+                directory = self._prepare()
             else:
-                is_dir = prepared
-                directory = raw if is_dir else os.fspath(target.parent)
-            while True:
-                temp = os.path.join(directory, f".{self._stem}.{_TEMP_PREFIX}{next(_temp_counter)}.part")
-                try:
-                    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
-                except FileExistsError:  # pragma: no cover - another process with the same prefix
-                    continue
-                break
+                directory = self._raw if is_dir else os.fspath(self._target.parent)
+        try:
+            fd, temp = _create_temp(directory, self._stem)
         except OSError:
-            if known is not None:
-                known.discard(raw)
+            if self._known is not None:
+                self._known.discard(self._raw)
             raise
-        if known is not None:
-            known.add(raw, is_dir)
-        self._is_dir, self._temp = is_dir, temp
-        self._handle = handle = os.fdopen(fd, "wb")
+        handle = os.fdopen(fd, "wb")
+        with self._lock:
+            left = self._left
+            if not left:
+                self._temp, self._handle = temp, handle
+        if left:  # the caller is gone (cancelled while the file was made): no one owns it
+            _discard(handle, temp)
+            raise _Abandoned
         return handle
 
     async def __aexit__(self, *exc_info: object) -> None:
-        handle, self._handle = self._handle, None
+        with self._lock:
+            handle, self._handle = self._handle, None
+            self._left = True
         if handle is not None:
             await release_in_thread(functools.partial(_discard, handle, self._temp), self._limiter)
 
@@ -814,7 +905,8 @@ class AtomicFile:
     async def commit(self, name: str, chunks: list[bytes] | None = None) -> Path:
         """Append ``chunks`` (the last bytes received, if any), close the file and rename it into
         place, all in one worker-thread call (with the file's creation, if it is still to be made);
-        ``name`` is its name when ``dest`` is a directory.
+        ``name`` is its name when ``dest`` is a directory (a relative path in it: its directories are
+        made). An earlier file at that name is replaced atomically.
 
         Returns:
             The final path.
@@ -825,13 +917,44 @@ class AtomicFile:
             handle = self._handle if self._handle is not None else self._create()
             for chunk in tail:
                 handle.write(chunk)
-            handle.close()
-            self._handle = None
+            handle.flush()
             final = self._target / name if self._is_dir else self._target
-            os.replace(self._temp, final)
+            with self._lock:
+                if self._left:  # the caller is gone: leaving the block took the file, to discard it
+                    raise _Abandoned
+                self._handle = None  # the commit owns it now
+            try:
+                if final.parent != Path(self._temp).parent:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                _replace(self._temp, final)
+            except BaseException:
+                _discard(handle, self._temp)  # nothing left behind
+                raise
+            handle.close()  # after the rename: the lock marked it live until then
+            remove_leftovers(Path(self._temp).parent, self._stem)
             return final
 
         return await anyio.to_thread.run_sync(finish, limiter=self._limiter)
+
+
+class _Abandoned(Exception):
+    """A worker thread's file operation whose caller was cancelled: what it made is discarded."""
+
+
+def _replace(temp: str, final: Path) -> None:
+    """Rename ``temp`` to ``final`` (replacing it); across file systems, through a copy beside it."""
+    try:
+        os.replace(temp, final)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        beside = final.with_name(f".{final.name}.{secrets.token_hex(4)}.copy")
+        try:
+            shutil.copyfile(temp, beside)
+            os.replace(beside, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(beside)
 
 
 class WriteBatch:
@@ -898,8 +1021,8 @@ def _close(handle: IO[bytes]) -> None:
 
 
 def _discard(handle: IO[bytes], temp_name: str) -> None:
-    try:
-        handle.close()
-    finally:
+    try:  # removed while still locked: a cleaner never takes it for a leftover meanwhile
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
+    finally:
+        handle.close()

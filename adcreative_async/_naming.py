@@ -1,22 +1,43 @@
-"""Output file names from the input (a template or a callback), and placing a downloaded file under its
-name without ever overwriting a different file."""
+"""Output file names from the input (a template or a callback): one rule for the bulk runner, the run
+ledger and the CLI.
+
+A name is a function of the input's identity (its label: the path the caller gave, relative to the input
+root for the CLI) and of the result (task id, suffix): stable when inputs are added or removed, never
+the position among the others. Every item's name is checked before its start call
+(:func:`check_names`: inside ``dest``, in a writable folder, not shared with another input), so a paid
+render never fails on its name; the file at an item's name is that item's own, so a rerun, a retry or a
+duplicate input replaces it atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._errors import InvalidRequestError
 
-__all__ = ["NAME_FIELDS", "Namer", "check_template", "copy_file", "name_context", "place_file"]
+__all__ = [
+    "NAME_FIELDS",
+    "Namer",
+    "check_names",
+    "check_template",
+    "copy_file",
+    "name_context",
+    "planned_name",
+    "render_name",
+    "temp_stem_for",
+]
 
 #: The fields a name template may use.
-NAME_FIELDS = frozenset({"stem", "suffix", "ext", "index", "task_index", "task_id", "process_id", "label"})
+NAME_FIELDS = frozenset(
+    {"stem", "filename", "suffix", "ext", "index", "task_index", "task_id", "process_id", "label"}
+)
 
 Namer = str | Callable[[Mapping[str, Any]], str]
 """A template such as ``"{stem}{suffix}"`` or ``"{stem}-{task_index}.{ext}"``, or a callable given the
@@ -42,24 +63,44 @@ def check_template(name: Namer | None) -> None:
         )
 
 
-def _stem(item: object) -> tuple[str, str]:
+_SEPARATORS = os.sep + (os.altsep or "")
+
+
+def _file_name(label: str) -> str:
+    """``Path(label).name``, without building a Path (names are made for every item of a run)."""
+    return os.path.basename(label.rstrip(_SEPARATORS))
+
+
+def _stem_of(name: str) -> str:
+    """``Path(name).stem`` of a file name: its suffix (a dot not first nor last, the last one) cut."""
+    dot = name.rfind(".")
+    return name[:dot] if 0 < dot < len(name) - 1 else name
+
+
+def _label(item: object) -> str:
+    """The item's label (a request's), or the path it is; else ""."""
     label = getattr(item, "label", None)
     if isinstance(label, str):
-        return label, Path(label).stem if label else ""
-    if isinstance(item, (str, os.PathLike)):
-        text = os.fspath(item)
-        return text, Path(text).stem
-    return "", ""
+        return label
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else ""
+
+
+def _stem(item: object) -> tuple[str, str]:
+    label = _label(item)
+    return label, _stem_of(_file_name(label)) if label else ""
 
 
 def name_context(
     item: object, index: int, task_id: str, task_index: int, process_id: str, suffix: str
 ) -> dict[str, Any]:
-    """The fields of a name: the item's label and stem (a path's or a request's), its position, the
-    task's id and position in its process, the process id, the downloaded file's suffix."""
-    label, stem = _stem(item)
+    """The fields of a name: the item's label, file name and stem (a path's or a request's), its
+    position, the task's id and position in its process, the process id, the downloaded file's
+    suffix."""
+    label = _label(item)
+    filename = _file_name(label) if label else ""
     return {
-        "stem": stem or task_id,
+        "stem": _stem_of(filename) or task_id,
+        "filename": filename or task_id,
         "label": label,
         "suffix": suffix,
         "ext": suffix.lstrip("."),
@@ -73,10 +114,158 @@ def name_context(
 def render_name(name: Namer, context: Mapping[str, Any]) -> str:
     """The relative path ``name`` gives for ``context`` (checked: relative, inside the folder)."""
     text = name(context) if callable(name) else name.format(**context)
-    path = Path(text)
-    if not text or path.is_absolute() or ".." in path.parts:
+    parts = text.replace(os.altsep, os.sep).split(os.sep) if os.altsep else text.split(os.sep)
+    if not text or os.path.isabs(text) or ".." in parts or parts[-1] in ("", "."):
         raise InvalidRequestError.for_field("name", f"must give a relative path inside dest, got {text!r}")
     return text
+
+
+#: The values of the fields known only after the start call, to check names before it: task and
+#: process ids are GUIDs (distinct per item, as real ones are), the suffix one of the image suffixes.
+CHECK_SUFFIX = ".png"
+#: assumed (from the seeds and the docs' examples): these features make one task per start call; the
+#: others (creatives, stock images, product photoshoot) may make several, whose names must differ.
+SINGLE_TASK_FEATURES = frozenset({"background_remover", "upscaler", "face_enhancer"})
+
+
+#: A temporary file's stem longer than this (UTF-8 bytes) is a hash of the name instead (room for the
+#: leading dot, the slot and ``.part`` within a file name's 255 bytes).
+MAX_TEMP_STEM = 200
+
+
+def temp_stem_for(name: str) -> str:
+    """The stem of the temporary files of the result named ``name`` (a relative path): its file name,
+    or a hash of the whole name when that is too long; the same for every download to that name."""
+    stem = _file_name(name)
+    if not stem.strip(".") or "\\" in stem or "\x00" in stem or len(stem.encode()) > MAX_TEMP_STEM:
+        return hashlib.sha256(name.encode()).hexdigest()[:32]
+    return stem
+
+
+def planned_name(name: Namer, item: object, index: int, task_index: int = 0) -> str:
+    """The name ``name`` gives the first result of ``item`` (at ``index``), with representative values
+    for the fields known only after the start call (checked: relative, inside the folder).
+
+    Raises:
+        InvalidRequestError: the name is outside the folder, or the template or callable fails.
+    """
+    task_id = f"{index & 0xFFFFFFFF:08x}-7a5c-4000-8000-{task_index:012x}"  # GUID-shaped, per item
+    process_id = f"{index & 0xFFFFFFFF:08x}-7a5c-4000-8000-{0xFFFFFFFFFFFF:012x}"
+    context = name_context(item, index, task_id, task_index, process_id, CHECK_SUFFIX)
+    try:
+        return render_name(name, context)
+    except InvalidRequestError:
+        raise
+    except Exception as exc:  # a template's missing index, a callable's own error
+        raise InvalidRequestError.for_field("name", f"cannot be made for this input: {exc!r}") from None
+
+
+def _identity(item: object, index: int) -> object:
+    """What tells inputs apart for naming: the label (a path, relative to the input's root when the
+    caller gave it so), else the position (bytes without a label)."""
+    label, _ = _stem(item)
+    return label or ("#", index)
+
+
+def _writable(directory: str) -> str | None:
+    """Why files cannot be made in ``directory`` (created as needed), or None (blocking)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        return f"{path} is not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
+
+
+def _folders_in(directory: str) -> set[str]:
+    """The names of the folders in ``directory`` (none if it does not exist yet)."""
+    try:
+        with os.scandir(directory) as entries:
+            return {entry.name for entry in entries if entry.is_dir()}
+    except OSError:
+        return set()
+
+
+def check_names(
+    name: Namer | None, dest: str | os.PathLike[str], items: Sequence[tuple[int, object]]
+) -> dict[int, InvalidRequestError]:
+    """The items whose output cannot be saved, with why; checked before any start call (blocking: run
+    it in a worker thread). ``items``: (position, the item as the name sees it).
+
+    Each item's name (its first result's, see :func:`planned_name`) must lie inside ``dest``, in a
+    folder that is writable or can be made, and not be an existing folder; and no two inputs may share
+    a name (compared case-insensitively: some file systems are): every input of such a group is
+    refused. An input given twice (the same label) is one input. For an item of a feature that makes
+    several results (see :data:`SINGLE_TASK_FEATURES`), two results must not share a name either.
+    Without ``name`` (results named after their task id), only ``dest`` is checked.
+    """
+    refused: dict[int, InvalidRequestError] = {}
+    root = os.fspath(dest)
+    by_name: dict[str, list[tuple[int, object, str]]] = {}
+    planned: dict[int, str] = {}
+    for index, item in items:
+        if name is None:
+            continue
+        try:
+            text = planned_name(name, item, index)
+        except InvalidRequestError as exc:
+            refused[index] = exc
+            continue
+        feature = getattr(item, "feature", None)
+        if isinstance(feature, str) and feature not in SINGLE_TASK_FEATURES:
+            second = planned_name(name, item, index, task_index=1)
+            if os.path.normcase(os.path.normpath(second)) == os.path.normcase(os.path.normpath(text)):
+                refused[index] = InvalidRequestError.for_field(
+                    "name",
+                    f"gives every result of {feature} the same name {text!r}: a start call makes "
+                    "several; add {task_index} or {task_id}",
+                )
+                continue
+        planned[index] = text
+        norm = os.path.normpath(text).replace(os.sep, "/")
+        by_name.setdefault(norm.casefold(), []).append((index, item, norm))
+    for group in by_name.values():
+        if len(group) < 2:
+            continue
+        identities = {_identity(item, index) for index, item, _ in group}
+        if len(identities) < 2:
+            continue
+        labels = sorted({str(_stem(item)[0] or f"#{index}") for index, item, _ in group})
+        shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+        for index, _, text in group:
+            refused[index] = InvalidRequestError.for_field(
+                "name",
+                f"gives {text!r} to several inputs ({shown}): use fields that tell them apart "
+                '(e.g. "{filename}{suffix}" keeps each input\'s own suffix)',
+            )
+    directories: dict[str, str | None] = {}
+    folders: dict[str, set[str]] = {}  # the folders in each directory: one listing, not a stat per item
+    for index, _ in items:
+        if index in refused:
+            continue
+        if name is None:
+            target, directory = None, root
+        else:
+            target = os.path.join(root, planned[index])
+            directory = os.path.dirname(target) or "."
+        if directory not in directories:
+            directories[directory] = _writable(directory)
+        problem = directories[directory]
+        if problem is None and target is not None:
+            if directory not in folders:
+                folders[directory] = _folders_in(directory)
+            if os.path.basename(target) in folders[directory]:
+                problem = f"{target} is a folder"
+        if problem is not None:
+            refused[index] = InvalidRequestError.for_field(
+                "name" if name is not None else "dest", f"cannot save the result: {problem}"
+            )
+    return refused
 
 
 def _same_content(a: Path, b: Path) -> bool:
@@ -93,51 +282,22 @@ def _same_content(a: Path, b: Path) -> bool:
 
 
 def copy_file(source: Path, target: Path) -> Path:
-    """``source`` also under ``target`` (a hard link where possible; blocking), never overwriting another
-    file: a ``target`` with the same content is kept; with other content, FileExistsError."""
+    """``source`` also under ``target`` (a hard link where possible; blocking). ``target`` is the name
+    of the input the copy is for (names are a function of the input), so an earlier file there is that
+    input's own: kept when it has the same content, else replaced atomically."""
     if source == target:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and _same_content(source, target):
+        return target
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.copy")
     try:
-        os.link(source, target)
-    except FileExistsError:
-        if not _same_content(source, target):
-            raise FileExistsError(f"{target} exists with other content: not overwritten") from None
-    except OSError:  # no hard links on this file system
-        if target.exists():
-            if not _same_content(source, target):
-                raise FileExistsError(f"{target} exists with other content: not overwritten") from None
-        else:
-            temp = target.with_name(f".{target.name}.copy")
+        try:
+            os.link(source, temp)
+        except OSError:  # no hard links on this file system (or across file systems)
             shutil.copyfile(source, temp)
-            os.replace(temp, target)
-    return target
-
-
-def place_file(source: Path, target: Path) -> Path:
-    """Move ``source`` to ``target`` (blocking: run it in a worker thread), never overwriting another file.
-
-    A ``target`` that exists with the same content is kept (a run resumed after a crash between the
-    rename and its record); with other content, FileExistsError.
-    """
-    if source == target:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)  # atomic and never overwrites
-    except FileExistsError:
-        if not _same_content(source, target):
-            raise FileExistsError(
-                f"{target} exists with other content: not overwritten (the result stays in {source})"
-            ) from None
-    except OSError:  # no hard links on this file system
-        if target.exists():
-            if not _same_content(source, target):
-                raise FileExistsError(
-                    f"{target} exists with other content: not overwritten (the result stays in {source})"
-                ) from None
-        else:
-            os.replace(source, target)
-            return target
-    os.unlink(source)
+        os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
     return target

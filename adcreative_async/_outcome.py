@@ -16,8 +16,9 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
+from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
-from ._naming import Namer, name_context, place_file, render_name
+from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
 
 __all__ = ["BulkOutcome", "download_task", "follow"]
 
@@ -52,6 +53,7 @@ class BulkOutcome(Generic[T]):
     errors: list[BaseException] = field(default_factory=list)
     key: str | None = None
     resumed: bool = False
+    _names: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -75,18 +77,54 @@ async def download_task(
     name: Namer | None,
     named: object,
 ) -> None:
-    """Download one succeeded task of an item into ``dest`` (under ``limiter``), renamed by ``name``
-    (its context built from ``named``, the item as the name callback sees it) when given. The file goes
-    to ``outcome.files``; an error is recorded in ``outcome``, never raised."""
+    """Download one succeeded task of an item into ``dest`` (under ``limiter``), named by ``name``
+    (its context built from ``named``, the item as the name callback sees it) when given: the body goes
+    straight to that name's temporary file (named after the result's name, so that a later download to
+    the same name, of this render or a new one, removes what a killed writer left), replacing the
+    item's own earlier file atomically, never through a file named after the task. The file goes to
+    ``outcome.files``; an error is recorded in ``outcome``, never raised."""
+    name_for: Callable[[str], str] | None = None
+    temp_stem: str | None = None
+    if name is not None:
+        namer = name
+        position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
+        try:  # the temporary file is named after the result's name: found again by any later download
+            context = name_context(named, outcome.index, task_id, position, job.process_id, CHECK_SUFFIX)
+            temp_stem = temp_stem_for(render_name(namer, context))
+        except Exception:  # the name's own error is raised when the file is named
+            temp_stem = None
+
+        def name_for(suffix: str) -> str:
+            context = name_context(named, outcome.index, task_id, position, job.process_id, suffix)
+            text = render_name(namer, context)
+            key = os.path.normcase(os.path.normpath(text))
+            if key in outcome._names:  # never one result of the item over another
+                raise InvalidRequestError.for_field(
+                    "name", f"gives {text!r} to two results of one input: add {{task_index}} or {{task_id}}"
+                )
+            outcome._names.add(key)
+            return text
+
     try:
         async with limiter:
             # resume: a body cut mid-way continues (or restarts), instead of failing the item
-            path = await job.download(task_id, dest, low_resolution=low_resolution, resume=True)
-        if name is not None:
-            position = job.task_ids.index(task_id) if task_id in job.task_ids else len(outcome.files)
-            context = name_context(named, outcome.index, task_id, position, job.process_id, path.suffix)
-            target = Path(dest) / render_name(name, context)
-            path = await anyio.to_thread.run_sync(place_file, path, target)
+            path = await job.resource._download(
+                job.process_id,
+                task_id,
+                dest,
+                fields=None,
+                low_resolution=low_resolution,
+                on_progress=None,
+                resume=True,
+                use_server_filename=False,
+                user_id=job.user_id,
+                extra_query=None,
+                extra_headers=None,
+                timeout=None,
+                retry=None,
+                name_for=name_for,
+                temp_stem=temp_stem,
+            )
         outcome.files.append(path)
     except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
         outcome._fail(exc)

@@ -2,8 +2,9 @@
 
 Uses ``client.bulk()``: uploads, renders being awaited and downloads have separate limits; each result is
 downloaded as soon as its render succeeds; one image's failure never stops the others. Each result is
-named after its input (``name="{stem}{suffix}"``: ``photos/shoe.jpg`` -> ``cutouts/shoe.png``), and a
-different file already there is never overwritten (that item fails, its result kept under its task id).
+named after its input, suffix kept (``name="{filename}{suffix}"``: ``photos/shoe.jpg`` ->
+``cutouts/shoe.jpg.png``), so ``shoe.jpg`` and ``shoe.png`` never share a name; every name is checked
+before the render is paid for, and a rerun replaces each input's own file.
 Prints each item as it finishes and exits non-zero if any failed.
 
 Against the built-in emulator (no account; ``--samples N`` first writes N sample photos into INPUT_DIR)::
@@ -56,7 +57,7 @@ async def main(paths: list[Path], output_dir: Path, *, use_emulator: bool, concu
             paths,
             lambda c, path: c.background_remover.remove(path),
             dest=output_dir,  # saved atomically as soon as each render succeeds ...
-            name="{stem}{suffix}",  # ... named after its input: photos/shoe.jpg -> shoe.png
+            name="{filename}{suffix}",  # ... named after its input: photos/shoe.jpg -> shoe.jpg.png
             upload_concurrency=concurrency,
             download_concurrency=concurrency,
             item_timeout=600,

@@ -87,11 +87,12 @@ def test_remove_bg_saves_one_cutout_per_image_named_after_it(
     assert code == 0
     assert doc["ok"] is True
     assert (doc["succeeded"], doc["failed"]) == (3, 0)
-    assert sorted(p.name for p in visible(out)) == ["photo-0.png", "photo-1.png", "photo-2.png"]
+    # a JPEG's result keeps the input's suffix: photo-0.jpg and photo-0.png never share a name
+    assert sorted(p.name for p in visible(out)) == ["photo-0.jpg.png", "photo-1.jpg.png", "photo-2.jpg.png"]
     assert [Path(item["files"][0]).name for item in doc["items"]] == [
-        "photo-0.png",
-        "photo-1.png",
-        "photo-2.png",
+        "photo-0.jpg.png",
+        "photo-1.jpg.png",
+        "photo-2.jpg.png",
     ]
     assert all(len(item["task_ids"]) == 1 and item["process_id"] for item in doc["items"])
 
@@ -107,7 +108,7 @@ def test_remove_bg_recursive_keeps_layout_and_disambiguates_names(
     code, _ = run_json(capsys, "remove-bg", str(folder), str(single), "-r", "-o", str(out), "--emulator")
     assert code == 0
     files = sorted(p.relative_to(out).as_posix() for p in visible(out, recursive=True) if p.is_file())
-    assert files == ["photo-0-2.png", "photo-0.png", "sub/photo-0.png"]
+    assert files == ["photo-0.jpg.png", "photo-0.png", "sub/photo-0.jpg.png"]
 
 
 def test_remove_bg_failed_renders_exit_1_with_a_summary_table(
@@ -536,8 +537,9 @@ def test_rerun_with_the_emulator_resumes_and_restart_starts_over(
     assert "2 item(s)" in err
     assert "--yes" in err
     code, doc = run_json(capsys, "remove-bg", str(folder), "-o", str(out), "--emulator", "--restart", "--yes")
-    assert code == 1  # started over: the files of the first run are not overwritten
-    assert all(item["error"]["type"] == "FileExistsError" for item in doc["items"])
+    assert code == 0  # started over: each item's own file is replaced by its new render
+    assert (doc["succeeded"], doc["resumed"]) == (2, 0)
+    assert sorted(p.name for p in visible(out)) == ["photo-0.jpg.png", "photo-1.jpg.png"]
 
 
 def test_a_ledger_of_other_credentials_is_not_resumed(

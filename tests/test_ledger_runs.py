@@ -345,13 +345,13 @@ async def test_two_workers_share_the_items_and_render_each_once(emulator: Emulat
     assert all(o.ok for r in results for o in r)
 
 
-async def test_names_come_from_the_input_and_a_different_file_is_never_overwritten(
+async def test_names_come_from_the_input_and_the_file_at_an_items_name_is_its_own(
     emulator: Emulator, tmp_path: Path
 ) -> None:
     paths = make_inputs(tmp_path / "in", 2)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "photo-001.png").write_bytes(b"someone else's file")
+    (out / "photo-001.png").write_bytes(b"an earlier result of photo-001")
     async with client_of(emulator) as client:
         outcomes = await client.process_many(
             paths,
@@ -362,8 +362,10 @@ async def test_names_come_from_the_input_and_a_different_file_is_never_overwritt
         )
     assert outcomes[0].ok
     assert outcomes[0].files == [out / "photo-000.png"]
-    assert isinstance(outcomes[1].error, FileExistsError)
-    assert (out / "photo-001.png").read_bytes() == b"someone else's file"
+    # a name is a function of the input: the file there is the item's own, replaced atomically
+    assert outcomes[1].ok
+    assert outcomes[1].files == [out / "photo-001.png"]
+    assert (out / "photo-001.png").read_bytes() != b"an earlier result of photo-001"
 
 
 async def test_names_work_without_a_ledger_too(emulator: Emulator, tmp_path: Path) -> None:

@@ -362,15 +362,17 @@ async def test_a_download_cancelled_mid_body_leaves_nothing(tmp_path: Path) -> N
         during: list[list[str]] = []
         with anyio.CancelScope() as scope:
 
-            def cancel_on_first_bytes(done: int, total: int | None) -> None:
+            def cancel_once_written(done: int, total: int | None) -> None:
                 during.append(os.listdir(tmp_path))
-                scope.cancel()
+                if len(during[-1]) == 2:  # the temporary file is made with the first bytes written
+                    scope.cancel()
 
             await client.background_remover.download(
-                process_id, task_id, tmp_path, on_progress=cancel_on_first_bytes
+                process_id, task_id, tmp_path, on_progress=cancel_once_written
             )
         assert scope.cancelled_caught
-        assert len(during[0]) == 2  # the temporary file existed while the body arrived
+        assert len(during[0]) == 1  # nothing made before the first bytes are written
+        assert len(during[-1]) == 2  # the temporary file existed while the body arrived
         assert listing(tmp_path) == ["keep.txt"]
 
 

@@ -175,7 +175,10 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "remove-bg",
         "remove the background of images (files and folders), in bulk",
         "Remove the background of every image given (files, and the .jpg/.jpeg/.png/.webp files of "
-        "folders); each result is saved as OUTPUT/<name>.png.",
+        "folders); each result is saved as OUTPUT/<the input's path relative to its folder>, its suffix "
+        "replaced by the result's when they are the same and kept otherwise (cat.png -> cat.png, "
+        "cat.jpg -> cat.jpg.png): a function of the input alone, so inputs added later never take "
+        "another's name; two inputs that would share a name are refused before anything is sent.",
         "  adcreative remove-bg photos/ -o cutouts/ --emulator    # try it, no account\n"
         "  adcreative remove-bg photos/ -o cutouts/ -r -c 8       # subfolders too, 8 transfers at once\n"
         "  adcreative remove-bg photos/ -o cutouts/               # again: renders only what is not done\n"

@@ -7,10 +7,7 @@ display, fills ``session.document`` (printed as JSON with ``--json``) and prints
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from .. import (
 )
 from ..ledger import RenderRequest, RunLedger
 from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource
-from ._inputs import Brief, ImageItem, output_names
+from ._inputs import Brief, ImageItem, refuse_shared_names
 from ._runs import interrupted_message, open_run_ledger, say_interrupted
 
 __all__ = ["download", "edit", "generate", "remove_bg", "status"]
@@ -59,30 +56,6 @@ def _render_status(update: TaskUpdate) -> str:
     return f"rendering {progress.completed_task_count}/{progress.total_task_count} tasks"
 
 
-@asynccontextmanager
-async def _staging(out: Path) -> AsyncIterator[Path]:
-    """A hidden folder inside ``out`` for downloads not yet renamed; removed whatever happens."""
-    staging = out / f".adcreative-{secrets.token_hex(4)}"
-    await anyio.Path(staging).mkdir(parents=True, exist_ok=True)
-    try:
-        yield staging
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(shutil.rmtree, staging, True)
-
-
-async def _place(files: Sequence[Path], out: Path, stem: str) -> list[Path]:
-    """Move downloaded ``files`` to ``out/<stem><suffix>`` (``<stem>-2…`` for more than one)."""
-    placed: list[Path] = []
-    for i, source in enumerate(files):
-        name = stem if i == 0 else f"{stem}-{i + 1}"
-        target = out / f"{name}{source.suffix}"
-        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        await anyio.Path(source).replace(target)
-        placed.append(target)
-    return placed
-
-
 # --------------------------------------------------------------------------------------- remove-bg
 
 
@@ -110,8 +83,9 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
         status = "downloading" if update.succeeded else _render_status(update)
         display.update(rows[outcome.index], status=status, completed=update.progress.progress)
 
-    def name(fields: Any) -> str:
-        return f"{items[fields['index']].output_stem}{fields['suffix']}"
+    def name(fields: Any) -> str:  # a function of the input's identity (ImageItem.output_name)
+        item: ImageItem = items[fields["index"]]
+        return item.output_name(fields["suffix"])
 
     requests = [RenderRequest.remove_background(item.path, label=str(item.path)) for item in items]
     results: list[dict[str, Any]] = [{} for _ in items]
@@ -191,29 +165,26 @@ async def _remove_bg_unrecorded(session: Session) -> int:
         display.update(rows[index], status="submitted")
         return job
 
+    def name(fields: Any) -> str:  # straight to the input's own name (checked before the start call)
+        item: ImageItem = items[fields["index"]]
+        return item.output_name(fields["suffix"])
+
     results: list[dict[str, Any]] = [{} for _ in items]
     table: list[list[Any]] = [[] for _ in items]
-    async with (
-        _staging(out) as staging,
-        session.client.bulk(
-            list(enumerate(items)),
-            submit,
-            dest=staging,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            on_update=on_update,
-        ) as run,
-    ):
+    async with session.client.bulk(
+        list(enumerate(items)),
+        submit,
+        dest=out,
+        name=name,
+        upload_concurrency=args.concurrency,
+        download_concurrency=args.concurrency,
+        item_timeout=args.timeout,
+        on_update=on_update,
+    ) as run:
         async for outcome in run:
             index, item = outcome.item
-            files: list[Path] = []
+            files = outcome.files
             error = outcome.error
-            if error is None:
-                try:
-                    files = await _place(outcome.files, out, item.output_stem)
-                except OSError as exc:
-                    error = exc
             ok = error is None
             job = outcome.job
             display.done(
@@ -347,12 +318,20 @@ async def generate(session: Session) -> int:
 
 
 def _brief_stems(briefs: Sequence[Brief]) -> list[str]:
-    """Output names of briefs, unique: ``brief.toml`` -> ``brief``, ``brief.toml#2`` -> ``brief-2``."""
+    """Output names of briefs, each a function of its brief alone (never of the other briefs):
+    ``brief.toml`` -> ``brief``, ``brief.toml#2`` -> ``brief-2``.
+
+    Raises:
+        UsageError: two different briefs would share a name (``a/brief.toml`` and ``b/brief.json``).
+    """
     stems = []
     for brief in briefs:
         file, _, entry = brief.label.partition("#")
         stems.append(f"{Path(file).stem}-{entry}" if entry else Path(file).stem)
-    return output_names(stems)
+    refuse_shared_names(
+        [(i, brief.label, stem) for i, (brief, stem) in enumerate(zip(briefs, stems, strict=True))]
+    )
+    return stems
 
 
 async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence[int]) -> int:

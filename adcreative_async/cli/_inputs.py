@@ -33,7 +33,7 @@ from .. import CreativesResource, RenderKind, RenderType
 from ._common import UsageError
 from ._display import CLI_EXTRA_HINT
 
-__all__ = ["IMAGE_SUFFIXES", "Brief", "ImageItem", "collect_images", "load_briefs", "output_names"]
+__all__ = ["IMAGE_SUFFIXES", "Brief", "ImageItem", "collect_images", "load_briefs", "refuse_shared_names"]
 
 #: File name suffixes picked up from folders (files named explicitly are sent whatever their name; the
 #: SDK checks their bytes).
@@ -48,8 +48,8 @@ _IMAGE_KEYS = ("brand_image", "background_image")
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image to process: where it is, and the output name (relative to the output folder) its
-    result gets, without a suffix."""
+    """One image to process: where it is, and its identity for naming: its path relative to the folder
+    it was found in (a file given by itself: its name), suffix kept (see :meth:`output_name`)."""
 
     path: Path
     output_stem: str
@@ -59,15 +59,38 @@ class ImageItem:
         """The name shown in progress rows and tables."""
         return self.path.name
 
+    def output_name(self, suffix: str) -> str:
+        """The result's path in the output folder, a function of this input alone (never of the other
+        inputs, so stable when inputs are added or removed), given the result's ``suffix``: the input's
+        relative path with its suffix replaced when the result has the same one (``sub/cat.png`` ->
+        ``sub/cat.png``), else kept (``sub/cat.jpg`` -> ``sub/cat.jpg.png``). So ``cat.jpg`` and
+        ``cat.png`` never share a name, and neither does ``cat.jpg.png`` (its stem ends with an image
+        suffix: kept too, ``cat.jpg.png.png``)."""
+        relative = self.output_stem
+        own = _suffix(relative.rpartition("/")[2])
+        inner = _suffix(relative[: len(relative) - len(own)].rpartition("/")[2])
+        if own and own.lower() == suffix.lower() and inner.lower() not in IMAGE_SUFFIXES:
+            return f"{relative[: len(relative) - len(own)]}{suffix}"
+        return f"{relative}{suffix}"
+
+
+def _suffix(name: str) -> str:
+    """``PurePosixPath(name).suffix`` of a file name (names are made for every input of a run)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
 
 def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[ImageItem]:
-    """Image files from files and folders, in a stable order, with unique output names.
+    """Image files from files and folders, in a stable order, each with its output name.
 
     A file is taken as given; a folder contributes its ``.jpg``, ``.jpeg``, ``.png`` and ``.webp`` files
-    (its subfolders too with ``recursive``, keeping their relative layout in the output names).
+    (its subfolders too with ``recursive``, keeping their relative layout in the output names). Each
+    name is a function of the input's path relative to its folder (:meth:`ImageItem.output_name`).
 
     Raises:
-        UsageError: a path does not exist, or no image was found.
+        UsageError: a path does not exist, no image was found, or two different inputs would get the
+            same output name (the same relative path in two folders given; names compared
+            case-insensitively), before anything is sent.
     """
     found: list[tuple[Path, str]] = []
     for raw in paths:
@@ -77,9 +100,9 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             files = sorted(
                 p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             )
-            found.extend((p, p.relative_to(path).with_suffix("").as_posix()) for p in files)
+            found.extend((p, p.relative_to(path).as_posix()) for p in files)
         elif path.is_file():
-            found.append((path, path.stem))
+            found.append((path, path.name))
         else:
             raise UsageError(f"no such file or folder: {raw}")
     if not found:
@@ -90,22 +113,28 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             + ("" if recursive else "; add --recursive for subfolders")
             + ")"
         )
-    stems = output_names([stem for _, stem in found])
-    return [ImageItem(path, stem) for (path, _), stem in zip(found, stems, strict=True)]
+    items = [ImageItem(path, relative) for path, relative in found]
+    refuse_shared_names(
+        [(os.path.abspath(item.path), str(item.path), item.output_name(".png")) for item in items]
+    )
+    return items
 
 
-def output_names(stems: Sequence[str]) -> list[str]:
-    """``stems`` made unique case-insensitively, in order: the second ``photo`` becomes ``photo-2``."""
-    seen: set[str] = set()
-    result: list[str] = []
-    for stem in stems:
-        candidate, n = stem, 1
-        while candidate.lower() in seen:
-            n += 1
-            candidate = f"{stem}-{n}"
-        seen.add(candidate.lower())
-        result.append(candidate)
-    return result
+def refuse_shared_names(named: Sequence[tuple[object, str, str]]) -> None:
+    """Refuse two different inputs with the same output name (``(identity, shown, name)`` triples),
+    compared case-insensitively (some file systems are); the same input given twice is one input.
+
+    Raises:
+        UsageError: naming the inputs and the name they share.
+    """
+    owners: dict[str, tuple[object, str]] = {}
+    for identity, shown, name in named:
+        first = owners.setdefault(name.casefold(), (identity, shown))
+        if first[0] != identity:
+            raise UsageError(
+                f"{first[1]} and {shown} would both be saved as {name!r}: output names come from each "
+                "input's path relative to the folder given; give one of them another name or folder"
+            )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ a separate ``key=`` callable could disagree with it.)
 
 Hashing a file again on every resume would cost a full read of every input: the ledger remembers each
 file's hash with its host, path, size, modification time and inode, and a file that kept all of them is
-not read again (a file modified within :data:`RACY_SECONDS` of being hashed is not remembered).
+not read again (a file modified within :data:`RACY_SECONDS` of being hashed is not remembered). A file
+may still change after it was hashed: :class:`ContentGuard` hashes each image again as the start call
+sends it and stops the call when the bytes differ, so the key is always that of what was sent.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from .._errors import InvalidRequestError
+from .._errors import InputChangedError, InvalidRequestError
 from .._fields import FieldKind
 from ..resources._registry import RENDER_FEATURES
 from ._base import SourceHash
@@ -37,7 +39,15 @@ if TYPE_CHECKING:
     from .._jobs import RenderJob
     from ._base import RunLedger
 
-__all__ = ["KEY_VERSION", "START_METHODS", "RenderRequest", "derived_user_id", "request_keys"]
+__all__ = [
+    "KEY_VERSION",
+    "START_METHODS",
+    "ContentGuard",
+    "RenderRequest",
+    "derived_user_id",
+    "request_digests",
+    "request_keys",
+]
 
 #: Bumped when the key's recipe changes (keys of older ledgers would no longer match).
 KEY_VERSION = 1
@@ -185,6 +195,48 @@ def _plain(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
+class ContentGuard:
+    """A send guard for an item's start call (see :func:`adcreative_async._files.send_guard`): each image
+    part is hashed as it goes out and, at its end, a digest other than the one in the item's key stops
+    the call before its request is complete (:class:`~adcreative_async.InputChangedError`): the key is
+    always the hash of the bytes actually sent, never of a file's earlier content.
+
+    Args:
+        hashes: the key's image hashes, by parameter (:func:`request_digests`).
+        label: the item, as messages name it.
+    """
+
+    def __init__(self, hashes: Mapping[str, str], label: str) -> None:
+        self._hashes = hashes
+        self._label = label
+        self._digests: dict[str, Any] = {}
+
+    def begin(self, param: str) -> None:
+        """A pass over the part ``param`` starts: its hash starts again."""
+        if param in self._hashes:
+            self._digests[param] = hashlib.sha256()
+
+    def chunk(self, param: str, data: bytes) -> None:
+        """Hash the next bytes of ``param``."""
+        digest = self._digests.get(param)
+        if digest is not None:
+            digest.update(data)
+
+    def end(self, param: str) -> None:
+        """Refuse the call when ``param``'s bytes were not those of the key.
+
+        Raises:
+            InputChangedError: they were not.
+        """
+        digest = self._digests.pop(param, None)
+        if digest is not None and digest.hexdigest() != self._hashes[param]:
+            raise InputChangedError(
+                f"{self._label or param}: {param} changed during the run (its bytes differ from those "
+                "hashed for its key): not sent; rerun to render its new content",
+                param=param,
+            )
+
+
 def derived_user_id(namespace: str, key: str, attempt: int) -> str:
     """The user id of an item's start call: a UUID5 of the run's namespace, the key and the attempt, so
     that the user's processes are that item's alone (see README, "Resumable runs and many workers")."""
@@ -239,6 +291,17 @@ async def request_keys(
 
     Files are hashed in a worker thread, those the ledger remembers unchanged are not read again.
     """
+    return [
+        result if isinstance(result, InvalidRequestError) else result[0]
+        for result in await request_digests(requests, ledger)
+    ]
+
+
+async def request_digests(
+    requests: Sequence[RenderRequest], ledger: RunLedger | None
+) -> list[tuple[str, dict[str, str]] | InvalidRequestError]:
+    """As :func:`request_keys`, with each request's image hashes (parameter -> SHA-256 hex) beside its
+    key: what its start call must send (see :class:`ContentGuard`)."""
     paths: dict[str, None] = {}
     absolute: dict[tuple[int, str], str] = {}  # (request position, parameter) -> absolute path
     for position, request in enumerate(requests):
@@ -251,7 +314,7 @@ async def request_keys(
     file_hashes, fresh = await anyio.to_thread.run_sync(_hash_paths, list(paths), known)
     if ledger is not None and fresh:
         await ledger.remember_sources(fresh)
-    keys: list[str | InvalidRequestError] = []
+    keys: list[tuple[str, dict[str, str]] | InvalidRequestError] = []
     for position, request in enumerate(requests):
         hashes: dict[str, str] = {}
         problem: InvalidRequestError | None = None
@@ -271,7 +334,7 @@ async def request_keys(
             hashes[name] = result
         if problem is None:
             try:
-                keys.append(hashlib.sha256(request._canonical(hashes)).hexdigest())
+                keys.append((hashlib.sha256(request._canonical(hashes)).hexdigest(), hashes))
             except (InvalidRequestError, TypeError) as exc:
                 keys.append(
                     exc

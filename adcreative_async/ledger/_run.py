@@ -1,5 +1,12 @@
 """A bulk run through the run ledger: claims, write-ahead intents, resume, reconciliation, takeover.
 
+Before anything else, every item's output name is checked (``_naming.check_names``): an item whose
+result could not be saved is refused unsent and never recorded. Each start call goes out under a
+:class:`~adcreative_async.ledger._requests.ContentGuard`: an image whose bytes, as sent, are not those
+of its key stops the call before its request is complete (``InputChangedError``; the item is put back to
+``pending``, nothing was made). An item finished before, or by another input of the same content, gets
+its files under its own names (a copy, or a hard link).
+
 For each chunk of inputs, in order: the requests' keys (files hashed off the loop, remembered hashes
 reused), registration of the unknown ones, outcomes at once for the items already finished, and a claim
 on the others. A claimed item is, by its state:
@@ -42,7 +49,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -50,10 +57,10 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .._errors import AdCreativeError, InvalidRequestError, UploadAbortedError
+from .._errors import AdCreativeError, InputChangedError, InvalidRequestError, UploadAbortedError
 from .._files import send_guard
 from .._jobs import RenderJob
-from .._naming import Namer, copy_file, name_context, render_name
+from .._naming import Namer, check_names, copy_file, name_context, render_name
 from .._outcome import BulkOutcome, download_task, follow
 from .._reconcile import RenderMayExistError
 from ._base import (
@@ -66,7 +73,7 @@ from ._base import (
     error_message,
     new_worker_id,
 )
-from ._requests import RenderRequest, _image_params, derived_user_id, request_keys
+from ._requests import ContentGuard, RenderRequest, _image_params, derived_user_id, request_digests
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -183,6 +190,7 @@ class _Item(Generic[T]):
     item: T
     request: RenderRequest
     key: str
+    hashes: dict[str, str] = field(default_factory=dict)  # its images' hashes, as in its key
 
 
 class LedgerDriver(Generic[T]):
@@ -240,12 +248,14 @@ class LedgerDriver(Generic[T]):
         # the lease guard's margin, and how long past a lapse a takeover waits (see SEND_MARGIN)
         self._margin = min(SEND_MARGIN, lease * SEND_MARGIN_SHARE)
         self._takeover_grace = self._margin + grace
+        self._refused: dict[int, InvalidRequestError] = {}  # items whose result could not be saved
 
     # ------------------------------------------------------------------------------------ driving
 
     async def drive(self, send: MemoryObjectSendStream[BulkOutcome[T]]) -> None:
         """Run every item; outcomes go to ``send`` as they finish (closed at the end)."""
         async with send, anyio.create_task_group() as outer:
+            await self._check_names()
             outer.start_soon(self._renew_claims)
             counts = await self._ledger.counts()
             known = sum(counts.values())
@@ -278,6 +288,24 @@ class LedgerDriver(Generic[T]):
                         await self._ledger.release(self.owner)
                     except AdCreativeError as exc:  # the claims lapse by themselves
                         logger.warning("could not release this worker's claims: %s", exc)
+
+    async def _check_names(self) -> None:
+        """Every item's output name, checked before any start call (see
+        :func:`~adcreative_async._naming.check_names`): the refused are reported unsent."""
+        if self._dest is None:
+            return
+        if self._name is None:  # results named after their task: only dest is checked
+            refused = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
+            if refused:
+                self._refused = dict.fromkeys(range(len(self._items)), refused[0])
+            return
+        named: list[tuple[int, object]] = []
+        for index, item in enumerate(self._items):
+            try:
+                named.append((index, self._request_of(item)))
+            except Exception:  # reported with the item (_entries)
+                continue
+        self._refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, named)
 
     async def _put_back_unsent(self) -> None:
         """Items whose intent is written but whose start call surely never went out (a stop, Ctrl-C,
@@ -328,6 +356,10 @@ class LedgerDriver(Generic[T]):
             except InvalidRequestError as exc:
                 send.send_nowait(BulkOutcome(index, item, error=exc))
                 continue
+            refused = self._refused.get(index)
+            if refused is not None:  # its result could not be saved: not sent
+                send.send_nowait(BulkOutcome(index, item, error=refused))
+                continue
             entry = _Item(index, item, request, "")
             if finished and request.label in finished:
                 self._deferred.append(entry)
@@ -343,13 +375,14 @@ class LedgerDriver(Generic[T]):
         if not chunk:
             return True
         requests = [entry.request for entry in chunk]
-        keys = await request_keys(requests, self._ledger)
+        digests = await request_digests(requests, self._ledger)
         ready: list[_Item[T]] = []
-        for entry, key in zip(chunk, keys, strict=True):
-            if isinstance(key, InvalidRequestError):
-                send.send_nowait(BulkOutcome(entry.index, entry.item, error=key))
+        for entry, digest in zip(chunk, digests, strict=True):
+            if isinstance(digest, InvalidRequestError):
+                send.send_nowait(BulkOutcome(entry.index, entry.item, error=digest))
                 continue
-            entry.key = key
+            entry.key, entry.hashes = digest
+            key = entry.key
             if key in self._followers or key in self._watched:  # the same input twice: one render
                 self._followers.setdefault(key, []).append(entry)
                 continue
@@ -506,6 +539,11 @@ class LedgerDriver(Generic[T]):
             key=record.key,
             resumed=True,
         )
+        if outcome.files:  # under this input's own name (the record's files may be another input's)
+            try:
+                outcome.files = await self._copies(entry, outcome)
+            except (OSError, InvalidRequestError) as exc:
+                outcome._fail(exc)
         await self._send(send, outcome)
 
     async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
@@ -541,7 +579,9 @@ class LedgerDriver(Generic[T]):
                 follower.request, follower.index, task_id, position, process_id, source.suffix
             )
             target = Path(self._dest) / render_name(self._name, context)
-            copies.append(await anyio.to_thread.run_sync(copy_file, source, target))
+            if target != source:  # an input's own file (a resume) needs no copy
+                target = await anyio.to_thread.run_sync(copy_file, source, target)
+            copies.append(target)
         return copies
 
     def _note_finished(self, record: ItemRecord) -> None:
@@ -586,7 +626,13 @@ class LedgerDriver(Generic[T]):
             self._unsent.discard(entry.key)
             if exc not in outcome.errors:  # (the wait's and downloads' errors are recorded already)
                 outcome._fail(exc)
-            if not isinstance(exc, (RenderMayExistError, _LostClaim)):
+            if isinstance(exc, InputChangedError):  # nothing made: its old key stays pending
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key))
+                    except AdCreativeError as ledger_error:  # reconciled by the next run instead
+                        logger.warning("could not requeue %s: %s", entry.key, ledger_error)
+            elif not isinstance(exc, (RenderMayExistError, _LostClaim)):
                 with anyio.CancelScope(shield=True):
                     try:
                         if not await self._ledger.failed(
@@ -651,7 +697,9 @@ class LedgerDriver(Generic[T]):
                         entry.request.params.get(n) is not None for n in _image_params(record.feature)
                     ):
                         self._unsent.discard(entry.key)  # no file part: sent as soon as it is made
-                    with send_guard(guard):  # the lease still holds as each of its bytes goes out
+                    # the lease still holds as each of its bytes goes out, and the key is the hash of
+                    # what is sent: a file changed since it was hashed is refused
+                    with send_guard(guard), send_guard(ContentGuard(entry.hashes, entry.request.label)):
                         job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
                     job = None

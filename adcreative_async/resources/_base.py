@@ -713,8 +713,13 @@ class RenderResource(Resource):
         extra_headers: Mapping[str, str] | None,
         timeout: Timeout | float | None,
         retry: RetryPolicy | int | None,
+        name_for: Callable[[str], str] | None = None,
+        temp_stem: str | None = None,
     ) -> Path:
-        """:meth:`download` with values for the feature's ``download_fields`` (by Python name)."""
+        """:meth:`download` with values for the feature's ``download_fields`` (by Python name);
+        ``name_for``: the file's path in the directory ``dest`` from its extension (see
+        :func:`~adcreative_async._downloads.download_file`); ``temp_stem``: the temporary file's
+        stem instead of the task id (a plain name)."""
         pid = canonical_guid(process_id, "process_id")
         tid = canonical_guid(task_id, "task_id")
         options = RequestOptions(None, extra_query, extra_headers, timeout, retry)
@@ -726,10 +731,11 @@ class RenderResource(Resource):
                     self._client._transport,
                     req,
                     dest,
-                    default_stem=tid,
+                    default_stem=temp_stem or tid,
                     use_server_filename=use_server_filename,
                     resume=resume,
                     on_progress=on_progress,
+                    name_for=name_for,
                 )
         except NotFoundError as exc:
             explained = await self._explain_not_found(pid, tid, user_id, exc)
