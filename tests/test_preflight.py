@@ -106,3 +106,68 @@ async def test_an_unreachable_api_is_said_once() -> None:
     async with AdCreativeClient(**credentials, poll_policy=FAST_POLLS) as client:
         with pytest.raises(UsageError, match="cannot reach the API"):
             await check_credentials(client.background_remover)
+
+
+# ------------------------------------------------------------------------ through the command line
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An emulator in a thread, its credentials in the environment (as a user's shell would have)."""
+    from adcreative_async.testing import EmulatorThread
+
+    for name in list(os.environ):
+        if name.startswith("ADCREATIVE_"):
+            monkeypatch.delenv(name)
+    with EmulatorThread(task_duration=0.01) as emulator:
+        for name, value in emulator.credentials.items():
+            monkeypatch.setenv(f"ADCREATIVE_{name.upper()}", str(value))
+        yield emulator
+
+
+def test_a_broken_image_stops_the_command_before_anything_is_sent(
+    tmp_path: Path, cli_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adcreative_async.cli import main
+
+    paths = images(tmp_path / "in", 3)
+    paths[1].write_bytes(sample_image("jpeg", (64, 64))[:-40])
+    paths[1].rename(tmp_path / "in" / "broken.jpg")
+    code = main(["remove-bg", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "broken.jpg is a JPEG cut short" in err
+    assert "Traceback" not in err
+    assert cli_env.request_count("Image/BackgroundRemoving/AdCreative") == 0
+    assert not (tmp_path / "out" / ".adcreative-run.sqlite").exists()  # nothing recorded
+
+
+def test_an_output_path_that_is_a_file_stops_the_command_with_one_line(
+    tmp_path: Path, cli_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adcreative_async.cli import main
+
+    images(tmp_path / "in", 2)
+    (tmp_path / "out").write_text("not a folder")
+    code = main(["remove-bg", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"adcreative: output {tmp_path / 'out'} is a file, not a folder: give a folder with -o"
+    ]
+
+
+def test_wrong_credentials_stop_the_command_before_anything_is_recorded(
+    tmp_path: Path, cli_env: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adcreative_async.cli import main
+
+    images(tmp_path / "in", 2)
+    monkeypatch.setenv("ADCREATIVE_API_SECRET", "not-the-secret")
+    code = main(["remove-bg", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the credentials were refused" in err
+    assert "not-the-secret" not in err
+    assert cli_env.request_count("Image/BackgroundRemoving/AdCreative") == 0
+    assert not (tmp_path / "out" / ".adcreative-run.sqlite").exists()

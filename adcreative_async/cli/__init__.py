@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ._common import EXIT_USAGE, SECRET_OPTIONS, UsageError, redact, run_command, secret_values
@@ -377,6 +378,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _check_before_start(output: str | None, images: Sequence[Path]) -> None:
+    """What can be checked before the client opens: the output folder and the input images (see
+    ``_preflight``; the credentials are checked by the command, with its client)."""
+    from ._preflight import check_images, check_output_folder
+
+    if output is not None:
+        check_output_folder(Path(output))
+    check_images(images)
+
+
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import _commands
     from ._inputs import collect_images, load_briefs
@@ -389,11 +400,16 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     if args.command == "remove-bg":
         args.items = collect_images(args.paths, recursive=args.recursive)
+        _check_before_start(args.output, [item.path for item in args.items])
         return run_command(
             _commands.remove_bg, args, argv, title="background removal", overall_total=len(args.items)
         )
     if args.command == "generate":
         args.briefs = load_briefs(args.brief_files)
+        images = [
+            v for b in args.briefs for k, v in b.kwargs.items() if k in ("brand_image", "background_image")
+        ]
+        _check_before_start(args.output, images)
         return run_command(_commands.generate, args, argv, title="creatives", overall_total=len(args.briefs))
     if args.command == "edit":
         return run_command(_commands.edit, args, argv, title="edit")

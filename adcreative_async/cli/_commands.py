@@ -26,6 +26,7 @@ from .. import (
 from ..ledger import RenderRequest, RunLedger
 from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource
 from ._inputs import Brief, ImageItem, refuse_shared_names
+from ._preflight import check_credentials
 from ._runs import interrupted_message, open_run_ledger, say_interrupted
 
 __all__ = ["download", "edit", "generate", "remove_bg", "status"]
@@ -62,6 +63,7 @@ def _render_status(update: TaskUpdate) -> str:
 async def remove_bg(session: Session) -> int:
     """``adcreative remove-bg PATHS... -o DIR``: remove the background of every image, in bulk; resumable
     (the run ledger in DIR) unless ``--no-ledger``."""
+    await check_credentials(session.client.background_remover)
     ledger = await open_run_ledger(session, Path(session.args.output))
     if ledger is None:
         return await _remove_bg_unrecorded(session)
@@ -259,6 +261,7 @@ async def generate(session: Session) -> int:
     rows = [display.add(brief.label) for brief in briefs]
     user_id = session.user_id() if args.no_wait or out is None or args.no_ledger else None
 
+    await check_credentials(session.client.creatives)
     if args.no_wait:
         return await _submit_only(session, briefs, rows, user_id)
     ledger = await open_run_ledger(session, out) if out is not None else None

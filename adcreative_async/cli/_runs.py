@@ -47,7 +47,10 @@ async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
     if getattr(args, "no_ledger", False):
         return None
     ledger = SqliteLedger(out / LEDGER_FILE)
-    await ledger.open()
+    try:
+        await ledger.open()
+    except LedgerError as exc:
+        raise UsageError(f"{exc} (remove or move it to start a new run, or choose another -o)") from None
     try:
         await _check_application(session, ledger, out)
         if args.restart:
