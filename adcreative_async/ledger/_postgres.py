@@ -72,11 +72,9 @@ finds the connection closed and carries on with a new one, as after a restart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
-import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -84,11 +82,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.lowlevel
 import backoff
-import msgspec
 
 from ._base import (
     BEHIND_ROWS,
-    FINAL_STATES,
     STALE_ANSWER_STATES,
     ItemRecord,
     ItemState,
@@ -99,6 +95,39 @@ from ._base import (
     WrittenBehind,
     stale_answer_left,
 )
+from ._pgconn import (
+    CONFLICT_RETRIES,
+    CONNECT_TIMEOUT_SECONDS,
+    DURABLE_COMMITS,
+    IDLE_IN_TRANSACTION_SECONDS,
+    LOCK_TIMEOUT_SECONDS,
+    POOL_SIZE,
+    POSTGRES_RETRY_SECONDS,
+    RETRY_FIRST_PAUSE,
+    RETRY_LONGEST_PAUSE,
+    STATEMENT_TIMEOUT_SECONDS,
+    _close,
+    _driver_errors,
+    _keep_session,
+    _milliseconds,
+    _password,
+    _retried_as,
+)
+from ._pgsql import (
+    _ADD_EPOCH,
+    _BEHIND,
+    _CLAIM,
+    _COLUMNS,
+    _FINAL,
+    _HAS_EPOCH,
+    _INTENTS,
+    _LIST,
+    _LOCK_WHERE,
+    _SCHEMA,
+    _SCHEMA_LOCK,
+    _json,
+    _record,
+)
 
 if TYPE_CHECKING:
     import asyncpg
@@ -107,251 +136,7 @@ __all__ = ["PostgresLedger"]
 
 logger = logging.getLogger("adcreative_async.ledger")
 
-#: Connections of one worker's pool (claims, intents and answers run concurrently).
-POOL_SIZE = 4
-#: The ``synchronous_commit`` settings an intent may commit with (each waits for at least the local disk).
-DURABLE_COMMITS = ("on", "remote_write", "remote_apply")
-#: Times a statement aborted by the server as a deadlock or serialization failure is sent again.
-CONFLICT_RETRIES = 5
-#: SQLSTATEs of a statement rolled back for a conflict with a concurrent transaction: deadlock_detected,
-#: serialization_failure.
-_CONFLICTS = frozenset({"40P01", "40001"})
-#: How long, in all, one ledger operation keeps trying through a lost connection (or a row lock it could not
-#: get) before it raises a LedgerError. Assumed: a PostgreSQL restart or failover takes well under a minute
-#: (a restart with a fast shutdown takes seconds; a crash recovery replays at most a checkpoint's WAL).
-POSTGRES_RETRY_SECONDS = 60.0
-#: The backoff between tries (seconds): doubling from the first pause to the longest, with full jitter.
-RETRY_FIRST_PAUSE = 0.05
-RETRY_LONGEST_PAUSE = 2.0
-#: How long a connection attempt may take before it counts as failed (and is tried again). Assumed: a
-#: reachable server answers a connection within seconds, even loaded.
-CONNECT_TIMEOUT_SECONDS = 10.0
-#: The server ends a ledger session that stays idle inside a transaction this long (its transaction rolled
-#: back, its row locks freed): a worker paused mid-transaction holds no other worker up for longer. The
-#: ledger's transactions last milliseconds; this is far above any event-loop stall of a healthy worker, and
-#: below the default lease (a paused worker's locks are gone before its items can be taken over).
-IDLE_IN_TRANSACTION_SECONDS = 10.0
-#: The longest a ledger statement waits for a row lock before it is given up and sent again (a concurrent
-#: write of a live worker holds its locks for milliseconds; a paused one's are freed within
-#: IDLE_IN_TRANSACTION_SECONDS).
-LOCK_TIMEOUT_SECONDS = 2.0
-#: The longest a ledger statement may run. Assumed: the largest (a registration or reset of a
-#: 100,000-item run) takes about a second; a statement still running after this is ended (and reported).
-STATEMENT_TIMEOUT_SECONDS = 120.0
-#: SQLSTATEs of a connection lost while the database itself is fine or coming back (sent again on a new
-#: connection): admin_shutdown (a fast shutdown or restart, pg_terminate_backend), crash_shutdown,
-#: cannot_connect_now ("the database system is starting up" / "is shutting down"), too_many_connections,
-#: idle_in_transaction_session_timeout and idle_session_timeout (the server ended this session), and the
-#: connection exceptions (class 08).
-_LOST = frozenset({"57P01", "57P02", "57P03", "53300", "25P03", "57P05"})
-#: The SQLSTATE of a statement that could not get a row lock within LOCK_TIMEOUT_SECONDS.
-_LOCK_NOT_AVAILABLE = "55P03"
-
 R = TypeVar("R")
-
-_FINAL = [s.value for s in FINAL_STATES]
-_LIST = msgspec.json.Decoder(tuple[str, ...])
-_COLUMNS = (
-    "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
-    "error_message, owner, extract(epoch from lease_until)::float8 AS lease_until, "
-    "extract(epoch from intent_at)::float8 AS intent_at, "
-    "extract(epoch from created_at)::float8 AS created_at, "
-    "extract(epoch from updated_at)::float8 AS updated_at, epoch"
-)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS adcreative_runs (
-    run text PRIMARY KEY,
-    namespace text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS adcreative_items (
-    run text NOT NULL,
-    key text NOT NULL,
-    seq bigint NOT NULL,
-    label text NOT NULL,
-    feature text NOT NULL,
-    state text NOT NULL,
-    attempt integer NOT NULL DEFAULT 0,
-    user_id text,
-    process_id text,
-    task_ids text NOT NULL DEFAULT '[]',
-    files text NOT NULL DEFAULT '[]',
-    error_code text,
-    error_message text,
-    owner text,
-    lease_until timestamptz,
-    intent_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    epoch bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (run, key)
-);
-CREATE INDEX IF NOT EXISTS adcreative_items_by_user ON adcreative_items (run, feature, lower(user_id));
-CREATE TABLE IF NOT EXISTS adcreative_sources (
-    host text NOT NULL,
-    path text NOT NULL,
-    size bigint NOT NULL,
-    mtime_ns bigint NOT NULL,
-    inode bigint NOT NULL,
-    sha256 text NOT NULL,
-    PRIMARY KEY (host, path)
-);
-"""
-#: Whether the items table has its fencing epoch (tables of earlier versions have not). Looked up first:
-#: an ALTER TABLE takes the table's strongest lock even when it changes nothing.
-_HAS_EPOCH = (
-    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'adcreative_items'::regclass "
-    "AND attname = 'epoch' AND NOT attisdropped)"
-)
-#: Every item of a table of an earlier version starts at epoch 0 (its next claim makes it 1).
-_ADD_EPOCH = "ALTER TABLE adcreative_items ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0"
-#: Serialises the schema creation of concurrent workers (an arbitrary advisory lock number).
-_SCHEMA_LOCK = 0x616463726561
-
-
-def _record(row: Any) -> ItemRecord:
-    return ItemRecord(
-        key=row["key"],
-        seq=row["seq"],
-        label=row["label"],
-        feature=row["feature"],
-        state=ItemState(row["state"]),
-        attempt=row["attempt"],
-        user_id=row["user_id"],
-        process_id=row["process_id"],
-        task_ids=_LIST.decode(row["task_ids"]),
-        files=_LIST.decode(row["files"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        owner=row["owner"],
-        lease_until=row["lease_until"],
-        intent_at=row["intent_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        epoch=row["epoch"],
-        lapsed_for=row.get("lapsed_for"),
-    )
-
-
-async def _close(pool: asyncpg.Pool) -> None:
-    """Close ``pool``; its connections are dropped when the server cannot be told (it is gone)."""
-    try:
-        await pool.close()
-    except _driver_errors():
-        pool.terminate()
-
-
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    """The errors a statement can raise from below: asyncpg's own and the socket's (never raised on as
-    they are: see :meth:`PostgresLedger._retrying`)."""
-    import asyncpg
-
-    return (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        OSError,
-        asyncio.TimeoutError,
-    )
-
-
-def _retried_as(exc: BaseException) -> str | None:
-    """How a statement's error is retried: ``"conflict"`` (a few times), ``"lost"`` (the connection; up to
-    :data:`POSTGRES_RETRY_SECONDS`), ``"lock"`` (a row lock not had in time; the same), or None (raised)."""
-    import asyncpg
-
-    if isinstance(exc, asyncpg.PostgresError):
-        state = exc.sqlstate or ""
-        if state in _CONFLICTS:
-            return "conflict"
-        if state == _LOCK_NOT_AVAILABLE:
-            return "lock"
-        if state in _LOST or state.startswith("08"):
-            return "lost"
-        return None
-    if isinstance(exc, (OSError, asyncio.TimeoutError)):  # refused, reset, broken pipe, connect timeout
-        return "lost"
-    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
-        return "lost"  # a transaction's end on a connection that dropped under it
-    return None
-
-
-def _milliseconds(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
-
-
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """A connection goes back to the pool as it is: asyncpg's default reset costs a round trip per
-    statement, and this ledger leaves no session state behind (no session settings, locks, cursors or
-    listeners: its advisory lock is the transaction's)."""
-
-
-def _locked(rows: str) -> str:
-    """A CTE ``locked(key)`` of the run's items whose keys are in the CTE ``rows`` (column ``k``),
-    locked in key order: statements that write several rows never lock them in crossed orders."""
-    return (
-        f"locked AS MATERIALIZED (SELECT i.key FROM adcreative_items AS i JOIN {rows} ON i.key = {rows}.k "
-        "WHERE i.run = $1 ORDER BY i.key FOR UPDATE OF i)"
-    )
-
-
-#: Intents written together ($2 keys, $3 owners, $4 users, $5 leases, $7 epochs: NULL unfenced).
-_INTENTS = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], "
-    f"$7::bigint[]) AS t(k, o, u, l, e)), {_locked('t')} "
-    "UPDATE adcreative_items AS i SET state = 'submitting', user_id = t.u, intent_at = now(), "
-    "lease_until = now() + make_interval(secs => t.l), updated_at = now() FROM t, locked "
-    "WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k AND i.owner = t.o AND i.lease_until > now() "
-    "AND i.state IN ('pending', 'submitting') AND (t.e IS NULL OR i.epoch = t.e) "
-    "AND i.state <> ALL($6::text[]) RETURNING i.key"
-)
-#: A claim of the items of keys $4 (those not final, not held by another live claim), that also writes the
-#: intents of the claimed items pending at the given attempt ($6 users, $7 attempts, aligned with the keys;
-#: a NULL user: claimed only), in one statement.
-_CLAIM = (
-    "WITH c AS MATERIALIZED (SELECT i.key AS ck, t.u AS cu, i.lease_until AS earlier, "
-    "  (i.state = 'pending' AND t.u IS NOT NULL AND i.attempt = t.a) AS fresh "
-    "  FROM adcreative_items AS i JOIN unnest($4::text[], $6::text[], $7::int[]) AS t(k, u, a) "
-    "  ON i.key = t.k "
-    "  WHERE i.run = $1 AND i.state <> ALL($5::text[]) "
-    "  AND (i.owner IS NULL OR i.owner = $2 OR i.lease_until IS NULL OR i.lease_until <= now()) "
-    "  ORDER BY i.seq FOR UPDATE OF i SKIP LOCKED) "
-    "UPDATE adcreative_items AS i SET owner = $2, lease_until = now() + make_interval(secs => $3), "
-    "updated_at = now(), epoch = i.epoch + 1, "
-    "state = CASE WHEN c.fresh THEN 'submitting' ELSE i.state END, "
-    "user_id = CASE WHEN c.fresh THEN c.cu ELSE i.user_id END, "
-    "intent_at = CASE WHEN c.fresh THEN now() ELSE i.intent_at END "
-    f"FROM c WHERE i.run = $1 AND i.key = c.ck RETURNING {_COLUMNS}, c.fresh, "
-    "CASE WHEN c.earlier IS NOT NULL THEN greatest(0, extract(epoch from now() - c.earlier)) END::float8 "
-    "AS lapsed_for"
-)
-#: A row written behind is of the item's current claim (its epoch, or unfenced).
-_OWN = "(t.e IS NULL OR i.epoch = t.e)"
-#: Answers and downloads written behind, one row per item (a NULL keeps the stored value; a download
-#: ends the claim and clears the error). Fenced by the epoch ($8); a stale row's answer alone is written,
-#: where the STALE_ANSWER_RULE allows it (the claim stays the new owner's). Returns the keys written.
-_BEHIND = (
-    "WITH t AS MATERIALIZED (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], "
-    f"$6::text[], $7::text[], $8::bigint[]) AS t(k, s, p, u, tk, f, e)), {_locked('t')} "
-    f"UPDATE adcreative_items AS i SET state = CASE WHEN {_OWN} THEN t.s ELSE 'submitted' END, "
-    "process_id = coalesce(t.p, i.process_id), "
-    "user_id = coalesce(t.u, i.user_id), task_ids = coalesce(t.tk, i.task_ids), "
-    f"files = CASE WHEN {_OWN} THEN coalesce(t.f, i.files) ELSE i.files END, "
-    f"error_code = CASE WHEN {_OWN} AND t.f IS NULL THEN i.error_code END, "
-    f"error_message = CASE WHEN {_OWN} AND t.f IS NULL THEN i.error_message END, "
-    f"owner = CASE WHEN {_OWN} AND t.f IS NOT NULL THEN NULL ELSE i.owner END, "
-    f"lease_until = CASE WHEN {_OWN} AND t.f IS NOT NULL THEN NULL ELSE i.lease_until END, "
-    "updated_at = now() "
-    "FROM t, locked WHERE i.run = $1 AND i.key = t.k AND locked.key = t.k "
-    f"AND ({_OWN} OR (t.p IS NOT NULL AND i.process_id IS NULL AND lower(i.user_id) = lower(t.u) "
-    "AND i.state = ANY($9::text[]))) RETURNING i.key, i.process_id"
-)
-#: The run's rows matching a condition (``{where}``), locked in key order, for statements that write
-#: many rows at once.
-_LOCK_WHERE = (
-    "WITH locked AS MATERIALIZED (SELECT key FROM adcreative_items WHERE run = $1 AND ({where}) "
-    "ORDER BY key FOR UPDATE) "
-)
 
 
 class _Intent:
@@ -363,18 +148,6 @@ class _Intent:
         self.done = False
         self.ok = False
         self.error: BaseException | None = None
-
-
-def _password(dsn: str) -> str | None:
-    try:
-        password = urllib.parse.urlsplit(dsn).password
-    except ValueError:
-        return None
-    return urllib.parse.unquote(password) if password else None
-
-
-def _json(values: Iterable[str]) -> str:
-    return msgspec.json.encode(list(dict.fromkeys(values))).decode()
 
 
 class PostgresLedger(RunLedger):
