@@ -1131,11 +1131,12 @@ async def test_a_local_error_while_downloading_is_the_outcome_error_itself(
     emulator: Emulator, client: AdCreativeClient, tmp_path: Path
 ) -> None:
     not_a_directory = tmp_path / "file"
-    not_a_directory.write_bytes(b"")
     async with client.bulk(
         [PNG], lambda c, image: c.background_remover.remove(image), dest=not_a_directory
     ) as run:
         await eventually(lambda: len(emulator.processes_for(USER)) == 1)
+        not_a_directory.rmdir()  # the folder (checked before the start call) is replaced by a file
+        not_a_directory.write_bytes(b"")
         emulator.finish_process(emulator.processes_for(USER)[0].process_id)
         (outcome,) = [outcome async for outcome in run]
     assert isinstance(outcome.error, OSError)
@@ -1147,9 +1148,10 @@ async def test_every_error_of_an_item_is_kept(
     emulator: Emulator, client: AdCreativeClient, tmp_path: Path
 ) -> None:
     not_a_directory = tmp_path / "file"
-    not_a_directory.write_bytes(b"")
     async with client.bulk([USER], generate, dest=not_a_directory) as run:
         await eventually(lambda: len(emulator.processes_for(USER)) == 1)
+        not_a_directory.rmdir()  # the folder (checked before the start call) is replaced by a file
+        not_a_directory.write_bytes(b"")
         first, second, *rest = emulator.processes_for(USER)[0].tasks
         emulator.finish_task(first)  # its download fails: the file is in the way
         emulator.fail_task(second)  # and the render fails
