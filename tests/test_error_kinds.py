@@ -152,6 +152,22 @@ async def test_a_rerun_after_a_crash_before_any_answer_never_hangs_and_renders_e
     assert await states(ledger) == [ItemState.DOWNLOADED] * 100
 
 
+async def test_ctrl_c_before_any_answer_leaves_only_the_calls_in_flight_to_reconcile(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path / "in", 100)
+    ledger = tmp_path / "run.sqlite"
+    await interrupted_before_any_answer(paths, ledger)  # 4 upload slots: 4 calls in flight
+    left = await counts(ledger)
+    assert 1 <= left[ItemState.SUBMITTING] <= 4  # the intents written ahead of the others: pending again
+    assert left[ItemState.PENDING] == sum(left.values()) - left[ItemState.SUBMITTING]
+    async with Emulator(task_duration=0.02) as emulator, client_of(emulator) as client:
+        with anyio.fail_after(NO_HANG):
+            outcomes = await client.process_many(
+                paths, request=RenderRequest.remove_background, ledger=ledger
+            )
+        assert all(o.ok for o in outcomes)
+        assert sorted(emulator.processes_per_input().values()) == [1] * 100
+
+
 # ----------------------------------------------------------- point 3: unknown never stays
 
 
@@ -160,7 +176,7 @@ async def test_unknown_items_are_reconciled_by_the_next_run_and_rendered_once_pr
 ) -> None:
     paths = make_inputs(tmp_path / "in", 10)  # one claim window or less: nothing else runs
     ledger = tmp_path / "run.sqlite"
-    await interrupted_before_any_answer(paths, ledger)
+    await crashed_before_any_answer(paths, ledger, sent=10)
     async with Emulator(task_duration=0.02, stamp_inputs=True) as emulator:
         async with client_of(emulator) as client:
             with anyio.fail_after(NO_HANG):
@@ -402,10 +418,11 @@ async def test_wrong_credentials_stop_the_run_at_once_and_record_nothing_as_fail
         assert isinstance(raised.value.cause, AuthenticationError)
         assert "the run stopped: the credentials were refused" in str(raised.value)
         assert reported == []  # the items are not each reported with it
-        left = set(await states(ledger))
-        assert ItemState.PENDING in left
-        # nothing failed; at most the calls cut short in flight are left to reconcile
-        assert left <= {ItemState.PENDING, ItemState.SUBMITTING}
+        left = await counts(ledger)
+        # nothing failed; only the calls cut short in flight (an upload slot each) are left to reconcile:
+        # the intents written ahead for the others are pending again
+        assert left[ItemState.SUBMITTING] < 4
+        assert left[ItemState.PENDING] == sum(left.values()) - left[ItemState.SUBMITTING]
         async with client_of(emulator) as client:  # fixed: the same run renders everything, once
             with anyio.fail_after(NO_HANG):
                 outcomes = await client.process_many(

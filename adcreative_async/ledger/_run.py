@@ -596,22 +596,25 @@ class LedgerDriver(Generic[T]):
             # arrive together and are committed together (one commit per many items, not one per call).
             if written is None and self._intent_ahead > 0:
                 written = await self._intent(entry, user)
-            async with self._uploads:
-                if written is None or clock.monotonic() - written > self._intent_ahead:
-                    await self._intent(entry, user)  # the call follows its intent closely
-                # this client alone writes for the derived user (no listing before the start call needed)
-                self._client._ledger.fresh_user(entry.request.feature, user)
-                try:
-                    job = await entry.request.submit(self._client, user_id=user)
-                except RenderMayExistError:
-                    job = None
-                except Exception:  # not ambiguous: the call was refused or never sent, nothing made
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            await self._ledger.requeue(entry.key)  # pending again, for this run or the next
-                        except AdCreativeError as ledger_error:  # reconciled by the next run instead
-                            logger.warning("could not requeue %s: %s", entry.key, ledger_error)
-                    raise
+            sending = False
+            try:
+                async with self._uploads:
+                    if written is None or clock.monotonic() - written > self._intent_ahead:
+                        await self._intent(entry, user)  # the call follows its intent closely
+                    # this client alone writes for the derived user (no listing before the start call)
+                    self._client._ledger.fresh_user(entry.request.feature, user)
+                    sending = True  # from here on, the call may reach the API
+                    try:
+                        job = await entry.request.submit(self._client, user_id=user)
+                    except RenderMayExistError:
+                        job = None
+                    except Exception:  # not ambiguous: the call was refused or never sent, nothing made
+                        await self._requeue(entry)
+                        raise
+            except anyio.get_cancelled_exc_class():  # a stopped run (Ctrl-C, a run-level error)
+                if not sending:  # its intent was written ahead, but no call left: pending again
+                    await self._requeue(entry)
+                raise
             if job is not None:  # recorded right away, but without holding an upload slot
                 with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
                     await self._ledger.submitted(entry.key, job.process_id, job.user_id, job.task_ids)
@@ -638,6 +641,14 @@ class LedgerDriver(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    async def _requeue(self, entry: _Item[T]) -> None:
+        """Back to pending (no call of this attempt made a render), for this run or the next."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._ledger.requeue(entry.key)
+            except AdCreativeError as ledger_error:  # reconciled by the next run instead
+                logger.warning("could not requeue %s: %s", entry.key, ledger_error)
 
     async def _intent(self, entry: _Item[T], user: str) -> float:
         """Commit the item's intent (fenced by this worker's claim); when it was committed (client
