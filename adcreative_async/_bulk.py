@@ -3,7 +3,11 @@
 Uploads, in-flight renders and downloads have separate limits; each task's download starts as soon as
 the task succeeds; the waiting of every item goes through the client's one poll scheduler (at most one
 progress request per user per tick, whatever the number of items); one item's failure is reported as
-its outcome and never stops the others. Every item's output name is checked before any start call
+its outcome and never stops the others — unless it is run-level (wrong credentials, an unreachable API,
+an unwritable output folder or run ledger: see :func:`~adcreative_async._errors.error_kind`), which would
+fail every item alike: then the rest of the run is cancelled and the iterator raises one
+:class:`~adcreative_async.RunAbortedError` after the outcomes already reported (the items it stopped are
+not reported each with it). Every item's output name is checked before any start call
 (:func:`~adcreative_async._naming.check_names`): an item whose result could not be saved is refused
 unsent.
 
@@ -13,9 +17,11 @@ instead: durable intents and answers, resume, and claims shared by many workers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -24,7 +30,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import InvalidRequestError
+from ._errors import ErrorKind, InvalidRequestError, RunAbortedError, first_of_kind
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import Namer, check_names, check_template
 from ._outcome import BulkOutcome, download_task, follow
@@ -46,6 +52,11 @@ class BulkRun(Generic[T]):
 
     Create it with :meth:`AdCreativeClient.bulk <adcreative_async.AdCreativeClient.bulk>`. Leaving the
     ``async with`` block early (``break``, an exception) cancels what is still running.
+
+    A run-level error (see :class:`~adcreative_async.RunAbortedError`: credentials, configuration, an
+    unreachable API, an output folder or run ledger that cannot be written) stops the whole run: the
+    iteration raises one ``RunAbortedError`` (its ``cause`` the error), once, after the outcomes already
+    reported; nothing is recorded ``failed`` for it.
     """
 
     def __init__(
@@ -101,7 +112,9 @@ class BulkRun(Generic[T]):
         self._group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[BulkOutcome[T]] | None = None
         self._receive: MemoryObjectReceiveStream[BulkOutcome[T]] | None = None
-        self._failure: Exception | None = None  # the error that stopped the whole run (its ledger's)
+        self._scope: anyio.CancelScope | None = None  # the items' task group's (without a ledger)
+        self._aborted: RunAbortedError | None = None  # set before the outcomes' stream is closed
+        self._driver: Any = None  # the run ledger's driver, when there is one
 
     def __len__(self) -> int:
         return len(self._items)
@@ -146,9 +159,10 @@ class BulkRun(Generic[T]):
                 await group.__aexit__(None, None, None)
                 return None
             suppressed = await group.__aexit__(exc_type, exc, tb)
-            failure, self._failure = self._failure, None
-            if failure is not None and exc is None:  # not reported by iterating (the block left early)
-                raise failure
+            aborted = self._aborted or (self._driver.aborted if self._driver is not None else None)
+            self._aborted, self._driver = None, None
+            if aborted is not None and exc is None:  # not reported by iterating (the block left early)
+                raise aborted
             return suppressed
         finally:
             if receive is not None:
@@ -174,17 +188,19 @@ class BulkRun(Generic[T]):
         except anyio.WouldBlock:
             pass
         except anyio.EndOfStream:
-            failure, self._failure = self._failure, None
-            if failure is not None:
-                raise failure from None
-            raise StopAsyncIteration from None
+            self._end()
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
-            pass
-        failure, self._failure = self._failure, None
-        if failure is not None:  # the run stopped: its error, after the outcomes it had
-            raise failure
+            self._end()
+            raise  # (never reached: _end raises)
+
+    def _end(self) -> None:
+        """The outcomes are all out: the run-level error that stopped the run, once; else the end."""
+        aborted = self._aborted or (self._driver.aborted if self._driver is not None else None)
+        self._aborted, self._driver = None, None
+        if aborted is not None:
+            raise aborted
         raise StopAsyncIteration
 
     async def _drive(
@@ -194,6 +210,13 @@ class BulkRun(Generic[T]):
         polls: anyio.CapacityLimiter,
         downloads: anyio.CapacityLimiter,
     ) -> None:
+        if self._dest is not None:
+            try:
+                await anyio.to_thread.run_sync(_check_writable, self._dest)
+            except OSError as exc:  # before anything is sent: nothing is paid for
+                self._aborted = RunAbortedError(exc)
+                send.close()
+                return
         if self._ledger is not None:
             from .ledger import DEFAULT_LEASE
             from .ledger._run import LedgerDriver
@@ -212,22 +235,26 @@ class BulkRun(Generic[T]):
                 lease=self._lease or DEFAULT_LEASE,
                 owner=self._worker_id,
             )
+            self._driver = driver
             try:
-                await driver.drive(send)
+                with contextlib.suppress(RunAbortedError):  # the iterator raises it (driver.aborted)
+                    await driver.drive(send)
             except Exception as exc:
-                # The ledger failing stops the run: its one LedgerError is raised to the caller as itself,
-                # not in the ExceptionGroups of the driver's task groups (set before the caller sees the
-                # outcome stream end: the driver closed it on its way out, and nothing awaited since).
+                # The ledger failing stops the run: its one LedgerError is raised to the caller as the
+                # cause of one RunAbortedError, not in the ExceptionGroups of the driver's task groups (set
+                # before the caller sees the outcome stream end: the driver closed it on its way out, and
+                # nothing awaited since).
                 failure = _ledger_failure(exc)
                 if failure is None:
                     raise
-                self._failure = failure
+                self._aborted = RunAbortedError(failure)
             return
         refused = {}
         if self._dest is not None:  # every name checked before any start call
             items = list(enumerate(self._items))
             refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, items)
         async with send, anyio.create_task_group() as group:
+            self._scope = group.cancel_scope
             for index, item in enumerate(self._items):
                 if index in refused:
                     send.send_nowait(BulkOutcome(index, item, error=refused[index]))
@@ -257,7 +284,15 @@ class BulkRun(Generic[T]):
             if self._dest is not None:
                 download = functools.partial(self._download, outcome, downloads=downloads)
             await follow(outcome, job, polls, self._timeout, self._on_update, download)
-        send.send_nowait(outcome)
+        run_level = first_of_kind(outcome.errors, ErrorKind.RUN, render_exists=outcome.job is not None)
+        if run_level is not None:  # every item would fail alike: the run stops
+            if self._aborted is None:
+                self._aborted = RunAbortedError(run_level)
+            assert self._scope is not None
+            self._scope.cancel()
+            return
+        if self._aborted is None:
+            send.send_nowait(outcome)
 
     async def _download(
         self, outcome: BulkOutcome[T], task_id: str, *, downloads: anyio.CapacityLimiter
@@ -280,6 +315,13 @@ def _ledger_failure(exc: BaseException) -> Exception | None:
         found = [_ledger_failure(e) for e in inner]
         return found[0] if found and all(found) else None
     return exc if isinstance(exc, LedgerError) else None
+
+
+def _check_writable(dest: str) -> None:
+    """Raise the OSError that a download into ``dest`` would meet (made if missing, written to)."""
+    os.makedirs(dest, exist_ok=True)
+    with tempfile.TemporaryFile(dir=dest):
+        pass
 
 
 def _as_request(item: Any) -> RenderRequest:

@@ -509,6 +509,11 @@ class AdCreativeClient:
                 ledger="cutouts/.adcreative-run.sqlite",
                 name="{stem}{suffix}",
             )
+
+        Raises:
+            RunAbortedError: a run-level error (wrong credentials, an unreachable API, an output folder
+                or run ledger that cannot be written) stopped the run; nothing was recorded as failed
+                for it, and the same call, once the cause is fixed, finishes the run.
         """
         outcomes: list[BulkOutcome[T]] = []
         async with self.bulk(

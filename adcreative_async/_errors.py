@@ -5,6 +5,12 @@ missing configuration) are :class:`InvalidRequestError`, raised before any reque
 server that are not a success are :class:`APIError` with a subclass per meaningful status; transport
 failures are :class:`APIConnectionError` / :class:`APITimeoutError`.
 
+A bulk run sorts every error into one of three kinds, in one place (:func:`error_kind`): run-level
+(credentials, configuration, an unreachable API, an unwritable output folder or run ledger) stop the whole
+run with one :class:`RunAbortedError`; transient ones (5xx, timeouts, resets, 429 after its retries, a
+failed download) leave the item for the next run; item-level ones (the API's verdict on this input or
+this render) are the item's own failure.
+
 The server answers errors in two shapes (reference §1.6): a layered ProblemDetails whose ``errors`` keys
 read ``"<layer>: <Function>"`` with the trace id under ``extensions``, and ASP.NET's validation
 ProblemDetails whose ``errors`` keys are field names, with ``traceId`` at the top level. Either may carry
@@ -13,7 +19,9 @@ Newtonsoft ``"$id"`` keys. :func:`parse_error_body` reads both and never raises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import enum
+import errno
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +41,11 @@ __all__ = [
     "ClientNotOpenError",
     "ConfigurationError",
     "ErrorDetail",
+    "ErrorKind",
     "InputChangedError",
     "InvalidRequestError",
     "JobError",
+    "LedgerError",
     "NoActiveNotificationChannelError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -43,10 +53,13 @@ __all__ = [
     "RenderFailedError",
     "RenderNotFoundError",
     "RenderNotReadyError",
+    "RunAbortedError",
     "ServerError",
     "UnexpectedResponseError",
     "UploadAbortedError",
     "WaitTimeoutError",
+    "error_kind",
+    "first_of_kind",
 ]
 
 #: How much of a non-JSON error body is quoted in an exception message.
@@ -359,6 +372,126 @@ class RenderNotReadyError(NotFoundError):
         self.task_id = task_id
         self.state = state
         self.progress = progress
+
+
+class LedgerError(AdCreativeError):
+    """The run ledger cannot be opened, read or written (the message says which and why)."""
+
+
+class RunAbortedError(AdCreativeError):
+    """A bulk run stopped as a whole on a run-level error: its ``cause`` would fail every item alike.
+
+    Raised once by the run's iterator (``client.bulk``, ``process_many``, the sync client's ``bulk``),
+    after the rest of the run was cancelled: wrong credentials (401/403), a missing setting, no active
+    notification channel, an API that cannot be reached (connection refused, DNS), an output folder or a
+    run ledger that cannot be written. No item is recorded ``failed`` for it: with a run ledger, items
+    not yet sent stay ``pending`` and renders already started stay ``submitted``, so that the same run,
+    once the cause is fixed, finishes them without paying twice. Outcomes reported before it stand.
+
+    Attributes:
+        cause: the error that stopped the run (also ``__cause__``).
+        reason: what it is, in words (``"the credentials were refused"``).
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        self.reason = _run_level_reason(cause)
+        super().__init__(
+            f"the run stopped: {self.reason}: {type(cause).__name__}: {cause} "
+            "(nothing was recorded as failed: fix this, then run the same command again)"
+        )
+        self.__cause__ = cause
+
+
+class ErrorKind(enum.Enum):
+    """What a bulk run does with an error (see :func:`error_kind`)."""
+
+    RUN = "run"
+    """The run's setup is wrong (every item would fail alike): the whole run stops, nothing recorded."""
+    TRANSIENT = "transient"
+    """It may pass: the item stays as it is (pending if nothing was sent, submitted if its render
+    exists) and the next run takes it again."""
+    ITEM = "item"
+    """The API's verdict on this input (refused) or on this render (failed): the item's ``failed``."""
+
+
+#: OS errors that say the output folder (or the disk) cannot take the results: the same for every item.
+_RUN_LEVEL_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+)
+
+
+def error_kind(error: BaseException, *, render_exists: bool = False) -> ErrorKind:
+    """The kind of an error of a bulk item: the one table of what stops a run, what is left for the
+    next run, and what is the item's own failure. With ``render_exists`` (the item's process id is
+    known), only the API's verdict on that render (:class:`JobError`: failed, or gone) is item-level: a
+    paid render is otherwise awaited and downloaded again, never failed.
+
+    - run-level: :class:`AuthenticationError` (401), :class:`PermissionDeniedError` (403),
+      :class:`ConfigurationError`, :class:`NoActiveNotificationChannelError`, :class:`LedgerError`, an
+      :class:`APIConnectionError` that surely never reached the server (connection refused, DNS: after
+      the transport's own retries, the API is unreachable), an ``OSError`` saying the output folder or
+      disk cannot be written (permission, read-only, full, not a folder);
+    - item-level: the API's verdict on the input or the render: :class:`BadRequestError` and the other
+      4xx answers, :class:`InvalidRequestError` (the input refused before sending),
+      :class:`RenderFailedError`, :class:`RenderNotFoundError`;
+    - transient: everything else: 5xx, 429 after its retries, timeouts, resets, a wait that timed out,
+      a malformed answer, a failed download, any other error.
+    """
+    if isinstance(error, RunAbortedError):
+        return ErrorKind.RUN
+    if isinstance(
+        error,
+        (
+            AuthenticationError,
+            PermissionDeniedError,
+            ConfigurationError,
+            NoActiveNotificationChannelError,
+            LedgerError,
+        ),
+    ):
+        return ErrorKind.RUN
+    refused = isinstance(error, APIConnectionError) and error.sent is False
+    if refused and not isinstance(error, APITimeoutError):
+        return ErrorKind.RUN  # connection refused, DNS: after the transport's retries, unreachable
+    if isinstance(error, OSError) and error.errno in _RUN_LEVEL_ERRNOS:
+        return ErrorKind.RUN
+    if isinstance(error, (RenderFailedError, RenderNotFoundError)):
+        return ErrorKind.ITEM
+    if render_exists:
+        return ErrorKind.TRANSIENT
+    if isinstance(error, InvalidRequestError):
+        return ErrorKind.ITEM
+    if isinstance(error, (RateLimitError, ServerError, UnexpectedResponseError, RenderNotReadyError)):
+        return ErrorKind.TRANSIENT
+    if isinstance(error, APIError) and 400 <= error.status < 500:
+        return ErrorKind.ITEM
+    return ErrorKind.TRANSIENT
+
+
+def first_of_kind(
+    errors: Iterable[BaseException], kind: ErrorKind, *, render_exists: bool = False
+) -> BaseException | None:
+    """The first of an item's ``errors`` of ``kind`` (see :func:`error_kind`), or None."""
+    return next((e for e in errors if error_kind(e, render_exists=render_exists) is kind), None)
+
+
+def _run_level_reason(error: BaseException) -> str:
+    if isinstance(error, AuthenticationError):
+        return "the credentials were refused"
+    if isinstance(error, PermissionDeniedError):
+        return "these credentials are not allowed to do this"
+    if isinstance(error, NoActiveNotificationChannelError):
+        return "the application has no active notification channel"
+    if isinstance(error, ConfigurationError):
+        return "the client is not configured"
+    if isinstance(error, LedgerError):
+        return "the run ledger cannot be used"
+    if isinstance(error, APIConnectionError):
+        return "the API cannot be reached"
+    if isinstance(error, OSError):
+        return "the output folder cannot be written"
+    return "a run-level error"
 
 
 # --------------------------------------------------------------------------------------------- parsing

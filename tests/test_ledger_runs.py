@@ -280,7 +280,8 @@ async def test_without_proof_an_unanswered_start_call_stays_unknown(tmp_path: Pa
     assert (record.state, record.error_code) == (ItemState.UNKNOWN, "RenderMayExistError")
     async with Emulator() as emu2, client_of(emu2) as client:
         [again] = await client.process_many(requests[:1], ledger=ledger)
-    assert again.resumed
+        assert emu2.request_count(BG_START) == 0  # reconciled again, still not provable: not sent
+    assert not again.resumed
     assert isinstance(again.error, RenderMayExistError)
 
 

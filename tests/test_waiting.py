@@ -1135,7 +1135,8 @@ async def test_a_local_error_while_downloading_is_the_outcome_error_itself(
         [PNG], lambda c, image: c.background_remover.remove(image), dest=not_a_directory
     ) as run:
         await eventually(lambda: len(emulator.processes_for(USER)) == 1)
-        not_a_directory.write_bytes(b"")  # after the check made before the start call
+        not_a_directory.rmdir()  # the folder (checked before the start call) is replaced by a file
+        not_a_directory.write_bytes(b"")
         emulator.finish_process(emulator.processes_for(USER)[0].process_id)
         (outcome,) = [outcome async for outcome in run]
     assert isinstance(outcome.error, OSError)
@@ -1149,7 +1150,8 @@ async def test_every_error_of_an_item_is_kept(
     not_a_directory = tmp_path / "file"
     async with client.bulk([USER], generate, dest=not_a_directory) as run:
         await eventually(lambda: len(emulator.processes_for(USER)) == 1)
-        not_a_directory.write_bytes(b"")  # after the check made before the start call
+        not_a_directory.rmdir()  # the folder (checked before the start call) is replaced by a file
+        not_a_directory.write_bytes(b"")
         first, second, *rest = emulator.processes_for(USER)[0].tasks
         emulator.finish_task(first)  # its download fails: the file is in the way
         emulator.fail_task(second)  # and the render fails

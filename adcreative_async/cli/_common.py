@@ -26,6 +26,7 @@ from .. import (
     InvalidRequestError,
     PollPolicy,
     RenderResource,
+    RunAbortedError,
 )
 from ..testing import Emulator
 from ._display import (
@@ -297,6 +298,10 @@ async def _run(
         except ConfigurationError as exc:
             display.close()
             _report(args, exc, secrets, hint=True)
+            return EXIT_USAGE
+        except RunAbortedError as exc:  # a setup error stopped a bulk run: one line, nothing failed
+            display.close()
+            _report(args, exc, secrets, hint=isinstance(exc.cause, ConfigurationError))
             return EXIT_USAGE
         except AdCreativeError as exc:
             display.close()

@@ -107,7 +107,10 @@ def _resume_line(counts: dict[ItemState, int]) -> str:
     if failed:
         parts.append(f"{failed} failed before (--retry-failed renders them again)")
     if unknown:
-        parts.append(f"{unknown} may have been rendered (see `adcreative runs show`)")
+        parts.append(
+            f"{unknown} may have been rendered (looked for again now: adopted if found, rendered once "
+            "proven never made; see `adcreative runs show`)"
+        )
     return ", ".join(parts)
 
 

@@ -62,7 +62,7 @@ from types import TracebackType
 
 import msgspec
 
-from .._errors import AdCreativeError
+from .._errors import LedgerError
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -87,10 +87,6 @@ DEFAULT_LEASE = 30.0
 MAX_MESSAGE = 2000
 
 
-class LedgerError(AdCreativeError):
-    """The run ledger cannot be opened, read or written (the message says which and why)."""
-
-
 class ItemState(str, enum.Enum):
     """Where an item is in its life."""
 
@@ -103,13 +99,17 @@ class ItemState(str, enum.Enum):
     DOWNLOADED = "downloaded"
     """Finished: every result is on disk (or nothing was to be downloaded)."""
     FAILED = "failed"
-    """Finished with a typed error (a refused input, a failed render, a failed download)."""
+    """Finished with the API's verdict: it refused the input, or the render failed (never for a transient
+    error: see :func:`~adcreative_async._errors.error_kind`)."""
     UNKNOWN = "unknown"
-    """A start call may have made a render that cannot be found or ruled out: never sent again by itself."""
+    """A start call may have made a render that could not be found or ruled out: never sent again
+    blind. Not final: the next run reconciles it again (adopts its render if listed, sends it once it is
+    proven never made, else leaves it ``unknown``)."""
 
 
-#: States in which an item is never claimed again (``retry_failed`` puts failed ones back).
-FINAL_STATES = frozenset({ItemState.DOWNLOADED, ItemState.FAILED, ItemState.UNKNOWN})
+#: States in which an item is never claimed again (``retry_failed`` puts failed ones back). ``unknown`` is
+#: not one: every run reconciles it again.
+FINAL_STATES = frozenset({ItemState.DOWNLOADED, ItemState.FAILED})
 
 
 class ItemRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,7 +157,7 @@ class ItemRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def final(self) -> bool:
-        """Whether the item is done with (downloaded, failed or unknown)."""
+        """Whether the item is done with (downloaded or failed)."""
         return self.state in FINAL_STATES
 
 
@@ -537,9 +537,9 @@ class RunLedger(ABC):
 
     @abstractmethod
     async def requeue(self, key: str, *, epoch: int | None = None) -> bool:
-        """Back to ``pending`` from ``submitting`` (its start call is proven never to have made a render, or
-        was never sent), keeping the claim. False when refused (``epoch`` is stale, or the item is not
-        ``submitting``)."""
+        """Back to ``pending`` from ``submitting`` or ``unknown`` (its start call is proven never to have
+        made a render, or was never sent), keeping the claim. False when refused (``epoch`` is stale, or
+        the item is in neither state)."""
 
     @abstractmethod
     async def retry_failed(self) -> int:

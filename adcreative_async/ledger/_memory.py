@@ -241,7 +241,7 @@ class MemoryLedger(RunLedger):
     async def requeue(self, key: str, *, epoch: int | None = None) -> bool:
         """See :meth:`RunLedger.requeue`."""
         record = self._fenced(key, epoch)
-        if record is None or record.state is not ItemState.SUBMITTING:
+        if record is None or record.state not in (ItemState.SUBMITTING, ItemState.UNKNOWN):
             return False
         self._set(key, state=ItemState.PENDING, intent_at=None)
         return True

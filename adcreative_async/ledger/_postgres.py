@@ -710,7 +710,8 @@ class PostgresLedger(RunLedger):
         """See :meth:`RunLedger.requeue`."""
         status = await self._execute(
             "UPDATE adcreative_items SET state = 'pending', intent_at = NULL, updated_at = now() "
-            "WHERE run = $1 AND key = $2 AND state = 'submitting' AND ($3::bigint IS NULL OR epoch = $3)",
+            "WHERE run = $1 AND key = $2 AND state IN ('submitting', 'unknown') "
+            "AND ($3::bigint IS NULL OR epoch = $3)",
             self.run,
             key,
             epoch,

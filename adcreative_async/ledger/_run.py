@@ -17,11 +17,21 @@ on the others. A claimed item is, by its state:
   window of items, not a claim and then intents, nor one write per start call), before the items wait
   for an upload slot; an intent that waited too long for its slot is written again just before the call
   (see :data:`INTENT_AHEAD_SHARE`);
-- ``submitting`` (an intent without an answer: a crash, or an ambiguous failure): reconciled before any
-  new start call — its user's processes are listed; one is adopted; none, past the grace period and
-  with listings proven to keep finished processes, means it was never made and it is sent again;
-  otherwise it is ``unknown`` (never sent again by itself);
+- ``submitting`` (an intent without an answer: a crash, or an ambiguous failure) or ``unknown`` (an
+  earlier run could not tell): reconciled before any new start call — its user's processes are listed;
+  one is adopted; none, past the grace period and with listings proven to keep finished processes, means
+  it was never made and it is sent again; otherwise it is ``unknown`` (never sent blind; the next run
+  reconciles it again). Such items hold no room in the claim window while they wait for that proof (a
+  finished render of this run, another worker's, or of the application's listing), so the items whose
+  renders give it are claimed and started meanwhile;
 - ``submitted``: awaited by its process id, no new start call.
+
+An item's errors are sorted by :func:`~adcreative_async._errors.error_kind`: a run-level one (credentials,
+an unreachable API, the ledger or the output folder unwritable) stops the whole run (one
+:class:`~adcreative_async.RunAbortedError`, nothing recorded); an item-level one (the API refused the
+input, or the render failed) is recorded ``failed``; a transient one leaves the item as it was —
+``pending`` when the call was refused or never sent, ``submitted`` when its render exists (a render known
+to exist is only ever awaited and downloaded, by this run or the next, never failed nor paid again).
 
 Every wait goes through the client's poll scheduler, on the application's listing (each derived user owns
 one render, so one ``CheckApplicationAllProgresses`` per tick answers every item). Items held by another
@@ -57,7 +67,16 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .._errors import AdCreativeError, InputChangedError, InvalidRequestError, UploadAbortedError
+from .._errors import (
+    AdCreativeError,
+    ErrorKind,
+    InputChangedError,
+    InvalidRequestError,
+    RunAbortedError,
+    UploadAbortedError,
+    error_kind,
+    first_of_kind,
+)
 from .._files import send_guard
 from .._jobs import RenderJob
 from .._naming import Namer, check_names, copy_file, name_context, render_name
@@ -236,6 +255,8 @@ class LedgerDriver(Generic[T]):
         self._watched: dict[str, _Item[T]] = {}
         self._finished_example: ItemRecord | None = None  # a finished process of this run, for the probe
         self._keeps_finished: bool | None = None
+        self._probe_lock = anyio.Lock()
+        self._looked_elsewhere = False
         self._busy = 0
         self._probing = 0
         self._feeding = True
@@ -249,12 +270,32 @@ class LedgerDriver(Generic[T]):
         self._margin = min(SEND_MARGIN, lease * SEND_MARGIN_SHARE)
         self._takeover_grace = self._margin + grace
         self._refused: dict[int, InvalidRequestError] = {}  # items whose result could not be saved
+        self._scope: anyio.CancelScope | None = None  # the items' task group's
+        #: The run-level error that stopped the run, if one did (see :meth:`drive`).
+        self.aborted: RunAbortedError | None = None
 
     # ------------------------------------------------------------------------------------ driving
 
     async def drive(self, send: MemoryObjectSendStream[BulkOutcome[T]]) -> None:
-        """Run every item; outcomes go to ``send`` as they finish (closed at the end)."""
-        async with send, anyio.create_task_group() as outer:
+        """Run every item; outcomes go to ``send`` as they finish (closed at the end).
+
+        Raises:
+            RunAbortedError: a run-level error stopped the run (also in :attr:`aborted`, set before
+                ``send`` is closed); the items it did not finish were not reported.
+        """
+        async with send:
+            try:
+                await self._drive(send)
+            except Exception as exc:  # the feeder's or the watcher's (the ledger's): never a group
+                error = _single(exc)
+                if error_kind(error) is not ErrorKind.RUN:
+                    raise error from None
+                self._stop_run(error)
+        if self.aborted is not None:
+            raise self.aborted
+
+    async def _drive(self, send: MemoryObjectSendStream[BulkOutcome[T]]) -> None:
+        async with anyio.create_task_group() as outer:
             await self._check_names()
             outer.start_soon(self._renew_claims)
             counts = await self._ledger.counts()
@@ -267,6 +308,7 @@ class LedgerDriver(Generic[T]):
                     self._note_finished(example)
             try:
                 async with anyio.create_task_group() as group:
+                    self._scope = group.cancel_scope
                     start, size = 0, FIRST_CHUNK
                     while start < len(self._items):
                         resumed_only = await self._feed(group, send, self._entries(send, start, size))
@@ -478,10 +520,15 @@ class LedgerDriver(Generic[T]):
         entry: _Item[T],
         record: ItemRecord,
     ) -> None:
-        if record.state is not ItemState.SUBMITTED:
+        # An item whose start call is next (pending, or its intent just written by the claim) holds room
+        # in the claim window until the call is answered; an item to reconcile (submitting, unknown) or
+        # to await (submitted) holds none: its waits never hold back the claims of the others (whose
+        # renders may be what its reconciliation waits for).
+        holds_room = record.state is ItemState.PENDING or record.key in self._intended
+        if holds_room:
             self._unsubmitted += 1
         self._busy += 1
-        group.start_soon(self._run_item, send, entry, record)
+        group.start_soon(self._run_item, send, entry, record, holds_room)
 
     async def _watch_others(
         self, group: anyio.abc.TaskGroup, send: MemoryObjectSendStream[BulkOutcome[T]]
@@ -596,14 +643,19 @@ class LedgerDriver(Generic[T]):
     # ------------------------------------------------------------------------------------ one item
 
     async def _run_item(
-        self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
+        self,
+        send: MemoryObjectSendStream[BulkOutcome[T]],
+        entry: _Item[T],
+        record: ItemRecord,
+        holds_room: bool,
     ) -> None:
         outcome: BulkOutcome[T] = BulkOutcome(entry.index, entry.item, key=entry.key)
-        submitted = record.state is ItemState.SUBMITTED
+        exists = record.state is ItemState.SUBMITTED  # the render is known to exist (its process id)
         try:
             job = await self._job_for(entry, record)
-            if not submitted:
-                submitted = True
+            exists = True
+            if holds_room:
+                holds_room = False
                 self._submitted_one()
             outcome.job = job
             await self._await_and_download(outcome, entry, job)
@@ -627,22 +679,11 @@ class LedgerDriver(Generic[T]):
             if exc not in outcome.errors:  # (the wait's and downloads' errors are recorded already)
                 outcome._fail(exc)
             if isinstance(exc, InputChangedError):  # nothing made: its old key stays pending
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key))
-                    except AdCreativeError as ledger_error:  # reconciled by the next run instead
-                        logger.warning("could not requeue %s: %s", entry.key, ledger_error)
+                await self._requeue(entry)
             elif not isinstance(exc, (RenderMayExistError, _LostClaim)):
-                with anyio.CancelScope(shield=True):
-                    try:
-                        if not await self._ledger.failed(
-                            entry.key, error_code(exc), error_message(exc), epoch=self._epoch(entry.key)
-                        ):  # the item passed to another worker: its outcome is that worker's
-                            outcome.error = _LostClaim(entry.key)
-                    except AdCreativeError as ledger_error:
-                        logger.warning("could not record the failure of %s: %s", entry.key, ledger_error)
+                await self._settle(entry, outcome, exists)
         finally:
-            if not submitted:
+            if holds_room:
                 self._submitted_one()
             if entry.key not in self._unsent:  # (an unsent intent is put back with its epoch)
                 self._holds.pop(entry.key, None)
@@ -651,7 +692,39 @@ class LedgerDriver(Generic[T]):
         if isinstance(outcome.error, _LostClaim):
             self._watched[entry.key] = entry
             return
+        if self.aborted is not None:  # the run stops: its items are not reported one by one
+            return
         await self._send(send, outcome)
+
+    async def _settle(self, entry: _Item[T], outcome: BulkOutcome[T], exists: bool) -> None:
+        """An item that ended with errors, by their kind (:func:`~adcreative_async._errors.error_kind`):
+        a run-level one stops the run; an item-level one (the API's verdict on the input or the render)
+        is recorded ``failed``; a transient one leaves the item as it is (``pending`` if no render was
+        made, ``submitted`` if its render exists), for the next run."""
+        run_level = first_of_kind(outcome.errors, ErrorKind.RUN, render_exists=exists)
+        if run_level is not None:
+            self._stop_run(run_level)
+            return
+        verdict = first_of_kind(outcome.errors, ErrorKind.ITEM, render_exists=exists)
+        if verdict is None:
+            logger.info("item %s left for the next run: %s", entry.key, outcome.error)
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                if not await self._ledger.failed(
+                    entry.key, error_code(verdict), error_message(verdict), epoch=self._epoch(entry.key)
+                ):  # the item passed to another worker: its outcome is that worker's
+                    outcome.error = _LostClaim(entry.key)
+            except AdCreativeError as ledger_error:
+                logger.warning("could not record the failure of %s: %s", entry.key, ledger_error)
+
+    def _stop_run(self, cause: BaseException) -> None:
+        """A run-level error: the run stops (the first such error is the one raised)."""
+        if self.aborted is None:
+            self.aborted = cause if isinstance(cause, RunAbortedError) else RunAbortedError(cause)
+            logger.error("%s", self.aborted)
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _submitted_one(self) -> None:
         self._unsubmitted -= 1
@@ -668,10 +741,14 @@ class LedgerDriver(Generic[T]):
         written = self._intended.pop(entry.key, None)
         if written is not None:  # the claim wrote the intent: no call was sent for it yet
             return await self._submit(entry, record, written)
-        if record.state is ItemState.SUBMITTING and record.user_id:
+        if record.state in (ItemState.SUBMITTING, ItemState.UNKNOWN) and record.user_id:
             job = await self._reconcile(entry, record)
             if job is not None:
                 return job
+        elif record.state is ItemState.UNKNOWN:  # (always recorded with its user): never sent blind
+            raise RenderMayExistError(
+                f"{record.error_code}: {record.error_message}", feature=record.feature, user_id=""
+            )
         return await self._submit(entry, record)
 
     async def _submit(self, entry: _Item[T], record: ItemRecord, written: float | None = None) -> RenderJob:
@@ -705,8 +782,11 @@ class LedgerDriver(Generic[T]):
                     job = None
                 except UploadAbortedError:
                     if not guard.refused:
-                        raise
+                        raise  # the input changed (InputChangedError): put back by _run_item
                     await self._leave(entry)
+                except Exception:  # not ambiguous: the call was refused or never sent, nothing made
+                    await self._requeue(entry)
+                    raise
                 self._unsent.discard(entry.key)  # answered, or may have been sent
             if job is not None:  # recorded right away, but without holding an upload slot
                 with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
@@ -736,6 +816,14 @@ class LedgerDriver(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    async def _requeue(self, entry: _Item[T]) -> None:
+        """Back to pending (no call of this attempt made a render), for this run or the next."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key))
+            except AdCreativeError as ledger_error:  # reconciled by the next run instead
+                logger.warning("could not requeue %s: %s", entry.key, ledger_error)
 
     async def _intent(self, entry: _Item[T], user: str) -> float:
         """Commit the item's intent (fenced by this worker's claim); when it was committed (client
@@ -815,14 +903,20 @@ class LedgerDriver(Generic[T]):
             if clock.monotonic() >= deadline:
                 break
             await clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())))
-        if await self._listings_keep_finished():
+        keeps = await self._listings_keep_finished(record.feature)
+        if keeps:
             if not await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key)):
                 raise _LostClaim(entry.key)
             return None
+        why = (
+            "finished processes leave listings"
+            if keeps is False
+            else "no finished render of this application could show whether listings keep finished ones"
+        )
         message = (
             f"the start call of {entry.request.label or entry.key} may have made a render: none is listed "
-            f"for its user {record.user_id}, but finished processes may leave listings, so it cannot be "
-            "ruled out; not sent again (check the user's processes, then rerun with --retry-failed)"
+            f"for its user {record.user_id}, and {why}, so it cannot be ruled out; not sent again (the "
+            "next run looks for it again and renders it once it is proven never made)"
         )
         with anyio.CancelScope(shield=True):
             if not await self._ledger.failed(
@@ -835,10 +929,15 @@ class LedgerDriver(Generic[T]):
                 raise _LostClaim(entry.key)
         raise RenderMayExistError(message, feature=record.feature, user_id=record.user_id)
 
-    async def _listings_keep_finished(self) -> bool:
+    async def _listings_keep_finished(self, feature: str) -> bool | None:
         """Whether the server keeps finished processes in their user's listing (then an empty listing
-        proves a start call made nothing): a finished process of this run is looked for in its user's
-        listing. Waits for one to exist while other items are running; False when none ever does."""
+        proves a start call made nothing): a finished process is looked for in its user's listing.
+
+        The process: one this run finished, or waits for one while other items run (the items waiting
+        here hold no room in the claim window: the others go on being claimed and started). When
+        nothing else runs that could finish, one finished by another worker of the run, else a finished
+        process of the application's listing (``feature``); None when there is none at all (nothing
+        proves it either way: the item stays ``unknown`` and the next run looks again)."""
         if self._keeps_finished is not None:
             return self._keeps_finished
         self._probing += 1
@@ -846,11 +945,19 @@ class LedgerDriver(Generic[T]):
         try:
             while self._finished_example is None:
                 if not self._feeding and self._busy <= self._probing and not self._watched:
-                    return False  # nothing else runs that could finish
+                    break  # nothing else runs that could finish
                 await self._change.wait()
         finally:
             self._probing -= 1
+        async with self._probe_lock:  # one look elsewhere for all the items waiting here
+            if self._finished_example is None and not self._looked_elsewhere:
+                self._looked_elsewhere = True
+                example = await self._example_elsewhere(feature)
+                if example is not None:
+                    self._note_finished(example)
         example = self._finished_example
+        if example is None:
+            return None
         if self._keeps_finished is None:
             assert example.user_id is not None
             assert example.process_id is not None
@@ -864,6 +971,25 @@ class LedgerDriver(Generic[T]):
                     "be proven to have made nothing (such items are reported unknown)"
                 )
         return self._keeps_finished
+
+    async def _example_elsewhere(self, feature: str) -> ItemRecord | None:
+        """A finished process that this worker did not finish: another worker's (the ledger), else one of
+        the application's listing of ``feature``; None when there is none."""
+        example = await self._ledger.finished_example()
+        if example is not None:
+            return example
+        for progress in await self._client.resource(feature).application_progress():
+            if progress.is_complete and progress.user_id:
+                return ItemRecord(
+                    key="",
+                    seq=0,
+                    label="",
+                    feature=feature,
+                    state=ItemState.DOWNLOADED,
+                    user_id=progress.user_id,
+                    process_id=progress.image_render_process_id,
+                )
+        return None
 
     # --------------------------------------------------------------------------- wait and download
 
@@ -907,6 +1033,15 @@ class RecordedError(AdCreativeError):
         super().__init__(f"{record.error_code}: {record.error_message}")
         self.code = record.error_code or ""
         self.message = record.error_message or ""
+
+
+def _single(error: Exception) -> Exception:
+    """The one error inside (nested) exception groups of one error each; else ``error`` itself."""
+    while True:
+        inner = getattr(error, "exceptions", None)  # an ExceptionGroup (Python 3.10: the backport's)
+        if not isinstance(inner, tuple) or len(inner) != 1 or not isinstance(inner[0], Exception):
+            return error
+        error = inner[0]
 
 
 class _LostClaim(AdCreativeError):

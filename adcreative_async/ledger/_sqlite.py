@@ -747,7 +747,13 @@ class SqliteLedger(RunLedger):
     async def requeue(self, key: str, *, epoch: int | None = None) -> bool:
         """See :meth:`RunLedger.requeue`."""
         written: int = await self._write(
-            self._update(key, "state = 'pending', intent_at = NULL", (), " AND state = 'submitting'", epoch)
+            self._update(
+                key,
+                "state = 'pending', intent_at = NULL",
+                (),
+                " AND state IN ('submitting', 'unknown')",
+                epoch,
+            )
         )
         return written == 1
 

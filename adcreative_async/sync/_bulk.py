@@ -29,7 +29,8 @@ class SyncBulkRun(SyncObject, Generic[T]):
     The outcomes are the async run's own :class:`~adcreative_async.BulkOutcome` objects. ``submit`` and
     ``on_update`` run on the client's loop: ``submit`` receives the async client (the same lambda serves
     both clients) and ``on_update`` must not block. Leaving the block early cancels what is still
-    running.
+    running. A run-level error stops the run: the iteration raises one
+    :class:`~adcreative_async.RunAbortedError`, as the async run does.
     """
 
     def __init__(self, client: SyncAdCreativeClient, run: BulkRun[T]) -> None:
