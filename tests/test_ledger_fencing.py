@@ -207,7 +207,8 @@ async def test_the_lease_guard_refuses_once_the_lease_less_the_margin_has_run_ou
     from adcreative_async import AdCreativeClient, UploadAbortedError
     from adcreative_async._clock import ManualClock
     from adcreative_async.ledger import RenderRequest
-    from adcreative_async.ledger._run import SEND_MARGIN, LedgerDriver, _Hold, _LeaseGuard
+    from adcreative_async.ledger._fencing import SEND_MARGIN, _Hold, _LeaseGuard
+    from adcreative_async.ledger._run import LedgerDriver
     from adcreative_async.testing import Emulator
 
     clock = ManualClock()
