@@ -11,7 +11,10 @@ tables; ``--progress auto|bars|lines|off``; credentials as ``--application-id``,
 ``--api-secret``, ``--jwt-private-key``, ``--base-url``, ``--user-id`` or the ``ADCREATIVE_*`` variables
 (secrets are never printed).
 
-Exit codes: 0 success, 1 something failed, 2 usage or configuration error, 130 interrupted.
+Exit codes (every command; :data:`EXIT_CODES_HELP`): 0 all done; 1 some items failed (the API refused
+an input or a render failed: ``--retry-failed``), or an unexpected error; 2 a usage or setup error
+(options, paths, credentials, an unreachable API, an unwritable folder: nothing was sent or recorded as
+failed); 130 interrupted (Ctrl-C, SIGTERM: the same command resumes).
 
 Example::
 
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._common import EXIT_USAGE, SECRET_OPTIONS, UsageError, redact, run_command, secret_values
+from ._common import EXIT_FAILED, EXIT_USAGE, SECRET_OPTIONS, UsageError, redact, run_command, secret_values
 
 __all__ = ["main"]
 
@@ -89,6 +92,12 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default("auto"),
         help=shown("bars on a terminal, plain lines otherwise (default: auto)"),
     )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help=shown("show the traceback of an unexpected error (otherwise one line)"),
+    )
     creds: Any = (
         parser
         if suppress
@@ -112,6 +121,17 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         )
 
 
+#: The exit codes, in ``adcreative --help`` (and docs/cli.md): the same for every command.
+EXIT_CODES_HELP = """\
+exit codes (every command):
+  0    all done
+  1    some items failed: the API refused an input or a render failed (--retry-failed
+       renders them again); or an unexpected error (--debug shows its traceback)
+  2    usage or setup error: options, paths, input images, credentials, an unreachable API,
+       an unwritable folder or run ledger; nothing was sent or recorded as failed
+  130  interrupted (Ctrl-C, SIGTERM): run the same command again to resume
+"""
+
 #: Said at the end of every subcommand's help, after its examples.
 GLOBAL_NOTE = (
     "global options (--emulator, --json, --progress, credentials) go before or after the command:\n"
@@ -123,7 +143,7 @@ class _HelpFormatter(argparse.HelpFormatter):
     """Descriptions wrapped as usual; an epilog (examples) printed as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith("examples:") or text == GLOBAL_NOTE:
+        if text.startswith(("examples:", "exit codes")) or text == GLOBAL_NOTE:
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
 
@@ -134,6 +154,8 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         prog="adcreative",
         description="The AdCreative.ai API from the command line (adcreative-async). "
         "Try any command with --emulator: no account needed.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=_HelpFormatter,
         allow_abbrev=False,
     )
     _add_global(parser, suppress=False)
@@ -376,6 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"adcreative: {redact(str(exc), secrets)}\n")
         return EXIT_USAGE
+    except Exception as exc:  # a bug, or something nobody foresaw: one line, unless --debug
+        if getattr(args, "debug", False):
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        sys.stderr.write(
+            f"adcreative: unexpected error: {redact(text, secrets)} (run again with --debug for the "
+            "traceback; a resumable run resumes where it stopped)\n"
+        )
+        return EXIT_FAILED
 
 
 def _check_before_start(output: str | None, images: Sequence[Path]) -> None:
@@ -412,6 +443,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _check_before_start(args.output, images)
         return run_command(_commands.generate, args, argv, title="creatives", overall_total=len(args.briefs))
     if args.command == "edit":
+        _check_before_start(args.output, [])
         return run_command(_commands.edit, args, argv, title="edit")
     if args.command == "runs":
         from ._runs import runs_command
@@ -420,5 +452,6 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "status":
         return run_command(_commands.status, args, argv)
     if args.command == "download":
+        _check_before_start(args.output, [])
         return run_command(_commands.download, args, argv, title="downloads", overall_total=None)
     raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses them

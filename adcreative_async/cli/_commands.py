@@ -41,11 +41,11 @@ def _error(exc: BaseException | None) -> dict[str, str] | None:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
-def _short(exc: BaseException | None, limit: int = 120) -> str:
+def _short(exc: BaseException | None) -> str:
+    """An item's error on one line, whole: never cut (the API's reason is what the operator acts on)."""
     if exc is None:
         return ""
-    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _state_name(state: int) -> str:
