@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -480,8 +481,21 @@ def test_ctrl_c_then_the_same_command_renders_only_what_was_not_rendered(
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert "submitted but not downloaded" in stderr
-    assert "run the same command again to finish them" in stderr
+    # where it stands, from the ledger: done, paid for but not downloaded, not started; and the command
+    said_where = re.search(
+        r"interrupted: of (\d+) input\(s\), (\d+) done, (\d+) paid for but not yet downloaded .*?, "
+        r"(\d+) not started",
+        stderr,
+    )
+    assert said_where is not None, stderr
+    total, done, paid, not_started = map(int, said_where.groups())
+    shown = _cli("runs", "show", str(out), "--json", env=env)
+    counts = json.loads(shown.communicate(timeout=30)[0])["counts"]
+    assert total == 30
+    assert done == counts["downloaded"]
+    assert paid == counts["submitted"] + counts["submitting"]
+    assert done + paid + not_started + counts["failed"] + counts["unknown"] == 30
+    assert f"to resume (nothing done is sent again): adcreative {shlex.join(argv)}" in stderr
     done_before = len(visible(out))
     assert 5 <= done_before < 30
 

@@ -421,6 +421,8 @@ def _check_before_start(output: str | None, images: Sequence[Path]) -> None:
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import _commands
+
+    args.command_line = list(argv)  # (what resumes an interrupted run: see _runs.resume_command)
     from ._inputs import collect_images, load_briefs
 
     if args.command == "demo":

@@ -131,8 +131,10 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
                     ", ".join(str(f) for f in outcome.files) if ok else _short(error),
                 ]
     except anyio.get_cancelled_exc_class():
+        display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
-            say_interrupted(await interrupted_message(ledger))
+            labels = [request.label for request in requests]
+            say_interrupted(await interrupted_message(ledger, labels, args.command_line))
         raise
     failed = _report_items(session, results, output=str(out), resumed=resumed)
     display.close()
@@ -381,8 +383,10 @@ async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence
                 }
                 table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
     except anyio.get_cancelled_exc_class():
+        display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
-            say_interrupted(await interrupted_message(ledger))
+            labels = [request.label for request in requests]
+            say_interrupted(await interrupted_message(ledger, labels, session.args.command_line))
         raise
     failed = _report_items(session, results, resumed=resumed)
     display.close()

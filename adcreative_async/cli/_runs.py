@@ -11,6 +11,7 @@ emulator, whose renders die with it (unfinished items are started again).
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,15 +143,69 @@ async def _check_application(session: Session, ledger: RunLedger, out: Path) -> 
     await info_path.write_text(json.dumps(document))
 
 
-async def interrupted_message(ledger: RunLedger) -> str:
-    """What to tell after Ctrl-C: the items paid for but not downloaded, and that a rerun finishes them."""
-    counts = await ledger.counts()
-    started = counts[ItemState.SUBMITTED] + counts[ItemState.SUBMITTING]
-    pending = counts[ItemState.PENDING]
-    return (
-        f"interrupted: {started} item(s) submitted but not downloaded, {pending} not started; run the "
-        "same command again to finish them (nothing is rendered twice)"
-    )
+#: Options left out of the command shown to resume a run: those that would start it over, and the
+#: credentials (never printed; the same environment or options are needed again).
+_NOT_RESUMED = frozenset({"--restart", "--yes", "--dry-run"})
+_CREDENTIAL_OPTIONS = frozenset(
+    {"--application-id", "--api-key", "--api-secret", "--jwt-private-key", "--base-url", "--user-id"}
+)
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that resumes a run started with ``argv``: the same one, without what would start it
+    over (``--restart``) and without credentials."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _CREDENTIAL_OPTIONS:
+            skip = "=" not in arg
+            continue
+        if name in _NOT_RESUMED:
+            continue
+        kept.append(arg)
+    return "adcreative " + shlex.join(kept)
+
+
+async def interrupted_message(ledger: RunLedger, labels: Sequence[str], argv: Sequence[str]) -> str:
+    """Where an interrupted run stands, from its ledger (``labels``: the run's inputs, as recorded): done,
+    paid for but not yet downloaded (downloaded by a rerun, not paid again), not started, failed (with
+    the API's reasons), and the exact command that resumes it."""
+    wanted = set(labels)
+    latest: dict[str, ItemRecord] = {}
+    for record in (await ledger.records()).values():
+        if record.label in wanted:
+            newest = latest.get(record.label)
+            if newest is None or (record.created_at, record.seq) > (newest.created_at, newest.seq):
+                latest[record.label] = record
+    counts = dict.fromkeys(ItemState, 0)
+    for record in latest.values():
+        counts[record.state] += 1
+    done = counts[ItemState.DOWNLOADED]
+    paid = counts[ItemState.SUBMITTED] + counts[ItemState.SUBMITTING]
+    failed = [r for r in latest.values() if r.state is ItemState.FAILED]
+    unknown = counts[ItemState.UNKNOWN]
+    not_started = len(wanted) - done - paid - len(failed) - unknown
+    lines = [
+        f"interrupted: of {len(wanted)} input(s), {done} done, {paid} paid for but not yet downloaded "
+        f"(a rerun downloads them without paying again), {not_started} not started"
+        + (f", {unknown} that may have been rendered (a rerun looks for them first)" if unknown else "")
+        + (f", {len(failed)} failed:" if failed else "")
+    ]
+    lines += [f"  {r.label}: {r.error_code}: {r.error_message}" for r in failed[:MAX_FAILED_SHOWN]]
+    if len(failed) > MAX_FAILED_SHOWN:
+        lines.append(
+            f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (adcreative runs show DIR --state failed)"
+        )
+    lines.append(f"to resume (nothing done is sent again): {resume_command(argv)}")
+    return "\n".join(lines)
+
+
+#: Failed items listed by the Ctrl-C summary (the rest are counted).
+MAX_FAILED_SHOWN = 10
 
 
 def say_interrupted(message: str) -> None:
