@@ -369,6 +369,12 @@ def _add_resume(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--yes", action="store_true", help="confirm what costs renders again (--restart) without asking"
     )
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what the run would spend (inputs, done, to download, renders to be paid) and stop: "
+        "nothing is sent or written",
+    )
 
 
 def _add_feature(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ from ..ledger import RenderRequest, RunLedger
 from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource
 from ._inputs import Brief, ImageItem, refuse_shared_names
 from ._preflight import check_credentials
-from ._runs import interrupted_message, open_run_ledger, say_interrupted
+from ._runs import LEDGER_FILE, interrupted_message, open_run_ledger, say_interrupted, spend_line
 
 __all__ = ["download", "edit", "generate", "remove_bg", "status"]
 
@@ -64,6 +64,12 @@ async def remove_bg(session: Session) -> int:
     """``adcreative remove-bg PATHS... -o DIR``: remove the background of every image, in bulk; resumable
     (the run ledger in DIR) unless ``--no-ledger``."""
     await check_credentials(session.client.background_remover)
+    if session.args.dry_run:  # what a run would spend, from the ledger as it is: nothing written
+        requests = [_bg_request(item) for item in session.args.items]
+        path = None if session.args.no_ledger else Path(session.args.output) / LEDGER_FILE
+        session.say(f"dry run: {await spend_line(requests, None, path)}; nothing was sent")
+        session.document["dry_run"] = True
+        return EXIT_OK
     ledger = await open_run_ledger(session, Path(session.args.output))
     if ledger is None:
         return await _remove_bg_unrecorded(session)
@@ -72,6 +78,10 @@ async def remove_bg(session: Session) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await ledger.close()
+
+
+def _bg_request(item: ImageItem) -> RenderRequest:
+    return RenderRequest.remove_background(item.path, label=str(item.path))
 
 
 async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
@@ -89,7 +99,8 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
         item: ImageItem = items[fields["index"]]
         return item.output_name(fields["suffix"])
 
-    requests = [RenderRequest.remove_background(item.path, label=str(item.path)) for item in items]
+    requests = [_bg_request(item) for item in items]
+    session.say(await spend_line(requests, ledger))
     results: list[dict[str, Any]] = [{} for _ in items]
     table: list[list[Any]] = [[] for _ in items]
     resumed = 0

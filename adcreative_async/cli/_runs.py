@@ -24,14 +24,24 @@ from ..ledger import (
     ItemRecord,
     ItemState,
     LedgerError,
+    RenderRequest,
     RunLedger,
     SqliteLedger,
     read_ledger_file,
+    request_keys,
 )
 from ._common import EXIT_OK, EXIT_USAGE, Session, UsageError
 from ._display import print_table
 
-__all__ = ["LEDGER_FILE", "RUN_INFO_FILE", "interrupted_message", "open_run_ledger", "runs_show"]
+__all__ = [
+    "LEDGER_FILE",
+    "RUN_INFO_FILE",
+    "interrupted_message",
+    "open_run_ledger",
+    "resume_command",
+    "runs_show",
+    "spend_line",
+]
 
 LEDGER_FILE = ".adcreative-run.sqlite"
 RUN_INFO_FILE = ".adcreative-run.json"
@@ -206,6 +216,50 @@ async def interrupted_message(ledger: RunLedger, labels: Sequence[str], argv: Se
 
 #: Failed items listed by the Ctrl-C summary (the rest are counted).
 MAX_FAILED_SHOWN = 10
+
+
+async def spend_line(
+    requests: Sequence[RenderRequest], ledger: RunLedger | None, path: Path | None = None
+) -> str:
+    """What a run of ``requests`` will spend, said before it starts: the inputs, those done already, those
+    whose render exists (downloaded only), those to reconcile, those failed before, and the renders to
+    be paid (one per distinct input: the same content twice is rendered once).
+
+    ``ledger``: the open run ledger; or None to read the ledger file at ``path`` without writing anything
+    (``--dry-run``; no file: nothing done yet).
+    """
+    keys = await request_keys(requests, ledger)
+    distinct = {key for key in keys if isinstance(key, str)}
+    if ledger is not None:
+        records = await ledger.records(sorted(distinct))
+    elif path is not None and await anyio.Path(path).exists():
+        try:
+            found = await anyio.to_thread.run_sync(read_ledger_file, path)
+        except LedgerError as exc:
+            raise UsageError(str(exc)) from None
+        records = {r.key: r for r in found.get("default", []) if r.key in distinct}
+    else:
+        records = {}
+    counts = dict.fromkeys(ItemState, 0)
+    for key in distinct:
+        record = records.get(key)
+        counts[record.state if record is not None else ItemState.PENDING] += 1
+    refused = len(keys) - sum(1 for key in keys if isinstance(key, str))
+    parts = [f"{len(requests)} input(s)"]
+    if len(distinct) + refused < len(requests):
+        parts.append(
+            f"{len(requests) - len(distinct) - refused} the same as another (one render, a file each)"
+        )
+    parts.append(f"{counts[ItemState.DOWNLOADED]} done already")
+    if counts[ItemState.SUBMITTED]:
+        parts.append(f"{counts[ItemState.SUBMITTED]} to download only (paid before)")
+    reconcile = counts[ItemState.SUBMITTING] + counts[ItemState.UNKNOWN]
+    if reconcile:
+        parts.append(f"{reconcile} to look for first (their start call may have been paid)")
+    if counts[ItemState.FAILED]:
+        parts.append(f"{counts[ItemState.FAILED]} failed before (--retry-failed renders them again)")
+    to_render = counts[ItemState.PENDING]
+    return ", ".join(parts) + f": {to_render} to render ({to_render} render(s) to be paid)"
 
 
 def say_interrupted(message: str) -> None:
