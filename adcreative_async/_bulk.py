@@ -30,10 +30,10 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import ErrorKind, InvalidRequestError, RunAbortedError, first_of_kind
+from ._errors import ErrorKind, InvalidRequestError, NotStartedError, RunAbortedError, first_of_kind
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import Namer, check_names, check_template
-from ._outcome import BulkOutcome, download_task, follow
+from ._outcome import NOT_STARTED, BulkOutcome, download_task, follow
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
@@ -77,6 +77,7 @@ class BulkRun(Generic[T]):
         name: Namer | None = None,
         lease: float | None = None,
         worker_id: str | None = None,
+        max_renders: int | None = None,
     ) -> None:
         for limit, value in (
             ("upload_concurrency", upload_concurrency),
@@ -85,6 +86,8 @@ class BulkRun(Generic[T]):
         ):
             if value < 1:
                 raise ValueError(f"{limit} must be at least 1, got {value}")
+        if max_renders is not None and max_renders < 0:
+            raise InvalidRequestError.for_field("max_renders", f"must be 0 or more, got {max_renders}")
         check_template(name)
         if submit is not None and request is not None:
             raise InvalidRequestError.for_field("request", "give submit or request, not both")
@@ -104,6 +107,7 @@ class BulkRun(Generic[T]):
         self._name = name
         self._lease = lease
         self._worker_id = worker_id
+        self._budget = max_renders  # start calls left to send (None: no limit)
         self._dest = None if dest is None else os.path.join(os.fspath(dest), "")
         self._limits = (upload_concurrency, poll_concurrency, download_concurrency)
         self._timeout = timeout
@@ -234,6 +238,7 @@ class BulkRun(Generic[T]):
                 on_update=self._on_update,
                 lease=self._lease or DEFAULT_LEASE,
                 owner=self._worker_id,
+                max_renders=self._budget,
             )
             self._driver = driver
             try:
@@ -276,6 +281,10 @@ class BulkRun(Generic[T]):
         outcome: BulkOutcome[T] = BulkOutcome(index, item)
         try:
             async with uploads:
+                if self._budget is not None:  # counted when the call is about to go: in start order
+                    if self._budget <= 0:
+                        raise NotStartedError(NOT_STARTED)
+                    self._budget -= 1
                 job = outcome.job = await self._submit(self._client, item)
         except Exception as exc:
             outcome._fail(exc)

@@ -410,6 +410,7 @@ class AdCreativeClient:
         name: Namer | None = None,
         lease: float | None = None,
         worker_id: str | None = None,
+        max_renders: int | None = None,
     ) -> BulkRun[T]:
         """Run many inputs through submit → wait → download; iterate outcomes as items finish.
 
@@ -448,11 +449,17 @@ class AdCreativeClient:
                 and a random part, which also lets a rerun on the same machine take over the claims of
                 a crashed process at once; a worker named otherwise is taken over when its lease
                 lapses).
+            max_renders: send at most this many start calls (each a paid render), then stop starting:
+                the items left are reported with :class:`~adcreative_async.NotStartedError` (with a
+                ledger they stay ``pending``: the same run started again goes on). None: no limit.
 
         Raises:
-            LedgerError: the run ledger cannot be opened, or stopped being readable or writable (a
-                PostgreSQL ledger after its retries: see ``POSTGRES_RETRY_SECONDS``): raised by the
-                iteration once the outcomes that came before it are reported, or on leaving the block.
+            LedgerError: the run ledger cannot be opened (on entering the block).
+            RunAbortedError: a run-level error stopped the run (wrong credentials, an unreachable API,
+                an output folder that cannot be written, a run ledger that stopped being readable or
+                writable: a PostgreSQL ledger after its retries, see ``POSTGRES_RETRY_SECONDS``): raised
+                by the iteration once the outcomes that came before it are reported, or on leaving the
+                block.
 
         Example::
 
@@ -476,6 +483,7 @@ class AdCreativeClient:
             name=name,
             lease=lease,
             worker_id=worker_id,
+            max_renders=max_renders,
         )
 
     async def process_many(
@@ -495,6 +503,7 @@ class AdCreativeClient:
         name: Namer | None = None,
         lease: float | None = None,
         worker_id: str | None = None,
+        max_renders: int | None = None,
     ) -> list[BulkOutcome[T]]:
         """:meth:`bulk`, run to the end; the outcomes in input order (check ``outcome.ok``).
 
@@ -531,6 +540,7 @@ class AdCreativeClient:
             name=name,
             lease=lease,
             worker_id=worker_id,
+            max_renders=max_renders,
         ) as run:
             outcomes.extend([outcome async for outcome in run])
         return sorted(outcomes, key=lambda o: o.index)

@@ -48,6 +48,7 @@ __all__ = [
     "LedgerError",
     "NoActiveNotificationChannelError",
     "NotFoundError",
+    "NotStartedError",
     "PermissionDeniedError",
     "RateLimitError",
     "RenderFailedError",
@@ -376,6 +377,12 @@ class RenderNotReadyError(NotFoundError):
 
 class LedgerError(AdCreativeError):
     """The run ledger cannot be opened, read or written (the message says which and why)."""
+
+
+class NotStartedError(AdCreativeError):
+    """A bulk item not started because the run's ``max_renders`` was reached (its start calls were all
+    sent): nothing was sent for it, nothing is recorded as failed, and with a run ledger it stays
+    ``pending``: the same run started again starts it (a transient outcome, see :func:`error_kind`)."""
 
 
 class RunAbortedError(AdCreativeError):

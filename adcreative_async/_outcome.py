@@ -20,9 +20,12 @@ from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
 
-__all__ = ["BulkOutcome", "download_task", "follow"]
+__all__ = ["NOT_STARTED", "BulkOutcome", "download_task", "follow"]
 
 T = TypeVar("T")
+
+#: What an item not started for ``max_renders`` says (:class:`~adcreative_async.NotStartedError`).
+NOT_STARTED = "not started: the run's max_renders start calls were sent (the same run started again goes on)"
 
 
 @dataclass

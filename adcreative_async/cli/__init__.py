@@ -54,6 +54,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -368,6 +378,12 @@ def _add_resume(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--yes", action="store_true", help="confirm what costs renders again (--restart) without asking"
+    )
+    group.add_argument(
+        "--max-renders",
+        type=_nonnegative,
+        metavar="N",
+        help="send at most N start calls (paid renders), then stop cleanly: the rest stay for the next run",
     )
     group.add_argument(
         "--dry-run",

@@ -113,6 +113,7 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
             upload_concurrency=args.concurrency,
             download_concurrency=args.concurrency,
             item_timeout=args.timeout,
+            max_renders=getattr(args, "max_renders", None),
             on_update=on_update,
         ) as run:
             async for outcome in run:
@@ -194,6 +195,7 @@ async def _remove_bg_unrecorded(session: Session) -> int:
         upload_concurrency=args.concurrency,
         download_concurrency=args.concurrency,
         item_timeout=args.timeout,
+        max_renders=getattr(args, "max_renders", None),
         on_update=on_update,
     ) as run:
         async for outcome in run:
@@ -232,14 +234,21 @@ async def _remove_bg_unrecorded(session: Session) -> int:
 def _report_items(session: Session, results: list[dict[str, Any]], **extra: Any) -> int:
     """Set the JSON document of a command run item by item (each result has an ``ok``); the number
     that failed."""
-    failed = sum(1 for r in results if not r["ok"])
+    not_started = sum(1 for r in results if (r.get("error") or {}).get("type") == "NotStartedError")
+    failed = sum(1 for r in results if not r["ok"]) - not_started
     session.document = {
         "ok": failed == 0,
         **extra,
-        "succeeded": len(results) - failed,
+        "succeeded": len(results) - failed - not_started,
         "failed": failed,
+        "not_started": not_started,
         "items": results,
     }
+    if not_started:
+        session.say(
+            f"--max-renders: {getattr(session.args, 'max_renders', None)} start call(s) sent; {not_started} "
+            "input(s) not started: run the same command again to go on (nothing done is sent again)"
+        )
     return failed
 
 
@@ -306,6 +315,7 @@ async def generate(session: Session) -> int:
         upload_concurrency=args.concurrency,
         download_concurrency=args.concurrency,
         item_timeout=args.timeout,
+        max_renders=getattr(args, "max_renders", None),
         on_update=on_update,
     ) as run:
         async for outcome in run:
@@ -376,6 +386,7 @@ async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence
             upload_concurrency=args.concurrency,
             download_concurrency=args.concurrency,
             item_timeout=args.timeout,
+            max_renders=getattr(args, "max_renders", None),
             on_update=on_update,
         ) as run:
             async for outcome in run:

@@ -72,6 +72,7 @@ from .._errors import (
     ErrorKind,
     InputChangedError,
     InvalidRequestError,
+    NotStartedError,
     RunAbortedError,
     UploadAbortedError,
     error_kind,
@@ -80,7 +81,7 @@ from .._errors import (
 from .._files import send_guard
 from .._jobs import RenderJob
 from .._naming import Namer, check_names, copy_file, name_context, render_name
-from .._outcome import BulkOutcome, download_task, follow
+from .._outcome import NOT_STARTED, BulkOutcome, download_task, follow
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -175,8 +176,10 @@ class LedgerDriver(Generic[T]):
         on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
         lease: float,
         owner: str | None = None,
+        max_renders: int | None = None,
     ) -> None:
         self._client = client
+        self._budget = max_renders  # start calls left to send (None: no limit; see _spend)
         self._ledger = ledger
         self._items = items
         self._request_of = request_of
@@ -396,6 +399,14 @@ class LedgerDriver(Generic[T]):
         # Claimed a few at a time, as room frees up: what this worker cannot start soon stays free for
         # the others.
         while open_keys:
+            if self._budget is not None and self._budget <= 0:  # max_renders sent: the rest stay pending
+                for key in open_keys:
+                    entry = by_key[key]
+                    await self._send(
+                        send,
+                        BulkOutcome(entry.index, entry.item, key=key, error=NotStartedError(NOT_STARTED)),
+                    )
+                return False
             # half a window at least per claim: one write per several items, not one per item
             while self._unsubmitted > self._window // 2:
                 await self._room.wait()
@@ -714,6 +725,7 @@ class LedgerDriver(Generic[T]):
                 self._client._ledger.fresh_user(entry.request.feature, user)
                 guard = _LeaseGuard(self, entry.key)
                 try:
+                    self._spend()
                     guard.check()  # (a call without a file part has no other check)
                     if not any(
                         entry.request.params.get(n) is not None for n in _image_params(record.feature)
@@ -761,6 +773,14 @@ class LedgerDriver(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    def _spend(self) -> None:
+        """Count a start call against ``max_renders`` as it is about to go (NotStartedError when they
+        are all sent: the caller puts the item back to ``pending``)."""
+        if self._budget is not None:
+            if self._budget <= 0:
+                raise NotStartedError(NOT_STARTED)
+            self._budget -= 1
 
     async def _requeue(self, entry: _Item[T]) -> None:
         """Back to pending (no call of this attempt made a render), for this run or the next."""
