@@ -51,13 +51,16 @@ def test_the_spend_line_says_what_is_done_and_what_will_be_paid(
     (folder / "copy.png").write_bytes((folder / "p0.png").read_bytes())  # the same content again
     code, said = run(capsys, "remove-bg", str(folder), "-o", str(out))
     assert code == 0
-    assert "4 input(s), 1 the same as another (one render, a file each), 0 done already: 3 to render" in said
-    assert "(3 render(s) to be paid)" in said
-    assert cli_env.request_count(BG_START) == 3
+    assert "4 input(s), a new run: up to 4 to render (one paid render each)" in said
+    assert cli_env.request_count(BG_START) == 3  # (the same content twice: one render)
+    (folder / "copy2.png").write_bytes((folder / "p1.png").read_bytes())
+    code, said = run(capsys, "remove-bg", str(folder), "-o", str(out), "--dry-run")
+    assert "5 input(s), 2 the same as another (one render, a file each), 3 done already: 0 to render" in said
     photo(folder, 3)
     code, said = run(capsys, "remove-bg", str(folder), "-o", str(out))
     assert code == 0
-    assert "3 done already: 1 to render (1 render(s) to be paid)" in said
+    assert "6 input(s), 2 the same as another (one render, a file each), 3 done already: 1 to render" in said
+    assert "(1 render(s) to be paid)" in said
     assert cli_env.request_count(BG_START) == 4
 
 

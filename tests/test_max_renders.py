@@ -104,5 +104,5 @@ def test_the_cli_stops_cleanly_at_max_renders_and_the_same_command_goes_on(
         assert emulator.request_count(BG_START) == 2
         assert main(argv) == 0
         said = capsys.readouterr().out
-        assert "2 done already: 3 to render" in said
+        assert "5 input(s), 2 done already: 3 to render" in said
         assert emulator.request_count(BG_START) == 5

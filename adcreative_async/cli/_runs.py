@@ -228,6 +228,10 @@ async def spend_line(
     ``ledger``: the open run ledger; or None to read the ledger file at ``path`` without writing anything
     (``--dry-run``; no file: nothing done yet).
     """
+    if ledger is not None and not any((await ledger.counts()).values()):
+        # a first run: nothing is done, and hashing every input here would hold back the first start
+        # call until the last file is read (the run hashes them a chunk at a time as it goes)
+        return f"{len(requests)} input(s), a new run: up to {len(requests)} to render (one paid render each)"
     keys = await request_keys(requests, ledger)
     distinct = {key for key in keys if isinstance(key, str)}
     if ledger is not None:
