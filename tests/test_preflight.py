@@ -171,3 +171,20 @@ def test_wrong_credentials_stop_the_command_before_anything_is_recorded(
     assert "not-the-secret" not in err
     assert cli_env.request_count("Image/BackgroundRemoving/AdCreative") == 0
     assert not (tmp_path / "out" / ".adcreative-run.sqlite").exists()
+
+
+def test_a_run_ledger_that_cannot_be_opened_stops_the_command_with_one_line(
+    tmp_path: Path, cli_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adcreative_async.cli import main
+
+    images(tmp_path / "in", 2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".adcreative-run.sqlite").write_text("not a database\n")
+    code = main(["remove-bg", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "cannot open the run ledger" in err
+    assert "Traceback" not in err
+    assert cli_env.request_count("Image/BackgroundRemoving/AdCreative") == 0
