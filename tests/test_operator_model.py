@@ -2,7 +2,8 @@
 
 A hypothesis state machine drives the real ``adcreative remove-bg`` command (subprocesses) over one input
 folder and one output folder, against an emulator in its own process with real latency. Its rules are an
-operator's actions: run to the end, interrupt a run (Ctrl-C or kill -9) at a random moment, rerun with
+operator's actions: run to the end, two runs on the same folder at once (two workers on one ledger),
+interrupt a run (Ctrl-C or kill -9) at a random moment, rerun with
 ``--retry-failed`` or ``--restart``, add, remove or change input files, make the API fail for a while
 (503s on start calls, listings or downloads), and run with wrong credentials or against a closed port.
 
@@ -237,6 +238,16 @@ class Operator(RuleBasedStateMachine):
         assert code in (0, 1), f"run: exit {code}: {stderr[-2000:]}"
         if code == 0:
             self._check_own_files("run")
+
+    @rule(delay=st.floats(min_value=0.0, max_value=1.0))
+    def two_runs_at_once(self, delay: float) -> None:
+        """Two workers on the same folder (one SQLite ledger): each claims what the other does not hold."""
+        first = self._start()
+        time.sleep(delay)
+        second = self._start()
+        for process, name in ((first, "the first of two runs"), (second, "the second of two runs")):
+            code, _, stderr = self._finish(process, name)
+            assert code in (0, 1), f"{name}: exit {code}: {stderr[-2000:]}"
 
     @rule(delay=st.floats(min_value=0.3, max_value=3.0), how=st.sampled_from(["SIGINT", "SIGKILL"]))
     def interrupt_a_run(self, delay: float, how: str) -> None:
