@@ -94,6 +94,7 @@ from ._base import (
     new_worker_id,
 )
 from ._fencing import SEND_MARGIN, SEND_MARGIN_SHARE, _Hold, _LeaseGuard, _LostClaim
+from ._probe import FinishedProbe
 from ._requests import ContentGuard, RenderRequest, _image_params, derived_user_id, request_digests
 
 if TYPE_CHECKING:
@@ -201,12 +202,11 @@ class LedgerDriver(Generic[T]):
         self._room = anyio.Event()
         self._followers: dict[str, list[_Item[T]]] = {}
         self._watched: dict[str, _Item[T]] = {}
-        self._finished_example: ItemRecord | None = None  # a finished process of this run, for the probe
-        self._keeps_finished: bool | None = None
-        self._probe_lock = anyio.Lock()
-        self._looked_elsewhere = False
+        # whether listings keep finished processes: what proves an unanswered start call made nothing
+        self._probe = FinishedProbe(
+            client, ledger, self._nothing_else_runs, lambda: self._change, self._changed
+        )
         self._busy = 0
-        self._probing = 0
         self._feeding = True
         self._change = anyio.Event()
         self._finished_labels: set[str] | None = None
@@ -588,9 +588,12 @@ class LedgerDriver(Generic[T]):
         return copies
 
     def _note_finished(self, record: ItemRecord) -> None:
-        if record.state is ItemState.DOWNLOADED and record.process_id and self._finished_example is None:
-            self._finished_example = record
+        if self._probe.note(record):
             self._changed()
+
+    def _nothing_else_runs(self, probing: int) -> bool:
+        """Whether nothing runs that could finish but the ``probing`` items waiting for the probe."""
+        return not self._feeding and self._busy <= probing and not self._watched
 
     def _changed(self) -> None:
         self._change.set()
@@ -868,7 +871,7 @@ class LedgerDriver(Generic[T]):
             if clock.monotonic() >= deadline:
                 break
             await clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())))
-        keeps = await self._listings_keep_finished(record.feature)
+        keeps = await self._probe.keeps_finished(record.feature)
         if keeps:
             if not await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key)):
                 raise _LostClaim(entry.key)
@@ -893,68 +896,6 @@ class LedgerDriver(Generic[T]):
             ):
                 raise _LostClaim(entry.key)
         raise RenderMayExistError(message, feature=record.feature, user_id=record.user_id)
-
-    async def _listings_keep_finished(self, feature: str) -> bool | None:
-        """Whether the server keeps finished processes in their user's listing (then an empty listing
-        proves a start call made nothing): a finished process is looked for in its user's listing.
-
-        The process: one this run finished, or waits for one while other items run (the items waiting
-        here hold no room in the claim window: the others go on being claimed and started). When
-        nothing else runs that could finish, one finished by another worker of the run, else a finished
-        process of the application's listing (``feature``); None when there is none at all (nothing
-        proves it either way: the item stays ``unknown`` and the next run looks again)."""
-        if self._keeps_finished is not None:
-            return self._keeps_finished
-        self._probing += 1
-        self._changed()
-        try:
-            while self._finished_example is None:
-                if not self._feeding and self._busy <= self._probing and not self._watched:
-                    break  # nothing else runs that could finish
-                await self._change.wait()
-        finally:
-            self._probing -= 1
-        async with self._probe_lock:  # one look elsewhere for all the items waiting here
-            if self._finished_example is None and not self._looked_elsewhere:
-                self._looked_elsewhere = True
-                example = await self._example_elsewhere(feature)
-                if example is not None:
-                    self._note_finished(example)
-        example = self._finished_example
-        if example is None:
-            return None
-        if self._keeps_finished is None:
-            assert example.user_id is not None
-            assert example.process_id is not None
-            listing = await self._client.resource(example.feature).user_progress(example.user_id)
-            self._keeps_finished = any(
-                p.image_render_process_id.lower() == example.process_id.lower() for p in listing
-            )
-            if not self._keeps_finished:
-                logger.warning(
-                    "finished processes leave their user's listing: an unanswered start call can no longer "
-                    "be proven to have made nothing (such items are reported unknown)"
-                )
-        return self._keeps_finished
-
-    async def _example_elsewhere(self, feature: str) -> ItemRecord | None:
-        """A finished process that this worker did not finish: another worker's (the ledger), else one of
-        the application's listing of ``feature``; None when there is none."""
-        example = await self._ledger.finished_example()
-        if example is not None:
-            return example
-        for progress in await self._client.resource(feature).application_progress():
-            if progress.is_complete and progress.user_id:
-                return ItemRecord(
-                    key="",
-                    seq=0,
-                    label="",
-                    feature=feature,
-                    state=ItemState.DOWNLOADED,
-                    user_id=progress.user_id,
-                    process_id=progress.image_render_process_id,
-                )
-        return None
 
     # --------------------------------------------------------------------------- wait and download
 
