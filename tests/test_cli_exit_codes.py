@@ -4,27 +4,13 @@ error messages never cut, and a traceback only with ``--debug``."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adcreative_async.cli import EXIT_CODES_HELP, main
-from adcreative_async.testing import EmulatorThread, sample_image
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An emulator in a thread, its credentials in the environment."""
-    for name in list(os.environ):
-        if name.startswith("ADCREATIVE_"):
-            monkeypatch.delenv(name)
-    with EmulatorThread(task_duration=0.01) as emulator:
-        for name, value in emulator.credentials.items():
-            monkeypatch.setenv(f"ADCREATIVE_{name.upper()}", str(value))
-        monkeypatch.setenv("ADCREATIVE_USER_ID", "2581c740-8e9d-4d63-96bc-5665bb9a646b")
-        yield emulator
+from adcreative_async.testing import sample_image
 
 
 def photos(folder: Path, n: int) -> Path:

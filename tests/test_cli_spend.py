@@ -4,27 +4,15 @@ only, renders to be paid); ``--dry-run`` says it and stops, sending and writing 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adcreative_async.cli import main
-from adcreative_async.testing import EmulatorThread, sample_image
+from adcreative_async.testing import sample_image
 
 BG_START = "Image/BackgroundRemoving/AdCreative"
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name in list(os.environ):
-        if name.startswith("ADCREATIVE_"):
-            monkeypatch.delenv(name)
-    with EmulatorThread(task_duration=0.01) as emulator:
-        for name, value in emulator.credentials.items():
-            monkeypatch.setenv(f"ADCREATIVE_{name.upper()}", str(value))
-        yield emulator
 
 
 def photo(folder: Path, n: int) -> None:

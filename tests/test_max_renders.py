@@ -3,7 +3,6 @@ not started (NotStartedError), recorded nowhere as failed, and with a run ledger
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -81,28 +80,22 @@ async def test_a_run_without_ledger_sends_at_most_max_renders(tmp_path: Path) ->
 
 
 def test_the_cli_stops_cleanly_at_max_renders_and_the_same_command_goes_on(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_env: EmulatorThread
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith("ADCREATIVE_"):
-            monkeypatch.delenv(name)
     inputs(tmp_path / "in", 5)
-    with EmulatorThread(task_duration=0.01) as emulator:
-        for name, value in emulator.credentials.items():
-            monkeypatch.setenv(f"ADCREATIVE_{name.upper()}", str(value))
-        argv: list[Any] = [
-            "remove-bg",
-            str(tmp_path / "in"),
-            "-o",
-            str(tmp_path / "out"),
-            "--progress",
-            "lines",
-        ]
-        assert main([*argv, "--max-renders", "2"]) == 0
-        said = capsys.readouterr().out
-        assert "--max-renders: 2 start call(s) sent; 3 input(s) not started" in said
-        assert emulator.request_count(BG_START) == 2
-        assert main(argv) == 0
-        said = capsys.readouterr().out
-        assert "5 input(s), 2 done already: 3 to render" in said
-        assert emulator.request_count(BG_START) == 5
+    argv: list[Any] = [
+        "remove-bg",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "--progress",
+        "lines",
+    ]
+    assert main([*argv, "--max-renders", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "--max-renders: 2 start call(s) sent; 3 input(s) not started" in said
+    assert cli_env.request_count(BG_START) == 2
+    assert main(argv) == 0
+    said = capsys.readouterr().out
+    assert "5 input(s), 2 done already: 3 to render" in said
+    assert cli_env.request_count(BG_START) == 5

@@ -111,20 +111,6 @@ async def test_an_unreachable_api_is_said_once() -> None:
 # ------------------------------------------------------------------------ through the command line
 
 
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An emulator in a thread, its credentials in the environment (as a user's shell would have)."""
-    from adcreative_async.testing import EmulatorThread
-
-    for name in list(os.environ):
-        if name.startswith("ADCREATIVE_"):
-            monkeypatch.delenv(name)
-    with EmulatorThread(task_duration=0.01) as emulator:
-        for name, value in emulator.credentials.items():
-            monkeypatch.setenv(f"ADCREATIVE_{name.upper()}", str(value))
-        yield emulator
-
-
 def test_a_broken_image_stops_the_command_before_anything_is_sent(
     tmp_path: Path, cli_env: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
