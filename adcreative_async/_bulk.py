@@ -241,18 +241,10 @@ class BulkRun(Generic[T]):
                 max_renders=self._budget,
             )
             self._driver = driver
-            try:
-                with contextlib.suppress(RunAbortedError):  # the iterator raises it (driver.aborted)
-                    await driver.drive(send)
-            except Exception as exc:
-                # The ledger failing stops the run: its one LedgerError is raised to the caller as the
-                # cause of one RunAbortedError, not in the ExceptionGroups of the driver's task groups (set
-                # before the caller sees the outcome stream end: the driver closed it on its way out, and
-                # nothing awaited since).
-                failure = _ledger_failure(exc)
-                if failure is None:
-                    raise
-                self._aborted = RunAbortedError(failure)
+            # a run-level error (the ledger failing included) is the driver's RunAbortedError, never an
+            # ExceptionGroup of its task groups: the iterator raises it (driver.aborted)
+            with contextlib.suppress(RunAbortedError):
+                await driver.drive(send)
             return
         refused = {}
         if self._dest is not None:  # every name checked before any start call
@@ -312,18 +304,6 @@ class BulkRun(Generic[T]):
         await download_task(
             outcome, job, task_id, self._dest, downloads, self._low_resolution, self._name, outcome.item
         )
-
-
-def _ledger_failure(exc: BaseException) -> Exception | None:
-    """The LedgerError that ``exc`` is, or that the (nested) exception groups of ``exc`` hold and nothing
-    else; None otherwise."""
-    from .ledger import LedgerError
-
-    inner = getattr(exc, "exceptions", None)  # an ExceptionGroup (the name is not builtin on 3.10)
-    if isinstance(inner, tuple):
-        found = [_ledger_failure(e) for e in inner]
-        return found[0] if found and all(found) else None
-    return exc if isinstance(exc, LedgerError) else None
 
 
 def _check_writable(dest: str) -> None:

@@ -30,7 +30,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._common import EXIT_FAILED, EXIT_USAGE, SECRET_OPTIONS, UsageError, redact, run_command, secret_values
+from ._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    SECRET_OPTIONS,
+    UsageError,
+    one_line,
+    redact,
+    run_command,
+    secret_values,
+)
 
 __all__ = ["main"]
 
@@ -422,9 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, or something nobody foresaw: one line, unless --debug
         if getattr(args, "debug", False):
             raise
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
         sys.stderr.write(
-            f"adcreative: unexpected error: {redact(text, secrets)} (run again with --debug for the "
+            f"adcreative: unexpected error: {redact(one_line(exc), secrets)} (run again with --debug for the "
             "traceback; a resumable run resumes where it stopped)\n"
         )
         return EXIT_FAILED

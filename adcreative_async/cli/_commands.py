@@ -24,7 +24,7 @@ from .. import (
     TaskUpdate,
 )
 from ..ledger import RenderRequest, RunLedger
-from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource
+from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, one_line
 from ._inputs import Brief, ImageItem, refuse_shared_names
 from ._preflight import check_credentials
 from ._runs import LEDGER_FILE, interrupted_message, open_run_ledger, say_interrupted, spend_line
@@ -42,10 +42,8 @@ def _error(exc: BaseException | None) -> dict[str, str] | None:
 
 
 def _short(exc: BaseException | None) -> str:
-    """An item's error on one line, whole: never cut (the API's reason is what the operator acts on)."""
-    if exc is None:
-        return ""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    """An item's error on one line, whole (the API's reason is what the operator acts on); "" for none."""
+    return "" if exc is None else one_line(exc)
 
 
 def _state_name(state: int) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "Session",
     "UsageError",
     "feature_resource",
+    "one_line",
     "run_command",
     "run_interruptibly",
 ]
@@ -265,6 +266,11 @@ Command = Callable[[Session], Awaitable[int]]
 
 def _error_document(exc: BaseException, secrets: Sequence[str]) -> dict[str, Any]:
     return {"ok": False, "error": {"type": type(exc).__name__, "message": redact(str(exc), secrets)}}
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as ``Type: message`` on one line, whole: never cut (the operator acts on all of it)."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _print_json(document: dict[str, Any]) -> None:

@@ -235,9 +235,9 @@ class LedgerDriver(Generic[T]):
             try:
                 await self._drive(send)
             except Exception as exc:  # the feeder's or the watcher's (the ledger's): never a group
-                error = _single(exc)
-                if error_kind(error) is not ErrorKind.RUN:
-                    raise error from None
+                error = _run_level(exc)
+                if error is None:
+                    raise _single(exc) from None
                 self._stop_run(error)
         if self.aborted is not None:
             raise self.aborted
@@ -939,6 +939,17 @@ class RecordedError(AdCreativeError):
         super().__init__(f"{record.error_code}: {record.error_message}")
         self.code = record.error_code or ""
         self.message = record.error_message or ""
+
+
+def _run_level(error: Exception) -> Exception | None:
+    """The run-level error (see :func:`~adcreative_async._errors.error_kind`) that ``error`` is, or the
+    first of those its (nested) exception groups hold when every error in them is one (several task
+    groups each met the ledger failing); else None."""
+    inner = getattr(error, "exceptions", None)  # an ExceptionGroup (Python 3.10: the backport's)
+    if isinstance(inner, tuple):
+        found = [_run_level(e) if isinstance(e, Exception) else None for e in inner]
+        return found[0] if found and all(found) else None
+    return error if error_kind(error) is ErrorKind.RUN else None
 
 
 def _single(error: Exception) -> Exception:
