@@ -300,6 +300,19 @@ def _translate(exc: BaseException, method: str, route: str, *, reading: bool = F
     return APIConnectionError(f"{what} failed ({detail})", method=method, path=route, sent=None)
 
 
+def no_silent_resend(session: aiohttp.ClientSession) -> None:
+    """Turn off aiohttp's own re-send of an idempotent request (GET, HEAD, ...) whose connection failed.
+
+    aiohttp sends such a request a second time by itself: that attempt made no span and no log record
+    and escaped the retry policy (its attempts, its total time, ``Transport.retries``). Turned off,
+    every attempt goes through :meth:`Transport._exchange`. aiohttp (up to 3.14 at least) has no public
+    switch: ``_retry_connection`` is the one its own test client turns off (aiohttp issue #10790);
+    ``tests/test_attempts.py`` fails if a version drops it.
+    """
+    if isinstance(getattr(session, "_retry_connection", None), bool):
+        session._retry_connection = False
+
+
 class Transport:
     """An aiohttp session with the SDK's headers, auth, timeouts, limits and error mapping.
 
@@ -380,6 +393,7 @@ class Transport:
             headers={"User-Agent": self.user_agent},
             raise_for_status=False,
         )
+        no_silent_resend(self._session)
         self._limiter = anyio.CapacityLimiter(self.transfer.file_threads)
 
     async def aclose(self) -> None:
