@@ -381,14 +381,21 @@ class HttpSpan:
             )
 
     def end(
-        self, status: int | None = None, *, received: int | None = None, error: BaseException | None = None
+        self,
+        status: int | None = None,
+        *,
+        received: int | None = None,
+        error: BaseException | None = None,
+        answer: bool = False,
     ) -> None:
-        """The attempt is over: ``status`` if a response arrived, ``error`` if it failed."""
+        """The attempt is over: ``status`` if a response arrived, ``error`` if it failed. ``answer``: a
+        status >= 400 that the caller reads as a result (a listing's documented "nothing found"), not
+        recorded as an error."""
         instruments = self._instruments
         attributes = self.attributes
         if status is not None:
             attributes["http.response.status_code"] = status
-            if status >= 400:
+            if status >= 400 and not answer:
                 attributes["error.type"] = str(status)
         if error is not None and "error.type" not in attributes:
             attributes["error.type"] = _error_type(error)

@@ -117,6 +117,9 @@ class Request:
 
     content_type: str | None = None
     on_upload_progress: ProgressCallback | None = None
+    #: Whether an error answer is one the caller reads as a result (a listing's documented "nothing
+    #: found", an empty list): its span and metrics then record no error. None: every status >= 400 is.
+    is_answer: Callable[[APIError], bool] | None = None
 
     @property
     def replayable(self) -> bool:
@@ -444,16 +447,20 @@ class Transport:
         """
         response, span = await self._exchange(req)
         body, error = b"", None
+        failure: APIError | None = None
         try:
             body, error = await self._read_body(response, req)
+            if error is None and response.status >= 300:
+                failure = self._api_error(req, response.status, response.headers, body)
         finally:
             response.release()
             if span is not None:
-                span.end(response.status, received=len(body), error=error)
+                answer = failure is not None and req.is_answer is not None and req.is_answer(failure)
+                span.end(response.status, received=len(body), error=error, answer=answer)
         if error is not None:
             raise error
-        if response.status >= 300:
-            raise self._api_error(req, response.status, response.headers, body)
+        if failure is not None:
+            raise failure
         return Response(response.status, response.headers, body, req.route)
 
     @asynccontextmanager

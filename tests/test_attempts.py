@@ -12,11 +12,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from otel_capture import Capture
 
 from adcreative_async import AdCreativeClient, APIConnectionError, RetryPolicy, Telemetry
 from adcreative_async.testing import Emulator, Faults
@@ -30,46 +27,26 @@ RETRY = RetryPolicy(max_attempts=6, initial_backoff=0.001, max_backoff=0.002, ji
 
 
 @pytest.fixture
-def exporter() -> Iterator[tuple[Telemetry, InMemorySpanExporter, InMemoryMetricReader]]:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    metrics = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[metrics])
-    yield Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider), spans, metrics
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-
-
-def _retries_counted(metrics: InMemoryMetricReader) -> int:
-    data = metrics.get_metrics_data()
-    assert data is not None
-    total = 0
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == "adcreative.client.retries":
-                    for point in metric.data.data_points:
-                        assert isinstance(point, NumberDataPoint)
-                        total += int(point.value)
-    return total
+def otel() -> Iterator[Capture]:
+    capture = Capture.start()
+    yield capture
+    capture.stop()
 
 
 def _client(emu: Emulator, telemetry: Telemetry, retry: RetryPolicy) -> AdCreativeClient:
     return AdCreativeClient(**emu.credentials, user_id=USER, telemetry=telemetry, retry=retry)
 
 
-def _attempts(spans: InMemorySpanExporter) -> list[ReadableSpan]:
-    return [s for s in spans.get_finished_spans() if s.name == f"GET /api/v1/{PROGRESS}"]
+def _attempts(otel: Capture) -> list[ReadableSpan]:
+    return otel.named(f"GET /api/v1/{PROGRESS}")
 
 
 async def test_spans_equal_the_requests_the_emulator_saw_under_connection_resets(
-    exporter: tuple[Telemetry, InMemorySpanExporter, InMemoryMetricReader], caplog: pytest.LogCaptureFixture
+    otel: Capture, caplog: pytest.LogCaptureFixture
 ) -> None:
-    telemetry, spans, metrics = exporter
     failed = 0
     async with Emulator(seed=22, faults={PROGRESS: Faults(reset=0.4)}) as emu:
-        async with _client(emu, telemetry, RETRY) as client:
+        async with _client(emu, otel.telemetry, RETRY) as client:
             with caplog.at_level(logging.INFO, logger="adcreative_async.http"):
                 for _ in range(CALLS):
                     try:
@@ -80,11 +57,11 @@ async def test_spans_equal_the_requests_the_emulator_saw_under_connection_resets
         received = emu.request_count(PROGRESS, "GET")
         resets = emu.injected_faults["reset"]
 
-    attempts = _attempts(spans)
+    attempts = _attempts(otel)
     assert resets >= 10  # the connection was reset often enough to matter
     assert received == len(attempts)  # no attempt the emulator saw is missing from the trace
     assert received == CALLS + retried  # ... nor from the retry policy's count
-    assert _retries_counted(metrics) == retried
+    assert otel.total("adcreative.client.retries") == retried
     resent = [s for s in attempts if (s.attributes or {}).get("http.request.resend_count")]
     assert len(resent) == retried
     assert received <= CALLS * RETRY.max_attempts
@@ -94,14 +71,13 @@ async def test_spans_equal_the_requests_the_emulator_saw_under_connection_resets
 
 
 async def test_a_reset_connection_is_sent_again_only_as_the_retry_policy_says(
-    exporter: tuple[Telemetry, InMemorySpanExporter, InMemoryMetricReader],
+    otel: Capture,
 ) -> None:
-    telemetry, spans, _ = exporter
     async with Emulator(seed=3, faults={PROGRESS: Faults(reset=1.0)}) as emu:
         once = RetryPolicy(max_attempts=1)
-        async with _client(emu, telemetry, once) as client:
+        async with _client(emu, otel.telemetry, once) as client:
             with pytest.raises(APIConnectionError):
                 await client.background_remover.user_progress()
         assert emu.request_count(PROGRESS, "GET") == 1  # retries off: sent once, not twice
-    [attempt] = _attempts(spans)
+    [attempt] = _attempts(otel)
     assert (attempt.attributes or {}).get("error.type") == "APIConnectionError"

@@ -588,6 +588,7 @@ class RenderResource(Resource):
     async def _progress_list(self, req: Request) -> list[Progress]:
         client = self._client
         client._require_open()
+        req.is_answer = self.feature.is_nothing_found  # "nothing found" is an empty list, not an error
         error: APIError | None = None
         try:
             response = await client._transport.request(req)
