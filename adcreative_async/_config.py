@@ -17,12 +17,14 @@ from ._errors import InvalidRequestError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_TOTAL_TIMEOUT",
     "ENV_API_KEY",
     "ENV_API_SECRET",
     "ENV_APPLICATION_ID",
     "ENV_BASE_URL",
     "ENV_JWT_PRIVATE_KEY",
     "ENV_USER_ID",
+    "MIN_UPLOAD_RATE",
     "Limits",
     "PollPolicy",
     "RetryPolicy",
@@ -43,24 +45,40 @@ ENV_BASE_URL = "ADCREATIVE_BASE_URL"
 ENV_USER_ID = "ADCREATIVE_USER_ID"
 
 
+#: The default deadline of one call, in seconds: every attempt, the waits between them and a token
+#: request it needs included. Under the 30 s that many hosts give a web request (gunicorn's worker
+#: timeout, Heroku's router, API gateways) with room for a retry's backoff; a silent API no longer
+#: holds a request for minutes. See docs/timeouts.md for the table of calls.
+DEFAULT_TOTAL_TIMEOUT = 30.0
+
+#: assumed: the slowest upload rate worth waiting for, in bytes per second (256 KiB/s, a slow uplink).
+#: A start call with files gets ``size / MIN_UPLOAD_RATE`` seconds more than its total (by default
+#: only), so that a large upload is never cut by a deadline made for small JSON calls.
+MIN_UPLOAD_RATE = 256 * 1024
+
+
 @dataclass(frozen=True)
 class Timeout:
-    """Timeouts in seconds; None means no limit.
-
-    There is deliberately no total timeout by default: a total would kill large uploads and downloads
-    that are progressing fine. ``read`` bounds each wait for data instead.
+    """Timeouts in seconds; None means no limit. The table of which call gets what is in
+    ``docs/timeouts.md``.
 
     Attributes:
         connect: establishing a new connection (TCP and TLS). Default 10 s.
-        read: the longest wait for the next bytes of a response. Default 60 s.
+        read: the longest wait for the next bytes of a response (an inactivity timeout: a download
+            that keeps receiving lives as long as it needs). Default 60 s.
         pool: waiting for a free connection from the pool (None: wait; bulk jobs queue there).
-        total: the whole request, body included (None by default).
+        total: the deadline of the whole call, from its first attempt to its answer read: retries, the
+            waits between them, a token request it needs and the time queued for a connection
+            included (default :data:`DEFAULT_TOTAL_TIMEOUT`, 30 s). Running out raises
+            ``APITimeoutError`` with ``limit == "total"``. Downloads: it bounds the wait for the
+            answer's headers, never the body (``read`` bounds the body). Start calls with files: by
+            default it grows by the upload's size at :data:`MIN_UPLOAD_RATE`. None: no deadline.
     """
 
     connect: float | None = 10.0
     read: float | None = 60.0
     pool: float | None = None
-    total: float | None = None
+    total: float | None = DEFAULT_TOTAL_TIMEOUT
 
     @classmethod
     def coerce(cls, value: Timeout | float | None, base: Timeout) -> Timeout:

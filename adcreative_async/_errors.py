@@ -238,7 +238,27 @@ class APIConnectionError(AdCreativeError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The connect or read timeout ran out."""
+    """A timeout of the call ran out (see ``Timeout``).
+
+    Attributes:
+        limit: which one: ``"connect"``, ``"read"`` (no bytes for that long) or ``"total"`` (the call's
+            deadline, retries included); ``""`` when unknown.
+        seconds: that limit's value, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        sent: bool | None = None,
+        limit: str = "",
+        seconds: float | None = None,
+    ) -> None:
+        super().__init__(message, method=method, path=path, sent=sent)
+        self.limit = limit
+        self.seconds = seconds
 
 
 class UploadAbortedError(AdCreativeError):

@@ -20,6 +20,7 @@ import platform
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ from ._auth import (
     TokenManager,
 )
 from ._clock import Clock
-from ._config import Limits, RetryPolicy, Timeout, TransferOptions
+from ._config import MIN_UPLOAD_RATE, Limits, RetryPolicy, Timeout, TransferOptions
 from ._errors import (
     AdCreativeError,
     APIConnectionError,
@@ -63,6 +64,10 @@ API_PREFIX = "/api/v1/"
 
 #: Methods the retry policy may repeat after a failure that may have reached the server.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: The deadline (loop clock) of the call being sent in this context: a request made on its behalf (the
+#: token request an attempt needs) ends by it too.
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("adcreative_call_deadline", default=None)
 
 #: Bodies larger than this are sent with ``Expect: 100-continue``, so that an authentication or
 #: validation error arrives before the body is sent.
@@ -282,14 +287,34 @@ class _ProgressTotal:
         self._callback(self._done, self._total)
 
 
-def _translate(exc: BaseException, method: str, route: str, *, reading: bool = False) -> AdCreativeError:
+def _translate(
+    exc: BaseException, method: str, route: str, *, reading: bool = False, limits: Timeout | None = None
+) -> AdCreativeError:
     """The SDK error for an aiohttp or timeout failure. The result is raised without chaining."""
     what = f"{method} {API_PREFIX}{route}"
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return APITimeoutError(f"connect timeout on {what} ({detail})", method=method, path=route, sent=False)
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return APITimeoutError(f"timeout on {what} ({detail})", method=method, path=route, sent=None)
+        seconds = limits.connect if limits is not None else None
+        return APITimeoutError(
+            f"connect timeout on {what} ({detail})",
+            method=method,
+            path=route,
+            sent=False,
+            limit="connect",
+            seconds=seconds,
+        )
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        seconds = limits.read if limits is not None else None
+        return APITimeoutError(
+            f"read timeout on {what}: no data for {_seconds(seconds)} ({detail})",
+            method=method,
+            path=route,
+            sent=None,
+            limit="read",
+            seconds=seconds,
+        )
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's total timer, or the deadline's
+        return _total_timeout(method, route, limits.total if limits is not None else None, sent=None)
     if reading and isinstance(exc, aiohttp.ClientPayloadError):
         return IncompleteDownloadError(
             f"response body of {what} was cut off ({detail})", method=method, path=route, sent=True
@@ -314,6 +339,36 @@ def no_silent_resend(session: aiohttp.ClientSession) -> None:
     """
     if isinstance(getattr(session, "_retry_connection", None), bool):
         session._retry_connection = False
+
+
+def _seconds(value: float | None) -> str:
+    return "the time allowed" if value is None else f"{value:g} s"
+
+
+def _total_timeout(method: str, route: str, total: float | None, *, sent: bool | None) -> APITimeoutError:
+    return APITimeoutError(
+        f"{method} {API_PREFIX}{route} got no complete answer within the call's total timeout "
+        f"({_seconds(total)}, retries included): the API did not answer in time. Pass timeout= (seconds, "
+        "or Timeout(total=...)) to the call or the client to allow longer",
+        method=method,
+        path=route,
+        sent=sent,
+        limit="total",
+        seconds=total,
+    )
+
+
+def upload_allowance(req: Request, max_upload_size: int | None) -> float | None:
+    """Seconds a start call's default deadline grows by for its files (at :data:`MIN_UPLOAD_RATE`);
+    a file of unknown size counts as ``max_upload_size``; None when that is unbounded too."""
+    total = 0
+    for item in req.form or ():
+        if isinstance(item, Upload):
+            size = item.size if item.size is not None else max_upload_size
+            if size is None:
+                return None
+            total += size
+    return total / MIN_UPLOAD_RATE
 
 
 class Transport:
@@ -445,7 +500,7 @@ class Transport:
             APIError: (a subclass per status) for any status >= 300.
             APIConnectionError / APITimeoutError: when no response could be read.
         """
-        response, span = await self._exchange(req)
+        response, span = await self._exchange(req, streamed=False)
         body, error = b"", None
         failure: APIError | None = None
         try:
@@ -470,7 +525,7 @@ class Transport:
         Raises:
             APIError: for a status >= 300 (its body read first).
         """
-        response, span = await self._exchange(req)
+        response, span = await self._exchange(req, streamed=True)
         streamed: StreamedResponse | None = None
         failure: BaseException | None = None
         try:
@@ -520,18 +575,50 @@ class Transport:
         try:
             return await response.read(), None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return b"", _translate(exc, req.method, req.route, reading=True)
+            return b"", _translate(
+                exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
+            )
 
-    async def _exchange(self, req: Request) -> tuple[aiohttp.ClientResponse, HttpSpan | None]:
+    def _deadline(self, req: Request, limits: Timeout) -> tuple[float | None, bool]:
+        """When the call must be over (loop clock), and whether that is plainly its ``total`` from now
+        (then its first attempt uses the session's timeouts as they are)."""
+        outer = _CALL_DEADLINE.get()
+        total = limits.total
+        plain = outer is None and req.timeout is None
+        if total is not None and req.timeout is None and req.form is not None:
+            allowance = upload_allowance(req, self.transfer.max_upload_size)
+            total = None if allowance is None else total + allowance
+            plain = False
+        own = None if total is None else anyio.current_time() + total
+        if outer is None:
+            return own, plain
+        return (outer if own is None else min(own, outer)), False
+
+    async def _access_token(self, deadline: float | None) -> str:
+        """The access token, a token request it needs ending by the call's ``deadline``."""
+        if deadline is None or deadline == _CALL_DEADLINE.get():
+            return await self.tokens.access_token()
+        reset = _CALL_DEADLINE.set(deadline)
+        try:
+            return await self.tokens.access_token()
+        finally:
+            _CALL_DEADLINE.reset(reset)
+
+    async def _exchange(
+        self, req: Request, *, streamed: bool
+    ) -> tuple[aiohttp.ClientResponse, HttpSpan | None]:
         """Send with auth and the retry policy; the response, and the telemetry of its attempt (None
         when telemetry is off), which the caller ends once the body is read.
 
         A 401 drops the token, renews it and sends once more if the body can be sent (see
         :attr:`Request.replayable`); else it raises the 401. Transient failures are
         retried as :class:`RetryPolicy` says: GETs on connection errors, timeouts and retryable
-        statuses; anything else only when it surely never reached the server.
+        statuses; anything else only when it surely never reached the server. Every attempt ends by
+        the call's deadline (``Timeout.total``; for a ``streamed`` answer, its headers only).
         """
         policy = req.retry_policy or self.retry
+        limits = req.timeout or self.timeout
+        deadline, plain = self._deadline(req, limits)
         started = self._clock.monotonic()
         delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
         next(delays)  # prime the generator, as backoff's decorators do
@@ -541,17 +628,32 @@ class Transport:
         while True:
             attempt += 1
             try:
-                token = await self.tokens.access_token() if req.auth else None
+                token = await self._access_token(deadline) if req.auth else None
             except AdCreativeError as exc:
                 exc.before_send = True  # a token failure is never a send of this call
                 raise
+            wait: float | None = None
+            if deadline is not None:
+                wait = deadline - anyio.current_time()
+                if wait <= 0:
+                    late = _total_timeout(req.method, req.route, limits.total, sent=False)
+                    late.before_send = True  # nothing of this attempt left
+                    raise late
+            # The first attempt of a plain call: the session's timeouts (its total is this deadline).
+            timeout = (
+                None
+                if plain and attempt == 1 and not streamed
+                else self._attempt_timeout(limits, wait, streamed)
+            )
             span = telemetry.http_request(req, attempt - 1) if telemetry is not None else None
             try:
-                response = await self._send(req, token, span)
+                response = await self._send(req, token, span, timeout, wait if streamed else None, limits)
             except APIConnectionError as exc:
                 if span is not None:
                     span.end(error=exc)
-                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=exc.sent)
+                delay = self._retry_delay(
+                    req, policy, attempt, started, next(delays), sent=exc.sent, deadline=deadline
+                )
                 if delay is None:
                     raise
                 if telemetry is not None:
@@ -582,10 +684,18 @@ class Transport:
             # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
             refused = response.status == 429 and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
-                delay = self._retry_delay(req, policy, attempt, started, next(delays), sent=not refused)
+                delay = self._retry_delay(
+                    req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
+                )
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
+                    if (
+                        delay is not None
+                        and deadline is not None
+                        and anyio.current_time() + delay >= deadline
+                    ):
+                        delay = None  # the answer would come after the call's deadline: say so now
                 if delay is not None and self._clock.monotonic() - started + delay <= policy.max_total:
                     logger.info(
                         "%s %s -> %s; retry %d in %.2fs",
@@ -614,14 +724,18 @@ class Transport:
         backoff_delay: float,
         *,
         sent: bool | None,
+        deadline: float | None = None,
     ) -> float | None:
-        """The delay before attempt ``attempt + 1``, or None when the policy allows no retry."""
+        """The delay before attempt ``attempt + 1``, or None when the policy allows no retry (or no
+        attempt could start before the call's ``deadline``)."""
         if not req.retry or not req.replayable or attempt >= policy.max_attempts:
             return None
         if not req.repeatable and sent is not False:
             return None  # a POST that may have reached the server is never sent again blindly
         delay = policy.jitter(backoff_delay) if policy.jitter is not None else backoff_delay
         if self._clock.monotonic() - started + delay > policy.max_total:
+            return None
+        if deadline is not None and anyio.current_time() + delay >= deadline:
             return None
         self.retries += 1
         return delay
@@ -660,10 +774,30 @@ class Transport:
                 text_part.set_content_disposition("form-data", name=name)
         return writer, payloads, writer.size
 
-    async def _send(self, req: Request, token: str | None, span: HttpSpan | None) -> aiohttp.ClientResponse:
+    @staticmethod
+    def _attempt_timeout(limits: Timeout, wait: float | None, streamed: bool) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for one attempt: what is left of the call's deadline as its total, except
+        for a streamed answer (its body must not be cut: ``read`` bounds it)."""
+        return aiohttp.ClientTimeout(
+            total=None if streamed else wait,
+            connect=limits.pool,
+            sock_connect=limits.connect,
+            sock_read=limits.read,
+        )
+
+    async def _send(
+        self,
+        req: Request,
+        token: str | None,
+        span: HttpSpan | None,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+        head_within: float | None = None,
+        limits: Timeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """One attempt: the response once its headers arrived (within ``head_within`` seconds, if
+        given: a streamed answer's deadline)."""
         session = self._require_session()
         body, payloads, size = self._body(req)
-        timeout = self._client_timeout(req.timeout) if req.timeout is not None else None
         kwargs: dict[str, Any] = {
             "params": list(req.query) if req.query else None,
             "data": body,
@@ -671,19 +805,23 @@ class Transport:
             "allow_redirects": False,
             "expect100": req.form is not None and (size is None or size > EXPECT_CONTINUE_THRESHOLD),
         }
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        if client_timeout is not None:
+            kwargs["timeout"] = client_timeout
         if self._proxy is not None:
             kwargs["proxy"] = self._proxy
         error: AdCreativeError | None = None
         response: aiohttp.ClientResponse | None = None
         started = anyio.current_time()
         try:
-            response = await session.request(req.method, self.url(req.route), **kwargs)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            if head_within is None:
+                response = await session.request(req.method, self.url(req.route), **kwargs)
+            else:
+                with anyio.fail_after(head_within):
+                    response = await session.request(req.method, self.url(req.route), **kwargs)
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             error = next((p.error for p in payloads if p.error is not None), None)
             if error is None:
-                error = _translate(exc, req.method, req.route)
+                error = _translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
         if span is not None:
             span.request_size = size if size is not None else sum(p.sent for p in payloads)
         if error is not None:

@@ -21,8 +21,8 @@ __all__ = ["SCAN_MY_WEBSITE_ROUTE", "SCAN_READ_TIMEOUT", "ScanMyWebsiteResource"
 SCAN_MY_WEBSITE_ROUTE = "ScanMyWebsite"
 
 #: assumed: the docs say large sites take longer (especially with advanceMode) without a figure; the
-#: scan's default read timeout is this many seconds (or the client's, if longer). Pass ``timeout=`` to
-#: choose another.
+#: scan's default read and total timeouts are this many seconds (or the client's, if longer). Pass
+#: ``timeout=`` to choose another.
 SCAN_READ_TIMEOUT = 600.0
 
 #: The documented query parameters, in the docs' order.
@@ -91,7 +91,8 @@ class ScanMyWebsiteResource(Resource):
         if timeout is None:
             base = client.timeout
             read = None if base.read is None else max(base.read, SCAN_READ_TIMEOUT)
-            timeout = dataclasses.replace(base, read=read)
+            total = None if base.total is None else max(base.total, SCAN_READ_TIMEOUT)
+            timeout = dataclasses.replace(base, read=read, total=total)
         return await self._call(
             "GET",
             SCAN_MY_WEBSITE_ROUTE,
