@@ -41,7 +41,7 @@ from ._polling import PollScheduler
 from ._reconcile import SubmissionLedger
 from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
-from .notifications._hub import NotificationHub
+from .notifications._hub import PUBLISHING_SOURCE, Message, NotificationHub
 from .resources._base import RenderResource
 from .resources._registry import configured_features
 from .resources.ad_texts import AdTextsResource
@@ -369,8 +369,21 @@ class AdCreativeClient:
                 telemetry=self._telemetry,
             )
             if self.push is not None:
-                self._unsubscribe_push = self.push.subscribe(self._scheduler.push)
+                self._unsubscribe_push = self.push.subscribe(self._push_handler(self._scheduler))
         return self._scheduler
+
+    def _push_handler(self, scheduler: PollScheduler) -> Callable[[Message], None]:
+        """What this client does with each push notification: the scheduler takes it (and, with
+        telemetry on, it is an event on its render's span, counted)."""
+        telemetry = self._telemetry
+        if telemetry is None:
+            return scheduler.push
+
+        def take(message: Message) -> None:
+            scheduler.push(message)
+            telemetry.delivered(message, PUBLISHING_SOURCE.get())
+
+        return take
 
     @property
     def scheduler_stats(self) -> dict[str, int]:

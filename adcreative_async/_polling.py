@@ -899,7 +899,7 @@ class PollScheduler:
             if snapshot is None or interest is None or not snapshot.progress.is_complete:
                 continue
             since = max(poller.last_poll_at or float("-inf"), interest.submitted_at or interest.first_awaited)
-            self._telemetry.detected(poller.key[0], now - since)
+            self._telemetry.detected(poller.key[0], now - since, pid)
 
     def _pushed(self, poller: _UserPoller, now: float) -> bool:
         """Whether push messages flow for this (feature, user)."""
@@ -953,6 +953,8 @@ class PollScheduler:
             return
         interest.missing_since = None
         poller.cache[pid] = Snapshot(progress, now)
+        if self._telemetry is not None:
+            self._telemetry.push_applied(pid, progress)
         poller.wake_changed((pid,))
 
     @staticmethod

@@ -29,7 +29,10 @@ handles, and what support needs to find a render.
 from __future__ import annotations
 
 import functools
+import time
 import urllib.parse
+import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from ._jobs import RenderJob
     from ._models import Progress
     from ._transport import Request
+    from .notifications import ProgressNotification, TaskCompletedNotification
     from .resources._base import RenderResource
 
 __all__ = ["UNREDACTED_QUERY", "Instruments", "JobTrace", "Telemetry", "build_instruments"]
@@ -82,6 +86,14 @@ DURATION_BUCKETS = (
 )
 
 EXTRA_HINT = "pip install opentelemetry-api (the SDK's otel extra)"
+
+#: The span event of one push delivery on its render's span.
+DELIVERY_EVENT = "adcreative.push.delivery"
+
+#: Processes whose deliveries arrived before their start call answered (kept to be put on the render's
+#: span when it does), at most this many, the oldest dropped first; as many renders seen finished are
+#: remembered, so that their late deliveries are not kept for nothing.
+EARLY_DELIVERIES = 256
 
 
 class Telemetry:
@@ -202,6 +214,15 @@ class Instruments:
             "(or when it was first awaited) to the answer that showed it finished.",
             DURATION_BUCKETS,
         )
+        self.deliveries = meter.create_counter(
+            "adcreative.push.deliveries",
+            "{message}",
+            "Push notifications (webhook, RabbitMQ) that reached the client, duplicates dropped.",
+        )
+        # The job spans not ended yet, by lower-cased process id (weak: a job dropped unawaited goes).
+        self._renders: weakref.WeakValueDictionary[str, JobTrace] = weakref.WeakValueDictionary()
+        self._early: OrderedDict[str, list[tuple[dict[str, Any], int]]] = OrderedDict()
+        self._ended: OrderedDict[str, None] = OrderedDict()  # the last renders seen finished
 
     # ------------------------------------------------------------------------------- HTTP requests
 
@@ -228,10 +249,62 @@ class Instruments:
         if self.metering:
             self.polls.add(1, {"adcreative.feature": feature})
 
-    def detected(self, feature: str, latency: float) -> None:
+    def detected(self, feature: str, latency: float, process_id: str | None = None) -> None:
         """A poll saw an awaited process finish, at most ``latency`` seconds after it did."""
         if self.metering:
             self.detection_latency.record(max(0.0, latency), {"adcreative.feature": feature})
+        trace = self._renders.get(process_id.lower()) if process_id is not None else None
+        if trace is not None and trace.completion is None:
+            trace.completion = "poll"
+            trace.observable_at = self.clock.monotonic() - max(0.0, latency)
+
+    # ---------------------------------------------------------------------------------------- push
+
+    def delivered(self, message: TaskCompletedNotification | ProgressNotification, source: str) -> None:
+        """A push notification reached the client (``source``: ``"webhook"``, ``"rabbitmq"``, …): an
+        event on its render's span (kept until the start call answers, if it came first), counted."""
+        pid = message.image_render_process_id.lower()
+        trace = self._renders.get(pid)
+        if self.metering:
+            self.deliveries.add(
+                1,
+                {
+                    "adcreative.feature": message.feature,
+                    "adcreative.message_type": message.message_type,
+                    "adcreative.push.source": source,
+                    "adcreative.push.awaited": trace is not None,
+                },
+            )
+        if not self.tracing:
+            return
+        attributes: dict[str, Any] = {
+            "adcreative.message_type": message.message_type,
+            "adcreative.push.source": source,
+        }
+        task_id = getattr(message, "task_id", None)
+        if task_id is not None:
+            attributes["adcreative.task_id"] = task_id
+            attributes["adcreative.task_state"] = int(getattr(message, "state", 0))
+        else:
+            attributes["adcreative.progress"] = getattr(message, "progress", 0)
+        if trace is not None and trace.span is not None:
+            trace.span.add_event(DELIVERY_EVENT, attributes)
+            return
+        if pid in self._ended:
+            return  # after its render was seen finished (its span ended): counted only
+        early = self._early.setdefault(pid, [])
+        self._early.move_to_end(pid)
+        early.append((attributes, time.time_ns()))
+        if len(self._early) > EARLY_DELIVERIES:
+            self._early.popitem(last=False)
+
+    def push_applied(self, process_id: str, progress: Progress) -> None:
+        """A push notification changed what the client knows of a process: if it shows the process
+        finished first, its render completed by push, observable from now."""
+        trace = self._renders.get(process_id.lower())
+        if trace is not None and trace.completion is None and progress.is_complete:
+            trace.completion = "push"
+            trace.observable_at = self.clock.monotonic()
 
     def reconciled(self, feature: str, kind: str, outcome: str) -> None:
         """A reconciliation ended: ``kind`` start or edit; ``outcome`` adopted, candidates (one or more
@@ -420,15 +493,30 @@ class HttpSpan:
 
 
 class JobTrace:
-    """What a job carries from its start call to the moment the client sees it finish."""
+    """What a job carries from its start call to the moment the client sees it finish.
 
-    __slots__ = ("_instruments", "_started", "feature", "operation", "span")
+    ``completion`` (``"push"`` or ``"poll"``) and ``observable_at`` (client clock) record how the client
+    first learnt that the process finished, and from when it could have: see :meth:`finish`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_instruments",
+        "_started",
+        "completion",
+        "feature",
+        "observable_at",
+        "operation",
+        "span",
+    )
 
     def __init__(self, instruments: Instruments, feature: str, operation: str) -> None:
         self._instruments = instruments
         self._started = instruments.clock.monotonic()
         self.feature = feature
         self.operation = operation
+        self.completion: str | None = None
+        self.observable_at: float | None = None
         self.span: Span | None = None
         if instruments.tracing:
             self.span = instruments.tracer.start_span(
@@ -438,11 +526,17 @@ class JobTrace:
             )
 
     def started(self, job: RenderJob) -> None:
-        """The start call answered: the job exists."""
+        """The start call answered: the job exists (its deliveries go on this span from now on)."""
+        instruments = self._instruments
+        pid = job.process_id.lower()
+        instruments._renders[pid] = self
+        early = instruments._early.pop(pid, ())
         if self.span is not None:
             self.span.set_attributes(
                 {"adcreative.process_id": job.process_id, "adcreative.task_count": len(job.task_ids)}
             )
+            for attributes, at in early:
+                self.span.add_event(DELIVERY_EVENT, attributes, timestamp=at)
 
     def fail(self, error: BaseException) -> None:
         """The start call failed: no job."""
@@ -451,9 +545,23 @@ class JobTrace:
             self.span.end()
 
     def finish(self, job: RenderJob, progress: Progress, failed: bool) -> None:
-        """The client saw the process finish (``failed``: with failed or cancelled tasks)."""
+        """The client saw the process finish (``failed``: with failed or cancelled tasks).
+
+        ``adcreative.completion`` says what told the client first: ``push`` (a delivery) or ``poll`` (a
+        progress request: the scheduler's, or a ``refresh()``). ``adcreative.detection_delay`` is the
+        time from the moment the finish was observable to this client to now (the wait seeing it):
+        for a push, from the delivery's arrival; for a poll, from the send of the previous poll that
+        could have shown it (or the start call's answer, if later), an upper bound.
+        """
         instruments = self._instruments
         outcome = "failed" if failed else "succeeded"
+        completion = self.completion or "poll"
+        pid = job.process_id.lower()
+        if instruments._renders.get(pid) is self:
+            del instruments._renders[pid]
+        instruments._ended[pid] = None
+        if len(instruments._ended) > EARLY_DELIVERIES:
+            instruments._ended.popitem(last=False)
         span = self.span
         if span is not None:
             span.set_attributes(
@@ -461,8 +569,12 @@ class JobTrace:
                     "adcreative.process_id": job.process_id,
                     "adcreative.task_count": len(job.task_ids),
                     "adcreative.outcome": outcome,
+                    "adcreative.completion": completion,
                 }
             )
+            if self.observable_at is not None:
+                delay = max(0.0, instruments.clock.monotonic() - self.observable_at)
+                span.set_attribute("adcreative.detection_delay", delay)
             if failed:
                 span.set_attribute("error.type", "RenderFailedError")
                 span.set_status(instruments._error_status)
@@ -474,6 +586,7 @@ class JobTrace:
                     "adcreative.feature": self.feature,
                     "adcreative.operation": self.operation,
                     "adcreative.outcome": outcome,
+                    "adcreative.completion": completion,
                 },
             )
 

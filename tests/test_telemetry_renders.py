@@ -9,18 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST_POLLS, PNG
+from aiohttp import web
+from helpers import FAST_POLLS, PNG, eventually
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 from otel_capture import Capture
 
-from adcreative_async import AdCreativeClient, NotFoundError, RetryPolicy
+from adcreative_async import AdCreativeClient, NotFoundError, PollPolicy, RetryPolicy
+from adcreative_async._telemetry import DELIVERY_EVENT
+from adcreative_async.notifications import NotificationHub, WebhookReceiver
+from adcreative_async.notifications.aiohttp import webhook_app
 from adcreative_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
 
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 QUICK_RETRIES = RetryPolicy(initial_backoff=0.001, max_backoff=0.002, jitter=None)
+TOKEN = "telemetry-push-token-0123456789abcdef"
+#: Polling that would take far longer than any test: a wait that resolves came from push.
+NO_POLLING = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, jitter=None)
 
 
 @pytest.fixture
@@ -86,3 +93,74 @@ async def test_a_404_that_is_not_nothing_found_is_still_an_error_span(
     [download] = otel.named("GET /api/v1/Image/BackgroundRemoving/Download")
     assert _attributes(download)["error.type"] == "404"
     assert download.status.status_code is StatusCode.ERROR
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, NotificationHub]]:
+    """A webhook receiver on loopback (aiohttp), feeding a hub: its URL and the hub."""
+    hub = NotificationHub()
+    app = web.Application()
+    app.add_subapp("/hooks/", webhook_app(WebhookReceiver(hub, path_token=TOKEN)))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/{TOKEN}", hub
+    finally:
+        await runner.cleanup()
+
+
+def _final_progress_delivered(emu: Emulator, process_id: str) -> bool:
+    """Whether the progress message after a process's last task-completed one was delivered."""
+    kinds = [d.message_type for d in emu.deliveries if d.process_id == process_id and d.status == 200]
+    return "ImageBackgroundRemovingTaskCompleted" in kinds and kinds[-1].endswith("Progress")
+
+
+async def test_push_deliveries_are_events_on_their_renders_span_and_counted(
+    otel: Capture, webhook: tuple[str, NotificationHub]
+) -> None:
+    url, hub = webhook
+    async with (
+        Emulator(task_duration=(0.05, 0.2), notification_channel=False, seed=8) as emu,
+        _client(emu, otel, push=hub, poll_policy=NO_POLLING) as client,
+    ):
+        emu.add_notification_channel("webhook", url)
+        jobs = [await client.background_remover.remove(PNG) for _ in range(3)]
+        done = [job async for job in client.as_completed(jobs, timeout=20)]
+        assert len(done) == 3
+        assert client.scheduler_stats["requests"] == 0  # every completion came by push
+        await eventually(lambda: all(_final_progress_delivered(emu, job.process_id) for job in jobs))
+    delivered = [d for d in emu.deliveries if d.status == 200]
+
+    renders = {_attributes(s)["adcreative.process_id"]: s for s in otel.named("render background_remover")}
+    assert set(renders) == {job.process_id for job in jobs}
+    for job in jobs:
+        span = renders[job.process_id]
+        events = [e for e in span.events if e.name == DELIVERY_EVENT]
+        mine = [d for d in delivered if d.process_id.lower() == job.process_id.lower()]
+        # every delivery of this process up to the one that finished it (a later one finds the span ended)
+        kinds = [str((e.attributes or {})["adcreative.message_type"]) for e in events]
+        assert kinds[-1] == "ImageBackgroundRemovingTaskCompleted"
+        assert kinds == [d.message_type for d in mine][: len(kinds)]
+        tasks = {str(e.attributes.get("adcreative.task_id")).lower() for e in events if e.attributes}
+        assert tasks - {"none"} == {t.lower() for t in job.task_ids}
+        assert all((e.attributes or {})["adcreative.push.source"] == "webhook" for e in events)
+        attributes = _attributes(span)
+        assert attributes["adcreative.completion"] == "push"
+        assert attributes["adcreative.detection_delay"] >= 0
+    assert otel.total("adcreative.push.deliveries", **{"adcreative.push.source": "webhook"}) == len(delivered)
+    assert otel.total("adcreative.job.duration", **{"adcreative.completion": "push"}) == 3
+
+
+async def test_a_render_seen_finished_by_a_poll_says_so_and_how_late_at_most(
+    emu: Emulator, otel: Capture
+) -> None:
+    async with _client(emu, otel) as client:
+        job = await client.background_remover.remove(PNG)
+        await job.result(timeout=30)
+    [span] = otel.named("render background_remover")
+    attributes = _attributes(span)
+    assert attributes["adcreative.completion"] == "poll"
+    assert attributes["adcreative.detection_delay"] >= 0
+    assert [e for e in span.events if e.name == DELIVERY_EVENT] == []
+    assert otel.total("adcreative.job.duration", **{"adcreative.completion": "poll"}) == 1

@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ Message = TaskCompletedNotification | ProgressNotification
 
 Handler = Callable[[Message], Awaitable[Any] | Any]
 """A subscriber: called with each new message; may be a coroutine function."""
+
+PUBLISHING_SOURCE: ContextVar[str] = ContextVar("adcreative_push_source", default="direct")
+"""While subscribers run, the ``source`` of the message being published (``"webhook"``, …)."""
 
 
 class NotificationHandlerError(AdCreativeError):
@@ -138,16 +142,20 @@ class NotificationHub:
             return False
         self._remember(key)
         errors: list[BaseException] = []
-        for subscription in list(self._subscriptions):
-            if subscription.sources is not None and source not in subscription.sources:
-                continue
-            try:
-                result = subscription.handler(message)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                logger.exception("notification handler %r failed", subscription.handler)
-                errors.append(exc)
+        publishing = PUBLISHING_SOURCE.set(source)
+        try:
+            for subscription in list(self._subscriptions):
+                if subscription.sources is not None and source not in subscription.sources:
+                    continue
+                try:
+                    result = subscription.handler(message)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    logger.exception("notification handler %r failed", subscription.handler)
+                    errors.append(exc)
+        finally:
+            PUBLISHING_SOURCE.reset(publishing)
         if errors:
             if self._seen.pop(key, 0) is None:
                 self._forget(key)
