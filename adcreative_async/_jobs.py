@@ -13,6 +13,7 @@ on garbage collection.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .resources._base import RenderResource
 
 __all__ = ["RenderJob", "TaskUpdate", "TaskUpdates", "as_completed"]
+
+logger = logging.getLogger("adcreative_async.jobs")
 
 #: Version of the JSON form of a job; bumped on incompatible changes.
 JOB_FORMAT_VERSION = 1
@@ -202,8 +205,10 @@ class RenderJob:
             raise ValueError(
                 f"progress of process {progress.image_render_process_id} given to job {self.process_id}"
             )
-        self.progress = progress
+        previous, self.progress = self.progress, progress
         self._merge_tasks(progress.tasks)
+        if progress != previous and logger.isEnabledFor(logging.DEBUG):
+            _log_change(self, previous, progress)
         if self._trace is not None and _is_finished(progress):
             trace, self._trace = self._trace, None
             trace.finish(self, progress, failed=_failure(progress) is not None)
@@ -496,6 +501,50 @@ def _failure_error(job: RenderJob, progress: Progress) -> RenderFailedError | No
         server_message=message,
         progress=progress,
     )
+
+
+def _log_change(job: RenderJob, previous: Progress | None, progress: Progress) -> None:
+    """DEBUG records of what changed in a job's process, each with the ``process_id`` (and the
+    ``task_id`` it concerns) as structured fields, so that one render can be followed."""
+    known = previous.tasks if previous is not None else {}
+    changed = False
+    for task_id, state in progress.tasks.items():
+        before = known.get(task_id)
+        if before != state:
+            changed = True
+            logger.debug(
+                "%s process %s: task %s %s -> %s (progress %s%%)",
+                job.feature,
+                job.process_id,
+                task_id,
+                "new" if before is None else _state_name(before),
+                _state_name(state),
+                progress.progress,
+                extra={"process_id": job.process_id, "task_id": task_id},
+            )
+    if not changed:
+        logger.debug(
+            "%s process %s: progress %s%%",
+            job.feature,
+            job.process_id,
+            progress.progress,
+            extra={"process_id": job.process_id},
+        )
+    if _is_finished(progress):
+        logger.debug(
+            "%s process %s: finished (%s)",
+            job.feature,
+            job.process_id,
+            "failed" if _failure(progress) is not None else "succeeded",
+            extra={"process_id": job.process_id},
+        )
+
+
+def _state_name(state: int) -> str:
+    try:
+        return RenderState(state).name
+    except ValueError:  # a state the server added: kept as its number
+        return str(state)
 
 
 def _target(job: RenderJob) -> Target:

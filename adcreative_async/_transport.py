@@ -54,7 +54,7 @@ from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
-__all__ = ["Request", "Response", "StreamedResponse", "Transport"]
+__all__ = ["Request", "Response", "StreamedResponse", "Transport", "log_ids"]
 
 logger = logging.getLogger("adcreative_async.http")
 
@@ -122,6 +122,9 @@ class Request:
 
     content_type: str | None = None
     on_upload_progress: ProgressCallback | None = None
+    #: The render this request concerns, put on its DEBUG log records as structured fields
+    #: (``process_id``, ``task_id``; see :func:`log_ids`).
+    log_ids: Mapping[str, str] | None = None
     #: Whether an error answer is one the caller reads as a result (a listing's documented "nothing
     #: found", an empty list): its span and metrics then record no error. None: every status >= 400 is.
     is_answer: Callable[[APIError], bool] | None = None
@@ -326,6 +329,16 @@ def _translate(
     if isinstance(exc, aiohttp.InvalidURL):
         return APIConnectionError(f"invalid URL for {what}", method=method, path=route, sent=False)
     return APIConnectionError(f"{what} failed ({detail})", method=method, path=route, sent=None)
+
+
+def log_ids(process_id: str | None, task_id: str | None = None) -> dict[str, str]:
+    """The structured fields (``extra=``) of a log record about a render: ``process_id``, ``task_id``."""
+    ids = {}
+    if process_id is not None:
+        ids["process_id"] = process_id
+    if task_id is not None:
+        ids["task_id"] = task_id
+    return ids
 
 
 def no_silent_resend(session: aiohttp.ClientSession) -> None:
@@ -659,7 +672,13 @@ class Transport:
                 if telemetry is not None:
                     telemetry.retried(req, type(exc).__qualname__)
                 logger.info(
-                    "%s %s failed (%s); retry %d in %.2fs", req.method, req.route, exc, attempt, delay
+                    "%s %s failed (%s); retry %d in %.2fs",
+                    req.method,
+                    req.route,
+                    exc,
+                    attempt,
+                    delay,
+                    extra=req.log_ids,
                 )
                 await self._clock.sleep(delay)
                 continue
@@ -704,6 +723,7 @@ class Transport:
                         response.status,
                         attempt,
                         delay,
+                        extra=req.log_ids,
                     )
                     await self._read_body(response, req)
                     response.release()
@@ -825,7 +845,7 @@ class Transport:
         if span is not None:
             span.request_size = size if size is not None else sum(p.sent for p in payloads)
         if error is not None:
-            logger.debug("%s %s failed: %s", req.method, req.route, error)
+            logger.debug("%s %s failed: %s", req.method, req.route, error, extra=req.log_ids)
             raise error
         assert response is not None
         logger.debug(
@@ -834,6 +854,7 @@ class Transport:
             req.route,
             response.status,
             anyio.current_time() - started,
+            extra=req.log_ids,
         )
         return response
 

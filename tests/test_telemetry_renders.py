@@ -4,6 +4,7 @@ DEBUG log records that carry the process and task ids."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,38 @@ async def test_a_render_seen_finished_by_a_poll_says_so_and_how_late_at_most(
     assert attributes["adcreative.detection_delay"] >= 0
     assert [e for e in span.events if e.name == DELIVERY_EVENT] == []
     assert otel.total("adcreative.job.duration", **{"adcreative.completion": "poll"}) == 1
+
+
+async def test_debug_records_carry_the_process_and_task_ids_to_follow_one_render(
+    otel: Capture, webhook: tuple[str, NotificationHub], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, hub = webhook
+    caplog.set_level(logging.DEBUG, logger="adcreative_async")
+    async with (
+        Emulator(task_duration=(0.05, 0.1), notification_channel=False, seed=4) as emu,
+        _client(emu, otel, push=hub, poll_policy=NO_POLLING) as client,
+    ):
+        emu.add_notification_channel("webhook", url)
+        jobs = [await client.background_remover.remove(PNG) for _ in range(2)]
+        async for job in client.as_completed(jobs, timeout=20):
+            await job.download_all(tmp_path)
+    for job in jobs:
+        [task] = job.task_ids
+        mine = [r for r in caplog.records if getattr(r, "process_id", None) == job.process_id]
+        loggers = {r.name for r in mine}
+        # its start call's answer, the push messages, the task's changes, its download request
+        assert {
+            "adcreative_async.resources",
+            "adcreative_async.notifications",
+            "adcreative_async.jobs",
+        } <= loggers
+        assert "adcreative_async.http" in loggers
+        about_task = [r for r in mine if getattr(r, "task_id", None) == task]
+        assert {r.name for r in about_task} >= {"adcreative_async.jobs", "adcreative_async.http"}
+        assert all(r.levelno == logging.DEBUG for r in mine)
+        others = {j.process_id for j in jobs} - {job.process_id}
+        assert not any(other in r.getMessage() for r in mine for other in others)  # the right render's
+    standard = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+    structured = {str(v) for r in caplog.records for k, v in vars(r).items() if k not in standard}
+    assert USER not in structured  # no account identifier as a structured field
+    assert emu.application_id not in structured

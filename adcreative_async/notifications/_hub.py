@@ -136,10 +136,22 @@ class NotificationHub:
         """
         self.received += 1
         key = _key(message)
+        ids = {"process_id": message.image_render_process_id}
+        task_id = getattr(message, "task_id", None)
+        if task_id is not None:
+            ids["task_id"] = task_id
         if key in self._seen:
             self._seen.move_to_end(key)
             self.duplicates += 1
+            logger.debug("%s from %s: a duplicate, dropped", message.message_type, source, extra=ids)
             return False
+        logger.debug(
+            "%s from %s for process %s",
+            message.message_type,
+            source,
+            message.image_render_process_id,
+            extra=ids,
+        )
         self._remember(key)
         errors: list[BaseException] = []
         publishing = PUBLISHING_SOURCE.set(source)

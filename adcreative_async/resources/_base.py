@@ -41,7 +41,7 @@ from .._jobs import RenderJob, TaskUpdates
 from .._models import PROGRESS_DECODER, Progress, RenderState, decode_progress_list
 from .._reconcile import Submission, is_ambiguous
 from .._telemetry import traced_submit
-from .._transport import FormItem, Request, Response
+from .._transport import FormItem, Request, Response, log_ids
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -470,9 +470,18 @@ class RenderResource(Resource):
             call = ledger.admit(self, user, _matcher(self.feature, values))
             progress = await self._send_paid(req, call)
         user_id = progress.user_id or user
+        pid = progress.image_render_process_id
+        logger.debug(
+            "%s: %s call answered: process %s, %d task(s)",
+            self.feature.name,
+            "start" if edited_task_ids is None else "edit",
+            pid,
+            len(progress.tasks),
+            extra=log_ids(pid),
+        )
         return RenderJob(
             feature=self.feature.name,
-            process_id=progress.image_render_process_id,
+            process_id=pid,
             user_id=user_id,
             progress=progress,
             resource=self,
@@ -555,13 +564,16 @@ class RenderResource(Resource):
         query = [("userId", uid)]
         if pid is not None:
             query.append((self.feature.process_id_query, pid))
-        return self._request(
+        req = self._request(
             "GET",
             self.feature.user_progress_route,
             query=query,
             params={"userId": "user_id", self.feature.process_id_query: "process_id"},
             options=options,
         )
+        if pid is not None:
+            req.log_ids = log_ids(pid)
+        return req
 
     async def application_progress(
         self,
@@ -900,7 +912,7 @@ class RenderResource(Resource):
         client._require_open()
         feature = self.feature
         extra = validate(feature.download_fields, fields or {}, strict=client.strict_validation)
-        return self._request(
+        req = self._request(
             "GET",
             feature.download_route,
             query=[
@@ -919,6 +931,8 @@ class RenderResource(Resource):
             },
             options=options,
         )
+        req.log_ids = log_ids(pid, tid)
+        return req
 
     def wait_until_complete(
         self,
