@@ -11,15 +11,19 @@ What is recorded (names follow OpenTelemetry's HTTP semantic conventions where t
 - A CLIENT span per HTTP request, each attempt its own span (``http.request.resend_count`` on the
   retries): ``{method} /api/v1/{route}`` with ``http.request.method``, ``url.template``, ``url.full``
   (query values redacted, see :data:`UNREDACTED_QUERY`), ``server.address``, ``server.port``,
-  ``http.response.status_code``, ``error.type``, and the body sizes.
+  ``http.response.status_code``, ``error.type``, and the body sizes. A listing's documented "nothing
+  found" (an empty list) is not an error: no ``error.type``, no ERROR status.
 - A span per job, from the start (or edit) call to the moment the client sees the process finish:
   ``render {feature}`` / ``edit {feature}``, with ``adcreative.feature``, ``adcreative.process_id``,
-  ``adcreative.task_count`` and ``adcreative.outcome``; the start call's HTTP spans are its children.
+  ``adcreative.task_count``, ``adcreative.outcome``, ``adcreative.completion`` (push or poll) and
+  ``adcreative.detection_delay`` (see :meth:`JobTrace.finish`); the start call's HTTP spans are its
+  children, and each push message of the process is an event on it (:data:`DELIVERY_EVENT`).
 - A span per download (``download {feature}``, to a file or as a stream) with the process and task ids.
 - Metrics: ``http.client.request.duration`` (its count is the requests by route and status),
   ``http.client.request.body.size`` and ``http.client.response.body.size`` (bytes transferred),
   ``adcreative.client.retries``, ``adcreative.client.polls``, ``adcreative.client.reconciliations``
-  (by outcome), ``adcreative.job.duration`` and ``adcreative.job.detection_latency``.
+  (by outcome), ``adcreative.job.duration``, ``adcreative.job.detection_latency`` and
+  ``adcreative.push.deliveries``.
 
 Never recorded: credentials, tokens, request or response bodies, the user id and the application id
 (the user id may identify one of your customers). Process and task ids are recorded: they are random
