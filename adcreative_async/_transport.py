@@ -20,7 +20,6 @@ import platform
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,12 +37,12 @@ from ._auth import (
     TokenManager,
 )
 from ._clock import Clock
-from ._config import MIN_UPLOAD_RATE, Limits, RetryPolicy, Timeout, TransferOptions
+from ._config import Limits, RetryPolicy, Timeout, TransferOptions
+from ._deadlines import CALL_DEADLINE, call_deadline, timeout_error
 from ._errors import (
     AdCreativeError,
     APIConnectionError,
     APIError,
-    APITimeoutError,
     ClientNotOpenError,
     InvalidRequestError,
     UnexpectedResponseError,
@@ -64,10 +63,6 @@ API_PREFIX = "/api/v1/"
 
 #: Methods the retry policy may repeat after a failure that may have reached the server.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-#: The deadline (loop clock) of the call being sent in this context: a request made on its behalf (the
-#: token request an attempt needs) ends by it too.
-_CALL_DEADLINE: ContextVar[float | None] = ContextVar("adcreative_call_deadline", default=None)
 
 #: Bodies larger than this are sent with ``Expect: 100-continue``, so that an authentication or
 #: validation error arrives before the body is sent.
@@ -297,27 +292,11 @@ def _translate(
     what = f"{method} {API_PREFIX}{route}"
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        seconds = limits.connect if limits is not None else None
-        return APITimeoutError(
-            f"connect timeout on {what} ({detail})",
-            method=method,
-            path=route,
-            sent=False,
-            limit="connect",
-            seconds=seconds,
-        )
+        return timeout_error("connect", method, route, limits, detail=detail, sent=False)
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        seconds = limits.read if limits is not None else None
-        return APITimeoutError(
-            f"read timeout on {what}: no data for {_seconds(seconds)} ({detail})",
-            method=method,
-            path=route,
-            sent=None,
-            limit="read",
-            seconds=seconds,
-        )
+        return timeout_error("read", method, route, limits, detail=detail, sent=None)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's total timer, or the deadline's
-        return _total_timeout(method, route, limits.total if limits is not None else None, sent=None)
+        return timeout_error("total", method, route, limits, sent=None)
     if reading and isinstance(exc, aiohttp.ClientPayloadError):
         return IncompleteDownloadError(
             f"response body of {what} was cut off ({detail})", method=method, path=route, sent=True
@@ -352,36 +331,6 @@ def no_silent_resend(session: aiohttp.ClientSession) -> None:
     """
     if isinstance(getattr(session, "_retry_connection", None), bool):
         session._retry_connection = False
-
-
-def _seconds(value: float | None) -> str:
-    return "the time allowed" if value is None else f"{value:g} s"
-
-
-def _total_timeout(method: str, route: str, total: float | None, *, sent: bool | None) -> APITimeoutError:
-    return APITimeoutError(
-        f"{method} {API_PREFIX}{route} got no complete answer within the call's total timeout "
-        f"({_seconds(total)}, retries included): the API did not answer in time. Pass timeout= (seconds, "
-        "or Timeout(total=...)) to the call or the client to allow longer",
-        method=method,
-        path=route,
-        sent=sent,
-        limit="total",
-        seconds=total,
-    )
-
-
-def upload_allowance(req: Request, max_upload_size: int | None) -> float | None:
-    """Seconds a start call's default deadline grows by for its files (at :data:`MIN_UPLOAD_RATE`);
-    a file of unknown size counts as ``max_upload_size``; None when that is unbounded too."""
-    total = 0
-    for item in req.form or ():
-        if isinstance(item, Upload):
-            size = item.size if item.size is not None else max_upload_size
-            if size is None:
-                return None
-            total += size
-    return total / MIN_UPLOAD_RATE
 
 
 class Transport:
@@ -592,30 +541,15 @@ class Transport:
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
 
-    def _deadline(self, req: Request, limits: Timeout) -> tuple[float | None, bool]:
-        """When the call must be over (loop clock), and whether that is plainly its ``total`` from now
-        (then its first attempt uses the session's timeouts as they are)."""
-        outer = _CALL_DEADLINE.get()
-        total = limits.total
-        plain = outer is None and req.timeout is None
-        if total is not None and req.timeout is None and req.form is not None:
-            allowance = upload_allowance(req, self.transfer.max_upload_size)
-            total = None if allowance is None else total + allowance
-            plain = False
-        own = None if total is None else anyio.current_time() + total
-        if outer is None:
-            return own, plain
-        return (outer if own is None else min(own, outer)), False
-
     async def _access_token(self, deadline: float | None) -> str:
         """The access token, a token request it needs ending by the call's ``deadline``."""
-        if deadline is None or deadline == _CALL_DEADLINE.get():
+        if deadline is None or deadline == CALL_DEADLINE.get():
             return await self.tokens.access_token()
-        reset = _CALL_DEADLINE.set(deadline)
+        reset = CALL_DEADLINE.set(deadline)
         try:
             return await self.tokens.access_token()
         finally:
-            _CALL_DEADLINE.reset(reset)
+            CALL_DEADLINE.reset(reset)
 
     async def _exchange(
         self, req: Request, *, streamed: bool
@@ -631,7 +565,13 @@ class Transport:
         """
         policy = req.retry_policy or self.retry
         limits = req.timeout or self.timeout
-        deadline, plain = self._deadline(req, limits)
+        deadline, plain = call_deadline(
+            limits,
+            anyio.current_time(),
+            per_call=req.timeout is not None,
+            upload_sizes=None if req.form is None else [i.size for i in req.form if isinstance(i, Upload)],
+            max_upload_size=self.transfer.max_upload_size,
+        )
         started = self._clock.monotonic()
         delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
         next(delays)  # prime the generator, as backoff's decorators do
@@ -649,7 +589,7 @@ class Transport:
             if deadline is not None:
                 wait = deadline - anyio.current_time()
                 if wait <= 0:
-                    late = _total_timeout(req.method, req.route, limits.total, sent=False)
+                    late = timeout_error("total", req.method, req.route, limits, sent=False)
                     late.before_send = True  # nothing of this attempt left
                     raise late
             # The first attempt of a plain call: the session's timeouts (its total is this deadline).

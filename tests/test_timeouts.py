@@ -11,8 +11,7 @@ from helpers import FAST_POLLS, PNG
 
 from adcreative_async import AdCreativeClient, APITimeoutError, RetryPolicy, Timeout
 from adcreative_async._config import MIN_UPLOAD_RATE
-from adcreative_async._files import ChunkReader, Upload
-from adcreative_async._transport import Request, upload_allowance
+from adcreative_async._deadlines import call_deadline, upload_allowance
 from adcreative_async.testing import Emulator, Faults
 
 pytestmark = pytest.mark.anyio
@@ -72,16 +71,16 @@ async def test_the_total_timeout_bounds_a_downloads_answer_not_its_body() -> Non
         assert received == len(emu.result_bytes(task))
 
 
-def _upload(size: int | None) -> Upload:
-    async def never() -> ChunkReader:
-        raise AssertionError("not sent")
-
-    return Upload("image", "image", "a.png", "image/png", "png", size, replayable=True, opener=never)
-
-
 def test_a_start_calls_deadline_grows_with_its_upload() -> None:
-    assert upload_allowance(Request("POST", "x", form=[_upload(8 * MIN_UPLOAD_RATE), ("a", "b")]), None) == 8
-    assert upload_allowance(Request("POST", "x", form=[_upload(None)]), 2 * MIN_UPLOAD_RATE) == 2
-    assert (
-        upload_allowance(Request("POST", "x", form=[_upload(None)]), None) is None
-    )  # unbounded: no deadline
+    assert upload_allowance([8 * MIN_UPLOAD_RATE], None) == 8
+    assert upload_allowance([MIN_UPLOAD_RATE, None], 2 * MIN_UPLOAD_RATE) == 3  # unknown: the maximum
+    assert upload_allowance([None], None) is None  # no size, no limit: no deadline
+    limits = Timeout(total=30)
+    deadline, plain = call_deadline(
+        limits, 100.0, per_call=False, upload_sizes=[4 * MIN_UPLOAD_RATE], max_upload_size=None
+    )
+    assert (deadline, plain) == (134.0, False)
+    deadline, _ = call_deadline(
+        limits, 100.0, per_call=True, upload_sizes=[4 * MIN_UPLOAD_RATE], max_upload_size=None
+    )
+    assert deadline == 130.0  # a per-call timeout is the caller's own: nothing added
