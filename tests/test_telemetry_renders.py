@@ -5,6 +5,7 @@ DEBUG log records that carry the process and task ids."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.anyio
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 QUICK_RETRIES = RetryPolicy(initial_backoff=0.001, max_backoff=0.002, jitter=None)
 TOKEN = "telemetry-push-token-0123456789abcdef"
+AMQP_URL = os.environ.get("ADCREATIVE_TEST_AMQP_URL")
 #: Polling that would take far longer than any test: a wait that resolves came from push.
 NO_POLLING = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, jitter=None)
 
@@ -200,3 +202,28 @@ async def test_debug_records_carry_the_process_and_task_ids_to_follow_one_render
     structured = {str(v) for r in caplog.records for k, v in vars(r).items() if k not in standard}
     assert USER not in structured  # no account identifier as a structured field
     assert emu.application_id not in structured
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.skipif(
+    not AMQP_URL, reason="needs a RabbitMQ broker: set ADCREATIVE_TEST_AMQP_URL (.ci/run starts one)"
+)
+async def test_rabbitmq_deliveries_are_events_on_their_renders_span(otel: Capture) -> None:
+    from adcreative_async.notifications.rabbitmq import RabbitMQSource
+
+    assert AMQP_URL is not None
+    hub = NotificationHub()
+    async with (
+        RabbitMQSource(hub, AMQP_URL, mode="broadcast"),
+        Emulator(task_duration=(0.05, 0.2), notification_channel=False, seed=6) as emu,
+        _client(emu, otel, push=hub, poll_policy=NO_POLLING) as client,
+    ):
+        emu.add_notification_channel("rabbitmq", AMQP_URL)
+        jobs = [await client.background_remover.remove(PNG) for _ in range(2)]
+        assert len([job async for job in client.as_completed(jobs, timeout=20)]) == 2
+    for span in otel.named("render background_remover"):
+        events = [e for e in span.events if e.name == DELIVERY_EVENT]
+        assert events
+        assert {(e.attributes or {})["adcreative.push.source"] for e in events} == {"rabbitmq"}
+        assert _attributes(span)["adcreative.completion"] == "push"
+    assert otel.total("adcreative.push.deliveries", **{"adcreative.push.source": "rabbitmq"}) >= 2
