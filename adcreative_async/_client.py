@@ -4,6 +4,7 @@ the feature resources.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl as ssl_module
 import uuid
@@ -369,7 +370,9 @@ class AdCreativeClient:
                 telemetry=self._telemetry,
             )
             if self.push is not None:
-                self._unsubscribe_push = self.push.subscribe(self._scheduler.push)
+                # bound to this loop: a message published elsewhere (a sync web app's thread) raises
+                # instead of changing the scheduler from another thread, where its wake-ups are lost
+                self._unsubscribe_push = self.push.subscribe(self._scheduler.push, loop=_running_loop())
         return self._scheduler
 
     @property
@@ -582,3 +585,10 @@ class AdCreativeClient:
     def token_requests(self) -> int:
         """Token requests made so far (GenerateJwtToken and RefreshJwtToken)."""
         return self._transport.tokens.requests
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
