@@ -42,7 +42,7 @@ from ._polling import PollScheduler
 from ._reconcile import SubmissionLedger
 from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
-from .notifications._hub import NotificationHub
+from .notifications._hub import Message, NotificationHub
 from .resources._base import RenderResource
 from .resources._registry import configured_features
 from .resources.ad_texts import AdTextsResource
@@ -372,7 +372,13 @@ class AdCreativeClient:
             if self.push is not None:
                 # bound to this loop: a message published elsewhere (a sync web app's thread) raises
                 # instead of changing the scheduler from another thread, where its wake-ups are lost
-                self._unsubscribe_push = self.push.subscribe(self._scheduler.push, loop=_running_loop())
+                scheduler, hub = self._scheduler, self.push
+
+                def on_push(message: Message) -> None:
+                    # split deliveries: this client's own messages may land in another process
+                    scheduler.push(message, paces=not hub.split_deliveries)
+
+                self._unsubscribe_push = hub.subscribe(on_push, loop=_running_loop())
         return self._scheduler
 
     @property

@@ -26,7 +26,8 @@ client-wide token bucket and concurrency limit on poll requests. While push mess
 for a process this client holds (follows, or followed lately) counts: a message for another one means the
 notification URL is shared (gunicorn workers or replicas behind one webhook URL, competing queue
 consumers), so this client's own messages may land elsewhere too, and that (feature, user) keeps its
-normal pace while such messages come (see :data:`OWN_PUSHES_REMEMBERED`). Every sleep
+normal pace while such messages come (see :data:`OWN_PUSHES_REMEMBERED`); so does every key while the
+hub's deliveries are known to be split among processes (``push(..., paces=False)``). Every sleep
 and time reading goes through the client's clock. A failing poll (5xx, timeout, connection error) is
 retried with backoff and never fails a waiter; a permanent error (401 after a token renewal, 403, a
 validation 400) is handed to the waiters of that user. The scheduler never raises into the client's
@@ -297,7 +298,7 @@ class _UserPoller:
     own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
     own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
     last_push_at: float | None = None  # the last push message for a process held here
-    foreign_push_at: float | None = None  # the last one for a process of this key not held here
+    shared_at: float | None = None  # the last sign that this key's messages also go to other processes
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -919,8 +920,8 @@ class PollScheduler:
         """Whether push messages flow for this (feature, user), and only to this client: while messages
         for processes it does not hold come too, its own may go elsewhere (a shared webhook URL)."""
         quiet = self.policy.push_quiet_after
-        pushed, foreign = poller.last_push_at, poller.foreign_push_at
-        return pushed is not None and now - pushed < quiet and (foreign is None or now - foreign >= quiet)
+        pushed, shared = poller.last_push_at, poller.shared_at
+        return pushed is not None and now - pushed < quiet and (shared is None or now - shared >= quiet)
 
     def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
         """The poll delay: slowed to the reconcile interval while push messages flow for this
@@ -929,7 +930,7 @@ class PollScheduler:
             return max(delay, self.policy.push_reconcile_interval)
         return delay
 
-    def push(self, message: TaskCompletedNotification | ProgressNotification) -> None:
+    def push(self, message: TaskCompletedNotification | ProgressNotification, *, paces: bool = True) -> None:
         """A push notification: merge it into the process's snapshot now and wake its waiters.
 
         What a message says is merged into what is known (see :func:`merge_progress` and
@@ -937,6 +938,12 @@ class PollScheduler:
         counts are never invented. A message that changes nothing (a duplicate) is dropped; one older
         than what is known (a task going back from a terminal state, fewer tasks complete) is ignored
         unless an edit started a new cycle.
+
+        Args:
+            paces: whether the flow of messages may slow the polls: False when the hub's deliveries are
+                split among processes (gunicorn workers behind one webhook URL), where this client's
+                own messages may land in another process. A message for a process this client does
+                not hold says the same of its (feature, user).
         """
         now = self._clock.monotonic()
         self.pushes += 1
@@ -948,16 +955,22 @@ class PollScheduler:
             return
         pid = message.image_render_process_id.lower()
         interest = poller.interest.get(pid)
+        foreign = interest is None and pid not in self._own_pushed
+        if foreign:
+            self.foreign_pushes += 1
+        if foreign or not paces:  # messages for this key are shared: ours may land elsewhere
+            slowed = self._pushed(poller, now)
+            poller.shared_at = now
+            if slowed:  # a poll put off to the reconcile interval comes at the normal pace again
+                poller.reset_pacing(now, poller.next_delay(now))
         if interest is None:
-            if pid not in self._own_pushed:  # not ours: the URL is shared, ours may land elsewhere
-                self.foreign_pushes += 1
-                poller.foreign_push_at = now
             return  # nobody follows it (a poll will tell whoever asks later)
-        poller.last_push_at = now
-        self._own_pushed[pid] = None
-        self._own_pushed.move_to_end(pid)
-        if len(self._own_pushed) > OWN_PUSHES_REMEMBERED:
-            self._own_pushed.popitem(last=False)
+        if paces:
+            poller.last_push_at = now
+            self._own_pushed[pid] = None
+            self._own_pushed.move_to_end(pid)
+            if len(self._own_pushed) > OWN_PUSHES_REMEMBERED:
+                self._own_pushed.popitem(last=False)
         current = poller.cache.get(pid)
         known = current.progress if current is not None else None
         if isinstance(message, ProgressNotification):

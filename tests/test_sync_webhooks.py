@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
-from adcreative_async import AdCreativeClient, PollPolicy, SyncAdCreativeClient
+from adcreative_async import AdCreativeClient, ClientNotOpenError, PollPolicy, SyncAdCreativeClient
 from adcreative_async.notifications import (
     NotificationHub,
     WebhookReceiver,
@@ -231,3 +231,58 @@ async def test_a_push_for_a_process_not_held_here_never_slows_polling() -> None:
         assert client._scheduler is not None
         assert client._scheduler.foreign_pushes == 1
         assert client.scheduler_stats["requests"] >= 2  # resolved by polls at the normal pace
+
+
+@pytest.mark.anyio
+async def test_split_deliveries_never_slow_polling_even_for_own_messages() -> None:
+    # gunicorn -w 2: the hub knows each worker gets part of the messages. A message for this worker's
+    # own render must not slow its polls either (the render's next message may go to the other worker).
+    hub = NotificationHub(split_deliveries=True)
+    policy = PollPolicy(push_reconcile_interval=30, push_quiet_after=60)
+    async with (
+        Emulator(task_duration=2.5) as emulator,
+        AdCreativeClient(
+            **emulator.credentials, user_id=USER, push=hub, poll_policy=policy, trust_env=False
+        ) as client,
+    ):
+        job = await client.background_remover.remove(PNG)
+        await hub.publish(decode_notification(progress_message(job.process_id)), source="webhook")
+        progress = await job.result(timeout=12)  # before: slowed to 30 s by its own message, timed out
+        assert progress.is_complete
+        assert client.scheduler_stats["pushes"] == 1
+        assert client.scheduler_stats["requests"] >= 2  # resolved by polls at the normal pace
+
+
+@pytest.mark.parametrize("multiprocess", [True, False])
+def test_wsgi_app_marks_the_hub_split_when_the_server_runs_several_processes(multiprocess: bool) -> None:
+    receiver = WebhookReceiver(NotificationHub(), path_token=TOKEN)
+    body = progress_message(str(uuid.uuid4()))
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": f"/hooks/{TOKEN}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.multiprocess": multiprocess,  # gunicorn sets it when it runs more than one worker
+    }
+    assert receiver.wsgi(environ, lambda status, headers: None) == [b'{"status": "ok"}']
+    assert receiver.hub.split_deliveries is multiprocess
+
+
+def test_result_future_resolves_on_the_clients_loop_without_blocking_the_caller() -> None:
+    with (
+        EmulatorThread(auto_complete=False) as emulator,
+        SyncAdCreativeClient(**emulator.credentials, user_id=USER, trust_env=False) as client,
+    ):
+        job = client.background_remover.remove(PNG)
+        future = job.result_future(timeout=20)
+        assert not future.done()  # returned at once: the render is not finished
+        called = threading.Event()
+        future.add_done_callback(lambda _: called.set())
+        emulator.finish_process(job.process_id)
+        assert future.result(timeout=20).is_complete
+        assert called.wait(5)
+        cancelled = client.background_remover.remove(PNG).result_future(timeout=20)
+        assert cancelled.cancel()  # ends the wait on the loop
+        left_open = client.background_remover.remove(PNG).result_future(timeout=20)
+    with pytest.raises(ClientNotOpenError):
+        left_open.result(timeout=10)  # closing the client ended it

@@ -84,6 +84,11 @@ class NotificationHub:
 
     Args:
         dedup_window: how many recent message keys are remembered to drop duplicates.
+        split_deliveries: the webhook URL (or queue) feeding this hub also feeds other processes, each
+            getting part of the messages (uvicorn ``--workers``, replicas behind a load balancer, no
+            broker republishing between them): the clients attached to it then never slow their polls
+            for push, since their own messages may land elsewhere. The WSGI adapter sets it when the
+            server says it runs several processes (``wsgi.multiprocess``: gunicorn ``-w 2``).
 
     Example::
 
@@ -92,8 +97,10 @@ class NotificationHub:
             app.add_subapp("/hooks", WebhookReceiver(hub, path_token=TOKEN).aiohttp_app())
     """
 
-    def __init__(self, *, dedup_window: int = 10_000) -> None:
+    def __init__(self, *, dedup_window: int = 10_000, split_deliveries: bool = False) -> None:
         self.id = uuid.uuid4().hex
+        self.split_deliveries = split_deliveries
+        """Whether other processes get part of this hub's messages (see the class's arguments)."""
         """Identifies this hub in republished messages (so it ignores its own echoes)."""
         self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self._by_process: dict[str, list[tuple[Any, ...]]] = {}  # process id -> its keys in _seen

@@ -157,7 +157,13 @@ class WebhookReceiver:
         return self._accepted(new)
 
     def handle_sync(
-        self, headers: Mapping[str, str], body: bytes, *, path: str = "", method: str = "POST"
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        path: str = "",
+        method: str = "POST",
+        environ: Mapping[str, Any] | None = None,
     ) -> tuple[int, bytes]:
         """Answer one request from sync code (a Django or Flask view, a Celery task, any thread):
         (status, JSON body). The request is checked here, then the message is handed to the loop of
@@ -170,18 +176,26 @@ class WebhookReceiver:
             body: the raw body (read it with your framework's limit, or let the receiver refuse it).
             path: the request's path: its last segment is checked against ``path_token``.
             method: the request's method (only POST is accepted).
+            environ: the WSGI environ (Django: ``request.META``; Flask: ``request.environ``): when its
+                server runs several processes (``wsgi.multiprocess``: gunicorn ``-w 2``), each gets part
+                of the messages, so the hub is marked ``split_deliveries`` (polls never slow for push).
 
         Example (Django)::
 
             @csrf_exempt
             def adcreative_webhook(request, token):
-                status, payload = receiver.handle_sync(request.headers, request.body, path=request.path)
+                status, payload = receiver.handle_sync(
+                    request.headers, request.body, path=request.path, environ=request.META
+                )
                 return HttpResponse(payload, status=status, content_type="application/json")
 
         Raises:
             WrongLoopError: called on the client's own loop thread (``await receiver.handle()`` there),
                 or in a forked child of the process that opened the client (open it in each worker).
         """
+        if environ is not None and environ.get("wsgi.multiprocess") and not self.hub.split_deliveries:
+            self.hub.split_deliveries = True
+            logger.info("webhook: the WSGI server runs several processes: push will not slow polling")
         verdict = self.verify(method=method, path=path, headers=headers, body=body)
         if isinstance(verdict, tuple):
             return verdict
@@ -215,7 +229,7 @@ class WebhookReceiver:
             new = await asyncio.wait_for(asyncio.wrap_future(future), self.handoff_timeout)
         except NotificationHandlerError as exc:
             return self._failed(exc)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return self._refuse(503, "busy: try again")
         return self._accepted(new)
 

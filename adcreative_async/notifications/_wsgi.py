@@ -67,7 +67,7 @@ class WSGIApp:
         body = _read_body(environ, receiver.max_body_size)
         if body is None:
             return receiver._refuse(413, f"body over {receiver.max_body_size} bytes")
-        return receiver.handle_sync(headers, body, path=path, method=method)
+        return receiver.handle_sync(headers, body, path=path, method=method, environ=environ)
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:
