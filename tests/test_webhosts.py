@@ -5,6 +5,7 @@ worst (a push for another worker's render never slows a worker's polls)."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,12 @@ def test_example_under_gunicorn_resolves_sync_waits_by_push(framework: str, tmp_
         with gunicorn(APPS[framework], port, env, workers=1, log=tmp_path / "gunicorn.log") as base:
             results = submit_and_collect(base, PNG, count=8)
             stats = worker_stats(base, workers=1)
+            if framework == "flask":  # its result route streams the task's image
+                first = results[0]
+                with urllib.request.urlopen(
+                    f"{base}/jobs/{first['id']}/tasks/{first['task_ids'][0]}/result", timeout=30
+                ) as response:
+                    assert response.read().startswith(b"\x89PNG")
     assert [r["status"] for r in results] == ["succeeded"] * 8
     assert all(len(r["task_ids"]) == 1 for r in results)
     (worker,) = stats.values()

@@ -152,7 +152,7 @@ def submit_and_collect(base: str, image: bytes, count: int, timeout: float = 120
                 continue
             _, answer = request("GET", f"{base}/jobs/{process_id}")
             if answer.get("status") in ("succeeded", "failed") and answer.get("seconds") is not None:
-                final[process_id] = answer
+                final[process_id] = {**answer, "id": process_id}
         if time.monotonic() > deadline:
             raise AssertionError(f"{count - len(final)} renders never ended")
         time.sleep(0.02)
