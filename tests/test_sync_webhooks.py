@@ -286,3 +286,44 @@ def test_result_future_resolves_on_the_clients_loop_without_blocking_the_caller(
         left_open = client.background_remover.remove(PNG).result_future(timeout=20)
     with pytest.raises(ClientNotOpenError):
         left_open.result(timeout=10)  # closing the client ended it
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread of its own (what a sync client has)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def test_handle_sync_answers_503_when_the_clients_loop_does_not_take_the_message_in_time(
+    loop_thread: asyncio.AbstractEventLoop,
+) -> None:
+    hub = NotificationHub()
+
+    async def slow(message: object) -> None:
+        await asyncio.sleep(1)
+
+    hub.subscribe(slow, loop=loop_thread)
+    receiver = WebhookReceiver(hub, path_token=TOKEN)
+    receiver.handoff_timeout = 0.05
+    status, _ = receiver.handle_sync({}, progress_message(str(uuid.uuid4())), path=f"/h/{TOKEN}")
+    assert status == 503  # the sender retries
+    assert receiver.rejected == 1
+
+
+def test_publishing_to_a_hub_bound_to_another_loop_raises(loop_thread: asyncio.AbstractEventLoop) -> None:
+    hub = NotificationHub()
+    got: list[object] = []
+    hub.subscribe(got.append, loop=loop_thread)
+    message = decode_notification(progress_message(str(uuid.uuid4())))
+    with pytest.raises(WrongLoopError):
+        asyncio.run(hub.publish(message))
+    assert hub.publish_threadsafe(message) is True  # handed to its loop instead
+    assert got == [message]
