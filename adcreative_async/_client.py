@@ -4,6 +4,7 @@ the feature resources.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl as ssl_module
 import uuid
@@ -369,19 +370,23 @@ class AdCreativeClient:
                 telemetry=self._telemetry,
             )
             if self.push is not None:
-                self._unsubscribe_push = self.push.subscribe(self._push_handler(self._scheduler))
+                # bound to this loop: a message published elsewhere (a sync web app's thread) raises
+                # instead of changing the scheduler from another thread, where its wake-ups are lost
+                self._unsubscribe_push = self.push.subscribe(
+                    self._push_handler(self._scheduler, self.push), loop=_running_loop()
+                )
         return self._scheduler
 
-    def _push_handler(self, scheduler: PollScheduler) -> Callable[[Message], None]:
-        """What this client does with each push notification: the scheduler takes it (and, with
-        telemetry on, it is an event on its render's span, counted)."""
+    def _push_handler(self, scheduler: PollScheduler, hub: NotificationHub) -> Callable[[Message], None]:
+        """What this client does with each push notification: the scheduler takes it (pacing its polls
+        unless deliveries are split between processes: this client's own messages may land in another)
+        and, with telemetry on, it is an event on its render's span, counted."""
         telemetry = self._telemetry
-        if telemetry is None:
-            return scheduler.push
 
         def take(message: Message) -> None:
-            scheduler.push(message)
-            telemetry.delivered(message, PUBLISHING_SOURCE.get())
+            scheduler.push(message, paces=not hub.split_deliveries)
+            if telemetry is not None:
+                telemetry.delivered(message, PUBLISHING_SOURCE.get())
 
         return take
 
@@ -595,3 +600,10 @@ class AdCreativeClient:
     def token_requests(self) -> int:
         """Token requests made so far (GenerateJwtToken and RefreshJwtToken)."""
         return self._transport.tokens.requests
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

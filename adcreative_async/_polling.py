@@ -22,7 +22,12 @@ Pacing (see :class:`~adcreative_async.PollPolicy`): backoff from ``initial_inter
 ``max_interval``, reset when an awaited process changes or a new one is awaited, never more than
 ``age_fraction`` of the youngest awaited render's age, jittered; ``Retry-After`` and 429 honoured; a
 client-wide token bucket and concurrency limit on poll requests. While push messages arrive for a
-(feature, user), its polls slow to ``push_reconcile_interval``; other keys keep their pace. Every sleep
+(feature, user), its polls slow to ``push_reconcile_interval``; other keys keep their pace. Only a message
+for a process this client holds (follows, or followed lately) counts: a message for another one means the
+notification URL is shared (gunicorn workers or replicas behind one webhook URL, competing queue
+consumers), so this client's own messages may land elsewhere too, and that (feature, user) keeps its
+normal pace while such messages come (see :data:`OWN_PUSHES_REMEMBERED`); so does every key while the
+hub's deliveries are known to be split among processes (``push(..., paces=False)``). Every sleep
 and time reading goes through the client's clock. A failing poll (5xx, timeout, connection error) is
 retried with backoff and never fails a waiter; a permanent error (401 after a token renewal, 403, a
 validation 400) is handed to the waiters of that user. The scheduler never raises into the client's
@@ -56,6 +61,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -87,6 +93,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APPLICATION_SCOPE",
     "APPLICATION_SCOPE_SHARE",
+    "OWN_PUSHES_REMEMBERED",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
     "SHARED_RELIST_AFTER",
@@ -126,6 +133,10 @@ APPLICATION_SCOPE_SHARE = 2.0
 #: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
 #: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
 CACHE_LINGER = 120.0
+#: Processes whose push messages this scheduler took are remembered (the most recent this many), so that a
+#: late message for one of them (after its wait ended and its interest was forgotten) is not taken for
+#: another client's: such "foreign" messages keep polling at its normal pace.
+OWN_PUSHES_REMEMBERED = 4096
 #: Idle pollers are swept every this many waits.
 SWEEP_EVERY = 256
 #: The deadline heap is compacted when its dead entries (finished waits) outnumber the live ones by
@@ -286,7 +297,8 @@ class _UserPoller:
     last_poll_at: float | None = None  # when the previous poll was sent (telemetry: detection latency)
     own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
     own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
-    last_push_at: float | None = None  # the last push message for this (feature, user)
+    last_push_at: float | None = None  # the last push message for a process held here
+    shared_at: float | None = None  # the last sign that this key's messages also go to other processes
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -391,6 +403,9 @@ class PollScheduler:
         self.attachments = 0
         #: Push messages received (they resolve waits without a poll).
         self.pushes = 0
+        #: Push messages for processes this client does not hold (another worker's, another client's).
+        self.foreign_pushes = 0
+        self._own_pushed: OrderedDict[str, None] = OrderedDict()  # see OWN_PUSHES_REMEMBERED
         #: Poll requests sent (unfiltered and filtered), for observability and tests.
         self.requests = 0
         #: Shared application listings: the one in flight per feature (its end), the last size seen
@@ -902,9 +917,11 @@ class PollScheduler:
             self._telemetry.detected(poller.key[0], now - since, pid)
 
     def _pushed(self, poller: _UserPoller, now: float) -> bool:
-        """Whether push messages flow for this (feature, user)."""
-        pushed = poller.last_push_at
-        return pushed is not None and now - pushed < self.policy.push_quiet_after
+        """Whether push messages flow for this (feature, user), and only to this client: while messages
+        for processes it does not hold come too, its own may go elsewhere (a shared webhook URL)."""
+        quiet = self.policy.push_quiet_after
+        pushed, shared = poller.last_push_at, poller.shared_at
+        return pushed is not None and now - pushed < quiet and (shared is None or now - shared >= quiet)
 
     def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
         """The poll delay: slowed to the reconcile interval while push messages flow for this
@@ -913,7 +930,7 @@ class PollScheduler:
             return max(delay, self.policy.push_reconcile_interval)
         return delay
 
-    def push(self, message: TaskCompletedNotification | ProgressNotification) -> None:
+    def push(self, message: TaskCompletedNotification | ProgressNotification, *, paces: bool = True) -> None:
         """A push notification: merge it into the process's snapshot now and wake its waiters.
 
         What a message says is merged into what is known (see :func:`merge_progress` and
@@ -921,6 +938,12 @@ class PollScheduler:
         counts are never invented. A message that changes nothing (a duplicate) is dropped; one older
         than what is known (a task going back from a terminal state, fewer tasks complete) is ignored
         unless an edit started a new cycle.
+
+        Args:
+            paces: whether the flow of messages may slow the polls: False when the hub's deliveries are
+                split among processes (gunicorn workers behind one webhook URL), where this client's
+                own messages may land in another process. A message for a process this client does
+                not hold says the same of its (feature, user).
         """
         now = self._clock.monotonic()
         self.pushes += 1
@@ -930,11 +953,24 @@ class PollScheduler:
             poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
         if poller is None:
             return
-        poller.last_push_at = now
         pid = message.image_render_process_id.lower()
         interest = poller.interest.get(pid)
+        foreign = interest is None and pid not in self._own_pushed
+        if foreign:
+            self.foreign_pushes += 1
+        if foreign or not paces:  # messages for this key are shared: ours may land elsewhere
+            slowed = self._pushed(poller, now)
+            poller.shared_at = now
+            if slowed:  # a poll put off to the reconcile interval comes at the normal pace again
+                poller.reset_pacing(now, poller.next_delay(now))
         if interest is None:
             return  # nobody follows it (a poll will tell whoever asks later)
+        if paces:
+            poller.last_push_at = now
+            self._own_pushed[pid] = None
+            self._own_pushed.move_to_end(pid)
+            if len(self._own_pushed) > OWN_PUSHES_REMEMBERED:
+                self._own_pushed.popitem(last=False)
         current = poller.cache.get(pid)
         known = current.progress if current is not None else None
         if isinstance(message, ProgressNotification):

@@ -3,14 +3,16 @@
 The API delivers progress and task-completed messages to a webhook or a RabbitMQ exchange (reference
 §2). Attach a :class:`NotificationHub` to the client (``AdCreativeClient(push=hub)``) and feed it from a
 :class:`WebhookReceiver` (``adcreative_async.notifications.aiohttp`` for aiohttp apps, ``receiver.asgi``
-for FastAPI/Starlette) and/or a :class:`~adcreative_async.notifications.rabbitmq.RabbitMQSource`: waits
-resolve as soon as a message arrives, and polling slows to a long reconcile interval while messages flow
-(it takes over at its normal pace when they stop, so a lost message never hangs a wait).
+for FastAPI/Starlette, ``receiver.wsgi`` or ``receiver.handle_sync`` for sync hosts: Flask, Django,
+gunicorn sync workers, Celery) and/or a :class:`~adcreative_async.notifications.rabbitmq.RabbitMQSource`:
+waits resolve as soon as a message arrives, and polling slows to a long reconcile interval while messages flow
+(it takes over at its normal pace when they stop, so a lost message never hangs a wait; a message for a
+process this client does not hold never slows its polls, see :mod:`adcreative_async._polling`).
 """
 
 from __future__ import annotations
 
-from ._hub import Message, NotificationHandlerError, NotificationHub
+from ._hub import HANDOFF_TIMEOUT, Message, NotificationHandlerError, NotificationHub, WrongLoopError
 from ._messages import (
     FEATURE_OF_MESSAGE_TYPE,
     MessageDecodeError,
@@ -25,6 +27,7 @@ from ._webhook import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "FEATURE_OF_MESSAGE_TYPE",
+    "HANDOFF_TIMEOUT",
     "Message",
     "MessageDecodeError",
     "Notification",
@@ -34,5 +37,6 @@ __all__ = [
     "TaskCompletedNotification",
     "UnknownMessageType",
     "WebhookReceiver",
+    "WrongLoopError",
     "decode_notification",
 ]

@@ -9,18 +9,31 @@ plus 404 for a wrong path token, 401 for a wrong secret, 405 for other methods, 
 The body limit is high by default (64 MiB): messages may carry images as base64.
 
 The aiohttp integration lives in :mod:`adcreative_async.notifications.aiohttp`.
+
+Sync hosts (Flask, Django, gunicorn's sync workers, Celery, any thread) use :attr:`WebhookReceiver.wsgi`
+(a WSGI application) or :meth:`WebhookReceiver.handle_sync`: the request is checked in the calling
+thread (guards, size, decoding), then the message is handed to the loop of the client fed by the hub (a
+``SyncAdCreativeClient`` runs its loop in a thread of its own) and the thread waits for the subscribers'
+answer, so that sync waits resolve on push exactly as async ones do. The async :meth:`WebhookReceiver.handle`
+called on another loop (``asyncio.run(receiver.handle(...))`` in a Flask view) raises
+:class:`~adcreative_async.notifications.WrongLoopError` naming these adapters; the ASGI and aiohttp
+adapters hand the message over themselves when their server's loop is not the client's (a FastAPI app
+using a ``SyncAdCreativeClient``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from ._hub import NotificationHandlerError, NotificationHub
+from ._hub import HANDOFF_TIMEOUT, Message, NotificationHandlerError, NotificationHub, WrongLoopError
 from ._messages import MessageDecodeError, UnknownMessageType, decode_notification
+from ._wsgi import WSGIApp
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "WebhookReceiver"]
 
@@ -51,7 +64,9 @@ class WebhookReceiver:
         max_body_size: larger bodies get 413 (default 64 MiB).
 
     Mount it: ``app.mount("/hooks", receiver.asgi)`` (FastAPI/Starlette), or
-    ``app.add_subapp("/hooks/", adcreative_async.notifications.aiohttp.webhook_app(receiver))``.
+    ``app.add_subapp("/hooks/", adcreative_async.notifications.aiohttp.webhook_app(receiver))``; in a
+    sync host (Flask, Django, gunicorn sync workers): ``DispatcherMiddleware(app, {"/hooks": receiver.wsgi})``
+    or ``receiver.handle_sync(headers, body, path=...)`` in a view.
     """
 
     def __init__(
@@ -74,7 +89,10 @@ class WebhookReceiver:
         """Messages accepted (200), duplicates included."""
         self.rejected = 0
         """Requests refused (any status but 200)."""
+        self.handoff_timeout = HANDOFF_TIMEOUT
+        """Seconds a sync adapter waits for the client's loop to take a message (then 503)."""
         self._asgi = _ASGIApp(self)
+        self._wsgi = WSGIApp(self)
 
     def __repr__(self) -> str:
         guards = [g for g, on in (("path token", self._token), ("secret", self._secret)) if on]
@@ -94,10 +112,11 @@ class WebhookReceiver:
                 return self._refuse(401, "missing or wrong secret")
         return None
 
-    async def handle(
+    def verify(
         self, *, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, bytes]:
-        """Answer one request: (status, JSON body). Frameworks adapt their request to this."""
+    ) -> Message | tuple[int, bytes]:
+        """Check one request without publishing it: the decoded message, or the answer to give now
+        (a refusal, or 200 for a message of a type the SDK does not know). Every adapter does this first."""
         if method.upper() != "POST":
             return self._refuse(405, "only POST")
         refusal = self.check_access(path, headers)
@@ -108,20 +127,119 @@ class WebhookReceiver:
         if not body.strip():
             return self._refuse(400, "empty body")
         try:
-            message = decode_notification(body)
+            return decode_notification(body)
         except UnknownMessageType as exc:
             logger.info("webhook: ignored a message of unknown type %r", exc.message_type)
             self.handled += 1
             return 200, _json({"status": "ignored", "reason": str(exc)})
         except MessageDecodeError as exc:
             return self._refuse(400, str(exc))
+
+    async def handle(
+        self, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """Answer one request: (status, JSON body). Async frameworks adapt their request to this; it must
+        run on the loop of the client the hub feeds.
+
+        Raises:
+            WrongLoopError: the hub feeds a client whose loop is not the running one (e.g.
+                ``asyncio.run(receiver.handle(...))`` in a Flask view, with a ``SyncAdCreativeClient``):
+                use :attr:`wsgi` or :meth:`handle_sync` there.
+        """
+        self.hub.check_loop()
+        verdict = self.verify(method=method, path=path, headers=headers, body=body)
+        if isinstance(verdict, tuple):
+            return verdict
         try:
-            new = await self.hub.publish(message, source="webhook")
+            new = await self.hub.publish(verdict, source="webhook")
         except NotificationHandlerError as exc:
-            self.rejected += 1
-            return 500, _json({"error": str(exc)})
+            return self._failed(exc)
+        return self._accepted(new)
+
+    def handle_sync(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        path: str = "",
+        method: str = "POST",
+        environ: Mapping[str, Any] | None = None,
+    ) -> tuple[int, bytes]:
+        """Answer one request from sync code (a Django or Flask view, a Celery task, any thread):
+        (status, JSON body). The request is checked here, then the message is handed to the loop of
+        the client the hub feeds (a ``SyncAdCreativeClient``'s own thread) and this thread waits for its
+        subscribers (at most :attr:`handoff_timeout` seconds, then 503 so that the sender retries).
+
+        Args:
+            headers: the request's headers (any mapping; names are matched case-insensitively for the
+                secret header when the mapping is, as Django's and Flask's are).
+            body: the raw body (read it with your framework's limit, or let the receiver refuse it).
+            path: the request's path: its last segment is checked against ``path_token``.
+            method: the request's method (only POST is accepted).
+            environ: the WSGI environ (Django: ``request.META``; Flask: ``request.environ``): when its
+                server runs several processes (``wsgi.multiprocess``: gunicorn ``-w 2``), each gets part
+                of the messages, so the hub is marked ``split_deliveries`` (polls never slow for push).
+
+        Example (Django)::
+
+            @csrf_exempt
+            def adcreative_webhook(request, token):
+                status, payload = receiver.handle_sync(
+                    request.headers, request.body, path=request.path, environ=request.META
+                )
+                return HttpResponse(payload, status=status, content_type="application/json")
+
+        Raises:
+            WrongLoopError: called on the client's own loop thread (``await receiver.handle()`` there),
+                or in a forked child of the process that opened the client (open it in each worker).
+        """
+        if environ is not None and environ.get("wsgi.multiprocess") and not self.hub.split_deliveries:
+            self.hub.split_deliveries = True
+            logger.info("webhook: the WSGI server runs several processes: push will not slow polling")
+        verdict = self.verify(method=method, path=path, headers=headers, body=body)
+        if isinstance(verdict, tuple):
+            return verdict
+        try:
+            new = self.hub.publish_threadsafe(verdict, source="webhook", timeout=self.handoff_timeout)
+        except NotificationHandlerError as exc:
+            return self._failed(exc)
+        except concurrent.futures.TimeoutError:
+            logger.warning("webhook: the client's event loop did not take a message in time (503)")
+            return self._refuse(503, "busy: try again")
+        return self._accepted(new)
+
+    async def _handle_any_loop(
+        self, *, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """:meth:`handle` for a server's adapter: on the client's loop as is, else handed to that loop
+        (an ASGI or aiohttp server whose loop is not the client's: a ``SyncAdCreativeClient`` in it)."""
+        try:
+            self.hub.check_loop()
+        except WrongLoopError:
+            home = self.hub.home_loop()
+            if home is None:
+                raise  # bound to a loop of the parent process (a fork): nothing to hand over to
+        else:
+            return await self.handle(method=method, path=path, headers=headers, body=body)
+        verdict = self.verify(method=method, path=path, headers=headers, body=body)
+        if isinstance(verdict, tuple):
+            return verdict
+        future = asyncio.run_coroutine_threadsafe(self.hub.publish(verdict, source="webhook"), home)
+        try:
+            new = await asyncio.wait_for(asyncio.wrap_future(future), self.handoff_timeout)
+        except NotificationHandlerError as exc:
+            return self._failed(exc)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            return self._refuse(503, "busy: try again")
+        return self._accepted(new)
+
+    def _accepted(self, new: bool) -> tuple[int, bytes]:
         self.handled += 1
         return 200, _json({"status": "ok" if new else "duplicate"})
+
+    def _failed(self, exc: NotificationHandlerError) -> tuple[int, bytes]:
+        self.rejected += 1
+        return 500, _json({"error": str(exc)})
 
     def _refuse(self, status: int, reason: str) -> tuple[int, bytes]:
         self.rejected += 1
@@ -191,7 +309,17 @@ class WebhookReceiver:
                 return self._refuse(413, f"body over {self.max_body_size} bytes")
             chunks.append(chunk)
             more = bool(event.get("more_body", False))
-        return await self.handle(method=method, path=path, headers=headers, body=b"".join(chunks))
+        return await self._handle_any_loop(method=method, path=path, headers=headers, body=b"".join(chunks))
+
+    # ----------------------------------------------------------------------------------------- WSGI
+
+    @property
+    def wsgi(self) -> WSGIApp:
+        """The receiver as a WSGI application, for sync hosts: Flask (``app.wsgi_app =
+        DispatcherMiddleware(app.wsgi_app, {"/hooks": receiver.wsgi})``), Django (a URL routed to it),
+        or any WSGI server alone (``gunicorn 'module:receiver.wsgi'``). Each request is checked in the
+        server's thread and its message handed to the client's loop (see :meth:`handle_sync`)."""
+        return self._wsgi
 
 
 class _ASGIApp:

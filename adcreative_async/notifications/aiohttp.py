@@ -46,7 +46,7 @@ def webhook_handler(receiver: WebhookReceiver) -> Callable[[web.Request], Awaita
                     return _response(*receiver._refuse(413, f"body over {limit} bytes"))
         else:
             body = bytearray()
-        status, payload = await receiver.handle(
+        status, payload = await receiver._handle_any_loop(
             method=request.method, path=request.path, headers=headers, body=bytes(body)
         )
         return _response(status, payload)

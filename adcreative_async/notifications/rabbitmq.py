@@ -30,6 +30,7 @@ resolve (persistent messages, publisher confirms; a replica ignores its own echo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
@@ -357,7 +358,10 @@ class RabbitMQPublisher:
 
     async def __aenter__(self) -> RabbitMQPublisher:
         await self._link.open(publisher_confirms=True)
-        self._unsubscribe = self.hub.subscribe(self.publish, sources=self.sources)
+        # bound to this loop: its connection lives here
+        self._unsubscribe = self.hub.subscribe(
+            self.publish, sources=self.sources, loop=asyncio.get_running_loop()
+        )
         return self
 
     async def __aexit__(

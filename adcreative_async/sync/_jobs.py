@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +174,29 @@ class SyncRenderJob(SyncObject):
 
     wait_until_complete = on_loop(RenderJob.wait_until_complete, sync_updates)
     result = blocking(RenderJob.result)
+
+    def result_future(
+        self, *, timeout: float | None = None, raise_on_failure: bool = True
+    ) -> concurrent.futures.Future[Progress]:
+        """Start :meth:`result` on the client's loop and return at once: a
+        :class:`concurrent.futures.Future` of the final progress (or of the error ``result()`` raises).
+
+        For web views that must not hold a worker while a render runs (a gunicorn sync worker serves one
+        request at a time): the wait runs on the client's loop thread and resolves on push or polling,
+        exactly as ``result()`` does. ``future.add_done_callback(fn)`` runs ``fn`` on the client's loop
+        thread when it resolves: ``fn`` must not block nor call the sync client. Cancelling the future
+        ends the wait; closing the client ends it with ClientNotOpenError.
+
+        Example::
+
+            job = client.background_remover.remove(image)
+            job.result_future(timeout=600).add_done_callback(lambda f: results.put(job.process_id, f))
+        """
+        future: concurrent.futures.Future[Progress] = self._loop_thread().submit_future(
+            self._job.result, (), {"timeout": timeout, "raise_on_failure": raise_on_failure}
+        )
+        return future
+
     refresh = blocking(RenderJob.refresh)
     download = blocking(RenderJob.download)
     stream_download = on_loop(RenderJob.stream_download, sync_stream)

@@ -163,6 +163,29 @@ class LoopThread:
             with contextlib.suppress(RuntimeError):  # the loop closed in between
                 loop.call_soon_threadsafe(call.cancel)
 
+    def submit_future(
+        self, func: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """Start ``func(*args, **kwargs)`` on the loop and return at once: its outcome comes in the
+        returned future (cancelling the future cancels the call). The task is tracked like any call:
+        :meth:`stop` cancels it, and the future then holds ClientNotOpenError.
+
+        Raises:
+            ClientNotOpenError: the loop is not running.
+            RuntimeError: called from the loop's own thread.
+        """
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        call = _Call(None, future)
+        self._schedule(call, func, args, kwargs or {})
+
+        def cancelled(done: concurrent.futures.Future[Any]) -> None:
+            if done.cancelled():
+                call.abandoned = True
+                self._cancel_soon(call)
+
+        future.add_done_callback(cancelled)
+        return future
+
     def submit_nowait(self, func: Callable[..., Any], *args: Any) -> None:
         """Schedule ``func(*args)`` on the loop without waiting (for finalisers); ignored once stopped.
         The task is tracked like any call: :meth:`stop` awaits it."""
@@ -241,12 +264,14 @@ class LoopThread:
 
 class _Call:
     """One call from a thread: its outcome, set on the loop, the waiter of the thread that waits for it
-    (none for :meth:`LoopThread.submit_nowait`) and, once started, its task."""
+    (none for :meth:`LoopThread.submit_nowait` and :meth:`LoopThread.submit_future`), the future that
+    receives its outcome (:meth:`LoopThread.submit_future` only) and, once started, its task."""
 
-    __slots__ = ("abandoned", "done", "error", "result", "task", "waiter")
+    __slots__ = ("abandoned", "done", "error", "future", "result", "task", "waiter")
 
-    def __init__(self, waiter: Waiter | None) -> None:
+    def __init__(self, waiter: Waiter | None, future: concurrent.futures.Future[Any] | None = None) -> None:
         self.waiter = waiter
+        self.future = future
         self.done = False
         self.abandoned = False  # set by the caller that stopped waiting: a call not started never starts
         self.result: Any = None
@@ -259,6 +284,14 @@ class _Call:
         self.done = True
         if self.waiter is not None:
             self.waiter.wake()
+        future = self.future
+        if future is not None:
+            self.future = self.result = self.error = None  # the future holds the outcome now
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled by its owner
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
 
     def outcome(self) -> Any:
         """In the caller's thread, once done: the result, or the error raised as itself (its traceback
