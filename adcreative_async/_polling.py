@@ -677,7 +677,7 @@ class PollScheduler:
                     self._limiter = anyio.CapacityLimiter(self.policy.max_concurrent_polls)
                 await self._poll_once(poller)
         except Exception as exc:  # never raise into the client's task group: hand it to the waiters
-            logger.exception("poller for %s failed", poller.key)
+            logger.exception("poller for %s failed", poller.key[0])
             error = exc if isinstance(exc, AdCreativeError) else AdCreativeError(f"poller failed: {exc!r}")
             for watch in list(poller.watches):
                 watch.error = error
@@ -1065,9 +1065,11 @@ class PollScheduler:
             retry_after = _retry_after(error)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.policy.max_retry_after))
-            logger.info("poll for %s failed (%s); retrying in %.2fs", poller.key, type(error).__name__, delay)
+            logger.info(
+                "poll for %s failed (%s); retrying in %.2fs", poller.key[0], type(error).__name__, delay
+            )
         else:
-            logger.warning("poll for %s failed permanently: %s", poller.key, error)
+            logger.warning("poll for %s failed permanently: %s", poller.key[0], error)
             for watch in list(poller.watches):
                 watch.error = error
                 watch.wake()
@@ -1098,7 +1100,7 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
     from ._errors import NotFoundError
 
     return NotFoundError(
-        f"process {process_id} ({feature}) is not listed for user {user}, also when asked for by id, "
+        f"process {process_id} ({feature}) is not listed for its user, also when asked for by id, "
         "after the grace period: the server does not know it",
         status=404,
     )
