@@ -287,6 +287,7 @@ class _UserPoller:
     own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
     own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
     last_push_at: float | None = None  # the last push message for this (feature, user)
+    hinted_at: float | None = None  # confirm_push: a message came; a poll sent after it is owed
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -909,6 +910,11 @@ class PollScheduler:
     def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
         """The poll delay: slowed to the reconcile interval while push messages flow for this
         (feature, user)."""
+        hinted = poller.hinted_at
+        if hinted is not None:  # confirm_push: a poll sent after the message answers it
+            poller.hinted_at = None
+            if poller.last_poll_at is None or poller.last_poll_at < hinted:
+                return 0.0  # this one was sent before it: once more, now (once: the hint is spent)
         if self._pushed(poller, now):
             return max(delay, self.policy.push_reconcile_interval)
         return delay
@@ -924,6 +930,9 @@ class PollScheduler:
         """
         now = self._clock.monotonic()
         self.pushes += 1
+        if self.policy.confirm_push:
+            self._confirm(message, now)
+            return
         key = (message.feature, message.user_id.lower())
         poller = self._pollers.get(key)
         if poller is None:
@@ -954,6 +963,26 @@ class PollScheduler:
         interest.missing_since = None
         poller.cache[pid] = Snapshot(progress, now)
         poller.wake_changed((pid,))
+
+    def _confirm(self, message: TaskCompletedNotification | ProgressNotification, now: float) -> None:
+        """``PollPolicy.confirm_push``: a message is a hint. If a waiter awaits its process, the poller
+        of its (feature, user) polls now, or right after the poll on its way (sent before the message,
+        its answer may predate it: see :meth:`_paced`); nothing of the message is merged, so only the
+        API's answer can complete a wait."""
+        poller = self._pollers.get((message.feature, message.user_id.lower()))
+        if poller is None:
+            poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
+        if poller is None:
+            return
+        interest = poller.interest.get(message.image_render_process_id.lower())
+        if interest is None or not interest.blocked:
+            return
+        poller.hinted_at = now
+        if poller.next_due <= now:
+            return  # due already, or on its way
+        poller.next_due = now
+        if poller.wake_scope is not None:
+            poller.wake_scope.cancel()
 
     @staticmethod
     def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
