@@ -270,6 +270,23 @@ async def test_opentelemetry_asgi_server_spans_carry_no_token() -> None:
     assert TOKEN not in recorded
 
 
+def test_a_traceback_that_quotes_the_token_is_redacted_too() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("adcreative.test.server")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    install_access_log_redaction(TOKEN, loggers=["adcreative.test.server"])
+    try:
+        raise ValueError(f"no route for /hooks/{TOKEN}")
+    except ValueError:
+        logger.exception("Error handling request")
+    finally:
+        logger.removeHandler(handler)
+    assert "ValueError: no route for /hooks/REDACTED" in stream.getvalue()
+    assert TOKEN not in stream.getvalue()
+
+
 def test_installing_twice_adds_tokens_to_one_filter_per_logger() -> None:
     first = install_access_log_redaction("first-token-0123456789", loggers=["adcreative.test.access"])
     second = install_access_log_redaction("second-token-012345678", loggers=["adcreative.test.access"])

@@ -37,6 +37,9 @@ ACCESS_LOGGERS = (
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+_FORMATTER = logging.Formatter()
+
+
 def _forms(tokens: Iterable[str]) -> tuple[str, ...]:
     """Each token as given and percent-encoded (a path may carry either), longest first."""
     forms = {form for token in tokens if token for form in (token, urllib.parse.quote(token, safe=""))}
@@ -102,6 +105,11 @@ class AccessLogRedactionFilter(logging.Filter):
                     args[key] = scrubbed
             if any(form in record.getMessage() for form in self._forms):  # an atom computed on access
                 record.msg, record.args = redact_tokens(record.getMessage(), self._tokens), None
+        if record.exc_info and not record.exc_text:
+            # a traceback may quote the path: formatted now, as a Formatter would (it keeps exc_text)
+            text = _FORMATTER.formatException(record.exc_info)
+            if any(form in text for form in self._forms):
+                record.exc_text = redact_tokens(text, self._tokens)
         for name, value in list(record.__dict__.items()):
             if name not in _RECORD_FIELDS:
                 scrubbed = self._scrub(value)
