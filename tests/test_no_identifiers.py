@@ -126,6 +126,9 @@ async def test_a_whole_run_leaves_no_identifier_or_secret_of_the_account_anywher
     tmp_path: Path, captured_logs: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uvicorn = pytest.importorskip("uvicorn")
+    # uvicorn's default logging set-up (another test's server) stops its access log at its own handler
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     from fastapi import FastAPI
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
