@@ -236,6 +236,17 @@ class PollPolicy:
             application listing is documented only). The shared tick costs what the users' own polls
             would have: it comes as many times as often as it is cheaper, so jobs are seen done that
             much sooner. False: one ``CheckUserProgress`` per user per tick, always.
+        confirm_push: treat each push message as a hint, never as news (default False). The API signs
+            no delivery (a webhook URL's path token is its only secret), so by default a message that
+            reaches the hub completes the waits it names. With this, a message only makes the poller
+            of its (feature, user) ask the API now, and only what the API answers completes a wait: a
+            forged or replayed delivery costs one progress request and changes nothing. The cost: at
+            most one ``CheckUserProgress`` per delivery for a process being awaited (deliveries that
+            arrive while that poll is on its way share it; messages for processes nobody awaits cost
+            nothing), within ``max_requests_per_second``; and polling keeps its normal pace while
+            messages flow (``push_reconcile_interval`` does not apply: an unconfirmed message is no
+            reason to poll less). Results still arrive about as fast as with trusted push, one request
+            later.
     """
 
     initial_interval: float = 1.0
@@ -252,6 +263,7 @@ class PollPolicy:
     push_reconcile_interval: float = 30.0
     push_quiet_after: float = 60.0
     share_listings: bool = True
+    confirm_push: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.min_interval <= self.initial_interval <= self.max_interval:

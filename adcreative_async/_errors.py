@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._redact import mask_account_ids
+
 if TYPE_CHECKING:
     from ._jobs import RenderJob
     from ._models import Progress, RenderState
@@ -62,9 +64,6 @@ __all__ = [
     "error_kind",
     "first_of_kind",
 ]
-
-#: How much of a non-JSON error body is quoted in an exception message.
-_BODY_EXCERPT = 300
 
 
 class AdCreativeError(Exception):
@@ -687,6 +686,9 @@ def _format_message(
     details: Sequence[ErrorDetail],
     body: bytes,
 ) -> str:
+    """The exception's message: the status, the request, the server's title and messages with the
+    account's identifiers masked (see :mod:`adcreative_async._redact`). A body that is not JSON (a
+    gateway's page) is only measured, never quoted: it may hold anything (the error's ``body`` has it)."""
     head = f"{status}"
     if method or path:
         head += f" from {method} {path}".rstrip()
@@ -701,11 +703,9 @@ def _format_message(
         parts.append(f"{where}: {text}")
     if parsed.detail:
         parts.append(parsed.detail)
-    if not parsed.is_json and body:
-        excerpt = body[:_BODY_EXCERPT].decode("utf-8", "replace").strip()
-        if excerpt:
-            parts.append(f"body: {excerpt}")
-    message = head + (": " + " | ".join(parts) if parts else "")
+    if not parsed.is_json and body.strip():
+        parts.append(f"a body of {len(body)} bytes that is not JSON (in the error's .body)")
+    message = head + (": " + mask_account_ids(" | ".join(parts)) if parts else "")
     if parsed.trace_id:
         message += f" [trace {parsed.trace_id}]"
     return message

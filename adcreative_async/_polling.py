@@ -299,6 +299,7 @@ class _UserPoller:
     own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
     last_push_at: float | None = None  # the last push message for a process held here
     shared_at: float | None = None  # the last sign that this key's messages also go to other processes
+    hinted_at: float | None = None  # confirm_push: a message came; a poll sent after it is owed
 
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
@@ -692,7 +693,7 @@ class PollScheduler:
                     self._limiter = anyio.CapacityLimiter(self.policy.max_concurrent_polls)
                 await self._poll_once(poller)
         except Exception as exc:  # never raise into the client's task group: hand it to the waiters
-            logger.exception("poller for %s failed", poller.key)
+            logger.exception("poller for %s failed", poller.key[0])
             error = exc if isinstance(exc, AdCreativeError) else AdCreativeError(f"poller failed: {exc!r}")
             for watch in list(poller.watches):
                 watch.error = error
@@ -926,6 +927,11 @@ class PollScheduler:
     def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
         """The poll delay: slowed to the reconcile interval while push messages flow for this
         (feature, user)."""
+        hinted = poller.hinted_at
+        if hinted is not None:  # confirm_push: a poll sent after the message answers it
+            poller.hinted_at = None
+            if poller.last_poll_at is None or poller.last_poll_at < hinted:
+                return 0.0  # this one was sent before it: once more, now (once: the hint is spent)
         if self._pushed(poller, now):
             return max(delay, self.policy.push_reconcile_interval)
         return delay
@@ -947,6 +953,9 @@ class PollScheduler:
         """
         now = self._clock.monotonic()
         self.pushes += 1
+        if self.policy.confirm_push:
+            self._confirm(message, now)
+            return
         key = (message.feature, message.user_id.lower())
         poller = self._pollers.get(key)
         if poller is None:
@@ -992,6 +1001,26 @@ class PollScheduler:
         if self._telemetry is not None:
             self._telemetry.push_applied(pid, progress)
         poller.wake_changed((pid,))
+
+    def _confirm(self, message: TaskCompletedNotification | ProgressNotification, now: float) -> None:
+        """``PollPolicy.confirm_push``: a message is a hint. If a waiter awaits its process, the poller
+        of its (feature, user) polls now, or right after the poll on its way (sent before the message,
+        its answer may predate it: see :meth:`_paced`); nothing of the message is merged, so only the
+        API's answer can complete a wait."""
+        poller = self._pollers.get((message.feature, message.user_id.lower()))
+        if poller is None:
+            poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
+        if poller is None:
+            return
+        interest = poller.interest.get(message.image_render_process_id.lower())
+        if interest is None or not interest.blocked:
+            return
+        poller.hinted_at = now
+        if poller.next_due <= now:
+            return  # due already, or on its way
+        poller.next_due = now
+        if poller.wake_scope is not None:
+            poller.wake_scope.cancel()
 
     @staticmethod
     def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
@@ -1103,9 +1132,11 @@ class PollScheduler:
             retry_after = _retry_after(error)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.policy.max_retry_after))
-            logger.info("poll for %s failed (%s); retrying in %.2fs", poller.key, type(error).__name__, delay)
+            logger.info(
+                "poll for %s failed (%s); retrying in %.2fs", poller.key[0], type(error).__name__, delay
+            )
         else:
-            logger.warning("poll for %s failed permanently: %s", poller.key, error)
+            logger.warning("poll for %s failed permanently: %s", poller.key[0], error)
             for watch in list(poller.watches):
                 watch.error = error
                 watch.wake()
@@ -1136,7 +1167,7 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
     from ._errors import NotFoundError
 
     return NotFoundError(
-        f"process {process_id} ({feature}) is not listed for user {user}, also when asked for by id, "
+        f"process {process_id} ({feature}) is not listed for its user, also when asked for by id, "
         "after the grace period: the server does not know it",
         status=404,
     )

@@ -73,6 +73,8 @@ class RenderMayExistError(AdCreativeError):
     ``candidates`` (new processes of the user that match the request) or list the user's processes
     before deciding to start again.
 
+    Its message never names the user (it may be one of your customers): ``user_id`` does.
+
     Attributes:
         feature, user_id: where the render would be.
         candidates: new matching processes, one of which may be this call's render; none of them is
@@ -274,7 +276,7 @@ class SubmissionLedger:
                 flight.finished = True
             except AdCreativeError as exc:  # no baseline: the reconciles of these calls adopt nothing
                 flight.finished = True
-                logger.info("no baseline listing for %s/%s: %s", resource.feature.name, user_id, exc)
+                logger.info("no baseline listing of a user's %s processes: %s", resource.feature.name, exc)
             finally:
                 ledger.flight = None
                 flight.done.set()
@@ -471,7 +473,7 @@ class SubmissionLedger:
             )
         elif not mine:
             message = (
-                f"{failed}; no new process of user {user} appeared in the listing within "
+                f"{failed}; no new process of the user appeared in the listing within "
                 f"{self._grace:g} s. The render may still exist (the listing may lag, or omit finished "
                 "processes): check the user's processes before starting again"
             )
@@ -498,7 +500,7 @@ class SubmissionLedger:
             ids = ", ".join(p.image_render_process_id for p in mine)
             noun = "process" if len(mine) == 1 else "processes"
             message = (
-                f"{failed}; {len(mine)} new matching {noun} of user {user} ({ids}) may be its render, "
+                f"{failed}; {len(mine)} new matching {noun} of the user ({ids}) may be its render, "
                 f"but none can be proven its own: {'; '.join(reasons)}. Check them before starting again"
             )
         return RenderMayExistError(message, feature=feature, user_id=user, candidates=mine, cause=cause)

@@ -9,12 +9,16 @@ Needs nothing beyond adcreative-async. Run it against the built-in emulator (no 
     ADCREATIVE_PUBLIC_URL=http://127.0.0.1:8080 python examples/aiohttp_app.py --emulator --port 8080
 
     curl -s --data-binary @examples/assets/product-1.jpg localhost:8080/background-removals
-    curl -s localhost:8080/jobs/background_remover/PROCESS_ID?user_id=USER_ID
+    curl -s localhost:8080/jobs/background_remover/PROCESS_ID
     curl -s -o cutout.png localhost:8080/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result
 
 Against the real API: set the ADCREATIVE_* variables (ADCREATIVE_USER_ID included) and leave out
 ``--emulator`` (``ADCREATIVE_EMULATOR=1`` is the same as ``--emulator``); set ADCREATIVE_WEBHOOK_TOKEN to a
 long random value and register ``https://<your host>/webhooks/adcreative/<token>`` as the webhook channel.
+
+The browser sees process and task ids only: never the user id (the client's default user here; in a real
+app, the one your session maps the caller to), the application id, or the SDK's error messages beyond what
+it may know (a 404 says "no such job").
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ WEBHOOK_TOKEN = web.AppKey("webhook_token", str)
 
 routes = web.RouteTableDef()
 
+#: What a 404 tells the browser (the SDK's message is for your logs: the browser needs no more).
+NO_SUCH_JOB = "no such job"
+NO_SUCH_TASK = "no such task, or no result for it"
+
 
 @routes.post("/background-removals")
 async def start_background_removal(request: web.Request) -> web.Response:
@@ -49,7 +57,8 @@ async def start_background_removal(request: web.Request) -> web.Response:
         job = await client.background_remover.remove(request.content.iter_chunked(64 * 1024))
     except InvalidRequestError as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-    return web.json_response(job.to_dict(), status=202)
+    # Not job.to_dict(): it holds the application and user ids, which are not the browser's.
+    return web.json_response({"process_id": job.process_id, "task_ids": list(job.task_ids)}, status=202)
 
 
 @routes.get("/jobs/{feature}/{process_id}")
@@ -58,13 +67,11 @@ async def job_progress(request: web.Request) -> web.Response:
     client = request.app[CLIENT]
     try:
         resource = client.resource(request.match_info["feature"])
-        progress = await resource.process_progress(
-            request.match_info["process_id"], user_id=request.query.get("user_id")
-        )
+        progress = await resource.process_progress(request.match_info["process_id"])
     except InvalidRequestError as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-    except NotFoundError as exc:
-        raise web.HTTPNotFound(text=str(exc)) from None
+    except NotFoundError:
+        raise web.HTTPNotFound(text=NO_SUCH_JOB) from None
     return web.json_response(
         {
             "process_id": progress.process_id,
@@ -95,8 +102,8 @@ async def task_result(request: web.Request) -> web.StreamResponse:
             return response
     except InvalidRequestError as exc:
         raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-    except NotFoundError as exc:
-        raise web.HTTPNotFound(text=str(exc)) from None
+    except NotFoundError:
+        raise web.HTTPNotFound(text=NO_SUCH_TASK) from None
 
 
 def create_app(

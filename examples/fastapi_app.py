@@ -11,10 +11,13 @@ Needs ``pip install '.[examples]'`` (FastAPI, uvicorn). Run it against the built
 
     curl -s --data-binary @examples/assets/product-1.jpg -H 'Content-Type: image/jpeg' \\
         localhost:8000/background-removals
-    curl -s localhost:8000/jobs/background_remover/PROCESS_ID?user_id=USER_ID
-    curl -s localhost:8000/jobs/background_remover/PROCESS_ID/wait?user_id=USER_ID   # returns on push
-    curl -s -o cutout.png \\
-        "localhost:8000/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result?user_id=USER_ID"
+    curl -s localhost:8000/jobs/background_remover/PROCESS_ID
+    curl -s localhost:8000/jobs/background_remover/PROCESS_ID/wait   # returns on push
+    curl -s -o cutout.png localhost:8000/jobs/background_remover/PROCESS_ID/tasks/TASK_ID/result
+
+The browser sees process and task ids only: never the user id (the account's user, or one of your
+customers: here the client's default user, in a real app the one your session maps the caller to), the
+application id, or the SDK's error messages beyond what it may know (a 404 says "no such job").
 
 Against the real API: set the ADCREATIVE_* variables (ADCREATIVE_USER_ID included), leave out
 ADCREATIVE_EMULATOR, set ADCREATIVE_WEBHOOK_TOKEN to a long random value, and register
@@ -47,6 +50,9 @@ from adcreative_async.testing import Emulator
 
 DEMO_USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 WEBHOOK_PATH = "/webhooks/adcreative"
+#: What a 404 tells the browser (the SDK's message is for your logs: the browser needs no more).
+NO_SUCH_JOB = "no such job"
+NO_SUCH_TASK = "no such task, or no result for it"
 
 
 def get_client(request: Request) -> AdCreativeClient:
@@ -100,17 +106,18 @@ def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
         except InvalidRequestError as exc:  # not an image, empty body...
             raise HTTPException(status_code=422, detail=str(exc)) from None
         # Store job.to_json() if the job must survive a restart: client.job_from_json() resumes it.
-        return job.to_dict()
+        # Not job.to_dict(): it holds the application and user ids, which are not the browser's.
+        return {"process_id": job.process_id, "task_ids": list(job.task_ids)}
 
     @app.get("/jobs/{feature}/{process_id}")
-    async def job_progress(feature: str, process_id: str, user_id: str, client: Client) -> dict[str, Any]:
+    async def job_progress(feature: str, process_id: str, client: Client) -> dict[str, Any]:
         """A job's progress now (one progress request)."""
         try:
-            progress = await client.resource(feature).process_progress(process_id, user_id=user_id)
+            progress = await client.resource(feature).process_progress(process_id)
         except InvalidRequestError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        except NotFoundError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except NotFoundError:
+            raise HTTPException(status_code=404, detail=NO_SUCH_JOB) from None
         return {
             "process_id": progress.process_id,
             "progress": progress.progress,
@@ -120,19 +127,19 @@ def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
         }
 
     @app.get("/jobs/{feature}/{process_id}/wait")
-    async def wait_for_job(feature: str, process_id: str, user_id: str, client: Client) -> dict[str, Any]:
+    async def wait_for_job(feature: str, process_id: str, client: Client) -> dict[str, Any]:
         """Wait until the job is complete (at most 60 s): resolved by a webhook message as soon as one
         arrives, by the client's coalesced polling otherwise. An unknown process is a 404 at once."""
         try:
-            job = client.resource(feature).job(process_id, user_id=user_id)
+            job = client.resource(feature).job(process_id)
             # One progress request first: an id the server does not know answers 404 now, instead of
             # after the scheduler's grace period for just-started jobs (PollPolicy.not_found_grace).
             await job.refresh()
             progress = await job.result(timeout=60)
         except InvalidRequestError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        except NotFoundError as exc:  # also RenderNotFoundError: the process left the listing meanwhile
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except NotFoundError:  # also RenderNotFoundError: the process left the listing meanwhile
+            raise HTTPException(status_code=404, detail=NO_SUCH_JOB) from None
         except WaitTimeoutError as exc:
             raise HTTPException(status_code=504, detail=str(exc)) from None
         except RenderFailedError as exc:
@@ -140,19 +147,17 @@ def create_app(*, emulator_options: dict[str, Any] | None = None) -> FastAPI:
         return {"process_id": progress.process_id, "succeeded_task_ids": progress.succeeded_task_ids}
 
     @app.get("/jobs/{feature}/{process_id}/tasks/{task_id}/result")
-    async def task_result(
-        feature: str, process_id: str, task_id: str, client: Client, user_id: str | None = None
-    ) -> StreamingResponse:
+    async def task_result(feature: str, process_id: str, task_id: str, client: Client) -> StreamingResponse:
         """Stream one task's result to the caller as it arrives (constant memory, no temporary file)."""
         try:
             # Sends the request: errors become HTTP errors before the response starts.
-            stream = await client.resource(feature).open_download(process_id, task_id, user_id=user_id)
+            stream = await client.resource(feature).open_download(process_id, task_id)
         except InvalidRequestError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         except RenderNotReadyError as exc:  # the task is not finished (or failed): exc.state says which
             raise HTTPException(status_code=409, detail=str(exc)) from None
-        except NotFoundError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except NotFoundError:
+            raise HTTPException(status_code=404, detail=NO_SUCH_TASK) from None
         return streaming_response(stream)  # closes the stream however the response ends
 
     return app

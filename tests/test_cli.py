@@ -567,4 +567,4 @@ def test_a_ledger_of_other_credentials_is_not_resumed(
         monkeypatch.setenv(name, value)
     code, _, err = run(capsys, "remove-bg", str(folder), "-o", str(out))
     assert code == 2
-    assert "holds renders of application" in err
+    assert "holds renders of another application" in err

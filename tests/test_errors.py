@@ -155,9 +155,35 @@ def test_any_body_gives_a_useful_error(body: bytes) -> None:
     assert error.body == body
 
 
-def test_non_json_body_is_quoted_in_the_message() -> None:
-    error = build_api_error(502, b"<html>502 Bad Gateway</html>")
-    assert "502 Bad Gateway" in str(error)
+def test_a_non_json_body_is_kept_on_the_error_but_never_quoted_in_its_message() -> None:
+    body = b"<html>502 Bad Gateway for user 2581c740-8e9d-4d63-96bc-5665bb9a646b</html>"
+    error = build_api_error(502, body)
+    assert error.body == body
+    assert str(error) == f"502: a body of {len(body)} bytes that is not JSON (in the error's .body)"
+
+
+def test_the_servers_messages_name_no_user_or_application_in_the_errors_text() -> None:
+    user, app, process = (
+        "2581c740-8e9d-4d63-96bc-5665bb9a646b",
+        "6BA7B810-9DAD-11D1-80B4-00C04FD430C8",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+    )
+    body = {
+        "title": f"Not found for the Application {app}",
+        "errors": {
+            "engine: CheckUserProgress": [
+                f"ImageRenderProcess(ImageRenderProcessId: {process}) was not found for the User: {user}"
+            ],
+            "business: CheckUserProgress": [f"Error for the UserId: {user}"],
+        },
+    }
+    error = _error(404, body)
+    text = str(error) + repr(error)
+    assert user not in text
+    assert app.lower() not in text.lower()
+    assert process in text  # a random handle, what support needs
+    assert "the User: <redacted>" in text
+    assert user in error.errors["engine: CheckUserProgress"][0]  # the typed attributes keep everything
 
 
 def test_wrapped_messages_and_non_string_values_are_read() -> None:

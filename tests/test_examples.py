@@ -87,7 +87,7 @@ async def test_fastapi_app_starts_reports_and_streams() -> None:
         url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:  # a client of the backend polls it
-                status = (await http.get(url, params={"user_id": job["user_id"]})).json()
+                status = (await http.get(url)).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -121,7 +121,7 @@ async def test_aiohttp_app_starts_reports_and_streams() -> None:
         url = f"/jobs/background_remover/{job['process_id']}"
         with anyio.fail_after(10):
             while True:
-                status = await (await http.get(url, params={"user_id": job["user_id"]})).json()
+                status = await (await http.get(url)).json()
                 if status["complete"]:
                     break
                 await anyio.sleep(0.02)
@@ -158,11 +158,7 @@ async def test_fastapi_webhook_route_resolves_waits_by_push(monkeypatch: pytest.
                 await anyio.sleep(0.01)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             job = (await http.post("/background-removals", content=sample_image("png", (16, 16)))).json()
-            done = await http.get(
-                f"/jobs/background_remover/{job['process_id']}/wait",
-                params={"user_id": job["user_id"]},
-                timeout=20,
-            )
+            done = await http.get(f"/jobs/background_remover/{job['process_id']}/wait", timeout=20)
             assert done.status_code == 200, done.text
             assert len(done.json()["succeeded_task_ids"]) == 1
         assert app.state.adcreative.scheduler_stats["pushes"] >= 1  # the webhook route delivered
@@ -179,9 +175,7 @@ async def test_aiohttp_webhook_subapp_resolves_waits_by_push(monkeypatch: pytest
     async with TestClient(TestServer(app, port=port)) as http:
         job = await (await http.post("/background-removals", data=sample_image("png", (16, 16)))).json()
         client = app[module.CLIENT]
-        progress = await client.background_remover.job(job["process_id"], user_id=job["user_id"]).result(
-            timeout=20
-        )
+        progress = await client.background_remover.job(job["process_id"]).result(timeout=20)
         assert progress.is_complete
         assert client.scheduler_stats["pushes"] >= 1
 

@@ -253,7 +253,7 @@ async def test_other_progress_errors_are_not_masked(emulator: Emulator, client: 
 
 
 async def test_process_progress_of_an_unknown_process_is_not_found(client: AdCreativeClient) -> None:
-    with pytest.raises(NotFoundError, match="was not found for user"):
+    with pytest.raises(NotFoundError, match=r"was not found for the user$"):
         await client.creatives.process_progress(str(uuid.uuid4()))
 
 

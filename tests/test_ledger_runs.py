@@ -274,7 +274,8 @@ async def test_without_proof_an_unanswered_start_call_stays_unknown(tmp_path: Pa
             outcomes = await client.process_many(requests, dest=tmp_path / "out", ledger=ledger)
         assert emulator.request_count(BG_START) == 1  # the other item only: never sent again
     assert isinstance(outcomes[0].error, RenderMayExistError)
-    assert user in str(outcomes[0].error)
+    assert outcomes[0].error.user_id == user  # where to look, for the caller's code
+    assert user not in str(outcomes[0].error)  # not in the text that logs and traces copy
     assert outcomes[1].ok
     record = (await ledger.records([key]))[key]
     assert (record.state, record.error_code) == (ItemState.UNKNOWN, "RenderMayExistError")

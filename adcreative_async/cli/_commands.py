@@ -598,12 +598,11 @@ async def status(session: Session) -> int:
     }
     session.display.close()
     if not found:
-        where = "the application" if args.application else f"user {session.client.user_id}"
+        where = "the application" if args.application else "the user (--user-id)"
         session.say(f"no render processes found for {where}")
         return EXIT_OK
     session.table(
-        "Render processes of "
-        + ("the application" if args.application else f"user {session.client.user_id}"),
+        "Render processes of " + ("the application" if args.application else "the user (--user-id)"),
         ["feature", "process", "user", "state", "progress", "tasks", "succeeded", "failed", "error"],
         [
             [
@@ -640,7 +639,7 @@ async def _find_process(session: Session, process_id: str) -> tuple[RenderResour
         for progress in listing:
             if progress.image_render_process_id.lower() == process_id.lower():
                 return resource, progress
-    where = f"user {user_id}" if user_id else "the application"
+    where = "the user (--user-id)" if user_id else "the application"
     raise UsageError(
         f"render process {process_id} was not found for {where} (features: {', '.join(features)})"
     )

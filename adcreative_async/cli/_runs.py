@@ -3,13 +3,19 @@
 ``remove-bg`` and ``generate -o DIR`` record every item in ``DIR/.adcreative-run.sqlite``: the same command
 run again (after Ctrl-C, a crash, a reboot) renders only what was not rendered, awaits what was started,
 and reports the rest as finished before. ``--restart`` starts over, ``--retry-failed`` retries only the
-failed items. ``DIR/.adcreative-run.json`` records which application the renders belong to: a ledger
-is never resumed with other credentials (their processes cannot be seen), except for the in-process
-emulator, whose renders die with it (unfinished items are started again).
+failed items. ``DIR/.adcreative-run.json`` records which application the renders belong to, as a
+fingerprint (a keyed hash: the file never holds the application id): a ledger is never resumed with
+other credentials (their processes cannot be seen), except for the in-process emulator, whose renders
+die with it (unfinished items are started again).
+
+The ledger itself holds what recovering a render needs: each item's user id (derived for the run, and
+the one its progress is asked for) and process id. It is a state store, like a credentials file: written
+owner-only (0600, see :func:`adcreative_async.ledger.SqliteLedger`), never meant to be shared or shown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import sys
@@ -45,6 +51,16 @@ __all__ = [
 
 LEDGER_FILE = ".adcreative-run.sqlite"
 RUN_INFO_FILE = ".adcreative-run.json"
+
+#: The key of the run file's application fingerprint (a BLAKE2b keyed hash of the application id).
+_FINGERPRINT_KEY = b"adcreative-async run file: application"
+
+
+def application_fingerprint(application_id: str) -> str:
+    """What the run file records of the application: a keyed hash of its id (the same id, in any case,
+    gives the same fingerprint; the id cannot be read back from it)."""
+    digest = hashlib.blake2b(application_id.lower().encode(), key=_FINGERPRINT_KEY, digest_size=16)
+    return digest.hexdigest()
 
 
 async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
@@ -127,7 +143,7 @@ def _resume_line(counts: dict[ItemState, int]) -> str:
 
 async def _check_application(session: Session, ledger: RunLedger, out: Path) -> None:
     info_path = anyio.Path(out / RUN_INFO_FILE)
-    application = session.client.application_id
+    application = application_fingerprint(session.client.application_id)
     emulator = session.emulator is not None
     previous: dict[str, Any] = {}
     if await info_path.exists():
@@ -135,7 +151,9 @@ async def _check_application(session: Session, ledger: RunLedger, out: Path) -> 
             previous = json.loads(await info_path.read_text())
         except ValueError:
             previous = {}
-    before = previous.get("application_id")
+    before = previous.get("application")
+    if before is None and isinstance(previous.get("application_id"), str):  # a run file of 0.x
+        before = application_fingerprint(previous["application_id"])
     if before and before != application and not session.args.restart:
         if emulator and previous.get("emulator"):
             reset = await ledger.reset_unfinished()
@@ -146,10 +164,11 @@ async def _check_application(session: Session, ledger: RunLedger, out: Path) -> 
                 )
         else:
             raise UsageError(
-                f"the run ledger in {out} holds renders of application {before}, not of these credentials "
-                f"({application}): use the same credentials, another output folder, or --restart"
+                f"the run ledger in {out} holds renders of another application than these credentials' "
+                "(the run file records a fingerprint of each): use the same credentials, another output "
+                "folder, or --restart"
             )
-    document = {"application_id": application, "emulator": emulator}
+    document = {"application": application, "emulator": emulator}
     await info_path.write_text(json.dumps(document))
 
 

@@ -3,6 +3,12 @@
 ``client.process_many(requests, ledger=...)`` and ``client.bulk(..., ledger=...)`` take a path (a SQLite
 file), a ``postgresql://`` DSN, or a :class:`RunLedger` object. See README, "Resumable runs and many
 workers", for the guarantees.
+
+A ledger is a state store, like a credentials file: it keeps what recovering a render needs, each item's
+user id (derived for the run: the one its progress is asked for) and process id, so it holds account
+identifiers on purpose and is never shown, logged or shared. A SQLite ledger is created owner-only
+(0600, its WAL files too); a PostgreSQL ledger is protected by the database's own access control. The
+error messages it records are the SDK's, which name no user or application.
 """
 
 from __future__ import annotations

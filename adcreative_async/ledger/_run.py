@@ -883,7 +883,7 @@ class LedgerDriver(Generic[T]):
         )
         message = (
             f"the start call of {entry.request.label or entry.key} may have made a render: none is listed "
-            f"for its user {record.user_id}, and {why}, so it cannot be ruled out; not sent again (the "
+            f"for its user, and {why}, so it cannot be ruled out; not sent again (the "
             "next run looks for it again and renders it once it is proven never made)"
         )
         with anyio.CancelScope(shield=True):

@@ -174,6 +174,10 @@ def _nothing(conn: sqlite3.Connection, now: float) -> None:
     """A write that writes nothing: commits what was written behind."""
 
 
+#: The mode a new ledger file is created with (and its WAL files: SQLite copies it): owner-only.
+LEDGER_FILE_MODE = 0o600
+
+
 class SqliteLedger(RunLedger):
     """A run ledger in a SQLite file (created with its folders if missing).
 
@@ -226,6 +230,9 @@ class SqliteLedger(RunLedger):
 
     def _connect(self) -> tuple[sqlite3.Connection, str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A state store like a credentials file (each item's user id is what recovering its render
+        # needs): created owner-only; SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, LEDGER_FILE_MODE))
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         try:
             self._in_wal = self._wal(conn) == "wal"

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from ._access_log import install_access_log_redaction
 from ._hub import HANDOFF_TIMEOUT, Message, NotificationHandlerError, NotificationHub, WrongLoopError
 from ._messages import MessageDecodeError, UnknownMessageType, decode_notification
 from ._wsgi import WSGIApp
@@ -58,7 +59,9 @@ class WebhookReceiver:
         hub: where messages go (clients attached to it resolve their waits).
         path_token: if set, the last path segment of the request must equal it (register
             ``https://your.host/hooks/<token>`` as the webhook URL). Use a long random value
-            (``secrets.token_urlsafe(32)``).
+            (``secrets.token_urlsafe(32)``). Building the receiver takes it out of the access logs
+            of uvicorn, gunicorn and aiohttp in this process (see
+            :mod:`adcreative_async.notifications.redaction`, also for server spans).
         secret: if set, the ``secret_header`` header must equal it.
         secret_header: the header carrying the secret (default ``X-Webhook-Secret``).
         max_body_size: larger bodies get 413 (default 64 MiB).
@@ -82,6 +85,8 @@ class WebhookReceiver:
             raise ValueError("path_token must be at least 16 characters (use secrets.token_urlsafe(32))")
         self.hub = hub
         self._token = path_token.encode() if path_token is not None else None
+        if path_token is not None:
+            install_access_log_redaction(path_token)
         self._secret = secret.encode() if secret is not None else None
         self.secret_header = secret_header
         self.max_body_size = max_body_size

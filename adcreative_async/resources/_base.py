@@ -637,8 +637,7 @@ class RenderResource(Resource):
             if progress.image_render_process_id.lower() == pid:
                 return progress
         raise NotFoundError(
-            f"process {pid} of feature {self.feature.name} was not found for user "
-            f"{self._client._user_id(user_id)}",
+            f"process {pid} of feature {self.feature.name} was not found for the user",
             status=404,
             path=self.feature.user_progress_route,
         )
