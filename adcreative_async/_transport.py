@@ -15,6 +15,7 @@ Rules kept here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import platform
 import ssl as ssl_module
@@ -50,6 +51,7 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
+from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -328,6 +330,7 @@ class Transport:
         telemetry: Instruments | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._tunnel = self.base_url.lower().startswith("https:")
         self.telemetry = telemetry
         """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
@@ -342,6 +345,8 @@ class Transport:
         self.transfer = transfer
         self._trust_env = trust_env
         self._proxy = proxy
+        #: What ``trust_env`` found (proxy, netrc), read once by :meth:`open` (see ``_proxy_env``).
+        self._environment: EnvironmentRoute = NO_ENVIRONMENT
         self._ssl = ssl
         self.user_agent = user_agent or default_user_agent()
         self._session: aiohttp.ClientSession | None = None
@@ -364,9 +369,17 @@ class Transport:
     # ----------------------------------------------------------------------------------- lifetime
 
     async def open(self) -> None:
-        """Create the aiohttp session and the file-thread limiter."""
+        """Create the aiohttp session and the file-thread limiter; with ``trust_env``, read the proxy
+        variables and netrc once (aiohttp would read them on every request: see ``_proxy_env``)."""
         if self._session is not None:
             return
+        if self._trust_env:
+            environment = await anyio.to_thread.run_sync(
+                functools.partial(resolve_environment, self.base_url, proxy_given=self._proxy is not None)
+            )
+            if self.is_open:  # a concurrent open() finished meanwhile
+                return
+            self._environment = environment
         connector = aiohttp.TCPConnector(
             limit=self.limits.max_connections,
             limit_per_host=self.limits.max_connections_per_host,
@@ -376,7 +389,7 @@ class Transport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._client_timeout(self.timeout),
-            trust_env=self._trust_env,
+            trust_env=False,  # read once by open(): see _proxy_env
             headers={"User-Agent": self.user_agent},
             raise_for_status=False,
         )
@@ -643,10 +656,11 @@ class Transport:
         session = self._require_session()
         body, payloads, size = self._body(req)
         timeout = self._client_timeout(req.timeout) if req.timeout is not None else None
+        headers = self._headers(req, token)
         kwargs: dict[str, Any] = {
             "params": list(req.query) if req.query else None,
             "data": body,
-            "headers": self._headers(req, token),
+            "headers": headers,
             "allow_redirects": False,
             "expect100": req.form is not None and (size is None or size > EXPECT_CONTINUE_THRESHOLD),
         }
@@ -654,6 +668,8 @@ class Transport:
             kwargs["timeout"] = timeout
         if self._proxy is not None:
             kwargs["proxy"] = self._proxy
+        if self._environment is not NO_ENVIRONMENT:
+            self._environment.apply(headers, kwargs, tunnel=self._tunnel)
         error: AdCreativeError | None = None
         response: aiohttp.ClientResponse | None = None
         started = anyio.current_time()
