@@ -427,7 +427,13 @@ async def download_file(
     download = _FileDownload(transport, request, resume_budget(resume), use_server_filename, on_progress)
     transport.downloads_in_progress += 1
     try:
-        async with AtomicFile(dest, default_stem, transport.limiter, transport.destinations) as file:
+        async with AtomicFile(
+            dest,
+            default_stem,
+            transport.limiter,
+            transport.destinations,
+            inline_small=transport.transfer.inline_small_files,
+        ) as file:
             await download.run(file)
             if name_for is not None:
                 name = name_for(extension_for(download.received.kind, download.content_type))
