@@ -268,6 +268,70 @@ class _UploadPayload(aiohttp_payload.Payload):
             raise
 
 
+#: A multipart body's pieces (boundaries, part headers, small parts) are gathered up to this many bytes
+#: before one write to the connection: aiohttp writes each piece on its own (13 ``send`` calls for a
+#: three-part form), and a system call costs 10-60 µs here; the whole of a small upload now goes out in
+#: one. A piece this large or larger is written at once, after what was gathered before it.
+CORK_BYTES = 64 * 1024
+
+
+class _Cork:
+    """A stream writer's stand-in that gathers small writes (see :data:`CORK_BYTES`)."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        if len(chunk) >= CORK_BYTES:
+            await self.flush()
+            await self._writer.write(chunk)
+            return
+        self._pending.append(bytes(chunk))
+        self._size += len(chunk)
+        if self._size >= CORK_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what was gathered."""
+        if self._pending:
+            pending, self._pending, self._size = self._pending, [], 0
+            await self._writer.write(b"".join(pending))
+
+
+class _CorkedForm(aiohttp_payload.Payload):
+    """A multipart form written through a :class:`_Cork`: a small form in one write."""
+
+    _autoclose = True  # the parts hold no handle between writes (see _UploadPayload)
+
+    def __init__(self, form: aiohttp.MultipartWriter) -> None:
+        super().__init__(form, content_type=form.content_type)
+        self._form = form
+        self._size = form.size
+
+    @property
+    def consumed(self) -> bool:
+        return self._form.consumed
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._form.decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return await self._form.as_bytes(encoding, errors)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        cork = _Cork(writer)
+        await self._form.write(cork)  # type: ignore[arg-type]
+        await cork.flush()
+
+    async def close(self) -> None:
+        await self._form.close()
+
+
 class _ProgressTotal:
     """Sums bytes sent across the file parts of one request and reports them."""
 
@@ -650,7 +714,7 @@ class Transport:
                 name, text = item
                 text_part = writer.append(text)
                 text_part.set_content_disposition("form-data", name=name)
-        return writer, payloads, writer.size
+        return _CorkedForm(writer), payloads, writer.size
 
     async def _send(self, req: Request, token: str | None, span: HttpSpan | None) -> aiohttp.ClientResponse:
         session = self._require_session()
@@ -672,7 +736,7 @@ class Transport:
             self._environment.apply(headers, kwargs, tunnel=self._tunnel)
         error: AdCreativeError | None = None
         response: aiohttp.ClientResponse | None = None
-        started = anyio.current_time()
+        started = anyio.current_time() if logger.isEnabledFor(logging.DEBUG) else 0.0
         try:
             response = await session.request(req.method, self.url(req.route), **kwargs)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -685,13 +749,14 @@ class Transport:
             logger.debug("%s %s failed: %s", req.method, req.route, error)
             raise error
         assert response is not None
-        logger.debug(
-            "%s %s -> %s in %.3fs",
-            req.method,
-            req.route,
-            response.status,
-            anyio.current_time() - started,
-        )
+        if started:
+            logger.debug(
+                "%s %s -> %s in %.3fs",
+                req.method,
+                req.route,
+                response.status,
+                anyio.current_time() - started,
+            )
         return response
 
     async def _send_token_request(self, route: str, body: bytes) -> tuple[int, Mapping[str, str], bytes]:
