@@ -580,13 +580,14 @@ class _FileDownload:
     async def _stream(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
         """:meth:`_receive` of a large body: written as it arrives, by one worker-thread call."""
         received, on_progress = self.received, self._on_progress
-        try:
-            async with StreamWriter(file, _batch_size(self._transport, STREAM_WRITE_QUEUE)) as writer:
+        interrupted: APIConnectionError | None = None
+        async with StreamWriter(file, _batch_size(self._transport, STREAM_WRITE_QUEUE)) as writer:
+            try:
                 while chunk := await response.read():
                     received.add(chunk)
                     await writer.write(chunk)
                     if on_progress is not None:
                         on_progress(received.done, self.total)
-        except APIConnectionError as exc:
-            return exc  # what arrived is written: a resume appends after it
-        return None
+            except APIConnectionError as exc:
+                interrupted = exc  # leaving the block normally writes what arrived: a resume appends
+        return interrupted
