@@ -581,10 +581,12 @@ class _FileDownload:
         """:meth:`_receive` of a large body: written as it arrives, by one worker-thread call."""
         received, on_progress = self.received, self._on_progress
         interrupted: APIConnectionError | None = None
-        async with StreamWriter(file, _batch_size(self._transport, STREAM_WRITE_QUEUE)) as writer:
+        transport = self._transport
+        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE)) as writer:
             try:
                 while chunk := await response.read():
                     received.add(chunk)
+                    writer.limit = _batch_size(transport, STREAM_WRITE_QUEUE)  # shrinks as more start
                     await writer.write(chunk)
                     if on_progress is not None:
                         on_progress(received.done, self.total)

@@ -1025,9 +1025,10 @@ class StreamWriter:
     """A large body written to an :class:`AtomicFile` by one worker-thread call that takes chunks as they
     are received, so that receiving (the event loop) and writing (the thread) overlap.
 
-    Chunks are handed over ``coalesce`` bytes at a time (:data:`STREAM_COALESCE`) through a queue: a
-    queue put, not a thread hand-off, for the event loop; one hand-off for the whole body. At most
-    ``limit`` bytes are queued: past it, :meth:`write` waits until the thread has written half of them.
+    Chunks are handed over ``coalesce`` bytes at a time (:data:`STREAM_COALESCE`, at most half of
+    ``limit``) through a queue: a queue put, not a thread hand-off, for the event loop; one hand-off for
+    the whole body. Past ``limit`` bytes queued, :meth:`write` waits until the thread has written half
+    of them: a download holds at most about 1.5 x ``limit`` received bytes.
 
     Use with ``async with``. Leaving the block normally writes what was handed over and waits for the
     thread (its error, e.g. a full disk, is raised then or by the next :meth:`write`); leaving it by an
@@ -1037,9 +1038,10 @@ class StreamWriter:
     """
 
     def __init__(self, file: AtomicFile, limit: int, coalesce: int = STREAM_COALESCE) -> None:
+        self._most_coalesce = coalesce
         self.coalesce = coalesce
+        self.limit = limit
         self._file = file
-        self._limit = limit
         self._queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()  # None: the last one
         self._gathered: list[bytes] = []
         self._gathered_size = 0
@@ -1049,6 +1051,17 @@ class StreamWriter:
         self._error: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Future[None] | None = None
+
+    @property
+    def limit(self) -> int:
+        """Received bytes that may be queued for the thread; settable while it runs (a download's share
+        of the client's buffer shrinks as more start)."""
+        return self._limit_now
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._limit_now = value
+        self.coalesce = max(1, min(self._most_coalesce, value // 2))  # held at most: limit + coalesce
 
     async def __aenter__(self) -> StreamWriter:
         self._task = asyncio.ensure_future(anyio.to_thread.run_sync(self._run, limiter=self._file._limiter))
@@ -1082,7 +1095,7 @@ class StreamWriter:
         self._gathered, self._gathered_size = [], 0
         with self._lock:
             self._queued += size
-            waiter = self._waiter = self._loop.create_future() if self._queued > self._limit else None
+            waiter = self._waiter = self._loop.create_future() if self._queued > self._limit_now else None
         self._queue.put(chunks)
         if waiter is not None:
             await waiter
@@ -1098,7 +1111,7 @@ class StreamWriter:
                 write_chunks(handle, chunks)
                 with self._lock:
                     self._queued -= sum(map(len, chunks))
-                    waiter = self._waiter if self._queued <= self._limit // 2 else None
+                    waiter = self._waiter if self._queued <= self._limit_now // 2 else None
                     if waiter is not None:
                         self._waiter = None
                 if waiter is not None:
