@@ -98,7 +98,8 @@ class AdCreativeClient:
         push: a :class:`~adcreative_async.notifications.NotificationHub` fed by a webhook receiver or
             RabbitMQ: waits resolve as messages arrive, and polling slows to a reconcile interval while
             they flow.
-        trust_env: read proxy settings (``HTTPS_PROXY``, ``NO_PROXY``…) from the environment.
+        trust_env: read proxy settings (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and netrc
+            credentials from the environment as aiohttp does, once when the client opens.
         proxy: an explicit proxy URL.
         ssl: an ``ssl.SSLContext`` (custom CAs, client certificates), True (default verification) or
             False (no verification: only for tests).

@@ -116,11 +116,17 @@ class TransferOptions:
         max_upload_size: uploads larger than this are refused before sending (default 100 MiB,
             assumed: the API documents no limit). None disables the check.
         file_threads: worker threads for file I/O, shared by all transfers of a client (default 8).
+        inline_small_files: the file operations of small files run in the event loop instead of a
+            worker thread (default True): the check of an upload from a path (open, size, at most 64
+            KiB read, close) and a download of at most 64 KiB (temporary file made, written, renamed).
+            A thread hand-off costs more CPU than such an operation on a local disk; but a file system
+            that stalls (a hung network mount) would stall the event loop with it: set False there.
     """
 
     chunk_size: int = 256 * 1024
     max_upload_size: int | None = 100 * 1024 * 1024
     file_threads: int = 8
+    inline_small_files: bool = True
 
 
 def env(name: str) -> str | None:

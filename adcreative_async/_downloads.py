@@ -34,6 +34,7 @@ from ._files import (
     IncompleteDownloadError,
     ProgressCallback,
     Received,
+    StreamWriter,
     WriteBatch,
     extension_for,
 )
@@ -47,6 +48,8 @@ __all__ = [
     "DOWNLOAD_WRITE_BUFFER",
     "MAX_FILENAME_BYTES",
     "MAX_WRITE_BATCH",
+    "STREAM_WRITE_FROM",
+    "STREAM_WRITE_QUEUE",
     "DownloadStream",
     "disposition_filename",
     "download_file",
@@ -62,6 +65,16 @@ DEFAULT_DOWNLOAD_RESUMES = 3
 #: worker-thread calls: fast); many at once share the budget, down to one chunk each.
 DOWNLOAD_WRITE_BUFFER = 16 * 1024 * 1024
 MAX_WRITE_BATCH = 2 * 1024 * 1024
+#: A body at least this large (or of unknown length) is written as it arrives by one worker-thread call
+#: fed chunk by chunk (:class:`~adcreative_async._files.StreamWriter`): receiving and writing overlap,
+#: and each chunk is written while still in the CPU's cache. A smaller body is gathered in batches (a
+#: body under one batch is written with the commit: one worker-thread call for the whole download,
+#: where the stream writer costs two). Two batches: below it the stream writer saves nothing.
+STREAM_WRITE_FROM = 2 * MAX_WRITE_BATCH
+#: Received bytes a stream-written download may queue for its thread (within its share of
+#: :data:`DOWNLOAD_WRITE_BUFFER`): room for the thread to fall behind briefly without stopping the
+#: receiving (past it, receiving waits until half is written).
+STREAM_WRITE_QUEUE = 4 * 1024 * 1024
 
 #: The longest file name written, in UTF-8 bytes (the common limit of Linux, macOS and Windows file systems).
 MAX_FILENAME_BYTES = 255
@@ -414,7 +427,13 @@ async def download_file(
     download = _FileDownload(transport, request, resume_budget(resume), use_server_filename, on_progress)
     transport.downloads_in_progress += 1
     try:
-        async with AtomicFile(dest, default_stem, transport.limiter, transport.destinations) as file:
+        async with AtomicFile(
+            dest,
+            default_stem,
+            transport.limiter,
+            transport.destinations,
+            inline_small=transport.transfer.inline_small_files,
+        ) as file:
             await download.run(file)
             if name_for is not None:
                 name = name_for(extension_for(download.received.kind, download.content_type))
@@ -427,11 +446,11 @@ async def download_file(
         transport.downloads_in_progress -= 1
 
 
-def _batch_size(transport: Transport) -> int:
-    """How many received bytes a download gathers before one worker-thread write (see
-    :data:`DOWNLOAD_WRITE_BUFFER`)."""
+def _batch_size(transport: Transport, most: int = MAX_WRITE_BATCH) -> int:
+    """How many received bytes a download holds before they are written: at most ``most``, and its
+    share of :data:`DOWNLOAD_WRITE_BUFFER`, but at least one chunk."""
     share = DOWNLOAD_WRITE_BUFFER // max(1, transport.downloads_in_progress)
-    return max(transport.transfer.chunk_size, min(MAX_WRITE_BATCH, share))
+    return max(transport.transfer.chunk_size, min(most, share))
 
 
 class _FileDownload:
@@ -530,7 +549,15 @@ class _FileDownload:
             )
 
     async def _receive(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
-        """Append the body to ``file``; the transport error that cut it, if one did."""
+        """Append the body to ``file``; the transport error that cut it, if one did.
+
+        A body of :data:`STREAM_WRITE_FROM` bytes or more (or of unknown length) is written by one
+        worker-thread call fed as the chunks arrive (:class:`StreamWriter`); a smaller one is gathered
+        in batches, its last bytes written with the commit (a small file: one call in all).
+        """
+        remaining = None if self.total is None else self.total - self.received.done
+        if remaining is None or remaining >= STREAM_WRITE_FROM:
+            return await self._stream(response, file)
         received, on_progress = self.received, self._on_progress
         batch = WriteBatch(_batch_size(self._transport))
         interrupted: APIConnectionError | None = None
@@ -548,4 +575,21 @@ class _FileDownload:
             await file.write(batch.take())  # a resume appends after these bytes
         else:
             self._tail = batch.take()  # written with the commit: a small file costs one call in all
+        return interrupted
+
+    async def _stream(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
+        """:meth:`_receive` of a large body: written as it arrives, by one worker-thread call."""
+        received, on_progress = self.received, self._on_progress
+        interrupted: APIConnectionError | None = None
+        transport = self._transport
+        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE)) as writer:
+            try:
+                while chunk := await response.read():
+                    received.add(chunk)
+                    writer.limit = _batch_size(transport, STREAM_WRITE_QUEUE)  # shrinks as more start
+                    await writer.write(chunk)
+                    if on_progress is not None:
+                        on_progress(received.done, self.total)
+            except APIConnectionError as exc:
+                interrupted = exc  # leaving the block normally writes what arrived: a resume appends
         return interrupted

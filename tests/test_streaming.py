@@ -515,9 +515,18 @@ async def test_downloaded_files_get_the_usual_permissions(
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as open() makes them, not 0600
 
 
+@pytest.fixture
+async def threads_only(emu: Emulator) -> AsyncIterator[AdCreativeClient]:
+    """A client whose file operations all run in worker threads, small files' too."""
+    transfer = TransferOptions(max_upload_size=None, inline_small_files=False)
+    async with client_for(emu, trust_env=False, transfer=transfer) as c:
+        yield c
+
+
 async def test_a_small_download_to_a_known_directory_costs_one_file_call(
-    emu: Emulator, client: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emu: Emulator, threads_only: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    client = threads_only
     process_id, task_id = await finished_task(client, emu)
     calls: list[object] = []
     real = anyio.to_thread.run_sync
@@ -549,8 +558,9 @@ async def test_a_small_download_to_a_known_directory_costs_one_file_call(
 
 
 async def test_download_file_io_never_runs_in_the_event_loop_thread(
-    emu: Emulator, client: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emu: Emulator, threads_only: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    client = threads_only
     process_id, task_id = await finished_task(client, emu)
     loop_thread = threading.current_thread()
     calls: list[tuple[str, bool]] = []

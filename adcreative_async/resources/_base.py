@@ -409,6 +409,7 @@ class Resource:
             limiter=client._transport.limiter,
             chunk_size=transfer.chunk_size,
             max_size=transfer.max_upload_size,
+            inline=transfer.inline_small_files,
         )
 
 

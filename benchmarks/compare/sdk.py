@@ -31,7 +31,7 @@ from benchmarks.compare._workload import CONNECTIONS, BulkRun, Item, child_main,
 def _client(run: BulkRun) -> AdCreativeClient:
     return AdCreativeClient(
         **run.credentials,  # type: ignore[arg-type]
-        trust_env=False,
+        trust_env=bool(run.params.get("trust_env", False)),  # benchmarks.perjob: the default, True
         limits=Limits(max_connections=CONNECTIONS),
     )
 
