@@ -7,9 +7,11 @@ of its key stops the call before its request is complete (``InputChangedError``;
 ``pending``, nothing was made). An item finished before, or by another input of the same content, gets
 its files under its own names (a copy, or a hard link).
 
-For each chunk of inputs, in order: the requests' keys (files hashed off the loop, remembered hashes
-reused), registration of the unknown ones, outcomes at once for the items already finished, and a claim
-on the others. A claimed item is, by its state:
+The inputs are read a chunk at a time, as room frees up: at most ``window_size`` items run (or wait for
+their outcome to be taken) at once, whatever the number of inputs. For each chunk of inputs, in order: the
+requests' keys (files hashed off the loop, remembered hashes reused), registration of the unknown ones,
+outcomes at once for the items already finished, and a claim on the others. A claimed item is, by its
+state:
 
 - ``pending``: its intent (with its derived user id) is committed, then its start call is sent, and the
   answer committed right after. The claim itself writes the intents of the items it takes
@@ -58,7 +60,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -81,7 +83,7 @@ from .._errors import (
 from .._files import send_guard
 from .._jobs import RenderJob
 from .._naming import Namer, check_names, copy_file, name_context, render_name
-from .._outcome import NOT_STARTED, BulkOutcome, download_task, follow
+from .._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -166,7 +168,7 @@ class LedgerDriver(Generic[T]):
         self,
         client: AdCreativeClient,
         ledger: RunLedger,
-        items: Sequence[T],
+        inputs: Inputs[T] | Iterable[T],
         request_of: Callable[[T], RenderRequest],
         *,
         dest: str | None,
@@ -182,7 +184,9 @@ class LedgerDriver(Generic[T]):
         self._client = client
         self._budget = max_renders  # start calls left to send (None: no limit; see _spend)
         self._ledger = ledger
-        self._items = items
+        self._inputs = (
+            inputs if isinstance(inputs, Inputs) else Inputs(inputs)
+        )  # read a chunk at a time, as the claim window and the item window free up
         self._request_of = request_of
         self._dest = dest
         self._name = name
@@ -190,6 +194,9 @@ class LedgerDriver(Generic[T]):
         # claimed items not yet past their start call, at most: their intents are written together, and
         # the next half window is claimed (and its intents written) while the last half is being sent
         self._window = max(CLAIM_WINDOW, 8 * limits[0])
+        # items running at once, at most (started, awaited, downloaded, or with an outcome not yet taken
+        # by the iteration): what bounds the run's memory, whatever the number of inputs
+        self._max_busy = max(window_size(limits[0], limits[1]), self._window)
         self._timeout = timeout
         self._low_resolution = low_resolution
         self._on_update = on_update
@@ -206,7 +213,8 @@ class LedgerDriver(Generic[T]):
         self._probe = FinishedProbe(
             client, ledger, self._nothing_else_runs, lambda: self._change, self._changed
         )
-        self._busy = 0
+        self._busy = 0  # items running (until their end is settled in the ledger)
+        self._live = 0  # items running or with their outcome not yet taken by the outcomes' stream
         self._feeding = True
         self._change = anyio.Event()
         self._finished_labels: set[str] | None = None
@@ -218,6 +226,7 @@ class LedgerDriver(Generic[T]):
         self._margin = min(SEND_MARGIN, lease * SEND_MARGIN_SHARE)
         self._takeover_grace = self._margin + grace
         self._refused: dict[int, InvalidRequestError] = {}  # items whose result could not be saved
+        self._refuse_all: InvalidRequestError | None = None  # every item's (results named by task: dest)
         self._scope: anyio.CancelScope | None = None  # the items' task group's
         #: The run-level error that stopped the run, if one did (see :meth:`drive`).
         self.aborted: RunAbortedError | None = None
@@ -257,10 +266,12 @@ class LedgerDriver(Generic[T]):
             try:
                 async with anyio.create_task_group() as group:
                     self._scope = group.cancel_scope
-                    start, size = 0, FIRST_CHUNK
-                    while start < len(self._items):
-                        resumed_only = await self._feed(group, send, self._entries(send, start, size))
-                        start += size
+                    size = FIRST_CHUNK
+                    while True:
+                        chunk = await self._entries(send, size)
+                        if chunk is None:
+                            break
+                        resumed_only = await self._feed(group, send, chunk)
                         size = min(size * 2, MAX_CHUNK) if resumed_only else CHUNK
                     # inputs whose label had finished, looked at in chunks: the started items' writes
                     # pass between them
@@ -286,11 +297,12 @@ class LedgerDriver(Generic[T]):
             return
         if self._name is None:  # results named after their task: only dest is checked
             refused = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
-            if refused:
-                self._refused = dict.fromkeys(range(len(self._items)), refused[0])
+            self._refuse_all = refused.get(0)
             return
+        # every input's name is compared with the others' before any start call: read them all (they
+        # leave memory as they are taken)
         named: list[tuple[int, object]] = []
-        for index, item in enumerate(self._items):
+        for index, item in self._inputs.read_all():
             try:
                 named.append((index, self._request_of(item)))
             except Exception:  # reported with the item (_entries)
@@ -329,14 +341,19 @@ class LedgerDriver(Generic[T]):
                 if hold is not None:
                     hold.deadline = max(hold.deadline, before + self._lease)
 
-    def _entries(self, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int) -> list[_Item[T]]:
-        """Inputs ``start`` to ``start + size`` with their requests (a refused one's outcome is sent). On a
-        resume, an input whose label only finished items have is set aside: looked at once the others
-        are under way, so that the remaining work starts without waiting for a scan of the done."""
+    async def _entries(
+        self, send: MemoryObjectSendStream[BulkOutcome[T]], size: int
+    ) -> list[_Item[T]] | None:
+        """The next ``size`` inputs with their requests (a refused one's outcome is sent); None at the end
+        of the inputs. On a resume, an input whose label only finished items have is set aside: looked
+        at once the others are under way, so that the remaining work starts without waiting for a scan
+        of the done."""
+        taken = self._inputs.take(size)
+        if not taken:
+            return None
         chunk: list[_Item[T]] = []
         finished = self._finished_labels
-        for index in range(start, min(start + size, len(self._items))):
-            item = self._items[index]
+        for index, item in taken:
             try:
                 request = self._request_of(item)
                 if not isinstance(request, RenderRequest):
@@ -344,11 +361,11 @@ class LedgerDriver(Generic[T]):
                         "request", f"must give a RenderRequest, got {type(request).__name__}"
                     )
             except InvalidRequestError as exc:
-                send.send_nowait(BulkOutcome(index, item, error=exc))
+                await send.send(BulkOutcome(index, item, error=exc))
                 continue
-            refused = self._refused.get(index)
+            refused = self._refuse_all or self._refused.pop(index, None)
             if refused is not None:  # its result could not be saved: not sent
-                send.send_nowait(BulkOutcome(index, item, error=refused))
+                await send.send(BulkOutcome(index, item, error=refused))
                 continue
             entry = _Item(index, item, request, "")
             if finished and request.label in finished:
@@ -369,7 +386,7 @@ class LedgerDriver(Generic[T]):
         ready: list[_Item[T]] = []
         for entry, digest in zip(chunk, digests, strict=True):
             if isinstance(digest, InvalidRequestError):
-                send.send_nowait(BulkOutcome(entry.index, entry.item, error=digest))
+                await send.send(BulkOutcome(entry.index, entry.item, error=digest))
                 continue
             entry.key, entry.hashes = digest
             key = entry.key
@@ -407,13 +424,13 @@ class LedgerDriver(Generic[T]):
                         BulkOutcome(entry.index, entry.item, key=key, error=NotStartedError(NOT_STARTED)),
                     )
                 return False
-            # half a window at least per claim: one write per several items, not one per item
-            while self._unsubmitted > self._window // 2:
+            # half a window at least per claim: one write per several items, not one per item; and no
+            # more items running than the item window holds
+            half = self._window // 2
+            while self._unsubmitted > half or self._live > self._max_busy - half:
                 await self._room.wait()
-            batch, open_keys = (
-                open_keys[: self._window - self._unsubmitted],
-                open_keys[self._window - self._unsubmitted :],
-            )
+            room = min(self._window - self._unsubmitted, self._max_busy - self._live)
+            batch, open_keys = open_keys[:room], open_keys[room:]
             claimed = await self._claim(batch, records)
             for record in claimed:
                 self._start(group, send, by_key[record.key], record)
@@ -484,6 +501,7 @@ class LedgerDriver(Generic[T]):
         if holds_room:
             self._unsubmitted += 1
         self._busy += 1
+        self._live += 1
         group.start_soon(self._run_item, send, entry, record, holds_room)
 
     async def _watch_others(
@@ -552,7 +570,7 @@ class LedgerDriver(Generic[T]):
     async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
         """Report an outcome, and the same for the other inputs with the same key (their files under
         their own names, when results are named)."""
-        send.send_nowait(outcome)
+        await send.send(outcome)
         for follower in self._followers.pop(outcome.key or "", []):
             copy: BulkOutcome[T] = BulkOutcome(
                 follower.index,
@@ -566,7 +584,7 @@ class LedgerDriver(Generic[T]):
                 copy.files = await self._copies(follower, outcome)
             except (OSError, InvalidRequestError) as exc:
                 copy.error = copy.error or exc
-            send.send_nowait(copy)
+            await send.send(copy)
 
     async def _copies(self, follower: _Item[T], outcome: BulkOutcome[T]) -> list[Path]:
         if self._name is None or self._dest is None:
@@ -602,6 +620,19 @@ class LedgerDriver(Generic[T]):
     # ------------------------------------------------------------------------------------ one item
 
     async def _run_item(
+        self,
+        send: MemoryObjectSendStream[BulkOutcome[T]],
+        entry: _Item[T],
+        record: ItemRecord,
+        holds_room: bool,
+    ) -> None:
+        try:
+            await self._run_one(send, entry, record, holds_room)
+        finally:
+            self._live -= 1  # its outcome is out: room for the next input
+            self._free_room()
+
+    async def _run_one(
         self,
         send: MemoryObjectSendStream[BulkOutcome[T]],
         entry: _Item[T],
@@ -687,6 +718,9 @@ class LedgerDriver(Generic[T]):
 
     def _submitted_one(self) -> None:
         self._unsubmitted -= 1
+        self._free_room()
+
+    def _free_room(self) -> None:
         self._room.set()
         self._room = anyio.Event()
 
