@@ -61,8 +61,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -82,7 +80,7 @@ from .._errors import (
 )
 from .._files import send_guard
 from .._jobs import RenderJob
-from .._naming import Namer, check_names, copy_file, name_context, render_name
+from .._naming import Namer, check_names
 from .._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
 from .._reconcile import RenderMayExistError
 from ._base import (
@@ -95,6 +93,7 @@ from ._base import (
     error_message,
     new_worker_id,
 )
+from ._emit import Emitter, _Item
 from ._fencing import SEND_MARGIN, SEND_MARGIN_SHARE, _Hold, _LeaseGuard, _LostClaim
 from ._probe import FinishedProbe
 from ._requests import ContentGuard, RenderRequest, _image_params, derived_user_id, request_digests
@@ -111,7 +110,6 @@ __all__ = [
     "SEND_MARGIN_SHARE",
     "UNANSWERED_START_RULE",
     "LedgerDriver",
-    "RecordedError",
 ]
 
 logger = logging.getLogger("adcreative_async.ledger")
@@ -150,15 +148,6 @@ INTENT_AHEAD_SHARE = 0.25
 #: after a crash, up to this many items hold an intent whose call was never sent (reconciled, never
 #: sent twice).
 CLAIM_WINDOW = 64
-
-
-@dataclass
-class _Item(Generic[T]):
-    index: int
-    item: T
-    request: RenderRequest
-    key: str
-    hashes: dict[str, str] = field(default_factory=dict)  # its images' hashes, as in its key
 
 
 class LedgerDriver(Generic[T]):
@@ -207,7 +196,7 @@ class LedgerDriver(Generic[T]):
         self.owner = owner or new_worker_id()
         self._unsubmitted = 0
         self._room = anyio.Event()
-        self._followers: dict[str, list[_Item[T]]] = {}
+        self._emit: Emitter[T] = Emitter(client, name, dest)  # outcomes, and inputs of the same key
         self._watched: dict[str, _Item[T]] = {}
         # whether listings keep finished processes: what proves an unanswered start call made nothing
         self._probe = FinishedProbe(
@@ -390,10 +379,10 @@ class LedgerDriver(Generic[T]):
                 continue
             entry.key, entry.hashes = digest
             key = entry.key
-            if key in self._followers or key in self._watched:  # the same input twice: one render
-                self._followers.setdefault(key, []).append(entry)
+            if key in self._emit.followers or key in self._watched:  # the same input twice: one render
+                self._emit.followers.setdefault(key, []).append(entry)
                 continue
-            self._followers[key] = []
+            self._emit.followers[key] = []
             ready.append(entry)
         if not ready:
             return False
@@ -408,7 +397,7 @@ class LedgerDriver(Generic[T]):
             record = records.get(entry.key)
             if record is not None and record.final:
                 self._note_finished(record)
-                await self._emit_record(send, entry, record)
+                await self._emit.record(send, entry, record)
             else:
                 open_keys.append(entry.key)
         if not open_keys:
@@ -419,7 +408,7 @@ class LedgerDriver(Generic[T]):
             if self._budget is not None and self._budget <= 0:  # max_renders sent: the rest stay pending
                 for key in open_keys:
                     entry = by_key[key]
-                    await self._send(
+                    await self._emit.send(
                         send,
                         BulkOutcome(entry.index, entry.item, key=key, error=NotStartedError(NOT_STARTED)),
                     )
@@ -521,89 +510,12 @@ class LedgerDriver(Generic[T]):
             for key, record in records.items():
                 if record.final:
                     self._note_finished(record)
-                    await self._emit_record(send, self._watched.pop(key), record)
+                    await self._emit.record(send, self._watched.pop(key), record)
             claimed = await self._claim([k for k in keys if k in self._watched], records)
             for record in claimed:
                 self._start(group, send, self._watched.pop(record.key), record)
 
     # ---------------------------------------------------------------------------------- outcomes
-
-    async def _emit_record(
-        self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
-    ) -> None:
-        """The outcome of an item finished before (or by another worker), from its record."""
-        job = None
-        if record.process_id and record.user_id:
-            # ids this SDK recorded (canonical already): a handle without validating them again
-            job = RenderJob(
-                feature=record.feature,
-                process_id=record.process_id,
-                user_id=record.user_id,
-                task_ids=record.task_ids,
-                resource=self._client.resource(record.feature),
-            )
-        error: BaseException | None = None
-        if record.state is ItemState.FAILED:
-            error = RecordedError(record)
-        elif record.state is ItemState.UNKNOWN:
-            error = RenderMayExistError(
-                f"{record.error_code}: {record.error_message}",
-                feature=record.feature,
-                user_id=record.user_id or "",
-            )
-        outcome = BulkOutcome(
-            entry.index,
-            entry.item,
-            job=job,
-            files=[Path(f) for f in record.files],
-            error=error,
-            key=record.key,
-            resumed=True,
-        )
-        if outcome.files:  # under this input's own name (the record's files may be another input's)
-            try:
-                outcome.files = await self._copies(entry, outcome)
-            except (OSError, InvalidRequestError) as exc:
-                outcome._fail(exc)
-        await self._send(send, outcome)
-
-    async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
-        """Report an outcome, and the same for the other inputs with the same key (their files under
-        their own names, when results are named)."""
-        await send.send(outcome)
-        for follower in self._followers.pop(outcome.key or "", []):
-            copy: BulkOutcome[T] = BulkOutcome(
-                follower.index,
-                follower.item,
-                job=outcome.job,
-                error=outcome.error,
-                key=outcome.key,
-                resumed=outcome.resumed,
-            )
-            try:
-                copy.files = await self._copies(follower, outcome)
-            except (OSError, InvalidRequestError) as exc:
-                copy.error = copy.error or exc
-            await send.send(copy)
-
-    async def _copies(self, follower: _Item[T], outcome: BulkOutcome[T]) -> list[Path]:
-        if self._name is None or self._dest is None:
-            return list(outcome.files)
-        job = outcome.job
-        copies = []
-        for position, source in enumerate(outcome.files):
-            task_id = (
-                job.task_ids[position] if job is not None and position < len(job.task_ids) else source.stem
-            )
-            process_id = job.process_id if job is not None else ""
-            context = name_context(
-                follower.request, follower.index, task_id, position, process_id, source.suffix
-            )
-            target = Path(self._dest) / render_name(self._name, context)
-            if target != source:  # an input's own file (a resume) needs no copy
-                target = await anyio.to_thread.run_sync(copy_file, source, target)
-            copies.append(target)
-        return copies
 
     def _note_finished(self, record: ItemRecord) -> None:
         if self._probe.note(record):
@@ -684,7 +596,7 @@ class LedgerDriver(Generic[T]):
             return
         if self.aborted is not None:  # the run stops: its items are not reported one by one
             return
-        await self._send(send, outcome)
+        await self._emit.send(send, outcome)
 
     async def _settle(self, entry: _Item[T], outcome: BulkOutcome[T], exists: bool) -> None:
         """An item that ended with errors, by their kind (:func:`~adcreative_async._errors.error_kind`):
@@ -960,19 +872,6 @@ class LedgerDriver(Generic[T]):
             self._name,
             entry.request,
         )
-
-
-class RecordedError(AdCreativeError):
-    """The error an item finished with in an earlier run (or another worker), as the ledger recorded it.
-
-    Attributes:
-        code: the error's class name (``RenderFailedError``); message: its text.
-    """
-
-    def __init__(self, record: ItemRecord) -> None:
-        super().__init__(f"{record.error_code}: {record.error_message}")
-        self.code = record.error_code or ""
-        self.message = record.error_message or ""
 
 
 def _run_level(error: Exception) -> Exception | None:
