@@ -149,3 +149,27 @@ async def test_a_run_of_a_list_still_has_a_length() -> None:
         run = client.bulk([b"a", b"b"], lambda c, p: c.background_remover.remove(p))
         assert len(run) == 2
         assert run  # true, whatever its inputs
+
+
+def test_the_sync_clients_run_reads_a_generator_lazily_and_shows_itself(tmp_path: Path) -> None:
+    from adcreative_async import SyncAdCreativeClient
+    from adcreative_async.testing import EmulatorThread
+
+    inputs = Counted(tmp_path / "in", 30)
+    with (
+        EmulatorThread(task_duration=0.01) as emulator,
+        SyncAdCreativeClient(**emulator.credentials, user_id=USER, trust_env=False) as client,
+    ):
+        run = client.bulk(
+            iter(inputs),
+            lambda c, p: c.background_remover.remove(p),
+            upload_concurrency=UPLOADS,
+            poll_concurrency=POLLS,
+        )
+        assert "lazily read" in repr(run)
+        assert run
+        with run:
+            for outcome in run:
+                inputs.took(outcome)
+    assert inputs.taken == 30
+    assert inputs.ahead <= 2 * WINDOW
