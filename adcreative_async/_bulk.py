@@ -11,6 +11,13 @@ not reported each with it). Every item's output name is checked before any start
 (:func:`~adcreative_async._naming.check_names`): an item whose result could not be saved is refused
 unsent.
 
+Memory is bounded whatever the number of inputs: the inputs (any iterable: a generator of a million
+paths is never materialised) are read one at a time as items leave a window of
+:func:`~adcreative_async._outcome.window_size` items (renders awaited at once, plus two per upload slot),
+an item leaves once its outcome is taken by the outcomes' stream (which holds at most a window of them:
+a caller that stops iterating holds the run back), and nothing keeps the outcomes delivered. Only
+``name=`` reads every input first (each input's name is compared with the others' before any start call).
+
 With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
 instead: durable intents and answers, resume, and claims shared by many workers.
 """
@@ -19,10 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sized
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -33,7 +39,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._errors import ErrorKind, InvalidRequestError, NotStartedError, RunAbortedError, first_of_kind
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import Namer, check_names, check_template
-from ._outcome import NOT_STARTED, BulkOutcome, download_task, follow
+from ._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
@@ -98,7 +104,7 @@ class BulkRun(Generic[T]):
                 "submit, so that each item's key is what its start call sends",
             )
         self._client = client
-        self._items = list(items)
+        self._items = items  # read lazily, as the window makes room (Inputs)
         self._request = request or _as_request
         self._submit = submit if submit is not None else self._submit_request
         self._ledger_spec = ledger
@@ -119,9 +125,20 @@ class BulkRun(Generic[T]):
         self._scope: anyio.CancelScope | None = None  # the items' task group's (without a ledger)
         self._aborted: RunAbortedError | None = None  # set before the outcomes' stream is closed
         self._driver: Any = None  # the run ledger's driver, when there is one
+        self._inputs: Inputs[T] | None = None  # the inputs, read as the run goes
 
     def __len__(self) -> int:
+        """The number of inputs, when they were given as a sized collection (a list, a tuple…).
+
+        Raises:
+            TypeError: the inputs are an iterator or a generator (read lazily, their number unknown).
+        """
+        if not isinstance(self._items, Sized):
+            raise TypeError("this bulk run's inputs are an iterator: their number is not known ahead")
         return len(self._items)
+
+    def __bool__(self) -> bool:
+        return True
 
     async def _submit_request(self, client: AdCreativeClient, item: T) -> RenderJob:
         return await self._request(item).submit(client)
@@ -134,7 +151,10 @@ class BulkRun(Generic[T]):
             self._ledger = open_ledger(self._ledger_spec)
             self._owns_ledger = not isinstance(self._ledger_spec, RunLedger)
             await self._ledger.open()
-        send, receive = anyio.create_memory_object_stream[BulkOutcome[T]](max_buffer_size=math.inf)
+        # outcomes not yet taken by the iteration, at most a window of them: a caller that stops reading
+        # holds the run back instead of letting the outcomes pile up
+        window = window_size(self._limits[0], self._limits[1])
+        send, receive = anyio.create_memory_object_stream[BulkOutcome[T]](max_buffer_size=window)
         self._send, self._receive = send, receive
         group = anyio.create_task_group()
         await group.__aenter__()
@@ -163,8 +183,7 @@ class BulkRun(Generic[T]):
                 await group.__aexit__(None, None, None)
                 return None
             suppressed = await group.__aexit__(exc_type, exc, tb)
-            aborted = self._aborted or (self._driver.aborted if self._driver is not None else None)
-            self._aborted, self._driver = None, None
+            aborted = self._failure()
             if aborted is not None and exc is None:  # not reported by iterating (the block left early)
                 raise aborted
             return suppressed
@@ -201,11 +220,19 @@ class BulkRun(Generic[T]):
 
     def _end(self) -> None:
         """The outcomes are all out: the run-level error that stopped the run, once; else the end."""
-        aborted = self._aborted or (self._driver.aborted if self._driver is not None else None)
-        self._aborted, self._driver = None, None
+        aborted = self._failure()
         if aborted is not None:
             raise aborted
         raise StopAsyncIteration
+
+    def _failure(self) -> Exception | None:
+        """What ended the run, once: its run-level error, or the error the inputs' iterator raised."""
+        aborted = self._aborted or (self._driver.aborted if self._driver is not None else None)
+        inputs = self._inputs
+        self._aborted, self._driver, self._inputs = None, None, None
+        if aborted is None and inputs is not None:
+            return inputs.error
+        return aborted
 
     async def _drive(
         self,
@@ -214,6 +241,7 @@ class BulkRun(Generic[T]):
         polls: anyio.CapacityLimiter,
         downloads: anyio.CapacityLimiter,
     ) -> None:
+        inputs = self._inputs = Inputs(self._items)
         if self._dest is not None:
             try:
                 await anyio.to_thread.run_sync(_check_writable, self._dest)
@@ -228,7 +256,7 @@ class BulkRun(Generic[T]):
             driver = LedgerDriver(
                 self._client,
                 self._ledger,
-                self._items,
+                inputs,
                 self._request,
                 dest=self._dest,
                 name=self._name,
@@ -246,19 +274,49 @@ class BulkRun(Generic[T]):
             with contextlib.suppress(RunAbortedError):
                 await driver.drive(send)
             return
-        refused = {}
-        if self._dest is not None:  # every name checked before any start call
-            items = list(enumerate(self._items))
-            refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, items)
+        refused: dict[int, InvalidRequestError] = {}
+        refuse_all = None
+        if self._dest is not None and self._name is not None:  # every name checked before any start call
+            refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, inputs.read_all())
+        elif self._dest is not None:  # results named after their task: only dest is checked
+            checked = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
+            refuse_all = checked.get(0)
+        # a window of items at once: the next input is read only when an item has left (its outcome
+        # taken by the outcomes' stream)
+        room = anyio.Semaphore(window_size(self._limits[0], self._limits[1]))
         async with send, anyio.create_task_group() as group:
             self._scope = group.cancel_scope
-            for index, item in enumerate(self._items):
-                if index in refused:
-                    send.send_nowait(BulkOutcome(index, item, error=refused[index]))
+            while True:
+                await room.acquire()
+                entry = inputs.next()
+                if entry is None:
+                    break
+                index, item = entry
+                error = refuse_all or refused.pop(index, None)
+                if error is not None:
+                    try:
+                        await send.send(BulkOutcome(index, item, error=error))
+                    finally:
+                        room.release()
                     continue
-                group.start_soon(self._run_item, index, item, send, uploads, polls, downloads)
+                group.start_soon(self._run_item, index, item, send, uploads, polls, downloads, room)
 
     async def _run_item(
+        self,
+        index: int,
+        item: T,
+        send: MemoryObjectSendStream[BulkOutcome[T]],
+        uploads: anyio.CapacityLimiter,
+        polls: anyio.CapacityLimiter,
+        downloads: anyio.CapacityLimiter,
+        room: anyio.Semaphore,
+    ) -> None:
+        try:
+            await self._run_one(index, item, send, uploads, polls, downloads)
+        finally:
+            room.release()
+
+    async def _run_one(
         self,
         index: int,
         item: T,
@@ -293,7 +351,7 @@ class BulkRun(Generic[T]):
             self._scope.cancel()
             return
         if self._aborted is None:
-            send.send_nowait(outcome)
+            await send.send(outcome)
 
     async def _download(
         self, outcome: BulkOutcome[T], task_id: str, *, downloads: anyio.CapacityLimiter

@@ -435,7 +435,11 @@ class AdCreativeClient:
 
         Args:
             items: the inputs (anything ``submit`` or ``request`` understands: paths, briefs…), or
-                :class:`~adcreative_async.ledger.RenderRequest` objects.
+                :class:`~adcreative_async.ledger.RenderRequest` objects: any iterable, read lazily as
+                room frees up (a generator of a million paths is never held whole; ``len(run)`` then
+                raises TypeError). The run holds ``poll_concurrency + 2 * upload_concurrency`` items at
+                once, outcomes not yet taken included; an error raised by the iterator is raised by the
+                run once the items read before it are reported.
             submit: ``async def submit(client, item) -> RenderJob``, e.g.
                 ``lambda c, path: c.background_remover.remove(path)``. Not with a ledger.
             dest: directory for the results (``<task id>.<type>``, or see ``name``); None: no downloads.

@@ -8,8 +8,9 @@ It lives below both the bulk runner (:mod:`adcreative_async._bulk`) and the run 
 
 from __future__ import annotations
 
+import collections
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -20,12 +21,31 @@ from ._errors import InvalidRequestError
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
 
-__all__ = ["NOT_STARTED", "BulkOutcome", "download_task", "follow"]
+__all__ = [
+    "NOT_STARTED",
+    "WINDOW_PER_UPLOAD",
+    "BulkOutcome",
+    "Inputs",
+    "download_task",
+    "follow",
+    "window_size",
+]
 
 T = TypeVar("T")
 
 #: What an item not started for ``max_renders`` says (:class:`~adcreative_async.NotStartedError`).
 NOT_STARTED = "not started: the run's max_renders start calls were sent (the same run started again goes on)"
+
+#: Items a run holds at once (read, started, awaited, downloaded, or with an outcome not yet taken by the
+#: iteration): ``poll_concurrency`` (renders awaited at once) plus this many per upload slot, so that
+#: start calls go on while every poll slot is taken. Memory is bounded by this window, whatever the
+#: number of inputs: an item is read from the inputs only when one leaves.
+WINDOW_PER_UPLOAD = 2
+
+
+def window_size(upload_concurrency: int, poll_concurrency: int) -> int:
+    """The number of items a bulk run holds at once (see :data:`WINDOW_PER_UPLOAD`)."""
+    return poll_concurrency + WINDOW_PER_UPLOAD * upload_concurrency
 
 
 @dataclass
@@ -68,6 +88,60 @@ class BulkOutcome(Generic[T]):
         self.errors.append(error)
         if self.error is None:
             self.error = error
+
+
+class Inputs(Generic[T]):
+    """A bulk run's inputs, read one at a time as the run makes room for them, with their positions.
+
+    A generator of a million paths is never materialised: only :meth:`read_all` (the check of named
+    outputs, which compares every input's name with the others' before any start call) holds them, and
+    the items it read leave as they are taken. An error raised by the inputs' iterator ends the input
+    (``error``): the items read before it finish, then the run raises it.
+    """
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._iterator = iter(items)
+        self._index = 0
+        self._read: collections.deque[tuple[int, T]] = collections.deque()
+        self.error: Exception | None = None  # what the inputs' iterator raised, if it did
+        self._done = False
+
+    def next(self) -> tuple[int, T] | None:
+        """The next input with its position; None at the end."""
+        if self._read:
+            return self._read.popleft()
+        return self._pull()
+
+    def _pull(self) -> tuple[int, T] | None:
+        if self._done:
+            return None
+        try:
+            item = next(self._iterator)
+        except StopIteration:
+            self._done = True
+            return None
+        except Exception as exc:  # the caller's iterator failing: the end of the input, raised at the end
+            self._done, self.error = True, exc
+            return None
+        index = self._index
+        self._index += 1
+        return index, item
+
+    def take(self, size: int) -> list[tuple[int, T]]:
+        """The next ``size`` inputs (fewer at the end)."""
+        taken: list[tuple[int, T]] = []
+        while len(taken) < size:
+            entry = self.next()
+            if entry is None:
+                break
+            taken.append(entry)
+        return taken
+
+    def read_all(self) -> list[tuple[int, T]]:
+        """Every input not yet taken (read now, and still given by :meth:`next` afterwards)."""
+        while (entry := self._pull()) is not None:
+            self._read.append(entry)
+        return list(self._read)
 
 
 async def download_task(

@@ -26,6 +26,7 @@ for a longer search.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -119,6 +120,7 @@ class Operator(RuleBasedStateMachine):
     """One input folder, one output folder, and an operator (see the module doc)."""
 
     info: ClassVar[dict[str, Any]] = {}
+    examples: ClassVar[Iterator[int]] = itertools.count()
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +128,9 @@ class Operator(RuleBasedStateMachine):
         self.inputs = self.folder / "in"
         self.out = self.folder / "out"
         self.inputs.mkdir()
-        self.salt = uuid.uuid4().int % 200  # other examples' inputs are other contents
+        # other examples' inputs are other contents (the emulator, shared by the examples, counts renders
+        # by content): a number of its own (a random one in 0-199 met another example's now and then)
+        self.salt = next(Operator.examples)
         self.made = 0
         self.current: dict[str, str] = {}  # input name -> SHA-256
         self.allowed: Counter[str] = Counter()  # renders the operator asked for, by content
@@ -137,7 +141,8 @@ class Operator(RuleBasedStateMachine):
 
     def _write(self, name: str) -> None:
         self.made += 1
-        data = sample_image("png", (4, 4), (self.made % 256, self.salt, 200 + self.made // 256 % 50))
+        colour = (self.made % 256, self.salt % 256, 200 + self.made // 256 % 50)
+        data = sample_image("png", (4, 4 + self.salt // 256), colour)
         (self.inputs / name).write_bytes(data)
         digest = hashlib.sha256(data).hexdigest()
         self.current[name] = digest

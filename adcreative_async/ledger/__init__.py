@@ -26,10 +26,10 @@ from ._base import (
     SourceHash,
     new_worker_id,
 )
+from ._emit import RecordedError
 from ._memory import MemoryLedger
 from ._postgres import PostgresLedger
 from ._requests import RenderRequest, derived_user_id, request_keys
-from ._run import RecordedError
 from ._sqlite import SqliteLedger, read_ledger_file
 
 __all__ = [

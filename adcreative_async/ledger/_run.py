@@ -7,9 +7,11 @@ of its key stops the call before its request is complete (``InputChangedError``;
 ``pending``, nothing was made). An item finished before, or by another input of the same content, gets
 its files under its own names (a copy, or a hard link).
 
-For each chunk of inputs, in order: the requests' keys (files hashed off the loop, remembered hashes
-reused), registration of the unknown ones, outcomes at once for the items already finished, and a claim
-on the others. A claimed item is, by its state:
+The inputs are read a chunk at a time, as room frees up: at most ``window_size`` items run (or wait for
+their outcome to be taken) at once, whatever the number of inputs. For each chunk of inputs, in order: the
+requests' keys (files hashed off the loop, remembered hashes reused), registration of the unknown ones,
+outcomes at once for the items already finished, and a claim on the others. A claimed item is, by its
+state:
 
 - ``pending``: its intent (with its derived user id) is committed, then its start call is sent, and the
   answer committed right after. The claim itself writes the intents of the items it takes
@@ -58,9 +60,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -80,8 +80,8 @@ from .._errors import (
 )
 from .._files import send_guard
 from .._jobs import RenderJob
-from .._naming import Namer, check_names, copy_file, name_context, render_name
-from .._outcome import NOT_STARTED, BulkOutcome, download_task, follow
+from .._naming import Namer, check_names
+from .._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -93,6 +93,7 @@ from ._base import (
     error_message,
     new_worker_id,
 )
+from ._emit import Emitter, _Item
 from ._fencing import SEND_MARGIN, SEND_MARGIN_SHARE, _Hold, _LeaseGuard, _LostClaim
 from ._probe import FinishedProbe
 from ._requests import ContentGuard, RenderRequest, _image_params, derived_user_id, request_digests
@@ -109,7 +110,6 @@ __all__ = [
     "SEND_MARGIN_SHARE",
     "UNANSWERED_START_RULE",
     "LedgerDriver",
-    "RecordedError",
 ]
 
 logger = logging.getLogger("adcreative_async.ledger")
@@ -150,15 +150,6 @@ INTENT_AHEAD_SHARE = 0.25
 CLAIM_WINDOW = 64
 
 
-@dataclass
-class _Item(Generic[T]):
-    index: int
-    item: T
-    request: RenderRequest
-    key: str
-    hashes: dict[str, str] = field(default_factory=dict)  # its images' hashes, as in its key
-
-
 class LedgerDriver(Generic[T]):
     """Runs a :class:`~adcreative_async.BulkRun`'s items through a run ledger (see the module doc)."""
 
@@ -166,7 +157,7 @@ class LedgerDriver(Generic[T]):
         self,
         client: AdCreativeClient,
         ledger: RunLedger,
-        items: Sequence[T],
+        inputs: Inputs[T] | Iterable[T],
         request_of: Callable[[T], RenderRequest],
         *,
         dest: str | None,
@@ -182,7 +173,9 @@ class LedgerDriver(Generic[T]):
         self._client = client
         self._budget = max_renders  # start calls left to send (None: no limit; see _spend)
         self._ledger = ledger
-        self._items = items
+        self._inputs = (
+            inputs if isinstance(inputs, Inputs) else Inputs(inputs)
+        )  # read a chunk at a time, as the claim window and the item window free up
         self._request_of = request_of
         self._dest = dest
         self._name = name
@@ -190,6 +183,9 @@ class LedgerDriver(Generic[T]):
         # claimed items not yet past their start call, at most: their intents are written together, and
         # the next half window is claimed (and its intents written) while the last half is being sent
         self._window = max(CLAIM_WINDOW, 8 * limits[0])
+        # items running at once, at most (started, awaited, downloaded, or with an outcome not yet taken
+        # by the iteration): what bounds the run's memory, whatever the number of inputs
+        self._max_busy = max(window_size(limits[0], limits[1]), self._window)
         self._timeout = timeout
         self._low_resolution = low_resolution
         self._on_update = on_update
@@ -200,13 +196,14 @@ class LedgerDriver(Generic[T]):
         self.owner = owner or new_worker_id()
         self._unsubmitted = 0
         self._room = anyio.Event()
-        self._followers: dict[str, list[_Item[T]]] = {}
+        self._emit: Emitter[T] = Emitter(client, name, dest)  # outcomes, and inputs of the same key
         self._watched: dict[str, _Item[T]] = {}
         # whether listings keep finished processes: what proves an unanswered start call made nothing
         self._probe = FinishedProbe(
             client, ledger, self._nothing_else_runs, lambda: self._change, self._changed
         )
-        self._busy = 0
+        self._busy = 0  # items running (until their end is settled in the ledger)
+        self._live = 0  # items running or with their outcome not yet taken by the outcomes' stream
         self._feeding = True
         self._change = anyio.Event()
         self._finished_labels: set[str] | None = None
@@ -218,6 +215,7 @@ class LedgerDriver(Generic[T]):
         self._margin = min(SEND_MARGIN, lease * SEND_MARGIN_SHARE)
         self._takeover_grace = self._margin + grace
         self._refused: dict[int, InvalidRequestError] = {}  # items whose result could not be saved
+        self._refuse_all: InvalidRequestError | None = None  # every item's (results named by task: dest)
         self._scope: anyio.CancelScope | None = None  # the items' task group's
         #: The run-level error that stopped the run, if one did (see :meth:`drive`).
         self.aborted: RunAbortedError | None = None
@@ -257,10 +255,12 @@ class LedgerDriver(Generic[T]):
             try:
                 async with anyio.create_task_group() as group:
                     self._scope = group.cancel_scope
-                    start, size = 0, FIRST_CHUNK
-                    while start < len(self._items):
-                        resumed_only = await self._feed(group, send, self._entries(send, start, size))
-                        start += size
+                    size = FIRST_CHUNK
+                    while True:
+                        chunk = await self._entries(send, size)
+                        if chunk is None:
+                            break
+                        resumed_only = await self._feed(group, send, chunk)
                         size = min(size * 2, MAX_CHUNK) if resumed_only else CHUNK
                     # inputs whose label had finished, looked at in chunks: the started items' writes
                     # pass between them
@@ -286,11 +286,12 @@ class LedgerDriver(Generic[T]):
             return
         if self._name is None:  # results named after their task: only dest is checked
             refused = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
-            if refused:
-                self._refused = dict.fromkeys(range(len(self._items)), refused[0])
+            self._refuse_all = refused.get(0)
             return
+        # every input's name is compared with the others' before any start call: read them all (they
+        # leave memory as they are taken)
         named: list[tuple[int, object]] = []
-        for index, item in enumerate(self._items):
+        for index, item in self._inputs.read_all():
             try:
                 named.append((index, self._request_of(item)))
             except Exception:  # reported with the item (_entries)
@@ -329,14 +330,19 @@ class LedgerDriver(Generic[T]):
                 if hold is not None:
                     hold.deadline = max(hold.deadline, before + self._lease)
 
-    def _entries(self, send: MemoryObjectSendStream[BulkOutcome[T]], start: int, size: int) -> list[_Item[T]]:
-        """Inputs ``start`` to ``start + size`` with their requests (a refused one's outcome is sent). On a
-        resume, an input whose label only finished items have is set aside: looked at once the others
-        are under way, so that the remaining work starts without waiting for a scan of the done."""
+    async def _entries(
+        self, send: MemoryObjectSendStream[BulkOutcome[T]], size: int
+    ) -> list[_Item[T]] | None:
+        """The next ``size`` inputs with their requests (a refused one's outcome is sent); None at the end
+        of the inputs. On a resume, an input whose label only finished items have is set aside: looked
+        at once the others are under way, so that the remaining work starts without waiting for a scan
+        of the done."""
+        taken = self._inputs.take(size)
+        if not taken:
+            return None
         chunk: list[_Item[T]] = []
         finished = self._finished_labels
-        for index in range(start, min(start + size, len(self._items))):
-            item = self._items[index]
+        for index, item in taken:
             try:
                 request = self._request_of(item)
                 if not isinstance(request, RenderRequest):
@@ -344,11 +350,11 @@ class LedgerDriver(Generic[T]):
                         "request", f"must give a RenderRequest, got {type(request).__name__}"
                     )
             except InvalidRequestError as exc:
-                send.send_nowait(BulkOutcome(index, item, error=exc))
+                await send.send(BulkOutcome(index, item, error=exc))
                 continue
-            refused = self._refused.get(index)
+            refused = self._refuse_all or self._refused.pop(index, None)
             if refused is not None:  # its result could not be saved: not sent
-                send.send_nowait(BulkOutcome(index, item, error=refused))
+                await send.send(BulkOutcome(index, item, error=refused))
                 continue
             entry = _Item(index, item, request, "")
             if finished and request.label in finished:
@@ -369,14 +375,14 @@ class LedgerDriver(Generic[T]):
         ready: list[_Item[T]] = []
         for entry, digest in zip(chunk, digests, strict=True):
             if isinstance(digest, InvalidRequestError):
-                send.send_nowait(BulkOutcome(entry.index, entry.item, error=digest))
+                await send.send(BulkOutcome(entry.index, entry.item, error=digest))
                 continue
             entry.key, entry.hashes = digest
             key = entry.key
-            if key in self._followers or key in self._watched:  # the same input twice: one render
-                self._followers.setdefault(key, []).append(entry)
+            if key in self._emit.followers or key in self._watched:  # the same input twice: one render
+                self._emit.followers.setdefault(key, []).append(entry)
                 continue
-            self._followers[key] = []
+            self._emit.followers[key] = []
             ready.append(entry)
         if not ready:
             return False
@@ -391,7 +397,7 @@ class LedgerDriver(Generic[T]):
             record = records.get(entry.key)
             if record is not None and record.final:
                 self._note_finished(record)
-                await self._emit_record(send, entry, record)
+                await self._emit.record(send, entry, record)
             else:
                 open_keys.append(entry.key)
         if not open_keys:
@@ -402,18 +408,18 @@ class LedgerDriver(Generic[T]):
             if self._budget is not None and self._budget <= 0:  # max_renders sent: the rest stay pending
                 for key in open_keys:
                     entry = by_key[key]
-                    await self._send(
+                    await self._emit.send(
                         send,
                         BulkOutcome(entry.index, entry.item, key=key, error=NotStartedError(NOT_STARTED)),
                     )
                 return False
-            # half a window at least per claim: one write per several items, not one per item
-            while self._unsubmitted > self._window // 2:
+            # half a window at least per claim: one write per several items, not one per item; and no
+            # more items running than the item window holds
+            half = self._window // 2
+            while self._unsubmitted > half or self._live > self._max_busy - half:
                 await self._room.wait()
-            batch, open_keys = (
-                open_keys[: self._window - self._unsubmitted],
-                open_keys[self._window - self._unsubmitted :],
-            )
+            room = min(self._window - self._unsubmitted, self._max_busy - self._live)
+            batch, open_keys = open_keys[:room], open_keys[room:]
             claimed = await self._claim(batch, records)
             for record in claimed:
                 self._start(group, send, by_key[record.key], record)
@@ -484,6 +490,7 @@ class LedgerDriver(Generic[T]):
         if holds_room:
             self._unsubmitted += 1
         self._busy += 1
+        self._live += 1
         group.start_soon(self._run_item, send, entry, record, holds_room)
 
     async def _watch_others(
@@ -503,89 +510,12 @@ class LedgerDriver(Generic[T]):
             for key, record in records.items():
                 if record.final:
                     self._note_finished(record)
-                    await self._emit_record(send, self._watched.pop(key), record)
+                    await self._emit.record(send, self._watched.pop(key), record)
             claimed = await self._claim([k for k in keys if k in self._watched], records)
             for record in claimed:
                 self._start(group, send, self._watched.pop(record.key), record)
 
     # ---------------------------------------------------------------------------------- outcomes
-
-    async def _emit_record(
-        self, send: MemoryObjectSendStream[BulkOutcome[T]], entry: _Item[T], record: ItemRecord
-    ) -> None:
-        """The outcome of an item finished before (or by another worker), from its record."""
-        job = None
-        if record.process_id and record.user_id:
-            # ids this SDK recorded (canonical already): a handle without validating them again
-            job = RenderJob(
-                feature=record.feature,
-                process_id=record.process_id,
-                user_id=record.user_id,
-                task_ids=record.task_ids,
-                resource=self._client.resource(record.feature),
-            )
-        error: BaseException | None = None
-        if record.state is ItemState.FAILED:
-            error = RecordedError(record)
-        elif record.state is ItemState.UNKNOWN:
-            error = RenderMayExistError(
-                f"{record.error_code}: {record.error_message}",
-                feature=record.feature,
-                user_id=record.user_id or "",
-            )
-        outcome = BulkOutcome(
-            entry.index,
-            entry.item,
-            job=job,
-            files=[Path(f) for f in record.files],
-            error=error,
-            key=record.key,
-            resumed=True,
-        )
-        if outcome.files:  # under this input's own name (the record's files may be another input's)
-            try:
-                outcome.files = await self._copies(entry, outcome)
-            except (OSError, InvalidRequestError) as exc:
-                outcome._fail(exc)
-        await self._send(send, outcome)
-
-    async def _send(self, send: MemoryObjectSendStream[BulkOutcome[T]], outcome: BulkOutcome[T]) -> None:
-        """Report an outcome, and the same for the other inputs with the same key (their files under
-        their own names, when results are named)."""
-        send.send_nowait(outcome)
-        for follower in self._followers.pop(outcome.key or "", []):
-            copy: BulkOutcome[T] = BulkOutcome(
-                follower.index,
-                follower.item,
-                job=outcome.job,
-                error=outcome.error,
-                key=outcome.key,
-                resumed=outcome.resumed,
-            )
-            try:
-                copy.files = await self._copies(follower, outcome)
-            except (OSError, InvalidRequestError) as exc:
-                copy.error = copy.error or exc
-            send.send_nowait(copy)
-
-    async def _copies(self, follower: _Item[T], outcome: BulkOutcome[T]) -> list[Path]:
-        if self._name is None or self._dest is None:
-            return list(outcome.files)
-        job = outcome.job
-        copies = []
-        for position, source in enumerate(outcome.files):
-            task_id = (
-                job.task_ids[position] if job is not None and position < len(job.task_ids) else source.stem
-            )
-            process_id = job.process_id if job is not None else ""
-            context = name_context(
-                follower.request, follower.index, task_id, position, process_id, source.suffix
-            )
-            target = Path(self._dest) / render_name(self._name, context)
-            if target != source:  # an input's own file (a resume) needs no copy
-                target = await anyio.to_thread.run_sync(copy_file, source, target)
-            copies.append(target)
-        return copies
 
     def _note_finished(self, record: ItemRecord) -> None:
         if self._probe.note(record):
@@ -602,6 +532,19 @@ class LedgerDriver(Generic[T]):
     # ------------------------------------------------------------------------------------ one item
 
     async def _run_item(
+        self,
+        send: MemoryObjectSendStream[BulkOutcome[T]],
+        entry: _Item[T],
+        record: ItemRecord,
+        holds_room: bool,
+    ) -> None:
+        try:
+            await self._run_one(send, entry, record, holds_room)
+        finally:
+            self._live -= 1  # its outcome is out: room for the next input
+            self._free_room()
+
+    async def _run_one(
         self,
         send: MemoryObjectSendStream[BulkOutcome[T]],
         entry: _Item[T],
@@ -653,7 +596,7 @@ class LedgerDriver(Generic[T]):
             return
         if self.aborted is not None:  # the run stops: its items are not reported one by one
             return
-        await self._send(send, outcome)
+        await self._emit.send(send, outcome)
 
     async def _settle(self, entry: _Item[T], outcome: BulkOutcome[T], exists: bool) -> None:
         """An item that ended with errors, by their kind (:func:`~adcreative_async._errors.error_kind`):
@@ -687,6 +630,9 @@ class LedgerDriver(Generic[T]):
 
     def _submitted_one(self) -> None:
         self._unsubmitted -= 1
+        self._free_room()
+
+    def _free_room(self) -> None:
         self._room.set()
         self._room = anyio.Event()
 
@@ -926,19 +872,6 @@ class LedgerDriver(Generic[T]):
             self._name,
             entry.request,
         )
-
-
-class RecordedError(AdCreativeError):
-    """The error an item finished with in an earlier run (or another worker), as the ledger recorded it.
-
-    Attributes:
-        code: the error's class name (``RenderFailedError``); message: its text.
-    """
-
-    def __init__(self, record: ItemRecord) -> None:
-        super().__init__(f"{record.error_code}: {record.error_message}")
-        self.code = record.error_code or ""
-        self.message = record.error_message or ""
 
 
 def _run_level(error: Exception) -> Exception | None:

@@ -39,10 +39,17 @@ class SyncBulkRun(SyncObject, Generic[T]):
         self._held: AbstractContextManager[BulkRun[T]] | None = None
 
     def __repr__(self) -> str:
-        return f"<SyncBulkRun of {len(self._run)} items>"
+        try:
+            return f"<SyncBulkRun of {len(self._run)} items>"
+        except TypeError:  # inputs given as an iterator: read lazily, their number unknown
+            return "<SyncBulkRun of lazily read items>"
 
     def __len__(self) -> int:
+        """The number of inputs, when they are sized (TypeError for an iterator, as ``BulkRun``)."""
         return len(self._run)
+
+    def __bool__(self) -> bool:
+        return True
 
     def __enter__(self) -> SyncBulkRun[T]:
         if self._held is not None:
