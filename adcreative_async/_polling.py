@@ -31,6 +31,12 @@ task group.
 Ids are GUIDs: every map here is keyed by lower-cased user and process ids (the server, the messages
 and the caller may spell them differently); requests use the spelling the caller gave.
 
+A poll's work is proportional to what is awaited: a listing is read in one light pass (the ids of every
+element, see :class:`~adcreative_async._models.ProgressListing`) and only the processes a watch follows
+are decoded in full; a poller finds its awaited processes through its blocked watches; what nobody
+follows is forgotten in the order it was let go, finished processes soon (the state and its ordering:
+:mod:`._poll_state`; merging push messages and partial task maps: :mod:`._progress_merge`).
+
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
 
@@ -56,13 +62,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
-import backoff
 import msgspec
 
 from ._clock import Clock
@@ -77,7 +81,21 @@ from ._errors import (
     UnexpectedResponseError,
     retry_after_seconds,
 )
-from ._models import TERMINAL_STATES, Progress, RenderState
+from ._models import TERMINAL_STATES, Progress, ProgressListing
+from ._poll_state import (
+    APPLICATION_SCOPE,
+    CACHE_LINGER,
+    Ident,
+    Snapshot,
+    Target,
+    UserKey,
+    Watch,
+    _Interest,
+    _TokenBucket,
+    _UserPoller,
+    ident,
+)
+from ._progress_merge import SILENT_PROGRESS_FIELDS, keep_known_tasks, merge_progress, with_task_state
 from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
@@ -87,13 +105,20 @@ if TYPE_CHECKING:
 __all__ = [
     "APPLICATION_SCOPE",
     "APPLICATION_SCOPE_SHARE",
+    "CACHE_LINGER",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
     "SHARED_RELIST_AFTER",
+    "SILENT_PROGRESS_FIELDS",
+    "Ident",
     "PollScheduler",
     "Snapshot",
     "Target",
+    "UserKey",
     "Watch",
+    "ident",
+    "merge_progress",
+    "with_task_state",
 ]
 
 logger = logging.getLogger("adcreative_async.polling")
@@ -123,232 +148,11 @@ SHARED_MIN_SAVING = 1.5
 #: several users' pollers, due at different times, each bring a shared tick (the last results came about
 #: 0.3 s later). Twice as often: 15 listings per 1,000 items, the last results as early as without a ledger.
 APPLICATION_SCOPE_SHARE = 2.0
-#: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
-#: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
-CACHE_LINGER = 120.0
 #: Idle pollers are swept every this many waits.
 SWEEP_EVERY = 256
 #: The deadline heap is compacted when its dead entries (finished waits) outnumber the live ones by
 #: more than this many.
 DEADLINE_SLACK = 64
-
-UserKey = tuple[str, str]
-"""(feature name, user id), the user id lower-cased in the scheduler's maps; or (feature name,
-:data:`APPLICATION_SCOPE`)."""
-
-#: The "user" of a poll key whose poller lists the whole application (``CheckApplicationAllProgresses``).
-APPLICATION_SCOPE = "*"
-Ident = tuple[UserKey, str]
-"""(user key, lower-cased process id): one followed process."""
-
-
-def ident(feature: str, user_id: str, process_id: str) -> Ident:
-    """The scheduler's key of a process: GUIDs compared case-insensitively."""
-    return ((feature, user_id.lower()), process_id.lower())
-
-
-_versions = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A process's progress as one poll (or push message) saw it, with the monotonic time that poll was
-    sent (or the message arrived), and a version that grows with every snapshot stored: waiters take a
-    snapshot when its version is newer than the last they took (times may tie on coarse clocks)."""
-
-    progress: Progress
-    sent_at: float
-    version: int = field(default_factory=lambda: next(_versions))
-
-
-@dataclass(frozen=True)
-class Target:
-    """One process a watch waits on.
-
-    Attributes:
-        key: (feature, user), the user as the caller spells it (requests use it).
-        process_id: the process.
-        not_before: snapshots from polls sent before this time are ignored (an edit's new cycle), and
-            a fresher poll is asked for.
-        submitted_at: when the start or edit call returned (grace for read-after-write lag starts
-            there), or None for a job rebuilt from ids (grace starts when it is first awaited).
-        progress: what the start or edit call answered: it seeds the cache, so that a push message
-            can complete the job before any poll.
-        user_id: the process's own user, where the key's is :data:`APPLICATION_SCOPE`.
-    """
-
-    key: UserKey
-    process_id: str
-    not_before: float = float("-inf")
-    submitted_at: float | None = None
-    progress: Progress | None = None
-    user_id: str | None = None
-
-    @property
-    def ident(self) -> Ident:
-        """The scheduler's key of this process."""
-        return ident(self.key[0], self.key[1], self.process_id)
-
-
-class Watch:
-    """A waiter: some processes, and an event set when one of them changes or the wait must end.
-
-    Args:
-        targets: the processes.
-        deadline: when the wait times out (client clock), or None.
-        persistent: stay attached between waits (see the module docs); the owner calls
-            :meth:`PollScheduler.detach` when done.
-
-    ``changed`` collects the processes that changed since its owner last emptied it (while attached).
-    """
-
-    __slots__ = (
-        "_deadline_seq",
-        "_pollers",
-        "attached",
-        "blocked",
-        "changed",
-        "deadline",
-        "error",
-        "event",
-        "expired",
-        "persistent",
-        "targets",
-        "unblocked_at",
-    )
-
-    def __init__(
-        self, targets: Iterable[Target], deadline: float | None = None, *, persistent: bool = False
-    ) -> None:
-        self.targets: dict[Ident, Target] = {t.ident: t for t in targets}
-        self.deadline = deadline
-        self.persistent = persistent
-        self.event = anyio.Event()
-        self.expired = False
-        self.attached = False
-        self.blocked = False
-        self.unblocked_at = float("-inf")
-        self.changed: set[Ident] = set()
-        self.error: AdCreativeError | None = None
-        self._pollers: dict[UserKey, int] = {}  # targets per poller while attached
-        self._deadline_seq: int | None = None
-
-    def wake(self) -> None:
-        """Wake the waiter (it re-reads the cache)."""
-        self.event.set()
-
-
-@dataclass(slots=True)
-class _Interest:
-    """What a poller knows of one followed process."""
-
-    watches: set[Watch] = field(default_factory=set)
-    first_awaited: float = 0.0
-    submitted_at: float | None = None
-    released_at: float | None = None
-    missing_since: float | None = None
-    not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
-    awaited_before: bool = False
-    user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
-
-    @property
-    def blocked(self) -> bool:
-        """Whether a waiter of this process is blocked now (then it is polled)."""
-        return any(w.blocked for w in self.watches)
-
-    @property
-    def started(self) -> float:
-        """When this process's current cycle was submitted (or first awaited, for a rebuilt job)."""
-        return self.submitted_at if self.submitted_at is not None else self.first_awaited
-
-
-@dataclass
-class _UserPoller:
-    """Polls one (feature, user): the cache, the interest in each process, the pacing state."""
-
-    key: UserKey
-    user: str  # as the caller spells it
-    resource: RenderResource
-    policy: PollPolicy
-    watches: set[Watch] = field(default_factory=set)  # attached watches with a process here
-    blocked: int = 0  # how many of them are blocked
-    interest: dict[str, _Interest] = field(default_factory=dict)
-    cache: dict[str, Snapshot] = field(default_factory=dict)
-    gone: dict[str, AdCreativeError] = field(default_factory=dict)
-    next_due: float = 0.0
-    running: bool = False
-    listed: int = 0
-    ticks: int = 0
-    filtered_mode: bool = False
-    wake_scope: anyio.CancelScope | None = None
-    delays: Generator[float, Any, None] | None = None
-    last_error: AdCreativeError | None = None
-    last_poll_at: float | None = None  # when the previous poll was sent (telemetry: detection latency)
-    own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
-    own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
-    last_push_at: float | None = None  # the last push message for this (feature, user)
-
-    def reset_pacing(self, now: float, first_delay: float) -> None:
-        """Back to fast polls; poll within ``first_delay``."""
-        self.delays = None
-        due = now + first_delay
-        if due < self.next_due:
-            self.next_due = due
-            if self.wake_scope is not None:
-                self.wake_scope.cancel()
-
-    def next_delay(self, now: float) -> float:
-        """The next delay: backoff, capped by the youngest awaited render's age, jittered, floored."""
-        policy = self.policy
-        if self.delays is None:
-            self.delays = backoff.expo(
-                base=policy.factor, factor=policy.initial_interval, max_value=policy.max_interval
-            )
-            next(self.delays)  # prime the generator, as backoff's decorators do
-        delay = next(self.delays)
-        started = [i.started for i in self.interest.values() if i.blocked]
-        if started:
-            delay = min(delay, max(policy.initial_interval, policy.age_fraction * (now - max(started))))
-        if policy.jitter is not None:
-            delay = policy.jitter(delay)
-        return max(policy.min_interval, delay)
-
-    @property
-    def awaited(self) -> list[str]:
-        """Process ids with a blocked waiter now."""
-        return [pid for pid, i in self.interest.items() if i.blocked]
-
-    def wake_changed(self, changed: Iterable[str]) -> None:
-        """Tell the watches of the processes in ``changed`` (and only them)."""
-        key = self.key
-        for pid in changed:
-            interest = self.interest.get(pid)
-            if interest is None:
-                continue
-            for watch in interest.watches:
-                watch.changed.add((key, pid))
-                watch.wake()
-
-
-class _TokenBucket:
-    """A client-wide rate limit on the injectable clock."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._stamp = clock.monotonic()
-
-    async def acquire(self) -> None:
-        while True:
-            now = self._clock.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await self._clock.sleep((1 - self._tokens) / self._rate)
 
 
 class PollScheduler:
@@ -398,6 +202,8 @@ class PollScheduler:
         self._shared_flight: dict[str, anyio.Event] = {}
         self._app_listed: dict[str, tuple[int, float]] = {}
         self._no_shared: set[str] = set()
+        #: Persistent watches attached but not blocked, in the order they were let go (-> when).
+        self._idle: dict[Watch, float] = {}
 
     # ----------------------------------------------------------------------------------- inspection
 
@@ -455,9 +261,10 @@ class PollScheduler:
         now = self._clock.monotonic()
         poller = self._poller(target)
         interest = self._interest(poller, target, now)
-        if not interest.watches and interest.released_at is None:
-            interest.released_at = now  # followed by nobody yet: forgotten after CACHE_LINGER
         self._seed(poller, interest, target, answered=True)
+        pid = target.process_id.lower()
+        if not interest.watches and pid not in poller.lingering and pid not in poller.finished:
+            poller.release(pid, now)  # followed by nobody yet: forgotten later
 
     def attach(self, watch: Watch) -> None:
         """Follow every process of ``watch`` (a persistent watch: report them all as changed once)."""
@@ -480,6 +287,7 @@ class PollScheduler:
             self._detach_target(watch, key_pid, now)
         watch.attached = False
         watch.changed.clear()
+        self._idle.pop(watch, None)
 
     def drop_target(self, watch: Watch, key_pid: Ident) -> None:
         """Stop following one process of ``watch`` (a job of ``as_completed`` that finished): O(1)."""
@@ -535,16 +343,17 @@ class PollScheduler:
             fresh = key_pid[1] not in poller.cache and target.submitted_at is None
             poller.reset_pacing(now, 0.0 if fresh else self.policy.initial_interval)
         interest.watches.add(watch)
-        interest.released_at = None
+        poller.retain(key_pid[1])
         stale = self._seed(poller, interest, target)
         if target.not_before > float("-inf") and stale:
             poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
-        count = watch._pollers.get(poller.key, 0)
-        if count == 0:
+        mine = watch._pollers.get(poller.key)
+        if mine is None:
+            mine = watch._pollers[poller.key] = set()
             poller.watches.add(watch)
             if watch.blocked:
                 self._block_poller(poller)
-        watch._pollers[poller.key] = count + 1
+        mine.add(key_pid[1])
 
     def _detach_target(self, watch: Watch, key_pid: Ident, now: float) -> None:
         key, pid = key_pid
@@ -555,11 +364,12 @@ class PollScheduler:
         if interest is not None and watch in interest.watches:
             interest.watches.discard(watch)
             if not interest.watches:
-                interest.released_at = now
-        count = watch._pollers.get(key, 0) - 1
-        if count > 0:
-            watch._pollers[key] = count
-            return
+                poller.release(pid, now)
+        mine = watch._pollers.get(key)
+        if mine is not None:
+            mine.discard(pid)
+            if mine:
+                return
         watch._pollers.pop(key, None)
         poller.watches.discard(watch)
         if watch.blocked:
@@ -568,6 +378,7 @@ class PollScheduler:
     def _block(self, watch: Watch) -> None:
         watch.blocked = True
         self._blocked += 1
+        self._idle.pop(watch, None)
         for key in watch._pollers:
             self._block_poller(self._pollers[key])
         if watch.deadline is not None:
@@ -586,6 +397,8 @@ class PollScheduler:
         watch.blocked = False
         watch.unblocked_at = self._clock.monotonic()
         self._blocked -= 1
+        if watch.persistent and watch.attached:
+            self._idle[watch] = watch.unblocked_at  # detached if it stays idle (see _prune)
         for key in watch._pollers:
             poller = self._pollers.get(key)
             if poller is not None:
@@ -691,18 +504,17 @@ class PollScheduler:
                 self._pollers.pop(poller.key, None)
 
     def _prune(self, poller: _UserPoller, now: float | None = None) -> None:
-        """Detach persistent watches abandoned for CACHE_LINGER seconds; forget processes nobody has
-        followed for as long."""
+        """Detach persistent watches abandoned for CACHE_LINGER seconds; forget the processes nobody
+        follows, in the order they were let go (O(what is forgotten), never a scan)."""
         now = self._clock.monotonic() if now is None else now
-        for watch in [w for w in poller.watches if not w.blocked and now - w.unblocked_at > CACHE_LINGER]:
-            if watch.persistent:
-                self.detach(watch)
-        for pid, interest in list(poller.interest.items()):
-            released = interest.released_at
-            if not interest.watches and released is not None and now - released > CACHE_LINGER:
-                del poller.interest[pid]
-                poller.cache.pop(pid, None)
-                poller.gone.pop(pid, None)
+        idle = self._idle
+        while idle:
+            watch = next(iter(idle))
+            if now - idle[watch] <= CACHE_LINGER:
+                break
+            del idle[watch]
+            self.detach(watch)
+        poller.prune(now)
 
     def _sweep(self, now: float) -> None:
         """Drop idle pollers whose processes are all forgotten (bounded memory over many users)."""
@@ -716,30 +528,25 @@ class PollScheduler:
         if await self._poll_shared(poller):
             return
         user = poller.user
-        awaited = poller.awaited
+        awaited = poller.awaited()
         filtered = self._use_filtered(poller, len(awaited))
         sent_at = self._clock.monotonic()
-        items: list[Progress] = []
+        listing = ProgressListing.of([])
         error: AdCreativeError | None = None
         assert self._limiter is not None
         async with self._limiter:
             try:
                 if filtered:
+                    items: list[Progress] = []
                     for pid in awaited:
                         await self._bucket.acquire()
-                        self.requests += 1
-                        if self._telemetry is not None:
-                            self._telemetry.polled(poller.key[0])
+                        self._count_request(poller)
                         items.extend(await poller.resource.user_progress(self._owner(poller, pid), pid))
+                    listing = ProgressListing.of(items)
                 else:
                     await self._bucket.acquire()
-                    self.requests += 1
-                    if self._telemetry is not None:
-                        self._telemetry.polled(poller.key[0])
-                    if user == APPLICATION_SCOPE:
-                        items = await poller.resource.application_progress()
-                    else:
-                        items = await poller.resource.user_progress(user)
+                    self._count_request(poller)
+                    listing = await poller.resource._listing(None if user == APPLICATION_SCOPE else user)
             except AdCreativeError as exc:
                 error = exc
         poller.ticks += 1
@@ -748,8 +555,8 @@ class PollScheduler:
             return
         poller.last_error = None
         if not filtered:
-            poller.listed = len(items)
-        changed, now = await self._take_answer(poller, items, awaited, sent_at, asked_by_id=filtered)
+            poller.listed = len(listing)
+        changed, now = await self._take_answer(poller, listing, awaited, sent_at, asked_by_id=filtered)
         if user == APPLICATION_SCOPE:
             # one poll standing in for as many users' polls (one process each, by this key's definition),
             # whether it lists the application or asks for its last few processes by id
@@ -759,20 +566,30 @@ class PollScheduler:
         poller.next_due = now + self._paced(poller, delay, now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 
+    def _count_request(self, poller: _UserPoller) -> None:
+        self.requests += 1
+        if self._telemetry is not None:
+            self._telemetry.polled(poller.key[0])
+
     async def _take_answer(
         self,
         poller: _UserPoller,
-        items: list[Progress],
+        listing: ProgressListing,
         awaited: list[str],
         sent_at: float,
         *,
         asked_by_id: bool,
+        indices: Iterable[int] | None = None,
     ) -> tuple[set[str], float]:
-        """One poll's answer for ``poller``: cached, its missing awaited processes looked for, fast polls
-        again after a change. Returns the processes that changed, and the time after."""
-        changed = self._store(poller, items, sent_at)
-        returned = {p.image_render_process_id.lower() for p in items}
-        missing = [pid for pid in awaited if pid not in returned]
+        """One poll's answer for ``poller`` (the elements ``indices`` of ``listing``, or all of it):
+        cached, its missing awaited processes looked for, fast polls again after a change. Returns the
+        processes that changed, and the time after."""
+        try:
+            changed, seen = self._store_listing(poller, listing, sent_at, indices, unfiltered=not asked_by_id)
+        except msgspec.DecodeError as exc:
+            self._after_error(poller, _malformed(poller, exc))
+            return set(), self._clock.monotonic()
+        missing = [pid for pid in awaited if pid not in seen]
         if missing:
             changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=asked_by_id)
         now = self._clock.monotonic()
@@ -782,6 +599,132 @@ class PollScheduler:
         if changed:
             poller.delays = None
         return changed, now
+
+    def _store_listing(
+        self,
+        poller: _UserPoller,
+        listing: ProgressListing,
+        sent_at: float,
+        indices: Iterable[int] | None,
+        *,
+        unfiltered: bool,
+    ) -> tuple[set[str], set[str]]:
+        """Cache the processes of a listing that watches follow, decoding only theirs (a light pass read
+        the ids of every element); returns the ids that changed, and the followed ids the listing holds.
+
+        Raises:
+            msgspec.DecodeError: a followed process's element is malformed.
+        """
+        interests = poller.interest
+        ids = listing.ids
+        followed: list[int] = []
+        seen: set[str] = set()
+        for index in range(len(ids)) if indices is None else indices:
+            pid = ids[index].image_render_process_id.lower()
+            interest = interests.get(pid)
+            if interest is not None:
+                if unfiltered:
+                    interest.listed = True
+                if interest.watches:  # someone follows it now (a process let go is read when asked again)
+                    followed.append(index)
+                    seen.add(pid)
+        changed = self._store(poller, (listing.progress(index) for index in followed), sent_at)
+        return changed, seen
+
+    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
+        """Cache the followed (or recently followed) processes; the ids of those that changed.
+
+        An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
+        """
+        changed: set[str] = set()
+        interests = poller.interest
+        cache = poller.cache
+        for progress in items:
+            pid = progress.image_render_process_id.lower()
+            interest = interests.get(pid)
+            if interest is None:
+                continue  # not followed: not cached (the listing may be large)
+            interest.missing_since = None
+            old = cache.get(pid)
+            if old is not None:
+                if old.sent_at > sent_at:
+                    continue  # an older answer arriving late
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # the same answer again (most of a listing, most of the time): nothing new
+                if self._stale(interest, old, progress):
+                    continue  # behind what a push already told (server lag): never report going back
+                progress = keep_known_tasks(old, progress, interest.not_before)
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # nothing new (after an edit, the same progress is news: the new cycle's)
+            cache[pid] = Snapshot(progress, sent_at)
+            if interest.watches:
+                changed.add(pid)
+        return changed
+
+    async def _look_for_missing(
+        self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
+    ) -> set[str]:
+        """Awaited processes absent from an answer.
+
+        A process just submitted may lag behind the listing: it gets the grace period. A process seen
+        before (finished ones may leave the listing) or past its grace is asked for by id, all of them
+        at once (under the client's poll limits: each finished process of a listing that omits them
+        costs one request, and they are not sent one after the other); if even that finds nothing
+        after the grace, it is gone (its waiters get a NotFoundError).
+        """
+        now = self._clock.monotonic()
+        grace = self.policy.not_found_grace
+        feature = poller.key[0]
+        user = poller.user
+        changed: set[str] = set()
+        ask: list[str] = []
+        for pid in missing:
+            interest = poller.interest[pid]
+            if interest.missing_since is None:
+                interest.missing_since = sent_at
+            in_grace = now - interest.started < grace
+            if in_grace and pid not in poller.cache:
+                continue  # read-after-write lag: the listing will catch up
+            if asked_by_id:
+                if not in_grace:
+                    poller.gone[pid] = _not_found(feature, user, pid)
+                    changed.add(pid)
+                continue
+            ask.append(pid)
+        if not ask:
+            return changed
+        found: dict[str, list[Progress]] = {}
+        errors: list[AdCreativeError] = []
+        assert self._limiter is not None
+        limiter = self._limiter
+
+        async def look_up(pid: str) -> None:
+            async with limiter:
+                if errors:
+                    return  # one failure ends this tick's lookups: the next tick asks again
+                try:
+                    await self._bucket.acquire()
+                    self._count_request(poller)
+                    found[pid] = await poller.resource.user_progress(self._owner(poller, pid), pid)
+                except AdCreativeError as exc:
+                    errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for pid in ask:
+                group.start_soon(look_up, pid)
+        for pid in ask:
+            answer = found.get(pid)
+            if answer is None:
+                continue  # not asked (an error ended the lookups)
+            match = [p for p in answer if p.image_render_process_id.lower() == pid]
+            if match:
+                changed |= self._store(poller, match, sent_at)
+            elif (known := poller.interest.get(pid)) is not None and now - known.started >= grace:
+                poller.gone[pid] = _not_found(feature, user, pid)
+                changed.add(pid)
+        if errors:
+            self._after_error(poller, errors[0])
+        return changed
 
     # ------------------------------------------------------------------------------- shared listings
 
@@ -837,10 +780,8 @@ class PollScheduler:
         async with self._limiter:
             try:
                 await self._bucket.acquire()
-                self.requests += 1
-                if self._telemetry is not None:
-                    self._telemetry.polled(feature)
-                items = await poller.resource.application_progress()
+                self._count_request(poller)
+                listing = await poller.resource._listing(None)
             except AdCreativeError as exc:
                 if _is_transient(exc):
                     for peer in peers:
@@ -852,24 +793,32 @@ class PollScheduler:
                 self._no_shared.add(feature)
                 return False
         now = self._clock.monotonic()
-        self._app_listed[feature] = (len(items), now)
-        by_pid = {p.image_render_process_id.lower(): p for p in items}
+        self._app_listed[feature] = (len(listing), now)
+        # One pass over the listing: each user's count, and the elements each peer follows (by id).
+        follower: dict[str, int] = {}
+        for n, peer in enumerate(peers):
+            follower.update(dict.fromkeys(peer.interest, n))
+        mine: list[list[int]] = [[] for _ in peers]
         per_user: dict[str, int] = {}
-        for progress in items:
-            user = progress.user_id.lower()
+        for index, listed in enumerate(listing.ids):
+            user = listed.user_id.lower()
             per_user[user] = per_user.get(user, 0) + 1
+            follows = follower.get(listed.image_render_process_id.lower())
+            if follows is not None:
+                mine[follows].append(index)
         # What the users' own polls would cost a tick, against the shared listing's: the shared tick
         # comes that many times as often, so that it costs what they would have (users whose pushes
         # flow poll only to reconcile: they add nothing to the pace).
         for peer in peers:
             peer.listed = per_user.get(peer.key[1], 0)
         paced = [peer for peer in peers if not self._pushed(peer, now)]
-        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(items))
-        for peer in peers:
+        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
+        for n, peer in enumerate(peers):
             peer.ticks += 1
             peer.last_error = None
-            mine = [by_pid[pid] for pid in peer.interest if pid in by_pid]
-            changed, now = await self._take_answer(peer, mine, peer.awaited, sent_at, asked_by_id=False)
+            changed, now = await self._take_answer(
+                peer, listing, peer.awaited(), sent_at, asked_by_id=False, indices=mine[n]
+            )
             delay = self._shared_delay(peer, changed, now, share)
             due = now + self._paced(peer, delay, now)
             if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
@@ -978,76 +927,6 @@ class PollScheduler:
         poller.filtered_mode = (awaited - 1) * REQUEST_COST_IN_ITEMS < poller.listed - awaited
         return poller.filtered_mode
 
-    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
-        """Cache the followed (or recently followed) processes; the ids of those that changed.
-
-        An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
-        """
-        changed: set[str] = set()
-        interests = poller.interest
-        cache = poller.cache
-        for progress in items:
-            pid = progress.image_render_process_id.lower()
-            interest = interests.get(pid)
-            if interest is None:
-                continue  # not followed: not cached (the listing may be large)
-            interest.missing_since = None
-            old = cache.get(pid)
-            if old is not None:
-                if old.sent_at > sent_at:
-                    continue  # an older answer arriving late
-                if old.progress == progress and old.sent_at >= interest.not_before:
-                    continue  # the same answer again (most of a listing, most of the time): nothing new
-                if self._stale(interest, old, progress):
-                    continue  # behind what a push already told (server lag): never report going back
-                progress = _keep_known_tasks(old, progress, interest.not_before)
-                if old.progress == progress and old.sent_at >= interest.not_before:
-                    continue  # nothing new (after an edit, the same progress is news: the new cycle's)
-            cache[pid] = Snapshot(progress, sent_at)
-            if interest.watches:
-                changed.add(pid)
-        return changed
-
-    async def _look_for_missing(
-        self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
-    ) -> set[str]:
-        """Awaited processes absent from an answer.
-
-        A process just submitted may lag behind the listing: it gets the grace period. A process seen
-        before (finished ones may leave the listing) or past its grace is asked for by id; if even that
-        finds nothing after the grace, it is gone (its waiters get a NotFoundError).
-        """
-        now = self._clock.monotonic()
-        grace = self.policy.not_found_grace
-        feature = poller.key[0]
-        user = poller.user
-        changed: set[str] = set()
-        for pid in missing:
-            interest = poller.interest[pid]
-            if interest.missing_since is None:
-                interest.missing_since = sent_at
-            in_grace = now - interest.started < grace
-            if in_grace and pid not in poller.cache:
-                continue  # read-after-write lag: the listing will catch up
-            if not asked_by_id:
-                try:
-                    await self._bucket.acquire()
-                    self.requests += 1
-                    if self._telemetry is not None:
-                        self._telemetry.polled(feature)
-                    found = await poller.resource.user_progress(self._owner(poller, pid), pid)
-                except AdCreativeError as exc:
-                    self._after_error(poller, exc)
-                    return changed
-                match = [p for p in found if p.image_render_process_id.lower() == pid]
-                if match:
-                    changed |= self._store(poller, match, sent_at)
-                    continue
-            if not in_grace:
-                poller.gone[pid] = _not_found(feature, user, pid)
-                changed.add(pid)
-        return changed
-
     @staticmethod
     def _owner(poller: _UserPoller, process_id: str) -> str:
         """The user to ask for a process by id: the poller's, or the process's own in application scope."""
@@ -1078,7 +957,8 @@ def _separate_cost(pollers: Iterable[_UserPoller]) -> int:
     """What one tick of these users' own polls costs, in items (see :data:`REQUEST_COST_IN_ITEMS`): a
     listing each, or one request per awaited process, whichever is cheaper."""
     return sum(
-        min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited))) for p in pollers
+        min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited())))
+        for p in pollers
     )
 
 
@@ -1094,6 +974,13 @@ def _retry_after(error: AdCreativeError) -> float | None:
     return None
 
 
+def _malformed(poller: _UserPoller, error: msgspec.DecodeError) -> AdCreativeError:
+    """A followed process's element of a listing did not decode: a transient poll failure."""
+    return UnexpectedResponseError(
+        f"a progress listing of {poller.key[0]} holds a malformed progress object ({error})", status=200
+    )
+
+
 def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
     from ._errors import NotFoundError
 
@@ -1102,110 +989,3 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
         "after the grace period: the server does not know it",
         status=404,
     )
-
-
-# ------------------------------------------------------------------------------------------ merging
-
-
-def _task_key(tasks: Mapping[str, int], task_id: str) -> str:
-    """The key ``tasks`` already uses for ``task_id`` (GUIDs compared case-insensitively), else it."""
-    if task_id in tasks:
-        return task_id
-    lowered = task_id.lower()
-    for key in tasks:
-        if key.lower() == lowered:
-            return key
-    return task_id
-
-
-def _counted(progress: Progress, tasks: dict[str, RenderState]) -> Progress:
-    """``progress`` with ``tasks``, its completed count raised to the tasks known terminal (evidence, so
-    never more than are: a task counted by the server but not listed is not counted twice), and its
-    percentage raised to match when the total is known."""
-    completed = progress.completed_task_count
-    total = progress.total_task_count
-    terminal = sum(1 for state in tasks.values() if state in TERMINAL_STATES)
-    if terminal > completed:
-        completed = min(terminal, total) if total else terminal
-    percent = progress.progress
-    if total:
-        percent = max(percent, completed * 100 // total)
-    unchanged = completed == progress.completed_task_count and percent == progress.progress
-    if unchanged and tasks == progress.tasks:
-        return progress
-    return msgspec.structs.replace(progress, tasks=tasks, completed_task_count=completed, progress=percent)
-
-
-def with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
-    """``progress`` with one task's state set (from a task-completed message), counts updated.
-
-    A task the snapshot does not list (the ``tasks`` map may be partial) is added once; the completed
-    count becomes the larger of the server's count and the tasks known terminal, so a task the server
-    already counted is never counted again.
-    """
-    tasks = dict(progress.tasks)
-    tasks[_task_key(tasks, task_id)] = RenderState(state)
-    return _counted(progress, tasks)
-
-
-def merge_progress(known: Progress | None, message: ProgressNotification) -> Progress:
-    """What a progress message says, merged into what is known of the process.
-
-    The docs show no progress message (all ten types "share one structure", reference §2.5): a field a
-    message leaves at its default says nothing (assumed: :data:`SILENT_PROGRESS_FIELDS`). Known tasks are
-    kept and the message's states set on them; counts come from the message only when it has a total;
-    the percentage only when it has counts or a non-zero value; the state, outcome and render
-    kind/type only when given. Counts are never invented (see :func:`with_task_state`).
-    """
-    said = message.to_progress()
-    if known is None:
-        return _counted(said, dict(said.tasks))
-    tasks = dict(known.tasks)
-    for task_id, state in said.tasks.items():
-        tasks[_task_key(tasks, task_id)] = state
-    has_counts = said.total_task_count > 0
-    merged = msgspec.structs.replace(
-        known,
-        message_type=said.message_type or known.message_type,
-        application_id=said.application_id or known.application_id,
-        user_id=said.user_id or known.user_id,
-        request_render_state=said.request_render_state or known.request_render_state,
-        total_task_count=said.total_task_count if has_counts else known.total_task_count,
-        completed_task_count=said.completed_task_count if has_counts else known.completed_task_count,
-        progress=said.progress if has_counts or said.progress else known.progress,
-        render_kind=said.render_kind if said.render_kind is not None else known.render_kind,
-        render_type=said.render_type if said.render_type is not None else known.render_type,
-        is_successful=said.is_successful and known.is_successful,
-        error_message=said.error_message or known.error_message,
-        tasks=known.tasks,
-    )
-    return _counted(merged, tasks)
-
-
-#: assumed: the progress message's body is undocumented; a field at its default value in a message
-#: (absent, or zero / empty / null) says nothing about the process, and what is known is kept.
-SILENT_PROGRESS_FIELDS: tuple[str, ...] = (
-    "tasks",
-    "total_task_count",
-    "completed_task_count",
-    "progress",
-    "request_render_state",
-    "render_kind",
-    "render_type",
-    "error_message",
-)
-
-
-def _keep_known_tasks(old: Snapshot, new: Progress, not_before: float) -> Progress:
-    """A poll's answer, keeping the task states a partial ``tasks`` map leaves out (the seeds list 2 of
-    10): a task learnt earlier in the same cycle (from a push, or an earlier poll) stays known."""
-    if old.sent_at < not_before:
-        return new  # the old snapshot is of a previous cycle
-    old_tasks = old.progress.tasks
-    new_tasks = new.tasks
-    if len(new_tasks) >= len(old_tasks) and all(task in new_tasks for task in old_tasks):
-        return new
-    tasks = dict(old_tasks)
-    for task_id, state in new_tasks.items():
-        tasks[_task_key(tasks, task_id)] = state
-    return _counted(new, tasks)
