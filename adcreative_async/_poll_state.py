@@ -169,7 +169,7 @@ class _Interest:
     awaited_before: bool = False
     user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
     listed: bool = False  # an unfiltered listing showed it (then its absence from one means it left)
-    looked_up: float | None = None  # when it was last asked for by id after leaving the listing
+    looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
 
     @property
     def blocked(self) -> bool:

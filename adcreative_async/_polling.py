@@ -325,7 +325,9 @@ class PollScheduler:
         newest word, whatever the clock says (a coarse or manual clock may give the previous cycle's
         data the same time)."""
         pid = target.process_id.lower()
-        interest.not_before = max(interest.not_before, target.not_before)
+        if target.not_before > interest.not_before:
+            interest.not_before = target.not_before
+            interest.looked_up = None  # a new cycle (an edit): it may leave the listing again
         cached = poller.cache.get(pid)
         stale = answered or cached is None or cached.sent_at < target.not_before
         if target.progress is not None and target.submitted_at is not None and stale:
@@ -667,10 +669,15 @@ class PollScheduler:
         """Awaited processes absent from an answer.
 
         A process just submitted may lag behind the listing: it gets the grace period. A process seen
-        before (finished ones may leave the listing) or past its grace is asked for by id, all of them
-        at once (under the client's poll limits: each finished process of a listing that omits them
-        costs one request, and they are not sent one after the other); if even that finds nothing
-        after the grace, it is gone (its waiters get a NotFoundError).
+        before (finished ones may leave the listing) or past its grace is asked for by id; if even that
+        finds nothing after the grace, it is gone (its waiters get a NotFoundError).
+
+        A listing may omit finished processes (the docs allow it): then every finished process costs
+        one request by id, per-item work like its download, not polling. So the first lookup of a
+        process in its cycle is not held to the poll rate (:attr:`PollPolicy.max_requests_per_second`:
+        20/s would cap a bulk run at 20 items a second, the stall of issue 23), only to the limit on
+        poll requests in flight; lookups run concurrently, and a process asked for again in the same
+        cycle (it is still missing) waits for the rate limit like any poll.
         """
         now = self._clock.monotonic()
         grace = self.policy.not_found_grace
@@ -698,12 +705,13 @@ class PollScheduler:
         assert self._limiter is not None
         limiter = self._limiter
 
-        async def look_up(pid: str) -> None:
+        async def look_up(pid: str, first: bool) -> None:
             async with limiter:
                 if errors:
                     return  # one failure ends this tick's lookups: the next tick asks again
                 try:
-                    await self._bucket.acquire()
+                    if not first:
+                        await self._bucket.acquire()
                     self._count_request(poller)
                     found[pid] = await poller.resource.user_progress(self._owner(poller, pid), pid)
                 except AdCreativeError as exc:
@@ -711,7 +719,10 @@ class PollScheduler:
 
         async with anyio.create_task_group() as group:
             for pid in ask:
-                group.start_soon(look_up, pid)
+                interest = poller.interest[pid]
+                first = interest.looked_up is None
+                interest.looked_up = sent_at
+                group.start_soon(look_up, pid, first)
         for pid in ask:
             answer = found.get(pid)
             if answer is None:

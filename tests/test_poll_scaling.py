@@ -7,6 +7,7 @@ Against the emulator over loopback, with fast polls.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from helpers import FAST_POLLS, eventually
 
 import adcreative_async._models as models
-from adcreative_async import AdCreativeClient, RenderJob
+from adcreative_async import AdCreativeClient, PollPolicy, Progress, RenderJob
 from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +115,39 @@ async def test_the_scheduler_keeps_a_bounded_number_of_finished_processes(
         emulator.finish_process(other.process_id)
     assert len(kept) <= 3
     assert all(job.is_complete for job in done)
+
+
+# ---------------------------------------------------------------- a listing that omits finished processes
+
+
+async def test_a_listing_without_finished_processes_does_not_hold_a_bulk_run_to_the_poll_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every finished process then costs one request by id (the listing never shows it finished): that
+    is per-item work, not polling, so the poll rate (here 0.5 requests a second: 400 s for these 200
+    items, the stall of issue 23) does not pace it; each process is asked for once."""
+    items = [sample_image("png", (8, 8 + i)) for i in range(200)]
+    policy = PollPolicy(
+        initial_interval=0.05, max_interval=0.1, min_interval=0.01, max_requests_per_second=0.5, burst=1
+    )
+    async with (
+        Emulator(task_duration=0.01, list_finished=False, seed=7) as emulator,
+        AdCreativeClient(**emulator.credentials, user_id=USER, poll_policy=policy, trust_env=False) as client,
+    ):
+        asked: Counter[str] = Counter()
+        resource = client.background_remover
+        user_progress = resource.user_progress
+
+        async def counting(user_id: Any = None, process_id: Any = None, **kwargs: Any) -> list[Progress]:
+            if process_id is not None:
+                asked[str(process_id).lower()] += 1
+            return await user_progress(user_id, process_id, **kwargs)
+
+        monkeypatch.setattr(resource, "user_progress", counting)
+        with anyio.fail_after(60):  # a stall guard: at the poll rate, this run takes 400 s
+            async with client.bulk(items, lambda c, image: c.background_remover.remove(image)) as run:
+                outcomes = [outcome async for outcome in run]
+    assert len(outcomes) == len(items)
+    assert all(outcome.ok for outcome in outcomes)
+    assert asked
+    assert max(asked.values()) == 1  # each finished process asked for once
