@@ -73,15 +73,20 @@ from ._clock import Clock
 from ._config import PollPolicy
 from ._errors import (
     AdCreativeError,
-    APIConnectionError,
     APIError,
     ClientNotOpenError,
     RateLimitError,
-    ServerError,
     UnexpectedResponseError,
     retry_after_seconds,
 )
 from ._models import TERMINAL_STATES, Progress, ProgressListing
+from ._poll_shared import (
+    REQUEST_COST_IN_ITEMS,
+    SHARED_MIN_SAVING,
+    SHARED_RELIST_AFTER,
+    SharedListings,
+    _is_transient,
+)
 from ._poll_state import (
     APPLICATION_SCOPE,
     CACHE_LINGER,
@@ -123,23 +128,11 @@ __all__ = [
 
 logger = logging.getLogger("adcreative_async.polling")
 
-#: Client CPU of one progress request, in units of "one more process in a listing" (its bytes read and
-#: decoded). Measured by ``python -m benchmarks.polling`` (its "filtered-polling rule" line): a filtered
-#: request per awaited process beats one unfiltered listing when
-#: ``(awaited - 1) * REQUEST_COST_IN_ITEMS < listed - awaited``.
-REQUEST_COST_IN_ITEMS = 140
 #: At most this many filtered requests per tick for one user (beyond it, one listing is cheaper for
 #: the server and for rate limits, whatever the listing's size).
 MAX_FILTERED_PER_TICK = 4
 #: In filtered mode, re-list unfiltered every this many ticks to re-measure the listing.
 RELIST_EVERY = 20
-#: When the application's listing was found dearer than separate user listings, it is measured again
-#: after this many seconds (of the client's clock).
-SHARED_RELIST_AFTER = 60.0
-#: A shared listing is used when the users' own polls would cost at least this many times as much: one
-#: large answer per tick is decoded in one piece (the event loop waits meanwhile), so a small saving is
-#: not worth it (measured: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99 32 -> 80 ms).
-SHARED_MIN_SAVING = 1.5
 #: The application-scope poller (the run ledger's waits: one derived user per process) comes this many
 #: times as often as one listing at its own pace (its backoff advancing at that pace). The shared-listing
 #: rule does not fit it: its users' own polls would be one request per process, so that rule polled at
@@ -155,7 +148,7 @@ SWEEP_EVERY = 256
 DEADLINE_SLACK = 64
 
 
-class PollScheduler:
+class PollScheduler(SharedListings):
     """The one scheduler of a client. Created by the client; use the job and resource APIs instead.
 
     Args:
@@ -737,118 +730,6 @@ class PollScheduler:
             self._after_error(poller, errors[0])
         return changed
 
-    # ------------------------------------------------------------------------------- shared listings
-
-    def _peers(self, poller: _UserPoller) -> list[_UserPoller]:
-        """The user pollers of ``poller``'s feature that one application listing would serve now."""
-        feature = poller.key[0]
-        return [
-            p
-            for p in self._pollers.values()
-            if p.key[0] == feature and p.key[1] != APPLICATION_SCOPE and p.blocked
-        ]
-
-    def _share(self, poller: _UserPoller, now: float) -> list[_UserPoller] | None:
-        """The pollers a shared tick would serve, or None when ``poller`` polls alone: one user only,
-        shared listings off or refused, or the application's listing dearer than the users' own (see
-        the module doc)."""
-        feature = poller.key[0]
-        if not self.policy.share_listings or poller.key[1] == APPLICATION_SCOPE or feature in self._no_shared:
-            return None
-        if poller.resource.feature.is_assumed("application_progress_route"):
-            return None  # an application listing the docs do not show: never sent unasked
-        peers = self._peers(poller)
-        if len(peers) < 2:
-            return None
-        measured = self._app_listed.get(feature)
-        if measured is None or now - measured[1] >= SHARED_RELIST_AFTER:
-            return peers  # (re-)measure it
-        shared = REQUEST_COST_IN_ITEMS + measured[0]
-        return peers if shared * SHARED_MIN_SAVING <= _separate_cost(peers) else None
-
-    async def _poll_shared(self, poller: _UserPoller) -> bool:
-        """One application listing for the ticks of every awaited user of ``poller``'s feature (single
-        flight: a poller due while one is in flight waits for it). False when ``poller`` polls alone."""
-        feature = poller.key[0]
-        flight = self._shared_flight.get(feature)
-        if flight is not None:
-            await flight.wait()
-            return True
-        peers = self._share(poller, self._clock.monotonic())
-        if peers is None:
-            return False
-        flight = self._shared_flight[feature] = anyio.Event()
-        try:
-            return await self._shared_tick(poller, peers)
-        finally:
-            del self._shared_flight[feature]
-            flight.set()
-
-    async def _shared_tick(self, poller: _UserPoller, peers: list[_UserPoller]) -> bool:
-        feature = poller.key[0]
-        sent_at = self._clock.monotonic()
-        assert self._limiter is not None
-        async with self._limiter:
-            try:
-                await self._bucket.acquire()
-                self._count_request(poller)
-                listing = await poller.resource._listing(None)
-            except AdCreativeError as exc:
-                if _is_transient(exc):
-                    for peer in peers:
-                        peer.ticks += 1
-                        self._after_error(peer, exc)
-                    return True
-                # the application's listing is refused (not allowed, not routed): users poll alone
-                logger.info("shared listing of %s refused (%s): polling each user", feature, exc)
-                self._no_shared.add(feature)
-                return False
-        now = self._clock.monotonic()
-        self._app_listed[feature] = (len(listing), now)
-        # One pass over the listing: each user's count, and the elements each peer follows (by id).
-        follower: dict[str, int] = {}
-        for n, peer in enumerate(peers):
-            follower.update(dict.fromkeys(peer.interest, n))
-        mine: list[list[int]] = [[] for _ in peers]
-        per_user: dict[str, int] = {}
-        for index, listed in enumerate(listing.ids):
-            user = listed.user_id.lower()
-            per_user[user] = per_user.get(user, 0) + 1
-            follows = follower.get(listed.image_render_process_id.lower())
-            if follows is not None:
-                mine[follows].append(index)
-        # What the users' own polls would cost a tick, against the shared listing's: the shared tick
-        # comes that many times as often, so that it costs what they would have (users whose pushes
-        # flow poll only to reconcile: they add nothing to the pace).
-        for peer in peers:
-            peer.listed = per_user.get(peer.key[1], 0)
-        paced = [peer for peer in peers if not self._pushed(peer, now)]
-        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
-        for n, peer in enumerate(peers):
-            peer.ticks += 1
-            peer.last_error = None
-            changed, now = await self._take_answer(
-                peer, listing, peer.awaited(), sent_at, asked_by_id=False, indices=mine[n]
-            )
-            delay = self._shared_delay(peer, changed, now, share)
-            due = now + self._paced(peer, delay, now)
-            if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
-                peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner
-            peer.next_due = due
-            peer.wake_changed(changed)
-        return True
-
-    def _shared_delay(self, poller: _UserPoller, changed: set[str], now: float, share: float) -> float:
-        """The delay of a poll that serves several users' ticks: ``share`` times shorter than the users'
-        own (floored at ``min_interval``), while the backoff advances at their own pace only (a tick of
-        their own is due), and restarts when something changed."""
-        if changed:
-            poller.own_due = now  # back to fast polls now
-        if now >= poller.own_due:
-            poller.own_delay = poller.next_delay(now)
-            poller.own_due = now + poller.own_delay
-        return max(self.policy.min_interval, poller.own_delay / max(1.0, share))
-
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
         poll of its user, or since it was first awaited if later)."""
@@ -962,19 +843,6 @@ class PollScheduler:
                 watch.error = error
                 watch.wake()
         poller.next_due = now + delay
-
-
-def _separate_cost(pollers: Iterable[_UserPoller]) -> int:
-    """What one tick of these users' own polls costs, in items (see :data:`REQUEST_COST_IN_ITEMS`): a
-    listing each, or one request per awaited process, whichever is cheaper."""
-    return sum(
-        min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited())))
-        for p in pollers
-    )
-
-
-def _is_transient(error: AdCreativeError) -> bool:
-    return isinstance(error, (ServerError, RateLimitError, APIConnectionError, UnexpectedResponseError))
 
 
 def _retry_after(error: AdCreativeError) -> float | None:
