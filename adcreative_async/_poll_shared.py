@@ -21,7 +21,7 @@ from ._errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._poll_state import APPLICATION_SCOPE, _UserPoller
+from ._poll_state import APPLICATION_SCOPE, _listing_floor, _UserPoller
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -167,6 +167,9 @@ class SharedListings:
                 peer, listing, peer.awaited(), sent_at, asked_by_id=False, indices=mine[n]
             )
             delay = self._shared_delay(peer, changed, now, share)
+            floor = _listing_floor(len(listing), self.policy)  # a huge listing: polled more slowly
+            peer.floor_due = now + floor
+            delay = max(delay, floor)
             due = now + self._paced(peer, delay, now)
             if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
                 peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner

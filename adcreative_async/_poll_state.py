@@ -33,6 +33,7 @@ __all__ = [
     "CACHE_LINGER",
     "FINISHED_KEEP",
     "FINISHED_LINGER",
+    "LISTING_PACE_PER_ITEM",
     "Ident",
     "Snapshot",
     "Target",
@@ -50,6 +51,22 @@ FINISHED_LINGER = 10.0
 #: ... and at most this many finished processes per poller (the oldest go first): a bulk run finishing
 #: hundreds of renders a second keeps a bounded cache.
 FINISHED_KEEP = 4096
+
+#: A poll that read a listing of L processes is followed by a delay of at least L times this (seconds):
+#: reading a listing costs the client about 0.5 µs per process even when few are awaited (the light
+#: pass of :class:`~adcreative_async._models.ProgressListing` and the scheduler's look-up of each id,
+#: ``python -m benchmarks.poll_scale``), on the event loop, so a huge listing is polled at most at the
+#: pace that keeps that work near 5 % of one core: 100,000 processes at most every second, a million
+#: every 10 s (beyond ``max_interval``: detection latency grows with the listing, deliberately).
+LISTING_PACE_PER_ITEM = 10e-6
+
+
+def _listing_floor(listed: int, policy: PollPolicy) -> float:
+    """The least delay after a listing of ``listed`` processes (:data:`LISTING_PACE_PER_ITEM`); 0 while
+    it is below the policy's floor anyway."""
+    floor = listed * LISTING_PACE_PER_ITEM
+    return floor if floor > policy.min_interval else 0.0
+
 
 UserKey = tuple[str, str]
 """(feature name, user id), the user id lower-cased in the scheduler's maps; or (feature name,
@@ -172,11 +189,6 @@ class _Interest:
     looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
 
     @property
-    def blocked(self) -> bool:
-        """Whether a waiter of this process is blocked now (then it is polled)."""
-        return any(w.blocked for w in self.watches)
-
-    @property
     def started(self) -> float:
         """When this process's current cycle was submitted (or first awaited, for a rebuilt job)."""
         return self.submitted_at if self.submitted_at is not None else self.first_awaited
@@ -207,6 +219,7 @@ class _UserPoller:
     own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
     own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
     last_push_at: float | None = None  # the last push message for this (feature, user)
+    floor_due: float = 0.0  # no poll before this, whatever resets the pacing (a huge listing's pace)
     youngest: float | None = None  # the latest start among the awaited processes (see awaited())
     # Processes nobody follows, in the order they were let go (pid -> when): see the module doc.
     lingering: dict[str, float] = field(default_factory=dict)
@@ -215,7 +228,7 @@ class _UserPoller:
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
         self.delays = None
-        due = now + first_delay
+        due = max(now + first_delay, self.floor_due)
         if due < self.next_due:
             self.next_due = due
             if self.wake_scope is not None:

@@ -96,6 +96,7 @@ from ._poll_state import (
     UserKey,
     Watch,
     _Interest,
+    _listing_floor,
     _TokenBucket,
     _UserPoller,
     ident,
@@ -558,6 +559,10 @@ class PollScheduler(SharedListings):
             delay = self._shared_delay(poller, changed, now, APPLICATION_SCOPE_SHARE)
         else:
             delay = poller.next_delay(now)
+        if not filtered:  # a huge listing: polled more slowly, even when something new is awaited
+            floor = _listing_floor(len(listing), self.policy)
+            poller.floor_due = now + floor
+            delay = max(delay, floor)
         poller.next_due = now + self._paced(poller, delay, now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 

@@ -151,3 +151,23 @@ async def test_a_listing_without_finished_processes_does_not_hold_a_bulk_run_to_
     assert all(outcome.ok for outcome in outcomes)
     assert asked
     assert max(asked.values()) == 1  # each finished process asked for once
+
+
+async def test_a_large_listing_is_polled_at_a_pace_that_grows_with_its_size(
+    emulator: Emulator, client: AdCreativeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a listing costs the client per listed process, awaited or not: a listing of 20 processes
+    made as dear as one of 2 million (10 s at the default pace per process) waits that long between
+    polls, instead of the policy's 10-20 ms."""
+    monkeypatch.setattr("adcreative_async._poll_state.LISTING_PACE_PER_ITEM", 0.5, raising=False)
+    jobs = await _submit(client, 20)
+    awaited = jobs[:5]  # more than are asked for by id: every poll is one listing of 20
+    before = emulator.request_count(BG_PROGRESS)  # the client's own listing of the user (reconciliation)
+    async with anyio.create_task_group() as group:
+        for job in awaited:
+            group.start_soon(job.result)
+        await eventually(lambda: emulator.request_count(BG_PROGRESS) > before)
+        await anyio.sleep(0.3)  # fifteen of the policy's intervals
+        listings = emulator.request_count(BG_PROGRESS) - before
+        group.cancel_scope.cancel()
+    assert listings == 1
