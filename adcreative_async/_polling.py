@@ -38,7 +38,19 @@ follows is forgotten in the order it was let go, finished processes soon (the st
 :mod:`._poll_state`; merging push messages and partial task maps: :mod:`._progress_merge`).
 
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
-process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
+process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a million processes (one user
+who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
+bytes per process on the wire: some 420 MB held while the poll lasts, plus about 230 bytes per process
+for the light pass's ids: some 650 MB at the peak of a poll, none of it kept after), costs the client
+about 0.5 s of CPU on the event loop (0.2 µs per process for the light pass, about as much for the look-up
+of each id; the awaited processes decoded in full besides), and the next poll waits at least 10 s
+(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 5 % of
+one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
+each render (or batch) its own user id (the run ledger does), or use push notifications.
+
+A listing may leave finished processes out (the docs allow it; the emulator's ``--no-list-finished``):
+then each finished process is asked for by id once (the listing never shows it finished), as per-item
+work that the poll rate does not hold back (see :meth:`PollScheduler._look_for_missing`).
 
 Shared listings (:attr:`~adcreative_async.PollPolicy.share_listings`): while several users of one feature
 (whose application listing is documented) are awaited, one ``CheckApplicationAllProgresses`` answer
