@@ -327,8 +327,8 @@ class ProgressListing:
     """A progress listing decoded lazily, for the poll scheduler: every element's ids at once (one
     light pass that skips everything else), a full :class:`Progress` only for the elements asked for.
 
-    A listing of a million processes costs a poll the light pass (about 0.25 µs per element, against
-    1.7 µs for full progress objects: ``python -m benchmarks.polling``'s "listing decode" line), and
+    A listing of a million processes costs a poll the light pass (about 0.3 µs per element, against
+    2.4 µs for full progress objects: ``python -m benchmarks.poll_scale``, "a listing much larger"), and
     the full decoding of the awaited processes only. Decoding an element may raise
     :class:`msgspec.DecodeError` (a malformed element nobody awaits never does).
     """

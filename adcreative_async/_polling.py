@@ -42,9 +42,9 @@ process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a millio
 who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
 bytes per process on the wire: some 420 MB held while the poll lasts, plus about 230 bytes per process
 for the light pass's ids: some 650 MB at the peak of a poll, none of it kept after), costs the client
-about 0.5 s of CPU on the event loop (0.2 µs per process for the light pass, about as much for the look-up
-of each id; the awaited processes decoded in full besides), and the next poll waits at least 10 s
-(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 5 % of
+about 1 s of CPU on the event loop (about 1 µs per process: its bytes read, the light pass, the look-up
+of its id; the awaited processes decoded in full besides), and the next poll waits at least 10 s
+(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 10 % of
 one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
 each render (or batch) its own user id (the run ledger does), or use push notifications.
 

@@ -26,6 +26,7 @@ Prints a table, writes ``benchmarks/results/poll_scale.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.lowlevel
 
+import adcreative_async
 from adcreative_async import AdCreativeClient, PollPolicy, Progress, Timeout
 from adcreative_async._clock import SystemClock
 from adcreative_async._models import decode_progress_list
@@ -197,11 +199,15 @@ async def child_scheduler(params: dict[str, Any]) -> dict[str, Any]:
                         return
                 await scheduler.wait(watch)
 
+        if not params.get("gc", True):
+            gc.collect()
+            gc.disable()  # how much of the cost is the cyclic collector's, over a heap that grows with N
         cpu = time.process_time()
         async with anyio.create_task_group() as waits:
             for pid in pids[:awaited]:
                 waits.start_soon(wait, pid)
         cpu = time.process_time() - cpu - stand_in.own_cpu
+        gc.enable()
         scheduler.close()
     polls = stand_in.polls
     return {
@@ -212,6 +218,7 @@ async def child_scheduler(params: dict[str, Any]) -> dict[str, Any]:
         "cpu_per_poll": cpu / polls,
         "cpu_per_job_poll": cpu / polls / awaited,
         "body_bytes": stand_in.body_bytes,
+        "package": adcreative_async.__file__,
     }
 
 
@@ -268,11 +275,30 @@ CHILDREN = {"scheduler": child_scheduler, "listing": child_listing, "bulk": chil
 # ------------------------------------------------------------------------------------------ driver
 
 
+#: Runs this module's child with the package of another checkout first on the path (``-m`` would put
+#: the working directory, this checkout, first).
+_BASELINE_BOOT = (
+    "import runpy, sys; root, base = sys.argv[1:3]; sys.path.insert(0, root); import benchmarks; "
+    "sys.path.insert(0, base); import adcreative_async; "
+    "assert adcreative_async.__file__.startswith(base), adcreative_async.__file__; "
+    "sys.argv = [sys.argv[0], *sys.argv[3:]]; runpy.run_module('benchmarks.poll_scale', run_name='__main__')"
+)
+
+
 def _baseline_child(path: str, params: dict[str, Any]) -> dict[str, Any]:
     """The ``scheduler`` scenario with the package found at ``path`` (another checkout)."""
-    env = {**os.environ, "PYTHONPATH": path}
-    command = [sys.executable, "-m", MODULE, "--child", "scheduler", json.dumps(params)]
-    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    base = os.path.abspath(path)
+    command = [
+        sys.executable,
+        "-c",
+        _BASELINE_BOOT,
+        str(ROOT),
+        base,
+        "--child",
+        "scheduler",
+        json.dumps(params),
+    ]
+    completed = subprocess.run(command, cwd=base, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"baseline scenario failed:\n{completed.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -283,11 +309,13 @@ def run(plan: Plan, baseline: str | None = None) -> dict[str, Any]:
     """Every scenario, sizes alternating within each round (and ``baseline``'s scheduler beside)."""
     sizes: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
     before: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
+    no_gc: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
     listing: list[dict[str, Any]] = []
     for round_ in range(plan.runs):
         order = list(plan.awaited) if round_ % 2 == 0 else list(reversed(plan.awaited))
         for n in order:
             sizes[n].append(run_child(MODULE, "scheduler", {"awaited": n, "listed": n}))
+            no_gc[n].append(run_child(MODULE, "scheduler", {"awaited": n, "listed": n, "gc": False}))
             if baseline is not None:
                 before[n].append(_baseline_child(baseline, {"awaited": n, "listed": n}))
         large = {"awaited": min(500, plan.listed), "listed": plan.listed}
@@ -314,6 +342,9 @@ def run(plan: Plan, baseline: str | None = None) -> dict[str, Any]:
         "scheduler": {str(n): rows for n, rows in sizes.items()},
         "per_job_poll": {str(n): stats for n, stats in per_job.items()},
         "ratios": {str(n): per_job[n]["median"] / per_job[base]["median"] for n in plan.awaited},
+        "no_gc_per_job_poll": {
+            str(n): summary([r["cpu_per_job_poll"] for r in rows]) for n, rows in no_gc.items()
+        },
         "baseline": baseline,
         "baseline_per_job_poll": {
             str(n): summary([r["cpu_per_job_poll"] for r in rows]) for n, rows in before.items() if rows
@@ -341,6 +372,7 @@ def table(data: dict[str, Any]) -> str:
             f"{stats['median'] * 1e6:>10.2f} ({stats['min'] * 1e6:.2f}-{stats['max'] * 1e6:.2f}){'':>6}"
             f"{data['ratios'][n]:>7.2f}{versus}"
         )
+    lines += _no_gc_lines(data)
     lines += ["", "a listing much larger than the awaited set"]
     for row in data["listing"][:1]:
         listed = row["listed"]
@@ -365,6 +397,15 @@ def table(data: dict[str, Any]) -> str:
                 f"client CPU {row['cpu'] / row['items'] * 1e3:.2f} ms/item"
             )
     return "\n".join(lines)
+
+
+def _no_gc_lines(data: dict[str, Any]) -> list[str]:
+    stats = data["no_gc_per_job_poll"]
+    first = next(iter(stats.values()))["median"]
+    return [
+        f"{int(n):>8} {row['median'] * 1e6:>10.2f} µs/job/poll, cyclic GC off (x{row['median'] / first:.2f})"
+        for n, row in stats.items()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
