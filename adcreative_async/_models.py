@@ -202,7 +202,7 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Base of camelCase response models: immutable, unknown fields ignored."""
 
 
-class Progress(_Wire, frozen=True, kw_only=True, rename="camel"):
+class Progress(_Wire, frozen=True, kw_only=True, rename="camel", gc=False):
     """The progress of one render process (reference §4.6), as the server reported it at one moment.
 
     Attributes:
@@ -300,7 +300,7 @@ _PROGRESS_LIST_DECODER: msgspec.json.Decoder[list[Progress] | _ValuesWrapper] = 
 TOKEN_DECODER: msgspec.json.Decoder[_TokenWire] = msgspec.json.Decoder(_TokenWire, strict=False)
 
 
-class ListedProcess(_Wire, frozen=True, kw_only=True, rename="camel"):
+class ListedProcess(_Wire, frozen=True, kw_only=True, rename="camel", gc=False):
     """The ids of one element of a progress listing: all a poll reads of a process nobody awaits."""
 
     image_render_process_id: str = ""

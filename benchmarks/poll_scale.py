@@ -285,8 +285,8 @@ _BASELINE_BOOT = (
 )
 
 
-def _baseline_child(path: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The ``scheduler`` scenario with the package found at ``path`` (another checkout)."""
+def _baseline_child(path: str, params: dict[str, Any], kind: str = "scheduler") -> dict[str, Any]:
+    """A scenario (``kind``) with the package found at ``path`` (another checkout)."""
     base = os.path.abspath(path)
     command = [
         sys.executable,
@@ -295,7 +295,7 @@ def _baseline_child(path: str, params: dict[str, Any]) -> dict[str, Any]:
         str(ROOT),
         base,
         "--child",
-        "scheduler",
+        kind,
         json.dumps(params),
     ]
     completed = subprocess.run(command, cwd=base, capture_output=True, text=True, check=False)
