@@ -2,7 +2,7 @@
 each (feature, user) poller knows, and the order in which it forgets.
 
 Bookkeeping is ordered, never scanned: a poller finds its awaited processes through its blocked watches
-(each watch keeps its process ids per poller), and forgets what nobody follows in the order it was let
+(their targets), and forgets what nobody follows in the order it was let
 go (:meth:`_UserPoller.prune` pops expired entries from the front of insertion-ordered maps). A finished
 process nobody follows is kept :data:`FINISHED_LINGER` seconds, at most :data:`FINISHED_KEEP` of them per
 poller (a waiter woken by its completion reads it from the cache; a late one costs one poll); an
@@ -167,7 +167,7 @@ class Watch:
         self.unblocked_at = float("-inf")
         self.changed: set[Ident] = set()
         self.error: AdCreativeError | None = None
-        self._pollers: dict[UserKey, set[str]] = {}  # its process ids per poller while attached
+        self._pollers: dict[UserKey, int] = {}  # targets per poller while attached
         self._deadline_seq: int | None = None
 
     def wake(self) -> None:
@@ -258,9 +258,10 @@ class _UserPoller:
         pids: dict[str, None] = {}
         for watch in self.watches:
             if watch.blocked:
-                mine = watch._pollers.get(key)
-                if mine:
-                    pids.update(dict.fromkeys(mine))
+                if len(watch._pollers) == 1:  # all its processes are this poller's (the common case)
+                    pids.update(dict.fromkeys(pid for _, pid in watch.targets))
+                else:
+                    pids.update(dict.fromkeys(pid for (k, pid) in watch.targets if k == key))
         interests = self.interest
         youngest: float | None = None
         for pid in pids:

@@ -355,13 +355,12 @@ class PollScheduler(SharedListings):
         stale = self._seed(poller, interest, target)
         if target.not_before > float("-inf") and stale:
             poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
-        mine = watch._pollers.get(poller.key)
-        if mine is None:
-            mine = watch._pollers[poller.key] = set()
+        count = watch._pollers.get(poller.key, 0)
+        if count == 0:
             poller.watches.add(watch)
             if watch.blocked:
                 self._block_poller(poller)
-        mine.add(key_pid[1])
+        watch._pollers[poller.key] = count + 1
 
     def _detach_target(self, watch: Watch, key_pid: Ident, now: float) -> None:
         key, pid = key_pid
@@ -373,11 +372,10 @@ class PollScheduler(SharedListings):
             interest.watches.discard(watch)
             if not interest.watches:
                 poller.release(pid, now)
-        mine = watch._pollers.get(key)
-        if mine is not None:
-            mine.discard(pid)
-            if mine:
-                return
+        count = watch._pollers.get(key, 0) - 1
+        if count > 0:
+            watch._pollers[key] = count
+            return
         watch._pollers.pop(key, None)
         poller.watches.discard(watch)
         if watch.blocked:
