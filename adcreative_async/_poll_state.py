@@ -186,7 +186,6 @@ class _Interest:
     not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
     awaited_before: bool = False
     user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
-    listed: bool = False  # an unfiltered listing showed it (then its absence from one means it left)
     looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
 
     @property

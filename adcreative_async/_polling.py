@@ -595,7 +595,7 @@ class PollScheduler(SharedListings):
         cached, its missing awaited processes looked for, fast polls again after a change. Returns the
         processes that changed, and the time after."""
         try:
-            changed, seen = self._store_listing(poller, listing, sent_at, indices, unfiltered=not asked_by_id)
+            changed, seen = self._store_listing(poller, listing, sent_at, indices)
         except msgspec.DecodeError as exc:
             self._after_error(poller, _malformed(poller, exc))
             return set(), self._clock.monotonic()
@@ -616,8 +616,6 @@ class PollScheduler(SharedListings):
         listing: ProgressListing,
         sent_at: float,
         indices: Iterable[int] | None,
-        *,
-        unfiltered: bool,
     ) -> tuple[set[str], set[str]]:
         """Cache the processes of a listing that watches follow, decoding only theirs (a light pass read
         the ids of every element); returns the ids that changed, and the followed ids the listing holds.
@@ -632,12 +630,9 @@ class PollScheduler(SharedListings):
         for index in range(len(ids)) if indices is None else indices:
             pid = ids[index].image_render_process_id.lower()
             interest = interests.get(pid)
-            if interest is not None:
-                if unfiltered:
-                    interest.listed = True
-                if interest.watches:  # someone follows it now (a process let go is read when asked again)
-                    followed.append(index)
-                    seen.add(pid)
+            if interest is not None and interest.watches:  # followed now (one let go: read when asked again)
+                followed.append(index)
+                seen.add(pid)
         changed = self._store(poller, (listing.progress(index) for index in followed), sent_at)
         return changed, seen
 
