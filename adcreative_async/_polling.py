@@ -36,8 +36,26 @@ task group.
 Ids are GUIDs: every map here is keyed by lower-cased user and process ids (the server, the messages
 and the caller may spell them differently); requests use the spelling the caller gave.
 
+A poll's work is proportional to what is awaited: a listing is read in one light pass (the ids of every
+element, see :class:`~adcreative_async._models.ProgressListing`) and only the processes a watch follows
+are decoded in full; a poller finds its awaited processes through its blocked watches; what nobody
+follows is forgotten in the order it was let go, finished processes soon (the state and its ordering:
+:mod:`._poll_state`; merging push messages and partial task maps: :mod:`._progress_merge`).
+
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
-process by id instead (see :data:`REQUEST_COST_IN_ITEMS`).
+process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a million processes (one user
+who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
+bytes per process on the wire: some 420 MB held while the poll lasts, plus about 230 bytes per process
+for the light pass's ids: some 650 MB at the peak of a poll, none of it kept after), costs the client
+about 1 s of CPU on the event loop (about 1 µs per process: its bytes read, the light pass, the look-up
+of its id; the awaited processes decoded in full besides), and the next poll waits at least 10 s
+(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 10 % of
+one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
+each render (or batch) its own user id (the run ledger does), or use push notifications.
+
+A listing may leave finished processes out (the docs allow it; the emulator's ``--no-list-finished``):
+then each finished process is asked for by id once (the listing never shows it finished), as per-item
+work that the poll rate does not hold back (see :meth:`PollScheduler._look_for_missing`).
 
 Shared listings (:attr:`~adcreative_async.PollPolicy.share_listings`): while several users of one feature
 (whose application listing is documented) are awaited, one ``CheckApplicationAllProgresses`` answer
@@ -62,28 +80,46 @@ import heapq
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
-import backoff
 import msgspec
 
 from ._clock import Clock
 from ._config import PollPolicy
 from ._errors import (
     AdCreativeError,
-    APIConnectionError,
     APIError,
     ClientNotOpenError,
     RateLimitError,
-    ServerError,
     UnexpectedResponseError,
     retry_after_seconds,
 )
-from ._models import TERMINAL_STATES, Progress, RenderState
+from ._models import TERMINAL_STATES, Progress, ProgressListing
+from ._poll_shared import (
+    REQUEST_COST_IN_ITEMS,
+    SHARED_MIN_SAVING,
+    SHARED_RELIST_AFTER,
+    SharedListings,
+    _is_transient,
+)
+from ._poll_state import (
+    APPLICATION_SCOPE,
+    CACHE_LINGER,
+    Ident,
+    Snapshot,
+    Target,
+    UserKey,
+    Watch,
+    _Interest,
+    _listing_floor,
+    _TokenBucket,
+    _UserPoller,
+    ident,
+)
+from ._progress_merge import SILENT_PROGRESS_FIELDS, keep_known_tasks, merge_progress, with_task_state
 from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
@@ -93,35 +129,30 @@ if TYPE_CHECKING:
 __all__ = [
     "APPLICATION_SCOPE",
     "APPLICATION_SCOPE_SHARE",
+    "CACHE_LINGER",
     "OWN_PUSHES_REMEMBERED",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
     "SHARED_RELIST_AFTER",
+    "SILENT_PROGRESS_FIELDS",
+    "Ident",
     "PollScheduler",
     "Snapshot",
     "Target",
+    "UserKey",
     "Watch",
+    "ident",
+    "merge_progress",
+    "with_task_state",
 ]
 
 logger = logging.getLogger("adcreative_async.polling")
 
-#: Client CPU of one progress request, in units of "one more process in a listing" (its bytes read and
-#: decoded). Measured by ``python -m benchmarks.polling`` (its "filtered-polling rule" line): a filtered
-#: request per awaited process beats one unfiltered listing when
-#: ``(awaited - 1) * REQUEST_COST_IN_ITEMS < listed - awaited``.
-REQUEST_COST_IN_ITEMS = 140
 #: At most this many filtered requests per tick for one user (beyond it, one listing is cheaper for
 #: the server and for rate limits, whatever the listing's size).
 MAX_FILTERED_PER_TICK = 4
 #: In filtered mode, re-list unfiltered every this many ticks to re-measure the listing.
 RELIST_EVERY = 20
-#: When the application's listing was found dearer than separate user listings, it is measured again
-#: after this many seconds (of the client's clock).
-SHARED_RELIST_AFTER = 60.0
-#: A shared listing is used when the users' own polls would cost at least this many times as much: one
-#: large answer per tick is decoded in one piece (the event loop waits meanwhile), so a small saving is
-#: not worth it (measured: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99 32 -> 80 ms).
-SHARED_MIN_SAVING = 1.5
 #: The application-scope poller (the run ledger's waits: one derived user per process) comes this many
 #: times as often as one listing at its own pace (its backoff advancing at that pace). The shared-listing
 #: rule does not fit it: its users' own polls would be one request per process, so that rule polled at
@@ -130,9 +161,6 @@ SHARED_MIN_SAVING = 1.5
 #: several users' pollers, due at different times, each bring a shared tick (the last results came about
 #: 0.3 s later). Twice as often: 15 listings per 1,000 items, the last results as early as without a ledger.
 APPLICATION_SCOPE_SHARE = 2.0
-#: A process no longer awaited stays in the cache this long (an iterator detaches between yields); a
-#: persistent watch left unblocked this long (an ``as_completed`` abandoned by ``break``) is detached.
-CACHE_LINGER = 120.0
 #: Processes whose push messages this scheduler took are remembered (the most recent this many), so that a
 #: late message for one of them (after its wait ended and its interest was forgotten) is not taken for
 #: another client's: such "foreign" messages keep polling at its normal pace.
@@ -143,228 +171,8 @@ SWEEP_EVERY = 256
 #: more than this many.
 DEADLINE_SLACK = 64
 
-UserKey = tuple[str, str]
-"""(feature name, user id), the user id lower-cased in the scheduler's maps; or (feature name,
-:data:`APPLICATION_SCOPE`)."""
 
-#: The "user" of a poll key whose poller lists the whole application (``CheckApplicationAllProgresses``).
-APPLICATION_SCOPE = "*"
-Ident = tuple[UserKey, str]
-"""(user key, lower-cased process id): one followed process."""
-
-
-def ident(feature: str, user_id: str, process_id: str) -> Ident:
-    """The scheduler's key of a process: GUIDs compared case-insensitively."""
-    return ((feature, user_id.lower()), process_id.lower())
-
-
-_versions = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A process's progress as one poll (or push message) saw it, with the monotonic time that poll was
-    sent (or the message arrived), and a version that grows with every snapshot stored: waiters take a
-    snapshot when its version is newer than the last they took (times may tie on coarse clocks)."""
-
-    progress: Progress
-    sent_at: float
-    version: int = field(default_factory=lambda: next(_versions))
-
-
-@dataclass(frozen=True)
-class Target:
-    """One process a watch waits on.
-
-    Attributes:
-        key: (feature, user), the user as the caller spells it (requests use it).
-        process_id: the process.
-        not_before: snapshots from polls sent before this time are ignored (an edit's new cycle), and
-            a fresher poll is asked for.
-        submitted_at: when the start or edit call returned (grace for read-after-write lag starts
-            there), or None for a job rebuilt from ids (grace starts when it is first awaited).
-        progress: what the start or edit call answered: it seeds the cache, so that a push message
-            can complete the job before any poll.
-        user_id: the process's own user, where the key's is :data:`APPLICATION_SCOPE`.
-    """
-
-    key: UserKey
-    process_id: str
-    not_before: float = float("-inf")
-    submitted_at: float | None = None
-    progress: Progress | None = None
-    user_id: str | None = None
-
-    @property
-    def ident(self) -> Ident:
-        """The scheduler's key of this process."""
-        return ident(self.key[0], self.key[1], self.process_id)
-
-
-class Watch:
-    """A waiter: some processes, and an event set when one of them changes or the wait must end.
-
-    Args:
-        targets: the processes.
-        deadline: when the wait times out (client clock), or None.
-        persistent: stay attached between waits (see the module docs); the owner calls
-            :meth:`PollScheduler.detach` when done.
-
-    ``changed`` collects the processes that changed since its owner last emptied it (while attached).
-    """
-
-    __slots__ = (
-        "_deadline_seq",
-        "_pollers",
-        "attached",
-        "blocked",
-        "changed",
-        "deadline",
-        "error",
-        "event",
-        "expired",
-        "persistent",
-        "targets",
-        "unblocked_at",
-    )
-
-    def __init__(
-        self, targets: Iterable[Target], deadline: float | None = None, *, persistent: bool = False
-    ) -> None:
-        self.targets: dict[Ident, Target] = {t.ident: t for t in targets}
-        self.deadline = deadline
-        self.persistent = persistent
-        self.event = anyio.Event()
-        self.expired = False
-        self.attached = False
-        self.blocked = False
-        self.unblocked_at = float("-inf")
-        self.changed: set[Ident] = set()
-        self.error: AdCreativeError | None = None
-        self._pollers: dict[UserKey, int] = {}  # targets per poller while attached
-        self._deadline_seq: int | None = None
-
-    def wake(self) -> None:
-        """Wake the waiter (it re-reads the cache)."""
-        self.event.set()
-
-
-@dataclass(slots=True)
-class _Interest:
-    """What a poller knows of one followed process."""
-
-    watches: set[Watch] = field(default_factory=set)
-    first_awaited: float = 0.0
-    submitted_at: float | None = None
-    released_at: float | None = None
-    missing_since: float | None = None
-    not_before: float = float("-inf")  # the latest cycle start (an edit) any waiter knows of
-    awaited_before: bool = False
-    user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
-
-    @property
-    def blocked(self) -> bool:
-        """Whether a waiter of this process is blocked now (then it is polled)."""
-        return any(w.blocked for w in self.watches)
-
-    @property
-    def started(self) -> float:
-        """When this process's current cycle was submitted (or first awaited, for a rebuilt job)."""
-        return self.submitted_at if self.submitted_at is not None else self.first_awaited
-
-
-@dataclass
-class _UserPoller:
-    """Polls one (feature, user): the cache, the interest in each process, the pacing state."""
-
-    key: UserKey
-    user: str  # as the caller spells it
-    resource: RenderResource
-    policy: PollPolicy
-    watches: set[Watch] = field(default_factory=set)  # attached watches with a process here
-    blocked: int = 0  # how many of them are blocked
-    interest: dict[str, _Interest] = field(default_factory=dict)
-    cache: dict[str, Snapshot] = field(default_factory=dict)
-    gone: dict[str, AdCreativeError] = field(default_factory=dict)
-    next_due: float = 0.0
-    running: bool = False
-    listed: int = 0
-    ticks: int = 0
-    filtered_mode: bool = False
-    wake_scope: anyio.CancelScope | None = None
-    delays: Generator[float, Any, None] | None = None
-    last_error: AdCreativeError | None = None
-    last_poll_at: float | None = None  # when the previous poll was sent (telemetry: detection latency)
-    own_due: float = 0.0  # served by shared listings: when this user's own next poll would be due
-    own_delay: float = 0.0  # ... and that poll's delay (its backoff advances at its own pace)
-    last_push_at: float | None = None  # the last push message for a process held here
-    shared_at: float | None = None  # the last sign that this key's messages also go to other processes
-    hinted_at: float | None = None  # confirm_push: a message came; a poll sent after it is owed
-
-    def reset_pacing(self, now: float, first_delay: float) -> None:
-        """Back to fast polls; poll within ``first_delay``."""
-        self.delays = None
-        due = now + first_delay
-        if due < self.next_due:
-            self.next_due = due
-            if self.wake_scope is not None:
-                self.wake_scope.cancel()
-
-    def next_delay(self, now: float) -> float:
-        """The next delay: backoff, capped by the youngest awaited render's age, jittered, floored."""
-        policy = self.policy
-        if self.delays is None:
-            self.delays = backoff.expo(
-                base=policy.factor, factor=policy.initial_interval, max_value=policy.max_interval
-            )
-            next(self.delays)  # prime the generator, as backoff's decorators do
-        delay = next(self.delays)
-        started = [i.started for i in self.interest.values() if i.blocked]
-        if started:
-            delay = min(delay, max(policy.initial_interval, policy.age_fraction * (now - max(started))))
-        if policy.jitter is not None:
-            delay = policy.jitter(delay)
-        return max(policy.min_interval, delay)
-
-    @property
-    def awaited(self) -> list[str]:
-        """Process ids with a blocked waiter now."""
-        return [pid for pid, i in self.interest.items() if i.blocked]
-
-    def wake_changed(self, changed: Iterable[str]) -> None:
-        """Tell the watches of the processes in ``changed`` (and only them)."""
-        key = self.key
-        for pid in changed:
-            interest = self.interest.get(pid)
-            if interest is None:
-                continue
-            for watch in interest.watches:
-                watch.changed.add((key, pid))
-                watch.wake()
-
-
-class _TokenBucket:
-    """A client-wide rate limit on the injectable clock."""
-
-    def __init__(self, rate: float, burst: int, clock: Clock) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._stamp = clock.monotonic()
-
-    async def acquire(self) -> None:
-        while True:
-            now = self._clock.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await self._clock.sleep((1 - self._tokens) / self._rate)
-
-
-class PollScheduler:
+class PollScheduler(SharedListings):
     """The one scheduler of a client. Created by the client; use the job and resource APIs instead.
 
     Args:
@@ -414,6 +222,8 @@ class PollScheduler:
         self._shared_flight: dict[str, anyio.Event] = {}
         self._app_listed: dict[str, tuple[int, float]] = {}
         self._no_shared: set[str] = set()
+        #: Persistent watches attached but not blocked, in the order they were let go (-> when).
+        self._idle: dict[Watch, float] = {}
 
     # ----------------------------------------------------------------------------------- inspection
 
@@ -471,9 +281,10 @@ class PollScheduler:
         now = self._clock.monotonic()
         poller = self._poller(target)
         interest = self._interest(poller, target, now)
-        if not interest.watches and interest.released_at is None:
-            interest.released_at = now  # followed by nobody yet: forgotten after CACHE_LINGER
         self._seed(poller, interest, target, answered=True)
+        pid = target.process_id.lower()
+        if not interest.watches and pid not in poller.lingering and pid not in poller.finished:
+            poller.release(pid, now)  # followed by nobody yet: forgotten later
 
     def attach(self, watch: Watch) -> None:
         """Follow every process of ``watch`` (a persistent watch: report them all as changed once)."""
@@ -496,6 +307,7 @@ class PollScheduler:
             self._detach_target(watch, key_pid, now)
         watch.attached = False
         watch.changed.clear()
+        self._idle.pop(watch, None)
 
     def drop_target(self, watch: Watch, key_pid: Ident) -> None:
         """Stop following one process of ``watch`` (a job of ``as_completed`` that finished): O(1)."""
@@ -533,7 +345,9 @@ class PollScheduler:
         newest word, whatever the clock says (a coarse or manual clock may give the previous cycle's
         data the same time)."""
         pid = target.process_id.lower()
-        interest.not_before = max(interest.not_before, target.not_before)
+        if target.not_before > interest.not_before:
+            interest.not_before = target.not_before
+            interest.looked_up = None  # a new cycle (an edit): it may leave the listing again
         cached = poller.cache.get(pid)
         stale = answered or cached is None or cached.sent_at < target.not_before
         if target.progress is not None and target.submitted_at is not None and stale:
@@ -551,7 +365,7 @@ class PollScheduler:
             fresh = key_pid[1] not in poller.cache and target.submitted_at is None
             poller.reset_pacing(now, 0.0 if fresh else self.policy.initial_interval)
         interest.watches.add(watch)
-        interest.released_at = None
+        poller.retain(key_pid[1])
         stale = self._seed(poller, interest, target)
         if target.not_before > float("-inf") and stale:
             poller.reset_pacing(now, self.policy.initial_interval)  # an edit's new cycle: look soon
@@ -571,7 +385,7 @@ class PollScheduler:
         if interest is not None and watch in interest.watches:
             interest.watches.discard(watch)
             if not interest.watches:
-                interest.released_at = now
+                poller.release(pid, now)
         count = watch._pollers.get(key, 0) - 1
         if count > 0:
             watch._pollers[key] = count
@@ -584,6 +398,7 @@ class PollScheduler:
     def _block(self, watch: Watch) -> None:
         watch.blocked = True
         self._blocked += 1
+        self._idle.pop(watch, None)
         for key in watch._pollers:
             self._block_poller(self._pollers[key])
         if watch.deadline is not None:
@@ -602,6 +417,8 @@ class PollScheduler:
         watch.blocked = False
         watch.unblocked_at = self._clock.monotonic()
         self._blocked -= 1
+        if watch.persistent and watch.attached:
+            self._idle[watch] = watch.unblocked_at  # detached if it stays idle (see _prune)
         for key in watch._pollers:
             poller = self._pollers.get(key)
             if poller is not None:
@@ -707,18 +524,17 @@ class PollScheduler:
                 self._pollers.pop(poller.key, None)
 
     def _prune(self, poller: _UserPoller, now: float | None = None) -> None:
-        """Detach persistent watches abandoned for CACHE_LINGER seconds; forget processes nobody has
-        followed for as long."""
+        """Detach persistent watches abandoned for CACHE_LINGER seconds; forget the processes nobody
+        follows, in the order they were let go (O(what is forgotten), never a scan)."""
         now = self._clock.monotonic() if now is None else now
-        for watch in [w for w in poller.watches if not w.blocked and now - w.unblocked_at > CACHE_LINGER]:
-            if watch.persistent:
-                self.detach(watch)
-        for pid, interest in list(poller.interest.items()):
-            released = interest.released_at
-            if not interest.watches and released is not None and now - released > CACHE_LINGER:
-                del poller.interest[pid]
-                poller.cache.pop(pid, None)
-                poller.gone.pop(pid, None)
+        idle = self._idle
+        while idle:
+            watch = next(iter(idle))
+            if now - idle[watch] <= CACHE_LINGER:
+                break
+            del idle[watch]
+            self.detach(watch)
+        poller.prune(now)
 
     def _sweep(self, now: float) -> None:
         """Drop idle pollers whose processes are all forgotten (bounded memory over many users)."""
@@ -732,30 +548,25 @@ class PollScheduler:
         if await self._poll_shared(poller):
             return
         user = poller.user
-        awaited = poller.awaited
+        awaited = poller.awaited()
         filtered = self._use_filtered(poller, len(awaited))
         sent_at = self._clock.monotonic()
-        items: list[Progress] = []
+        listing = ProgressListing.of([])
         error: AdCreativeError | None = None
         assert self._limiter is not None
         async with self._limiter:
             try:
                 if filtered:
+                    items: list[Progress] = []
                     for pid in awaited:
                         await self._bucket.acquire()
-                        self.requests += 1
-                        if self._telemetry is not None:
-                            self._telemetry.polled(poller.key[0])
+                        self._count_request(poller)
                         items.extend(await poller.resource.user_progress(self._owner(poller, pid), pid))
+                    listing = ProgressListing.of(items)
                 else:
                     await self._bucket.acquire()
-                    self.requests += 1
-                    if self._telemetry is not None:
-                        self._telemetry.polled(poller.key[0])
-                    if user == APPLICATION_SCOPE:
-                        items = await poller.resource.application_progress()
-                    else:
-                        items = await poller.resource.user_progress(user)
+                    self._count_request(poller)
+                    listing = await poller.resource._listing(None if user == APPLICATION_SCOPE else user)
             except AdCreativeError as exc:
                 error = exc
         poller.ticks += 1
@@ -764,31 +575,45 @@ class PollScheduler:
             return
         poller.last_error = None
         if not filtered:
-            poller.listed = len(items)
-        changed, now = await self._take_answer(poller, items, awaited, sent_at, asked_by_id=filtered)
+            poller.listed = len(listing)
+        changed, now = await self._take_answer(poller, listing, awaited, sent_at, asked_by_id=filtered)
         if user == APPLICATION_SCOPE:
             # one poll standing in for as many users' polls (one process each, by this key's definition),
             # whether it lists the application or asks for its last few processes by id
             delay = self._shared_delay(poller, changed, now, APPLICATION_SCOPE_SHARE)
         else:
             delay = poller.next_delay(now)
+        if not filtered:  # a huge listing: polled more slowly, even when something new is awaited
+            floor = _listing_floor(len(listing), self.policy)
+            poller.floor_due = now + floor
+            delay = max(delay, floor)
         poller.next_due = now + self._paced(poller, delay, now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
+
+    def _count_request(self, poller: _UserPoller) -> None:
+        self.requests += 1
+        if self._telemetry is not None:
+            self._telemetry.polled(poller.key[0])
 
     async def _take_answer(
         self,
         poller: _UserPoller,
-        items: list[Progress],
+        listing: ProgressListing,
         awaited: list[str],
         sent_at: float,
         *,
         asked_by_id: bool,
+        indices: Iterable[int] | None = None,
     ) -> tuple[set[str], float]:
-        """One poll's answer for ``poller``: cached, its missing awaited processes looked for, fast polls
-        again after a change. Returns the processes that changed, and the time after."""
-        changed = self._store(poller, items, sent_at)
-        returned = {p.image_render_process_id.lower() for p in items}
-        missing = [pid for pid in awaited if pid not in returned]
+        """One poll's answer for ``poller`` (the elements ``indices`` of ``listing``, or all of it):
+        cached, its missing awaited processes looked for, fast polls again after a change. Returns the
+        processes that changed, and the time after."""
+        try:
+            changed, seen = self._store_listing(poller, listing, sent_at, indices)
+        except msgspec.DecodeError as exc:
+            self._after_error(poller, _malformed(poller, exc))
+            return set(), self._clock.monotonic()
+        missing = [pid for pid in awaited if pid not in seen]
         if missing:
             changed |= await self._look_for_missing(poller, missing, sent_at, asked_by_id=asked_by_id)
         now = self._clock.monotonic()
@@ -799,111 +624,135 @@ class PollScheduler:
             poller.delays = None
         return changed, now
 
-    # ------------------------------------------------------------------------------- shared listings
+    def _store_listing(
+        self,
+        poller: _UserPoller,
+        listing: ProgressListing,
+        sent_at: float,
+        indices: Iterable[int] | None,
+    ) -> tuple[set[str], set[str]]:
+        """Cache the processes of a listing that watches follow, decoding only theirs (a light pass read
+        the ids of every element); returns the ids that changed, and the followed ids the listing holds.
 
-    def _peers(self, poller: _UserPoller) -> list[_UserPoller]:
-        """The user pollers of ``poller``'s feature that one application listing would serve now."""
-        feature = poller.key[0]
-        return [
-            p
-            for p in self._pollers.values()
-            if p.key[0] == feature and p.key[1] != APPLICATION_SCOPE and p.blocked
-        ]
+        Raises:
+            msgspec.DecodeError: a followed process's element is malformed.
+        """
+        interests = poller.interest
+        ids = listing.ids
+        followed: list[int] = []
+        seen: set[str] = set()
+        for index in range(len(ids)) if indices is None else indices:
+            pid = ids[index].image_render_process_id.lower()
+            interest = interests.get(pid)
+            if interest is not None and interest.watches:  # followed now (one let go: read when asked again)
+                followed.append(index)
+                seen.add(pid)
+        changed = self._store(poller, (listing.progress(index) for index in followed), sent_at)
+        return changed, seen
 
-    def _share(self, poller: _UserPoller, now: float) -> list[_UserPoller] | None:
-        """The pollers a shared tick would serve, or None when ``poller`` polls alone: one user only,
-        shared listings off or refused, or the application's listing dearer than the users' own (see
-        the module doc)."""
-        feature = poller.key[0]
-        if not self.policy.share_listings or poller.key[1] == APPLICATION_SCOPE or feature in self._no_shared:
-            return None
-        if poller.resource.feature.is_assumed("application_progress_route"):
-            return None  # an application listing the docs do not show: never sent unasked
-        peers = self._peers(poller)
-        if len(peers) < 2:
-            return None
-        measured = self._app_listed.get(feature)
-        if measured is None or now - measured[1] >= SHARED_RELIST_AFTER:
-            return peers  # (re-)measure it
-        shared = REQUEST_COST_IN_ITEMS + measured[0]
-        return peers if shared * SHARED_MIN_SAVING <= _separate_cost(peers) else None
+    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
+        """Cache the followed (or recently followed) processes; the ids of those that changed.
 
-    async def _poll_shared(self, poller: _UserPoller) -> bool:
-        """One application listing for the ticks of every awaited user of ``poller``'s feature (single
-        flight: a poller due while one is in flight waits for it). False when ``poller`` polls alone."""
-        feature = poller.key[0]
-        flight = self._shared_flight.get(feature)
-        if flight is not None:
-            await flight.wait()
-            return True
-        peers = self._share(poller, self._clock.monotonic())
-        if peers is None:
-            return False
-        flight = self._shared_flight[feature] = anyio.Event()
-        try:
-            return await self._shared_tick(poller, peers)
-        finally:
-            del self._shared_flight[feature]
-            flight.set()
-
-    async def _shared_tick(self, poller: _UserPoller, peers: list[_UserPoller]) -> bool:
-        feature = poller.key[0]
-        sent_at = self._clock.monotonic()
-        assert self._limiter is not None
-        async with self._limiter:
-            try:
-                await self._bucket.acquire()
-                self.requests += 1
-                if self._telemetry is not None:
-                    self._telemetry.polled(feature)
-                items = await poller.resource.application_progress()
-            except AdCreativeError as exc:
-                if _is_transient(exc):
-                    for peer in peers:
-                        peer.ticks += 1
-                        self._after_error(peer, exc)
-                    return True
-                # the application's listing is refused (not allowed, not routed): users poll alone
-                logger.info("shared listing of %s refused (%s): polling each user", feature, exc)
-                self._no_shared.add(feature)
-                return False
-        now = self._clock.monotonic()
-        self._app_listed[feature] = (len(items), now)
-        by_pid = {p.image_render_process_id.lower(): p for p in items}
-        per_user: dict[str, int] = {}
+        An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
+        """
+        changed: set[str] = set()
+        interests = poller.interest
+        cache = poller.cache
         for progress in items:
-            user = progress.user_id.lower()
-            per_user[user] = per_user.get(user, 0) + 1
-        # What the users' own polls would cost a tick, against the shared listing's: the shared tick
-        # comes that many times as often, so that it costs what they would have (users whose pushes
-        # flow poll only to reconcile: they add nothing to the pace).
-        for peer in peers:
-            peer.listed = per_user.get(peer.key[1], 0)
-        paced = [peer for peer in peers if not self._pushed(peer, now)]
-        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(items))
-        for peer in peers:
-            peer.ticks += 1
-            peer.last_error = None
-            mine = [by_pid[pid] for pid in peer.interest if pid in by_pid]
-            changed, now = await self._take_answer(peer, mine, peer.awaited, sent_at, asked_by_id=False)
-            delay = self._shared_delay(peer, changed, now, share)
-            due = now + self._paced(peer, delay, now)
-            if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
-                peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner
-            peer.next_due = due
-            peer.wake_changed(changed)
-        return True
+            pid = progress.image_render_process_id.lower()
+            interest = interests.get(pid)
+            if interest is None:
+                continue  # not followed: not cached (the listing may be large)
+            interest.missing_since = None
+            old = cache.get(pid)
+            if old is not None:
+                if old.sent_at > sent_at:
+                    continue  # an older answer arriving late
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # the same answer again (most of a listing, most of the time): nothing new
+                if self._stale(interest, old, progress):
+                    continue  # behind what a push already told (server lag): never report going back
+                progress = keep_known_tasks(old, progress, interest.not_before)
+                if old.progress == progress and old.sent_at >= interest.not_before:
+                    continue  # nothing new (after an edit, the same progress is news: the new cycle's)
+            cache[pid] = Snapshot(progress, sent_at)
+            if interest.watches:
+                changed.add(pid)
+        return changed
 
-    def _shared_delay(self, poller: _UserPoller, changed: set[str], now: float, share: float) -> float:
-        """The delay of a poll that serves several users' ticks: ``share`` times shorter than the users'
-        own (floored at ``min_interval``), while the backoff advances at their own pace only (a tick of
-        their own is due), and restarts when something changed."""
-        if changed:
-            poller.own_due = now  # back to fast polls now
-        if now >= poller.own_due:
-            poller.own_delay = poller.next_delay(now)
-            poller.own_due = now + poller.own_delay
-        return max(self.policy.min_interval, poller.own_delay / max(1.0, share))
+    async def _look_for_missing(
+        self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
+    ) -> set[str]:
+        """Awaited processes absent from an answer.
+
+        A process just submitted may lag behind the listing: it gets the grace period. A process seen
+        before (finished ones may leave the listing) or past its grace is asked for by id; if even that
+        finds nothing after the grace, it is gone (its waiters get a NotFoundError).
+
+        A listing may omit finished processes (the docs allow it): then every finished process costs
+        one request by id, per-item work like its download, not polling. So the first lookup of a
+        process in its cycle is not held to the poll rate (:attr:`PollPolicy.max_requests_per_second`:
+        20/s would cap a bulk run at 20 items a second, the stall of issue 23), only to the limit on
+        poll requests in flight; lookups run concurrently, and a process asked for again in the same
+        cycle (it is still missing) waits for the rate limit like any poll.
+        """
+        now = self._clock.monotonic()
+        grace = self.policy.not_found_grace
+        feature = poller.key[0]
+        user = poller.user
+        changed: set[str] = set()
+        ask: list[str] = []
+        for pid in missing:
+            interest = poller.interest[pid]
+            if interest.missing_since is None:
+                interest.missing_since = sent_at
+            in_grace = now - interest.started < grace
+            if in_grace and pid not in poller.cache:
+                continue  # read-after-write lag: the listing will catch up
+            if asked_by_id:
+                if not in_grace:
+                    poller.gone[pid] = _not_found(feature, user, pid)
+                    changed.add(pid)
+                continue
+            ask.append(pid)
+        if not ask:
+            return changed
+        found: dict[str, list[Progress]] = {}
+        errors: list[AdCreativeError] = []
+        assert self._limiter is not None
+        limiter = self._limiter
+
+        async def look_up(pid: str, first: bool) -> None:
+            async with limiter:
+                if errors:
+                    return  # one failure ends this tick's lookups: the next tick asks again
+                try:
+                    if not first:
+                        await self._bucket.acquire()
+                    self._count_request(poller)
+                    found[pid] = await poller.resource.user_progress(self._owner(poller, pid), pid)
+                except AdCreativeError as exc:
+                    errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for pid in ask:
+                interest = poller.interest[pid]
+                first = interest.looked_up is None
+                interest.looked_up = sent_at
+                group.start_soon(look_up, pid, first)
+        for pid in ask:
+            answer = found.get(pid)
+            if answer is None:
+                continue  # not asked (an error ended the lookups)
+            match = [p for p in answer if p.image_render_process_id.lower() == pid]
+            if match:
+                changed |= self._store(poller, match, sent_at)
+            elif (known := poller.interest.get(pid)) is not None and now - known.started >= grace:
+                poller.gone[pid] = _not_found(feature, user, pid)
+                changed.add(pid)
+        if errors:
+            self._after_error(poller, errors[0])
+        return changed
 
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
@@ -1013,7 +862,7 @@ class PollScheduler:
         if poller is None:
             return
         interest = poller.interest.get(message.image_render_process_id.lower())
-        if interest is None or not interest.blocked:
+        if interest is None or not any(watch.blocked for watch in interest.watches):
             return
         poller.hinted_at = now
         if poller.next_due <= now:
@@ -1045,76 +894,6 @@ class PollScheduler:
         poller.filtered_mode = (awaited - 1) * REQUEST_COST_IN_ITEMS < poller.listed - awaited
         return poller.filtered_mode
 
-    def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
-        """Cache the followed (or recently followed) processes; the ids of those that changed.
-
-        An unchanged process keeps its snapshot (and version): its waiters are not woken for nothing.
-        """
-        changed: set[str] = set()
-        interests = poller.interest
-        cache = poller.cache
-        for progress in items:
-            pid = progress.image_render_process_id.lower()
-            interest = interests.get(pid)
-            if interest is None:
-                continue  # not followed: not cached (the listing may be large)
-            interest.missing_since = None
-            old = cache.get(pid)
-            if old is not None:
-                if old.sent_at > sent_at:
-                    continue  # an older answer arriving late
-                if old.progress == progress and old.sent_at >= interest.not_before:
-                    continue  # the same answer again (most of a listing, most of the time): nothing new
-                if self._stale(interest, old, progress):
-                    continue  # behind what a push already told (server lag): never report going back
-                progress = _keep_known_tasks(old, progress, interest.not_before)
-                if old.progress == progress and old.sent_at >= interest.not_before:
-                    continue  # nothing new (after an edit, the same progress is news: the new cycle's)
-            cache[pid] = Snapshot(progress, sent_at)
-            if interest.watches:
-                changed.add(pid)
-        return changed
-
-    async def _look_for_missing(
-        self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
-    ) -> set[str]:
-        """Awaited processes absent from an answer.
-
-        A process just submitted may lag behind the listing: it gets the grace period. A process seen
-        before (finished ones may leave the listing) or past its grace is asked for by id; if even that
-        finds nothing after the grace, it is gone (its waiters get a NotFoundError).
-        """
-        now = self._clock.monotonic()
-        grace = self.policy.not_found_grace
-        feature = poller.key[0]
-        user = poller.user
-        changed: set[str] = set()
-        for pid in missing:
-            interest = poller.interest[pid]
-            if interest.missing_since is None:
-                interest.missing_since = sent_at
-            in_grace = now - interest.started < grace
-            if in_grace and pid not in poller.cache:
-                continue  # read-after-write lag: the listing will catch up
-            if not asked_by_id:
-                try:
-                    await self._bucket.acquire()
-                    self.requests += 1
-                    if self._telemetry is not None:
-                        self._telemetry.polled(feature)
-                    found = await poller.resource.user_progress(self._owner(poller, pid), pid)
-                except AdCreativeError as exc:
-                    self._after_error(poller, exc)
-                    return changed
-                match = [p for p in found if p.image_render_process_id.lower() == pid]
-                if match:
-                    changed |= self._store(poller, match, sent_at)
-                    continue
-            if not in_grace:
-                poller.gone[pid] = _not_found(feature, user, pid)
-                changed.add(pid)
-        return changed
-
     @staticmethod
     def _owner(poller: _UserPoller, process_id: str) -> str:
         """The user to ask for a process by id: the poller's, or the process's own in application scope."""
@@ -1143,24 +922,19 @@ class PollScheduler:
         poller.next_due = now + delay
 
 
-def _separate_cost(pollers: Iterable[_UserPoller]) -> int:
-    """What one tick of these users' own polls costs, in items (see :data:`REQUEST_COST_IN_ITEMS`): a
-    listing each, or one request per awaited process, whichever is cheaper."""
-    return sum(
-        min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited))) for p in pollers
-    )
-
-
-def _is_transient(error: AdCreativeError) -> bool:
-    return isinstance(error, (ServerError, RateLimitError, APIConnectionError, UnexpectedResponseError))
-
-
 def _retry_after(error: AdCreativeError) -> float | None:
     if isinstance(error, RateLimitError):
         return error.retry_after
     if isinstance(error, APIError):
         return retry_after_seconds(error.headers)
     return None
+
+
+def _malformed(poller: _UserPoller, error: msgspec.DecodeError) -> AdCreativeError:
+    """A followed process's element of a listing did not decode: a transient poll failure."""
+    return UnexpectedResponseError(
+        f"a progress listing of {poller.key[0]} holds a malformed progress object ({error})", status=200
+    )
 
 
 def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
@@ -1171,110 +945,3 @@ def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
         "after the grace period: the server does not know it",
         status=404,
     )
-
-
-# ------------------------------------------------------------------------------------------ merging
-
-
-def _task_key(tasks: Mapping[str, int], task_id: str) -> str:
-    """The key ``tasks`` already uses for ``task_id`` (GUIDs compared case-insensitively), else it."""
-    if task_id in tasks:
-        return task_id
-    lowered = task_id.lower()
-    for key in tasks:
-        if key.lower() == lowered:
-            return key
-    return task_id
-
-
-def _counted(progress: Progress, tasks: dict[str, RenderState]) -> Progress:
-    """``progress`` with ``tasks``, its completed count raised to the tasks known terminal (evidence, so
-    never more than are: a task counted by the server but not listed is not counted twice), and its
-    percentage raised to match when the total is known."""
-    completed = progress.completed_task_count
-    total = progress.total_task_count
-    terminal = sum(1 for state in tasks.values() if state in TERMINAL_STATES)
-    if terminal > completed:
-        completed = min(terminal, total) if total else terminal
-    percent = progress.progress
-    if total:
-        percent = max(percent, completed * 100 // total)
-    unchanged = completed == progress.completed_task_count and percent == progress.progress
-    if unchanged and tasks == progress.tasks:
-        return progress
-    return msgspec.structs.replace(progress, tasks=tasks, completed_task_count=completed, progress=percent)
-
-
-def with_task_state(progress: Progress, task_id: str, state: int) -> Progress:
-    """``progress`` with one task's state set (from a task-completed message), counts updated.
-
-    A task the snapshot does not list (the ``tasks`` map may be partial) is added once; the completed
-    count becomes the larger of the server's count and the tasks known terminal, so a task the server
-    already counted is never counted again.
-    """
-    tasks = dict(progress.tasks)
-    tasks[_task_key(tasks, task_id)] = RenderState(state)
-    return _counted(progress, tasks)
-
-
-def merge_progress(known: Progress | None, message: ProgressNotification) -> Progress:
-    """What a progress message says, merged into what is known of the process.
-
-    The docs show no progress message (all ten types "share one structure", reference §2.5): a field a
-    message leaves at its default says nothing (assumed: :data:`SILENT_PROGRESS_FIELDS`). Known tasks are
-    kept and the message's states set on them; counts come from the message only when it has a total;
-    the percentage only when it has counts or a non-zero value; the state, outcome and render
-    kind/type only when given. Counts are never invented (see :func:`with_task_state`).
-    """
-    said = message.to_progress()
-    if known is None:
-        return _counted(said, dict(said.tasks))
-    tasks = dict(known.tasks)
-    for task_id, state in said.tasks.items():
-        tasks[_task_key(tasks, task_id)] = state
-    has_counts = said.total_task_count > 0
-    merged = msgspec.structs.replace(
-        known,
-        message_type=said.message_type or known.message_type,
-        application_id=said.application_id or known.application_id,
-        user_id=said.user_id or known.user_id,
-        request_render_state=said.request_render_state or known.request_render_state,
-        total_task_count=said.total_task_count if has_counts else known.total_task_count,
-        completed_task_count=said.completed_task_count if has_counts else known.completed_task_count,
-        progress=said.progress if has_counts or said.progress else known.progress,
-        render_kind=said.render_kind if said.render_kind is not None else known.render_kind,
-        render_type=said.render_type if said.render_type is not None else known.render_type,
-        is_successful=said.is_successful and known.is_successful,
-        error_message=said.error_message or known.error_message,
-        tasks=known.tasks,
-    )
-    return _counted(merged, tasks)
-
-
-#: assumed: the progress message's body is undocumented; a field at its default value in a message
-#: (absent, or zero / empty / null) says nothing about the process, and what is known is kept.
-SILENT_PROGRESS_FIELDS: tuple[str, ...] = (
-    "tasks",
-    "total_task_count",
-    "completed_task_count",
-    "progress",
-    "request_render_state",
-    "render_kind",
-    "render_type",
-    "error_message",
-)
-
-
-def _keep_known_tasks(old: Snapshot, new: Progress, not_before: float) -> Progress:
-    """A poll's answer, keeping the task states a partial ``tasks`` map leaves out (the seeds list 2 of
-    10): a task learnt earlier in the same cycle (from a push, or an earlier poll) stays known."""
-    if old.sent_at < not_before:
-        return new  # the old snapshot is of a previous cycle
-    old_tasks = old.progress.tasks
-    new_tasks = new.tasks
-    if len(new_tasks) >= len(old_tasks) and all(task in new_tasks for task in old_tasks):
-        return new
-    tasks = dict(old_tasks)
-    for task_id, state in new_tasks.items():
-        tasks[_task_key(tasks, task_id)] = state
-    return _counted(new, tasks)

@@ -868,6 +868,7 @@ async def test_the_scheduler_never_raises_into_the_client(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(client.background_remover, "user_progress", broken)
+    monkeypatch.setattr(client.background_remover, "_listing", broken)  # the scheduler's listing call
     with pytest.raises(AdCreativeError, match="poller failed: RuntimeError"):
         await job.result(timeout=5)
     monkeypatch.undo()

@@ -38,7 +38,7 @@ from .._errors import (
 from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
 from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
-from .._models import PROGRESS_DECODER, Progress, RenderState, decode_progress_list
+from .._models import PROGRESS_DECODER, Progress, ProgressListing, RenderState, decode_progress_list
 from .._reconcile import Submission, is_ambiguous
 from .._telemetry import traced_submit
 from .._transport import FormItem, Request, Response, log_ids
@@ -598,7 +598,36 @@ class RenderResource(Resource):
         )
         return await self._progress_list(req)
 
+    async def _listing(self, user_id: str | None) -> ProgressListing:
+        """For the poll scheduler: the user's listing (``user_id``), or the application's (None),
+        decoded lazily (see :class:`~adcreative_async._models.ProgressListing`); a user's listing is
+        recorded for reconciliation as :meth:`user_progress` records it."""
+        options = RequestOptions(None, None, None, None, None)
+        if user_id is None:
+            req = self._request(
+                "GET",
+                self.feature.application_progress_route,
+                query=[("applicationId", self._client.application_id)],
+                params={"applicationId": "application_id"},
+                options=options,
+            )
+        else:
+            uid = self._client._user_id(user_id)
+            req = self._user_progress_request(uid, None, options)
+        response = await self._progress_response(req)
+        listing = ProgressListing(b"[]") if response is None else response.decode(ProgressListing, "GET")
+        if user_id is not None:
+            self._client._ledger.listed(
+                self.feature.name, uid, [p.image_render_process_id for p in listing.ids]
+            )
+        return listing
+
     async def _progress_list(self, req: Request) -> list[Progress]:
+        response = await self._progress_response(req)
+        return [] if response is None else response.decode(decode_progress_list, "GET")
+
+    async def _progress_response(self, req: Request) -> Response | None:
+        """A progress call's response, or None for the documented "nothing found" answer."""
         client = self._client
         client._require_open()
         req.is_answer = self.feature.is_nothing_found  # "nothing found" is an empty list, not an error
@@ -611,8 +640,8 @@ class RenderResource(Resource):
             error = exc
         if error is not None:
             logger.debug("%s %s: nothing found (the documented empty answer)", req.method, req.route)
-            return []
-        return response.decode(decode_progress_list, "GET")
+            return None
+        return response
 
     async def process_progress(
         self,
