@@ -582,7 +582,8 @@ class _FileDownload:
         received, on_progress = self.received, self._on_progress
         interrupted: APIConnectionError | None = None
         transport = self._transport
-        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE)) as writer:
+        in_loop = transport.transfer.write_in_loop
+        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE), in_loop=in_loop) as writer:
             try:
                 while chunk := await response.read():
                     received.add(chunk)

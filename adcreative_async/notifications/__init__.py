@@ -48,6 +48,7 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
+
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "FEATURE_OF_MESSAGE_TYPE",
