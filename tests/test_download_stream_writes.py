@@ -207,12 +207,21 @@ async def test_a_large_download_is_written_in_the_event_loop_chunk_by_chunk(
     ) as client:
         process_id, task_id = await finished_task(client, emu)
         writers = WriterThreads(monkeypatch)
-        path = await client.background_remover.download(process_id, task_id, tmp_path)
+        on_disk: list[tuple[int, int]] = []  # (bytes reported received, bytes in the temporary file)
+
+        def seen(done: int, total: int | None) -> None:
+            parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+            on_disk.append((done, sum(p.stat().st_size for p in parts)))
+
+        path = await client.background_remover.download(process_id, task_id, tmp_path, on_progress=seen)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
-    # one write per chunk received (64 KiB or less), every one in the event loop's thread
+    # one write per chunk received (64 KiB or less), every one in the event loop's thread, each on disk
+    # by the time it is reported (the file made with the first bytes)
     assert len(writers.writes) >= SIZE // (64 * 1024)
     assert set(writers.writes) == {"loop"}
+    assert all(done == written for done, written in on_disk)
+    assert on_disk[-1][0] == SIZE
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
