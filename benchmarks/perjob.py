@@ -12,11 +12,12 @@ for every contender of a round):
   ``benchmarks.compare.aiohttp_loop``.
 
 The figure is the CPU of the whole child process (user + system from ``wait4``: the interpreter's
-start, the imports, the work and the exit), beside its wall time (the workload, from nothing to the last
-file written, as ``benchmarks.compare`` measures it), the requests the emulator counted by route and the
-context switches of the process. Ratios are against the aiohttp loop of the same run. With
-``--strace`` one more round runs under ``strace -c -f`` (its CPU figures are not used): system calls
-and ``futex`` calls per job, the cost of thread hand-offs.
+start, the imports, the work and the exit; the package and ``benchmarks/`` are compiled to bytecode
+before the first round, as ``pip install`` does: see :func:`compile_bytecode`), beside its wall time
+(the workload, from nothing to the last file written, as ``benchmarks.compare`` measures it), the
+requests the emulator counted by route and the context switches of the process. Ratios are against
+the aiohttp loop of the same run. With ``--strace`` one more round runs under ``strace -c -f`` (its
+CPU figures are not used): system calls and ``futex`` calls per job, the cost of thread hand-offs.
 
 Goals (issue 23): SDK CPU <= 0.8x the loop's, imports included, in one run; wall time within 1.10 of
 the fastest.
