@@ -6,7 +6,8 @@ against :class:`adcreative_async.testing.Emulator`.
 
 from __future__ import annotations
 
-from ._bulk import BulkOutcome, BulkRun
+from typing import TYPE_CHECKING
+
 from ._client import AdCreativeClient
 from ._clock import Clock, ManualClock, SystemClock
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeout, TransferOptions
@@ -78,7 +79,31 @@ from .resources import (
     StockImagesResource,
     UpscalerResource,
 )
-from .sync import SyncAdCreativeClient
+
+if TYPE_CHECKING:
+    from ._bulk import BulkOutcome, BulkRun
+    from .sync import SyncAdCreativeClient
+
+# Imported on first use (module ``__getattr__``): ``import adcreative_async`` must not pay for what
+# the async path never runs (tests/test_import_footprint.py).
+_LAZY = {"BulkOutcome": "._bulk", "BulkRun": "._bulk", "SyncAdCreativeClient": ".sync"}
+
+
+def __getattr__(name: str) -> object:
+    """Import a rarely used public name on first access, and keep it."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ACCEPTED_IMAGE_TYPES",

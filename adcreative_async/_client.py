@@ -17,7 +17,6 @@ from yarl import URL
 
 from ._auth import Secret
 from ._background import BackgroundTasks
-from ._bulk import BulkOutcome, BulkRun
 from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_BASE_URL,
@@ -55,6 +54,7 @@ from .resources.stock_images import StockImagesResource
 from .resources.upscaler import UpscalerResource
 
 if TYPE_CHECKING:
+    from ._bulk import BulkOutcome, BulkRun
     from .ledger import RenderRequest, RunLedger
 
 __all__ = ["AdCreativeClient"]
@@ -490,6 +490,8 @@ class AdCreativeClient:
                 async for outcome in run:
                     print(outcome.item, "ok" if outcome.ok else outcome.error, outcome.files)
         """
+        from ._bulk import BulkRun  # on first use: the per-job path never needs it
+
         return BulkRun(
             self,
             items,

@@ -121,12 +121,19 @@ class TransferOptions:
             KiB read, close) and a download of at most 64 KiB (temporary file made, written, renamed).
             A thread hand-off costs more CPU than such an operation on a local disk; but a file system
             that stalls (a hung network mount) would stall the event loop with it: set False there.
+        write_in_loop: a large download's chunks (of at most 1 MiB) are written in the event loop as
+            they arrive (default True), as aiohttp's own read-to-file loop does: a write to the page
+            cache costs the loop less than handing the bytes to a thread on another core. The first
+            write that keeps the loop over 20 ms (a disk throttling writers) hands the rest of that body
+            to a worker thread. False: worker threads only (set it with ``inline_small_files=False``
+            where a file system can hang).
     """
 
     chunk_size: int = 256 * 1024
     max_upload_size: int | None = 100 * 1024 * 1024
     file_threads: int = 8
     inline_small_files: bool = True
+    write_in_loop: bool = True
 
 
 def env(name: str) -> str | None:

@@ -65,9 +65,10 @@ DEFAULT_DOWNLOAD_RESUMES = 3
 #: worker-thread calls: fast); many at once share the budget, down to one chunk each.
 DOWNLOAD_WRITE_BUFFER = 16 * 1024 * 1024
 MAX_WRITE_BATCH = 2 * 1024 * 1024
-#: A body at least this large (or of unknown length) is written as it arrives by one worker-thread call
-#: fed chunk by chunk (:class:`~adcreative_async._files.StreamWriter`): receiving and writing overlap,
-#: and each chunk is written while still in the CPU's cache. A smaller body is gathered in batches (a
+#: A body at least this large (or of unknown length) is written as it arrives
+#: (:class:`~adcreative_async._files.StreamWriter`): chunk by chunk in the event loop
+#: (``TransferOptions.write_in_loop``), or by one worker-thread call fed chunk by chunk (receiving and
+#: writing overlap). A smaller body is gathered in batches (a
 #: body under one batch is written with the commit: one worker-thread call for the whole download,
 #: where the stream writer costs two). Two batches: below it the stream writer saves nothing.
 STREAM_WRITE_FROM = 2 * MAX_WRITE_BATCH
@@ -551,9 +552,10 @@ class _FileDownload:
     async def _receive(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
         """Append the body to ``file``; the transport error that cut it, if one did.
 
-        A body of :data:`STREAM_WRITE_FROM` bytes or more (or of unknown length) is written by one
-        worker-thread call fed as the chunks arrive (:class:`StreamWriter`); a smaller one is gathered
-        in batches, its last bytes written with the commit (a small file: one call in all).
+        A body of :data:`STREAM_WRITE_FROM` bytes or more (or of unknown length) is written as the
+        chunks arrive (:class:`StreamWriter`: in the event loop, or by one worker-thread call); a
+        smaller one is gathered in batches, its last bytes written with the commit (a small file: one
+        call in all).
         """
         remaining = None if self.total is None else self.total - self.received.done
         if remaining is None or remaining >= STREAM_WRITE_FROM:
@@ -578,16 +580,19 @@ class _FileDownload:
         return interrupted
 
     async def _stream(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
-        """:meth:`_receive` of a large body: written as it arrives, by one worker-thread call."""
+        """:meth:`_receive` of a large body: written as it arrives, in the event loop
+        (``write_in_loop``) or by one worker-thread call."""
         received, on_progress = self.received, self._on_progress
         interrupted: APIConnectionError | None = None
         transport = self._transport
-        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE)) as writer:
+        in_loop = transport.transfer.write_in_loop
+        async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE), in_loop=in_loop) as writer:
             try:
                 while chunk := await response.read():
                     received.add(chunk)
-                    writer.limit = _batch_size(transport, STREAM_WRITE_QUEUE)  # shrinks as more start
-                    await writer.write(chunk)
+                    if not writer.write_now(chunk):  # in the loop, nothing is queued
+                        writer.limit = _batch_size(transport, STREAM_WRITE_QUEUE)  # shrinks as more start
+                        await writer.write(chunk)
                     if on_progress is not None:
                         on_progress(received.done, self.total)
             except APIConnectionError as exc:

@@ -1,14 +1,17 @@
-"""Large downloads written as they arrive: one worker-thread call fed chunk by chunk (receiving and
-writing overlap), with the guarantees of every download kept: byte-exact, atomic, resumable, nothing
-left behind on a write error or a cancellation."""
+"""Large downloads written as they arrive, in the event loop (``write_in_loop``, the default: a chunk per
+write, a slow write hands the next bytes to a worker thread) or by one worker-thread call fed chunk by
+chunk (receiving and writing overlap), with the guarantees of every download kept: byte-exact, atomic,
+resumable, nothing left behind on a write error or a cancellation, memory bounded."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import resource
 import signal
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -19,7 +22,7 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from adcreative_async import AdCreativeClient, TransferOptions
+from adcreative_async import AdCreativeClient, TransferOptions, _files
 from adcreative_async._downloads import DOWNLOAD_WRITE_BUFFER, STREAM_WRITE_FROM
 from adcreative_async.testing import Emulator, sample_image
 
@@ -37,9 +40,9 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AdCreativeClient]:
-    transfer = TransferOptions(chunk_size=64 * 1024)
+@pytest.fixture(params=[True, False], ids=["in-loop", "thread"])
+async def client(emu: Emulator, request: pytest.FixtureRequest) -> AsyncIterator[AdCreativeClient]:
+    transfer = TransferOptions(chunk_size=64 * 1024, write_in_loop=request.param)
     async with AdCreativeClient(**emu.credentials, user_id=USER, trust_env=False, transfer=transfer) as c:
         yield c
 
@@ -142,11 +145,16 @@ async def test_a_large_download_cancelled_while_its_thread_writes_leaves_nothing
     assert digest_of(path) == await streamed_digest(client, process_id, task_id)
 
 
-async def test_many_large_downloads_at_once_hold_about_their_shared_buffer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in-loop", "thread"])
+async def test_many_large_downloads_at_once_hold_about_their_shared_buffer(
+    tmp_path: Path, in_loop: bool
+) -> None:
     """Every stream-written download holds at most about 1.5x its share of DOWNLOAD_WRITE_BUFFER, even
-    while it waits for one of the client's file threads (fewer than the downloads)."""
+    while it waits for one of the client's file threads (fewer than the downloads); written in the
+    loop, it holds nothing past the chunk in hand."""
     count, size = 32, 8 * MiB
-    transfer = TransferOptions(file_threads=1)  # the downloads queue for the one thread
+    # the downloads queue for the one thread (in the loop: to make their files)
+    transfer = TransferOptions(file_threads=1, write_in_loop=in_loop)
     async with (
         Emulator(auto_complete=False, download_size=size, seed=3) as emu,
         AdCreativeClient(**emu.credentials, user_id=USER, trust_env=False, transfer=transfer) as client,
@@ -167,3 +175,74 @@ async def test_many_large_downloads_at_once_hold_about_their_shared_buffer(tmp_p
     # stream writer peaked at 51 MiB here; a writer holding 1 MiB beyond its share, at 70 MiB)
     budget = 1.5 * DOWNLOAD_WRITE_BUFFER + count * 1.125 * MiB
     assert peak < budget, f"peak {peak / MiB:.1f} MiB, budget {budget / MiB:.1f} MiB"
+
+
+class WriterThreads:
+    """Which threads wrote a download's chunks: the event loop's (``_write_fully``) or a worker's
+    (``write_chunks``), in the order of the writes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.loop = threading.get_ident()
+        self.writes: list[str] = []
+        loop_write, thread_write = _files._write_fully, _files.write_chunks
+
+        def in_loop(fd: int, data: bytes) -> None:
+            self.writes.append("loop" if threading.get_ident() == self.loop else "other")
+            loop_write(fd, data)
+
+        def in_thread(handle: Any, chunks: list[bytes]) -> None:
+            self.writes.append("thread" if threading.get_ident() != self.loop else "loop-writev")
+            thread_write(handle, chunks)
+
+        monkeypatch.setattr(_files, "_write_fully", in_loop)
+        monkeypatch.setattr(_files, "write_chunks", in_thread)
+
+
+async def test_a_large_download_is_written_in_the_event_loop_chunk_by_chunk(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transfer = TransferOptions(chunk_size=64 * 1024)  # write_in_loop: the default
+    async with AdCreativeClient(
+        **emu.credentials, user_id=USER, trust_env=False, transfer=transfer
+    ) as client:
+        process_id, task_id = await finished_task(client, emu)
+        writers = WriterThreads(monkeypatch)
+        on_disk: list[tuple[int, int]] = []  # (bytes reported received, bytes in the temporary file)
+
+        def seen(done: int, total: int | None) -> None:
+            parts = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+            on_disk.append((done, sum(p.stat().st_size for p in parts)))
+
+        path = await client.background_remover.download(process_id, task_id, tmp_path, on_progress=seen)
+        monkeypatch.undo()
+        assert digest_of(path) == await streamed_digest(client, process_id, task_id)
+    # one write per chunk received (64 KiB or less), every one in the event loop's thread, each on disk
+    # by the time it is reported (the file made with the first bytes)
+    assert len(writers.writes) >= SIZE // (64 * 1024)
+    assert set(writers.writes) == {"loop"}
+    assert all(done == written for done, written in on_disk)
+    assert on_disk[-1][0] == SIZE
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+async def test_slow_loop_writes_hand_the_next_bytes_to_a_thread_and_keep_them_in_order(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every in-loop write counts as slow here (LOOP_WRITE_STALL 0): each hands the next MiB to the
+    worker thread, which writes it before the loop writes again; the file is byte-exact."""
+    monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
+    monkeypatch.setattr(_files, "LOOP_WRITE_BACKOFF", MiB)
+    transfer = TransferOptions(chunk_size=64 * 1024)
+    async with AdCreativeClient(
+        **emu.credentials, user_id=USER, trust_env=False, transfer=transfer
+    ) as client:
+        process_id, task_id = await finished_task(client, emu)
+        writers = WriterThreads(monkeypatch)
+        path = await client.background_remover.download(process_id, task_id, tmp_path)
+        writes = writers.writes
+        assert digest_of(path) == await streamed_digest(client, process_id, task_id)
+    assert set(writes) == {"loop", "thread"}
+    switches = sum(1 for a, b in itertools.pairwise(writes) if a != b)
+    # loop, thread (a MiB and a chunk), loop, ...: back to the loop after each MiB, about 15 times
+    assert switches >= SIZE // MiB
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]

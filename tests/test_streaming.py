@@ -355,7 +355,11 @@ async def test_a_download_cut_mid_body_leaves_every_destination_unchanged(
 async def test_a_download_cancelled_mid_body_leaves_nothing(tmp_path: Path) -> None:
     async with (
         Emulator(auto_complete=False, download_size=8 * MiB) as emu,
-        client_for(emu, trust_env=False, transfer=TransferOptions(chunk_size=64 * 1024)) as client,
+        # the worker thread writes (in the loop, the first bytes are on disk when first reported: see
+        # test_download_stream_writes.py)
+        client_for(
+            emu, trust_env=False, transfer=TransferOptions(chunk_size=64 * 1024, write_in_loop=False)
+        ) as client,
     ):
         process_id, task_id = await finished_task(client, emu)
         (tmp_path / "keep.txt").write_text("x")

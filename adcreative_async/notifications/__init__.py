@@ -12,6 +12,8 @@ process this client does not hold never slows its polls, see :mod:`adcreative_as
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._hub import HANDOFF_TIMEOUT, Message, NotificationHandlerError, NotificationHub, WrongLoopError
 from ._messages import (
     FEATURE_OF_MESSAGE_TYPE,
@@ -22,7 +24,30 @@ from ._messages import (
     UnknownMessageType,
     decode_notification,
 )
-from ._webhook import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
+
+if TYPE_CHECKING:
+    from ._webhook import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
+
+# The client imports the hub and the messages; the receiver (and its WSGI adapter and access-log
+# filter) is imported on first use, so that ``import adcreative_async`` does not pay for it.
+_LAZY = {"DEFAULT_MAX_BODY_SIZE": "._webhook", "WebhookReceiver": "._webhook"}
+
+
+def __getattr__(name: str) -> object:
+    """Import the webhook receiver's names on first access, and keep them."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",

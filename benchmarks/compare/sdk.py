@@ -22,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adcreative_async import AdCreativeClient, BulkOutcome, Limits, Progress, RenderJob, TaskUpdate
+from adcreative_async import AdCreativeClient, Limits, Progress, RenderJob, TaskUpdate
 from benchmarks.compare._workload import CONNECTIONS, BulkRun, Item, child_main, record_errors
+
+if TYPE_CHECKING:  # imported by the package on first use: the per-job workloads never need it
+    from adcreative_async import BulkOutcome
 
 
 def _client(run: BulkRun) -> AdCreativeClient:
