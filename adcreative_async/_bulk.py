@@ -119,6 +119,7 @@ class BulkRun(Generic[T]):
         self._scope: anyio.CancelScope | None = None  # the items' task group's (without a ledger)
         self._aborted: RunAbortedError | None = None  # set before the outcomes' stream is closed
         self._driver: Any = None  # the run ledger's driver, when there is one
+        self._rate_board: Any = None  # where the client shares its learned rate during the run
 
     def __len__(self) -> int:
         return len(self._items)
@@ -134,6 +135,7 @@ class BulkRun(Generic[T]):
             self._ledger = open_ledger(self._ledger_spec)
             self._owns_ledger = not isinstance(self._ledger_spec, RunLedger)
             await self._ledger.open()
+        self._rate_board = self._client._share_rate(self._ledger)
         send, receive = anyio.create_memory_object_stream[BulkOutcome[T]](max_buffer_size=math.inf)
         self._send, self._receive = send, receive
         group = anyio.create_task_group()
@@ -171,6 +173,7 @@ class BulkRun(Generic[T]):
         finally:
             if receive is not None:
                 receive.close()
+            await self._client._unshare_rate(self._rate_board)
             if self._owns_ledger and self._ledger is not None:
                 await self._ledger.close()
 

@@ -50,6 +50,7 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
+from ._ratelimit import RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -326,8 +327,15 @@ class Transport:
         token_refresh_lead: float = 60.0,
         retry: RetryPolicy | None = None,
         telemetry: Instruments | None = None,
+        rate_control: RateControl | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.rate = (
+            RateController(rate_control, clock, rate_scope(self.base_url, application_id))
+            if rate_control is not None
+            else None
+        )
+        """Adaptive pacing on 429s (see :mod:`._ratelimit`), or None when off."""
         self.telemetry = telemetry
         """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
@@ -524,6 +532,7 @@ class Transport:
             except AdCreativeError as exc:
                 exc.before_send = True  # a token failure is never a send of this call
                 raise
+            ticket = await self.rate.acquire() if self.rate is not None else 0
             span = telemetry.http_request(req, attempt - 1) if telemetry is not None else None
             try:
                 response = await self._send(req, token, span)
@@ -544,6 +553,8 @@ class Transport:
                 if span is not None:
                     span.end(error=exc)
                 raise
+            if self.rate is not None:
+                self.rate.observe(ticket, response.status)
             if response.status == 401 and token is not None:
                 # The token is refused: forget it whatever happens next, so that no later call sends it.
                 body, error = await self._read_body(response, req)
