@@ -59,11 +59,17 @@ START_CUT = 0.5
 #: After the first cut (from an unpaced start) the rate grows by this share of itself per second until the
 #: next 429 confirms where the limit is: the first measure is of moments of traffic (a server's burst, or a
 #: bucket another client emptied), so it may be far off either way.
-START_GROWTH = 0.5
+START_GROWTH = 1.0
 #: A 429 cuts the rate only if this many seconds passed since the last cut: the 429s that follow a cut at
 #: once answer requests of the overload before it (the server's bucket is empty), not of the new rate. As
 #: Bigtable's RateLimitInfo tells its clients to ignore the factor for a period after adjusting.
 CUT_PERIOD = 0.25
+#: A request waiting for its turn wakes at least this often (seconds): to take a new turn if the pace
+#: changed much meanwhile, and to keep a shared rate's heartbeat while every request waits.
+MAX_WAIT = 0.25
+#: Waiting requests take new turns when the pace grew past this factor of the pace their turns were
+#: taken at (and whenever it was lowered).
+REPACE_GROWTH = 1.25
 #: A shared rate's database round trip is given up (and the worker paces alone meanwhile) after this.
 SYNC_TIMEOUT = 2.0
 #: A worker not heard from for this many sync intervals no longer counts among the workers sharing a rate.
@@ -112,11 +118,9 @@ class RateControl:
     def cut(self, rate: float | None, sent: float, accepted: float) -> tuple[float, float]:
         """The rate after a 429 and the rate it was cut from: ``decrease`` times the lower of ``rate``
         and the ``sent`` rate (what was actually used of it; a rate that was not used is no measure of
-        the limit); when nothing was paced yet, of the ``accepted`` rate, or :data:`START_CUT` of the sent
-        one if more (a bucket emptied by another client accepts nothing at first). Never below ``min_rate``.
-        """
-        base = max(accepted, START_CUT * sent) if rate is None else min(rate, sent)
-        base = max(self.min_rate, base)
+        the limit); when nothing was paced yet, of the ``accepted`` rate, and by :data:`START_CUT`. Never
+        below ``min_rate``."""
+        base = max(self.min_rate, accepted if rate is None else min(rate, sent))
         factor = START_CUT if rate is None else self.decrease
         return max(self.min_rate, factor * base), base
 
@@ -197,25 +201,31 @@ class RateBoard(Protocol):
         ...
 
 
+#: assumed: the docs say nothing of rate limits (reference §1.8). A 429 answers the application's rate over
+#: every route (not a route's or a user's), so one learned rate, keyed by API host and application, paces
+#: every request of the application.
+ACCOUNT_SCOPE = ("base_url", "application_id")
+
+
 def rate_scope(base_url: str, application_id: str) -> str:
-    """The key of an account's shared rate: a fingerprint of the API host and application (never the
-    application id itself)."""
-    digest = hashlib.sha256(f"adcreative-rate\n{base_url.rstrip('/')}\n{application_id.lower()}".encode())
+    """The key of an account's shared rate (:data:`ACCOUNT_SCOPE`): a fingerprint of the API host and
+    application (never the application id itself)."""
+    parts = {"base_url": base_url.rstrip("/"), "application_id": application_id.lower()}
+    text = "\n".join(["adcreative-rate", *(parts[name] for name in ACCOUNT_SCOPE)])
+    digest = hashlib.sha256(text.encode())
     return digest.hexdigest()[:32]
 
 
 class _Meter:
-    """Events per second over the last second (two slots of :data:`METER_SLOT`), or over the time since
-    the first event when that is shorter (a client that just started is not measured over time it did
-    not exist)."""
+    """Events per second over the last second (two slots of :data:`METER_SLOT`; a client that started
+    less than a second ago is measured over the whole second: low, rather than inflated by a burst)."""
 
-    __slots__ = ("current", "first", "previous", "slot")
+    __slots__ = ("current", "previous", "slot")
 
     def __init__(self) -> None:
         self.slot = -1
         self.current = 0
         self.previous = 0
-        self.first: float | None = None
 
     def _roll(self, now: float) -> None:
         slot = int(now // METER_SLOT)
@@ -227,15 +237,10 @@ class _Meter:
     def add(self, now: float) -> None:
         self._roll(now)
         self.current += 1
-        if self.first is None:
-            self.first = now
 
     def rate(self, now: float) -> float:
         self._roll(now)
-        span = METER_SLOT + now - self.slot * METER_SLOT
-        if self.first is not None:
-            span = min(span, max(now - self.first, METER_SLOT / 10))
-        return (self.previous + self.current) / span
+        return (self.previous + self.current) / (METER_SLOT + now - self.slot * METER_SLOT)
 
 
 class RateController:
@@ -256,7 +261,8 @@ class RateController:
         self._cut_at = -math.inf  # when the rate was last cut (here, or by a sync that saw a new generation)
         self._grown_at = clock.monotonic()
         self._tat = 0.0  # the pacing bucket's theoretical arrival time (GCRA)
-        self._slowed = 0  # times the pace was lowered: turns taken before at the old pace are taken again
+        self._repaced = 0  # times the pace changed much: turns taken before at the old pace are taken again
+        self._paced = math.inf  # the pace of the turns taken since
         self._sent = _Meter()
         self._accepted = _Meter()
         self.throttled = 0
@@ -299,6 +305,8 @@ class RateController:
         self._board = None
         self._account = self.rate
         self._workers = 1
+        self._ceiling = self.rate or self.control.min_rate  # grown from here as a rate of its own
+        self._starting = False
         with anyio.CancelScope(shield=True), anyio.move_on_after(SYNC_TIMEOUT):
             try:
                 await board.leave(self.worker)
@@ -313,9 +321,10 @@ class RateController:
             with anyio.CancelScope(shield=True), anyio.move_on_after(SYNC_TIMEOUT):
                 share = await board.sync(report, self.control)
         except Exception as exc:  # the ledger's own error: pace alone until the next sync works
-            if now - self._warned_at > 60:
+            if now - self._warned_at > 60:  # the error's text is not shown: a driver's may hold the DSN
                 self._warned_at = now
-                logger.warning("shared rate: the run ledger could not be read (%s); pacing alone", exc)
+                what = type(exc).__name__
+                logger.warning("shared rate: the run ledger could not be read (%s); pacing alone", what)
         finally:
             self._syncing = False
             self._synced_at = now
@@ -335,47 +344,54 @@ class RateController:
     # pacing ------------------------------------------------------------------------------------------
 
     def _set_rate(self, rate: float | None, now: float) -> None:
-        """Pace at ``rate`` from now on; a lower one also re-paces the requests waiting for a turn."""
-        old = self.rate
+        """Pace at ``rate`` from now on; the requests waiting for a turn take new turns at it when it is
+        lower, or much higher (:data:`REPACE_GROWTH`), than the pace their turns were taken at."""
         self.rate = rate
-        if rate is not None and (old is None or rate < old):
-            self._slowed += 1
+        if rate is not None and (rate < self._paced or rate > REPACE_GROWTH * self._paced):
+            self._repaced += 1
+            self._paced = rate
             self._tat = now
 
-    async def acquire(self) -> int:
-        """Wait for this request's turn; returns the ticket to give :meth:`observe` with its answer."""
-        clock = self._clock
-        now = clock.monotonic()
+    async def _tend(self, now: float) -> float:
+        """The shared rate read (and this worker's heartbeat written) when due; a rate of its own grown.
+        The time after it."""
         board = self._board
-        if (
-            board is not None
-            and not self._syncing
-            and (now - self._synced_at >= self.control.sync_interval or self._report is not None)
-        ):
-            await self._sync(board, now)
-            now = clock.monotonic()
-        elif board is None and self.rate is not None:
+        if board is not None:
+            if not self._syncing and (
+                now - self._synced_at >= self.control.sync_interval or self._report is not None
+            ):
+                await self._sync(board, now)
+                now = self._clock.monotonic()
+        elif self.rate is not None:
             sent = self._sent.rate(now)
             seconds = now - self._grown_at
-            self.rate = self.control.grow(self.rate, self._ceiling, self._starting, sent, seconds)
+            self._set_rate(self.control.grow(self.rate, self._ceiling, self._starting, sent, seconds), now)
         self._grown_at = now
-        while True:
-            pace = self.rate
-            if pace is None:
+        return now
+
+    async def acquire(self) -> int:
+        """Wait for this request's turn; returns the ticket to give :meth:`observe` with its answer.
+
+        A waiting request wakes at least every :data:`MAX_WAIT` seconds: to take a new turn if the pace
+        changed much meanwhile, and to keep a shared rate's heartbeat while every request waits.
+        """
+        clock = self._clock
+        now = await self._tend(clock.monotonic())
+        turn: float | None = None
+        repaced = -1
+        while (pace := self.rate) is not None:
+            if repaced != self._repaced:  # (again, if the pace changed much while it waited)
+                repaced = self._repaced
+                interval = 1.0 / pace
+                tolerance = max(0.0, pace * self.control.burst_seconds - 1.0) * interval
+                tat = max(self._tat, now)
+                self._tat = tat + interval
+                turn = tat - tolerance
+            assert turn is not None
+            if turn <= now:
                 break
-            interval = 1.0 / pace
-            tolerance = max(0.0, pace * self.control.burst_seconds - 1.0) * interval
-            tat = max(self._tat, now)
-            self._tat = tat + interval
-            wait = tat - tolerance - now
-            if wait <= 0:
-                break
-            slowed = self._slowed
-            await clock.sleep(wait)
-            now = clock.monotonic()
-            if self._slowed == slowed:
-                break
-            # the rate was cut while this request waited: its turn is taken again at the new pace
+            await clock.sleep(min(turn - now, MAX_WAIT))
+            now = await self._tend(clock.monotonic())
         self._sent.add(now)
         return self.generation
 

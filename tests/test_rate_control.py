@@ -241,3 +241,25 @@ async def test_workers_sharing_a_postgresql_ledger_cut_the_account_rate_once_and
         share = await first.sync(RateReport("a", 15.0, 15.0, None), control)
         assert share.workers == 1
         assert math.isfinite(share.account_rate or math.inf)
+
+
+class FailingBoard(CountingBoard):
+    """A board whose database is gone."""
+
+    async def sync(self, report: RateReport, control: RateControl) -> RateShare:
+        self.syncs += 1
+        raise OSError("connection refused")
+
+
+async def test_a_shared_rate_that_cannot_be_read_leaves_the_worker_pacing_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock()
+    rate = controller(clock, sync_interval=0.25)
+    board = FailingBoard()
+    assert rate.attach(board)
+    await send(rate, clock, 40, spacing=0.025)  # requests go on: the failure is the ledger's, not theirs
+    rate.observe(await rate.acquire(), 429)
+    assert rate.status.rate is not None  # learned alone meanwhile
+    assert board.syncs >= 4
+    assert sum("could not be read" in r.getMessage() for r in caplog.records) == 1  # said once, not per sync

@@ -64,11 +64,8 @@ _CUTS = (
     "(r.generation = $5::bigint"
     " AND (r.cut_at IS NULL OR r.cut_at <= now() - make_interval(secs => $13::float8)))"
 )
-# what a cut cuts from: the rate as used (an unpaced start: what the server accepted, or a share of what was
-# sent if more; see RateControl.cut)
-_BASE = (
-    "CASE WHEN r.rate IS NULL THEN greatest(p.accepted, $15::float8 * p.sent) ELSE least(r.rate, p.sent) END"
-)
+# what a cut cuts from: the rate as used (an unpaced start: what the server accepted; see RateControl.cut)
+_BASE = "CASE WHEN r.rate IS NULL THEN p.accepted ELSE least(r.rate, p.sent) END"
 _SYNC = """
 WITH beat AS (
     INSERT INTO adcreative_rate_workers (scope, worker, sent, accepted, seen_at)
