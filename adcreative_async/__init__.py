@@ -63,6 +63,7 @@ from ._models import (
     RenderState,
     RenderType,
 )
+from ._ratelimit import RateControl, RateStatus
 from ._reconcile import RenderMayExistError
 from ._telemetry import Telemetry
 from ._version import __version__
@@ -154,7 +155,9 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "PromptObject",
+    "RateControl",
     "RateLimitError",
+    "RateStatus",
     "RenderFailedError",
     "RenderFeature",
     "RenderJob",

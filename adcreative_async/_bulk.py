@@ -126,6 +126,7 @@ class BulkRun(Generic[T]):
         self._aborted: RunAbortedError | None = None  # set before the outcomes' stream is closed
         self._driver: Any = None  # the run ledger's driver, when there is one
         self._inputs: Inputs[T] | None = None  # the inputs, read as the run goes
+        self._rate_board: Any = None  # where the client shares its learned rate during the run
 
     def __len__(self) -> int:
         """The number of inputs, when they were given as a sized collection (a list, a tuple…).
@@ -151,6 +152,7 @@ class BulkRun(Generic[T]):
             self._ledger = open_ledger(self._ledger_spec)
             self._owns_ledger = not isinstance(self._ledger_spec, RunLedger)
             await self._ledger.open()
+        self._rate_board = self._client._share_rate(self._ledger)
         # outcomes not yet taken by the iteration, at most a window of them: a caller that stops reading
         # holds the run back instead of letting the outcomes pile up
         window = window_size(self._limits[0], self._limits[1])
@@ -190,6 +192,7 @@ class BulkRun(Generic[T]):
         finally:
             if receive is not None:
                 receive.close()
+            await self._client._unshare_rate(self._rate_board)
             if self._owns_ledger and self._ledger is not None:
                 await self._ledger.close()
 

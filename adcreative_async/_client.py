@@ -38,6 +38,7 @@ from ._fields import canonical_guid
 from ._jobs import RenderJob, TaskUpdate, as_completed
 from ._naming import Namer
 from ._polling import PollScheduler
+from ._ratelimit import RateBoard, RateControl, RateStatus
 from ._reconcile import SubmissionLedger
 from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
@@ -130,6 +131,10 @@ class AdCreativeClient:
         telemetry: OpenTelemetry spans and metrics (needs ``pip install opentelemetry-api``):
             True for the global tracer and meter providers, or a :class:`~adcreative_async.Telemetry`
             naming others; off by default, and then free (see README, "Observability").
+        rate_control: adapt the request rate to the server's 429s (AIMD, as AWS's adaptive retry mode):
+            True, or a :class:`RateControl` to tune it. Off by default. Workers whose bulk runs share a
+            PostgreSQL run ledger share the learned rate (see :class:`RateControl`, and README, "Rate
+            limits").
 
     Raises:
         ConfigurationError: a credential is missing or malformed (names the argument and variable),
@@ -164,6 +169,7 @@ class AdCreativeClient:
         clock: Clock | None = None,
         feature_overrides: Mapping[str, Mapping[str, object]] | None = None,
         telemetry: bool | Telemetry | None = None,
+        rate_control: bool | RateControl | None = None,
     ) -> None:
         missing: list[str] = []
         app_text = _credential(
@@ -220,6 +226,7 @@ class AdCreativeClient:
             token_refresh_lead=token_refresh_lead,
             retry=retry,
             telemetry=self._telemetry,
+            rate_control=RateControl() if rate_control is True else rate_control or None,
         )
         self._background: BackgroundTasks | None = None
         self._closing: anyio.Event | None = None
@@ -602,6 +609,27 @@ class AdCreativeClient:
         bound to this client."""
         job = RenderJob.from_json(dict(data) if isinstance(data, Mapping) else data)
         return job.bind(self.resource(job.feature))
+
+    def _share_rate(self, ledger: RunLedger | None) -> RateBoard | None:
+        """Share the learned rate through a bulk run's ledger (when rate control is on and the ledger
+        shares: PostgreSQL); the board to give :meth:`_unshare_rate` at the run's end, or None."""
+        rate = self._transport.rate
+        if rate is None or ledger is None:
+            return None
+        board = ledger.rate_board(rate.scope)
+        return board if board is not None and rate.attach(board) else None
+
+    async def _unshare_rate(self, board: RateBoard | None) -> None:
+        """The bulk run that shared through ``board`` ended (the rate learned is kept)."""
+        if board is not None and self._transport.rate is not None:
+            await self._transport.rate.detach(board)
+
+    @property
+    def rate_status(self) -> RateStatus | None:
+        """What the adaptive rate control knows now (its pace, the account's rate, the workers sharing
+        it, 429s received), or None when ``rate_control`` is off."""
+        rate = self._transport.rate
+        return None if rate is None else rate.status
 
     @property
     def token_requests(self) -> int:

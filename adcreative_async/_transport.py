@@ -52,6 +52,7 @@ from ._errors import (
 )
 from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
+from ._ratelimit import RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -425,9 +426,16 @@ class Transport:
         token_refresh_lead: float = 60.0,
         retry: RetryPolicy | None = None,
         telemetry: Instruments | None = None,
+        rate_control: RateControl | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tunnel = self.base_url.lower().startswith("https:")
+        self.rate = (
+            RateController(rate_control, clock, rate_scope(self.base_url, application_id))
+            if rate_control is not None
+            else None
+        )
+        """Adaptive pacing on 429s (see :mod:`._ratelimit`), or None when off."""
         self.telemetry = telemetry
         """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
@@ -662,6 +670,8 @@ class Transport:
             except AdCreativeError as exc:
                 exc.before_send = True  # a token failure is never a send of this call
                 raise
+            # paced on 429s (before the deadline is read: a wait for a turn counts against it)
+            ticket = await self.rate.acquire() if self.rate is not None else 0
             wait: float | None = None
             if deadline is not None:
                 wait = deadline - anyio.current_time()
@@ -703,6 +713,8 @@ class Transport:
                 if span is not None:
                     span.end(error=exc)
                 raise
+            if self.rate is not None:
+                self.rate.observe(ticket, response.status)
             if response.status == 401 and token is not None:
                 # The token is refused: forget it whatever happens next, so that no later call sends it.
                 body, error = await self._read_body(response, req)

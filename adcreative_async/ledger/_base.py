@@ -63,6 +63,7 @@ from types import TracebackType
 import msgspec
 
 from .._errors import LedgerError
+from .._ratelimit import RateBoard
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -406,6 +407,12 @@ class RunLedger(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close the storage. Idempotent."""
+
+    def rate_board(self, scope: str) -> RateBoard | None:
+        """Where workers of this ledger share an account's learned request rate (``scope``: the account's
+        fingerprint), once open; None (the default): nowhere, each process learns alone (see
+        :class:`~adcreative_async.RateControl`). A PostgreSQL ledger shares it in its database."""
+        return None
 
     @property
     @abstractmethod

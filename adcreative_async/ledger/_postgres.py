@@ -113,6 +113,7 @@ from ._pgconn import (
     _password,
     _retried_as,
 )
+from ._pgrate import RATE_SCHEMA, PgRateBoard
 from ._pgsql import (
     _ADD_EPOCH,
     _BEHIND,
@@ -233,6 +234,7 @@ class PostgresLedger(RunLedger):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
                 await conn.execute(_SCHEMA)
+                await conn.execute(RATE_SCHEMA)
                 if not await conn.fetchval(_HAS_EPOCH):  # a table of an earlier version
                     await conn.execute(_ADD_EPOCH)
                 await conn.execute(
@@ -273,6 +275,10 @@ class PostgresLedger(RunLedger):
         if self._namespace is None:
             raise LedgerError("the run ledger is not open")
         return self._namespace
+
+    def rate_board(self, scope: str) -> PgRateBoard | None:
+        """See :meth:`RunLedger.rate_board`: the account's rate in this database (None until open)."""
+        return None if self._pool is None else PgRateBoard(self._pool, scope)
 
     def _require(self) -> asyncpg.Pool:
         if self._pool is None:

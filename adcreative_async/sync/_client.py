@@ -16,6 +16,7 @@ from .._clock import Clock
 from .._config import Limits, PollPolicy, Timeout, TransferOptions
 from .._errors import ClientNotOpenError
 from .._jobs import RenderJob
+from .._ratelimit import RateStatus
 from ..notifications._hub import NotificationHub
 from ..resources import Resource
 from ._bulk import SyncBulkRun
@@ -290,6 +291,11 @@ class SyncAdCreativeClient(SyncObject):
     def token_requests(self) -> int:
         """Token requests made so far (GenerateJwtToken and RefreshJwtToken)."""
         return self._async.token_requests
+
+    @property
+    def rate_status(self) -> RateStatus | None:
+        """What the adaptive rate control knows now (see ``AdCreativeClient.rate_status``)."""
+        return self._async.rate_status
 
     # ------------------------------------------------------------------------------------ helpers
 

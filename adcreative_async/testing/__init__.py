@@ -28,6 +28,7 @@ from ._faults import Faults
 from ._images import input_stamp, sample_image
 from ._notify import Delivery
 from ._options import EmulatorOptions
+from ._ratelimit import RateCounts
 from ._state import (
     NotificationChannel,
     ProcessSnapshot,
@@ -48,6 +49,7 @@ __all__ = [
     "Faults",
     "NotificationChannel",
     "ProcessSnapshot",
+    "RateCounts",
     "ReceivedCall",
     "RequestInputs",
     "TaskSnapshot",

@@ -646,6 +646,8 @@ class EmulatorApp:
         app.router.add_post("/_emulator/fail-next", self.fail_next)
         app.router.add_post("/_emulator/truncate-next-download", self.truncate_next_download)
         app.router.add_get("/_emulator/requests", self.request_counts)
+        app.router.add_get("/_emulator/rate", self.rate_counts)
+        app.router.add_post("/_emulator/rate", self.set_rate_limit)
         app.router.add_get("/_emulator/processes", self.list_processes)
         app.router.add_get("/_emulator/processes-per-input", self.processes_per_input)
         return app
@@ -687,6 +689,9 @@ class EmulatorApp:
                 allowed = [e.method for e in ENDPOINTS if e.route == endpoint.route]
                 return web.Response(status=405, headers={"Allow": ", ".join(allowed)})
             endpoint = other
+        limited = self.rate_limited(request, endpoint)
+        if limited is not None:
+            return limited
         injected = self.state.take_failure(endpoint.route)
         if injected is not None:
             return self.injected_failure(endpoint, *injected)
@@ -718,6 +723,16 @@ class EmulatorApp:
         if fault == "malformed" and json_answer and response.status == 200:
             return web.Response(status=200, body=b'{"messageType": "Image', content_type="application/json")
         return response
+
+    def rate_limited(self, request: web.Request, endpoint: Endpoint) -> web.Response | None:
+        """The 429 of a request over its application's rate limit (see ``_ratelimit``), or None."""
+        if self.state.limiter.rate is None:
+            return None
+        app = self.state.by_api_key.get(request.headers.get("x-api-key", ""))
+        if app is None:
+            return None
+        retry_after = self.state.limiter.admit(app.application_id)
+        return None if retry_after is None else self.injected_failure(endpoint, 429, retry_after)
 
     def injected_failure(self, endpoint: Endpoint, status: int, retry_after: int) -> web.Response:
         """The answer of a failure queued by ``fail_next``: the documented body where there is one.
@@ -1273,6 +1288,31 @@ class EmulatorApp:
     async def request_counts(self, request: web.Request) -> web.StreamResponse:
         """GET /_emulator/requests: ``{"METHOD route": count}``."""
         return responses.json_response(dict(self.state.requests))
+
+    async def rate_counts(self, request: web.Request) -> web.StreamResponse:
+        """GET /_emulator/rate[?applicationId=]: the application's rate limit and its counters
+        ``{"rate", "burst", "accepted", "limited"}`` (requests served, and answered 429)."""
+        app = self._control_application(dict(request.query))
+        counts = self.state.limiter.counts(app.application_id)
+        limiter = self.state.limiter
+        body = {"rate": limiter.rate, "burst": limiter.burst if limiter.rate else None}
+        return responses.json_response({**body, "accepted": counts.accepted, "limited": counts.limited})
+
+    async def set_rate_limit(self, request: web.Request) -> web.StreamResponse:
+        """POST /_emulator/rate ``{"rate", "burst", "resetCounts"}``: set (``"rate": null``: lift) the
+        rate limit of every application; ``resetCounts`` zeroes the counters."""
+        body = await self._control_body(request)
+        try:
+            rate = body.get("rate")
+            burst = body.get("burst")
+            self.state.limiter.configure(
+                None if rate is None else float(rate), None if burst is None else float(burst)
+            )
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"bad rate request: {exc}") from None
+        if body.get("resetCounts"):
+            self.state.limiter.reset_counts()
+        return web.Response(status=204)
 
     async def processes_per_input(self, request: web.Request) -> web.StreamResponse:
         """GET /_emulator/processes-per-input: ``{"<sha256 of the first upload>": processes}`` (testing

@@ -33,6 +33,7 @@ from .._config import (
     ENV_USER_ID,
 )
 from ._emulator import Emulator
+from ._ratelimit import parse_rate
 
 #: What ``adcreative emulator --help`` says after the options: the testing-only routes and examples.
 EPILOG = """\
@@ -46,6 +47,10 @@ testing-only routes (no authentication), under BASE_URL/_emulator/:
   POST truncate-next-download {"taskId", "afterBytes", "count"}
                                           cut the next downloads of a task mid-body
   GET  requests                           requests received: {"METHOD route": count}
+  GET  rate[?applicationId=]              the account rate limit and its counters:
+                                          {"rate", "burst", "accepted", "limited"}
+  POST rate {"rate", "burst", "resetCounts"}
+                                          change (or lift: "rate": null) the limit
   GET  processes[?userId=]                the processes as the emulator sees them
   GET  processes-per-input                renders per input (by the SHA-256 of the
                                           first upload): what a test of "exactly
@@ -60,6 +65,7 @@ notifications end to end.
 
 examples:
   adcreative emulator --port 8080 --task-duration 1 3 --seed 7
+  adcreative emulator --rate-limit 20/s --burst 20        # 429 past 20 requests/s
   eval "$(adcreative emulator --format env --detach)"   # ADCREATIVE_* set
   adcreative remove-bg photos/ -o cutouts/              # against it, no account
   kill "$ADCREATIVE_EMULATOR_PID"
@@ -141,6 +147,14 @@ def _parser(prog: str = "python -m adcreative_async.testing") -> argparse.Argume
         help="testing only: PNG results carry their input's SHA-256 in a tEXt chunk",
     )
     add(
+        "--rate-limit",
+        type=parse_rate,
+        metavar="RATE",
+        help="requests each application may make per second (e.g. 20/s, 1200/min): a token bucket; "
+        "a request over it is answered 429 with Retry-After (default: no limit)",
+    )
+    add("--burst", type=float, metavar="N", help="the rate limit's bucket size (default: one second's worth)")
+    add(
         "--no-channel-required-for-background-removal",
         action="store_true",
         help="background removal works without a notification channel",
@@ -184,6 +198,8 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         download_size=args.download_size,
         range_requests=args.range_requests,
         stamp_inputs=args.stamp_inputs,
+        rate_limit=args.rate_limit,
+        rate_burst=args.burst,
     )
 
 

@@ -18,6 +18,7 @@ from ._app import EmulatorApp, find_endpoint, queue_failure
 from ._faults import FaultPlan, Faults
 from ._notify import Delivery, Notifier
 from ._options import EmulatorOptions
+from ._ratelimit import RateCounts
 from ._state import (
     DEFAULT_FAILURE_MESSAGE,
     TERMINAL_STATES,
@@ -75,7 +76,7 @@ class Emulator:
         task_failure_rate, read_after_write_lag, start_latency, image_format, image_size, seed,
         tasks_per_size, channel_required_for_background_removal, download_size, range_requests,
         progress_notifications, notification_loss_rate, notification_duplicate_rate,
-        reorder_notifications, stamp_inputs: See :class:`EmulatorOptions`.
+        reorder_notifications, stamp_inputs, rate_limit, rate_burst: See :class:`EmulatorOptions`.
         faults: random faults per route for chaos tests: ``{route: Faults(...)}`` (or a mapping of its
             fields), ``"*"`` for every route without its own (see :class:`Faults`).
 
@@ -116,6 +117,8 @@ class Emulator:
         notification_duplicate_rate: float = 0.0,
         reorder_notifications: bool = False,
         stamp_inputs: bool = False,
+        rate_limit: float | None = None,
+        rate_burst: float | None = None,
         faults: Mapping[str, Faults | Mapping[str, float]] | None = None,
     ) -> None:
         self.options = EmulatorOptions(
@@ -143,6 +146,8 @@ class Emulator:
             notification_duplicate_rate=notification_duplicate_rate,
             reorder_notifications=reorder_notifications,
             stamp_inputs=stamp_inputs,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
         )
         """The behaviour options in force."""
         self.clock = EmulatorClock()
@@ -431,6 +436,20 @@ class Emulator:
             if key.partition(" ")[2] == canonical
             and (method is None or key.partition(" ")[0] == method.upper())
         )
+
+    def rate_counts(self, *, application_id: str | None = None) -> RateCounts:
+        """What the account rate limit (``rate_limit``) did for the application: requests accepted and
+        answered 429 (zeros without a limit)."""
+        return self._state.limiter.counts(self._application_for(application_id).application_id)
+
+    def set_rate_limit(
+        self, rate: float | None, burst: float | None = None, *, reset_counts: bool = False
+    ) -> None:
+        """Set the account rate limit of every application (requests per second; None: none) and its burst
+        (default one second's worth); ``reset_counts`` zeroes the counters of :meth:`rate_counts`."""
+        self._state.limiter.configure(rate, burst)
+        if reset_counts:
+            self._state.limiter.reset_counts()
 
     def processes_per_input(self) -> Counter[str]:
         """Testing only: how many render processes each input made, by the SHA-256 of the process's first

@@ -6,6 +6,7 @@ defaults are the plainest reading of the seeds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ._images import png_bytes
@@ -59,6 +60,10 @@ class EmulatorOptions:
         stamp_inputs: testing only: each PNG result carries the SHA-256 of its process's first uploaded
             image in a tEXt chunk (``adcreative-emulator-input-sha256``), so that a test can check that a
             file comes from its own input (see ``Emulator.processes_per_input``).
+        rate_limit: requests per second each application may make (a token bucket per application; a
+            request finding it empty is answered 429 with ``Retry-After``, unprocessed); None (default):
+            no limit. Assumed: the docs say nothing of rate limits (see ``_ratelimit``).
+        rate_burst: the bucket's size, requests (default: one second's worth of ``rate_limit``).
     """
 
     access_token_lifetime: float = 3600.0
@@ -85,6 +90,8 @@ class EmulatorOptions:
     notification_duplicate_rate: float = 0.0
     reorder_notifications: bool = False
     stamp_inputs: bool = False
+    rate_limit: float | None = None
+    rate_burst: float | None = None
 
     def __post_init__(self) -> None:
         if self.access_token_lifetime <= 0 or self.refresh_token_lifetime <= 0:
@@ -109,6 +116,10 @@ class EmulatorOptions:
         width, height = self.image_size
         if not (2 <= width <= 65535 and 2 <= height <= 65535):
             raise ValueError(f"image_size must be between 2 and 65535 pixels, not {self.image_size!r}")
+        if self.rate_limit is not None and not 0 < self.rate_limit < math.inf:
+            raise ValueError(f"rate_limit must be a positive number, not {self.rate_limit!r}")
+        if self.rate_burst is not None and not 1 <= self.rate_burst < math.inf:
+            raise ValueError(f"rate_burst must be >= 1, not {self.rate_burst!r}")
         if self.tasks_per_size < 1:
             raise ValueError("tasks_per_size must be >= 1")
         if self.download_size is not None:

@@ -25,6 +25,7 @@ import msgspec
 
 from ._faults import FaultPlan
 from ._options import EmulatorOptions
+from ._ratelimit import AccountLimiter
 
 
 class TaskState:
@@ -417,6 +418,9 @@ class State:
         self._by_application: dict[tuple[str, str], dict[str, Process]] = {}
         self._by_user_any: dict[str, dict[str, Process]] = {}
         self.requests: Counter[str] = Counter()
+        self.limiter = AccountLimiter(options.rate_limit, options.rate_burst, clock.now)
+        """The account rate limit (off unless ``rate_limit`` is set) and its counters."""
+        self.by_api_key: dict[str, Application] = {}
         self.failures: dict[str, list[tuple[int, int]]] = {}
         self.truncations: dict[str, list[int]] = {}
 
@@ -451,6 +455,7 @@ class State:
         if app.application_id in self.applications:
             raise ValueError(f"application {app.application_id} already exists")
         self.applications[app.application_id] = app
+        self.by_api_key[app.api_key] = app
         if notification_channel:
             self.add_channel(app, "webhook", "", False)
         return app

@@ -1,0 +1,79 @@
+"""Four worker processes on one PostgreSQL run ledger against an account rate limit: with the learned rate
+shared through the ledger they finish the run with few 429s (counted at the server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adcreative_async.testing import sample_image
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
+LIMIT = 20  # requests per second for the application
+ITEMS = 200
+
+NO_POSTGRES = "needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN (.ci/run starts a server)"
+pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_DSN, reason=NO_POSTGRES)]
+
+
+@pytest.fixture
+def limited_emulator() -> Iterator[dict[str, Any]]:
+    """The emulator in its own process, its application limited to LIMIT requests/s."""
+    command = [sys.executable, "-m", "adcreative_async.testing", "--rate-limit", f"{LIMIT}/s"]
+    command += ["--task-duration", "0.2", "0.6", "--seed", "3"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        info: dict[str, Any] = json.loads(process.stdout.readline())
+        yield info
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+
+
+def test_four_workers_sharing_the_ledger_use_the_limit_with_few_429s(
+    limited_emulator: dict[str, Any], tmp_path: Path
+) -> None:
+    assert POSTGRES_DSN is not None
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(ITEMS):
+        (inputs / f"in-{i:04d}.png").write_bytes(sample_image("png", (4, 4), (i % 256, i // 256, 17)))
+    keys = ("application_id", "api_key", "api_secret", "jwt_private_key", "base_url")
+    credentials = json.dumps({k: limited_emulator[k] for k in keys})
+    ledger = f"{POSTGRES_DSN}#rate-{uuid.uuid4().hex[:12]}"
+    out = str(tmp_path / "out")
+    command = [sys.executable, "-m", "benchmarks._rate_worker", credentials, str(inputs), out]
+    workers = [
+        subprocess.Popen(
+            [*command, ledger, "shared"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    summaries = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+        summaries.append(json.loads(stdout.strip().splitlines()[-1]))
+    for summary in summaries:
+        assert summary["errors"] == []
+        assert summary["ok"] == ITEMS
+        assert summary["cuts"] >= 1  # the limit was met, and learned
+    with urllib.request.urlopen(f"{limited_emulator['base_url']}/_emulator/rate", timeout=60) as response:
+        counts = json.loads(response.read())
+    total = counts["accepted"] + counts["limited"]
+    # ~2 requests per item (start, download) and polls: the limit was used; the first 429s come before
+    # anything is known (four workers starting unpaced), then few
+    assert counts["accepted"] >= 2 * ITEMS
+    assert counts["limited"] <= 0.12 * total
