@@ -575,7 +575,7 @@ class TaskUpdates:
         #: The process left a listing that omits finished ones and was not asked for by id (only with
         #: ``downloads_after``: the bulk runs' waits, see :func:`~adcreative_async._outcome.follow`): the
         #: iteration ended without the process's final state.
-        self.vanished = False
+        self._vanished = False
         self._states: dict[str, int] = {}
         self._pending: deque[TaskUpdate] = deque()
         self._last_version = 0
@@ -627,19 +627,19 @@ class TaskUpdates:
             self._check_wait_over()
             job = self._job
             if self._watch.downloads_after and self._scheduler.vanished(job._poll_key, job.process_id):
-                self.vanished = True
+                self._vanished = True
                 raise StopAsyncIteration
             await self._scheduler.wait(self._watch)
 
-    def ask_by_id(self) -> None:
+    def _ask_by_id(self) -> None:
         """After ``vanished``: go on waiting as a plain waiter (the process is asked for by id)."""
-        self.vanished = False
+        self._vanished = False
         self._watch.downloads_after = False
 
-    def settle(self, progress: Progress) -> None:
+    def _settle(self, progress: Progress) -> None:
         """After ``vanished``: the process's final state, learnt otherwise (its downloads, or a lookup
         after a refused one): recorded in the job, its task changes yielded next, then the end."""
-        self.vanished = False
+        self._vanished = False
         self._job.update(progress)
         self._absorb(progress)
 

@@ -261,14 +261,14 @@ async def follow(
                     if update.succeeded and download is not None and update.task_id not in started:
                         started.add(update.task_id)
                         transfers.start_soon(download, update.task_id, None)
-                if not updates.vanished:
+                if not updates._vanished:
                     break
                 assert download is not None
                 known = await _download_vanished(job, started, download)
                 if known is not None:
-                    updates.settle(known)
+                    updates._settle(known)
                 else:
-                    updates.ask_by_id()
+                    updates._ask_by_id()
             finished = True
         except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
             outcome._fail(exc)  # the downloads already started still finish
