@@ -9,6 +9,7 @@ plain waiter is never told anything the API did not say. Against the emulator ov
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter
 from pathlib import Path
@@ -173,3 +174,39 @@ async def test_a_plain_waiter_still_gets_the_real_state_of_a_process_that_left_t
             await second.result()
     assert second.progress is not None
     assert second.progress.failed_task_ids  # the API's answer, not a presumption
+
+
+async def test_a_process_presumed_finished_but_still_running_is_awaited_and_downloaded_once_done(
+    tmp_path: Path,
+) -> None:
+    """New processes stay out of every progress answer for a while (read-after-write lag): one missing
+    from the listing is presumed finished, its download refused, and it is then awaited by id until it
+    really succeeded; nothing is started again, each result is its own input's."""
+    paths = make_inputs(tmp_path / "in", 6)
+    async with (
+        Emulator(
+            task_duration=1.0, list_finished=False, read_after_write_lag=0.6, stamp_inputs=True, seed=13
+        ) as emulator,
+        AdCreativeClient(
+            **emulator.credentials,
+            user_id=USER,
+            poll_policy=dataclasses.replace(POLICY, not_found_grace=5.0),  # longer than the lag
+            trust_env=False,
+        ) as client,
+    ):
+        request = RenderRequest.remove_background
+        with anyio.fail_after(60):
+            # the first run shows that the listing omits finished processes (one asked for by id)...
+            first = await client.process_many(
+                paths[:1], request=request, dest=tmp_path / "out", name="{stem}{suffix}"
+            )
+            # ...so the next run's processes, missing from the listing while they lag, are presumed finished
+            rest = await client.process_many(
+                paths[1:], request=request, dest=tmp_path / "out", name="{stem}{suffix}"
+            )
+        downloads = emulator.request_count("Image/BackgroundRemoving/Download")
+        assert set(emulator.processes_per_input().values()) == {1}
+    outcomes = first + rest
+    assert all(o.ok for o in outcomes), [o.errors for o in outcomes]
+    assert_own_results(outcomes, paths)
+    assert downloads > len(paths)  # refused downloads of the processes presumed finished too early
