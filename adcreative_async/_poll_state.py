@@ -299,6 +299,22 @@ class _UserPoller:
         self.finished.pop(pid, None)
         (self.finished if done else self.lingering)[pid] = now
 
+    def presumable(self, pid: str) -> bool:
+        """Whether ``pid``, missing from a listing known to omit finished processes, may be presumed
+        finished (reported vanished) rather than asked for by id: every waiter downloads right after
+        (``Watch.downloads_after``), and its last snapshot lists every one of its tasks (the waiter
+        downloads them all to know)."""
+        interest = self.interest.get(pid)
+        if interest is None or not interest.watches:
+            return False
+        if not all(watch.downloads_after for watch in interest.watches):
+            return False
+        snapshot = self.cache.get(pid)
+        if snapshot is None:
+            return False
+        progress = snapshot.progress
+        return 0 < progress.total_task_count <= len(progress.tasks)
+
     def retain(self, pid: str) -> None:
         """``pid`` is followed again: not forgotten."""
         self.lingering.pop(pid, None)

@@ -744,7 +744,7 @@ class PollScheduler(SharedListings):
                     changed.add(pid)
                 continue
             ask.append(pid)
-        presumable = [pid for pid in ask if _presumable(poller, poller.interest[pid], pid)]
+        presumable = [pid for pid in ask if poller.presumable(pid)]
         if presumable and poller.omissions < OMISSION_EVIDENCE:
             # no evidence yet: one of them is asked for first; if it is finished, the others are presumed
             changed |= await self._ask_by_id(poller, presumable[:1], sent_at, now)
@@ -973,20 +973,6 @@ class PollScheduler(SharedListings):
                 watch.error = error
                 watch.wake()
         poller.next_due = now + delay
-
-
-def _presumable(poller: _UserPoller, interest: _Interest, pid: str) -> bool:
-    """Whether a process missing from a listing known to omit finished processes may be presumed finished
-    (reported vanished) rather than asked for by id: every waiter downloads right after, and its last
-    snapshot lists every one of its tasks (the waiter downloads them all to know)."""
-    watches = interest.watches
-    if not watches or not all(watch.downloads_after for watch in watches):
-        return False
-    snapshot = poller.cache.get(pid)
-    if snapshot is None:
-        return False
-    progress = snapshot.progress
-    return 0 < progress.total_task_count <= len(progress.tasks)
 
 
 def _retry_after(error: AdCreativeError) -> float | None:
