@@ -36,7 +36,14 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import ErrorKind, InvalidRequestError, NotStartedError, RunAbortedError, first_of_kind
+from ._errors import (
+    ErrorKind,
+    InvalidRequestError,
+    NotFoundError,
+    NotStartedError,
+    RunAbortedError,
+    first_of_kind,
+)
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import Namer, check_names, check_template
 from ._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
@@ -357,13 +364,26 @@ class BulkRun(Generic[T]):
             await send.send(outcome)
 
     async def _download(
-        self, outcome: BulkOutcome[T], task_id: str, *, downloads: anyio.CapacityLimiter
-    ) -> None:
+        self,
+        outcome: BulkOutcome[T],
+        task_id: str,
+        refused: list[tuple[str, NotFoundError]] | None,
+        *,
+        downloads: anyio.CapacityLimiter,
+    ) -> bool:
         job = outcome.job
         assert job is not None
         assert self._dest is not None
-        await download_task(
-            outcome, job, task_id, self._dest, downloads, self._low_resolution, self._name, outcome.item
+        return await download_task(
+            outcome,
+            job,
+            task_id,
+            self._dest,
+            downloads,
+            self._low_resolution,
+            self._name,
+            outcome.item,
+            refused,
         )
 
 

@@ -561,7 +561,9 @@ def _target(job: RenderJob) -> Target:
 class TaskUpdates:
     """The async iterator of :meth:`RenderJob.wait_until_complete` (see there)."""
 
-    def __init__(self, job: RenderJob, *, timeout: float | None, raise_on_failure: bool) -> None:
+    def __init__(
+        self, job: RenderJob, *, timeout: float | None, raise_on_failure: bool, downloads_after: bool = False
+    ) -> None:
         resource = job.resource
         self._job = job
         self._scheduler = resource._scheduler
@@ -569,7 +571,11 @@ class TaskUpdates:
         self._clock = clock
         self._deadline = None if timeout is None else clock.monotonic() + timeout
         self._raise_on_failure = raise_on_failure
-        self._watch = Watch([_target(job)], self._deadline)
+        self._watch = Watch([_target(job)], self._deadline, downloads_after=downloads_after)
+        #: The process left a listing that omits finished ones and was not asked for by id (only with
+        #: ``downloads_after``: the bulk runs' waits, see :func:`~adcreative_async._outcome.follow`): the
+        #: iteration ended without the process's final state.
+        self._vanished = False
         self._states: dict[str, int] = {}
         self._pending: deque[TaskUpdate] = deque()
         self._last_version = 0
@@ -619,7 +625,23 @@ class TaskUpdates:
             if self._take_snapshot():
                 continue
             self._check_wait_over()
+            job = self._job
+            if self._watch.downloads_after and self._scheduler.vanished(job._poll_key, job.process_id):
+                self._vanished = True
+                raise StopAsyncIteration
             await self._scheduler.wait(self._watch)
+
+    def _ask_by_id(self) -> None:
+        """After ``vanished``: go on waiting as a plain waiter (the process is asked for by id)."""
+        self._vanished = False
+        self._watch.downloads_after = False
+
+    def _settle(self, progress: Progress) -> None:
+        """After ``vanished``: the process's final state, learnt otherwise (its downloads, or a lookup
+        after a refused one): recorded in the job, its task changes yielded next, then the end."""
+        self._vanished = False
+        self._job.update(progress)
+        self._absorb(progress)
 
     def _take_snapshot(self) -> bool:
         """Absorb a fresher cached snapshot of the job, if any; True if one was taken."""

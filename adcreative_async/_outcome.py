@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
+import msgspec
 
-from ._errors import InvalidRequestError
-from ._jobs import RenderJob, TaskUpdate
+from ._errors import InvalidRequestError, NotFoundError, RenderNotReadyError
+from ._jobs import RenderJob, TaskUpdate, TaskUpdates, _is_finished
+from ._models import Progress, RenderState
 from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
 
 __all__ = [
@@ -153,13 +155,16 @@ async def download_task(
     low_resolution: bool,
     name: Namer | None,
     named: object,
-) -> None:
+    refused: list[tuple[str, NotFoundError]] | None = None,
+) -> bool:
     """Download one succeeded task of an item into ``dest`` (under ``limiter``), named by ``name``
     (its context built from ``named``, the item as the name callback sees it) when given: the body goes
     straight to that name's temporary file (named after the result's name, so that a later download to
     the same name, of this render or a new one, removes what a killed writer left), replacing the
     item's own earlier file atomically, never through a file named after the task. The file goes to
-    ``outcome.files``; an error is recorded in ``outcome``, never raised."""
+    ``outcome.files``; an error is recorded in ``outcome``, never raised, except a refusal (a 404: the
+    task has no result) when ``refused`` is given (a task not known to have succeeded, see
+    :func:`follow`): that is added to it instead. Returns whether the file was written."""
     name_for: Callable[[str], str] | None = None
     temp_stem: str | None = None
     if name is not None:
@@ -203,8 +208,19 @@ async def download_task(
                 temp_stem=temp_stem,
             )
         outcome.files.append(path)
+        return True
+    except NotFoundError as exc:
+        if refused is None:
+            outcome._fail(exc)
+        else:
+            refused.append((task_id, exc))
     except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
         outcome._fail(exc)
+    return False
+
+
+#: Downloads one task of an item: ``download(task_id, refused)`` (see :func:`download_task`).
+Download = Callable[[str, "list[tuple[str, NotFoundError]] | None"], Coroutine[Any, Any, bool]]
 
 
 async def follow(
@@ -213,20 +229,46 @@ async def follow(
     polls: anyio.CapacityLimiter,
     wait_timeout: float | None,
     on_update: Callable[[BulkOutcome[T], TaskUpdate], Any] | None,
-    download: Callable[[str], Coroutine[Any, Any, None]] | None,
+    download: Download | None,
 ) -> None:
     """Await ``job`` (under ``polls``, at most ``wait_timeout`` seconds) and start ``download(task_id)``
     as each task succeeds; then the render's failure, if any. Every error is recorded in ``outcome``
     (``download`` records its own), never raised: a task group would wrap it in an ExceptionGroup.
-    Only cancellation leaves it."""
+    Only cancellation leaves it.
+
+    With downloads, a process that leaves a listing known to omit finished processes is not asked for by
+    id (the poll scheduler reports it *vanished*: see :mod:`adcreative_async._polling`): every task not
+    downloaded yet is downloaded at once. A download that succeeds proves its task succeeded: when all
+    do, the render succeeded (``job.progress`` becomes its last listed snapshot with every task
+    succeeded, what the downloads proved, and ``on_update`` hears of each). A refused download (404)
+    tells the real state: its :class:`~adcreative_async.RenderNotReadyError` carries the process's
+    progress asked for by id after the 404, which ends the wait when it is finished (a failed task: one
+    request); otherwise the wait goes on as a plain one (asked for by id), and the tasks it shows
+    succeeded are downloaded (again, for a refused one). Nothing is started again, and each download
+    is of this render's own tasks.
+    """
     finished = False
     async with polls, anyio.create_task_group() as transfers:
         try:
-            async for update in job.wait_until_complete(timeout=wait_timeout, raise_on_failure=False):
-                if on_update is not None:
-                    on_update(outcome, update)
-                if update.succeeded and download is not None:
-                    transfers.start_soon(download, update.task_id)
+            updates = TaskUpdates(
+                job, timeout=wait_timeout, raise_on_failure=False, downloads_after=download is not None
+            )
+            started: set[str] = set()  # tasks whose download was started (a refused one is taken out)
+            while True:
+                async for update in updates:
+                    if on_update is not None:
+                        on_update(outcome, update)
+                    if update.succeeded and download is not None and update.task_id not in started:
+                        started.add(update.task_id)
+                        transfers.start_soon(download, update.task_id, None)
+                if not updates._vanished:
+                    break
+                assert download is not None
+                known = await _download_vanished(job, started, download)
+                if known is not None:
+                    updates._settle(known)
+                else:
+                    updates._ask_by_id()
             finished = True
         except Exception as exc:  # a timeout, a wait's API error, the on_update callback's
             outcome._fail(exc)  # the downloads already started still finish
@@ -235,3 +277,39 @@ async def follow(
             job.raise_for_failure()
         except Exception as exc:
             outcome._fail(exc)
+
+
+async def _download_vanished(job: RenderJob, started: set[str], download: Download) -> Progress | None:
+    """Download every task of ``job`` not started yet (its process vanished from a listing that omits
+    finished ones); its final progress when that is known (every download succeeded, or a refusal's
+    lookup found it finished), else None (it is to be asked for by id)."""
+    listed = job.progress
+    assert listed is not None  # the scheduler reports vanished only processes with a snapshot
+    if not listed.tasks:
+        return None  # nothing to download that would tell (the scheduler never reports such a one)
+    pending = [task_id for task_id in listed.tasks if task_id not in started]
+    started.update(pending)
+    refused: list[tuple[str, NotFoundError]] = []
+    written: dict[str, bool] = {}
+
+    async def one(task_id: str) -> None:
+        written[task_id] = await download(task_id, refused)
+
+    async with anyio.create_task_group() as group:
+        for task_id in pending:
+            group.start_soon(one, task_id)
+    if all(written.values()):  # every task's result came: every task succeeded, the render with them
+        return msgspec.structs.replace(
+            listed,
+            tasks=dict.fromkeys(listed.tasks, RenderState.SUCCEEDED),
+            progress=100,
+            completed_task_count=listed.total_task_count,
+            request_render_state=RenderState.SUCCEEDED,
+            is_successful=True,
+        )
+    known: Progress | None = None
+    for task_id, error in refused:
+        started.discard(task_id)  # downloaded (again) if the process shows it succeeded
+        if known is None and isinstance(error, RenderNotReadyError) and _is_finished(error.progress):
+            known = error.progress  # asked for by id after the 404: the real state
+    return known

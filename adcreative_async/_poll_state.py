@@ -135,6 +135,9 @@ class Watch:
         deadline: when the wait times out (client clock), or None.
         persistent: stay attached between waits (see the module docs); the owner calls
             :meth:`PollScheduler.detach` when done.
+        downloads_after: its owner downloads every task of its processes once they finish (a bulk
+            item): a process that leaves a listing known to omit finished processes is reported
+            *vanished* to it instead of being asked for by id (see ``PollScheduler.vanished``).
 
     ``changed`` collects the processes that changed since its owner last emptied it (while attached).
     """
@@ -146,6 +149,7 @@ class Watch:
         "blocked",
         "changed",
         "deadline",
+        "downloads_after",
         "error",
         "event",
         "expired",
@@ -155,11 +159,17 @@ class Watch:
     )
 
     def __init__(
-        self, targets: Iterable[Target], deadline: float | None = None, *, persistent: bool = False
+        self,
+        targets: Iterable[Target],
+        deadline: float | None = None,
+        *,
+        persistent: bool = False,
+        downloads_after: bool = False,
     ) -> None:
         self.targets: dict[Ident, Target] = {t.ident: t for t in targets}
         self.deadline = deadline
         self.persistent = persistent
+        self.downloads_after = downloads_after
         self.event = anyio.Event()
         self.expired = False
         self.attached = False
@@ -187,6 +197,7 @@ class _Interest:
     awaited_before: bool = False
     user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
     looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
+    vanished: bool = False  # left a listing that omits finished processes; not asked for (see vanished())
 
     @property
     def started(self) -> float:
@@ -223,6 +234,7 @@ class _UserPoller:
     hinted_at: float | None = None  # confirm_push: a message came; a poll sent after it is owed
     floor_due: float = 0.0  # no poll before this, whatever resets the pacing (a huge listing's pace)
     youngest: float | None = None  # the latest start among the awaited processes (see awaited())
+    omissions: int = 0  # awaited processes missing from this key's listing and found finished by id
     # Processes nobody follows, in the order they were let go (pid -> when): see the module doc.
     lingering: dict[str, float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
@@ -277,10 +289,31 @@ class _UserPoller:
     def release(self, pid: str, now: float) -> None:
         """Nobody follows ``pid`` any more: forgotten later, in order (see the module doc)."""
         snapshot = self.cache.get(pid)
-        done = pid in self.gone or (snapshot is not None and snapshot.progress.is_complete)
+        interest = self.interest.get(pid)
+        done = (
+            pid in self.gone
+            or (snapshot is not None and snapshot.progress.is_complete)
+            or (interest is not None and interest.vanished)
+        )
         self.lingering.pop(pid, None)
         self.finished.pop(pid, None)
         (self.finished if done else self.lingering)[pid] = now
+
+    def presumable(self, pid: str) -> bool:
+        """Whether ``pid``, missing from a listing known to omit finished processes, may be presumed
+        finished (reported vanished) rather than asked for by id: every waiter downloads right after
+        (``Watch.downloads_after``), and its last snapshot lists every one of its tasks (the waiter
+        downloads them all to know)."""
+        interest = self.interest.get(pid)
+        if interest is None or not interest.watches:
+            return False
+        if not all(watch.downloads_after for watch in interest.watches):
+            return False
+        snapshot = self.cache.get(pid)
+        if snapshot is None:
+            return False
+        progress = snapshot.progress
+        return 0 < progress.total_task_count <= len(progress.tasks)
 
     def retain(self, pid: str) -> None:
         """``pid`` is followed again: not forgotten."""

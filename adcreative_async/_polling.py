@@ -55,7 +55,13 @@ each render (or batch) its own user id (the run ledger does), or use push notifi
 
 A listing may leave finished processes out (the docs allow it; the emulator's ``--no-list-finished``):
 then each finished process is asked for by id once (the listing never shows it finished), as per-item
-work that the poll rate does not hold back (see :meth:`PollScheduler._look_for_missing`).
+work that the poll rate does not hold back (see :meth:`PollScheduler._look_for_missing`). Once such a
+listing is known to omit finished processes (:data:`OMISSION_EVIDENCE`), a process whose every waiter
+downloads its results right after (a bulk item: ``Watch.downloads_after``) is not asked for when it
+leaves the listing: it is reported *vanished* (:meth:`PollScheduler.vanished`), and its waiter downloads
+every task; a download that succeeds proves its task succeeded, and only a refused one makes it ask by
+id (see :func:`adcreative_async._outcome.follow`). A plain waiter (``wait_until_complete()``) is never
+told anything the API did not say: its process is asked for by id.
 
 Shared listings (:attr:`~adcreative_async.PollPolicy.share_listings`): while several users of one feature
 (whose application listing is documented) are awaited, one ``CheckApplicationAllProgresses`` answer
@@ -130,6 +136,7 @@ __all__ = [
     "APPLICATION_SCOPE",
     "APPLICATION_SCOPE_SHARE",
     "CACHE_LINGER",
+    "OMISSION_EVIDENCE",
     "OWN_PUSHES_REMEMBERED",
     "REQUEST_COST_IN_ITEMS",
     "SHARED_MIN_SAVING",
@@ -165,6 +172,13 @@ APPLICATION_SCOPE_SHARE = 2.0
 #: late message for one of them (after its wait ended and its interest was forgotten) is not taken for
 #: another client's: such "foreign" messages keep polling at its normal pace.
 OWN_PUSHES_REMEMBERED = 4096
+#: A (feature, user) poller's listing is taken to omit finished processes once this many awaited processes
+#: were missing from it and then found finished when asked for by id. assumed: the docs allow a listing
+#: to leave finished processes out but do not say that it does so consistently; one observation is taken
+#: as evidence that it always does. Only waiters that download right after rely on it (a process that
+#: leaves the listing is then presumed finished, and downloaded), and a refused download still asks for
+#: the process by id: a wrong presumption costs that request, never a wrong outcome.
+OMISSION_EVIDENCE = 1
 #: Idle pollers are swept every this many waits.
 SWEEP_EVERY = 256
 #: The deadline heap is compacted when its dead entries (finished waits) outnumber the live ones by
@@ -241,6 +255,14 @@ class PollScheduler(SharedListings):
         """The latest cached snapshot of a process, if any poll saw it."""
         poller = self._pollers.get((key[0], key[1].lower()))
         return poller.cache.get(process_id.lower()) if poller is not None else None
+
+    def vanished(self, key: UserKey, process_id: str) -> bool:
+        """Whether a process awaited only by waiters that download right after (``Watch.downloads_after``)
+        left a listing known to omit finished processes (:data:`OMISSION_EVIDENCE`), and was not asked
+        for by id: presumed finished, until a download or an answer says otherwise."""
+        poller = self._pollers.get((key[0], key[1].lower()))
+        interest = poller.interest.get(process_id.lower()) if poller is not None else None
+        return interest is not None and interest.vanished
 
     def gone(self, key: UserKey, process_id: str) -> AdCreativeError | None:
         """The error recorded for a process the server no longer knows, if any."""
@@ -348,6 +370,7 @@ class PollScheduler(SharedListings):
         if target.not_before > interest.not_before:
             interest.not_before = target.not_before
             interest.looked_up = None  # a new cycle (an edit): it may leave the listing again
+            interest.vanished = False
         cached = poller.cache.get(pid)
         stale = answered or cached is None or cached.sent_at < target.not_before
         if target.progress is not None and target.submitted_at is not None and stale:
@@ -664,6 +687,7 @@ class PollScheduler(SharedListings):
             if interest is None:
                 continue  # not followed: not cached (the listing may be large)
             interest.missing_since = None
+            interest.vanished = False  # the API's word again
             old = cache.get(pid)
             if old is not None:
                 if old.sent_at > sent_at:
@@ -695,6 +719,11 @@ class PollScheduler(SharedListings):
         20/s would cap a bulk run at 20 items a second, the stall of issue 23), only to the limit on
         poll requests in flight; lookups run concurrently, and a process asked for again in the same
         cycle (it is still missing) waits for the rate limit like any poll.
+
+        Once the listing is known to omit finished processes (:data:`OMISSION_EVIDENCE`: while it is not,
+        one of the processes that could be presumed is asked for first), a process whose waiters all
+        download right after is not asked for: it is marked vanished and its waiters woken (see
+        :meth:`vanished`).
         """
         now = self._clock.monotonic()
         grace = self.policy.not_found_grace
@@ -715,8 +744,30 @@ class PollScheduler(SharedListings):
                     changed.add(pid)
                 continue
             ask.append(pid)
-        if not ask:
-            return changed
+        presumable = [pid for pid in ask if poller.presumable(pid)]
+        if presumable and poller.omissions < OMISSION_EVIDENCE:
+            # no evidence yet: one of them is asked for first; if it is finished, the others are presumed
+            changed |= await self._ask_by_id(poller, presumable[:1], sent_at, now)
+            ask.remove(presumable[0])
+        if presumable and poller.omissions >= OMISSION_EVIDENCE:
+            for pid in presumable:
+                vanishing = poller.interest.get(pid)
+                if vanishing is not None and vanishing.watches and not vanishing.vanished:
+                    vanishing.vanished = True
+                    changed.add(pid)
+            taken = set(presumable)
+            ask = [pid for pid in ask if pid not in taken]
+        if ask:
+            changed |= await self._ask_by_id(poller, ask, sent_at, now)
+        return changed
+
+    async def _ask_by_id(self, poller: _UserPoller, ask: list[str], sent_at: float, now: float) -> set[str]:
+        """Ask for each of ``ask`` (missing from a listing) by id, concurrently (see
+        :meth:`_look_for_missing`); the ids that changed (or are gone)."""
+        grace = self.policy.not_found_grace
+        feature = poller.key[0]
+        user = poller.user
+        changed: set[str] = set()
         found: dict[str, list[Progress]] = {}
         errors: list[AdCreativeError] = []
         assert self._limiter is not None
@@ -746,6 +797,8 @@ class PollScheduler(SharedListings):
                 continue  # not asked (an error ended the lookups)
             match = [p for p in answer if p.image_render_process_id.lower() == pid]
             if match:
+                if match[0].is_complete:  # finished, yet missing from the listing: it omits finished ones
+                    poller.omissions += 1
                 changed |= self._store(poller, match, sent_at)
             elif (known := poller.interest.get(pid)) is not None and now - known.started >= grace:
                 poller.gone[pid] = _not_found(feature, user, pid)

@@ -17,8 +17,10 @@ Scenarios (each in a fresh process):
 - ``listing``: 500 awaited processes in a listing of L (100,000): CPU per poll, against decoding the same
   listing in full (what every poll did before the lazy listing), and the memory a poll of it holds.
 - ``bulk``: ``client.bulk`` over N small images (20,000) against the emulator in its own process,
-  without downloads, with the normal listing and with ``--no-list-finished``: progress requests (the
-  emulator's counters), wall time and client CPU, side by side.
+  each result downloaded (a bulk run's own path: a process that leaves a listing known to omit finished
+  processes is then downloaded, not asked for by id), with the normal listing and with
+  ``--no-list-finished``: progress requests (the emulator's counters), wall time and client CPU, side by
+  side. ``--bulk-only`` runs just this scenario.
 
 Prints a table, writes ``benchmarks/results/poll_scale.json``.
 """
@@ -31,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -246,7 +249,7 @@ async def child_listing(params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def child_bulk(params: dict[str, Any]) -> dict[str, Any]:
-    """``client.bulk`` over N distinct images, no downloads: progress requests, wall, CPU."""
+    """``client.bulk`` over N distinct images, each result downloaded: progress requests, wall, CPU."""
     credentials: dict[str, str] = params["credentials"]
     images = [sample_image("png", (8, 8)) + i.to_bytes(4, "big") for i in range(params["items"])]
     before = request_counts(credentials["base_url"])
@@ -259,10 +262,14 @@ async def child_bulk(params: dict[str, Any]) -> dict[str, Any]:
         trust_env=False,
         timeout=Timeout(connect=10, read=120),
     )
-    async with client, client.bulk(images, lambda c, image: c.background_remover.remove(image)) as run:
-        async for outcome in run:
-            ok += outcome.ok
-    wall = time.monotonic() - started
+    with tempfile.TemporaryDirectory() as out:
+        async with (
+            client,
+            client.bulk(images, lambda c, image: c.background_remover.remove(image), dest=out) as run,
+        ):
+            async for outcome in run:
+                ok += outcome.ok
+        wall = time.monotonic() - started
     cpu = time.process_time() - cpu
     after = request_counts(credentials["base_url"])
     progress = sum(after.get(route, 0) - before.get(route, 0) for route in PROGRESS_ROUTES)
@@ -305,8 +312,11 @@ def _baseline_child(path: str, params: dict[str, Any], kind: str = "scheduler") 
     return result
 
 
-def run(plan: Plan, baseline: str | None = None) -> dict[str, Any]:
-    """Every scenario, sizes alternating within each round (and ``baseline``'s scheduler beside)."""
+def run(plan: Plan, baseline: str | None = None, *, bulk_only: bool = False) -> dict[str, Any]:
+    """Every scenario, sizes alternating within each round (and ``baseline``'s scheduler beside);
+    ``bulk_only``: the bulk scenario alone."""
+    if bulk_only:
+        return {"plan": asdict(plan), "machine": machine(), "bulk": _bulk_runs(plan)}
     sizes: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
     before: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
     no_gc: dict[int, list[dict[str, Any]]] = {n: [] for n in plan.awaited}
@@ -322,18 +332,7 @@ def run(plan: Plan, baseline: str | None = None) -> dict[str, Any]:
         listing.append(run_child(MODULE, "listing", large))
         if baseline is not None:
             listing[-1]["baseline_cpu_per_poll"] = _baseline_child(baseline, large)["cpu_per_poll"]
-    bulk: dict[str, list[dict[str, Any]]] = {"normal": [], "no-list-finished": []}
-    for round_ in range(plan.runs if plan.bulk_items <= 2_000 else 1):
-        modes = ["normal", "no-list-finished"] if round_ % 2 == 0 else ["no-list-finished", "normal"]
-        for mode in modes:
-            flags = ["--task-duration", "0.5", "1.5"] + (["--no-list-finished"] if mode != "normal" else [])
-            with emulator(*flags) as info:
-                emulator_cpu = process_cpu_seconds(info["pid"])
-                result = run_child(
-                    MODULE, "bulk", {"credentials": credentials_of(info), "items": plan.bulk_items}
-                )
-                result["emulator_cpu"] = process_cpu_seconds(info["pid"]) - emulator_cpu
-            bulk[mode].append(result)
+    bulk = _bulk_runs(plan)
     base = plan.awaited[0]
     per_job = {n: summary([r["cpu_per_job_poll"] for r in rows]) for n, rows in sizes.items()}
     return {
@@ -354,8 +353,27 @@ def run(plan: Plan, baseline: str | None = None) -> dict[str, Any]:
     }
 
 
+def _bulk_runs(plan: Plan) -> dict[str, list[dict[str, Any]]]:
+    """The bulk scenario, the normal listing and ``--no-list-finished`` alternating."""
+    bulk: dict[str, list[dict[str, Any]]] = {"normal": [], "no-list-finished": []}
+    for round_ in range(plan.runs if plan.bulk_items <= 2_000 else 1):
+        modes = ["normal", "no-list-finished"] if round_ % 2 == 0 else ["no-list-finished", "normal"]
+        for mode in modes:
+            flags = ["--task-duration", "0.5", "1.5"] + (["--no-list-finished"] if mode != "normal" else [])
+            with emulator(*flags) as info:
+                emulator_cpu = process_cpu_seconds(info["pid"])
+                result = run_child(
+                    MODULE, "bulk", {"credentials": credentials_of(info), "items": plan.bulk_items}
+                )
+                result["emulator_cpu"] = process_cpu_seconds(info["pid"]) - emulator_cpu
+            bulk[mode].append(result)
+    return bulk
+
+
 def table(data: dict[str, Any]) -> str:
     """The results as a text table."""
+    if "scheduler" not in data:  # --bulk-only
+        return "\n".join(_bulk_lines(data))
     lines = ["scheduler alone: N awaited in a listing of N, a tenth moving on each poll", ""]
     lines.append(f"{'awaited':>8} {'ms/poll (med)':>14} {'µs/job/poll (med, min-max)':>28} {'ratio':>7}")
     for n, rows in data["scheduler"].items():
@@ -386,7 +404,12 @@ def table(data: dict[str, Any]) -> str:
         if "baseline_cpu_per_poll" in row:
             old = row["baseline_cpu_per_poll"]
             lines.append(f"  baseline: {old * 1e3:.1f} ms/poll (x{row['cpu_per_poll'] / old:.2f})")
-    lines += ["", "bulk run (no downloads), normal listing vs --no-list-finished"]
+    lines += ["", *_bulk_lines(data)]
+    return "\n".join(lines)
+
+
+def _bulk_lines(data: dict[str, Any]) -> list[str]:
+    lines = ["bulk run (each result downloaded), normal listing vs --no-list-finished"]
     normal = data["bulk"]["normal"]
     for mode, rows in data["bulk"].items():
         for row, base in zip(rows, normal, strict=False):
@@ -396,7 +419,7 @@ def table(data: dict[str, Any]) -> str:
                 f"requests (x{requests:.1f}), wall {row['wall']:.1f} s (x{row['wall'] / base['wall']:.2f}), "
                 f"client CPU {row['cpu'] / row['items'] * 1e3:.2f} ms/item"
             )
-    return "\n".join(lines)
+    return lines
 
 
 def _no_gc_lines(data: dict[str, Any]) -> list[str]:
@@ -417,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="also run the scheduler scenario with the package of another checkout (e.g. the main branch)",
     )
+    parser.add_argument("--bulk-only", action="store_true", help="only the bulk scenario")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -424,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = anyio.run(CHILDREN[kind], json.loads(params))
         print(json.dumps(result))
         return 0
-    data = run(QUICK if args.quick else FULL, args.baseline)
+    data = run(QUICK if args.quick else FULL, args.baseline, bulk_only=args.bulk_only)
     print(table(data))
     print(f"\nwrote {write_results('poll_scale-quick' if args.quick else 'poll_scale', data)}")
     return 0

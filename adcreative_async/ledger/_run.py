@@ -72,6 +72,7 @@ from .._errors import (
     ErrorKind,
     InputChangedError,
     InvalidRequestError,
+    NotFoundError,
     NotStartedError,
     RunAbortedError,
     UploadAbortedError,
@@ -854,15 +855,22 @@ class LedgerDriver(Generic[T]):
         if outcome.error is not None:
             raise outcome.error
 
-    async def _download(self, outcome: BulkOutcome[T], entry: _Item[T], job: RenderJob, task_id: str) -> None:
+    async def _download(
+        self,
+        outcome: BulkOutcome[T],
+        entry: _Item[T],
+        job: RenderJob,
+        task_id: str,
+        refused: list[tuple[str, NotFoundError]] | None,
+    ) -> bool:
         assert self._dest is not None
         hold = self._holds.get(entry.key)
         if hold is not None and self._client.clock.monotonic() >= hold.deadline:
             # paused past its lease: another worker may be finishing it (this worker takes it up again
             # if nobody did); its writes would be refused anyway
             outcome._fail(_LostClaim(entry.key))
-            return
-        await download_task(
+            return False
+        return await download_task(
             outcome,
             job,
             task_id,
@@ -871,6 +879,7 @@ class LedgerDriver(Generic[T]):
             self._low_resolution,
             self._name,
             entry.request,
+            refused,
         )
 
 
