@@ -46,7 +46,8 @@ Handler = Callable[[Message], Awaitable[Any] | Any]
 """A subscriber: called with each new message; may be a coroutine function."""
 
 PUBLISHING_SOURCE: ContextVar[str] = ContextVar("adcreative_push_source", default="direct")
-"""While subscribers run, the ``source`` of the message being published (``"webhook"``, …)."""
+"""While a subscriber is called, the ``source`` of the message being published (``"webhook"``, …): its
+synchronous part reads it (a coroutine subscriber reading it after its first ``await`` sees the default)."""
 
 #: Seconds a sync adapter waits for the subscribers' loop to take a message (assumed: a bound well under
 #: a webhook sender's own timeout; past it the delivery is refused with 503, so the sender retries).
@@ -281,26 +282,16 @@ class NotificationHub:
         )
         self._remember(key)
         errors: list[BaseException] = []
-        publishing = PUBLISHING_SOURCE.set(source)
-        try:
-            for subscription in list(self._live()):
-                if subscription.sources is not None and source not in subscription.sources:
-                    continue
-                try:
-                    if subscription.loop is not None and subscription.loop is not asyncio.get_running_loop():
-                        # bound to another client's loop (several clients on one hub): run it there (the
-                        # handle copies this context, so the publishing source goes with it)
-                        call = _call(subscription.handler, message)
-                        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, subscription.loop))
-                    else:
-                        result = subscription.handler(message)
-                        if inspect.isawaitable(result):
-                            await result
-                except Exception as exc:
-                    logger.exception("notification handler %r failed", subscription.handler)
-                    errors.append(exc)
-        finally:
-            PUBLISHING_SOURCE.reset(publishing)
+        for subscription in list(self._live()):
+            if subscription.sources is not None and source not in subscription.sources:
+                continue
+            try:
+                pending = _start(subscription, message, source)
+                if pending is not None:
+                    await pending
+            except Exception as exc:
+                logger.exception("notification handler %r failed", subscription.handler)
+                errors.append(exc)
         if errors:
             if self._seen.pop(key, 0) is None:
                 self._forget(key)
@@ -322,6 +313,24 @@ def _loop_thread_of(loop: asyncio.AbstractEventLoop) -> int | None:
     """The id of the thread running ``loop`` (asyncio's base loops record it), if known."""
     thread_id = getattr(loop, "_thread_id", None)
     return thread_id if isinstance(thread_id, int) else None
+
+
+def _start(subscription: _Subscription, message: Message, source: str) -> Awaitable[Any] | None:
+    """Call a subscriber with :data:`PUBLISHING_SOURCE` set to ``source`` (its synchronous part reads
+    it; a subscriber bound to another loop gets a copy of this context, the variable with it), and
+    return what is left to await. The variable is set and reset here, never across an ``await``: a
+    publish cut short (its loop closed while it waited for another loop) must not reset it from
+    the context of whoever finalizes the coroutine."""
+    publishing = PUBLISHING_SOURCE.set(source)
+    try:
+        if subscription.loop is not None and subscription.loop is not asyncio.get_running_loop():
+            # bound to another client's loop (several clients on one hub): run it there
+            call = _call(subscription.handler, message)
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call, subscription.loop))
+        result = subscription.handler(message)
+        return result if inspect.isawaitable(result) else None
+    finally:
+        PUBLISHING_SOURCE.reset(publishing)
 
 
 def _key(message: Message) -> tuple[Any, ...]:
