@@ -114,3 +114,21 @@ async def test_a_run_without_ledger_follows_a_bounded_number_of_processes(tmp_pa
         assert seen.taken == ITEMS
     assert seen.pollers == 1  # the one user's
     assert seen.followed <= WINDOW + KEEP + UPLOADS
+
+
+async def test_the_client_keeps_no_claim_per_answered_start_once_no_call_is_open(tmp_path: Path) -> None:
+    # a run without a ledger sends every start call under one user: each answer claims its process,
+    # which matters only to calls sent before that process was first seen
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+        async with client.bulk(
+            inputs(tmp_path / "in", ITEMS),
+            lambda c, p: c.background_remover.remove(p),
+            upload_concurrency=UPLOADS,
+            poll_concurrency=POLLS,
+        ) as run:
+            async for outcome in run:
+                assert outcome.ok, outcome.error
+        (ledger,) = client._ledger._users.values()
+        assert not ledger.in_flight
+        assert len(ledger.known) == ITEMS  # every process of the user is remembered (a later call's baseline)
+        assert len(ledger.claimed) <= UPLOADS  # not one claim per call made
