@@ -148,8 +148,12 @@ class RenderJob:
 
     def _poll_by_application(self) -> RenderJob:
         """Await this job through the application's listing (its user owns no other process): one
-        ``CheckApplicationAllProgresses`` per tick serves every such job of the feature."""
-        self._poll_user = APPLICATION_SCOPE
+        ``CheckApplicationAllProgresses`` per tick serves every such job of the feature. A job just
+        submitted moves its start answer there from its user's poller (which goes with it)."""
+        old, self._poll_user = self._poll_key, APPLICATION_SCOPE
+        resource = self._resource
+        if resource is not None and self._submitted_at is not None and old != self._poll_key:
+            resource._scheduler.move_expected(old, _target(self))
         return self
 
     @property

@@ -308,6 +308,22 @@ class PollScheduler(SharedListings):
         if not interest.watches and pid not in poller.lingering and pid not in poller.finished:
             poller.release(pid, now)  # followed by nobody yet: forgotten later
 
+    def move_expected(self, old: UserKey, target: Target) -> None:
+        """A job expected under ``old`` (its start call's user) is awaited under ``target.key`` now (the
+        application's listing): its seed moves there, and the user's poller, left with nothing, goes at
+        once (a run ledger derives a user per item: no poller per item lingers)."""
+        key = (old[0], old[1].lower())
+        poller = self._pollers.get(key)
+        if poller is not None and key != (target.key[0], target.key[1].lower()):
+            pid = target.process_id.lower()
+            interest = poller.interest.get(pid)
+            if interest is None or not interest.watches:
+                for held in (poller.interest, poller.cache, poller.gone, poller.lingering, poller.finished):
+                    held.pop(pid, None)
+            if not poller.interest and not poller.watches and not poller.running:
+                del self._pollers[key]
+        self.expect(target)
+
     def attach(self, watch: Watch) -> None:
         """Follow every process of ``watch`` (a persistent watch: report them all as changed once)."""
         now = self._clock.monotonic()

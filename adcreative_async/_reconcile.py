@@ -333,11 +333,20 @@ class SubmissionLedger:
 
     def _prune(self, ledger: _UserLedger) -> None:
         """Forget unresolved calls that can no longer be mistaken (their window closed before any
-        call now open was sent), and a made-up user's ledger once its call is settled."""
+        call now open was sent), claims no open call needs (bounded by the calls open, not by the
+        calls made), and a made-up user's ledger once its call is settled."""
         self._close_abandoned(ledger)
         open_marks = [c.mark for c in ledger.in_flight.values()]
         open_marks += [c.mark for c in ledger.unresolved if c.end is None]
         oldest = min(open_marks, default=ledger.seen)
+        # A claim matters only to calls sent before its process was first seen: once none is open,
+        # the process is not new for any call (first seen at or before every open call's mark).
+        claimed, known = ledger.claimed, ledger.known
+        while claimed:
+            pid = next(iter(claimed))
+            if known.get(pid, 0) > oldest:
+                break
+            del claimed[pid]
         ledger.unresolved = [
             c for c in ledger.unresolved if c.adopted is None and (c.end is None or c.end > oldest)
         ]
