@@ -90,7 +90,8 @@ class AdCreativeClient:
         base_url: the API host (env ``ADCREATIVE_BASE_URL``; default ``https://api.adcreative.ai``).
         user_id: default user for calls that take one (env ``ADCREATIVE_USER_ID``); the API needs a
             user GUID on every feature call, and a fixed one is fine for integrators without sub-users.
-        timeout: connect/read/pool/total timeouts (no total by default, so large transfers live).
+        timeout: connect/read/pool/total timeouts (each call's deadline is 30 s by default; a download's
+            body is bounded by ``read``, not by the total: see :class:`Timeout`).
         limits: connection pool limits.
         transfer: chunk size, maximum upload size, file worker threads.
         poll_policy: how the one poll scheduler paces progress calls (see :class:`PollPolicy`).

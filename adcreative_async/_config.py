@@ -72,7 +72,9 @@ class Timeout:
             included (default :data:`DEFAULT_TOTAL_TIMEOUT`, 30 s). Running out raises
             ``APITimeoutError`` with ``limit == "total"``. Downloads: it bounds the wait for the
             answer's headers, never the body (``read`` bounds the body). Start calls with files: by
-            default it grows by the upload's size at :data:`MIN_UPLOAD_RATE`. None: no deadline.
+            default it grows by the upload's size at :data:`MIN_UPLOAD_RATE`. A wait for a paced turn
+            (``rate_control``) moves the deadline: it is the client's own pacing, not the API's
+            silence. None: no deadline.
     """
 
     connect: float | None = 10.0

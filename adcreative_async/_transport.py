@@ -670,8 +670,14 @@ class Transport:
             except AdCreativeError as exc:
                 exc.before_send = True  # a token failure is never a send of this call
                 raise
-            # paced on 429s (before the deadline is read: a wait for a turn counts against it)
-            ticket = await self.rate.acquire() if self.rate is not None else 0
+            # paced on 429s: the wait for a turn is the client's own pacing, not the API's silence, so it
+            # moves the call's deadline (a paced bulk run must not time its calls out while they queue)
+            ticket = 0
+            if self.rate is not None:
+                queued = anyio.current_time()
+                ticket = await self.rate.acquire()
+                if deadline is not None:
+                    deadline += anyio.current_time() - queued
             wait: float | None = None
             if deadline is not None:
                 wait = deadline - anyio.current_time()

@@ -12,7 +12,7 @@ import uuid
 import anyio
 import pytest
 
-from adcreative_async import AdCreativeClient, ManualClock, RateControl, RateLimitError
+from adcreative_async import AdCreativeClient, ManualClock, RateControl, RateLimitError, Timeout
 from adcreative_async._ratelimit import CUT_PERIOD, RateController, RateReport, RateShare, rate_scope
 from adcreative_async.testing import Emulator, RateCounts
 
@@ -263,3 +263,27 @@ async def test_a_shared_rate_that_cannot_be_read_leaves_the_worker_pacing_alone(
     assert rate.status.rate is not None  # learned alone meanwhile
     assert board.syncs >= 4
     assert sum("could not be read" in r.getMessage() for r in caplog.records) == 1  # said once, not per sync
+
+
+async def test_a_wait_for_a_paced_turn_does_not_count_against_the_call_deadline() -> None:
+    # 8 calls at once paced at 2/s: the last waits about 3 s for its turn, past a 1 s total; the turn is
+    # the client's own pacing (the API answers at once), so no call times out
+    async with (
+        Emulator(rate_limit=1000.0) as emu,  # a limit far off, only so that the emulator counts
+        AdCreativeClient(
+            **emu.credentials,
+            rate_control=RateControl(initial_rate=2.0),
+            timeout=Timeout(total=1.0),
+            trust_env=False,
+        ) as client,
+    ):
+        answered: list[object] = []
+
+        async def one() -> None:
+            answered.append(await client.background_remover.user_progress(USER))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(one)
+        assert len(answered) == 8
+        assert emu.rate_counts().limited == 0
