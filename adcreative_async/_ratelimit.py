@@ -7,7 +7,7 @@ client's retry (:class:`~adcreative_async.RetryPolicy`) sends a refused request 
 as AWS's adaptive retry mode and Google SRE's client-side throttling do:
 
 - Until the first 429 nothing is paced (no cost beyond a counter per request, as AWS's mode does before
-  its first throttle).
+  its first throttle; a rate shared by workers starts with a probe instead: below).
 - A 429 cuts the rate multiplicatively (``decrease``) from what was used of it (the lower of the rate and
   the rate of requests sent over the last second: AWS's ``min(measured, fill rate) * beta``; the first,
   from an unpaced start, from the rate of requests accepted),
