@@ -7,7 +7,7 @@ client's retry (:class:`~adcreative_async.RetryPolicy`) sends a refused request 
 as AWS's adaptive retry mode and Google SRE's client-side throttling do:
 
 - Until the first 429 nothing is paced (no cost beyond a counter per request, as AWS's mode does before
-  its first throttle).
+  its first throttle; a rate shared by workers starts with a probe instead: below).
 - A 429 cuts the rate multiplicatively (``decrease``) from what was used of it (the lower of the rate and
   the rate of requests sent over the last second: AWS's ``min(measured, fill rate) * beta``; the first,
   from an unpaced start, from the rate of requests accepted),
@@ -26,6 +26,11 @@ the ledger's database (a row per API host and application fingerprint, never the
 heartbeat per worker, and each worker paces at the account rate divided by the workers alive, so a 429
 seen by one lowers everyone's pace within :attr:`RateControl.sync_interval`. The database is read at most
 that often (never once per request); with SQLite (one machine) or no ledger, each process learns alone.
+A worker that joins a rate already learned starts paced at its share. While no worker has learned one yet
+(no 429), sharing workers do not start unpaced (several unpaced clients empty a server's burst together
+and meet the limit as a flood of 429s before any of them has told the others): each probes from its share
+of :attr:`RateControl.start_rate`, grown as the slow start after a first cut grows (:data:`START_GROWTH`)
+while used, until the first 429 teaches the account rate (TCP's slow start).
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ class RateControl:
         burst_seconds: the pacing bucket holds this many seconds' worth of requests (at least one request).
         share: workers whose bulk runs share a PostgreSQL run ledger share the learned rate (default True).
         sync_interval: how often a sharing worker reads and writes the shared rate (seconds, default 0.25).
+        start_rate: while no worker sharing the rate has learned it (no 429 yet), the workers probe from
+            this account rate (requests per second, split among them; default 20), growing while used
+            (None: unpaced until the first 429, as a client alone).
     """
 
     decrease: float = 0.8
@@ -100,6 +108,7 @@ class RateControl:
     burst_seconds: float = 0.1
     share: bool = True
     sync_interval: float = 0.25
+    start_rate: float | None = 20.0
 
     def __post_init__(self) -> None:
         if not 0 < self.decrease < 1:
@@ -112,6 +121,8 @@ class RateControl:
             raise ValueError("RateControl.max_rate must be at least min_rate")
         if self.initial_rate is not None and not 0 < self.initial_rate < math.inf:
             raise ValueError("RateControl.initial_rate must be positive")
+        if self.start_rate is not None and not 0 < self.start_rate < math.inf:
+            raise ValueError("RateControl.start_rate must be positive")
         if not 0 <= self.burst_seconds < math.inf or not 0 < self.sync_interval < math.inf:
             raise ValueError("RateControl.burst_seconds must be >= 0 and sync_interval positive")
 
@@ -274,6 +285,8 @@ class RateController:
         self._syncing = False
         self._report: int | None = None  # the generation of a 429 not reported to the board yet
         self._warned_at = -math.inf
+        self._probing = False  # sharing a rate no worker learned yet: paced at a probe of its own
+        self._probed_at = 0.0  # when the probe was last grown
 
     @property
     def status(self) -> RateStatus:
@@ -303,6 +316,9 @@ class RateController:
         if self._board is not board:
             return
         self._board = None
+        if self._probing:  # nothing was learned: alone, unpaced until a 429 again
+            self._probing = False
+            self._set_rate(self.control.initial_rate, self._clock.monotonic())
         self._account = self.rate
         self._workers = 1
         self._ceiling = self.rate or self.control.min_rate  # grown from here as a rate of its own
@@ -338,8 +354,24 @@ class RateController:
         self.generation = share.generation
         self._workers = max(1, share.workers)
         self._account = share.account_rate
+        if share.account_rate is None and self.control.start_rate is not None:
+            self._set_rate(self._probe(report.sent, now), now)
+            return
+        self._probing = False
         pace = None if share.account_rate is None else share.account_rate / self._workers
         self._set_rate(None if pace is None else max(pace, self.control.min_rate / self._workers), now)
+
+    def _probe(self, sent: float, now: float) -> float:
+        """The pace of a cold start on a shared rate no worker learned yet: this worker's share of
+        ``start_rate`` at first, then grown while used as a slow start grows."""
+        start = self.control.start_rate
+        assert start is not None
+        seconds, self._probed_at = now - self._probed_at, now
+        if not self._probing or self.rate is None:
+            self._probing = True
+            return max(self.control.min_rate, start / self._workers)
+        rate = self.control.grow(self.rate, self.rate, True, sent, seconds)
+        return max(rate, self.control.min_rate / self._workers)
 
     # pacing ------------------------------------------------------------------------------------------
 

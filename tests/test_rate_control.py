@@ -166,7 +166,7 @@ class CountingBoard:
 
 async def test_a_shared_rate_is_read_at_most_once_per_sync_interval_not_per_request() -> None:
     clock = ManualClock()
-    rate = controller(clock, sync_interval=0.25)
+    rate = RateController(RateControl(sync_interval=0.25, start_rate=None), clock, "scope")  # unpaced
     board = CountingBoard()
     assert rate.attach(board)
     for _ in range(100):
