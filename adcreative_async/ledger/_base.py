@@ -492,9 +492,10 @@ class RunLedger(ABC):
         now; the keys of those extended (a lapsed claim is never extended: others may hold the item)."""
 
     @abstractmethod
-    async def release(self, owner: str) -> None:
-        """Give up every claim of ``owner`` (a clean stop): others may take the items at once. The
-        lease ends now (``lease_until`` is set to now: the moment a takeover counts from)."""
+    async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
+        """Give up every claim of ``owner`` (a clean stop), or only its claims on ``keys`` (items it
+        stopped working on): others may take the items at once. The lease ends now (``lease_until`` is
+        set to now: the moment a takeover counts from)."""
 
     # ------------------------------------------------------------------------------------- writing
 

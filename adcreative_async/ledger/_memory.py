@@ -152,11 +152,12 @@ class MemoryLedger(RunLedger):
                 renewed.add(key)
         return renewed
 
-    async def release(self, owner: str) -> None:
+    async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """See :meth:`RunLedger.release`."""
         now = self._clock()
+        wanted = None if keys is None else set(keys)
         for key, record in list(self._items.items()):
-            if record.owner == owner:
+            if record.owner == owner and (wanted is None or key in wanted):
                 lapsed = now if record.lease_until is None else min(now, record.lease_until)
                 self._set(key, owner=None, lease_until=lapsed)
 

@@ -592,15 +592,16 @@ class PostgresLedger(RunLedger):
         )
         return {row["key"] for row in rows}
 
-    async def release(self, owner: str) -> None:
+    async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """See :meth:`RunLedger.release` (the answers written behind are flushed at the same time)."""
+        where = "owner = $2" if keys is None else "owner = $2 AND key = ANY($3::text[])"
+        args: tuple[object, ...] = (self.run, owner) if keys is None else (self.run, owner, list(keys))
         await self._beside_flush(
             lambda: self._execute(
-                _LOCK_WHERE.format(where="owner = $2") + "UPDATE adcreative_items AS i SET owner = NULL, "
+                _LOCK_WHERE.format(where=where) + "UPDATE adcreative_items AS i SET owner = NULL, "
                 "lease_until = least(coalesce(i.lease_until, now()), now()) FROM locked "
                 "WHERE i.run = $1 AND i.key = locked.key AND i.owner = $2",
-                self.run,
-                owner,
+                *args,
                 flush=False,
             )
         )

@@ -33,7 +33,10 @@ an unreachable API, the ledger or the output folder unwritable) stops the whole 
 :class:`~adcreative_async.RunAbortedError`, nothing recorded); an item-level one (the API refused the
 input, or the render failed) is recorded ``failed``; a transient one leaves the item as it was —
 ``pending`` when the call was refused or never sent, ``submitted`` when its render exists (a render known
-to exist is only ever awaited and downloaded, by this run or the next, never failed nor paid again).
+to exist is only ever awaited and downloaded, by this run or the next, never failed nor paid again). An
+item that ends here unfinished has its claim released at once: the workers watching it take it up (this
+worker's renewals would otherwise hold it for as long as it runs: two workers each watching what the
+other holds would never end).
 
 Every wait goes through the client's poll scheduler, on the application's listing (each derived user owns
 one render, so one ``CheckApplicationAllProgresses`` per tick answers every item). Items held by another
@@ -585,6 +588,8 @@ class LedgerDriver(Generic[T]):
                 await self._requeue(entry)
             elif not isinstance(exc, (RenderMayExistError, _LostClaim)):
                 await self._settle(entry, outcome, exists)
+            if not isinstance(outcome.error, _LostClaim) and self.aborted is None:
+                await self._let_go(entry)
         finally:
             if holds_room:
                 self._submitted_one()
@@ -766,6 +771,17 @@ class LedgerDriver(Generic[T]):
         self._unsent.discard(entry.key)
         logger.info("item %s: the claim ran out before its start call was sent; left to others", entry.key)
         raise _LostClaim(entry.key)
+
+    async def _let_go(self, entry: _Item[T]) -> None:
+        """The item ended here without being finished (left for the next run, or its render may exist):
+        its claim is given up at once. Renewed with this worker's other claims, it would keep the item
+        from the workers that watch it for as long as this one runs, and two workers each waiting for
+        items the other holds would never end."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._ledger.release(self.owner, [entry.key])
+            except AdCreativeError as exc:  # its claim lapses by itself once this worker stops renewing
+                logger.warning("could not give up the claim on %s: %s", entry.key, exc)
 
     def _epoch(self, key: str) -> int | None:
         """The fencing epoch of this worker's claim on ``key`` (None: not claimed here: unfenced)."""

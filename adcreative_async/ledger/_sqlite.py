@@ -654,15 +654,18 @@ class SqliteLedger(RunLedger):
         renewed: set[str] = await self._write(op)
         return renewed
 
-    async def release(self, owner: str) -> None:
+    async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """See :meth:`RunLedger.release`."""
+        sql = (
+            "UPDATE items SET owner = NULL, lease_until = min(coalesce(lease_until, ?), ?) "
+            "WHERE run = ? AND owner = ?"
+        )
 
         def op(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute(
-                "UPDATE items SET owner = NULL, lease_until = min(coalesce(lease_until, ?), ?) "
-                "WHERE run = ? AND owner = ?",
-                (now, now, self.run, owner),
-            )
+            if keys is None:
+                conn.execute(sql, (now, now, self.run, owner))
+            else:
+                conn.executemany(f"{sql} AND key = ?", [(now, now, self.run, owner, key) for key in keys])
 
         await self._write(op)
 
