@@ -529,6 +529,47 @@ async def test_claims_are_renewed_while_the_worker_lives(tmp_path: Path) -> None
     assert all(r.owner is None for r in (await ledger.records()).values())  # released at the end
 
 
+class LapsingLedger(MemoryLedger):
+    """Finds the lease lapsed at the first renewal of each item's intent (its worker paused past it),
+    though no other worker took the item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lapsed: set[str] = set()
+
+    async def intent(
+        self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None
+    ) -> bool:
+        if key not in self.lapsed:
+            self.lapsed.add(key)
+            return False
+        return await super().intent(key, owner, user_id, lease, epoch=epoch)
+
+
+async def test_an_intent_whose_lease_lapsed_before_its_call_is_put_back_and_rendered_once(
+    tmp_path: Path,
+) -> None:
+    # The claim wrote each item's intent; the lease lapsed before the call (a loaded machine): no call
+    # was sent, so the item goes back to pending and is rendered, never reported as "may exist".
+    paths = make_inputs(tmp_path / "in", 4)
+    ledger = LapsingLedger()
+    # finished renders leave the listing: a call that may have been made could never be ruled out
+    async with Emulator(task_duration=0.02, seed=3, start_latency=0.1, list_finished=False) as emulator:
+        async with client_of(emulator) as client:
+            outcomes = await client.process_many(
+                paths,
+                request=RenderRequest.remove_background,
+                ledger=ledger,
+                upload_concurrency=1,  # the claim writes the intents; each renews its own in the slot
+                lease=0.3,
+            )
+        assert emulator.request_count(BG_START) == 4
+        assert set(emulator.processes_per_input().values()) == {1}
+    assert len(ledger.lapsed) >= 3  # every item that waited for the slot met the lapse
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert {r.state for r in (await ledger.records()).values()} == {ItemState.DOWNLOADED}
+
+
 def test_a_dead_process_of_this_machine_is_recognised(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -754,15 +754,18 @@ class LedgerDriver(Generic[T]):
         if hold is None or not await self._ledger.intent(
             entry.key, self.owner, user, self._lease, epoch=hold.epoch
         ):
+            if hold is not None and entry.key in self._unsent:  # the claim wrote the intent: no call
+                await self._leave(entry)  # followed it (put back unless another worker took it)
             raise _LostClaim(entry.key)
         hold.deadline = max(hold.deadline, before + self._lease)
         self._unsent.add(entry.key)
         return clock.monotonic()
 
     async def _leave(self, entry: _Item[T]) -> None:
-        """The lease guard stopped the item's start call before it was sent (the lease ran out): the item
-        is left to whoever takes it. Put back to ``pending`` first when its epoch is still this worker's
-        (nobody took it: nothing of this call exists), so that its next owner need not reconcile it."""
+        """The item's lease ran out before its start call was sent (the lease guard stopped the call,
+        or the intent the claim wrote could not be renewed): the item is left to whoever takes it. Put
+        back to ``pending`` first when its epoch is still this worker's (nobody took it: nothing of this
+        call exists), so that its next owner need not reconcile it."""
         with anyio.CancelScope(shield=True):
             try:
                 await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key))
