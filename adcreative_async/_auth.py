@@ -26,6 +26,7 @@ import msgspec
 from ._clock import Clock
 from ._errors import AdCreativeError, UnexpectedResponseError
 from ._models import TOKEN_DECODER, parse_timestamp
+from ._redact import ACCOUNT_ID_MASK
 
 __all__ = ["Secret", "Token", "TokenManager"]
 
@@ -154,7 +155,7 @@ class TokenManager:
         self.requests = 0
 
     def __repr__(self) -> str:
-        return f"TokenManager(application_id={self._application_id!r}, has_token={self._token is not None})"
+        return f"TokenManager(application_id={ACCOUNT_ID_MASK}, has_token={self._token is not None})"
 
     @property
     def token(self) -> Token | None:

@@ -40,6 +40,7 @@ from ._naming import Namer
 from ._polling import PollScheduler
 from ._ratelimit import RateBoard, RateControl, RateStatus
 from ._reconcile import SubmissionLedger
+from ._redact import ACCOUNT_ID_MASK
 from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
 from .notifications._hub import PUBLISHING_SOURCE, Message, NotificationHub
@@ -283,7 +284,7 @@ class AdCreativeClient:
 
     def __repr__(self) -> str:
         return (
-            f"AdCreativeClient(base_url={self.base_url!r}, application_id={self.application_id!r}, "
+            f"AdCreativeClient(base_url={self.base_url!r}, application_id={ACCOUNT_ID_MASK}, "
             f"open={self.is_open})"
         )
 

@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._models import TERMINAL_STATES, Progress, RenderState
 from ._polling import APPLICATION_SCOPE, Ident, Target, UserKey, Watch, ident
+from ._redact import ACCOUNT_ID_MASK
 
 if TYPE_CHECKING:
     from ._downloads import DownloadStream
@@ -170,7 +171,7 @@ class RenderJob:
         done = f", progress={self.progress.progress}" if self.progress is not None else ""
         return (
             f"RenderJob(feature={self.feature!r}, process_id={self.process_id!r}, "
-            f"user_id={self.user_id!r}, tasks={len(self.task_ids)}{done})"
+            f"user_id={ACCOUNT_ID_MASK}, tasks={len(self.task_ids)}{done})"
         )
 
     def __eq__(self, other: object) -> bool:
