@@ -5,9 +5,10 @@ Rules kept here:
 - Every feature request carries ``Authorization: Bearer``, ``x-api-key``, ``x-api-secret`` and
   ``Accept: application/json``; redirects are never followed (aiohttp would forward ``x-api-key`` and
   ``x-api-secret`` to another host), a 3xx is an error.
-- A 401 on a feature call invalidates the token, renews it and retries once when the body can be sent
+- A 401 on a feature call invalidates the token, renews it and retries when the body can be sent
   (again): a replayable one, or a one-shot upload the server refused before reading it (a 401 answering
-  ``Expect: 100-continue``); then it raises. The refused token is never sent again.
+  ``Expect: 100-continue``); after :data:`TOKEN_RENEWALS` renewals it raises. The refused token is never
+  sent again.
 - aiohttp's exceptions never leave this module, and are never chained (``ClientResponseError`` holds
   the request headers, credentials included): the SDK's error carries a safe description instead.
 """
@@ -66,6 +67,13 @@ API_PREFIX = "/api/v1/"
 
 #: Methods the retry policy may repeat after a failure that may have reached the server.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: assumed (the docs list 401 for a missing or invalid token and for wrong API credentials, and say nothing
+#: of revocation): a call refused 401 renews the token and is sent again at most this many times. A token
+#: may be revoked or expire right after it was issued (a key rotation, a clock step, the emulator's
+#: ``expire_access_tokens()``): one more renewal tells that from wrong API credentials, which a fresh token
+#: never cures, at the cost of one more token request and call before a setup error stops a run.
+TOKEN_RENEWALS = 2
 
 #: Bodies larger than this are sent with ``Expect: 100-continue``, so that an authentication or
 #: validation error arrives before the body is sent.
@@ -661,7 +669,7 @@ class Transport:
         delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
         next(delays)  # prime the generator, as backoff's decorators do
         attempt = 0
-        renewed = False
+        renewals = 0
         telemetry = self.telemetry
         while True:
             attempt += 1
@@ -728,9 +736,9 @@ class Transport:
                 if span is not None:
                     span.end(401)
                 self.tokens.invalidate(token)
-                if not renewed and req.replayable:  # checked now that no upload can start any more
-                    logger.info("401 on %s %s: renewing the token and retrying once", req.method, req.route)
-                    renewed = True
+                if renewals < TOKEN_RENEWALS and req.replayable:  # (no upload can start any more)
+                    logger.info("401 on %s %s: renewing the token and retrying", req.method, req.route)
+                    renewals += 1
                     continue
                 if error is not None:
                     raise error

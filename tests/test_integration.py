@@ -25,6 +25,7 @@ from adcreative_async import (
     RenderState,
     ServerError,
 )
+from adcreative_async._transport import TOKEN_RENEWALS
 from adcreative_async.testing import Credentials, Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -400,6 +401,29 @@ async def test_server_side_expiry_gives_one_renewal_for_500_concurrent_401s() ->
         assert token_requests(emulator) == 2  # the first token, and one renewal
         # each call that met a 401 retried once with the renewed token
         assert 501 < emulator.request_count(GEN_PROGRESS) <= 1001
+
+
+async def test_a_token_refused_again_right_after_its_renewal_is_renewed_once_more() -> None:
+    # A token revoked or expired right after it was issued (a key rotation, a clock step): the call is
+    # not failed as if the credentials were wrong (which stops a bulk run): a second renewal serves it.
+    async with (
+        Emulator() as emulator,
+        AdCreativeClient(**emulator.credentials, user_id=USER, trust_env=False) as client,
+    ):
+        await client.creatives.user_progress()
+        emulator.fail_next(GEN_PROGRESS, 401, count=2)  # the token, then the renewed one, refused
+        await client.creatives.user_progress()
+        assert emulator.request_count(GEN_PROGRESS) == 4
+        assert token_requests(emulator) == 3  # the first token and two renewals
+
+
+async def test_wrong_api_credentials_stop_after_the_renewals(emulator: Emulator) -> None:
+    wrong_key: Credentials = {**emulator.credentials, "api_key": "wrong-key"}
+    async with AdCreativeClient(**wrong_key, user_id=USER, trust_env=False) as client:
+        with pytest.raises(AuthenticationError):
+            await client.creatives.user_progress()
+    assert emulator.request_count(GEN_PROGRESS) == 1 + TOKEN_RENEWALS  # never more
+    assert token_requests(emulator) == 1 + TOKEN_RENEWALS
 
 
 async def test_wrong_credentials_are_authentication_errors(emulator: Emulator) -> None:

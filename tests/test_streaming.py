@@ -36,6 +36,7 @@ from adcreative_async import (
     TransferOptions,
 )
 from adcreative_async._downloads import disposition_filename, safe_filename
+from adcreative_async._transport import TOKEN_RENEWALS
 from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -237,7 +238,7 @@ async def test_bad_credentials_get_the_401_before_a_large_body_is_sent(emu: Emul
         with pytest.raises(AuthenticationError, match="Token is missing"):
             await client.background_remover.remove(source, on_upload_progress=lambda d, t: sent.append(d))
     assert sent == []  # not one byte of the body went out, on either attempt
-    assert emu.request_count(BG_START) == 2  # the 401, then one renewal and one retry
+    assert emu.request_count(BG_START) == 1 + TOKEN_RENEWALS  # the 401, then each renewal's retry
     assert emu.processes_for(USER) == []
 
 

@@ -32,6 +32,7 @@ from adcreative_async import (
     UnexpectedResponseError,
     __version__,
 )
+from adcreative_async._transport import TOKEN_RENEWALS
 
 pytestmark = pytest.mark.anyio
 
@@ -130,12 +131,14 @@ async def test_401_renews_the_token_and_retries_once(api: MiniAPI, client: AdCre
     assert tokens == ["Bearer token-1", "Bearer token-2"]
 
 
-async def test_a_second_401_raises_authentication_error(api: MiniAPI, client: AdCreativeClient) -> None:
+async def test_a_401_after_the_last_renewal_raises_authentication_error(
+    api: MiniAPI, client: AdCreativeClient
+) -> None:
     api.answer("GET", BG_PROGRESS, 401, UNAUTHORIZED)
     with pytest.raises(AuthenticationError, match="Token is missing") as info:
         await client.background_remover.user_progress()
     assert info.value.trace_id == "00-735817749634d9300906511b8291993f-15940a2feb6bac0a-00"
-    assert len(api.requests_to(BG_PROGRESS)) == 2
+    assert len(api.requests_to(BG_PROGRESS)) == 1 + TOKEN_RENEWALS
 
 
 class _Unseekable(io.RawIOBase):
