@@ -11,41 +11,19 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks._hosts import ROOT as ROOT
+from benchmarks._hosts import emulator as emulator  # an emulator in its own process (re-exported)
+
 RESULTS = ROOT / "benchmarks" / "results"
 MiB = 1 << 20
-
-
-@contextmanager
-def emulator(*flags: str) -> Iterator[dict[str, Any]]:
-    """An emulator in its own process; yields its credentials and base URL, plus ``pid``."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", *flags]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start (exit status {process.wait()})")
-        info: dict[str, Any] = json.loads(line)
-        info["pid"] = process.pid
-        yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def credentials_of(info: dict[str, Any]) -> dict[str, str]:
