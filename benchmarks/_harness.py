@@ -114,6 +114,20 @@ def rss_bytes() -> int:
     return current if current is not None else _lifetime_peak()
 
 
+def log(message: str) -> None:
+    """A progress line on stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_images(directory: Path, count: int) -> None:
+    """``count`` copies of one 64x64 PNG, ``<i>.png``: a bulk workload's inputs."""
+    from adcreative_async.testing import sample_image
+
+    image = sample_image("png", (64, 64))
+    for i in range(count):
+        (directory / f"{i}.png").write_bytes(image)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {
@@ -124,10 +138,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, data: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, data: dict[str, Any], output: Path | str | None = None) -> Path:
+    """Write ``data`` as JSON to ``output`` (a benchmark's ``--output``) or, without one, to
+    ``benchmarks/results/<name>.json``, making the folder; the path written."""
+    path = Path(output) if output is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -177,11 +176,7 @@ def main() -> None:
         "checks": checks,
         "samples": samples,
     }
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump(data, file, indent=2)
-    else:
-        write_results("webhosts", data)
+    write_results("webhosts", data, args.output)
 
 
 if __name__ == "__main__":
