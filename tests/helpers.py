@@ -6,10 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import pytest
 
-from adcreative_async import PollPolicy, RenderKind, RenderType
-from adcreative_async.testing import sample_image
+from adcreative_async import AdCreativeClient, PollPolicy, RenderKind, RenderType, RetryPolicy
+from adcreative_async.testing import Emulator, sample_image
 
+USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 PNG = sample_image("png", (16, 16))
 JPEG = sample_image("jpeg", (16, 16))
 
@@ -23,6 +25,31 @@ FAST_POLLS = PollPolicy(
     max_requests_per_second=10_000,
     not_found_grace=0.2,
 )
+
+
+def client_of(emulator: Emulator, user_id: str = USER) -> AdCreativeClient:
+    """A client of ``emulator`` for bulk runs: fast polls, quick reconciling, no proxy from the
+    environment."""
+    return AdCreativeClient(
+        **emulator.credentials,
+        user_id=user_id,
+        trust_env=False,
+        poll_policy=FAST_POLLS,
+        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
+    )
+
+
+def count_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every function sent to a worker thread (``anyio.to_thread.run_sync``, still called) from now on."""
+    calls: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return calls
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import client_of
 
-from adcreative_async import AdCreativeClient, BulkOutcome, RetryPolicy
+from adcreative_async import BulkOutcome
 from adcreative_async._outcome import window_size
 from adcreative_async.ledger import RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator, sample_image
@@ -50,16 +50,6 @@ class Counted:
             gc.collect()
             alive = sum(isinstance(o, BulkOutcome) for o in gc.get_objects())
             self.live_outcomes = max(self.live_outcomes, alive)
-
-
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
 
 
 @pytest.mark.anyio

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import client_of
 
-from adcreative_async import AdCreativeClient, InvalidRequestError, NotStartedError, RetryPolicy
+from adcreative_async import InvalidRequestError, NotStartedError
 from adcreative_async.cli import main
 from adcreative_async.ledger import ItemState, RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator, EmulatorThread, sample_image
 
 BG_START = "Image/BackgroundRemoving/AdCreative"
-USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 
 
 def inputs(folder: Path, n: int) -> list[Path]:
@@ -26,16 +25,6 @@ def inputs(folder: Path, n: int) -> list[Path]:
         path.write_bytes(sample_image("png", (8 + i, 8)))
         paths.append(path)
     return paths
-
-
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
 
 
 @pytest.mark.anyio

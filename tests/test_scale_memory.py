@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import client_of
 
-from adcreative_async import AdCreativeClient, BulkOutcome, RetryPolicy
+from adcreative_async import BulkOutcome
 from adcreative_async._outcome import window_size
 from adcreative_async._polling import PollScheduler
 from adcreative_async.ledger import RenderRequest
@@ -19,7 +19,6 @@ from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
 
-USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 UPLOADS, POLLS = 2, 4
 WINDOW = window_size(UPLOADS, POLLS)
 ITEMS = 200
@@ -50,16 +49,6 @@ class Checkpoints:
         pollers = self.scheduler._pollers
         self.pollers = max(self.pollers, len(pollers))
         self.followed = max(self.followed, sum(len(p.interest) for p in pollers.values()))
-
-
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
 
 
 @pytest.fixture(autouse=True)
