@@ -27,15 +27,15 @@ FAST_POLLS = PollPolicy(
 )
 
 
-def client_of(emulator: Emulator, user_id: str = USER) -> AdCreativeClient:
-    """A client of ``emulator`` for bulk runs: fast polls, quick reconciling, no proxy from the
-    environment."""
+#: A start call that may have made its render is reconciled after 50 ms, every 10 ms (bulk runs).
+QUICK_RECONCILE = RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01)
+
+
+def client_of(emulator: Emulator, user_id: str = USER, retry: RetryPolicy | None = None) -> AdCreativeClient:
+    """A client of ``emulator`` that polls fast (:data:`FAST_POLLS`), ignores proxy variables, and
+    retries by ``retry`` (the default policy without one)."""
     return AdCreativeClient(
-        **emulator.credentials,
-        user_id=user_id,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
+        **emulator.credentials, user_id=user_id, trust_env=False, poll_policy=FAST_POLLS, retry=retry
     )
 
 

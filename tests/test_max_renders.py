@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import client_of
+from helpers import QUICK_RECONCILE, client_of
 
 from adcreative_async import InvalidRequestError, NotStartedError
 from adcreative_async.cli import main
@@ -31,7 +31,7 @@ def inputs(folder: Path, n: int) -> list[Path]:
 async def test_a_ledger_run_sends_at_most_max_renders_and_a_rerun_goes_on(tmp_path: Path) -> None:
     paths = inputs(tmp_path / "in", 30)  # several claims: the budget holds across them
     ledger = tmp_path / "run.sqlite"
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         first = await client.process_many(
             paths,
             request=RenderRequest.remove_background,
@@ -58,7 +58,7 @@ async def test_a_ledger_run_sends_at_most_max_renders_and_a_rerun_goes_on(tmp_pa
 @pytest.mark.anyio
 async def test_a_run_without_ledger_sends_at_most_max_renders(tmp_path: Path) -> None:
     paths = inputs(tmp_path / "in", 6)
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         outcomes = await client.process_many(
             paths, lambda c, p: c.background_remover.remove(p), max_renders=2
         )

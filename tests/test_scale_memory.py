@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import client_of
+from helpers import QUICK_RECONCILE, client_of
 
 from adcreative_async import BulkOutcome
 from adcreative_async._outcome import window_size
@@ -64,7 +64,7 @@ async def test_a_ledger_run_keeps_no_poller_per_derived_user(
     monkeypatch.setattr(_run, "FIRST_CHUNK", CHUNK)
     monkeypatch.setattr(_run, "CHUNK", CHUNK)
     monkeypatch.setattr(_run, "CLAIM_WINDOW", 8)
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         seen = Checkpoints(client._poll_scheduler())
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
@@ -89,7 +89,7 @@ async def test_a_ledger_run_keeps_no_poller_per_derived_user(
 
 
 async def test_a_run_without_ledger_follows_a_bounded_number_of_processes(tmp_path: Path) -> None:
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         seen = Checkpoints(client._poll_scheduler())
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
@@ -108,7 +108,7 @@ async def test_a_run_without_ledger_follows_a_bounded_number_of_processes(tmp_pa
 async def test_the_client_keeps_no_claim_per_answered_start_once_no_call_is_open(tmp_path: Path) -> None:
     # a run without a ledger sends every start call under one user: each answer claims its process,
     # which matters only to calls sent before that process was first seen
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
             lambda c, p: c.background_remover.remove(p),
