@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
 from adcreative_async import AdCreativeClient, PollPolicy, RenderKind, RenderType, RetryPolicy
 from adcreative_async.testing import Emulator, sample_image
+
+if TYPE_CHECKING:
+    from adcreative_async.notifications import NotificationHub
 
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 PNG = sample_image("png", (16, 16))
@@ -50,6 +54,27 @@ def count_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
     return calls
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(token: str) -> AsyncIterator[tuple[str, NotificationHub]]:
+    """A webhook receiver on loopback (aiohttp, path token ``token``) feeding a new hub: its URL and
+    the hub."""
+    from aiohttp import web
+
+    from adcreative_async.notifications import NotificationHub, WebhookReceiver
+    from adcreative_async.notifications.aiohttp import webhook_app
+
+    hub = NotificationHub()
+    app = web.Application()
+    app.add_subapp("/hooks/", webhook_app(WebhookReceiver(hub, path_token=token)))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/{token}", hub
+    finally:
+        await runner.cleanup()
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5) -> None:
