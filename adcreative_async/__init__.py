@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import _lazy
 from ._client import AdCreativeClient
 from ._clock import Clock, ManualClock, SystemClock
 from ._config import DEFAULT_BASE_URL, Limits, PollPolicy, RetryPolicy, Timeout, TransferOptions
@@ -92,18 +93,11 @@ _LAZY = {"BulkOutcome": "._bulk", "BulkRun": "._bulk", "SyncAdCreativeClient": "
 
 def __getattr__(name: str) -> object:
     """Import a rarely used public name on first access, and keep it."""
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    globals()[name] = value
-    return value
+    return _lazy.load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return _lazy.lazy_dir(globals(), __all__)
 
 
 __all__ = [

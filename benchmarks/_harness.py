@@ -11,41 +11,19 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks._hosts import ROOT as ROOT
+from benchmarks._hosts import emulator as emulator  # an emulator in its own process (re-exported)
+
 RESULTS = ROOT / "benchmarks" / "results"
 MiB = 1 << 20
-
-
-@contextmanager
-def emulator(*flags: str) -> Iterator[dict[str, Any]]:
-    """An emulator in its own process; yields its credentials and base URL, plus ``pid``."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", *flags]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start (exit status {process.wait()})")
-        info: dict[str, Any] = json.loads(line)
-        info["pid"] = process.pid
-        yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def credentials_of(info: dict[str, Any]) -> dict[str, str]:
@@ -136,6 +114,20 @@ def rss_bytes() -> int:
     return current if current is not None else _lifetime_peak()
 
 
+def log(message: str) -> None:
+    """A progress line on stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_images(directory: Path, count: int) -> None:
+    """``count`` copies of one 64x64 PNG, ``<i>.png``: a bulk workload's inputs."""
+    from adcreative_async.testing import sample_image
+
+    image = sample_image("png", (64, 64))
+    for i in range(count):
+        (directory / f"{i}.png").write_bytes(image)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {
@@ -146,10 +138,11 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, data: dict[str, Any]) -> Path:
-    """Write ``benchmarks/results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, data: dict[str, Any], output: Path | str | None = None) -> Path:
+    """Write ``data`` as JSON to ``output`` (a benchmark's ``--output``) or, without one, to
+    ``benchmarks/results/<name>.json``, making the folder; the path written."""
+    path = Path(output) if output is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
 

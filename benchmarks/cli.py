@@ -19,7 +19,6 @@ Prints a table, writes ``benchmarks/results/cli.json`` (``cli-quick.json`` with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import shutil
@@ -149,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
     print(f"bars / lines CPU: {ratio:.2f}x (goal <= {GOAL_RATIO}x: {verdict})")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=str))
-        path = args.output
-    else:
-        path = write_results("cli-quick" if args.quick else "cli", result)
+    path = write_results("cli-quick" if args.quick else "cli", result, args.output)
     print(f"written: {path}")
     return 0
 

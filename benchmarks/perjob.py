@@ -46,9 +46,11 @@ from benchmarks._harness import (
     counts_diff,
     credentials_of,
     emulator,
+    log,
     machine,
     request_counts,
     summary,
+    write_images,
     write_results,
 )
 
@@ -117,19 +119,6 @@ class Plan:
 
 FULL = Plan(jobs=500, users=10, task_duration=(1.8, 6.0), runs=3)
 QUICK = Plan(jobs=20, users=2, task_duration=(0.2, 0.8), runs=1)
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _write_images(directory: Path, count: int) -> None:
-    """Distinct small PNGs (``<i>.png``): one per job, as compare's bulk workload has."""
-    from adcreative_async.testing import sample_image
-
-    image = sample_image("png", (64, 64))
-    for i in range(count):
-        (directory / f"{i}.png").write_bytes(image)
 
 
 def compile_bytecode() -> dict[str, Any]:
@@ -241,20 +230,20 @@ def run(plan: Plan, contenders: Sequence[Contender], seed: int, strace: bool) ->
     bytecode = compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="adcreative-perjob-") as tmp:
         images = Path(tmp)
-        _write_images(images, plan.jobs)
+        write_images(images, plan.jobs)
         for round_ in range(plan.runs):
             shift = round_ % len(contenders)
             for contender in [*contenders[shift:], *contenders[:shift]]:
-                _log(f"{contender.key}, run {round_ + 1}/{plan.runs}")
+                log(f"{contender.key}, run {round_ + 1}/{plan.runs}")
                 result = one_run(contender, plan, images, seed + round_)
                 runs[contender.key].append(result)
-                _log(
+                log(
                     f"  CPU {result['cpu_seconds']:.2f} s (workload {result['workload_cpu_seconds']:.2f} s), "
                     f"wall {result['wall_seconds']:.2f} s, requests {result['total_requests']}"
                 )
         if strace and shutil.which("strace"):
             for contender in contenders:
-                _log(f"{contender.key}, under strace -c -f")
+                log(f"{contender.key}, under strace -c -f")
                 trace = Path(tmp) / f"strace-{contender.key}.txt"
                 one_run(contender, plan, images, seed, strace_to=trace)
                 totals = strace_totals(trace)
@@ -389,12 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = run(plan, contenders, args.seed, args.strace)
     data["elapsed_seconds"] = time.monotonic() - started
     print(table(data))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-        path: Path = args.output
-    else:
-        path = write_results("perjob-quick" if args.quick else "perjob", data)
+    path = write_results("perjob-quick" if args.quick else "perjob", data, args.output)
     print(f"\n{'quick' if args.quick else 'full'} run in {data['elapsed_seconds']:.0f} s; JSON: {path}")
     return 0
 

@@ -16,7 +16,6 @@ Prints a table and writes ``benchmarks/results/preflight.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -128,11 +127,7 @@ def main() -> None:
         f"(goal <= 2 %: {'met' if statistics.median(share) <= 0.02 else 'NOT met'})"
     )
     data["share"] = share
-    if args.output is not None:
-        args.output.write_text(json.dumps(data, indent=2))
-        print(f"written to {args.output}")
-    else:
-        print(f"written to {write_results('preflight-quick' if args.quick else 'preflight', data)}")
+    print(f"written to {write_results('preflight-quick' if args.quick else 'preflight', data, args.output)}")
 
 
 if __name__ == "__main__":

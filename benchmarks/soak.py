@@ -304,10 +304,7 @@ def main() -> None:
         print("  " + error)
     data = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, **totals.__dict__}
     data["errors"] = totals.errors[:200]
-    path = write_results("soak", data) if args.output is None else args.output
-    if args.output is not None:
-        args.output.write_text(json.dumps(data, indent=2))
-    print(f"written to {path}")
+    print(f"written to {write_results('soak', data, args.output)}")
     bad = totals.duplicates or totals.lost or totals.hangs or totals.failed_workers
     sys.exit(1 if bad else 0)
 

@@ -45,10 +45,12 @@ from adcreative_async.testing import sample_image
 from benchmarks._harness import (
     credentials_of,
     emulator,
+    log,
     machine,
     process_cpu_seconds,
     run_child,
     summary,
+    write_images,
     write_results,
 )
 
@@ -228,16 +230,6 @@ def child_calls(params: dict[str, Any]) -> dict[str, Any]:
 CHILDREN = {"bulk": child_bulk, "calls": child_calls}
 
 
-def _write_images(directory: Path, count: int) -> None:
-    image = sample_image("png", (64, 64))
-    for i in range(count):
-        (directory / f"{i}.png").write_bytes(image)
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 BULK_METRICS = ("wall_seconds", "cpu_seconds", "emulator_busy")
 
 
@@ -253,12 +245,12 @@ def run(plan: Plan) -> dict[str, Any]:
     bulk: dict[str, list[dict[str, Any]]] = {c: [] for c in CONTENDERS}
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="adcreative-sync-images-") as tmp:
-        _write_images(Path(tmp), plan.jobs)
+        write_images(Path(tmp), plan.jobs)
         for round_ in range(plan.runs):
             order = CONTENDERS if round_ % 2 == 0 else CONTENDERS[::-1]
             walls: dict[str, float] = {}
             for contender in order:
-                _log(f"bulk: {contender}, run {round_ + 1}/{plan.runs}")
+                log(f"bulk: {contender}, run {round_ + 1}/{plan.runs}")
                 with emulator("--task-duration", str(low), str(high)) as info:
                     cpu = process_cpu_seconds(info["pid"])
                     result = run_child(
@@ -276,12 +268,12 @@ def run(plan: Plan) -> dict[str, Any]:
                         "wall_seconds"
                     ]
                 result["valid"] = result["downloaded"] == plan.jobs and not result["error_count"]
-                _log(f"  wall {result['wall_seconds']:.2f} s, CPU {result['cpu_seconds']:.2f} s")
+                log(f"  wall {result['wall_seconds']:.2f} s, CPU {result['cpu_seconds']:.2f} s")
                 bulk[contender].append(result)
                 walls[contender] = result["wall_seconds"]
             ratios.append(walls["sync"] / walls["async"])
     with emulator("--task-duration", "600", "900") as info:
-        _log("calls")
+        log("calls")
         calls = run_child(
             MODULE,
             "calls",

@@ -201,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         (s["max"] - s["min"]) / s["median"] for s in per_request.values() if s["median"]
     )
     print(f"(run-to-run spread of the medians: about {spread:.0%}; a difference below it is noise)")
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2, default=str))
-        path = args.output
-    else:
-        path = write_results("telemetry-quick" if args.quick else "telemetry", result)
+    path = write_results("telemetry-quick" if args.quick else "telemetry", result, args.output)
     print(f"written: {path}")
     return 0
 

@@ -24,33 +24,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from adcreative_async.testing import sample_image
-from benchmarks._harness import ROOT, machine, percentile, write_results
+from benchmarks._harness import ROOT, emulator, machine, percentile, write_results
+from benchmarks._hosts import emulator_env, free_port, no_control_socket, request, stop, wait_until_answers
 
 IMAGE = sample_image("png", (8, 8))
 TOKEN = "webhosts-benchmark-token-0123456789"
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 GOALS = {"gunicorn-1 p50 / asgi p50": 1.5, "gunicorn-2 max / asgi max": 2.0}
-ENV_NAMES = {
-    "base_url": "ADCREATIVE_BASE_URL",
-    "application_id": "ADCREATIVE_APPLICATION_ID",
-    "api_key": "ADCREATIVE_API_KEY",
-    "api_secret": "ADCREATIVE_API_SECRET",
-    "jwt_private_key": "ADCREATIVE_JWT_PRIVATE_KEY",
-}
 
 
 @dataclass(frozen=True)
@@ -64,96 +53,36 @@ class Host:
                 sys.executable, "-m", "uvicorn", "benchmarks._webhost_asgi:app", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log",
             ]  # fmt: skip
-        control = ["--no-control-socket"] if _gunicorn_has_control_socket() else []
         return [
             sys.executable, "-m", "gunicorn", "-k", "sync", "-w", str(self.workers),
-            "-b", f"127.0.0.1:{port}", "--log-level", "warning", *control, "examples.flask_app:create_app()",
+            "-b", f"127.0.0.1:{port}", "--log-level", "warning", *no_control_socket(),
+            "examples.flask_app:create_app()",
         ]  # fmt: skip
 
 
 HOSTS = (Host("asgi", 1), Host("gunicorn-1", 1), Host("gunicorn-2", 2))
 
 
-def _gunicorn_has_control_socket() -> bool:
-    """gunicorn >= 25 opens a control socket at one path per user: off, so that runs never collide."""
-    try:
-        from gunicorn.config import KNOWN_SETTINGS
-    except ImportError:
-        return False
-    return any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _request(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as response:
-            status, payload = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, payload = exc.code, exc.read()
-    try:
-        return status, json.loads(payload)
-    except ValueError:
-        return status, None
-
-
-def _stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def _served(host: Host, seed: int) -> Iterator[str]:
     """An emulator posting to ``host``, and the host; yields the host's base URL once it answers."""
-    port = _free_port()
-    emulator = subprocess.Popen(
-        [
-            sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--seed", str(seed),
-            "--task-duration", "0.5", "2", "--webhook", f"http://127.0.0.1:{port}/webhooks/adcreative/{TOKEN}",
-        ],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    server: subprocess.Popen[Any] | None = None
-    try:
-        assert emulator.stdout is not None
-        info = json.loads(emulator.stdout.readline())
+    port = free_port()
+    flags = ["--seed", str(seed), "--task-duration", "0.5", "2"]
+    with emulator(*flags, "--webhook", f"http://127.0.0.1:{port}/webhooks/adcreative/{TOKEN}") as info:
         env = {
             **os.environ,
-            **{name: str(info[key]) for key, name in ENV_NAMES.items()},
+            **emulator_env(info),
             "ADCREATIVE_USER_ID": USER,
             "ADCREATIVE_WEBHOOK_TOKEN": TOKEN,
             "PYTHONPATH": str(ROOT),
         }
         server = subprocess.Popen(host.command(port), cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"{host.name} exited with {server.returncode}")
-            with contextlib.suppress(OSError):
-                _request("GET", f"{base}/stats")
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{host.name} did not answer in 60 s")
-            time.sleep(0.05)
-        yield base
-    finally:
-        if server is not None:
-            _stop(server)
-        _stop(emulator)
-        if emulator.stdout is not None:
-            emulator.stdout.close()
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_answers(server, f"{base}/stats", host.name)
+            yield base
+        finally:
+            stop(server)
 
 
 def run_host(host: Host, renders: int, seed: int) -> dict[str, Any]:
@@ -161,7 +90,7 @@ def run_host(host: Host, renders: int, seed: int) -> dict[str, Any]:
     with _served(host, seed) as base:
         ids = []
         for _ in range(renders):
-            status, answer = _request("POST", f"{base}/background-removals", IMAGE)
+            status, answer = request("POST", f"{base}/background-removals", IMAGE)
             if status != 202:
                 raise RuntimeError(f"{host.name}: submit answered {status}: {answer}")
             ids.append(answer["id"])
@@ -171,14 +100,14 @@ def run_host(host: Host, renders: int, seed: int) -> dict[str, Any]:
             time.sleep(0.5)  # the latency is measured by the app: asking often would only load it
             for process_id in ids:
                 if process_id not in results:
-                    _, answer = _request("GET", f"{base}/jobs/{process_id}")
+                    _, answer = request("GET", f"{base}/jobs/{process_id}")
                     if isinstance(answer, dict) and answer.get("seconds") is not None:
                         results[process_id] = answer  # (another worker's answer has none: asked again)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{host.name}: {renders - len(results)} renders never ended")
         workers: dict[int, dict[str, Any]] = {}
         for _ in range(200):
-            _, counters = _request("GET", f"{base}/stats")
+            _, counters = request("GET", f"{base}/stats")
             workers[counters["pid"]] = counters
             if len(workers) == host.workers:
                 break
@@ -247,11 +176,7 @@ def main() -> None:
         "checks": checks,
         "samples": samples,
     }
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump(data, file, indent=2)
-    else:
-        write_results("webhosts", data)
+    write_results("webhosts", data, args.output)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import pytest
 
-from adcreative_async import PollPolicy, RenderKind, RenderType
-from adcreative_async.testing import sample_image
+from adcreative_async import AdCreativeClient, PollPolicy, RenderKind, RenderType, RetryPolicy
+from adcreative_async.testing import Emulator, sample_image
 
+if TYPE_CHECKING:
+    from adcreative_async.notifications import NotificationHub
+
+USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 PNG = sample_image("png", (16, 16))
 JPEG = sample_image("jpeg", (16, 16))
 
@@ -23,6 +29,52 @@ FAST_POLLS = PollPolicy(
     max_requests_per_second=10_000,
     not_found_grace=0.2,
 )
+
+
+#: A start call that may have made its render is reconciled after 50 ms, every 10 ms (bulk runs).
+QUICK_RECONCILE = RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01)
+
+
+def client_of(emulator: Emulator, user_id: str = USER, retry: RetryPolicy | None = None) -> AdCreativeClient:
+    """A client of ``emulator`` that polls fast (:data:`FAST_POLLS`), ignores proxy variables, and
+    retries by ``retry`` (the default policy without one)."""
+    return AdCreativeClient(
+        **emulator.credentials, user_id=user_id, trust_env=False, poll_policy=FAST_POLLS, retry=retry
+    )
+
+
+def count_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every function sent to a worker thread (``anyio.to_thread.run_sync``, still called) from now on."""
+    calls: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return calls
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(token: str) -> AsyncIterator[tuple[str, NotificationHub]]:
+    """A webhook receiver on loopback (aiohttp, path token ``token``) feeding a new hub: its URL and
+    the hub."""
+    from aiohttp import web
+
+    from adcreative_async.notifications import NotificationHub, WebhookReceiver
+    from adcreative_async.notifications.aiohttp import webhook_app
+
+    hub = NotificationHub()
+    app = web.Application()
+    app.add_subapp("/hooks/", webhook_app(WebhookReceiver(hub, path_token=token)))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/{token}", hub
+    finally:
+        await runner.cleanup()
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 5) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import QUICK_RECONCILE, client_of
 
-from adcreative_async import AdCreativeClient, BulkOutcome, RetryPolicy
+from adcreative_async import BulkOutcome
 from adcreative_async._outcome import window_size
 from adcreative_async.ledger import RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator, sample_image
@@ -52,20 +52,10 @@ class Counted:
             self.live_outcomes = max(self.live_outcomes, alive)
 
 
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
-
-
 @pytest.mark.anyio
 async def test_a_run_without_ledger_reads_its_inputs_only_as_items_leave(tmp_path: Path) -> None:
     inputs = Counted(tmp_path / "in", 200)
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         async with client.bulk(
             iter(inputs),
             lambda c, p: c.background_remover.remove(p),
@@ -97,7 +87,7 @@ async def test_a_ledger_run_reads_its_inputs_only_as_items_leave(
     monkeypatch.setattr(_run, "CLAIM_WINDOW", 8)
     inputs = Counted(tmp_path / "in", 200)
     ledger = tmp_path / "run.sqlite"
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         async with client.bulk(
             inputs,  # an iterable read once, lazily
             request=RenderRequest.remove_background,
@@ -129,7 +119,7 @@ async def test_an_error_of_the_inputs_iterator_is_raised_after_the_outcomes_of_t
             yield sample_image("png", (8 + i, 8))
         raise LookupError("the input listing broke")
 
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         taken: list[bool] = []
 
         async def iterate() -> None:
@@ -145,7 +135,7 @@ async def test_an_error_of_the_inputs_iterator_is_raised_after_the_outcomes_of_t
 
 @pytest.mark.anyio
 async def test_a_run_of_a_list_still_has_a_length() -> None:
-    async with Emulator() as emulator, client_of(emulator) as client:
+    async with Emulator() as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         run = client.bulk([b"a", b"b"], lambda c, p: c.background_remover.remove(p))
         assert len(run) == 2
         assert run  # true, whatever its inputs

@@ -23,6 +23,8 @@ import pytest
 from adcreative_async.cli import main
 from adcreative_async.testing import sample_image
 from adcreative_async.testing.pytest_plugin import EmulatorThread
+from benchmarks._hosts import emulator as emulator_subprocess
+from benchmarks._hosts import emulator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BRIEF = ROOT / "examples" / "brief.toml"
@@ -438,23 +440,8 @@ def test_ctrl_c_while_waiting_exits_130(tmp_path: Path) -> None:
 def emulator_process() -> Any:
     """An emulator in its own process, as a user would run it (``adcreative emulator``): renders survive
     the CLI's restarts."""
-    command = [
-        sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.2", "0.8",
-        "--stamp-inputs",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    info = json.loads(proc.stdout.readline())
-    env = {
-        "ADCREATIVE_APPLICATION_ID": info["application_id"],
-        "ADCREATIVE_API_KEY": info["api_key"],
-        "ADCREATIVE_API_SECRET": info["api_secret"],
-        "ADCREATIVE_JWT_PRIVATE_KEY": info["jwt_private_key"],
-        "ADCREATIVE_BASE_URL": info["base_url"],
-    }
-    yield info, env
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with emulator_subprocess("--task-duration", "0.2", "0.8", "--stamp-inputs") as info:
+        yield info, emulator_env(info)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is a POSIX thing")

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from helpers import count_thread_calls
 
 from adcreative_async import AdCreativeClient, TransferOptions, _files
 from adcreative_async._downloads import DOWNLOAD_WRITE_BUFFER, STREAM_WRITE_FROM
@@ -69,14 +70,7 @@ async def test_a_large_download_is_written_by_one_thread_call_as_it_arrives(
     emu: Emulator, client: AdCreativeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     process_id, task_id = await finished_task(client, emu)
-    calls: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(func)
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    calls = count_thread_calls(monkeypatch)
     await client.background_remover.download(process_id, task_id, tmp_path / "warm.png")
     calls.clear()
     path = await client.background_remover.download(process_id, task_id, tmp_path / "warm.png")

@@ -17,9 +17,7 @@ Against the emulator over loopback, with real SQLite run ledgers:
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +54,8 @@ from adcreative_async.ledger import (
 )
 from adcreative_async.testing import Emulator, EmulatorThread, sample_image
 from adcreative_async.testing._faults import Faults
+from benchmarks._hosts import emulator as emulator_subprocess
+from benchmarks._hosts import emulator_env
 
 pytestmark = pytest.mark.anyio
 
@@ -499,20 +499,8 @@ def test_error_kinds_are_classified_in_one_table() -> None:
 @pytest.fixture
 def emulator_process() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
     """An emulator in its own process (``adcreative emulator``), as a user would run it."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.05"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    info = json.loads(proc.stdout.readline())
-    env = {
-        "ADCREATIVE_APPLICATION_ID": info["application_id"],
-        "ADCREATIVE_API_KEY": info["api_key"],
-        "ADCREATIVE_API_SECRET": info["api_secret"],
-        "ADCREATIVE_JWT_PRIVATE_KEY": info["jwt_private_key"],
-        "ADCREATIVE_BASE_URL": info["base_url"],
-    }
-    yield info, env
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with emulator_subprocess("--task-duration", "0.05") as info:
+        yield info, emulator_env(info)
 
 
 def _cli(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
-from helpers import FAST_POLLS
+from helpers import FAST_POLLS, client_of
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -64,9 +64,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[AdCreativeClient]:
-    async with AdCreativeClient(
-        **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
-    ) as c:
+    async with client_of(emulator, USER) as c:
         yield c
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from helpers import eventually
+from helpers import count_thread_calls, eventually
 
 from adcreative_async import IncompleteDownloadError, InvalidRequestError
 from adcreative_async._files import SMALL_UPLOAD, Upload, prepare_upload, sniff_type, write_atomically
@@ -167,25 +167,12 @@ async def test_a_pass_whose_closing_is_cancelled_still_closes_the_file(
     assert handle.closed
 
 
-def _count_worker_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every function sent to a worker thread from now on."""
-    calls: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(func)
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
-    return calls
-
-
 async def test_a_small_file_is_read_in_one_worker_thread_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "logo.png"
     path.write_bytes(PNG)
-    calls = _count_worker_calls(monkeypatch)
+    calls = count_thread_calls(monkeypatch)
     upload = await _prepare(path)
     assert await _read_all(upload) == PNG
     assert await _read_all(upload) == PNG  # a replay too
@@ -201,7 +188,7 @@ async def test_a_small_file_is_read_in_one_worker_thread_call(
 async def test_a_small_download_is_created_then_written_and_renamed_in_one_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _count_worker_calls(monkeypatch)
+    calls = count_thread_calls(monkeypatch)
 
     async def body() -> AsyncIterator[bytes]:
         for i in range(0, len(PNG), 10):

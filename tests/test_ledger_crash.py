@@ -26,6 +26,7 @@ import pytest
 
 from adcreative_async.ledger import ItemState, PostgresLedger
 from adcreative_async.testing import input_stamp, sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "ledger_worker.py"
@@ -37,27 +38,8 @@ POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
 @pytest.fixture
 def emulator() -> Iterator[dict[str, Any]]:
     """The emulator in its own process (short renders, results stamped with their input's hash)."""
-    command = [
-        sys.executable,
-        "-m",
-        "adcreative_async.testing",
-        "--port",
-        "0",
-        "--task-duration",
-        "0.05",
-        "0.4",
-        "--stamp-inputs",
-        "--seed",
-        "11",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        info: dict[str, Any] = json.loads(process.stdout.readline())
+    with emulator_subprocess("--task-duration", "0.05", "0.4", "--stamp-inputs", "--seed", "11") as info:
         yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def credentials(info: dict[str, Any]) -> str:

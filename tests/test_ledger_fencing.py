@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -29,7 +28,6 @@ import anyio
 import pytest
 from test_ledger_crash import (
     POSTGRES_DSN,
-    ROOT,
     finish,
     renders_per_input,
     results_on_disk,
@@ -39,6 +37,7 @@ from test_ledger_crash import (
 
 from adcreative_async.ledger import ItemState, MemoryLedger, NewItem, PostgresLedger, RunLedger, SqliteLedger
 from adcreative_async.testing import sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
 
 pytestmark = pytest.mark.anyio
 
@@ -370,26 +369,10 @@ class ThrottlingProxy:
 def slow_uploads() -> Iterator[dict[str, Any]]:
     """The emulator in its own process (start calls answered 0.1-0.3 s after their render is made),
     reached through a :class:`ThrottlingProxy`."""
-    command = [
-        sys.executable,
-        "-m",
-        "adcreative_async.testing",
-        "--port",
-        "0",
-        "--task-duration",
-        "0.05",
-        "0.3",
-        "--start-latency",
-        "0.1",
-        "0.3",
-        "--stamp-inputs",
-        "--seed",
-        "20",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        info: dict[str, Any] = json.loads(process.stdout.readline())
+    flags = [
+        "--task-duration", "0.05", "0.3", "--start-latency", "0.1", "0.3", "--stamp-inputs", "--seed", "20",
+    ]  # fmt: skip
+    with emulator_subprocess(*flags) as info:
         emulator_url = info["base_url"]
         port = int(emulator_url.rsplit(":", 1)[1].split("/", 1)[0])
         with ThrottlingProxy(port) as proxy:
@@ -399,9 +382,6 @@ def slow_uploads() -> Iterator[dict[str, Any]]:
                 "direct": emulator_url,
                 "proxy": proxy,
             }
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def _two_workers_one_paused(info: dict[str, Any], tmp_path: Path, ledger: str) -> None:

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import QUICK_RECONCILE, client_of
 
-from adcreative_async import AdCreativeClient, InvalidRequestError, NotStartedError, RetryPolicy
+from adcreative_async import InvalidRequestError, NotStartedError
 from adcreative_async.cli import main
 from adcreative_async.ledger import ItemState, RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator, EmulatorThread, sample_image
 
 BG_START = "Image/BackgroundRemoving/AdCreative"
-USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 
 
 def inputs(folder: Path, n: int) -> list[Path]:
@@ -28,21 +27,11 @@ def inputs(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
-
-
 @pytest.mark.anyio
 async def test_a_ledger_run_sends_at_most_max_renders_and_a_rerun_goes_on(tmp_path: Path) -> None:
     paths = inputs(tmp_path / "in", 30)  # several claims: the budget holds across them
     ledger = tmp_path / "run.sqlite"
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         first = await client.process_many(
             paths,
             request=RenderRequest.remove_background,
@@ -69,7 +58,7 @@ async def test_a_ledger_run_sends_at_most_max_renders_and_a_rerun_goes_on(tmp_pa
 @pytest.mark.anyio
 async def test_a_run_without_ledger_sends_at_most_max_renders(tmp_path: Path) -> None:
     paths = inputs(tmp_path / "in", 6)
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         outcomes = await client.process_many(
             paths, lambda c, p: c.background_remover.remove(p), max_renders=2
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +22,8 @@ from adcreative_async import AdCreativeClient, InputChangedError, InvalidRequest
 from adcreative_async.ledger import ItemState, RenderRequest, SqliteLedger, request_keys
 from adcreative_async.ledger import _run as ledger_run
 from adcreative_async.testing import Emulator, input_stamp, sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
+from benchmarks._hosts import emulator_env
 
 pytestmark = pytest.mark.anyio
 
@@ -291,23 +292,8 @@ async def test_an_input_changed_after_hashing_is_not_sent_under_its_old_key(
 @pytest.fixture
 def emulator_process() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
     """An emulator in its own process, as a user runs it: renders survive the CLI's runs."""
-    command = [
-        sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.02", "0.05",
-        "--stamp-inputs",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    info = json.loads(proc.stdout.readline())
-    env = {
-        "ADCREATIVE_APPLICATION_ID": info["application_id"],
-        "ADCREATIVE_API_KEY": info["api_key"],
-        "ADCREATIVE_API_SECRET": info["api_secret"],
-        "ADCREATIVE_JWT_PRIVATE_KEY": info["jwt_private_key"],
-        "ADCREATIVE_BASE_URL": info["base_url"],
-    }
-    yield info, env
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=30)
+    with emulator_subprocess("--task-duration", "0.02", "0.05", "--stamp-inputs") as info:
+        yield info, emulator_env(info)
 
 
 def adcreative(*argv: str, env: dict[str, str]) -> tuple[int, dict[str, Any], str]:

@@ -50,6 +50,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from adcreative_async.testing import input_stamp, sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("ADCREATIVE_MODEL_EXAMPLES", "4"))
@@ -65,32 +66,12 @@ LEDGER = ".adcreative-run.sqlite"
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[dict[str, Any]]:
     """The emulator in its own process, with the latency of a real service."""
-    command = [
-        sys.executable,
-        "-m",
-        "adcreative_async.testing",
-        "--port",
-        "0",
-        "--task-duration",
-        "0.1",
-        "0.6",
-        "--start-latency",
-        "0.05",
-        "0.3",
-        "--read-after-write-lag",
-        "0.05",
-        "--stamp-inputs",
-        "--seed",
-        "23",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        info: dict[str, Any] = json.loads(process.stdout.readline())
+    flags = [
+        "--task-duration", "0.1", "0.6", "--start-latency", "0.05", "0.3", "--read-after-write-lag", "0.05",
+        "--stamp-inputs", "--seed", "23",
+    ]  # fmt: skip
+    with emulator_subprocess(*flags) as info:
         yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def emulator_get(info: dict[str, Any], route: str) -> Any:

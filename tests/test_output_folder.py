@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from adcreative_async._files import AtomicFile, remove_leftovers, temp_name
 from adcreative_async.testing import sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "ledger_worker.py"
@@ -61,18 +61,10 @@ async def test_the_commit_removes_what_an_earlier_writer_of_the_task_left(tmp_pa
 @pytest.fixture
 def emulator() -> Iterator[dict[str, Any]]:
     """The emulator in its own process, with results large enough to be killed mid-download."""
-    command = [
-        sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.05",
-        "--download-size", str(150_000_000), "--seed", "4",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        info: dict[str, Any] = json.loads(process.stdout.readline())
+    with emulator_subprocess(
+        "--task-duration", "0.05", "--download-size", str(150_000_000), "--seed", "4"
+    ) as info:
         yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def worker(info: dict[str, Any], inputs: Path, out: Path, ledger: Path) -> subprocess.Popen[str]:

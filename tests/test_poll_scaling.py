@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import FAST_POLLS, eventually
+from helpers import client_of, eventually
 
 import adcreative_async._models as models
 from adcreative_async import AdCreativeClient, PollPolicy, Progress, RenderJob
@@ -34,9 +34,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[AdCreativeClient]:
-    async with AdCreativeClient(
-        **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
-    ) as c:
+    async with client_of(emulator, USER) as c:
         yield c
 
 

@@ -18,17 +18,14 @@ from typing import Any
 
 import anyio
 import pytest
-from aiohttp import web
-from helpers import eventually
+from helpers import eventually, webhook_receiver
 
 from adcreative_async import AdCreativeClient, PollPolicy, RenderJob, RenderState, TaskUpdate
 from adcreative_async.notifications import (
     NotificationHub,
     ProgressNotification,
     TaskCompletedNotification,
-    WebhookReceiver,
 )
-from adcreative_async.notifications.aiohttp import webhook_app
 from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -57,16 +54,8 @@ NO_POLLING = PollPolicy(initial_interval=30, max_interval=30, min_interval=30, j
 
 @pytest.fixture
 async def receiver_url() -> AsyncIterator[tuple[str, NotificationHub]]:
-    hub = NotificationHub()
-    app = web.Application()
-    app.add_subapp("/hooks/", webhook_app(WebhookReceiver(hub, path_token=TOKEN)))
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/{TOKEN}", hub
-    finally:
-        await runner.cleanup()
+    async with webhook_receiver(TOKEN) as (url, hub):
+        yield url, hub
 
 
 async def collect(job: RenderJob, sink: list[TaskUpdate]) -> None:

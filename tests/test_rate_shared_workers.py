@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from adcreative_async.testing import sample_image
+from benchmarks._hosts import emulator as emulator_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
@@ -30,16 +30,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not POSTGRES_DSN, reason=
 @pytest.fixture
 def limited_emulator() -> Iterator[dict[str, Any]]:
     """The emulator in its own process, its application limited to LIMIT requests/s."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--rate-limit", f"{LIMIT}/s"]
-    command += ["--task-duration", "0.2", "0.6", "--seed", "3"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        info: dict[str, Any] = json.loads(process.stdout.readline())
+    with emulator_subprocess(
+        "--rate-limit", f"{LIMIT}/s", "--task-duration", "0.2", "0.6", "--seed", "3"
+    ) as info:
         yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
 
 
 def test_four_workers_sharing_the_ledger_use_the_limit_with_few_429s(

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import FAST_POLLS
+from helpers import QUICK_RECONCILE, client_of
 
-from adcreative_async import AdCreativeClient, BulkOutcome, RetryPolicy
+from adcreative_async import BulkOutcome
 from adcreative_async._outcome import window_size
 from adcreative_async._polling import PollScheduler
 from adcreative_async.ledger import RenderRequest
@@ -19,7 +19,6 @@ from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
 
-USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
 UPLOADS, POLLS = 2, 4
 WINDOW = window_size(UPLOADS, POLLS)
 ITEMS = 200
@@ -52,16 +51,6 @@ class Checkpoints:
         self.followed = max(self.followed, sum(len(p.interest) for p in pollers.values()))
 
 
-def client_of(emulator: Emulator) -> AdCreativeClient:
-    return AdCreativeClient(
-        **emulator.credentials,
-        user_id=USER,
-        trust_env=False,
-        poll_policy=FAST_POLLS,
-        retry=RetryPolicy(reconcile_grace=0.05, reconcile_interval=0.01),
-    )
-
-
 @pytest.fixture(autouse=True)
 def _few_finished_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("adcreative_async._poll_state.FINISHED_KEEP", KEEP)
@@ -75,7 +64,7 @@ async def test_a_ledger_run_keeps_no_poller_per_derived_user(
     monkeypatch.setattr(_run, "FIRST_CHUNK", CHUNK)
     monkeypatch.setattr(_run, "CHUNK", CHUNK)
     monkeypatch.setattr(_run, "CLAIM_WINDOW", 8)
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         seen = Checkpoints(client._poll_scheduler())
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
@@ -100,7 +89,7 @@ async def test_a_ledger_run_keeps_no_poller_per_derived_user(
 
 
 async def test_a_run_without_ledger_follows_a_bounded_number_of_processes(tmp_path: Path) -> None:
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         seen = Checkpoints(client._poll_scheduler())
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
@@ -119,7 +108,7 @@ async def test_a_run_without_ledger_follows_a_bounded_number_of_processes(tmp_pa
 async def test_the_client_keeps_no_claim_per_answered_start_once_no_call_is_open(tmp_path: Path) -> None:
     # a run without a ledger sends every start call under one user: each answer claims its process,
     # which matters only to calls sent before that process was first seen
-    async with Emulator(task_duration=0.01) as emulator, client_of(emulator) as client:
+    async with Emulator(task_duration=0.01) as emulator, client_of(emulator, retry=QUICK_RECONCILE) as client:
         async with client.bulk(
             inputs(tmp_path / "in", ITEMS),
             lambda c, p: c.background_remover.remove(p),

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import pytest
+from helpers import count_thread_calls
 
 from adcreative_async import AdCreativeClient, IncompleteDownloadError, TransferOptions
 from adcreative_async._files import INLINE_DOWNLOAD, SMALL_UPLOAD
@@ -33,15 +32,7 @@ async def emu() -> AsyncIterator[Emulator]:
 @pytest.fixture
 def thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every worker-thread call made meanwhile (``anyio.to_thread.run_sync``, still called)."""
-    calls: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(func)
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
-    return calls
+    return count_thread_calls(monkeypatch)
 
 
 async def test_a_small_job_makes_no_worker_thread_call(

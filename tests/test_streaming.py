@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
-from helpers import creative_inputs
+from helpers import count_thread_calls, creative_inputs
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -533,14 +533,7 @@ async def test_a_small_download_to_a_known_directory_costs_one_file_call(
 ) -> None:
     client = threads_only
     process_id, task_id = await finished_task(client, emu)
-    calls: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(func)
-        return await real(func, *args, **kwargs)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    calls = count_thread_calls(monkeypatch)
     out = tmp_path / "out"
     first = await client.background_remover.download(process_id, task_id, f"{out}/")
     assert len(calls) == 2  # a new destination is prepared before the request (a bad one fails first)

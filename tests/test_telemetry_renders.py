@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from helpers import FAST_POLLS, PNG, eventually
+from helpers import FAST_POLLS, PNG, eventually, webhook_receiver
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 from otel_capture import Capture
 
 from adcreative_async import AdCreativeClient, NotFoundError, PollPolicy, RetryPolicy
 from adcreative_async._telemetry import DELIVERY_EVENT
-from adcreative_async.notifications import NotificationHub, WebhookReceiver
-from adcreative_async.notifications.aiohttp import webhook_app
+from adcreative_async.notifications import NotificationHub
 from adcreative_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -101,16 +99,8 @@ async def test_a_404_that_is_not_nothing_found_is_still_an_error_span(
 @pytest.fixture
 async def webhook() -> AsyncIterator[tuple[str, NotificationHub]]:
     """A webhook receiver on loopback (aiohttp), feeding a hub: its URL and the hub."""
-    hub = NotificationHub()
-    app = web.Application()
-    app.add_subapp("/hooks/", webhook_app(WebhookReceiver(hub, path_token=TOKEN)))
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/{TOKEN}", hub
-    finally:
-        await runner.cleanup()
+    async with webhook_receiver(TOKEN) as (url, hub):
+        yield url, hub
 
 
 def _final_progress_delivered(emu: Emulator, process_id: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from aiohttp import web
-from helpers import FAST_POLLS, eventually
+from helpers import FAST_POLLS, client_of, eventually
 from miniapi import MiniAPI
 
 from adcreative_async import (
@@ -95,9 +95,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def client(emulator: Emulator) -> AsyncIterator[AdCreativeClient]:
-    async with AdCreativeClient(
-        **emulator.credentials, user_id=USER, poll_policy=FAST_POLLS, trust_env=False
-    ) as c:
+    async with client_of(emulator, USER) as c:
         yield c
 
 

@@ -1,82 +1,44 @@
 """Real web hosts as subprocesses on loopback, for tests of the examples under gunicorn: an emulator
-process posting its webhooks to the host, the host serving an example app, and a small HTTP client."""
+process posting its webhooks to the host, the host serving an example app, and a small HTTP client
+(the process and HTTP helpers of ``benchmarks/_hosts.py``, with the tests' shorter timeouts)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import _hosts
+from benchmarks._hosts import ROOT, emulator, emulator_env, free_port, no_control_socket
+
 TOKEN = "webhost-test-token-0123456789abcdef"
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"
-ENV_NAMES = {
-    "base_url": "ADCREATIVE_BASE_URL",
-    "application_id": "ADCREATIVE_APPLICATION_ID",
-    "api_key": "ADCREATIVE_API_KEY",
-    "api_secret": "ADCREATIVE_API_SECRET",
-    "jwt_private_key": "ADCREATIVE_JWT_PRIVATE_KEY",
-}
-
-
-def _no_control_socket() -> list[str]:
-    """gunicorn >= 25 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): servers of
-    parallel tests would take it from one another, so it is turned off where it exists."""
-    try:
-        from gunicorn.config import KNOWN_SETTINGS
-    except ImportError:
-        return []
-    return ["--no-control-socket"] if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS) else []
-
-
-NO_CONTROL_SOCKET = _no_control_socket()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+NO_CONTROL_SOCKET = no_control_socket()
+STOP_TIMEOUT = 15  # seconds a process is given to exit after SIGTERM
+REQUEST_TIMEOUT = 30  # seconds
 
 
 def stop(process: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL if it lingers; waits for it."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    _hosts.stop(process, STOP_TIMEOUT)
+
+
+def request(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
+    """One HTTP request; (status, decoded JSON body or None)."""
+    return _hosts.request(method, url, body, timeout=REQUEST_TIMEOUT)
 
 
 @contextlib.contextmanager
 def emulator_process(webhook_url: str, *flags: str) -> Iterator[dict[str, str]]:
     """An emulator in its own process posting every notification to ``webhook_url``; yields the
     ``ADCREATIVE_*`` variables that point a client at it."""
-    command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--webhook", webhook_url]
-    process = subprocess.Popen([*command, *flags], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the emulator did not start (exit status {process.wait()})")
-        info = json.loads(line)
-        yield {name: str(info[key]) for key, name in ENV_NAMES.items()}
-    finally:
-        stop(process)
-        if process.stdout is not None:
-            process.stdout.close()
+    with emulator("--webhook", webhook_url, *flags, stop_timeout=STOP_TIMEOUT) as info:
+        yield emulator_env(info)
 
 
 @contextlib.contextmanager
@@ -94,35 +56,12 @@ def gunicorn(
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=sink, stderr=sink)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:  # a real server is waited on
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {process.returncode}")
-            with contextlib.suppress(OSError):
-                request("GET", f"{base}/stats")
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not answer in 60 s")
-            time.sleep(0.05)
+        _hosts.wait_until_answers(process, f"{base}/stats", "gunicorn", request_timeout=REQUEST_TIMEOUT)
         yield base
     finally:
         stop(process)
         if log is not None and not isinstance(sink, int):
             sink.close()
-
-
-def request(method: str, url: str, body: bytes | None = None) -> tuple[int, Any]:
-    """One HTTP request; (status, decoded JSON body or None)."""
-    req = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            status, payload = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, payload = exc.code, exc.read()
-    try:
-        return status, json.loads(payload)
-    except ValueError:
-        return status, None
 
 
 def worker_stats(base: str, workers: int, attempts: int = 200) -> dict[int, dict[str, Any]]:

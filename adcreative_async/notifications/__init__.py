@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .. import _lazy
 from ._hub import HANDOFF_TIMEOUT, Message, NotificationHandlerError, NotificationHub, WrongLoopError
 from ._messages import (
     FEATURE_OF_MESSAGE_TYPE,
@@ -35,18 +36,11 @@ _LAZY = {"DEFAULT_MAX_BODY_SIZE": "._webhook", "WebhookReceiver": "._webhook"}
 
 def __getattr__(name: str) -> object:
     """Import the webhook receiver's names on first access, and keep them."""
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    globals()[name] = value
-    return value
+    return _lazy.load_lazy(__name__, _LAZY, globals(), name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return _lazy.lazy_dir(globals(), __all__)
 
 
 __all__ = [

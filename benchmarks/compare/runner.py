@@ -26,7 +26,6 @@ Medians of several runs with min and max; ratios from the same run. Prints a tab
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -46,12 +45,14 @@ from benchmarks._harness import (
     credentials_of,
     emulator,
     finish_times,
+    log,
     machine,
     percentile,
     process_cpu_seconds,
     request_counts,
     run_child,
     summary,
+    write_images,
     write_results,
 )
 
@@ -278,19 +279,7 @@ def source() -> str:
     return commit + ("+dirty" if status.strip() else "")
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------------------------- bulk
-
-
-def _write_images(directory: Path, count: int) -> None:
-    from adcreative_async.testing import sample_image
-
-    image = sample_image("png", (64, 64))
-    for i in range(count):
-        (directory / f"{i}.png").write_bytes(image)
 
 
 def bulk_run(contender: Contender, plan: Plan, images: Path, seed: int) -> dict[str, Any]:
@@ -362,14 +351,14 @@ def bulk_section(plan: Plan, contenders: Sequence[Contender]) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
     with tempfile.TemporaryDirectory(prefix="adcreative-compare-images-") as tmp:
         images = Path(tmp)
-        _write_images(images, plan.jobs)
+        write_images(images, plan.jobs)
         for round_ in range(plan.runs):
             shift = round_ % len(contenders)
             for contender in [*contenders[shift:], *contenders[:shift]]:
-                _log(f"bulk: {contender.key}, run {round_ + 1}/{plan.runs}")
+                log(f"bulk: {contender.key}, run {round_ + 1}/{plan.runs}")
                 result = bulk_run(contender, plan, images, plan.seed + round_)
                 runs[contender.key].append(result)
-                _log(
+                log(
                     f"  wall {result['wall_seconds']:.1f} s, progress requests {result['progress_requests']},"
                     f" CPU {result['cpu_seconds']:.1f} s, emulator busy {result['emulator_busy']:.0%}"
                     + (f" INVALID: {result['invalid_reason']}" if not result["valid"] else "")
@@ -402,7 +391,7 @@ def waits_section(plan: Plan) -> dict[str, Any]:
     """``benchmarks.polling``'s ``waits`` child, ``plan.waits_runs`` times, each on a fresh emulator."""
     runs = []
     for i in range(plan.waits_runs):
-        _log(f"waits: {plan.waits} concurrent waits, run {i + 1}/{plan.waits_runs}")
+        log(f"waits: {plan.waits} concurrent waits, run {i + 1}/{plan.waits_runs}")
         with emulator("--task-duration", "600", "900") as info:
             cpu = process_cpu_seconds(info["pid"])
             started = time.monotonic()
@@ -430,7 +419,7 @@ def waits_section(plan: Plan) -> dict[str, Any]:
 
 def decode_section(plan: Plan) -> dict[str, Any]:
     """The decode child: every decoder on the same body, alternating, in one process."""
-    _log(f"decode: {plan.decode_processes} processes, {plan.decode_reps} repetitions each")
+    log(f"decode: {plan.decode_processes} processes, {plan.decode_reps} repetitions each")
     params = {"processes": plan.decode_processes, "reps": plan.decode_reps}
     result = run_child("benchmarks.compare.decode", "decode", params)
     seconds: dict[str, list[float]] = result.pop("seconds")
@@ -449,7 +438,7 @@ def transfers_section(plan: Plan) -> dict[str, Any]:
     """``benchmarks.transfers``'s scenarios, run by its own code (its children, its emulators)."""
     from benchmarks import transfers
 
-    _log(f"transfers: benchmarks.transfers ({plan.transfers} sizes)")
+    log(f"transfers: benchmarks.transfers ({plan.transfers} sizes)")
     data: dict[str, Any] = transfers.run(transfers.FULL if plan.transfers == "full" else transfers.QUICK)
     return data
 
@@ -482,7 +471,7 @@ def _importtime(code: str) -> float:
 def import_section(plan: Plan) -> dict[str, Any]:
     """Fresh interpreters, alternating: wall time of ``python -c <import>`` minus ``python -c pass``,
     and ``-X importtime``'s cumulative figure."""
-    _log(f"import: {plan.import_runs} runs each")
+    log(f"import: {plan.import_runs} runs each")
     names = ["(nothing)", *IMPORTS]
     codes = {"(nothing)": "pass", **IMPORTS}
     wall: dict[str, list[float]] = {name: [] for name in names}
@@ -882,11 +871,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = replace(plan, seed=args.seed)
     data = run(plan, sections, contenders, args.quick)
     print(table(data))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-        path: Path = args.output
-    else:
-        path = write_results("compare-quick" if args.quick else "compare", data)
+    path = write_results("compare-quick" if args.quick else "compare", data, args.output)
     print(f"\n{'quick' if args.quick else 'full'} run in {data['elapsed_seconds']:.0f} s; JSON: {path}")
     return 0
