@@ -38,6 +38,7 @@ from ._files import (
     WriteBatch,
     extension_for,
 )
+from ._receiver import receive_body
 from ._transport import Request, StreamedResponse, Transport
 
 if TYPE_CHECKING:
@@ -582,10 +583,26 @@ class _FileDownload:
     async def _stream(self, response: StreamedResponse, file: AtomicFile) -> APIConnectionError | None:
         """:meth:`_receive` of a large body: written as it arrives, in the event loop
         (``write_in_loop``) or by one worker-thread call."""
-        received, on_progress = self.received, self._on_progress
-        interrupted: APIConnectionError | None = None
         transport = self._transport
         in_loop = transport.transfer.write_in_loop
+        if self.total is not None and response.content_length == self.total - self.received.done:
+            if in_loop:
+                await file.ensure_created()  # by a worker thread: the loop writes from here on
+            body = response.detach()
+            if body is not None:  # plain bytes of a known length: read straight into reused buffers
+                return await receive_body(
+                    response,
+                    body,
+                    file,
+                    self.received,
+                    self.total,
+                    self._on_progress,
+                    chunk_size=transport.transfer.chunk_size,
+                    queue_limit=_batch_size(transport, STREAM_WRITE_QUEUE),
+                    in_loop=in_loop,
+                )
+        received, on_progress = self.received, self._on_progress
+        interrupted: APIConnectionError | None = None
         async with StreamWriter(file, _batch_size(transport, STREAM_WRITE_QUEUE), in_loop=in_loop) as writer:
             try:
                 while chunk := await response.read():

@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
@@ -647,6 +647,13 @@ class Received:
         self._tail = (self._tail + chunk[-16:])[-16:]
         self.done += len(chunk)
 
+    def add_view(self, view: memoryview) -> None:
+        """:meth:`add` for bytes in a buffer that is reused after this call (what it keeps is copied)."""
+        if len(self._head) < _SNIFF_BYTES:
+            self._head += bytes(view[: _SNIFF_BYTES - len(self._head)])
+        self._tail = bytes(view[-16:]) if len(view) >= 16 else (self._tail + bytes(view))[-16:]
+        self.done += len(view)
+
     def reset(self) -> None:
         """Forget everything: the body starts again from its first byte."""
         self.done = 0
@@ -903,6 +910,29 @@ class AtomicFile:
         if handle is not None:
             await release_in_thread(functools.partial(_discard, handle, self._temp), self._limiter)
 
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The worker threads this file's operations run in."""
+        return self._limiter
+
+    async def ensure_created(self) -> None:
+        """Make the temporary file now, if it is not yet (one worker-thread call)."""
+        if self._handle is None:
+            await anyio.to_thread.run_sync(self._create, limiter=self._limiter)
+
+    def handle(self) -> IO[bytes]:
+        """The temporary file, made if it is not yet (blocking: in a worker thread)."""
+        return self._handle if self._handle is not None else self._create()
+
+    def fileno(self) -> int:
+        """The temporary file's descriptor, its buffer flushed, to write to it directly (it must exist:
+        :meth:`ensure_created`)."""
+        handle = self._handle
+        if handle is None:
+            raise RuntimeError("the temporary file is not made yet")
+        handle.flush()
+        return handle.fileno()
+
     async def write(self, chunks: list[bytes]) -> None:
         """Append ``chunks`` (one worker-thread call for all of them, the file's creation included)."""
         if not chunks:
@@ -969,7 +999,7 @@ class AtomicFile:
 _IOV_MAX = 1024
 
 
-def write_chunks(handle: IO[bytes], chunks: list[bytes]) -> None:
+def write_chunks(handle: IO[bytes], chunks: Sequence[bytes | memoryview]) -> None:
     """Write ``chunks`` to ``handle`` (blocking) in as few system calls as possible: one ``writev`` for
     up to :data:`_IOV_MAX` of them where the OS has it (the buffer flushed first).
 
@@ -1209,7 +1239,7 @@ class StreamWriter:
             raise
 
 
-def _write_fully(fd: int, data: bytes) -> None:
+def _write_fully(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until all of ``data`` is written (a regular file takes it in one call but may take
     less, e.g. past a signal)."""
     written = os.write(fd, data)
