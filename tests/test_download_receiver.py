@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +17,8 @@ from typing import Any
 
 import aiohttp.streams
 import pytest
+from aiohttp import web
+from test_proxy_env import _self_signed
 
 from adcreative_async import (
     AdCreativeClient,
@@ -22,6 +26,7 @@ from adcreative_async import (
     IncompleteDownloadError,
     Timeout,
     TransferOptions,
+    _downloads,
     _files,
 )
 from adcreative_async._downloads import STREAM_WRITE_FROM
@@ -34,6 +39,12 @@ MiB = 1 << 20
 SIZE = 16 * MiB
 assert SIZE >= 2 * STREAM_WRITE_FROM
 DOWNLOAD_ROUTE = "Image/BackgroundRemoving/Download"
+
+
+@pytest.fixture(autouse=True)
+def receive_from_4_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver takes bodies from 4 MiB here (32 MiB by default: see RECEIVE_FROM)."""
+    monkeypatch.setattr(_downloads, "RECEIVE_FROM", STREAM_WRITE_FROM)
 
 
 @pytest.fixture
@@ -87,6 +98,7 @@ class Proxy:
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
         self.url = ""
+        self.connections = 0
 
     async def __aenter__(self) -> Proxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -109,6 +121,7 @@ class Proxy:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         self._writers += [writer, up_writer]
         self._spawn(self._pipe(reader, up_writer, None, 0.0))
@@ -301,3 +314,66 @@ async def test_a_cancelled_download_under_a_slow_disk_leaves_nothing(
         assert list(tmp_path.iterdir()) == []
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         assert path.stat().st_size == SIZE
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for a certificate")
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in-loop", "thread"])
+async def test_a_large_download_over_tls_is_read_into_the_buffers_byte_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_loop: bool
+) -> None:
+    """The API is HTTPS: asyncio's TLS transport decrypts into the receiver's buffers as well."""
+    cert, key = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=str(cert))
+    emu = Emulator(auto_complete=False, download_size=SIZE, seed=5)
+    runner = web.AppRunner(emu.app, access_log=None)
+    await runner.setup()
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+        credentials: dict[str, Any] = {
+            "application_id": emu.application_id,
+            "api_key": emu.api_key,
+            "api_secret": emu.api_secret,
+            "jwt_private_key": emu.jwt_private_key,
+            "base_url": f"https://127.0.0.1:{runner.addresses[0][1]}",
+        }
+        transfer = TransferOptions(chunk_size=64 * 1024, write_in_loop=in_loop)
+        async with AdCreativeClient(
+            **credentials, user_id=USER, trust_env=False, transfer=transfer, ssl=client_context
+        ) as client:
+            process_id, task_id = await finished_task(client, emu)
+            fed: list[int] = []
+            real = aiohttp.streams.StreamReader.feed_data
+
+            def counting(self: aiohttp.streams.StreamReader, data: bytes, *args: Any) -> Any:
+                fed.append(len(data))
+                return real(self, data, *args)
+
+            monkeypatch.setattr(aiohttp.streams.StreamReader, "feed_data", counting)
+            path = await client.background_remover.download(process_id, task_id, out)
+            monkeypatch.undo()
+            assert digest_of(path) == await streamed_digest(client, process_id, task_id)
+    finally:
+        await runner.cleanup()
+    assert sum(fed) < 2 * MiB, f"{sum(fed)} bytes through aiohttp's reader"
+    assert [p.name for p in out.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("receive_from", [STREAM_WRITE_FROM, 2 * SIZE], ids=["received", "aiohttp"])
+async def test_a_received_body_closes_its_connection_and_a_smaller_one_keeps_it(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receive_from: int
+) -> None:
+    """Past RECEIVE_FROM the connection is closed after the body (aiohttp's parser never saw it): the
+    next request opens another. Below it, the body goes through aiohttp and the connection is reused."""
+    monkeypatch.setattr(_downloads, "RECEIVE_FROM", receive_from)
+    async with Proxy(emu.base_url) as proxy, client_for(emu, True, proxy.url) as client:
+        process_id, task_id = await finished_task(client, emu)
+        path = await client.background_remover.download(process_id, task_id, tmp_path)
+        before = proxy.connections
+        await client.background_remover.process_progress(process_id)
+        opened = proxy.connections - before
+    assert path.stat().st_size == SIZE
+    assert opened == (1 if receive_from <= SIZE else 0)
