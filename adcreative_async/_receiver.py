@@ -20,7 +20,8 @@ How it is written (``TransferOptions.write_in_loop``):
   duration, at most one buffer (as aiohttp's own loop writing a file, one chunk). Reads of up to 1 MiB
   where asyncio reads 256 KiB: fewer reads, writes and loop turns (a GiB: 0.38-0.40 s of the client's
   CPU against 0.50-0.52 s with 256 KiB reads into the same buffer). A write longer than
-  :data:`~adcreative_async._files.LOOP_WRITE_STALL` hands the next
+  :data:`~adcreative_async._files.LOOP_WRITE_STALL` in which the thread slept (the disk's stall, not
+  the CPU taken by other processes: ``_files.write_stalled``) hands the next
   :data:`~adcreative_async._files.LOOP_WRITE_BACKOFF` bytes to a worker thread (below); the loop writes
   again once that thread has written them.
 - In a worker thread: buffers of up to :data:`~adcreative_async._files.STREAM_COALESCE` bytes (as many
@@ -271,9 +272,9 @@ class _Receiver(asyncio.BufferedProtocol):
             self._received.add_view(view)
             fd = self._fd
             if fd is not None:
-                started = time.perf_counter()
+                started, sleeps = time.perf_counter(), files.thread_sleeps()
                 files._write_fully(fd, view)
-                if time.perf_counter() - started > files.LOOP_WRITE_STALL:
+                if files.write_stalled(started, sleeps):  # the disk's (not the CPU's): a thread writes
                     self._to_thread(files.LOOP_WRITE_BACKOFF)
             elif filled:
                 assert self._current is not None

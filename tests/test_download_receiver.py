@@ -228,7 +228,7 @@ async def test_a_large_download_that_stalls_midway_times_out_and_leaves_no_file(
 class ThreadWrites:
     """The worker thread's writes (``write_chunks``), each slowed by ``pause`` seconds: a slow disk."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, pause: float) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, pause: float, loop_pause: float = 0.0) -> None:
         self.loop = threading.get_ident()
         self.sizes: list[int] = []
         self.loop_writes = 0
@@ -241,7 +241,10 @@ class ThreadWrites:
             real_thread(handle, chunks)
 
         def in_loop(fd: int, data: Any) -> None:
+            assert threading.get_ident() == self.loop
             self.loop_writes += 1
+            if loop_pause:
+                time.sleep(loop_pause)  # the loop's thread sleeps in the write: a stalled disk
             real_loop(fd, data)
 
         monkeypatch.setattr(_files, "write_chunks", slow)
@@ -273,8 +276,9 @@ async def test_reads_overlap_slow_thread_writes_and_keep_every_byte_in_order(
 async def test_a_slow_disk_under_in_loop_writes_moves_them_to_the_thread_byte_exact(
     emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Loop writes slower than LOOP_WRITE_STALL (every one here) hand the next bytes to the thread,
-    which writes them while the loop reads on; then the loop writes again, the bytes in order."""
+    """Loop writes slower than LOOP_WRITE_STALL that slept (every one here: a stalled disk) hand the
+    next bytes to the thread, which writes them while the loop reads on; then the loop writes again,
+    the bytes in order."""
     monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
     monkeypatch.setattr(_files, "LOOP_WRITE_BACKOFF", 3 * MiB)
     async with (
@@ -282,13 +286,33 @@ async def test_a_slow_disk_under_in_loop_writes_moves_them_to_the_thread_byte_ex
         client_for(emu, True, proxy.url) as client,
     ):
         process_id, task_id = await finished_task(client, emu)
-        writes = ThreadWrites(monkeypatch, pause=0.002)
+        writes = ThreadWrites(monkeypatch, pause=0.002, loop_pause=0.001)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
     assert writes.loop_writes >= 2
     assert sum(writes.sizes) >= 3 * MiB
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("receive_from", [STREAM_WRITE_FROM, 2 * SIZE], ids=["received", "aiohttp"])
+async def test_slow_loop_writes_that_never_slept_stay_in_the_loop(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receive_from: int
+) -> None:
+    """A loop write slower than LOOP_WRITE_STALL (every one here, with the stall at 0) in which the
+    thread never slept was slow for want of the CPU (other processes ran), not for the disk: a worker
+    thread would not write sooner, so the writes stay in the loop (the receiver's and aiohttp's
+    chunks' alike)."""
+    monkeypatch.setattr(_downloads, "RECEIVE_FROM", receive_from)
+    monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
+    async with client_for(emu, True) as client:
+        process_id, task_id = await finished_task(client, emu)
+        writes = ThreadWrites(monkeypatch, pause=0.0)
+        path = await client.background_remover.download(process_id, task_id, tmp_path)
+        monkeypatch.undo()
+        assert digest_of(path) == await streamed_digest(client, process_id, task_id)
+    assert writes.sizes == []
+    assert writes.loop_writes >= SIZE // MiB
 
 
 async def test_a_cancelled_download_under_a_slow_disk_leaves_nothing(
