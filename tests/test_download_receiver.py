@@ -6,8 +6,11 @@ body is cut or stalls, and the client going on with a new connection after each 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import shutil
+import signal
 import ssl
 import threading
 import time
@@ -18,6 +21,7 @@ from typing import Any
 import aiohttp.streams
 import pytest
 from aiohttp import web
+from test_download_stream_writes import file_size_limit
 from test_proxy_env import _self_signed
 
 from adcreative_async import (
@@ -401,3 +405,21 @@ async def test_a_received_body_closes_its_connection_and_a_smaller_one_keeps_it(
         opened = proxy.connections - before
     assert path.stat().st_size == SIZE
     assert opened == (1 if receive_from <= SIZE else 0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in-loop", "thread"])
+async def test_a_write_error_of_a_received_body_is_raised_and_leaves_nothing(
+    emu: Emulator, tmp_path: Path, in_loop: bool
+) -> None:
+    """A write that fails (the file past the process's size limit: EFBIG, as a full disk fails) stops
+    the download with that error, in the loop's write or the thread's; the temporary file goes."""
+    async with client_for(emu, in_loop) as client:
+        process_id, task_id = await finished_task(client, emu)
+        (tmp_path / "keep.txt").write_text("x")
+        with file_size_limit(5 * MiB + 3), pytest.raises(OSError, match="too large") as caught:
+            await client.background_remover.download(process_id, task_id, tmp_path)
+        assert caught.value.errno == errno.EFBIG
+        assert os.listdir(tmp_path) == ["keep.txt"]
+        path = await client.background_remover.download(process_id, task_id, tmp_path)
+        assert digest_of(path) == await streamed_digest(client, process_id, task_id)
