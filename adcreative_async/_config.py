@@ -123,12 +123,13 @@ class TransferOptions:
             KiB read, close) and a download of at most 64 KiB (temporary file made, written, renamed).
             A thread hand-off costs more CPU than such an operation on a local disk; but a file system
             that stalls (a hung network mount) would stall the event loop with it: set False there.
-        write_in_loop: a large download's chunks (of at most 1 MiB) are written in the event loop as
+        write_in_loop: a large download's chunks (of at most 1 MiB; from 32 MiB, at most
+            ``chunk_size``, read straight into the download's buffer) are written in the event loop as
             they arrive (default True), as aiohttp's own read-to-file loop does: a write to the page
-            cache costs the loop less than handing the bytes to a thread on another core. The first
-            write that keeps the loop over 20 ms (a disk throttling writers) hands the rest of that body
-            to a worker thread. False: worker threads only (set it with ``inline_small_files=False``
-            where a file system can hang).
+            cache costs the loop less than handing the bytes to a thread on another core. A write that
+            keeps the loop over 20 ms (a disk throttling writers) hands the next 32 MiB of that body to
+            a worker thread, then the loop writes again. False: worker threads only (set it with
+            ``inline_small_files=False`` where a file system can hang).
     """
 
     chunk_size: int = 256 * 1024

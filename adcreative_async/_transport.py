@@ -170,11 +170,21 @@ class Response:
 class StreamedResponse:
     """A successful response whose body is read in chunks (downloads)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, chunk_size: int, method: str, route: str) -> None:
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        chunk_size: int,
+        method: str,
+        route: str,
+        limits: Timeout | None = None,
+    ) -> None:
         self._response = response
         self._chunk_size = chunk_size
         self._method = method
         self._route = route
+        self._limits = limits
+        self.detached = False
+        """Whether the rest of the body was taken off aiohttp (:meth:`detach`)."""
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
         self.received = 0
@@ -199,6 +209,8 @@ class StreamedResponse:
             IncompleteDownloadError: the connection dropped before the whole body arrived.
             APITimeoutError / APIConnectionError: other transport failures (never chained).
         """
+        if self.detached:
+            return b""
         error: AdCreativeError | None = None
         try:
             chunk = await self._response.content.read(max_bytes or self._chunk_size)
@@ -208,6 +220,74 @@ class StreamedResponse:
             raise error  # outside the handler: never chained to aiohttp's exception
         self.received += len(chunk)
         return chunk
+
+    @property
+    def read_timeout(self) -> float | None:
+        """Seconds the body may go without a byte (``Timeout.read``), or None."""
+        return self._limits.read if self._limits is not None else None
+
+    def detach(self) -> DetachedBody | None:
+        """Take the rest of the body off aiohttp, to be read straight from the connection (large
+        downloads to files: see ``_receiver``): the bytes aiohttp holds already, and the connection's
+        transport and protocol (aiohttp's reading paused, its read timer stopped). None (nothing
+        changed) unless the body is plain bytes of a known length (no content coding, no chunked
+        framing) still arriving on an open connection.
+
+        Once detached, :meth:`read` returns nothing more and the connection is closed when the response
+        is left (aiohttp's parser never saw the rest of the body): never reused.
+        """
+        response = self._response
+        content, connection = response.content, response.connection
+        if (
+            self.detached
+            or self.content_length is None
+            or "Transfer-Encoding" in response.headers
+            or connection is None
+            or content.exception() is not None
+            or content.is_eof()
+        ):
+            return None
+        transport, protocol = connection.transport, connection.protocol
+        if transport is None or protocol is None or transport.is_closing():
+            return None
+        if transport.get_protocol() is not protocol:
+            return None
+        head = content.read_nowait(-1)  # what arrived (this may resume aiohttp's reading: paused next)
+        protocol.pause_reading()  # and its read timer dropped: the receiver keeps its own
+        self.detached = True
+        self.received += len(head)
+        return DetachedBody(head, transport, protocol)
+
+    def cut_off(self, detail: str) -> AdCreativeError:
+        """The error of a detached body whose connection closed early (as :meth:`read` raises it)."""
+        return _translate(
+            aiohttp.ClientPayloadError(f"Response payload is not completed: {detail}"),
+            self._method,
+            self._route,
+            reading=True,
+        )
+
+    def timed_out(self) -> AdCreativeError:
+        """The error of a detached body that went ``read_timeout`` seconds without a byte."""
+        return _translate(
+            aiohttp.ServerTimeoutError("Timeout on reading data from socket"),
+            self._method,
+            self._route,
+            reading=True,
+            limits=self._limits,
+        )
+
+
+@dataclass(frozen=True)
+class DetachedBody:
+    """The rest of a body taken off aiohttp (see :meth:`StreamedResponse.detach`)."""
+
+    head: bytes
+    """Body bytes aiohttp had received already, to be used first."""
+    transport: asyncio.Transport
+    """The connection's transport, its reading paused."""
+    protocol: asyncio.BaseProtocol
+    """aiohttp's protocol of the connection: set back on the transport once the body is read."""
 
 
 class _UploadPayload(aiohttp_payload.Payload):
@@ -589,13 +669,17 @@ class Transport:
                 if error is not None:
                     raise error
                 raise self._api_error(req, response.status, response.headers, body)
-            streamed = StreamedResponse(response, self.transfer.chunk_size, req.method, req.route)
+            streamed = StreamedResponse(
+                response, self.transfer.chunk_size, req.method, req.route, req.timeout or self.timeout
+            )
             yield streamed
         except BaseException as exc:
             failure = exc if streamed is not None else None
             response.close()
             raise
         finally:
+            if streamed is not None and streamed.detached:
+                response.close()  # aiohttp's parser did not see the body: the connection is not reusable
             response.release()
             if span is not None:
                 span.end(response.status, received=streamed.received if streamed else None, error=failure)

@@ -12,6 +12,7 @@ import os
 import resource
 import signal
 import threading
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -175,13 +176,15 @@ class WriterThreads:
     """Which threads wrote a download's chunks: the event loop's (``_write_fully``) or a worker's
     (``write_chunks``), in the order of the writes."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, loop_sleep: float = 0.0) -> None:
         self.loop = threading.get_ident()
         self.writes: list[str] = []
         loop_write, thread_write = _files._write_fully, _files.write_chunks
 
         def in_loop(fd: int, data: bytes) -> None:
             self.writes.append("loop" if threading.get_ident() == self.loop else "other")
+            if loop_sleep:
+                time.sleep(loop_sleep)  # the thread sleeps in the write: a disk's stall
             loop_write(fd, data)
 
         def in_thread(handle: Any, chunks: list[bytes]) -> None:
@@ -222,8 +225,9 @@ async def test_a_large_download_is_written_in_the_event_loop_chunk_by_chunk(
 async def test_slow_loop_writes_hand_the_next_bytes_to_a_thread_and_keep_them_in_order(
     emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every in-loop write counts as slow here (LOOP_WRITE_STALL 0): each hands the next MiB to the
-    worker thread, which writes it before the loop writes again; the file is byte-exact."""
+    """Every in-loop write counts as slow here (LOOP_WRITE_STALL 0, and the thread sleeps in each, as on
+    a stalled disk): each hands the next MiB to the worker thread, which writes it before the loop
+    writes again; the file is byte-exact."""
     monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
     monkeypatch.setattr(_files, "LOOP_WRITE_BACKOFF", MiB)
     transfer = TransferOptions(chunk_size=64 * 1024)
@@ -231,7 +235,7 @@ async def test_slow_loop_writes_hand_the_next_bytes_to_a_thread_and_keep_them_in
         **emu.credentials, user_id=USER, trust_env=False, transfer=transfer
     ) as client:
         process_id, task_id = await finished_task(client, emu)
-        writers = WriterThreads(monkeypatch)
+        writers = WriterThreads(monkeypatch, loop_sleep=0.001)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         writes = writers.writes
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
