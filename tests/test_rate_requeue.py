@@ -8,16 +8,19 @@ the client told to retry nothing itself (one attempt per call), so that every 42
 from __future__ import annotations
 
 import collections
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from test_ledger_runs import BG_PROGRESS, BG_START, _crashed_intent, make_inputs
 
-from adcreative_async import AdCreativeClient, BulkOutcome, RateLimitError, RetryPolicy
+from adcreative_async import AdCreativeClient, BulkOutcome, RateLimitError, RateStatus, RetryPolicy
 from adcreative_async._clock import ManualClock
 from adcreative_async._ratelimit import RATE_LIMIT_REQUEUES, Requeues
-from adcreative_async.ledger import ItemState, MemoryLedger, RenderRequest, SqliteLedger
+from adcreative_async.ledger import ItemState, MemoryLedger, PostgresLedger, RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.anyio
 BG_DOWNLOAD = "Image/BackgroundRemoving/Download"
 #: One attempt per call: every 429 ends the call with RateLimitError (what the item then does is tested).
 ONE_ATTEMPT = RetryPolicy(max_attempts=1, reconcile_grace=0.05, reconcile_interval=0.01)
+POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
 
 
 USER = "2581c740-8e9d-4d63-96bc-5665bb9a646b"  # the user of a run without a ledger (one has its own)
@@ -157,3 +161,48 @@ def test_items_refused_together_are_spread_over_the_next_retry_after_not_sent_at
     # a Retry-After beyond the longest honoured ends the item's requeues at once
     later = RateLimitError("429", status=429, retry_after=31.0, method="POST")
     assert Requeues(clock, 30.0, None).delay(later) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_DSN, reason="needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN")
+async def test_workers_sharing_a_postgresql_ledger_and_its_rate_requeue_refused_items_and_render_each_once(
+    tmp_path: Path,
+) -> None:
+    assert POSTGRES_DSN is not None
+    paths = make_inputs(tmp_path / "in", 100)  # past a claim window (64): both workers start items
+    run = f"requeue-{uuid.uuid4().hex[:12]}"
+    outcomes: list[BulkOutcome[Any]] = []
+    statuses: list[RateStatus | None] = []
+    async with Emulator(task_duration=0.05, seed=5, rate_limit=40, rate_burst=10) as emulator:
+
+        async def worker(n: int) -> None:
+            async with (
+                PostgresLedger(POSTGRES_DSN, run=run) as ledger,
+                AdCreativeClient(
+                    **emulator.credentials, trust_env=False, retry=ONE_ATTEMPT, rate_control=True
+                ) as client,
+            ):
+                outcomes.extend(
+                    await client.process_many(
+                        paths,
+                        request=RenderRequest.remove_background,
+                        dest=tmp_path / f"out{n}",
+                        ledger=ledger,
+                        upload_concurrency=2,
+                    )
+                )
+                statuses.append(client.rate_status)
+
+        async with anyio.create_task_group() as group:
+            for n in range(2):
+                group.start_soon(worker, n)
+        limited = emulator.rate_counts().limited
+        per_input = emulator.processes_per_input()
+    assert limited > 0
+    assert sum(s.throttled for s in statuses if s is not None) > 0
+    # the rate learned from the 429s paced both workers (cut through the ledger, for one and the other)
+    assert all(s is not None and s.cuts > 0 for s in statuses), statuses
+    assert len(outcomes) == 2 * len(paths)  # each worker reports every input (its own, or the other's)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert len(per_input) == len(paths)
+    assert set(per_input.values()) == {1}
