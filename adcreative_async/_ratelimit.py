@@ -31,6 +31,10 @@ A worker that joins a rate already learned starts paced at its share. While no w
 and meet the limit as a flood of 429s before any of them has told the others): each probes from its share
 of :attr:`RateControl.start_rate`, grown as the slow start after a first cut grows (:data:`START_GROWTH`)
 while used, until the first 429 teaches the account rate (TCP's slow start).
+
+A bulk item whose request still ends in ``RateLimitError`` after the retries is requeued within its run
+(:class:`Requeues`, bounded by :data:`RATE_LIMIT_REQUEUES`): a 429 is taken to answer a request the
+server did not process (:data:`RATE_LIMITED_UNPROCESSED`), so a refused start call is sent again.
 """
 
 from __future__ import annotations

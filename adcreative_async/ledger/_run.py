@@ -31,7 +31,8 @@ state:
 An item's errors are sorted by :func:`~adcreative_async._errors.error_kind`: a run-level one (credentials,
 an unreachable API, the ledger or the output folder unwritable) stops the whole run (one
 :class:`~adcreative_async.RunAbortedError`, nothing recorded); an item-level one (the API refused the
-input, or the render failed) is recorded ``failed``; a transient one leaves the item as it was —
+input, or the render failed) is recorded ``failed``; a transient one (a 429 only once the item's requeues
+are spent: :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`) leaves the item as it was —
 ``pending`` when the call was refused or never sent, ``submitted`` when its render exists (a render known
 to exist is only ever awaited and downloaded, by this run or the next, never failed nor paid again). An
 item that ends here unfinished has its claim released at once: the workers watching it take it up (this
