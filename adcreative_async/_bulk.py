@@ -18,6 +18,11 @@ an item leaves once its outcome is taken by the outcomes' stream (which holds at
 a caller that stops iterating holds the run back), and nothing keeps the outcomes delivered. Only
 ``name=`` reads every input first (each input's name is compared with the others' before any start call).
 
+An item whose start call or download ends in ``RateLimitError`` (a 429 after the transport's retries)
+is not reported failed at once: it keeps its place in the window and is tried again after the 429's
+``Retry-After``, spread, at most :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES` times (a start
+call refused with a 429 made nothing: it is sent again; a render that exists is only downloaded again).
+
 With a run ledger (``ledger=``), the items go through :class:`~adcreative_async.ledger._run.LedgerDriver`
 instead: durable intents and answers, resume, and claims shared by many workers.
 """
@@ -41,12 +46,22 @@ from ._errors import (
     InvalidRequestError,
     NotFoundError,
     NotStartedError,
+    RateLimitError,
     RunAbortedError,
     first_of_kind,
 )
 from ._jobs import RenderJob, TaskUpdate
 from ._naming import Namer, check_names, check_template
-from ._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
+from ._outcome import (
+    NOT_STARTED,
+    BulkOutcome,
+    Inputs,
+    download_task,
+    follow,
+    requeues_for,
+    window_size,
+)
+from ._ratelimit import Requeues, refused_unprocessed
 
 if TYPE_CHECKING:
     from ._client import AdCreativeClient
@@ -56,7 +71,9 @@ __all__ = ["BulkOutcome", "BulkRun"]
 
 T = TypeVar("T")
 
-#: Starts one render for an item: ``async def submit(client, item) -> RenderJob``.
+#: Starts one render for an item: ``async def submit(client, item) -> RenderJob``, with one start call (a
+#: submit that raises a ``RateLimitError`` answering a POST, its start call refused unprocessed, is called
+#: again after the 429's ``Retry-After``: see :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`).
 Submit = Callable[["AdCreativeClient", T], Awaitable[RenderJob]]
 
 
@@ -339,19 +356,28 @@ class BulkRun(Generic[T]):
         # that no task group ever raises one of them (it would come out as an ExceptionGroup): only
         # cancellation and non-Exception errors leave this function.
         outcome: BulkOutcome[T] = BulkOutcome(index, item)
+        requeues = requeues_for(self._client)  # after 429s past the retries (RATE_LIMIT_REQUEUES)
+        counted = False  # against max_renders (once per item: a call refused with a 429 made nothing)
         try:
-            async with uploads:
-                if self._budget is not None:  # counted when the call is about to go: in start order
-                    if self._budget <= 0:
-                        raise NotStartedError(NOT_STARTED)
-                    self._budget -= 1
-                job = outcome.job = await self._submit(self._client, item)
+            while True:
+                try:
+                    async with uploads:
+                        if self._budget is not None and not counted:  # counted as the call is about to go
+                            if self._budget <= 0:
+                                raise NotStartedError(NOT_STARTED)
+                            self._budget -= 1
+                            counted = True
+                        job = outcome.job = await self._submit(self._client, item)
+                    break
+                except RateLimitError as exc:  # refused unprocessed: nothing made, sent again later
+                    if not refused_unprocessed(exc) or not await requeues.wait(exc):
+                        raise
         except Exception as exc:
             outcome._fail(exc)
         else:
             download = None
             if self._dest is not None:
-                download = functools.partial(self._download, outcome, downloads=downloads)
+                download = functools.partial(self._download, outcome, downloads=downloads, requeues=requeues)
             await follow(outcome, job, polls, self._timeout, self._on_update, download)
         run_level = first_of_kind(outcome.errors, ErrorKind.RUN, render_exists=outcome.job is not None)
         if run_level is not None:  # every item would fail alike: the run stops
@@ -370,6 +396,7 @@ class BulkRun(Generic[T]):
         refused: list[tuple[str, NotFoundError]] | None,
         *,
         downloads: anyio.CapacityLimiter,
+        requeues: Requeues,
     ) -> bool:
         job = outcome.job
         assert job is not None
@@ -384,6 +411,7 @@ class BulkRun(Generic[T]):
             self._name,
             outcome.item,
             refused,
+            requeues,
         )
 
 

@@ -13,15 +13,19 @@ import os
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import msgspec
 
-from ._errors import InvalidRequestError, NotFoundError, RenderNotReadyError
+from ._errors import InvalidRequestError, NotFoundError, RateLimitError, RenderNotReadyError
 from ._jobs import RenderJob, TaskUpdate, TaskUpdates, _is_finished
 from ._models import Progress, RenderState
 from ._naming import CHECK_SUFFIX, Namer, name_context, render_name, temp_stem_for
+from ._ratelimit import Requeues
+
+if TYPE_CHECKING:
+    from ._client import AdCreativeClient
 
 __all__ = [
     "NOT_STARTED",
@@ -30,6 +34,7 @@ __all__ = [
     "Inputs",
     "download_task",
     "follow",
+    "requeues_for",
     "window_size",
 ]
 
@@ -90,6 +95,14 @@ class BulkOutcome(Generic[T]):
         self.errors.append(error)
         if self.error is None:
             self.error = error
+
+
+def requeues_for(client: AdCreativeClient) -> Requeues:
+    """A new item's requeues after 429s (see :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`),
+    waited on the client's clock, bounded by its retry policy's ``max_retry_after`` and paced by its
+    rate control."""
+    transport = client._transport
+    return Requeues(client.clock, transport.retry.max_retry_after, transport.rate)
 
 
 class Inputs(Generic[T]):
@@ -156,6 +169,7 @@ async def download_task(
     name: Namer | None,
     named: object,
     refused: list[tuple[str, NotFoundError]] | None = None,
+    requeues: Requeues | None = None,
 ) -> bool:
     """Download one succeeded task of an item into ``dest`` (under ``limiter``), named by ``name``
     (its context built from ``named``, the item as the name callback sees it) when given: the body goes
@@ -164,7 +178,10 @@ async def download_task(
     item's own earlier file atomically, never through a file named after the task. The file goes to
     ``outcome.files``; an error is recorded in ``outcome``, never raised, except a refusal (a 404: the
     task has no result) when ``refused`` is given (a task not known to have succeeded, see
-    :func:`follow`): that is added to it instead. Returns whether the file was written."""
+    :func:`follow`): that is added to it instead. A download that ends in ``RateLimitError`` (429 after
+    the transport's retries) is tried again after its ``Retry-After`` while the item's ``requeues`` allow
+    (see :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`; its render is only downloaded again).
+    Returns whether the file was written."""
     name_for: Callable[[str], str] | None = None
     temp_stem: str | None = None
     if name is not None:
@@ -187,36 +204,41 @@ async def download_task(
             outcome._names.add(key)
             return text
 
-    try:
-        async with limiter:
-            # resume: a body cut mid-way continues (or restarts), instead of failing the item
-            path = await job.resource._download(
-                job.process_id,
-                task_id,
-                dest,
-                fields=None,
-                low_resolution=low_resolution,
-                on_progress=None,
-                resume=True,
-                use_server_filename=False,
-                user_id=job.user_id,
-                extra_query=None,
-                extra_headers=None,
-                timeout=None,
-                retry=None,
-                name_for=name_for,
-                temp_stem=temp_stem,
-            )
-        outcome.files.append(path)
-        return True
-    except NotFoundError as exc:
-        if refused is None:
+    while True:
+        try:
+            async with limiter:
+                # resume: a body cut mid-way continues (or restarts), instead of failing the item
+                path = await job.resource._download(
+                    job.process_id,
+                    task_id,
+                    dest,
+                    fields=None,
+                    low_resolution=low_resolution,
+                    on_progress=None,
+                    resume=True,
+                    use_server_filename=False,
+                    user_id=job.user_id,
+                    extra_query=None,
+                    extra_headers=None,
+                    timeout=None,
+                    retry=None,
+                    name_for=name_for,
+                    temp_stem=temp_stem,
+                )
+            outcome.files.append(path)
+            return True
+        except RateLimitError as exc:  # 429 after the retries: downloaded again later (no slot held)
+            if requeues is not None and await requeues.wait(exc):
+                continue
             outcome._fail(exc)
-        else:
-            refused.append((task_id, exc))
-    except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
-        outcome._fail(exc)
-    return False
+        except NotFoundError as exc:
+            if refused is None:
+                outcome._fail(exc)
+            else:
+                refused.append((task_id, exc))
+        except Exception as exc:  # an API error, or a local one (OSError: disk full, no such directory)
+            outcome._fail(exc)
+        return False
 
 
 #: Downloads one task of an item: ``download(task_id, refused)`` (see :func:`download_task`).

@@ -31,6 +31,10 @@ A worker that joins a rate already learned starts paced at its share. While no w
 and meet the limit as a flood of 429s before any of them has told the others): each probes from its share
 of :attr:`RateControl.start_rate`, grown as the slow start after a first cut grows (:data:`START_GROWTH`)
 while used, until the first 429 teaches the account rate (TCP's slow start).
+
+A bulk item whose request still ends in ``RateLimitError`` after the retries is requeued within its run
+(:class:`Requeues`, bounded by :data:`RATE_LIMIT_REQUEUES`): a 429 is taken to answer a request the
+server did not process (:data:`RATE_LIMITED_UNPROCESSED`), so a refused start call is sent again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,8 +50,22 @@ from typing import Protocol
 import anyio
 
 from ._clock import Clock
+from ._errors import RateLimitError
 
-__all__ = ["RateBoard", "RateControl", "RateController", "RateReport", "RateShare", "RateStatus"]
+__all__ = [
+    "RATE_LIMITED_UNPROCESSED",
+    "RATE_LIMIT_REQUEUES",
+    "REQUEUE_SPREAD",
+    "REQUEUE_WAIT",
+    "RateBoard",
+    "RateControl",
+    "RateController",
+    "RateReport",
+    "RateShare",
+    "RateStatus",
+    "Requeues",
+    "refused_unprocessed",
+]
 
 logger = logging.getLogger("adcreative_async.http")
 
@@ -450,3 +469,100 @@ class RateController:
         self.generation += 1
         self.cuts += 1
         self._grown_at = now
+
+
+# requeues after a 429 (bulk runs) ------------------------------------------------------------------------
+
+#: assumed: the docs say nothing of 429 (reference §1.8). A 429 answers a request the server refused
+#: before processing it (a rate limiter in front of the API: RFC 6585's "Too Many Requests"), so a start
+#: call answered 429 made no render: the transport sends a request refused with a 429 again after its
+#: ``Retry-After``, POSTs included, and a bulk run requeues an item whose start call still ended in
+#: ``RateLimitError`` (:class:`Requeues`), never reconciling it as a call that may have made a render.
+RATE_LIMITED_UNPROCESSED = True
+
+#: A bulk item whose start call, progress lookup (a run ledger's reconciliation) or download ends in
+#: ``RateLimitError`` (a 429 after the transport's retries) goes back into the run's window and is tried
+#: again after the 429's ``Retry-After`` (:class:`Requeues`), at most this many times in all for the item
+#: (its start call, lookups and downloads together). Past them (or when the server asks for a wait longer
+#: than ``RetryPolicy.max_retry_after``) its outcome is the ``RateLimitError``, as a transient error: with
+#: a run ledger the item stays ``pending`` (no render made), or ``submitted`` (its render exists: only
+#: awaited and downloaded again, never started again), for the next run. The item keeps its place in the
+#: window while it waits (no list of requeued items beyond the window), and holds no upload or download
+#: slot meanwhile. ``RetryPolicy(max_retry_after=0)`` turns requeues off (but after a ``Retry-After: 0``).
+RATE_LIMIT_REQUEUES = 4
+#: A requeued item waits its 429's ``Retry-After`` plus a random share (full jitter) of up to this many
+#: ``Retry-After`` more, doubled at each requeue of the item (and at most ``RetryPolicy.max_retry_after``
+#: more): items refused together are spread over the next seconds instead of all coming back at the same
+#: instant to the same empty bucket. Their requests are still paced by the client's rate control when it
+#: is on (shared by the workers of a PostgreSQL run ledger).
+REQUEUE_SPREAD = 1.0
+#: A 429 without ``Retry-After``: the wait counted instead of it (seconds), unless the client's rate
+#: control paces requests (then one turn at its pace).
+REQUEUE_WAIT = 1.0
+
+
+def refused_unprocessed(error: BaseException) -> bool:
+    """Whether ``error`` is a 429 answering a POST (a start call, or its token request): refused before
+    it was processed (:data:`RATE_LIMITED_UNPROCESSED`), so nothing was made and it may be sent again."""
+    return RATE_LIMITED_UNPROCESSED and isinstance(error, RateLimitError) and error.method == "POST"
+
+
+class Requeues:
+    """One bulk item's requeues after a ``RateLimitError`` (see :data:`RATE_LIMIT_REQUEUES`), shared by its
+    start call, progress lookups and downloads.
+
+    Args:
+        clock: the client's clock (the wait goes through it).
+        max_retry_after: the longest ``Retry-After`` waited for (the client's ``RetryPolicy``'s).
+        rate: the client's rate control, if on (its pace replaces a missing ``Retry-After``).
+        limit: requeues allowed (default :data:`RATE_LIMIT_REQUEUES`).
+    """
+
+    __slots__ = ("_clock", "_max_retry_after", "_rate", "limit", "used")
+
+    def __init__(
+        self,
+        clock: Clock,
+        max_retry_after: float,
+        rate: RateController | None,
+        limit: int = RATE_LIMIT_REQUEUES,
+    ) -> None:
+        self._clock = clock
+        self._max_retry_after = max_retry_after
+        self._rate = rate
+        self.limit = limit
+        self.used = 0
+        """Requeues taken so far."""
+
+    def delay(self, error: RateLimitError) -> float | None:
+        """How long to wait before the next try after ``error`` (see :data:`REQUEUE_SPREAD`); None when
+        the item is not to be tried again (its requeues spent, or a ``Retry-After`` beyond the longest
+        honoured)."""
+        if self.used >= self.limit:
+            return None
+        base = error.retry_after
+        if base is None:
+            pace = self._rate.rate if self._rate is not None else None
+            base = REQUEUE_WAIT if pace is None else 1.0 / pace
+        if base > self._max_retry_after:
+            return None
+        spread = min(self._max_retry_after, base * REQUEUE_SPREAD * 2**self.used)
+        return max(0.0, base) + random.uniform(0.0, spread)
+
+    async def wait(self, error: RateLimitError) -> bool:
+        """Wait until the item may be tried again after ``error``; False at once when it is not to be
+        (see :meth:`delay`: the item's outcome is then ``error``)."""
+        delay = self.delay(error)
+        if delay is None:
+            return False
+        self.used += 1
+        logger.info(
+            "429 after the retries (%s %s): the item is tried again in %.2fs (requeue %d of %d)",
+            error.method,
+            error.path,
+            delay,
+            self.used,
+            self.limit,
+        )
+        await self._clock.sleep(delay)
+        return True

@@ -53,7 +53,7 @@ from ._errors import (
 )
 from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
-from ._ratelimit import RateControl, RateController, rate_scope
+from ._ratelimit import RATE_LIMITED_UNPROCESSED, RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -827,8 +827,9 @@ class Transport:
                 if error is not None:
                     raise error
                 raise self._api_error(req, response.status, response.headers, body)
-            # A 429 says the server refused the request unprocessed: safe to send again, POSTs included.
-            refused = response.status == 429 and 429 in policy.retry_statuses
+            # A 429 says the server refused the request unprocessed (RATE_LIMITED_UNPROCESSED): safe to
+            # send again, POSTs included.
+            refused = RATE_LIMITED_UNPROCESSED and response.status == 429 and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
                 delay = self._retry_delay(
                     req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline

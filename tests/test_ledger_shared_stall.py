@@ -19,8 +19,9 @@ from adcreative_async.testing import Emulator, Faults
 pytestmark = pytest.mark.anyio
 
 ITEMS = 200  # past the claim window (64): each worker claims some, and watches the others
-#: One attempt per call: every refused start call ends its item at once (left for the next run).
-NO_RETRIES = RetryPolicy(max_attempts=1, reconcile_grace=0.05, reconcile_interval=0.01)
+#: One attempt per call: every refused start call ends its item at once (left for the next run); its 429's
+#: Retry-After (1 s) is longer than the longest honoured, so that the run does not requeue it either.
+NO_RETRIES = RetryPolicy(max_attempts=1, max_retry_after=0.5, reconcile_grace=0.05, reconcile_interval=0.01)
 #: Generous: the run takes a few seconds; before the fix it never ended.
 HANG = 60
 POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")

@@ -31,7 +31,8 @@ state:
 An item's errors are sorted by :func:`~adcreative_async._errors.error_kind`: a run-level one (credentials,
 an unreachable API, the ledger or the output folder unwritable) stops the whole run (one
 :class:`~adcreative_async.RunAbortedError`, nothing recorded); an item-level one (the API refused the
-input, or the render failed) is recorded ``failed``; a transient one leaves the item as it was —
+input, or the render failed) is recorded ``failed``; a transient one (a 429 only once the item's requeues
+are spent: :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`) leaves the item as it was —
 ``pending`` when the call was refused or never sent, ``submitted`` when its render exists (a render known
 to exist is only ever awaited and downloaded, by this run or the next, never failed nor paid again). An
 item that ends here unfinished has its claim released at once: the workers watching it take it up (this
@@ -77,6 +78,7 @@ from .._errors import (
     InvalidRequestError,
     NotFoundError,
     NotStartedError,
+    RateLimitError,
     RunAbortedError,
     UploadAbortedError,
     error_kind,
@@ -85,7 +87,8 @@ from .._errors import (
 from .._files import send_guard
 from .._jobs import RenderJob
 from .._naming import Namer, check_names
-from .._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, window_size
+from .._outcome import NOT_STARTED, BulkOutcome, Inputs, download_task, follow, requeues_for, window_size
+from .._ratelimit import Requeues, refused_unprocessed
 from .._reconcile import RenderMayExistError
 from ._base import (
     ItemRecord,
@@ -221,6 +224,7 @@ class LedgerDriver(Generic[T]):
         self._refused: dict[int, InvalidRequestError] = {}  # items whose result could not be saved
         self._refuse_all: InvalidRequestError | None = None  # every item's (results named by task: dest)
         self._scope: anyio.CancelScope | None = None  # the items' task group's
+        self._requeues: dict[str, Requeues] = {}  # running items' requeues after 429s (RATE_LIMIT_REQUEUES)
         #: The run-level error that stopped the run, if one did (see :meth:`drive`).
         self.aborted: RunAbortedError | None = None
 
@@ -557,6 +561,7 @@ class LedgerDriver(Generic[T]):
     ) -> None:
         outcome: BulkOutcome[T] = BulkOutcome(entry.index, entry.item, key=entry.key)
         exists = record.state is ItemState.SUBMITTED  # the render is known to exist (its process id)
+        self._requeues[entry.key] = requeues_for(self._client)
         try:
             job = await self._job_for(entry, record)
             exists = True
@@ -595,6 +600,7 @@ class LedgerDriver(Generic[T]):
                 self._submitted_one()
             if entry.key not in self._unsent:  # (an unsent intent is put back with its epoch)
                 self._holds.pop(entry.key, None)
+            self._requeues.pop(entry.key, None)
             self._busy -= 1
             self._changed()
         if isinstance(outcome.error, _LostClaim):
@@ -668,6 +674,7 @@ class LedgerDriver(Generic[T]):
         user = derived_user_id(self._ledger.namespace, entry.key, record.attempt)
         clock = self._client.clock
         resubmits = 1  # after an ambiguous failure proven to have made nothing, one more call at most
+        limited: RateLimitError | None = None  # a 429 after the retries: sent again after its Retry-After
         while True:
             # Written before the wait for an upload slot: the intents of the items claimed together
             # arrive together and are committed together (one commit per many items, not one per call).
@@ -696,10 +703,22 @@ class LedgerDriver(Generic[T]):
                     if not guard.refused:
                         raise  # the input changed (InputChangedError): put back by _run_item
                     await self._leave(entry)
+                except RateLimitError as exc:  # refused unprocessed (RATE_LIMITED_UNPROCESSED): pending
+                    await self._requeue(entry)
+                    if not refused_unprocessed(exc):
+                        raise
+                    limited, job = exc, None
                 except Exception:  # not ambiguous: the call was refused or never sent, nothing made
                     await self._requeue(entry)
                     raise
                 self._unsent.discard(entry.key)  # answered, or may have been sent
+            if limited is not None:  # no upload slot held while it waits; a new intent before the call
+                if not await self._requeue_after(entry, limited):
+                    raise limited
+                if self._budget is not None:
+                    self._budget += 1  # the refused call made nothing (_spend counts the next one)
+                written, limited = None, None
+                continue
             if job is not None:  # recorded right away, but without holding an upload slot
                 with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
                     await self._ledger.submitted(
@@ -786,6 +805,13 @@ class LedgerDriver(Generic[T]):
             except AdCreativeError as exc:  # its claim lapses by itself once this worker stops renewing
                 logger.warning("could not give up the claim on %s: %s", entry.key, exc)
 
+    async def _requeue_after(self, entry: _Item[T], error: RateLimitError) -> bool:
+        """Wait out a 429 that ended the item's start call, lookup or download after the retries; False
+        (at once) when the item's requeues are spent (see
+        :data:`~adcreative_async._ratelimit.RATE_LIMIT_REQUEUES`): its outcome is then ``error``."""
+        requeues = self._requeues.get(entry.key)
+        return requeues is not None and await requeues.wait(error)
+
     def _epoch(self, key: str) -> int | None:
         """The fencing epoch of this worker's claim on ``key`` (None: not claimed here: unfenced)."""
         hold = self._holds.get(key)
@@ -808,7 +834,12 @@ class LedgerDriver(Generic[T]):
             waited = time.time() - (record.intent_at or 0.0)
             deadline = clock.monotonic() + max(0.0, grace - waited)
         while True:
-            listing = await resource.user_progress(record.user_id)
+            try:
+                listing = await resource.user_progress(record.user_id)
+            except RateLimitError as exc:  # looked up again after its Retry-After (a listing is needed)
+                if not await self._requeue_after(entry, exc):
+                    raise
+                continue
             if listing:
                 if len(listing) > 1:
                     logger.warning(
@@ -899,6 +930,7 @@ class LedgerDriver(Generic[T]):
             self._name,
             entry.request,
             refused,
+            self._requeues.get(entry.key),
         )
 
 
