@@ -46,18 +46,40 @@ _NOT_IN_BRIEF = frozenset(
 _IMAGE_KEYS = ("brand_image", "background_image")
 
 
-@dataclass(frozen=True)
 class ImageItem:
     """One image to process: where it is, and its identity for naming: its path relative to the folder
-    it was found in (a file given by itself: its name), suffix kept (see :meth:`output_name`)."""
+    it was found in (a file given by itself: its name), suffix kept (see :meth:`output_name`).
 
-    path: Path
-    output_stem: str
+    Held for every input of a run (what the preflight checked), so it is small: the folder (one object
+    shared by its files) and the relative path; :attr:`path` is made when read.
+    """
+
+    __slots__ = ("folder", "output_stem")
+
+    def __init__(self, folder: Path, output_stem: str) -> None:
+        self.folder = folder
+        self.output_stem = output_stem
+
+    def __repr__(self) -> str:
+        return f"ImageItem({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageItem):
+            return NotImplemented
+        return (self.folder, self.output_stem) == (other.folder, other.output_stem)
+
+    def __hash__(self) -> int:
+        return hash((self.folder, self.output_stem))
+
+    @property
+    def path(self) -> Path:
+        """The image's path, as given (a folder's file: the folder joined with its relative path)."""
+        return self.folder / self.output_stem
 
     @property
     def label(self) -> str:
         """The name shown in progress rows and tables."""
-        return self.path.name
+        return self.output_stem.rpartition("/")[2]
 
     def output_name(self, suffix: str) -> str:
         """The result's path in the output folder, a function of this input alone (never of the other
@@ -92,20 +114,24 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             same output name (the same relative path in two folders given; names compared
             case-insensitively), before anything is sent.
     """
-    found: list[tuple[Path, str]] = []
+    # memory: a small ImageItem per file (its folder shared), never a Path each nor a list of names
+    items: list[ImageItem] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(
-                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            found.extend((p, p.relative_to(path).as_posix()) for p in files)
+            relatives = [
+                p.relative_to(path).as_posix()
+                for p in path.glob(pattern)
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            ]
+            relatives.sort(key=_path_order)
+            items.extend(ImageItem(path, relative) for relative in relatives)
         elif path.is_file():
-            found.append((path, path.name))
+            items.append(ImageItem(path.parent, path.name))
         else:
             raise UsageError(f"no such file or folder: {raw}")
-    if not found:
+    if not items:
         raise UsageError(
             "no images found in "
             + ", ".join(paths)
@@ -113,11 +139,25 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             + ("" if recursive else "; add --recursive for subfolders")
             + ")"
         )
-    items = [ImageItem(path, relative) for path, relative in found]
-    refuse_shared_names(
-        [(os.path.abspath(item.path), str(item.path), item.output_name(".png")) for item in items]
-    )
+    owners: dict[str, ImageItem] = {}
+    for item in items:
+        name = item.output_name(".png")
+        first = owners.setdefault(name.casefold(), item)
+        if first is not item and os.path.abspath(first.path) != os.path.abspath(item.path):
+            raise UsageError(_shared_name(str(first.path), str(item.path), name))
     return items
+
+
+def _path_order(relative: str) -> tuple[str, ...]:
+    """The order of a folder's files: that of their paths (part by part)."""
+    return tuple(relative.split("/"))
+
+
+def _shared_name(first: str, second: str, name: str) -> str:
+    return (
+        f"{first} and {second} would both be saved as {name!r}: output names come from each "
+        "input's path relative to the folder given; give one of them another name or folder"
+    )
 
 
 def refuse_shared_names(named: Sequence[tuple[object, str, str]]) -> None:
@@ -131,10 +171,7 @@ def refuse_shared_names(named: Sequence[tuple[object, str, str]]) -> None:
     for identity, shown, name in named:
         first = owners.setdefault(name.casefold(), (identity, shown))
         if first[0] != identity:
-            raise UsageError(
-                f"{first[1]} and {shown} would both be saved as {name!r}: output names come from each "
-                "input's path relative to the folder given; give one of them another name or folder"
-            )
+            raise UsageError(_shared_name(first[1], shown, name))
 
 
 @dataclass(frozen=True)
