@@ -158,7 +158,8 @@ def measure(sizes: Sequence[int], baseline: str | None, extra: Sequence[str]) ->
         _log(f"{max(sizes):,} images written in {time.monotonic() - started:.1f} s")
         sources = {"current": ROOT}
         if baseline is not None:
-            sources["baseline"] = export(baseline, Path(tmp) / "baseline")
+            given = Path(baseline)  # a folder holding the package (an exported revision), or a revision
+            sources["baseline"] = given if given.is_dir() else export(baseline, Path(tmp) / "baseline")
             runs["baseline"] = {}
         for size in sizes:
             folder = Path(tmp) / f"in-{size}"
@@ -227,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI keeps it working)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+", help="inputs per run (default: 2000 20000)")
-    parser.add_argument("--baseline", metavar="REF", help="also run the package of this git revision")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run the package of this git revision (or of this folder)"
+    )
     parser.add_argument("--no-ledger", action="store_true", help="run the CLI with --no-ledger")
     parser.add_argument("--output", type=Path, help="write the results here instead")
     args = parser.parse_args(argv)
