@@ -121,7 +121,7 @@ def _bg_item(
 
 async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
     args = session.args
-    items: list[ImageItem] = args.items
+    items: Sequence[ImageItem] = args.items
     out = Path(args.output)
     display = session.display
     rows = LiveRows(display)
@@ -190,7 +190,7 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
 
 async def _remove_bg_unrecorded(session: Session) -> int:
     args = session.args
-    items: list[ImageItem] = args.items
+    items: Sequence[ImageItem] = args.items
     out = Path(args.output)
     display = session.display
     user_id = session.user_id()

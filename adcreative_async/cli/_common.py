@@ -283,22 +283,6 @@ class Session:
         console = self.display.console if isinstance(self.display, BarsDisplay) else None
         print_table(title, columns, rows, console=console)
 
-    def summary(
-        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, failed: Sequence[bool]
-    ) -> None:
-        """Print a command's summary as ``--summary`` asks: the title and the rows that ``failed``
-        (default), every row (``all``), or nothing (``none``); never in ``--json`` mode."""
-        mode = getattr(self.args, "summary", "all")
-        if self.json or mode == "none":
-            return
-        if mode == "failed":
-            rows = [row for row, bad in zip(rows, failed, strict=True) if bad]
-            if not rows:
-                print(title, flush=True)
-                return
-            title = f"{title}; failed:"
-        self.table(title, columns, rows)
-
     def say(self, message: str) -> None:
         """A line for people (not in ``--json`` mode)."""
         if not self.json:
