@@ -76,6 +76,25 @@ def test_max_rate_paces_the_run_and_its_summary_says_what_the_rate_control_did(
     assert "rate" not in summary_of(capsys.readouterr().out)  # off by default
 
 
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [(["--start-rate", "5"], {}), ([], {"ADCREATIVE_START_RATE": "5"}), ([], {"ADCREATIVE_MAX_RATE": "30"})],
+)
+def test_each_rate_option_or_variable_turns_the_rate_control_on(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    cli_env: EmulatorThread,
+    argv: list[str],
+    env: dict[str, str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    folder = photos(tmp_path / "in", 1)
+    assert main(["remove-bg", str(folder), "-o", str(tmp_path / "out"), "--json", *argv]) == 0
+    assert "rate" in summary_of(capsys.readouterr().out)
+
+
 def test_rate_control_from_the_environment_learns_the_accounts_limit_from_its_429s(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
