@@ -15,6 +15,7 @@ seconds and wall time; RSS growth per input between consecutive sizes (KiB). Goa
 <= 0.5 KiB per input, as the library's bulk run. Each run checks that every input succeeded and that
 ``--json`` printed one line per input (JSON Lines) or one document holding them (the baseline's format).
 
+Each cell is one run unless ``--runs K`` (the run of median peak RSS is kept; every peak is recorded).
 Prints a table and writes ``benchmarks/results/cli_scale.json`` (``cli_scale-quick.json`` with
 ``--quick``).
 """
@@ -148,7 +149,9 @@ def run_library(info: dict[str, Any], folder: Path, out: Path, size: int) -> dic
     return result
 
 
-def measure(sizes: Sequence[int], baseline: str | None, extra: Sequence[str]) -> dict[str, Any]:
+def measure(
+    sizes: Sequence[int], baseline: str | None, extra: Sequence[str], repeats: int = 1
+) -> dict[str, Any]:
     runs: dict[str, dict[str, dict[str, Any]]] = {"current": {}, "library": {}}
     with tempfile.TemporaryDirectory(prefix="adcreative-cli-scale-") as tmp:
         images = Path(tmp) / "images"
@@ -167,20 +170,27 @@ def measure(sizes: Sequence[int], baseline: str | None, extra: Sequence[str]) ->
             for i in range(size):  # the first N images, linked: no copy
                 (folder / f"{i}.png").symlink_to(images / f"{i}.png")
             for name in [*sources, "library"]:  # side by side at each size
-                low, high = TASK_DURATION
-                with emulator("--task-duration", str(low), str(high)) as info:
-                    out = Path(tmp) / f"out-{name}-{size}"
-                    if name == "library":
-                        result = run_library(info, folder, out, size)
-                    else:
-                        result = run_cli(sources[name], info, folder, out, extra)
-                runs[name][str(size)] = result
-                _log(
-                    f"  {name:8} {size:>7,}: {result['wall_seconds']:.1f} s wall, "
-                    f"{result['cpu_seconds'] / size * 1000:.2f} ms CPU/item, "
-                    f"{result['peak_rss_kib'] / 1024:.0f} MiB peak, {result['succeeded']}/{size} ok, "
-                    f"{result['item_lines']} item lines"
-                )
+                samples = []
+                for attempt in range(repeats):
+                    low, high = TASK_DURATION
+                    with emulator("--task-duration", str(low), str(high)) as info:
+                        out = Path(tmp) / f"out-{name}-{size}-{attempt}"
+                        if name == "library":
+                            result = run_library(info, folder, out, size)
+                        else:
+                            result = run_cli(sources[name], info, folder, out, extra)
+                    samples.append(result)
+                    _log(
+                        f"  {name:8} {size:>7,}: {result['wall_seconds']:.1f} s wall, "
+                        f"{result['cpu_seconds'] / size * 1000:.2f} ms CPU/item, "
+                        f"{result['peak_rss_kib'] / 1024:.0f} MiB peak, {result['succeeded']}/{size} ok, "
+                        f"{result['item_lines']} item lines"
+                    )
+                samples.sort(key=lambda r: r["peak_rss_kib"])
+                runs[name][str(size)] = {
+                    **samples[len(samples) // 2],
+                    "peaks_kib": [r["peak_rss_kib"] for r in samples],
+                }
     return {"sizes": list(sizes), "baseline": baseline, "extra": list(extra), "runs": runs}
 
 
@@ -231,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", metavar="REF", help="also run the package of this git revision (or of this folder)"
     )
+    parser.add_argument("--runs", type=int, default=1, help="runs per cell: the median peak is kept")
     parser.add_argument("--no-ledger", action="store_true", help="run the CLI with --no-ledger")
     parser.add_argument("--output", type=Path, help="write the results here instead")
     args = parser.parse_args(argv)
@@ -239,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     extra = ["--no-ledger"] if args.no_ledger else []
-    data = measure(sorted(sizes), args.baseline, extra)
+    data = measure(sorted(sizes), args.baseline, extra, max(1, args.runs))
     data["machine"] = machine()
     print(report(data))
     if args.output is not None:
