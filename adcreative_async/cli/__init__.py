@@ -119,7 +119,7 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         help=shown(
             'print JSON Lines, no bars: one object per item as it finishes ("type": "item"), then '
             'the summary ("type": "summary": counts, failures per error code, the first 20); '
-            "other commands print one object, on one line"
+            "other commands print one object, on one line (changed: was one document of every item)"
         ),
     )
     group.add_argument(
@@ -407,7 +407,8 @@ def _add_summary(parser: argparse.ArgumentParser) -> None:
         "--summary",
         choices=("failed", "all", "none"),
         default="failed",
-        help="the table printed at the end: the items that failed (default), every item, or none",
+        help="at the end: the counts and a table of the first 20 failures with where the rest are listed "
+        "(failed, the default); each item's row as it finishes, then the counts (all); nothing (none)",
     )
 
 
