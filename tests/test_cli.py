@@ -59,8 +59,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    """The command's ``--json`` output (JSON Lines): its last line, with the item lines before it as
+    ``items`` (as one document held them before the output was streamed)."""
     code, out, _ = run(capsys, *argv, "--json")
-    return code, json.loads(out)
+    lines = [json.loads(line) for line in out.splitlines()]
+    items = [line for line in lines[:-1] if line.get("type") == "item"]
+    return code, {**lines[-1], "items": items} if items else lines[-1]
 
 
 def visible(folder: Path, *, recursive: bool = False) -> list[Path]:
@@ -92,7 +96,7 @@ def test_remove_bg_saves_one_cutout_per_image_named_after_it(
     assert (doc["succeeded"], doc["failed"]) == (3, 0)
     # a JPEG's result keeps the input's suffix: photo-0.jpg and photo-0.png never share a name
     assert sorted(p.name for p in visible(out)) == ["photo-0.jpg.png", "photo-1.jpg.png", "photo-2.jpg.png"]
-    assert [Path(item["files"][0]).name for item in doc["items"]] == [
+    assert sorted(Path(item["files"][0]).name for item in doc["items"]) == [  # in the order they finished
         "photo-0.jpg.png",
         "photo-1.jpg.png",
         "photo-2.jpg.png",
@@ -159,7 +163,7 @@ def test_generate_from_a_toml_brief_downloads_every_task(
     out = tmp_path / "creatives"
     code, doc = run_json(capsys, "generate", "--brief", str(BRIEF), "-o", str(out), "--emulator")
     assert code == 0
-    assert [item["brief"] for item in doc["items"]] == ["brief.toml#1", "brief.toml#2"]
+    assert sorted(item["brief"] for item in doc["items"]) == ["brief.toml#1", "brief.toml#2"]
     task_ids = [t for item in doc["items"] for t in item["job"]["taskIds"]]
     # named after the brief and each task's position in its process
     expected = [f"brief-{entry}-{task}" for entry in (1, 2) for task in range(1, 6)]
@@ -382,7 +386,7 @@ def test_exit_code_is_1_when_an_item_failed(tmp_path: Path) -> None:
     )  # fmt: skip
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
-    assert json.loads(stdout)["failed"] == 1
+    assert json.loads(stdout.splitlines()[-1])["failed"] == 1  # the summary: the last JSON line
 
 
 def _wait_for(condition: Any, proc: subprocess.Popen[str], timeout: float = 20) -> None:

@@ -34,9 +34,9 @@ def test_an_items_error_is_shown_whole_in_lines_mode(
     cli_env.fail_next("Image/BackgroundRemoving/AdCreative", 400)
     folder = photos(tmp_path / "in", 1)
     code = main(["remove-bg", str(folder), "-o", str(tmp_path / "a"), "--json"])
-    document = json.loads(capsys.readouterr().out)
+    item = json.loads(capsys.readouterr().out.splitlines()[0])  # --json: JSON Lines, the item first
     assert code == 1  # an item failed: the API refused it
-    error = document["items"][0]["error"]
+    error = item["error"]
     whole = " ".join(f"{error['type']}: {error['message']}".split()).split(" [trace ")[0]  # (per request)
     assert len(whole) > 120  # (the old display cut at 120)
     cli_env.fail_next("Image/BackgroundRemoving/AdCreative", 400)

@@ -307,7 +307,9 @@ def adcreative(*argv: str, env: dict[str, str]) -> tuple[int, dict[str, Any], st
         timeout=120,
         check=False,
     )
-    document = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]  # --json: JSON Lines
+    items = [line for line in lines if line.get("type") == "item"]
+    document = {**lines[-1], "items": items} if lines else {}
     return proc.returncode, document, proc.stderr
 
 

@@ -6,10 +6,11 @@ display of the others needs the ``cli`` extra (``pip install '.[cli]'``) unless 
 is given. ``remove-bg`` and ``generate -o`` are resumable: see ``_runs``.
 
 Global options (before or after the subcommand): ``--emulator`` (or ``ADCREATIVE_EMULATOR=1``) runs
-against an in-process emulator with no account; ``--json`` prints one JSON document instead of bars and
-tables; ``--progress auto|bars|lines|off``; credentials as ``--application-id``, ``--api-key``,
-``--api-secret``, ``--jwt-private-key``, ``--base-url``, ``--user-id`` or the ``ADCREATIVE_*`` variables
-(secrets are never printed).
+against an in-process emulator with no account; ``--json`` prints JSON Lines instead of bars and tables
+(a line per item as it finishes, then a summary line: see ``_results``); ``--progress
+auto|bars|lines|off``; rate control as ``--rate-control``, ``--max-rate``, ``--start-rate``; credentials as
+``--application-id``, ``--api-key``, ``--api-secret``, ``--jwt-private-key``, ``--base-url``, ``--user-id``
+or the ``ADCREATIVE_*`` variables (secrets, and a ``--ledger`` DSN, are never printed).
 
 Exit codes (every command; :data:`EXIT_CODES_HELP`): 0 all done; 1 some items failed (the API refused
 an input or a render failed: ``--retry-failed``), or an unexpected error; 2 a usage or setup error
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,7 +37,9 @@ from ._common import (
     SECRET_OPTIONS,
     UsageError,
     one_line,
+    rate_control,
     redact,
+    requests_per_second,
     run_command,
     secret_values,
 )
@@ -82,6 +85,14 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """A rate option's value (argparse's type check): a positive number of requests per second."""
+    try:
+        return requests_per_second(text, "value")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
+
+
 def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The options every subcommand takes, before or after its name: listed once, in ``adcreative
     --help`` (``suppress``: a subcommand's copy, accepted but not listed again in its help)."""
@@ -102,7 +113,14 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         ),
     )
     group.add_argument(
-        "--json", action="store_true", default=default(False), help=shown("print one JSON document, no bars")
+        "--json",
+        action="store_true",
+        default=default(False),
+        help=shown(
+            'print JSON Lines, no bars: one object per item as it finishes ("type": "item"), then '
+            'the summary ("type": "summary": counts, failures per error code, the first 20); '
+            "other commands print one object, on one line (changed: was one document of every item)"
+        ),
     )
     group.add_argument(
         "--progress",
@@ -115,6 +133,40 @@ def _add_global(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=default(False),
         help=shown("show the traceback of an unexpected error (otherwise one line)"),
+    )
+    rate: Any = (
+        parser
+        if suppress
+        else parser.add_argument_group(
+            "rate control",
+            "pace requests to the account's rate limit (AIMD on 429s; shared by the workers of a PostgreSQL "
+            "--ledger); off by default",
+        )
+    )
+    rate.add_argument(
+        "--rate-control",
+        action="store_true",
+        default=default(False),
+        help=shown("pace requests at the rate the API's 429s teach (or ADCREATIVE_RATE_CONTROL=1)"),
+    )
+    rate.add_argument(
+        "--max-rate",
+        type=_rate,
+        default=default(None),
+        metavar="REQ_PER_S",
+        help=shown(
+            "never send more than this many requests a second; implies --rate-control (ADCREATIVE_MAX_RATE)"
+        ),
+    )
+    rate.add_argument(
+        "--start-rate",
+        type=_rate,
+        default=default(None),
+        metavar="REQ_PER_S",
+        help=shown(
+            "workers sharing a PostgreSQL --ledger probe from this account rate until the first 429 "
+            "(default 20, split among them); implies --rate-control (ADCREATIVE_START_RATE)"
+        ),
     )
     creds: Any = (
         parser
@@ -152,8 +204,8 @@ exit codes (every command):
 
 #: Said at the end of every subcommand's help, after its examples.
 GLOBAL_NOTE = (
-    "global options (--emulator, --json, --progress, credentials) go before or after the command:\n"
-    "see `adcreative --help`"
+    "global options (--emulator, --json, --progress, rate control, credentials) go before or after the\n"
+    "command: see `adcreative --help`"
 )
 
 
@@ -355,7 +407,8 @@ def _add_summary(parser: argparse.ArgumentParser) -> None:
         "--summary",
         choices=("failed", "all", "none"),
         default="failed",
-        help="the table printed at the end: the items that failed (default), every item, or none",
+        help="at the end: the counts and a table of the first 20 failures with where the rest are listed "
+        "(failed, the default); each item's row as it finishes, then the counts (all); nothing (none)",
     )
 
 
@@ -386,6 +439,13 @@ def _add_resume(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--yes", action="store_true", help="confirm what costs renders again (--restart) without asking"
+    )
+    group.add_argument(
+        "--ledger",
+        metavar="FILE_OR_DSN",
+        help="the run ledger: a SQLite file, or a postgresql://user@host/db DSN shared by workers on many "
+        "machines (#NAME at its end names the run; default: the output folder's name); never printed "
+        "(default: DIR/.adcreative-run.sqlite; or ADCREATIVE_LEDGER)",
     )
     group.add_argument(
         "--max-renders",
@@ -424,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        if args.command not in ("demo", "runs"):  # checked before any request
+            args.rate_settings = rate_control(args)
         return _dispatch(args, args_list)
     except UsageError as exc:
         sys.stderr.write(f"adcreative: {redact(str(exc), secrets)}\n")
@@ -438,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _check_before_start(output: str | None, images: Sequence[Path]) -> None:
+def _check_before_start(output: str | None, images: Iterable[Path]) -> None:
     """What can be checked before the client opens: the output folder and the input images (see
     ``_preflight``; the credentials are checked by the command, with its client)."""
     from ._preflight import check_images, check_output_folder
@@ -462,7 +524,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     if args.command == "remove-bg":
         args.items = collect_images(args.paths, recursive=args.recursive)
-        _check_before_start(args.output, [item.path for item in args.items])
+        _check_before_start(args.output, (item.path for item in args.items))
         return run_command(
             _commands.remove_bg, args, argv, title="background removal", overall_total=len(args.items)
         )

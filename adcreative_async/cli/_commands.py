@@ -1,7 +1,10 @@
 """The subcommands that talk to the API: ``remove-bg``, ``generate``, ``edit``, ``status``, ``download``.
 
 Each is ``async def command(session) -> exit code`` on the public SDK: it shows live rows on the session's
-display, fills ``session.document`` (printed as JSON with ``--json``) and prints a summary table.
+display, fills ``session.document`` (the last line of ``--json``) and prints a summary. The commands that
+work item by item report each item as it finishes (``_results``: a JSON line with ``--json``) and keep
+counts, never a row per input: their memory is bounded by the items in flight, whatever the inputs'
+number (the inputs themselves aside: the list of image paths the preflight checked).
 """
 
 from __future__ import annotations
@@ -24,10 +27,19 @@ from .. import (
     TaskUpdate,
 )
 from ..ledger import RenderRequest, RunLedger
-from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, one_line
+from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, is_dsn, one_line
 from ._inputs import Brief, ImageItem, refuse_shared_names
 from ._preflight import check_credentials
-from ._runs import LEDGER_FILE, interrupted_message, open_run_ledger, say_interrupted, spend_line
+from ._results import FAILURES_FILE, LazySequence, LiveRows, Results, error_document
+from ._runs import (
+    interrupted_message,
+    ledger_file,
+    ledger_spec,
+    open_run_ledger,
+    say_interrupted,
+    spend_line,
+    uses_folder_ledger,
+)
 
 __all__ = ["download", "edit", "generate", "remove_bg", "status"]
 
@@ -35,15 +47,14 @@ __all__ = ["download", "edit", "generate", "remove_bg", "status"]
 FEATURES = ("creatives", "background-remover")
 
 
-def _error(exc: BaseException | None) -> dict[str, str] | None:
-    if exc is None:
-        return None
-    return {"type": type(exc).__name__, "message": str(exc)}
-
-
 def _short(exc: BaseException | None) -> str:
     """An item's error on one line, whole (the API's reason is what the operator acts on); "" for none."""
     return "" if exc is None else one_line(exc)
+
+
+def _saved(files: Sequence[Path], error: BaseException | None, before: str = "") -> str:
+    """An item's status once done: the first file saved, or its error."""
+    return f"saved {files[0].name}{before}" if error is None and files else _short(error)
 
 
 def _state_name(state: int) -> str:
@@ -63,10 +74,13 @@ async def remove_bg(session: Session) -> int:
     (the run ledger in DIR) unless ``--no-ledger``."""
     await check_credentials(session.client.background_remover)
     if session.args.dry_run:  # what a run would spend, from the ledger as it is: nothing written
-        requests = [_bg_request(item) for item in session.args.items]
-        path = None if session.args.no_ledger else Path(session.args.output) / LEDGER_FILE
+        spec = ledger_spec(session.args)
+        if spec is not None and is_dsn(spec):
+            raise UsageError("--dry-run reads a SQLite run ledger only: not a PostgreSQL --ledger")
+        requests = LazySequence(session.args.items, _bg_request)
+        path = ledger_file(session.args)
         session.say(f"dry run: {await spend_line(requests, None, path)}; nothing was sent")
-        session.document["dry_run"] = True
+        session.document = {"ok": True, "dry_run": True}
         return EXIT_OK
     ledger = await open_run_ledger(session, Path(session.args.output))
     if ledger is None:
@@ -82,26 +96,48 @@ def _bg_request(item: ImageItem) -> RenderRequest:
     return RenderRequest.remove_background(item.path, label=str(item.path))
 
 
+def _results(session: Session, columns: Sequence[str], out: Path | None) -> Results:
+    """The command's results: every failure listed by the output folder's run ledger (``runs show``),
+    else in a failures file of the output folder, else by ``--json`` only."""
+    if out is not None and uses_folder_ledger(session.args):
+        return Results(session, columns, full_list=f"adcreative runs show {out} --state failed")
+    if out is not None:
+        return Results(session, columns, failures_file=out / FAILURES_FILE)
+    return Results(session, columns)
+
+
+def _bg_item(
+    item: ImageItem, ok: bool, job: RenderJob | None, files: Sequence[Path], error: BaseException | None
+) -> dict[str, Any]:
+    return {
+        "input": str(item.path),
+        "ok": ok,
+        "process_id": job.process_id if job else None,
+        "task_ids": list(job.task_ids) if job else [],
+        "files": [str(f) for f in files],
+        "error": error_document(error),
+    }
+
+
 async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
     args = session.args
-    items: list[ImageItem] = args.items
+    items: Sequence[ImageItem] = args.items
     out = Path(args.output)
     display = session.display
-    rows = [display.add(item.label) for item in items]
+    rows = LiveRows(display)
 
     def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
         status = "downloading" if update.succeeded else _render_status(update)
-        display.update(rows[outcome.index], status=status, completed=update.progress.progress)
+        row = rows.of(outcome.index, items[outcome.index].label)
+        display.update(row, status=status, completed=update.progress.progress)
 
     def name(fields: Any) -> str:  # a function of the input's identity (ImageItem.output_name)
         item: ImageItem = items[fields["index"]]
         return item.output_name(fields["suffix"])
 
-    requests = [_bg_request(item) for item in items]
+    requests = LazySequence(items, _bg_request)  # made as the run reads them: never a list of N
     session.say(await spend_line(requests, ledger))
-    results: list[dict[str, Any]] = [{} for _ in items]
-    table: list[list[Any]] = [[] for _ in items]
-    resumed = 0
+    results = _results(session, ["input", "result", "output"], out)
     try:
         async with session.client.bulk(
             requests,
@@ -115,139 +151,118 @@ async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
             on_update=on_update,
         ) as run:
             async for outcome in run:
-                index, item, job, error = outcome.index, items[outcome.index], outcome.job, outcome.error
+                index, item, error = outcome.index, items[outcome.index], outcome.error
                 ok = outcome.ok
-                resumed += outcome.resumed
                 before = " (before)" if outcome.resumed else ""
-                display.done(
-                    rows[index],
+                rows.done(
+                    index,
+                    item.label,
                     ok=ok,
-                    status=(
-                        f"saved {outcome.files[0].name}{before}" if ok and outcome.files else _short(error)
-                    ),
+                    status=f"saved {outcome.files[0].name}{before}"
+                    if ok and outcome.files
+                    else _short(error),
                 )
-                results[index] = {
-                    "input": str(item.path),
-                    "ok": ok,
-                    "resumed": outcome.resumed,
-                    "process_id": job.process_id if job else None,
-                    "task_ids": list(job.task_ids) if job else [],
-                    "files": [str(f) for f in outcome.files],
-                    "error": _error(error),
-                }
-                table[index] = [
-                    str(item.path),
-                    ("ok" if ok else "FAILED") + before,
-                    ", ".join(str(f) for f in outcome.files) if ok else _short(error),
-                ]
+                document = _bg_item(item, ok, outcome.job, outcome.files, error)
+                document["resumed"] = outcome.resumed
+                result = ("ok" if ok else "FAILED") + before
+                output = ", ".join(str(f) for f in outcome.files) if ok else _short(error)
+                results.add(
+                    document, [[str(item.path), result, output]], error=error, resumed=outcome.resumed
+                )
     except anyio.get_cancelled_exc_class():
+        results.close()
         display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
             labels = [request.label for request in requests]
             say_interrupted(await interrupted_message(ledger, labels, args.command_line))
         raise
-    failed = _report_items(session, results, output=str(out), resumed=resumed)
+    finally:
+        results.close()
+    resumed = results.resumed
+    failed = results.finish(output=str(out), resumed=resumed, **_rate(session))
     display.close()
-    rendered = len(items) - resumed
-    session.summary(
+    results.summary(
         f"Background removal: {len(items) - failed} of {len(items)} succeeded "
-        f"({rendered} finished in this run, {resumed} finished before and not rendered again)",
-        ["input", "result", "output"],
-        table,
-        failed=[not r["ok"] for r in results],
+        f"({len(items) - resumed} finished in this run, {resumed} finished before and not rendered again)"
     )
     return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _remove_bg_unrecorded(session: Session) -> int:
     args = session.args
-    items: list[ImageItem] = args.items
+    items: Sequence[ImageItem] = args.items
     out = Path(args.output)
     display = session.display
     user_id = session.user_id()
-    rows = [display.add(item.label) for item in items]
+    rows = LiveRows(display)
 
     def on_update(outcome: BulkOutcome[tuple[int, ImageItem]], update: TaskUpdate) -> None:
-        row = rows[outcome.item[0]]
+        index, item = outcome.item
         status = "downloading" if update.succeeded else _render_status(update)
-        display.update(row, status=status, completed=update.progress.progress)
+        display.update(rows.of(index, item.label), status=status, completed=update.progress.progress)
 
     async def submit(client: AdCreativeClient, entry: tuple[int, ImageItem]) -> RenderJob:
         index, item = entry
-        display.update(rows[index], status="uploading")
+        display.update(rows.of(index, item.label), status="uploading")
         job = await client.background_remover.remove(item.path, user_id=user_id)
-        display.update(rows[index], status="submitted")
+        display.update(rows.of(index, item.label), status="submitted")
         return job
 
     def name(fields: Any) -> str:  # straight to the input's own name (checked before the start call)
         item: ImageItem = items[fields["index"]]
         return item.output_name(fields["suffix"])
 
-    results: list[dict[str, Any]] = [{} for _ in items]
-    table: list[list[Any]] = [[] for _ in items]
-    async with session.client.bulk(
-        list(enumerate(items)),
-        submit,
-        dest=out,
-        name=name,
-        upload_concurrency=args.concurrency,
-        download_concurrency=args.concurrency,
-        item_timeout=args.timeout,
-        max_renders=getattr(args, "max_renders", None),
-        on_update=on_update,
-    ) as run:
-        async for outcome in run:
-            index, item = outcome.item
-            files = outcome.files
-            error = outcome.error
-            ok = error is None
-            job = outcome.job
-            display.done(
-                rows[index], ok=ok, status=f"saved {files[0].name}" if ok and files else _short(error)
-            )
-            results[index] = {
-                "input": str(item.path),
-                "ok": ok,
-                "process_id": job.process_id if job else None,
-                "task_ids": list(job.task_ids) if job else [],
-                "files": [str(f) for f in files],
-                "error": _error(error),
-            }
-            table[index] = [
-                str(item.path),
-                "ok" if ok else "FAILED",
-                ", ".join(str(f) for f in files) if ok else _short(error),
-            ]
-    failed = _report_items(session, results, output=str(out))
+    results = _results(session, ["input", "result", "output"], out)
+    try:
+        async with session.client.bulk(
+            enumerate(items),  # read as the run goes
+            submit,
+            dest=out,
+            name=name,
+            upload_concurrency=args.concurrency,
+            download_concurrency=args.concurrency,
+            item_timeout=args.timeout,
+            max_renders=getattr(args, "max_renders", None),
+            on_update=on_update,
+        ) as run:
+            async for outcome in run:
+                index, item = outcome.item
+                files, error = outcome.files, outcome.error
+                ok = error is None
+                rows.done(
+                    index,
+                    item.label,
+                    ok=ok,
+                    status=f"saved {files[0].name}" if ok and files else _short(error),
+                )
+                output = ", ".join(str(f) for f in files) if ok else _short(error)
+                results.add(
+                    _bg_item(item, ok, outcome.job, files, error),
+                    [[str(item.path), "ok" if ok else "FAILED", output]],
+                    error=error,
+                )
+    finally:
+        results.close()
+    failed = results.finish(output=str(out), **_rate(session))
     display.close()
-    session.summary(
-        f"Background removal: {len(items) - failed} of {len(items)} succeeded",
-        ["input", "result", "output"],
-        table,
-        failed=[not r["ok"] for r in results],
-    )
+    results.summary(f"Background removal: {len(items) - failed} of {len(items)} succeeded")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _report_items(session: Session, results: list[dict[str, Any]], **extra: Any) -> int:
-    """Set the JSON document of a command run item by item (each result has an ``ok``); the number
-    that failed."""
-    not_started = sum(1 for r in results if (r.get("error") or {}).get("type") == "NotStartedError")
-    failed = sum(1 for r in results if not r["ok"]) - not_started
-    session.document = {
-        "ok": failed == 0,
-        **extra,
-        "succeeded": len(results) - failed - not_started,
-        "failed": failed,
-        "not_started": not_started,
-        "items": results,
+def _rate(session: Session) -> dict[str, Any]:
+    """The summary's ``rate``: what the client's rate control learned (nothing when it is off)."""
+    status = session.client.rate_status
+    if status is None:
+        return {}
+    return {
+        "rate": {
+            "requests_per_second": status.rate,
+            "account_rate": status.account_rate,
+            "workers": status.workers,
+            "throttled": status.throttled,
+            "cuts": status.cuts,
+        }
     }
-    if not_started:
-        session.say(
-            f"--max-renders: {getattr(session.args, 'max_renders', None)} start call(s) sent; {not_started} "
-            "input(s) not started: run the same command again to go on (nothing done is sent again)"
-        )
-    return failed
 
 
 # ---------------------------------------------------------------------------------------- generate
@@ -272,72 +287,72 @@ def _job_document(job: RenderJob | None) -> dict[str, Any] | None:
     return None if job is None else job.to_wire()
 
 
+_GENERATE_COLUMNS = ("brief", "process", "task", "state", "file")
+
+
 async def generate(session: Session) -> int:
     """``adcreative generate --brief FILE``: generate ad creatives from briefs; wait; download."""
     args = session.args
     briefs: list[Brief] = args.briefs
     display = session.display
     out = Path(args.output) if args.output else None
-    rows = [display.add(brief.label) for brief in briefs]
     user_id = session.user_id() if args.no_wait or out is None or args.no_ledger else None
 
     await check_credentials(session.client.creatives)
     if args.no_wait:
-        return await _submit_only(session, briefs, rows, user_id)
+        return await _submit_only(session, briefs, user_id)
     ledger = await open_run_ledger(session, out) if out is not None else None
     if ledger is not None:
         try:
-            return await _generate_recorded(session, ledger, rows)
+            return await _generate_recorded(session, ledger)
         finally:
             with anyio.CancelScope(shield=True):
                 await ledger.close()
+    rows = LiveRows(display)
 
     def on_update(outcome: BulkOutcome[tuple[int, Brief]], update: TaskUpdate) -> None:
+        index, brief = outcome.item
         display.update(
-            rows[outcome.item[0]], status=_render_status(update), completed=update.progress.progress
+            rows.of(index, brief.label), status=_render_status(update), completed=update.progress.progress
         )
 
     async def submit(client: AdCreativeClient, entry: tuple[int, Brief]) -> RenderJob:
         index, brief = entry
-        display.update(rows[index], status="uploading")
+        display.update(rows.of(index, brief.label), status="uploading")
         job = await client.creatives.generate(**brief.kwargs, user_id=session.user_id())
-        display.update(rows[index], status=f"submitted {len(job.task_ids)} tasks")
+        display.update(rows.of(index, brief.label), status=f"submitted {len(job.task_ids)} tasks")
         return job
 
-    results: list[dict[str, Any]] = [{} for _ in briefs]
-    table: list[list[list[Any]]] = [[] for _ in briefs]
-    async with session.client.bulk(
-        list(enumerate(briefs)),
-        submit,
-        dest=out,
-        upload_concurrency=args.concurrency,
-        download_concurrency=args.concurrency,
-        item_timeout=args.timeout,
-        max_renders=getattr(args, "max_renders", None),
-        on_update=on_update,
-    ) as run:
-        async for outcome in run:
-            index, brief = outcome.item
-            job = outcome.job
-            ok = outcome.ok
-            done = f"{len(outcome.files)} files" if out else "complete"
-            display.done(rows[index], ok=ok, status=done if ok else _short(outcome.error))
-            results[index] = {
-                "brief": brief.label,
-                "ok": ok,
-                "job": _job_document(job),
-                "files": [str(f) for f in outcome.files],
-                "error": _error(outcome.error),
-            }
-            table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
-    failed = _report_items(session, results)
+    results = _results(session, _GENERATE_COLUMNS, out)
+    try:
+        async with session.client.bulk(
+            enumerate(briefs),
+            submit,
+            dest=out,
+            upload_concurrency=args.concurrency,
+            download_concurrency=args.concurrency,
+            item_timeout=args.timeout,
+            max_renders=getattr(args, "max_renders", None),
+            on_update=on_update,
+        ) as run:
+            async for outcome in run:
+                index, brief = outcome.item
+                job, ok, error = outcome.job, outcome.ok, outcome.error
+                done = f"{len(outcome.files)} files" if out else "complete"
+                rows.done(index, brief.label, ok=ok, status=done if ok else _short(error))
+                document = {
+                    "brief": brief.label,
+                    "ok": ok,
+                    "job": _job_document(job),
+                    "files": [str(f) for f in outcome.files],
+                    "error": error_document(error),
+                }
+                results.add(document, _task_rows(brief.label, job, outcome.files, error), error=error)
+    finally:
+        results.close()
+    failed = results.finish(**_rate(session))
     display.close()
-    session.summary(
-        f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded",
-        ["brief", "process", "task", "state", "file"],
-        [row for rows_of_brief in table for row in rows_of_brief],
-        failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],
-    )
+    results.summary(f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -358,23 +373,27 @@ def _brief_stems(briefs: Sequence[Brief]) -> list[str]:
     return stems
 
 
-async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence[int]) -> int:
+def _brief_request(brief: Brief) -> RenderRequest:
+    return RenderRequest.generate_creatives(**brief.kwargs, label=brief.label)
+
+
+async def _generate_recorded(session: Session, ledger: RunLedger) -> int:
     args = session.args
     briefs: list[Brief] = args.briefs
     display = session.display
     out = Path(args.output)
     stems = _brief_stems(briefs)
+    rows = LiveRows(display)
 
     def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
-        display.update(rows[outcome.index], status=_render_status(update), completed=update.progress.progress)
+        row = rows.of(outcome.index, briefs[outcome.index].label)
+        display.update(row, status=_render_status(update), completed=update.progress.progress)
 
     def name(fields: Any) -> str:
         return f"{stems[fields['index']]}-{fields['task_index'] + 1}{fields['suffix']}"
 
-    requests = [RenderRequest.generate_creatives(**brief.kwargs, label=brief.label) for brief in briefs]
-    results: list[dict[str, Any]] = [{} for _ in briefs]
-    table: list[list[list[Any]]] = [[] for _ in briefs]
-    resumed = 0
+    requests = LazySequence(briefs, _brief_request)
+    results = _results(session, _GENERATE_COLUMNS, out)
     try:
         async with session.client.bulk(
             requests,
@@ -388,79 +407,77 @@ async def _generate_recorded(session: Session, ledger: RunLedger, rows: Sequence
             on_update=on_update,
         ) as run:
             async for outcome in run:
-                index, brief, job = outcome.index, briefs[outcome.index], outcome.job
+                index, brief, job, error = outcome.index, briefs[outcome.index], outcome.job, outcome.error
                 ok = outcome.ok
-                resumed += outcome.resumed
                 done = f"{len(outcome.files)} files" + (" (before)" if outcome.resumed else "")
-                display.done(rows[index], ok=ok, status=done if ok else _short(outcome.error))
-                results[index] = {
+                rows.done(index, brief.label, ok=ok, status=done if ok else _short(error))
+                document = {
                     "brief": brief.label,
                     "ok": ok,
                     "resumed": outcome.resumed,
                     "job": _job_document(job),
                     "files": [str(f) for f in outcome.files],
-                    "error": _error(outcome.error),
+                    "error": error_document(error),
                 }
-                table[index] = _task_rows(brief.label, job, outcome.files, outcome.error)
+                rows_of_brief = _task_rows(brief.label, job, outcome.files, error)
+                results.add(document, rows_of_brief, error=error, resumed=outcome.resumed)
     except anyio.get_cancelled_exc_class():
+        results.close()
         display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
             labels = [request.label for request in requests]
             say_interrupted(await interrupted_message(ledger, labels, session.args.command_line))
         raise
-    failed = _report_items(session, results, resumed=resumed)
+    finally:
+        results.close()
+    resumed = results.resumed
+    failed = results.finish(resumed=resumed, **_rate(session))
     display.close()
-    session.summary(
+    results.summary(
         f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded "
-        f"({len(briefs) - resumed} finished in this run, {resumed} finished before and not rendered again)",
-        ["brief", "process", "task", "state", "file"],
-        [row for rows_of_brief in table for row in rows_of_brief],
-        failed=[not r["ok"] for r, rows_of_brief in zip(results, table, strict=True) for _ in rows_of_brief],
+        f"({len(briefs) - resumed} finished in this run, {resumed} finished before and not rendered again)"
     )
     return EXIT_FAILED if failed else EXIT_OK
 
 
-async def _submit_only(
-    session: Session, briefs: Sequence[Brief], rows: Sequence[int], user_id: str | None
-) -> int:
+async def _submit_only(session: Session, briefs: Sequence[Brief], user_id: str | None) -> int:
+    """``generate --no-wait``: each brief's start call, ``--concurrency`` at a time; each submitted
+    brief's ids printed as it is submitted (they are the command's output)."""
     display = session.display
-    limiter = anyio.CapacityLimiter(session.args.concurrency)
-    results: list[dict[str, Any]] = [{} for _ in briefs]
+    rows = LiveRows(display)
+    pending = iter(enumerate(briefs))  # taken by the workers as they free up: never a task per brief
+    results = Results(session, ["brief", "process", "tasks"])
 
-    async def one(index: int, brief: Brief) -> None:
-        job: RenderJob | None = None
-        error: BaseException | None = None
-        async with limiter:
-            display.update(rows[index], status="uploading")
+    async def worker() -> None:
+        for index, brief in pending:
+            job: RenderJob | None = None
+            error: BaseException | None = None
+            display.update(rows.of(index, brief.label), status="uploading")
             try:
                 job = await session.client.creatives.generate(**brief.kwargs, user_id=user_id)
             except AdCreativeError as exc:
                 error = exc
-        display.done(rows[index], ok=error is None, status="submitted" if error is None else _short(error))
-        results[index] = {
-            "brief": brief.label,
-            "ok": error is None,
-            "job": _job_document(job),
-            "error": _error(error),
-        }
+            ok = error is None
+            rows.done(index, brief.label, ok=ok, status="submitted" if ok else _short(error))
+            document = {
+                "brief": brief.label,
+                "ok": ok,
+                "job": _job_document(job),
+                "error": error_document(error),
+            }
+            row = [
+                brief.label,
+                job.process_id if job else "FAILED",
+                " ".join(job.task_ids) if job else _short(error),
+            ]
+            results.add(document, [row], error=error, echo=True)
 
     async with anyio.create_task_group() as group:
-        for index, brief in enumerate(briefs):
-            group.start_soon(one, index, brief)
-    failed = _report_items(session, results)
+        for _ in range(min(session.args.concurrency, len(briefs))):
+            group.start_soon(worker)
+    failed = results.finish()
     display.close()
-    session.table(
-        f"Creatives submitted: {len(briefs) - failed} of {len(briefs)}",
-        ["brief", "process", "tasks"],
-        [
-            [
-                r["brief"],
-                r["job"]["processId"] if r["job"] else "FAILED",
-                " ".join(r["job"]["taskIds"]) if r["job"] else r["error"]["message"],
-            ]
-            for r in results
-        ],
-    )
+    results.summary(f"Creatives submitted: {len(briefs) - failed} of {len(briefs)}")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -523,7 +540,7 @@ async def edit(session: Session) -> int:
     except AdCreativeError as exc:  # a timeout, the process gone
         display.done(row, ok=False, status=_short(exc))
         display.close()
-        document.update(ok=False, job=job.to_wire(), error=_error(exc))
+        document.update(ok=False, job=job.to_wire(), error=error_document(exc))
         session.say(f"adcreative: {exc}")
         return EXIT_FAILED
     assert job.progress is not None
@@ -662,13 +679,15 @@ async def download(session: Session) -> int:
             )
     out = os.path.join(args.output, "")
     display.set_overall(len(task_ids))
+    # a row per task up front: the tasks of one process (a handful), not a bulk run's inputs
     rows = [display.add(task_id[:8], total=None, status="waiting") for task_id in task_ids]
     limiter = anyio.CapacityLimiter(args.concurrency)
-    files: dict[str, Path] = {}
-    errors: dict[str, BaseException] = {}
+    results = Results(session, ["task", "file", "bytes"])
 
     async def one(index: int, task_id: str) -> None:
         row = rows[index]
+        file: Path | None = None
+        error: AdCreativeError | None = None
 
         def on_progress(done: int, total: int | None) -> None:
             display.update(row, completed=done, total=total)
@@ -676,48 +695,24 @@ async def download(session: Session) -> int:
         async with limiter:
             display.update(row, status="downloading")
             try:
-                files[task_id] = await resource.download(
+                file = await resource.download(
                     args.process_id, task_id, out, low_resolution=args.low_resolution, on_progress=on_progress
                 )
             except AdCreativeError as exc:
-                errors[task_id] = exc
-        display.done(
-            row,
-            ok=task_id not in errors,
-            status=f"saved {files[task_id].name}" if task_id in files else _short(errors.get(task_id)),
+                error = exc
+        display.done(row, ok=error is None, status=f"saved {file.name}" if file else _short(error))
+        size = (await anyio.Path(file).stat()).st_size if file else ""
+        document = {"task_id": task_id, "ok": error is None, "file": str(file) if file else None}
+        results.add(
+            {**document, "error": error_document(error)},
+            [[task_id, str(file) if file else _short(error), size]],
+            error=error,
         )
 
     async with anyio.create_task_group() as group:
         for index, task_id in enumerate(task_ids):
             group.start_soon(one, index, task_id)
     display.close()
-    session.document = {
-        "ok": not errors,
-        "feature": resource.feature.name,
-        "process_id": args.process_id,
-        "items": [
-            {
-                "task_id": t,
-                "ok": t not in errors,
-                "file": str(files[t]) if t in files else None,
-                "error": _error(errors.get(t)),
-            }
-            for t in task_ids
-        ],
-    }
-    session.summary(
-        f"Downloads of process {args.process_id}: {len(files)} of {len(task_ids)}",
-        ["task", "file", "bytes"],
-        _download_rows(task_ids, files, errors),
-        failed=[t in errors for t in task_ids],
-    )
-    return EXIT_FAILED if errors else EXIT_OK
-
-
-def _download_rows(
-    task_ids: Sequence[str], files: dict[str, Path], errors: dict[str, BaseException]
-) -> list[list[Any]]:
-    return [
-        [t, str(files[t]), files[t].stat().st_size] if t in files else [t, _short(errors.get(t)), ""]
-        for t in task_ids
-    ]
+    failed = results.finish(feature=resource.feature.name, process_id=args.process_id)
+    results.summary(f"Downloads of process {args.process_id}: {len(task_ids) - failed} of {len(task_ids)}")
+    return EXIT_FAILED if failed else EXIT_OK

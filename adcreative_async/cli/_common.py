@@ -1,5 +1,6 @@
-"""What every subcommand shares: the client (real or against an in-process emulator), the display, the
-JSON output, error reporting without secrets, exit codes, and Ctrl-C.
+"""What every subcommand shares: the client (real or against an in-process emulator, its rate control),
+the display, the JSON output (JSON Lines: see ``_results``), error reporting without secrets, exit codes,
+and Ctrl-C.
 
 Exit codes: 0 everything succeeded; 1 an item or the call failed; 2 a usage or configuration error
 (bad arguments, a missing credential, a missing optional dependency); 130 interrupted (Ctrl-C).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -25,6 +27,7 @@ from .. import (
     ConfigurationError,
     InvalidRequestError,
     PollPolicy,
+    RateControl,
     RenderResource,
     RunAbortedError,
 )
@@ -46,6 +49,10 @@ __all__ = [
     "DEMO_USER",
     "ENV_EMULATOR",
     "ENV_EMULATOR_OPTIONS",
+    "ENV_LEDGER",
+    "ENV_MAX_RATE",
+    "ENV_RATE_CONTROL",
+    "ENV_START_RATE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -53,8 +60,11 @@ __all__ = [
     "SECRET_OPTIONS",
     "Session",
     "UsageError",
+    "dsn_secrets",
     "feature_resource",
+    "is_dsn",
     "one_line",
+    "rate_control",
     "run_command",
     "run_interruptibly",
 ]
@@ -86,6 +96,67 @@ class UsageError(Exception):
     """A mistake in the command line or its inputs (exit code 2); the message says what to change."""
 
 
+#: ``ADCREATIVE_RATE_CONTROL=1`` is ``--rate-control``; ``ADCREATIVE_MAX_RATE`` and ``ADCREATIVE_START_RATE``
+#: are ``--max-rate`` and ``--start-rate`` (an option given wins over its variable).
+ENV_RATE_CONTROL = "ADCREATIVE_RATE_CONTROL"
+ENV_MAX_RATE = "ADCREATIVE_MAX_RATE"
+ENV_START_RATE = "ADCREATIVE_START_RATE"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def requests_per_second(text: str, where: str) -> float:
+    """A rate option's value: a positive, finite number of requests per second.
+
+    Raises:
+        UsageError: naming ``where`` (the option or variable) and the value.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{where}: not a number of requests per second: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise UsageError(f"{where}: must be a positive number of requests per second, got {text!r}")
+    return value
+
+
+def rate_control(args: argparse.Namespace) -> RateControl | None:
+    """The client's rate control (see :class:`~adcreative_async.RateControl`) from ``--rate-control``,
+    ``--max-rate`` and ``--start-rate`` or their ``ADCREATIVE_*`` variables: None when none is given.
+
+    ``--max-rate R``: this process never sends more than R requests a second (paced at R from its first
+    request, lower after 429s). ``--start-rate R``: the account rate that workers sharing a PostgreSQL
+    run ledger probe from before the first 429 teaches them the account's limit. Either turns the
+    adaptive control on (requests paced at the rate 429s teach), as ``--rate-control`` does.
+
+    Raises:
+        UsageError: a value is not a positive number (checked before any request).
+    """
+    rates: dict[str, float | None] = {}
+    for name, option, env in (
+        ("max_rate", "--max-rate", ENV_MAX_RATE),
+        ("start_rate", "--start-rate", ENV_START_RATE),
+    ):
+        given = getattr(args, name, None)
+        if given is not None:
+            rates[name] = requests_per_second(str(given), option)
+        elif os.environ.get(env, "").strip():
+            rates[name] = requests_per_second(os.environ[env].strip(), env)
+    wanted = getattr(args, "rate_control", False) is True
+    wanted = wanted or os.environ.get(ENV_RATE_CONTROL, "").strip().lower() in _TRUE
+    if not wanted and not rates:
+        return None
+    options: dict[str, Any] = {}
+    max_rate = rates.get("max_rate")
+    if max_rate is not None:  # a cap from the first request: paced at it, never grown past it
+        options.update(max_rate=max_rate, initial_rate=max_rate, min_rate=min(RateControl.min_rate, max_rate))
+    if rates.get("start_rate") is not None:
+        options["start_rate"] = rates["start_rate"]
+    try:
+        return RateControl(**options)
+    except ValueError as exc:  # pragma: no cover - the values are checked above
+        raise UsageError(str(exc)) from None
+
+
 def secret_values(argv: Sequence[str]) -> list[str]:
     """The secrets given on the command line or in the environment, to redact from any output.
 
@@ -103,7 +174,38 @@ def secret_values(argv: Sequence[str]) -> list[str]:
         elif i + 1 < len(args):
             found.append(args[i + 1])
     found.extend(os.environ[name] for name in _SECRET_ENV if os.environ.get(name))
+    for i, arg in enumerate(args):  # a PostgreSQL ledger's DSN: the whole of it, and its password
+        name, equals, value = arg.partition("=")
+        if name.startswith("--ledger"):
+            found.extend(dsn_secrets(value if equals else args[i + 1] if i + 1 < len(args) else ""))
+    found.extend(dsn_secrets(os.environ.get(ENV_LEDGER, "")))
     return [value for value in found if len(value) >= 4]  # redacting "a" would mangle every message
+
+
+#: ``ADCREATIVE_LEDGER`` is ``--ledger`` (a SQLite file, or a ``postgresql://`` DSN: a secret).
+ENV_LEDGER = "ADCREATIVE_LEDGER"
+
+
+def is_dsn(spec: str) -> bool:
+    """Whether a ``--ledger`` value is a PostgreSQL DSN (never shown: it may hold a password)."""
+    return spec.strip().lower().startswith(("postgresql://", "postgres://"))
+
+
+def dsn_secrets(spec: str) -> list[str]:
+    """What to redact of a ``--ledger`` value: a DSN whole, and its password alone (as it may appear
+    decoded or encoded in a driver's message); nothing for a file path."""
+    if not is_dsn(spec):
+        return []
+    from urllib.parse import unquote, urlsplit
+
+    found = [spec.strip(), spec.strip().partition("#")[0]]
+    try:
+        password = urlsplit(spec.strip()).password
+    except ValueError:
+        password = None
+    if password:
+        found += [password, unquote(password)]
+    return found
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
@@ -158,8 +260,12 @@ class Session:
 
     @property
     def json(self) -> bool:
-        """Whether the output is one JSON document (``--json``)."""
+        """Whether the output is JSON Lines (``--json``)."""
         return bool(self.args.json)
+
+    def emit(self, document: dict[str, Any]) -> None:
+        """Print one line of ``--json`` output now (an item as it finishes), flushed."""
+        _print_json(document)
 
     def user_id(self, *, required: bool = True) -> str | None:
         """The user of this run: ``--user-id``, ``ADCREATIVE_USER_ID``, or the emulator's demo user."""
@@ -176,22 +282,6 @@ class Session:
             return
         console = self.display.console if isinstance(self.display, BarsDisplay) else None
         print_table(title, columns, rows, console=console)
-
-    def summary(
-        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, failed: Sequence[bool]
-    ) -> None:
-        """Print a command's summary as ``--summary`` asks: the title and the rows that ``failed``
-        (default), every row (``all``), or nothing (``none``); never in ``--json`` mode."""
-        mode = getattr(self.args, "summary", "all")
-        if self.json or mode == "none":
-            return
-        if mode == "failed":
-            rows = [row for row, bad in zip(rows, failed, strict=True) if bad]
-            if not rows:
-                print(title, flush=True)
-                return
-            title = f"{title}; failed:"
-        self.table(title, columns, rows)
 
     def say(self, message: str) -> None:
         """A line for people (not in ``--json`` mode)."""
@@ -255,7 +345,10 @@ async def open_client(
                 if getattr(args, name, None) is not None
             }
         client = AdCreativeClient(
-            **credentials, user_id=user_id, poll_policy=EMULATOR_POLL_POLICY if emulator else None
+            **credentials,
+            user_id=user_id,
+            poll_policy=EMULATOR_POLL_POLICY if emulator else None,
+            rate_control=getattr(args, "rate_settings", None),
         )
         await stack.enter_async_context(client)
         yield client, emulator
@@ -274,7 +367,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def _print_json(document: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    """One line of JSON (every ``--json`` output is JSON Lines: a script reads it line by line)."""
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -152,7 +152,7 @@ async def _demo(output: Path, task_duration: float, args: argparse.Namespace) ->
             "progress_requests": polls,
             "api_calls": calls,
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(document) + "\n")
         return 1 if failed else 0
     rows: list[list[Any]] = []
     for n, f in enumerate(creatives, 1):
@@ -183,7 +183,7 @@ def run_demo(
             that you can look at the files; nothing is written to the current directory).
         task_duration: emulated seconds per task (jittered).
         progress: ``auto``, ``bars``, ``lines`` or ``off`` (see ``adcreative --help``).
-        json_output: print one JSON document at the end instead of progress and a table.
+        json_output: print one JSON document, on one line, at the end instead of progress and a table.
     """
     args = argparse.Namespace(progress=progress, json=json_output, command="demo")
     where = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="adcreative-demo-"))

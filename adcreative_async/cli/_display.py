@@ -6,7 +6,10 @@ Three displays share one small interface, chosen by ``--progress`` (and ``--json
   an overall bar; drawing costs the same whatever the number of items. Needs the ``cli`` extra (``rich``).
 - :class:`LinesDisplay`: one plain line per change of a row's status, for logs and pipes; needs nothing
   beyond the core install (``adcreative demo`` falls back to it).
-- :class:`SilentDisplay`: nothing at all, for ``--json`` (the command prints one document at the end).
+- :class:`SilentDisplay`: nothing at all, for ``--json`` (the command prints JSON Lines instead).
+
+A display keeps only the rows not finished: a row leaves when it is done (the commands add an item's row
+when the item starts), so its memory is bounded by the items in flight, whatever the number of inputs.
 
 Summary tables are drawn by rich when it is installed, else as aligned plain text.
 """
@@ -71,7 +74,8 @@ class Display:
     def __init__(self, title: str = "", *, overall_total: int | None = None) -> None:
         self.title = title
         self.overall_total = overall_total
-        self._rows: list[_Row] = []
+        self._rows: dict[int, _Row] = {}  # the rows not finished: a finished row leaves
+        self.added = 0
         self.finished = 0
 
     def __enter__(self) -> Display:
@@ -89,9 +93,11 @@ class Display:
         """Stop live output (idempotent)."""
 
     def add(self, label: str, *, total: float | None = 100, status: str = "queued") -> int:
-        """Add a row; returns its id."""
-        self._rows.append(_Row(label, status, 0, total))
-        return len(self._rows) - 1
+        """Add a row; returns its id (kept until :meth:`done`)."""
+        row = self.added
+        self._rows[row] = _Row(label, status, 0, total)
+        self.added += 1
+        return row
 
     def update(
         self,
@@ -101,8 +107,11 @@ class Display:
         completed: float | None = None,
         total: float | None = None,
     ) -> None:
-        """Change a row's status text, progress or total (None leaves a value as it is)."""
-        state = self._rows[row]
+        """Change a row's status text, progress or total (None leaves a value as it is; a row that is
+        done is left as it is)."""
+        state = self._rows.get(row)
+        if state is None:
+            return
         if total is not None:
             state.total = total
         if completed is not None:
@@ -113,9 +122,9 @@ class Display:
         self._progress_changed(row, state)
 
     def done(self, row: int, *, ok: bool, status: str) -> None:
-        """Mark a row finished (the overall row advances)."""
-        state = self._rows[row]
-        if state.finished:
+        """Mark a row finished (the overall row advances); it leaves the display."""
+        state = self._rows.pop(row, None)
+        if state is None or state.finished:
             return
         state.finished = True
         self.finished += 1
@@ -126,6 +135,12 @@ class Display:
 
     def log(self, message: str) -> None:
         """A message line above the live rows."""
+
+    def echo(self, message: str) -> None:
+        """A line of the command's output (an item's result, as it finishes): printed by every display,
+        above the live rows."""
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
 
     def set_overall(self, total: int) -> None:
         """Set (or change) how many rows the overall row counts to."""
@@ -162,6 +177,11 @@ class LinesDisplay(Display):
 
     def log(self, message: str) -> None:
         self._write(message)
+
+    def echo(self, message: str) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(message + "\n")
+        stream.flush()
 
     def _line(self, state: _Row) -> str:
         percent = ""
@@ -250,6 +270,9 @@ class BarsDisplay(Display):
     def log(self, message: str) -> None:
         self._live.console.print(message, markup=False, highlight=False)
 
+    def echo(self, message: str) -> None:
+        self.log(message)
+
     def _progress_changed(self, row: int, state: _Row) -> None:
         if row not in self._active and not state.finished and state.status != "queued":
             with self._lock:
@@ -279,12 +302,13 @@ class BarsDisplay(Display):
             failed = self.failed
         shown = active[:limit] if len(active) <= limit else active[: max(0, limit - 1)]
         now = time.monotonic()
-        lines: list[Text] = [self._row_line(self._rows[row], started, now) for row, started in shown]
+        rows = [(self._rows.get(row), started) for row, started in shown]  # (one may be done meanwhile)
+        lines: list[Text] = [self._row_line(state, started, now) for state, started in rows if state]
         hidden = len(active) - len(shown)
         if hidden:
             lines.append(Text(f"  … and {hidden} more in progress", style="dim"))
-        total = self.overall_total if self.overall_total is not None else len(self._rows)
-        queued = max(0, len(self._rows) - self.finished - len(active))
+        total = self.overall_total if self.overall_total is not None else self.added
+        queued = max(0, max(total, self.added) - self.finished - len(active))
         counts = f"{self.finished}/{total} done · {len(active)} running · {queued} queued"
         if failed:
             counts += f" · [{failed} failed]"

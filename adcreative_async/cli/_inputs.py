@@ -19,21 +19,30 @@ top); the top-level keys are defaults for every entry.
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import inspect
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .. import CreativesResource, RenderKind, RenderType
 from ._common import UsageError
 from ._display import CLI_EXTRA_HINT
 
-__all__ = ["IMAGE_SUFFIXES", "Brief", "ImageItem", "collect_images", "load_briefs", "refuse_shared_names"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Brief",
+    "ImageItem",
+    "ImageList",
+    "collect_images",
+    "load_briefs",
+    "refuse_shared_names",
+]
 
 #: File name suffixes picked up from folders (files named explicitly are sent whatever their name; the
 #: SDK checks their bytes).
@@ -46,18 +55,40 @@ _NOT_IN_BRIEF = frozenset(
 _IMAGE_KEYS = ("brand_image", "background_image")
 
 
-@dataclass(frozen=True)
 class ImageItem:
     """One image to process: where it is, and its identity for naming: its path relative to the folder
-    it was found in (a file given by itself: its name), suffix kept (see :meth:`output_name`)."""
+    it was found in (a file given by itself: its name), suffix kept (see :meth:`output_name`).
 
-    path: Path
-    output_stem: str
+    Held for every input of a run (what the preflight checked), so it is small: the folder (one object
+    shared by its files) and the relative path; :attr:`path` is made when read.
+    """
+
+    __slots__ = ("folder", "output_stem")
+
+    def __init__(self, folder: Path, output_stem: str) -> None:
+        self.folder = folder
+        self.output_stem = output_stem
+
+    def __repr__(self) -> str:
+        return f"ImageItem({self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageItem):
+            return NotImplemented
+        return (self.folder, self.output_stem) == (other.folder, other.output_stem)
+
+    def __hash__(self) -> int:
+        return hash((self.folder, self.output_stem))
+
+    @property
+    def path(self) -> Path:
+        """The image's path, as given (a folder's file: the folder joined with its relative path)."""
+        return self.folder / self.output_stem
 
     @property
     def label(self) -> str:
         """The name shown in progress rows and tables."""
-        return self.path.name
+        return self.output_stem.rpartition("/")[2]
 
     def output_name(self, suffix: str) -> str:
         """The result's path in the output folder, a function of this input alone (never of the other
@@ -80,7 +111,54 @@ def _suffix(name: str) -> str:
     return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
-def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[ImageItem]:
+class ImageList(Sequence[ImageItem]):
+    """The images of a run, in order: per folder given, the folder once and its files' relative paths
+    (a string each: about 70 bytes per image); each :class:`ImageItem` is made when read."""
+
+    def __init__(self) -> None:
+        self._folders: list[Path] = []
+        self._names: list[list[str]] = []
+        self._starts: list[int] = []  # the index of each folder's first image
+        self._count = 0
+
+    def add(self, folder: Path, names: list[str]) -> None:
+        """Add a folder's images (their paths relative to it, in order)."""
+        if not names:
+            return
+        if self._folders and self._folders[-1] == folder:  # files given one by one: one folder
+            self._names[-1].extend(names)
+        else:
+            self._folders.append(folder)
+            self._names.append(names)
+            self._starts.append(self._count)
+        self._count += len(names)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> ImageItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ImageItem]: ...
+
+    def __getitem__(self, index: int | slice) -> ImageItem | list[ImageItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("image index out of range")
+        chunk = bisect.bisect_right(self._starts, index) - 1
+        return ImageItem(self._folders[chunk], self._names[chunk][index - self._starts[chunk]])
+
+    def __iter__(self) -> Iterator[ImageItem]:
+        for folder, names in zip(self._folders, self._names, strict=True):
+            for name in names:
+                yield ImageItem(folder, name)
+
+
+def collect_images(paths: Sequence[str], *, recursive: bool = False) -> ImageList:
     """Image files from files and folders, in a stable order, each with its output name.
 
     A file is taken as given; a folder contributes its ``.jpg``, ``.jpeg``, ``.png`` and ``.webp`` files
@@ -92,20 +170,32 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             same output name (the same relative path in two folders given; names compared
             case-insensitively), before anything is sent.
     """
-    found: list[tuple[Path, str]] = []
+    # memory: a relative path per file (its folder once), never a Path or an object each
+    items = ImageList()
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(
-                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            found.extend((p, p.relative_to(path).as_posix()) for p in files)
+            if recursive:
+                relatives = [
+                    p.relative_to(path).as_posix()
+                    for p in path.glob("**/*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                ]
+                relatives.sort(key=_path_order)  # the order of paths, part by part
+            else:  # the entries' own names: no Path made per file
+                with os.scandir(path) as entries:
+                    relatives = [
+                        entry.name
+                        for entry in entries
+                        if _suffix(entry.name).lower() in IMAGE_SUFFIXES and entry.is_file()
+                    ]
+                relatives.sort()
+            items.add(path, relatives)
         elif path.is_file():
-            found.append((path, path.name))
+            items.add(path.parent, [path.name])
         else:
             raise UsageError(f"no such file or folder: {raw}")
-    if not found:
+    if not items:
         raise UsageError(
             "no images found in "
             + ", ".join(paths)
@@ -113,11 +203,26 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> list[Ima
             + ("" if recursive else "; add --recursive for subfolders")
             + ")"
         )
-    items = [ImageItem(path, relative) for path, relative in found]
-    refuse_shared_names(
-        [(os.path.abspath(item.path), str(item.path), item.output_name(".png")) for item in items]
-    )
+    owners: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item.output_name(".png")
+        first = items[owners.setdefault(name.casefold(), index)]
+        if first != item and os.path.abspath(first.path) != os.path.abspath(item.path):
+            raise UsageError(_shared_name(str(first.path), str(item.path), name))
     return items
+
+
+def _path_order(relative: str) -> str:
+    """The order of a folder's files: that of their paths, part by part (one string per file while
+    sorting, not a tuple of parts)."""
+    return relative.replace("/", "\x00")
+
+
+def _shared_name(first: str, second: str, name: str) -> str:
+    return (
+        f"{first} and {second} would both be saved as {name!r}: output names come from each "
+        "input's path relative to the folder given; give one of them another name or folder"
+    )
 
 
 def refuse_shared_names(named: Sequence[tuple[object, str, str]]) -> None:
@@ -131,10 +236,7 @@ def refuse_shared_names(named: Sequence[tuple[object, str, str]]) -> None:
     for identity, shown, name in named:
         first = owners.setdefault(name.casefold(), (identity, shown))
         if first[0] != identity:
-            raise UsageError(
-                f"{first[1]} and {shown} would both be saved as {name!r}: output names come from each "
-                "input's path relative to the folder given; give one of them another name or folder"
-            )
+            raise UsageError(_shared_name(first[1], shown, name))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 from .._errors import APIConnectionError, AuthenticationError, NotFoundError, PermissionDeniedError
@@ -29,25 +29,32 @@ MAX_LISTED = 20
 PROBE_USER_ID = "00000000-0000-4000-8000-00000000c0de"
 
 
-def check_images(paths: Sequence[Path]) -> None:
+def check_images(paths: Iterable[Path]) -> None:
     """Refuse inputs that are not whole PNG, JPEG or WebP images, naming them once (blocking: run it in a
-    worker thread).
+    worker thread). ``paths`` is read once, as it goes (a generator: never a list of every input).
 
     Raises:
         UsageError: the refused inputs (up to :data:`MAX_LISTED`, then a count) with their reasons.
     """
     # one after the other: threads were slower (2.7x on 100,000 small files: the reads are cached, the
     # GIL is not)
-    problems = [check_image_file(path) for path in paths]
-    refused = [(path, problem) for path, problem in zip(paths, problems, strict=True) if problem]
+    count = 0
+    refused = 0
+    listed: list[str] = []
+    for path in paths:
+        count += 1
+        problem = check_image_file(path)
+        if problem:
+            refused += 1
+            if len(listed) < MAX_LISTED:
+                listed.append(f"  {path} {problem}")
     if not refused:
         return
-    lines = [f"  {path} {problem}" for path, problem in refused[:MAX_LISTED]]
-    if len(refused) > MAX_LISTED:
-        lines.append(f"  ... and {len(refused) - MAX_LISTED} more")
+    if refused > MAX_LISTED:
+        listed.append(f"  ... and {refused - MAX_LISTED} more")
     raise UsageError(
-        f"{len(refused)} of {len(paths)} input(s) are not whole PNG, JPEG or WebP images; nothing was sent "
-        "(fix or remove them, then run the same command again):\n" + "\n".join(lines)
+        f"{refused} of {count} input(s) are not whole PNG, JPEG or WebP images; nothing was sent "
+        "(fix or remove them, then run the same command again):\n" + "\n".join(listed)
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -30,13 +31,14 @@ from ..ledger import (
     ItemRecord,
     ItemState,
     LedgerError,
+    PostgresLedger,
     RenderRequest,
     RunLedger,
     SqliteLedger,
     read_ledger_file,
     request_keys,
 )
-from ._common import EXIT_OK, EXIT_USAGE, Session, UsageError
+from ._common import ENV_LEDGER, EXIT_OK, EXIT_USAGE, Session, UsageError, is_dsn
 from ._display import print_table
 
 __all__ = [
@@ -71,13 +73,21 @@ async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
         UsageError: the ledger's renders belong to another application (other credentials).
     """
     args = session.args
+    spec = ledger_spec(args)
     if getattr(args, "no_ledger", False):
+        if spec is not None:
+            raise UsageError("--no-ledger and --ledger (or ADCREATIVE_LEDGER): choose one")
         return None
-    ledger = SqliteLedger(out / LEDGER_FILE)
+    ledger = _ledger_of(spec, out)
     try:
         await ledger.open()
-    except LedgerError as exc:
-        raise UsageError(f"{exc} (remove or move it to start a new run, or choose another -o)") from None
+    except LedgerError as exc:  # its message never holds the DSN's password; redacted again by the caller
+        where = (
+            "check the DSN and the database"
+            if spec is not None and is_dsn(spec)
+            else ("remove or move it to start a new run, or choose another -o")
+        )
+        raise UsageError(f"{exc} ({where})") from None
     try:
         await _check_application(session, ledger, out)
         if args.restart:
@@ -99,6 +109,36 @@ async def open_run_ledger(session: Session, out: Path) -> RunLedger | None:
             await ledger.close()
         raise
     return ledger
+
+
+def ledger_spec(args: Any) -> str | None:
+    """``--ledger`` (or ``ADCREATIVE_LEDGER``): a SQLite file or a PostgreSQL DSN; None: the output
+    folder's own SQLite file."""
+    spec = getattr(args, "ledger", None) or os.environ.get(ENV_LEDGER, "").strip()
+    return spec or None
+
+
+def _ledger_of(spec: str | None, out: Path) -> RunLedger:
+    """The ledger ``--ledger`` names (not opened): a PostgreSQL DSN's run is its ``#NAME``, else the
+    output folder's name (so that runs into other folders do not share one); a SQLite file; else the
+    output folder's own file."""
+    if spec is not None and is_dsn(spec):
+        dsn, _, name = spec.strip().partition("#")
+        return PostgresLedger(dsn, run=name or os.path.basename(os.path.abspath(out)) or "default")
+    return SqliteLedger(os.path.expanduser(spec) if spec is not None else out / LEDGER_FILE)
+
+
+def ledger_file(args: Any) -> Path | None:
+    """The SQLite run ledger file of a run (``--dry-run`` reads it), None with ``--no-ledger``."""
+    if getattr(args, "no_ledger", False):
+        return None
+    spec = ledger_spec(args)
+    return Path(os.path.expanduser(spec)) if spec is not None else Path(args.output) / LEDGER_FILE
+
+
+def uses_folder_ledger(args: Any) -> bool:
+    """Whether the run's ledger is its output folder's own SQLite file (what ``runs show DIR`` reads)."""
+    return not getattr(args, "no_ledger", False) and ledger_spec(args) is None
 
 
 def _confirm_restart(session: Session, out: Path, recorded: int) -> None:
@@ -182,21 +222,33 @@ _CREDENTIAL_OPTIONS = frozenset(
 
 def resume_command(argv: Sequence[str]) -> str:
     """The command that resumes a run started with ``argv``: the same one, without what would start it
-    over (``--restart``) and without credentials."""
+    over (``--restart``) and without credentials; a ``--ledger`` DSN is shown as :data:`DSN_SHOWN`."""
     kept: list[str] = []
     skip = False
-    for arg in argv:
+    masked = False
+    for position, arg in enumerate(argv):
         if skip:
             skip = False
             continue
-        name = arg.split("=", 1)[0]
+        name, equals, value = arg.partition("=")
         if name in _CREDENTIAL_OPTIONS:
-            skip = "=" not in arg
+            skip = not equals
             continue
         if name in _NOT_RESUMED:
             continue
+        if name == "--ledger":
+            value = value if equals else (argv[position + 1] if position + 1 < len(argv) else "")
+            skip = not equals
+            masked = masked or is_dsn(value)
+            kept += ["--ledger", DSN_SHOWN if is_dsn(value) else value]
+            continue
         kept.append(arg)
-    return "adcreative " + shlex.join(kept)
+    command = "adcreative " + shlex.join(kept)
+    return command + " (--ledger: the same DSN, not shown)" if masked else command
+
+
+#: A ``--ledger`` DSN in the command shown to resume a run (the DSN may hold a password: never shown).
+DSN_SHOWN = "postgresql://..."
 
 
 async def interrupted_message(ledger: RunLedger, labels: Sequence[str], argv: Sequence[str]) -> str:
@@ -350,7 +402,7 @@ def runs_show(raw: str, *, states: Sequence[str], as_json: bool) -> int:
                 for r in shown
             ],
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(document) + "\n")  # one line, as every --json output
         return EXIT_OK
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no items"
     if earlier:
