@@ -42,7 +42,7 @@ from adcreative_async import (
 )
 from adcreative_async._feature_models import clean_json, decode_recommendations, decode_website_scan
 from adcreative_async._files import IncompleteDownloadError, Received
-from adcreative_async._transport import Request, Response
+from adcreative_async._transport import TOKEN_RENEWALS, Request, Response
 from adcreative_async.resources.scan_my_website import SCAN_READ_TIMEOUT
 from adcreative_async.testing import Emulator, sample_image
 from adcreative_async.testing._images import pdf_bytes
@@ -230,11 +230,11 @@ async def test_start_without_a_notification_channel_is_the_documented_404(
 
 
 @by_name
-async def test_start_401_after_one_renewal_is_an_authentication_error(
+async def test_start_401_after_the_last_renewal_is_an_authentication_error(
     emulator: Emulator, client: AdCreativeClient, case: RenderCase
 ) -> None:
     await client.upscaler.user_progress()  # a token first
-    emulator.fail_next(case.start_route, 401, count=2)
+    emulator.fail_next(case.start_route, 401, count=1 + TOKEN_RENEWALS)
     with pytest.raises(AuthenticationError):
         await case.start(client)
 
@@ -521,8 +521,8 @@ async def test_a_url_the_server_refuses_is_a_bad_request(emulator: Emulator) -> 
     assert caught.value.details[0].param == "url"
 
 
-async def test_scan_401_after_one_renewal(emulator: Emulator, client: AdCreativeClient) -> None:
-    emulator.fail_next("ScanMyWebsite", 401, count=2)
+async def test_scan_401_after_the_last_renewal(emulator: Emulator, client: AdCreativeClient) -> None:
+    emulator.fail_next("ScanMyWebsite", 401, count=1 + TOKEN_RENEWALS)
     with pytest.raises(AuthenticationError):
         await client.scan_my_website.scan("https://fireflies.ai")
 

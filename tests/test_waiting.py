@@ -36,6 +36,7 @@ from adcreative_async import (
     WaitTimeoutError,
 )
 from adcreative_async._polling import APPLICATION_SCOPE_SHARE, REQUEST_COST_IN_ITEMS, SHARED_RELIST_AFTER
+from adcreative_async._transport import TOKEN_RENEWALS
 from adcreative_async.notifications import NotificationHub, ProgressNotification, decode_notification
 from adcreative_async.testing import Emulator, sample_image
 
@@ -851,7 +852,7 @@ async def test_a_failing_poll_never_fails_the_wait(emulator: Emulator, client: A
 
 async def test_a_permanent_error_reaches_the_waiter(emulator: Emulator, client: AdCreativeClient) -> None:
     job = await client.background_remover.remove(PNG)
-    emulator.fail_next(BG_PROGRESS, 401, count=2)  # the renewal and retry meet a 401 too
+    emulator.fail_next(BG_PROGRESS, 401, count=1 + TOKEN_RENEWALS)  # each renewal's retry meets one too
     with pytest.raises(AuthenticationError):
         await job.result(timeout=5)
     assert client.scheduler_stats["waiters"] == 0
