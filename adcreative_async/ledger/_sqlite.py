@@ -17,6 +17,10 @@ committed with the next write of any kind (an intent, a claim, the lease renewal
 of them, before any read, and on close; a crash before that loses nothing that cannot be found again, and
 the bulk path saves a worker-thread trip per item. If that statement fails, the writes behind are kept for
 the next write.
+
+A new file keeps its items in the order they were registered (:data:`ROW_ORDER`): the items one commit
+writes (a claim's window, the answers and downloads of the items in flight) lie on a few pages, not one
+page each, which is most of what a commit writes.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ BUSY_TIMEOUT = 60.0
 #: Keys per statement (SQLite's limit on bound parameters is 32,766).
 KEYS_PER_STATEMENT = 500
 
+#: How a new ledger file stores its items: in a table with rowids (SQLite's default), so that rows lie in
+#: the order they were registered, and items worked on together (claimed and given their intents
+#: together, answered and downloaded within the same window) share pages; the key is a unique index
+#: beside it, written once per item (keys never change). Measured (a bulk run's writes replayed for
+#: 20,000 items, ``benchmarks/ledger_writes.py``): 14.5 KiB written per item and 0.069 ms of CPU, against
+#: 63.9 KiB and 0.13 ms with the rows kept in key order (``WITHOUT ROWID``, earlier versions: the keys are
+#: hashes, so each item of a commit dirtied a page of its own) and an index by user that no query used.
+#: Files of earlier versions keep their table (migrating it would rewrite the whole file).
+ROW_ORDER = "registration (rowid)"
+
 _FINAL = tuple(s.value for s in FINAL_STATES)
 _COLUMNS = (
     "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
@@ -91,8 +105,7 @@ CREATE TABLE IF NOT EXISTS items (
     updated_at REAL NOT NULL,
     epoch INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_by_user ON items (run, feature, user_id);
+);
 CREATE TABLE IF NOT EXISTS sources (
     host TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -258,12 +271,15 @@ class SqliteLedger(RunLedger):
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
         """Bring a ledger file of an earlier version up to date: the items' fencing epoch (0 for every
-        item: the next claim of each makes it 1)."""
+        item: the next claim of each makes it 1), and without the index ``items_by_user``, which no query
+        used and every intent and answer wrote (see :data:`ROW_ORDER`; the table of such a file keeps its
+        rows in key order)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
             if "epoch" not in columns:
                 conn.execute("ALTER TABLE items ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
+            conn.execute("DROP INDEX IF EXISTS items_by_user")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
