@@ -4,7 +4,9 @@
 0.5-1.5 s, the client's default concurrency, every result downloaded), at each size (default 2,000,
 20,000 and 100,000), in three modes: no ledger (the start calls spread over :data:`USERS` users), a SQLite
 ledger, and a PostgreSQL ledger (``--postgres DSN`` or ``ADCREATIVE_TEST_POSTGRES_DSN``; left out, with a
-note, when neither is given). Each run is a fresh client process against a fresh emulator process. The
+note, when neither is given); on request (``--modes ... memory``), the ledger's driver over a ledger in
+memory, to tell what a ledger run costs besides its storage. Each run is a fresh client process against
+a fresh emulator process. The
 inputs are read lazily (a generator of paths) and the outcomes are counted, not kept: what the client
 holds is the SDK's own.
 
@@ -53,6 +55,9 @@ from benchmarks._harness import (
 SIZES = (2_000, 20_000, 100_000)
 QUICK_SIZES = (100, 400)
 MODES = ("none", "sqlite", "postgres")
+#: On request only: the run ledger's driver over a ledger in memory (``MemoryLedger``): what a ledger run
+#: costs besides its storage (the keys' hashing, claims, the waits on the application's listing).
+EXTRA_MODES = ("memory",)
 #: Renders' duration (seconds, uniform jitter): the issue's measurement.
 TASK_DURATION = (0.5, 1.5)
 #: Users the start calls of a run without a ledger spread over (a ledger derives one user per item).
@@ -100,7 +105,7 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
     from adcreative_async import AdCreativeClient
-    from adcreative_async.ledger import RenderRequest
+    from adcreative_async.ledger import MemoryLedger, RenderRequest, RunLedger
 
     images = Path(params["images"])
     n: int = params["items"]
@@ -111,7 +116,7 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
         for i in range(n):
             yield images / f"{i}.png"
 
-    async def main(out: str, spec: str | None) -> dict[str, Any]:
+    async def main(out: str, spec: str | RunLedger | None) -> dict[str, Any]:
         ok = failed = 0
         errors: list[str] = []
         cpu = time.process_time()
@@ -145,11 +150,13 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
         }
 
     with tempfile.TemporaryDirectory(prefix="adcreative-scale-") as tmp:
-        spec = None
+        spec: str | RunLedger | None = None
         if mode == "sqlite":
             spec = str(Path(tmp) / "run.sqlite")
         elif mode == "postgres":
             spec = f"{params['dsn']}#scale-{uuid.uuid4().hex[:8]}"
+        elif mode == "memory":
+            spec = MemoryLedger()
         out = str(Path(tmp) / "out")
         return anyio.run(main, out, spec)
 
@@ -360,7 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}: to keep it working")
     parser.add_argument("--sizes", type=int, nargs="+", help=f"numbers of items (default {SIZES})")
-    parser.add_argument("--modes", nargs="+", choices=MODES, help="default: all (postgres if a DSN is given)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES + EXTRA_MODES,
+        help="default: none, sqlite, postgres (postgres if a DSN is given); memory: the driver alone",
+    )
     parser.add_argument("--postgres", help="PostgreSQL DSN (default: ADCREATIVE_TEST_POSTGRES_DSN)")
     parser.add_argument("--rounds", type=int, default=1, help="runs per cell, alternating (default 1)")
     parser.add_argument("--output", help="JSON path (default benchmarks/results/scale[-quick].json)")
