@@ -121,3 +121,42 @@ async def test_a_ledger_file_of_an_earlier_version_loses_its_unused_index_and_ke
     assert "items_by_user" not in indexes
     assert "WITHOUT ROWID" in table  # the old file's table is kept as it is
     assert states == {k: ItemState.SUBMITTING if k == first else ItemState.PENDING for k in old_keys}
+
+
+async def test_statements_over_a_whole_run_scan_the_table_instead_of_a_lookup_per_row(tmp_path: Path) -> None:
+    # With the rows in registration order, SQLite would read a run's rows through the key's index (its
+    # first column is the run), one B-tree search per row: the lease renewal took 113 ms of CPU at
+    # 100,000 items, against 10 with a scan.
+    path = tmp_path / "run.sqlite"
+    all_keys = keys(50)
+    ledger = SqliteLedger(path)
+    async with ledger:
+        await ledger.register(
+            [NewItem(k, i, f"{i}.png", "background_remover") for i, k in enumerate(all_keys)]
+        )
+        await ledger.claim(all_keys[:10], "worker", 30.0)
+        sent: list[str] = []
+        conn = ledger._conn
+        assert conn is not None
+        conn.set_trace_callback(sent.append)
+        await ledger.renew("worker", 30.0)
+        await ledger.counts()
+        await ledger.records()
+        await ledger.finished_labels()
+        await ledger.finished_example()
+        await ledger.process_ids("background_remover", "u")
+        await ledger.retry_failed()
+        await ledger.reset_unfinished()
+        await ledger.release("worker")
+        conn.set_trace_callback(None)
+    whole_run = [
+        s for s in sent if "WHERE run = " in s and " key " not in s.replace("key,", "") and "items" in s
+    ]
+    assert len(whole_run) >= 9, sent
+    side = sqlite3.connect(path)
+    try:
+        plans = {s: [row[3] for row in side.execute(f"EXPLAIN QUERY PLAN {s}")] for s in whole_run}
+    finally:
+        side.close()
+    for statement, plan in plans.items():
+        assert not any("USING INDEX" in step for step in plan), (statement, plan)

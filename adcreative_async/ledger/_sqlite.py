@@ -73,6 +73,12 @@ KEYS_PER_STATEMENT = 500
 #: Files of earlier versions keep their table (migrating it would rewrite the whole file).
 ROW_ORDER = "registration (rowid)"
 
+#: The items table, read or written whole (a run's rows: counts, the lease renewal, a release of all of a
+#: worker's claims, retries and resets): scanned in row order. Else SQLite looks each row up through the
+#: key's index by ``run``, one B-tree search per row (measured at 100,000 items: the renewal 113 ms of
+#: CPU against 17 with the scan).
+_SCAN = "items NOT INDEXED"
+
 _FINAL = tuple(s.value for s in FINAL_STATES)
 _COLUMNS = (
     "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
@@ -509,7 +515,7 @@ class SqliteLedger(RunLedger):
 
         def read(conn: sqlite3.Connection) -> dict[str, ItemRecord]:
             if keys is None:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM items WHERE run = ? ORDER BY seq", (self.run,))
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM {_SCAN} WHERE run = ? ORDER BY seq", (self.run,))
                 return {row[0]: _record(row) for row in rows}
             found: dict[str, ItemRecord] = {}
             for chunk in _chunks(keys):
@@ -527,7 +533,9 @@ class SqliteLedger(RunLedger):
 
         def read(conn: sqlite3.Connection) -> dict[ItemState, int]:
             counts = dict.fromkeys(ItemState, 0)
-            rows = conn.execute("SELECT state, count(*) FROM items WHERE run = ? GROUP BY state", (self.run,))
+            rows = conn.execute(
+                f"SELECT state, count(*) FROM {_SCAN} WHERE run = ? GROUP BY state", (self.run,)
+            )
             for state, n in rows:
                 counts[ItemState(state)] = n
             return counts
@@ -539,7 +547,7 @@ class SqliteLedger(RunLedger):
 
         def read(conn: sqlite3.Connection) -> set[str]:
             rows = conn.execute(
-                "SELECT process_id FROM items WHERE run = ? AND feature = ? AND lower(user_id) = ? "
+                f"SELECT process_id FROM {_SCAN} WHERE run = ? AND feature = ? AND lower(user_id) = ? "
                 "AND process_id IS NOT NULL",
                 (self.run, feature, user_id.lower()),
             )
@@ -553,7 +561,7 @@ class SqliteLedger(RunLedger):
         def read(conn: sqlite3.Connection) -> set[str]:
             final = ",".join("?" * len(_FINAL))
             rows = conn.execute(
-                f"SELECT label FROM items WHERE run = ? GROUP BY label HAVING min(state IN ({final})) = 1",
+                f"SELECT label FROM {_SCAN} WHERE run = ? GROUP BY label HAVING min(state IN ({final})) = 1",
                 (self.run, *_FINAL),
             )
             return {row[0] for row in rows}
@@ -565,7 +573,7 @@ class SqliteLedger(RunLedger):
 
         def read(conn: sqlite3.Connection) -> ItemRecord | None:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE run = ? AND state = 'downloaded' "
+                f"SELECT {_COLUMNS} FROM {_SCAN} WHERE run = ? AND state = 'downloaded' "
                 "AND process_id IS NOT NULL LIMIT 1",
                 (self.run,),
             ).fetchone()
@@ -661,7 +669,7 @@ class SqliteLedger(RunLedger):
         def op(conn: sqlite3.Connection, now: float) -> set[str]:
             final = ",".join("?" * len(_FINAL))
             rows = conn.execute(
-                f"UPDATE items SET lease_until = ? WHERE run = ? AND owner = ? AND state NOT IN ({final}) "
+                f"UPDATE {_SCAN} SET lease_until = ? WHERE run = ? AND owner = ? AND state NOT IN ({final}) "
                 "AND lease_until > ? RETURNING key",
                 (now + lease, self.run, owner, *_FINAL, now),
             ).fetchall()
@@ -672,16 +680,15 @@ class SqliteLedger(RunLedger):
 
     async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """See :meth:`RunLedger.release`."""
-        sql = (
-            "UPDATE items SET owner = NULL, lease_until = min(coalesce(lease_until, ?), ?) "
-            "WHERE run = ? AND owner = ?"
-        )
+        sql = "SET owner = NULL, lease_until = min(coalesce(lease_until, ?), ?) WHERE run = ? AND owner = ?"
 
         def op(conn: sqlite3.Connection, now: float) -> None:
             if keys is None:
-                conn.execute(sql, (now, now, self.run, owner))
+                conn.execute(f"UPDATE {_SCAN} {sql}", (now, now, self.run, owner))
             else:
-                conn.executemany(f"{sql} AND key = ?", [(now, now, self.run, owner, key) for key in keys])
+                conn.executemany(
+                    f"UPDATE items {sql} AND key = ?", [(now, now, self.run, owner, key) for key in keys]
+                )
 
         await self._write(op)
 
@@ -788,7 +795,7 @@ class SqliteLedger(RunLedger):
 
         def op(conn: sqlite3.Connection, now: float) -> int:
             cursor = conn.execute(
-                "UPDATE items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+                f"UPDATE {_SCAN} SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
                 "user_id = NULL, task_ids = '[]', files = '[]', error_code = NULL, error_message = NULL, "
                 "intent_at = NULL, epoch = epoch + 1, updated_at = ? WHERE run = ? AND state = 'failed'",
                 (now, self.run),
@@ -803,7 +810,7 @@ class SqliteLedger(RunLedger):
 
         def op(conn: sqlite3.Connection, now: float) -> int:
             cursor = conn.execute(
-                "UPDATE items SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
+                f"UPDATE {_SCAN} SET state = 'pending', attempt = attempt + 1, process_id = NULL, "
                 "user_id = NULL, task_ids = '[]', intent_at = NULL, epoch = epoch + 1, updated_at = ? "
                 "WHERE run = ? AND state IN ('submitting', 'submitted')",
                 (now, self.run),
@@ -818,7 +825,7 @@ class SqliteLedger(RunLedger):
         namespace = str(uuid.uuid4())
 
         def op(conn: sqlite3.Connection, now: float) -> None:
-            conn.execute("DELETE FROM items WHERE run = ?", (self.run,))
+            conn.execute(f"DELETE FROM {_SCAN} WHERE run = ?", (self.run,))
             conn.execute(
                 "INSERT INTO runs (run, namespace, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (run) DO UPDATE SET namespace = excluded.namespace, "
