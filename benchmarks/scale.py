@@ -175,7 +175,8 @@ def _median_run(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged = dict(results[0])
     for name, value in results[0].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            merged[name] = _median([r[name] for r in results])
+            middle = _median([r[name] for r in results])
+            merged[name] = round(middle) if isinstance(value, int) else middle  # counts stay counts
     merged["rounds"] = len(results)
     return merged
 
