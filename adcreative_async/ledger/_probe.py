@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._base import ItemRecord, ItemState, RunLedger
+from ._signal import Signal
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -43,7 +44,7 @@ class FinishedProbe:
         client: AdCreativeClient,
         ledger: RunLedger,
         nothing_else_runs: Callable[[int], bool],
-        changes: Callable[[], anyio.Event],
+        changes: Callable[[], Signal],
         changed: Callable[[], None],
     ) -> None:
         self._client = client

@@ -104,6 +104,7 @@ from ._emit import Emitter, _Item
 from ._fencing import SEND_MARGIN, SEND_MARGIN_SHARE, _Hold, _LeaseGuard, _LostClaim
 from ._probe import FinishedProbe
 from ._requests import ContentGuard, RenderRequest, _image_params, derived_user_id, request_digests
+from ._signal import Signal
 
 if TYPE_CHECKING:
     from .._client import AdCreativeClient
@@ -202,7 +203,7 @@ class LedgerDriver(Generic[T]):
         self._intent_ahead = max(0.0, lease - grace) * INTENT_AHEAD_SHARE
         self.owner = owner or new_worker_id()
         self._unsubmitted = 0
-        self._room = anyio.Event()
+        self._room = Signal()
         self._emit: Emitter[T] = Emitter(client, name, dest)  # outcomes, and inputs of the same key
         self._watched: dict[str, _Item[T]] = {}
         # whether listings keep finished processes: what proves an unanswered start call made nothing
@@ -212,7 +213,7 @@ class LedgerDriver(Generic[T]):
         self._busy = 0  # items running (until their end is settled in the ledger)
         self._live = 0  # items running or with their outcome not yet taken by the outcomes' stream
         self._feeding = True
-        self._change = anyio.Event()
+        self._change = Signal()
         self._finished_labels: set[str] | None = None
         self._deferred: list[_Item[T]] = []
         self._intended: dict[str, float] = {}  # items whose claim wrote their intent: since when (clock)
@@ -534,8 +535,7 @@ class LedgerDriver(Generic[T]):
         return not self._feeding and self._busy <= probing and not self._watched
 
     def _changed(self) -> None:
-        self._change.set()
-        self._change = anyio.Event()
+        self._change.fire()
 
     # ------------------------------------------------------------------------------------ one item
 
@@ -645,8 +645,7 @@ class LedgerDriver(Generic[T]):
         self._free_room()
 
     def _free_room(self) -> None:
-        self._room.set()
-        self._room = anyio.Event()
+        self._room.fire()
 
     async def _job_for(self, entry: _Item[T], record: ItemRecord) -> RenderJob:
         """The item's render: found again (submitted), reconciled (an intent without answer), or started."""
