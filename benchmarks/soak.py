@@ -94,6 +94,7 @@ class Fleet:
         self._started = 0
         self.processes: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
+        self.spawned: list[subprocess.Popen[str]] = []  # every worker of the round, killed ones too
 
     def spawn(self, index: int | None = None) -> None:
         """Start a worker (in place ``index``, or a new one)."""
@@ -107,6 +108,7 @@ class Fleet:
                 text=True,
                 cwd=ROOT,
             )
+        self.spawned.append(process)
         if index is None:
             self.processes.append(process)
             self.logs.append(log)
@@ -204,6 +206,12 @@ def run_round(
         if process.returncode not in (0, -signal.SIGKILL):
             totals.failed_workers += 1
             totals.errors.append(f"round {round_no}: a worker exited {process.returncode}: {tail(log)}")
+    for number, process in enumerate(fleet.spawned):  # what each worker said of its items' errors
+        said = process.stdout.read() if process.stdout is not None else ""
+        for line in said.splitlines():
+            if line.startswith("{"):
+                reported = json.loads(line).get("errors", [])
+                totals.errors += [f"round {round_no}: worker {number}: {e}" for e in reported[:5]]
     per_input: dict[str, int] = emulator_json(info["base_url"], "processes-per-input")
     for stem, digest in digests.items():
         renders = per_input.get(digest, 0)
