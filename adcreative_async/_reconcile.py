@@ -280,7 +280,8 @@ class SubmissionLedger:
                 continue  # its leader was cancelled: lead the next one
             flight = ledger.flight = _BaselineFlight()
             try:
-                await resource.user_progress(user_id)  # a full listing: recorded through listed()
+                # a full listing, read as a stream (not held): recorded through listed()
+                await resource._listing(user_id)
                 flight.finished = True
             except AdCreativeError as exc:  # no baseline: the reconciles of these calls adopt nothing
                 flight.finished = True

@@ -288,6 +288,8 @@ async def test_the_documented_nothing_found_answer_is_still_an_empty_listing() -
     ):
         listing = await client.background_remover._listing(USER, {"a"})  # a user without processes
         assert emulator.request_count("Image/BackgroundRemoving/CheckUserProgress") == 1
+        # a complete listing all the same: the client's reconcile records have their baseline
+        assert client._ledger._users[("background_remover", USER)].baseline
     assert len(listing) == 0
     assert listing.ids == []
 
@@ -296,17 +298,35 @@ async def test_the_documented_nothing_found_answer_is_still_an_empty_listing() -
 
 SEEDED = 6000  # processes listed besides the awaited ones
 AWAITED = 8  # more than the scheduler asks for by id: every poll reads the listing
+IMAGE = sample_image("png", (2, 2))
 
 
-@pytest.fixture
-def emulator_process() -> Iterator[dict[str, Any]]:
-    """The emulator in its own process: its memory is not the client's."""
+async def _seed(credentials: dict[str, str]) -> None:
+    async with AdCreativeClient(**credentials, user_id=USER, trust_env=False) as client:  # type: ignore[arg-type]
+        limit = anyio.Semaphore(32)
+
+        async def start() -> None:
+            async with limit:
+                await client.background_remover.remove(IMAGE)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(SEEDED):
+                group.start_soon(start)
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[dict[str, str]]:
+    """The emulator in its own process (its memory is not the client's), its user holding SEEDED
+    processes; the client's credentials."""
     command = [sys.executable, "-m", "adcreative_async.testing", "--port", "0", "--task-duration", "0.05"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         info: dict[str, Any] = json.loads(process.stdout.readline())
-        yield info
+        keys = ("application_id", "api_key", "api_secret", "jwt_private_key", "base_url")
+        credentials = {k: str(info[k]) for k in keys}
+        anyio.run(_seed, credentials)
+        yield credentials
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -314,25 +334,39 @@ def emulator_process() -> Iterator[dict[str, Any]]:
             process.stdout.close()
 
 
+class HeapPeak:
+    """The peak of the traced heap over a block, above what it held at the block's start; and what the
+    block left allocated (``kept``)."""
+
+    def __init__(self) -> None:
+        self.peak = self.kept = 0
+
+    def __enter__(self) -> HeapPeak:
+        gc.collect()
+        tracemalloc.start()
+        self._before = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        now, peak = tracemalloc.get_traced_memory()
+        self.peak, self.kept = peak - self._before, now - self._before
+        tracemalloc.stop()
+
+
+def listing_size(everything: list[Progress]) -> int:
+    """The listing's JSON (the wire adds Newtonsoft's "$id"s: a little more)."""
+    size = len(msgspec.json.encode(everything))
+    assert size > 2_000_000
+    return size
+
+
 @pytest.mark.anyio
 async def test_polling_a_listing_far_larger_than_the_awaited_set_never_holds_it(
-    emulator_process: dict[str, Any],
+    seeded: dict[str, str],
 ) -> None:
-    keys = ("application_id", "api_key", "api_secret", "jwt_private_key", "base_url")
-    credentials = {k: str(emulator_process[k]) for k in keys}
-    image = sample_image("png", (2, 2))
-    async with AdCreativeClient(**credentials, user_id=USER, trust_env=False) as client:  # type: ignore[arg-type]
+    async with AdCreativeClient(**seeded, user_id=USER, trust_env=False) as client:  # type: ignore[arg-type]
         resource = client.background_remover
-        limit = anyio.Semaphore(32)
-
-        async def start() -> None:
-            async with limit:
-                await resource.remove(image)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(SEEDED):
-                group.start_soon(start)
-        jobs = [await resource.remove(image) for _ in range(AWAITED)]
+        jobs = [await resource.remove(IMAGE) for _ in range(AWAITED)]
         listed: list[int] = []
         real_listing = resource._listing
 
@@ -342,14 +376,8 @@ async def test_polling_a_listing_far_larger_than_the_awaited_set_never_holds_it(
             return listing
 
         resource._listing = counted  # type: ignore[method-assign]
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
+        with HeapPeak() as heap:
             results = [await job.result(timeout=60) for job in jobs]
-            peak = tracemalloc.get_traced_memory()[1] - before
-        finally:
-            tracemalloc.stop()
         del resource._listing
         everything = await resource.user_progress()
     assert max(listed, default=0) >= SEEDED  # the polls read the whole listing
@@ -357,6 +385,23 @@ async def test_polling_a_listing_far_larger_than_the_awaited_set_never_holds_it(
     assert all(r.is_complete and r.succeeded_task_ids for r in results)
     by_id = {p.image_render_process_id: p for p in everything}
     assert [by_id[r.process_id].tasks for r in results] == [r.tasks for r in results]
-    body_size = len(msgspec.json.encode(everything))  # the listing's JSON (the wire adds "$id"s)
-    assert body_size > 2_000_000
-    assert peak < body_size / 2, (peak, body_size)  # before the listing was streamed: above body_size
+    # before the listing was streamed, a poll held the body and every element's ids: twice the bound
+    assert heap.peak < listing_size(everything) / 2
+
+
+@pytest.mark.anyio
+async def test_the_listing_before_a_users_first_start_call_is_not_held_either(seeded: dict[str, str]) -> None:
+    # a new client knows nothing of the user: its first start call lists the user's processes first
+    # (the reconcile baseline), recording their ids
+    async with AdCreativeClient(**seeded, user_id=USER, trust_env=False) as client:  # type: ignore[arg-type]
+        resource = client.background_remover
+        with HeapPeak() as heap:
+            job = await resource.remove(IMAGE)
+        known = client._ledger._users[(resource.feature.name, USER)]
+        assert known.baseline
+        assert len(known.known) > SEEDED  # every listed process recorded, and the call's own
+        assert job.process_id.lower() in known.known
+        everything = await resource.user_progress()
+    # what the listing cost beyond the ids recorded (kept by design, MAX_KNOWN_PER_USER): before, the
+    # whole listing was decoded into progress objects, more than the body itself
+    assert heap.peak - heap.kept < listing_size(everything) / 2

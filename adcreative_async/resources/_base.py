@@ -623,11 +623,10 @@ class RenderResource(Resource):
             ledger, feature = self._client._ledger, self.feature.name
             on_ids = functools.partial(ledger.listed, feature, uid, complete=False)
         reader = ListingReader(wanted, users=users, on_ids=on_ids)
-        if await self._progress_response(req, reader.feed) is None:
-            return ProgressListing.of([])
-        if user_id is not None:
-            self._client._ledger.listed(self.feature.name, uid, ())  # read to its end: a baseline
-        return reader.listing()
+        found = await self._progress_response(req, reader.feed) is not None
+        if user_id is not None:  # read to its end ("nothing found" too): a baseline
+            self._client._ledger.listed(self.feature.name, uid, ())
+        return reader.listing() if found else ProgressListing.of([])
 
     async def _progress_list(self, req: Request) -> list[Progress]:
         response = await self._progress_response(req)
