@@ -46,8 +46,6 @@ __all__ = ["CUT_TRIALS", "PIECE_BYTES", "ListingReader", "ProgressListing"]
 PIECE_BYTES = 64 * 1024
 #: Candidate ends of a piece tried (each a trial decode) before the reader waits for more bytes.
 CUT_TRIALS = 4
-#: ``}`` looked at, from the buffer's end, in one attempt to find a piece's end.
-_BRACES_LOOKED_AT = 64
 
 _WHITESPACE = b" \t\r\n"
 _NEXT_ELEMENT = re.compile(rb"[ \t\r\n]*,[ \t\r\n]*\{")
@@ -259,7 +257,7 @@ class ListingReader:
         buf = self._buf
         high = len(buf)
         trials = 0
-        for _ in range(_BRACES_LOOKED_AT):
+        while True:  # each '}' from the end (usually the second or third is a piece's end)
             end = buf.rfind(b"}", 0, high)
             if end < 0:
                 break
