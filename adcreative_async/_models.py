@@ -24,7 +24,6 @@ __all__ = [
     "DownloadFormat",
     "ImageStyle",
     "Progress",
-    "ProgressListing",
     "RenderKind",
     "RenderState",
     "RenderType",
@@ -305,69 +304,6 @@ class ListedProcess(_Wire, frozen=True, kw_only=True, rename="camel", gc=False):
 
     image_render_process_id: str = ""
     user_id: str = ""
-
-
-class _ListedValues(msgspec.Struct, frozen=True):
-    values: list[ListedProcess] = msgspec.field(name="$values", default_factory=list)
-
-
-class _RawValues(msgspec.Struct, frozen=True):
-    values: list[msgspec.Raw] = msgspec.field(name="$values", default_factory=list)
-
-
-_LISTED_DECODER: msgspec.json.Decoder[list[ListedProcess] | _ListedValues] = msgspec.json.Decoder(
-    list[ListedProcess] | _ListedValues, strict=False
-)
-_RAW_LIST_DECODER: msgspec.json.Decoder[list[msgspec.Raw] | _RawValues] = msgspec.json.Decoder(
-    list[msgspec.Raw] | _RawValues, strict=False
-)
-
-
-class ProgressListing:
-    """A progress listing decoded lazily, for the poll scheduler: every element's ids at once (one
-    light pass that skips everything else), a full :class:`Progress` only for the elements asked for.
-
-    A listing of a million processes costs a poll the light pass (about 0.3 µs per element, against
-    2.4 µs for full progress objects: ``python -m benchmarks.poll_scale``, "a listing much larger"), and
-    the full decoding of the awaited processes only. Decoding an element may raise
-    :class:`msgspec.DecodeError` (a malformed element nobody awaits never does).
-    """
-
-    __slots__ = ("_body", "_items", "_raw", "ids")
-
-    def __init__(self, body: bytes) -> None:
-        decoded = _LISTED_DECODER.decode(body)
-        self.ids: list[ListedProcess] = decoded.values if isinstance(decoded, _ListedValues) else decoded
-        self._body = body
-        self._raw: list[msgspec.Raw] | None = None
-        self._items: list[Progress] | None = None
-
-    @classmethod
-    def of(cls, items: list[Progress]) -> ProgressListing:
-        """A listing of progress objects already decoded (a filtered answer)."""
-        listing = cls(b"[]")
-        listing.ids = [
-            ListedProcess(image_render_process_id=p.image_render_process_id, user_id=p.user_id) for p in items
-        ]
-        listing._items = items
-        return listing
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def progress(self, index: int) -> Progress:
-        """The full progress object of element ``index`` (decoded now).
-
-        Raises:
-            msgspec.DecodeError: the element is malformed.
-        """
-        if self._items is not None:
-            return self._items[index]
-        raw = self._raw
-        if raw is None:
-            decoded = _RAW_LIST_DECODER.decode(self._body)
-            raw = self._raw = decoded.values if isinstance(decoded, _RawValues) else decoded
-        return PROGRESS_DECODER.decode(raw[index])
 
 
 def decode_progress_list(body: bytes) -> list[Progress]:

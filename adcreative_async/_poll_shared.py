@@ -26,7 +26,7 @@ from ._poll_state import APPLICATION_SCOPE, _listing_floor, _UserPoller
 if TYPE_CHECKING:
     from ._clock import Clock
     from ._config import PollPolicy
-    from ._models import ProgressListing
+    from ._listing import ProgressListing
     from ._poll_state import UserKey, _TokenBucket
 
 __all__ = ["REQUEST_COST_IN_ITEMS", "SHARED_MIN_SAVING", "SHARED_RELIST_AFTER", "SharedListings"]
@@ -42,8 +42,9 @@ REQUEST_COST_IN_ITEMS = 140
 #: after this many seconds (of the client's clock).
 SHARED_RELIST_AFTER = 60.0
 #: A shared listing is used when the users' own polls would cost at least this many times as much: one
-#: large answer per tick is decoded in one piece (the event loop waits meanwhile), so a small saving is
-#: not worth it (measured: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99 32 -> 80 ms).
+#: large answer per tick, so a small saving is not worth it (measured when a listing was decoded in one
+#: piece, before it was read as a stream: 10,000 waits over 10 users, 1.1x cheaper shared, loop lag p99
+#: 32 -> 80 ms; not measured again since).
 SHARED_MIN_SAVING = 1.5
 
 
@@ -122,13 +123,18 @@ class SharedListings:
 
     async def _shared_tick(self, poller: _UserPoller, peers: list[_UserPoller]) -> bool:
         feature = poller.key[0]
+        # The processes each peer follows when the listing is asked for: their elements are kept (the
+        # rest is counted per peer's user and dropped as it is read).
+        follower: dict[str, int] = {}
+        for n, peer in enumerate(peers):
+            follower.update(dict.fromkeys(peer.followed(), n))
         sent_at = self._clock.monotonic()
         assert self._limiter is not None
         async with self._limiter:
             try:
                 await self._bucket.acquire()
                 self._count_request(poller)
-                listing = await poller.resource._listing(None)
+                listing = await poller.resource._listing(None, follower, [peer.key[1] for peer in peers])
             except AdCreativeError as exc:
                 if _is_transient(exc):
                     for peer in peers:
@@ -141,15 +147,9 @@ class SharedListings:
                 return False
         now = self._clock.monotonic()
         self._app_listed[feature] = (len(listing), now)
-        # One pass over the listing: each user's count, and the elements each peer follows (by id).
-        follower: dict[str, int] = {}
-        for n, peer in enumerate(peers):
-            follower.update(dict.fromkeys(peer.interest, n))
+        # The kept elements each peer follows (by id).
         mine: list[list[int]] = [[] for _ in peers]
-        per_user: dict[str, int] = {}
         for index, listed in enumerate(listing.ids):
-            user = listed.user_id.lower()
-            per_user[user] = per_user.get(user, 0) + 1
             follows = follower.get(listed.image_render_process_id.lower())
             if follows is not None:
                 mine[follows].append(index)
@@ -157,14 +157,17 @@ class SharedListings:
         # comes that many times as often, so that it costs what they would have (users whose pushes
         # flow poll only to reconcile: they add nothing to the pace).
         for peer in peers:
-            peer.listed = per_user.get(peer.key[1], 0)
+            peer.listed = listing.users.get(peer.key[1], 0)
         paced = [peer for peer in peers if not self._pushed(peer, now)]
         share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
         for n, peer in enumerate(peers):
             peer.ticks += 1
             peer.last_error = None
+            # missing from the listing, of its awaited processes: those it was read for (one awaited
+            # since then is looked for in the next tick's)
+            awaited = [pid for pid in peer.awaited() if follower.get(pid) == n]
             changed, now = await self._take_answer(
-                peer, listing, peer.awaited(), sent_at, asked_by_id=False, indices=mine[n]
+                peer, listing, awaited, sent_at, asked_by_id=False, indices=mine[n]
             )
             delay = self._shared_delay(peer, changed, now, share)
             floor = _listing_floor(len(listing), self.policy)  # a huge listing: polled more slowly

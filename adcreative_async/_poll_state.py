@@ -54,9 +54,9 @@ FINISHED_KEEP = 4096
 
 #: A poll that read a listing of L processes is followed by a delay of at least L times this (seconds):
 #: reading a listing costs the client about 1 µs per process even when few are awaited (its bytes read,
-#: the light pass of :class:`~adcreative_async._models.ProgressListing` and the scheduler's look-up of
-#: each id: 1.0-1.2 ms per 1,000 listed over loopback, against 1.9-2.3 ms decoded in full), on the event
-#: loop, so a huge listing is polled at most at the pace that keeps that work near 10 % of one core:
+#: the ids decoded by :class:`~adcreative_async._listing.ListingReader` and each one looked up among the
+#: followed processes: 1.0-1.2 ms per 1,000 listed over loopback, against 1.9-2.3 ms decoded in full), on
+#: the event loop, so a huge listing is polled at most at the pace that keeps that work near 10 % of one core:
 #: 100,000 processes at most every second, a million every 10 s (beyond ``max_interval``: detection
 #: latency grows with the listing, deliberately).
 LISTING_PACE_PER_ITEM = 10e-6
@@ -285,6 +285,10 @@ class _UserPoller:
                     youngest = started
         self.youngest = youngest
         return list(pids)
+
+    def followed(self) -> set[str]:
+        """The processes attached watches follow now (blocked or not): the elements a listing keeps."""
+        return {pid for pid, interest in self.interest.items() if interest.watches}
 
     def release(self, pid: str, now: float) -> None:
         """Nobody follows ``pid`` any more: forgotten later, in order (see the module doc)."""

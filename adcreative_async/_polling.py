@@ -36,19 +36,23 @@ task group.
 Ids are GUIDs: every map here is keyed by lower-cased user and process ids (the server, the messages
 and the caller may spell them differently); requests use the spelling the caller gave.
 
-A poll's work is proportional to what is awaited: a listing is read in one light pass (the ids of every
-element, see :class:`~adcreative_async._models.ProgressListing`) and only the processes a watch follows
-are decoded in full; a poller finds its awaited processes through its blocked watches; what nobody
-follows is forgotten in the order it was let go, finished processes soon (the state and its ordering:
-:mod:`._poll_state`; merging push messages and partial task maps: :mod:`._progress_merge`).
+A poll's work is proportional to what is awaited, and its memory to what is followed: a listing is read
+as a stream (:class:`~adcreative_async._listing.ListingReader`, fed by the transport as the body
+arrives), the ids of every element decoded a piece of about 64 KiB at a time and dropped; only the
+elements of the processes a watch follows are kept, and decoded in full; a poller finds its awaited
+processes through its blocked watches; what nobody follows is forgotten in the order it was let go,
+finished processes soon (the state and its ordering: :mod:`._poll_state`; merging push messages and
+partial task maps: :mod:`._progress_merge`).
 
 When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
 process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a million processes (one user
 who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
-bytes per process on the wire: some 420 MB held while the poll lasts, plus about 230 bytes per process
-for the light pass's ids: some 650 MB at the peak of a poll, none of it kept after), costs the client
-about 1 s of CPU on the event loop (about 1 µs per process: its bytes read, the light pass, the look-up
-of its id; the awaited processes decoded in full besides), and the next poll waits at least 10 s
+bytes per process on the wire: some 420 MB), but never holds it: at its peak a poll holds one piece of
+the body and aiohttp's read buffer (some hundreds of KiB, measured 0.6 MiB under a listing of 4,000
+processes by ``tests/test_streamed_listing.py``) besides the followed processes' elements, whatever the
+listing's size. It costs the client about 1 s of CPU on the event loop (about 1 µs per process: its
+bytes read, its ids decoded and looked up; the followed processes decoded in full besides), spread over
+the pieces as they arrive, and the next poll waits at least 10 s
 (:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 10 % of
 one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
 each render (or batch) its own user id (the run ledger does), or use push notifications.
@@ -103,7 +107,8 @@ from ._errors import (
     UnexpectedResponseError,
     retry_after_seconds,
 )
-from ._models import TERMINAL_STATES, Progress, ProgressListing
+from ._listing import ProgressListing
+from ._models import TERMINAL_STATES, Progress
 from ._poll_shared import (
     REQUEST_COST_IN_ITEMS,
     SHARED_MIN_SAVING,
@@ -605,7 +610,11 @@ class PollScheduler(SharedListings):
                 else:
                     await self._bucket.acquire()
                     self._count_request(poller)
-                    listing = await poller.resource._listing(None if user == APPLICATION_SCOPE else user)
+                    # the elements of the processes followed now are kept (the rest is counted and
+                    # dropped as it is read; one followed later is read in the next poll)
+                    listing = await poller.resource._listing(
+                        None if user == APPLICATION_SCOPE else user, poller.followed()
+                    )
             except AdCreativeError as exc:
                 error = exc
         poller.ticks += 1
@@ -670,8 +679,9 @@ class PollScheduler(SharedListings):
         sent_at: float,
         indices: Iterable[int] | None,
     ) -> tuple[set[str], set[str]]:
-        """Cache the processes of a listing that watches follow, decoding only theirs (a light pass read
-        the ids of every element); returns the ids that changed, and the followed ids the listing holds.
+        """Cache the processes of a listing that watches follow, decoding only theirs (the listing kept
+        only the elements of followed processes: see :meth:`_poll_once`); returns the ids that changed,
+        and the followed ids the listing holds.
 
         Raises:
             msgspec.DecodeError: a followed process's element is malformed.

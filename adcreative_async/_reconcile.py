@@ -225,15 +225,23 @@ class SubmissionLedger:
         if ledger is not None:
             _record(ledger, process_ids, claim=answered)
 
-    def listed(self, feature: str, user_id: str, process_ids: Iterable[str]) -> None:
-        """Record a full listing of the user's processes: it also serves as the baseline."""
+    def listed(
+        self, feature: str, user_id: str, process_ids: Iterable[str], *, complete: bool = True
+    ) -> None:
+        """Record a full listing of the user's processes: it also serves as the baseline.
+
+        Args:
+            complete: False for a part of a listing read as a stream (its processes recorded, no
+                baseline yet); the call with True (and the last part, or nothing) comes once the whole
+                listing was read.
+        """
         ledger = self._users.get((feature, user_id.lower()))
         if ledger is None:
             if self._fresh_users:
                 return  # a made-up user already settled (and forgotten), or one no start call uses
             ledger = self._ledger(feature, user_id)
         _record(ledger, process_ids, claim=False)
-        if len(ledger.known) < MAX_KNOWN_PER_USER:
+        if complete and len(ledger.known) < MAX_KNOWN_PER_USER:
             ledger.baseline = True
 
     def exclusive_user(self, feature: str, user_id: str, *, fresh: bool = False) -> None:
@@ -272,7 +280,8 @@ class SubmissionLedger:
                 continue  # its leader was cancelled: lead the next one
             flight = ledger.flight = _BaselineFlight()
             try:
-                await resource.user_progress(user_id)  # a full listing: recorded through listed()
+                # a full listing, read as a stream (not held): recorded through listed()
+                await resource._listing(user_id)
                 flight.finished = True
             except AdCreativeError as exc:  # no baseline: the reconciles of these calls adopt nothing
                 flight.finished = True

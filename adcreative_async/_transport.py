@@ -79,6 +79,12 @@ TOKEN_RENEWALS = 2
 #: validation error arrives before the body is sent.
 EXPECT_CONTINUE_THRESHOLD = 1024 * 1024
 
+#: Bytes of a streamed body kept for the error message of a malformed one.
+_HEAD_KEPT = 200
+#: A body read into a sink is handed to it in chunks of at most this many bytes (aiohttp's buffer holds
+#: what the socket delivered: a larger read would join its pieces into one more copy).
+SINK_CHUNK = 64 * 1024
+
 
 def default_user_agent() -> str:
     """``adcreative-async/<version> python/<version> aiohttp/<version>``."""
@@ -156,15 +162,22 @@ class Response:
         try:
             return decode(self.body)
         except msgspec.DecodeError as exc:
-            excerpt = self.body[:200].decode("utf-8", "replace")
-            raise UnexpectedResponseError(
-                f"{self.status} from {method} {self.route}: the response does not match the "
-                f"documented shape ({exc}); body starts: {excerpt!r}",
-                status=self.status,
-                body=self.body,
-                method=method,
-                path=self.route,
-            ) from None
+            raise _malformed(self.status, method, self.route, exc, self.body) from None
+
+
+def _malformed(
+    status: int, method: str, route: str, error: msgspec.DecodeError, body: bytes
+) -> UnexpectedResponseError:
+    """A body that does not decode (``body``: all of it, or its first bytes when it was streamed)."""
+    excerpt = body[:200].decode("utf-8", "replace")
+    return UnexpectedResponseError(
+        f"{status} from {method} {route}: the response does not match the "
+        f"documented shape ({error}); body starts: {excerpt!r}",
+        status=status,
+        body=body,
+        method=method,
+        path=route,
+    )
 
 
 class StreamedResponse:
@@ -628,8 +641,15 @@ class Transport:
         """The absolute URL of a route under ``/api/v1/``."""
         return f"{self.base_url}{API_PREFIX}{route}"
 
-    async def request(self, req: Request) -> Response:
+    async def request(self, req: Request, sink: Callable[[bytes], object] | None = None) -> Response:
         """Send ``req`` and read the whole response.
+
+        Args:
+            sink: where a successful body goes, chunk by chunk as it arrives (``b""`` at its end),
+                instead of into :attr:`Response.body` (which is then empty): a body never held whole.
+                The call's timeouts are the same (``Timeout.read`` per chunk, ``Timeout.total`` over the
+                whole body). A :class:`msgspec.DecodeError` it raises ends the read: the call raises
+                :class:`UnexpectedResponseError` (with the body's first bytes).
 
         Raises:
             APIError: (a subclass per status) for any status >= 300.
@@ -638,15 +658,22 @@ class Transport:
         response, span = await self._exchange(req, streamed=False)
         body, error = b"", None
         failure: APIError | None = None
+        received = 0
         try:
-            body, error = await self._read_body(response, req)
+            if sink is not None and response.status < 300:
+                received, error = await self._feed_body(response, req, sink)
+            else:
+                body, error = await self._read_body(response, req)
+                received = len(body)
             if error is None and response.status >= 300:
                 failure = self._api_error(req, response.status, response.headers, body)
         finally:
+            if error is not None and sink is not None:
+                response.close()  # a body not read to its end: its connection is not reused
             response.release()
             if span is not None:
                 answer = failure is not None and req.is_answer is not None and req.is_answer(failure)
-                span.end(response.status, received=len(body), error=error, answer=answer)
+                span.end(response.status, received=received, error=error, answer=answer)
         if error is not None:
             raise error
         if failure is not None:
@@ -717,6 +744,28 @@ class Transport:
             return b"", _translate(
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
+
+    async def _feed_body(
+        self, response: aiohttp.ClientResponse, req: Request, sink: Callable[[bytes], object]
+    ) -> tuple[int, AdCreativeError | None]:
+        """Hand the body to ``sink`` as it arrives; the bytes received, and the error that ended it."""
+        received = 0
+        head = b""  # the body's first bytes, for the error of a malformed one
+        try:
+            try:
+                async for chunk in response.content.iter_chunked(SINK_CHUNK):
+                    if len(head) < _HEAD_KEPT:
+                        head += chunk[: _HEAD_KEPT - len(head)]
+                    received += len(chunk)
+                    sink(chunk)
+                sink(b"")
+            except msgspec.DecodeError as exc:
+                return received, _malformed(response.status, req.method, req.route, exc, head)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return received, _translate(
+                exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
+            )
+        return received, None
 
     async def _access_token(self, deadline: float | None) -> str:
         """The access token, a token request it needs ending by the call's ``deadline``."""

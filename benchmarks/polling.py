@@ -243,13 +243,11 @@ async def child_cost(params: dict[str, Any]) -> dict[str, Any]:
             await resource.user_progress(user, one)
         per_request = (time.process_time() - start) / rounds
         start = time.process_time()
-        followed: dict[str, None] = {}
+        followed: dict[str, None] = {str(uuid.uuid4()): None}  # one followed process, not listed
         for _ in range(rounds):
-            # what a poll does with a listing: the light pass, and a look-up of each id among the
-            # followed processes (none here: one more listed process costs its share of both)
-            listing = await resource._listing(user)
-            for listed_process in listing.ids:
-                followed.get(listed_process.image_render_process_id.lower())
+            # what a poll does with a listing: read as a stream, each element's ids decoded and looked
+            # up among the followed processes (one more listed process costs its share of both)
+            await resource._listing(user, followed)
         per_listing = (time.process_time() - start) / rounds
     per_item = max(1e-9, (per_listing - per_request) / (listed - 1))
     return {

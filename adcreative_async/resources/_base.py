@@ -15,11 +15,12 @@ use directly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from .._errors import (
 from .._fields import FieldKind, FieldSpec, canonical_guid, validate, wire_text
 from .._files import ProgressCallback, Upload, prepare_upload
 from .._jobs import RenderJob, TaskUpdates
-from .._models import PROGRESS_DECODER, Progress, ProgressListing, RenderState, decode_progress_list
+from .._listing import ListingReader, ProgressListing
+from .._models import PROGRESS_DECODER, Progress, RenderState, decode_progress_list
 from .._reconcile import Submission, is_ambiguous
 from .._telemetry import traced_submit
 from .._transport import FormItem, Request, Response, log_ids
@@ -598,11 +600,15 @@ class RenderResource(Resource):
         )
         return await self._progress_list(req)
 
-    async def _listing(self, user_id: str | None) -> ProgressListing:
-        """For the poll scheduler: the user's listing (``user_id``), or the application's (None),
-        decoded lazily (see :class:`~adcreative_async._models.ProgressListing`); a user's listing is
-        recorded for reconciliation as :meth:`user_progress` records it."""
+    async def _listing(
+        self, user_id: str | None, wanted: Container[str] = (), users: Collection[str] = ()
+    ) -> ProgressListing:
+        """For the poll scheduler: the user's listing (``user_id``), or the application's (None), read
+        as a stream (see :class:`~adcreative_async._listing.ListingReader`): only the elements of
+        ``wanted`` (lower-cased process ids) are kept, and the elements of ``users`` counted; a user's
+        listing is recorded for reconciliation as :meth:`user_progress` records it, piece by piece."""
         options = RequestOptions(None, None, None, None, None)
+        on_ids: Callable[[list[str]], object] | None = None
         if user_id is None:
             req = self._request(
                 "GET",
@@ -614,26 +620,30 @@ class RenderResource(Resource):
         else:
             uid = self._client._user_id(user_id)
             req = self._user_progress_request(uid, None, options)
-        response = await self._progress_response(req)
-        listing = ProgressListing(b"[]") if response is None else response.decode(ProgressListing, "GET")
-        if user_id is not None:
-            self._client._ledger.listed(
-                self.feature.name, uid, [p.image_render_process_id for p in listing.ids]
-            )
-        return listing
+            ledger, feature = self._client._ledger, self.feature.name
+            on_ids = functools.partial(ledger.listed, feature, uid, complete=False)
+        reader = ListingReader(wanted, users=users, on_ids=on_ids)
+        found = await self._progress_response(req, reader.feed) is not None
+        if user_id is not None:  # read to its end ("nothing found" too): a baseline
+            self._client._ledger.listed(self.feature.name, uid, ())
+        return reader.listing() if found else ProgressListing.of([])
 
     async def _progress_list(self, req: Request) -> list[Progress]:
         response = await self._progress_response(req)
         return [] if response is None else response.decode(decode_progress_list, "GET")
 
-    async def _progress_response(self, req: Request) -> Response | None:
-        """A progress call's response, or None for the documented "nothing found" answer."""
+    async def _progress_response(
+        self, req: Request, sink: Callable[[bytes], object] | None = None
+    ) -> Response | None:
+        """A progress call's response (its body fed to ``sink`` if given: see
+        :meth:`~adcreative_async._transport.Transport.request`), or None for the documented "nothing
+        found" answer."""
         client = self._client
         client._require_open()
         req.is_answer = self.feature.is_nothing_found  # "nothing found" is an empty list, not an error
         error: APIError | None = None
         try:
-            response = await client._transport.request(req)
+            response = await client._transport.request(req, sink)
         except APIError as exc:
             if not self.feature.is_nothing_found(exc):
                 raise
