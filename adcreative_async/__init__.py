@@ -50,7 +50,8 @@ from ._feature_models import (
     PromptObject,
     WebsiteScan,
 )
-from ._files import ACCEPTED_IMAGE_TYPES, ImageInput, IncompleteDownloadError, ProgressCallback
+from ._files import ACCEPTED_IMAGE_TYPES, ImageInput, ProgressCallback
+from ._filewrite import IncompleteDownloadError
 from ._jobs import RenderJob, TaskUpdate, TaskUpdates, as_completed
 from ._models import (
     AD_CREATIVE_RENDER_KINDS,

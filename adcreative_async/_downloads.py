@@ -29,15 +29,14 @@ from ._errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from ._files import (
+from ._files import ProgressCallback, extension_for
+from ._filewrite import (
     LOOP_WRITE_MAX,
     AtomicFile,
     IncompleteDownloadError,
-    ProgressCallback,
     Received,
     StreamWriter,
     WriteBatch,
-    extension_for,
 )
 from ._receiver import receive_body
 from ._transport import Request, StreamedResponse, Transport
@@ -69,7 +68,7 @@ DEFAULT_DOWNLOAD_RESUMES = 3
 DOWNLOAD_WRITE_BUFFER = 16 * 1024 * 1024
 MAX_WRITE_BATCH = 2 * 1024 * 1024
 #: A body at least this large (or of unknown length) is written as it arrives
-#: (:class:`~adcreative_async._files.StreamWriter`): chunk by chunk in the event loop
+#: (:class:`~adcreative_async._filewrite.StreamWriter`): chunk by chunk in the event loop
 #: (``TransferOptions.write_in_loop``), or by one worker-thread call fed chunk by chunk (receiving and
 #: writing overlap). A smaller body is gathered in batches (a
 #: body under one batch is written with the commit: one worker-thread call for the whole download,

@@ -14,25 +14,25 @@ no coroutine per chunk.
 How it is written (``TransferOptions.write_in_loop``):
 
 - In the event loop (the default): one buffer of up to
-  :data:`~adcreative_async._files.LOOP_WRITE_MAX` (1 MiB; less, down to ``chunk_size``, when many
+  :data:`~adcreative_async._filewrite.LOOP_WRITE_MAX` (1 MiB; less, down to ``chunk_size``, when many
   downloads share the client's ``DOWNLOAD_WRITE_BUFFER``); each read into it is written with one
   ``write`` before the next read, in the protocol's callback. One write blocks the loop for its
   duration, at most one buffer (as aiohttp's own loop writing a file, one chunk). Reads of up to 1 MiB
   where asyncio reads 256 KiB: fewer reads, writes and loop turns (a GiB: 0.38-0.40 s of the client's
   CPU against 0.50-0.52 s with 256 KiB reads into the same buffer). A write longer than
-  :data:`~adcreative_async._files.LOOP_WRITE_STALL` in which the thread slept (the disk's stall, not
-  the CPU taken by other processes: ``_files.write_stalled``) hands the next
-  :data:`~adcreative_async._files.LOOP_WRITE_BACKOFF` bytes to a worker thread (below); the loop writes
+  :data:`~adcreative_async._filewrite.LOOP_WRITE_STALL` in which the thread slept (the disk's stall, not
+  the CPU taken by other processes: ``_filewrite.write_stalled``) hands the next
+  :data:`~adcreative_async._filewrite.LOOP_WRITE_BACKOFF` bytes to a worker thread (below); the loop writes
   again once that thread has written them.
-- In a worker thread: buffers of up to :data:`~adcreative_async._files.STREAM_COALESCE` bytes (as many
+- In a worker thread: buffers of up to :data:`~adcreative_async._filewrite.STREAM_COALESCE` bytes (as many
   as the download's share of ``STREAM_WRITE_QUEUE`` holds, at least two): the loop reads into one while
   the thread writes the others, a whole buffer per hand-off; with none free, reading pauses until the
   thread gives one back. One worker-thread call writes them all.
 
 The memory of a download is its buffers, whatever the body's size. The connection is closed after the
 body (aiohttp's parser did not see it). What the receiver keeps of the SDK's promises: the file is the
-:class:`~adcreative_async._files.AtomicFile`'s (renamed into place by the caller once complete), the
-bytes counted and sniffed as before (:class:`~adcreative_async._files.Received`), a connection cut or a
+:class:`~adcreative_async._filewrite.AtomicFile`'s (renamed into place by the caller once complete), the
+bytes counted and sniffed as before (:class:`~adcreative_async._filewrite.Received`), a connection cut or a
 read timeout returned for the caller to resume (every received byte written first), a write error or a
 cancellation leaving nothing written in the thread after it.
 """
@@ -47,9 +47,10 @@ import time
 import anyio
 import anyio.to_thread
 
-from . import _files as files
+from . import _filewrite as files
 from ._errors import AdCreativeError, APIConnectionError
-from ._files import AtomicFile, ProgressCallback, Received
+from ._files import ProgressCallback
+from ._filewrite import AtomicFile, Received
 from ._transport import DetachedBody, StreamedResponse
 
 __all__ = ["receive_body"]

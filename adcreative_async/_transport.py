@@ -51,7 +51,8 @@ from ._errors import (
     build_api_error,
     retry_after_seconds,
 )
-from ._files import IncompleteDownloadError, KnownDestinations, ProgressCallback, Upload, send_guards
+from ._files import ProgressCallback, Upload, send_guards
+from ._filewrite import IncompleteDownloadError, KnownDestinations
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
 from ._ratelimit import RATE_LIMITED_UNPROCESSED, RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments

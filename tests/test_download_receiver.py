@@ -31,7 +31,7 @@ from adcreative_async import (
     Timeout,
     TransferOptions,
     _downloads,
-    _files,
+    _filewrite,
 )
 from adcreative_async._downloads import STREAM_WRITE_FROM
 from adcreative_async.testing import Emulator, sample_image
@@ -236,7 +236,7 @@ class ThreadWrites:
         self.loop = threading.get_ident()
         self.sizes: list[int] = []
         self.loop_writes = 0
-        real_thread, real_loop = _files.write_chunks, _files._write_fully
+        real_thread, real_loop = _filewrite.write_chunks, _filewrite._write_fully
 
         def slow(handle: Any, chunks: Any) -> None:
             assert threading.get_ident() != self.loop
@@ -251,8 +251,8 @@ class ThreadWrites:
                 time.sleep(loop_pause)  # the loop's thread sleeps in the write: a stalled disk
             real_loop(fd, data)
 
-        monkeypatch.setattr(_files, "write_chunks", slow)
-        monkeypatch.setattr(_files, "_write_fully", in_loop)
+        monkeypatch.setattr(_filewrite, "write_chunks", slow)
+        monkeypatch.setattr(_filewrite, "_write_fully", in_loop)
 
 
 async def test_reads_overlap_slow_thread_writes_and_keep_every_byte_in_order(
@@ -272,8 +272,8 @@ async def test_reads_overlap_slow_thread_writes_and_keep_every_byte_in_order(
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
     assert writes.loop_writes == 0
     assert sum(writes.sizes) == SIZE
-    assert max(writes.sizes) <= _files.STREAM_COALESCE
-    assert len(writes.sizes) <= SIZE // _files.STREAM_COALESCE + 1  # a buffer each, not a read each
+    assert max(writes.sizes) <= _filewrite.STREAM_COALESCE
+    assert len(writes.sizes) <= SIZE // _filewrite.STREAM_COALESCE + 1  # a buffer each, not a read each
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
@@ -283,8 +283,8 @@ async def test_a_slow_disk_under_in_loop_writes_moves_them_to_the_thread_byte_ex
     """Loop writes slower than LOOP_WRITE_STALL that slept (every one here: a stalled disk) hand the
     next bytes to the thread, which writes them while the loop reads on; then the loop writes again,
     the bytes in order."""
-    monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
-    monkeypatch.setattr(_files, "LOOP_WRITE_BACKOFF", 3 * MiB)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_STALL", 0.0)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_BACKOFF", 3 * MiB)
     async with (
         Proxy(emu.base_url, piece=64 * 1024, delay=0.001) as proxy,
         client_for(emu, True, proxy.url) as client,
@@ -308,7 +308,7 @@ async def test_slow_loop_writes_that_never_slept_stay_in_the_loop(
     thread would not write sooner, so the writes stay in the loop (the receiver's and aiohttp's
     chunks' alike)."""
     monkeypatch.setattr(_downloads, "RECEIVE_FROM", receive_from)
-    monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_STALL", 0.0)
     async with client_for(emu, True) as client:
         process_id, task_id = await finished_task(client, emu)
         writes = ThreadWrites(monkeypatch, pause=0.0)

@@ -24,7 +24,7 @@ import anyio.to_thread
 import pytest
 from helpers import count_thread_calls
 
-from adcreative_async import AdCreativeClient, TransferOptions, _files
+from adcreative_async import AdCreativeClient, TransferOptions, _filewrite
 from adcreative_async._downloads import DOWNLOAD_WRITE_BUFFER, STREAM_WRITE_FROM
 from adcreative_async.testing import Emulator, sample_image
 
@@ -179,7 +179,7 @@ class WriterThreads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, loop_sleep: float = 0.0) -> None:
         self.loop = threading.get_ident()
         self.writes: list[str] = []
-        loop_write, thread_write = _files._write_fully, _files.write_chunks
+        loop_write, thread_write = _filewrite._write_fully, _filewrite.write_chunks
 
         def in_loop(fd: int, data: bytes) -> None:
             self.writes.append("loop" if threading.get_ident() == self.loop else "other")
@@ -191,8 +191,8 @@ class WriterThreads:
             self.writes.append("thread" if threading.get_ident() != self.loop else "loop-writev")
             thread_write(handle, chunks)
 
-        monkeypatch.setattr(_files, "_write_fully", in_loop)
-        monkeypatch.setattr(_files, "write_chunks", in_thread)
+        monkeypatch.setattr(_filewrite, "_write_fully", in_loop)
+        monkeypatch.setattr(_filewrite, "write_chunks", in_thread)
 
 
 async def test_a_large_download_is_written_in_the_event_loop_chunk_by_chunk(
@@ -228,8 +228,8 @@ async def test_slow_loop_writes_hand_the_next_bytes_to_a_thread_and_keep_them_in
     """Every in-loop write counts as slow here (LOOP_WRITE_STALL 0, and the thread sleeps in each, as on
     a stalled disk): each hands the next MiB to the worker thread, which writes it before the loop
     writes again; the file is byte-exact."""
-    monkeypatch.setattr(_files, "LOOP_WRITE_STALL", 0.0)
-    monkeypatch.setattr(_files, "LOOP_WRITE_BACKOFF", MiB)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_STALL", 0.0)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_BACKOFF", MiB)
     transfer = TransferOptions(chunk_size=64 * 1024)
     async with AdCreativeClient(
         **emu.credentials, user_id=USER, trust_env=False, transfer=transfer

@@ -41,7 +41,7 @@ from adcreative_async import (
     WebsiteScan,
 )
 from adcreative_async._feature_models import clean_json, decode_recommendations, decode_website_scan
-from adcreative_async._files import IncompleteDownloadError, Received
+from adcreative_async._filewrite import IncompleteDownloadError, Received
 from adcreative_async._transport import TOKEN_RENEWALS, Request, Response
 from adcreative_async.resources.scan_my_website import SCAN_READ_TIMEOUT
 from adcreative_async.testing import Emulator, sample_image

@@ -19,7 +19,8 @@ import pytest
 from helpers import count_thread_calls, eventually
 
 from adcreative_async import IncompleteDownloadError, InvalidRequestError
-from adcreative_async._files import SMALL_UPLOAD, Upload, prepare_upload, sniff_type, write_atomically
+from adcreative_async._files import SMALL_UPLOAD, Upload, prepare_upload, sniff_type
+from adcreative_async._filewrite import write_atomically
 
 pytestmark = pytest.mark.anyio
 

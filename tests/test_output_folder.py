@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
-from adcreative_async._files import AtomicFile, remove_leftovers, temp_name
+from adcreative_async._filewrite import AtomicFile, remove_leftovers, temp_name
 from adcreative_async.testing import sample_image
 from benchmarks._hosts import emulator as emulator_subprocess
 

@@ -26,7 +26,7 @@ import anyio
 import msgspec
 
 from .._fields import canonical_guid
-from .._files import write_atomically
+from .._filewrite import write_atomically
 from .._models import Progress, RenderState, settle_task_states
 
 __all__ = [
