@@ -167,7 +167,8 @@ class RetryPolicy:
         reconcile_grace: after an ambiguous start or edit call, how long the client looks for the render
             it may have made (a read-after-write lag) before raising ``RenderMayExistError`` (10 s).
         reconcile_interval: how often it looks meanwhile (1 s).
-        retry_statuses: statuses of GET responses that are retried.
+        retry_statuses: statuses of GET responses that are retried; a POST answered 429 is retried too
+            when 429 is in it (refused unprocessed, ``RATE_LIMITED_UNPROCESSED``).
         jitter: applied to each delay (default ``backoff.full_jitter``); None: none.
     """
 
