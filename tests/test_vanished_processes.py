@@ -123,8 +123,9 @@ async def test_a_listing_without_finished_processes_costs_a_bulk_run_no_request_
     assert all(o.ok for o in omitting)
     assert_own_results(normal, paths)
     assert_own_results(omitting, omitting_paths)
-    # before: one request by id per finished process, on top of the listings (here ITEMS more)
-    assert requests <= 2 * normal_requests, (requests, normal_requests, len(asked))
+    # before: one request by id per finished process, on top of the listings (here ITEMS more); the
+    # listings' own count moves with the machine's load (paced polls), hence the small allowance
+    assert requests <= 2 * normal_requests + ITEMS // 10, (requests, normal_requests, len(asked))
     assert asked  # the evidence: a process missing from the listing and found finished by id
     assert len(asked) < ITEMS // 4
     assert all(o.job is not None and o.job.is_complete and not o.job.failed for o in omitting)
