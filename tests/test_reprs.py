@@ -4,6 +4,8 @@ handle that support needs, stays."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adcreative_async import AdCreativeClient
@@ -14,16 +16,17 @@ USER = "7d1e2f3a-2222-4b5c-8d9e-0a1b2c3d4e5f"
 PROCESS = "9a8b7c6d-3333-4e5f-a0b1-c2d3e4f5a6b7"
 
 
-def _client() -> AdCreativeClient:
-    return AdCreativeClient(
-        api_key="key-0000",
-        api_secret="secret-0000",
-        jwt_private_key="private-0000",
-        application_id=APPLICATION,
-        base_url="http://127.0.0.1:9",
-        user_id=USER,
-        trust_env=False,
-    )
+def _options() -> dict[str, Any]:
+    """The options of both clients: made-up credentials, an account whose ids must not show."""
+    return {
+        "api_key": "key-0000",
+        "api_secret": "secret-0000",
+        "jwt_private_key": "private-0000",
+        "application_id": APPLICATION,
+        "base_url": "http://127.0.0.1:9",
+        "user_id": USER,
+        "trust_env": False,
+    }
 
 
 def _assert_no_account_ids(text: str) -> None:
@@ -32,7 +35,7 @@ def _assert_no_account_ids(text: str) -> None:
 
 
 def test_the_async_client_its_token_manager_and_a_job_show_no_account_id() -> None:
-    client = _client()
+    client = AdCreativeClient(**_options())
     job = client.background_remover.job(PROCESS, user_id=USER, task_ids=["t-1"])
     shown = [repr(client), repr(client._transport.tokens), repr(job), str(job)]
     for text in shown:
@@ -44,15 +47,7 @@ def test_the_async_client_its_token_manager_and_a_job_show_no_account_id() -> No
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_the_sync_client_and_its_jobs_show_no_account_id() -> None:
-    with SyncAdCreativeClient(
-        api_key="key-0000",
-        api_secret="secret-0000",
-        jwt_private_key="private-0000",
-        application_id=APPLICATION,
-        base_url="http://127.0.0.1:9",
-        user_id=USER,
-        trust_env=False,
-    ) as client:
+    with SyncAdCreativeClient(**_options()) as client:
         job = client.background_remover.job(PROCESS, user_id=USER, task_ids=["t-1"])
         for text in (repr(client), repr(job), str(job)):
             _assert_no_account_ids(text)
