@@ -237,8 +237,9 @@ class Notifier:
                     await response.read()
                     status = response.status
         except Exception as exc:  # a dead endpoint must not stop the emulator
-            logger.info("delivery to %s failed: %r", channel.kind, exc)
+            # the error's name only: aiohttp's errors carry the URL, whose path may hold a secret token
             status = type(exc).__name__
+            logger.info("delivery to %s failed: %s", channel.kind, status)
         self._record(channel, body, status)
 
     async def _publish(self, channel: NotificationChannel, data: bytes, routing_key: str) -> None:
