@@ -29,7 +29,6 @@ import aiohttp
 import anyio
 import backoff
 import msgspec
-from aiohttp import payload as aiohttp_payload
 
 from ._auth import (
     AUTH_CONTENT_TYPE,
@@ -46,19 +45,19 @@ from ._errors import (
     APIConnectionError,
     APIError,
     ClientNotOpenError,
-    InvalidRequestError,
     UnexpectedResponseError,
     build_api_error,
     retry_after_seconds,
 )
-from ._files import ProgressCallback, Upload, send_guards
+from ._files import ProgressCallback, Upload
 from ._filewrite import IncompleteDownloadError, KnownDestinations
+from ._multipart import FormBody, FormItem
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
 from ._ratelimit import RATE_LIMITED_UNPROCESSED, RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
-__all__ = ["Request", "Response", "StreamedResponse", "Transport", "log_ids"]
+__all__ = ["FormItem", "Request", "Response", "StreamedResponse", "Transport", "log_ids"]
 
 logger = logging.getLogger("adcreative_async.http")
 
@@ -90,10 +89,6 @@ SINK_CHUNK = 64 * 1024
 def default_user_agent() -> str:
     """``adcreative-async/<version> python/<version> aiohttp/<version>``."""
     return f"adcreative-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
-
-
-#: A multipart form item: (wire name, text) or an :class:`Upload`.
-FormItem = tuple[str, str] | Upload
 
 
 @dataclass
@@ -302,156 +297,6 @@ class DetachedBody:
     """The connection's transport, its reading paused."""
     protocol: asyncio.BaseProtocol
     """aiohttp's protocol of the connection: set back on the transport once the body is read."""
-
-
-class _UploadPayload(aiohttp_payload.Payload):
-    """A file part streamed from an :class:`Upload`: sized when the size is known, read in chunks."""
-
-    _autoclose = True  # the payload owns no handle between writes: each write opens and closes a pass
-
-    def __init__(self, upload: Upload, progress: _ProgressTotal | None) -> None:
-        super().__init__(upload, content_type=upload.content_type, filename=upload.filename)
-        self._upload = upload
-        self._size = upload.size
-        self._progress = progress
-        self.error: AdCreativeError | None = None
-        self.sent = 0
-        self.set_content_disposition("form-data", name=upload.wire, filename=upload.filename)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return f"<upload {self._upload.filename}>"
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        upload = self._upload
-        try:
-            reader = await upload.open()
-        except AdCreativeError as exc:
-            self.error = exc
-            raise
-        # read here, in the task that writes the body: aiohttp starts it from the caller's context
-        guards = send_guards()
-        sent = 0
-        try:
-            for guard in guards:
-                self._check(guard.begin, upload.param)
-            while True:
-                chunk = await reader.read()
-                if not chunk:
-                    break
-                for guard in guards:
-                    self._check(guard.chunk, upload.param, chunk)
-                sent += len(chunk)
-                if upload.max_size is not None and sent > upload.max_size:
-                    self.error = InvalidRequestError.for_field(
-                        upload.param,
-                        f"is over the client's max_upload_size of {upload.max_size} bytes "
-                        "(found while sending)",
-                        wire=upload.wire,
-                    )
-                    raise self.error
-                await writer.write(chunk)
-                self.sent += len(chunk)
-                if self._progress is not None:
-                    self._progress.add(len(chunk))
-            if upload.size is not None and sent != upload.size:
-                self.error = InvalidRequestError.for_field(
-                    upload.param,
-                    f"changed while it was being sent ({sent} bytes read, {upload.size} expected)",
-                    wire=upload.wire,
-                )
-                raise self.error
-            for guard in guards:
-                self._check(guard.end, upload.param)
-        finally:
-            await reader.aclose()
-
-    def _check(self, check: Callable[..., None], *args: Any) -> None:
-        """Run a send guard's check; its error stops the upload and is the call's error."""
-        try:
-            check(*args)
-        except AdCreativeError as exc:
-            self.error = exc
-            raise
-
-
-#: A multipart body's pieces (boundaries, part headers, small parts) are gathered up to this many bytes
-#: before one write to the connection: aiohttp writes each piece on its own (13 ``send`` calls for a
-#: three-part form), and a system call costs 10-60 µs here; the whole of a small upload now goes out in
-#: one. A piece this large or larger is written at once, after what was gathered before it.
-CORK_BYTES = 64 * 1024
-
-
-class _Cork:
-    """A stream writer's stand-in that gathers small writes (see :data:`CORK_BYTES`)."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-        self._pending: list[bytes] = []
-        self._size = 0
-
-    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        if len(chunk) >= CORK_BYTES:
-            await self.flush()
-            await self._writer.write(chunk)
-            return
-        self._pending.append(bytes(chunk))
-        self._size += len(chunk)
-        if self._size >= CORK_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write what was gathered."""
-        if self._pending:
-            pending, self._pending, self._size = self._pending, [], 0
-            await self._writer.write(b"".join(pending))
-
-
-class _CorkedForm(aiohttp_payload.Payload):
-    """A multipart form written through a :class:`_Cork`: a small form in one write."""
-
-    _autoclose = True  # the parts hold no handle between writes (see _UploadPayload)
-
-    def __init__(self, form: aiohttp.MultipartWriter) -> None:
-        super().__init__(form, content_type=form.content_type)
-        self._form = form
-        self._size = form.size
-
-    @property
-    def consumed(self) -> bool:
-        return self._form.consumed
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self._form.decode(encoding, errors)
-
-    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return await self._form.as_bytes(encoding, errors)
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        cork = _Cork(writer)
-        await self._form.write(cork)  # type: ignore[arg-type]
-        await cork.flush()
-
-    async def close(self) -> None:
-        await self._form.close()
-
-
-class _ProgressTotal:
-    """Sums bytes sent across the file parts of one request and reports them."""
-
-    def __init__(self, callback: ProgressCallback, total: int | None) -> None:
-        self._callback = callback
-        self._total = total
-        self._done = 0
-
-    def add(self, n: int) -> None:
-        self._done += n
-        self._callback(self._done, self._total)
 
 
 def _translate(
@@ -951,26 +796,13 @@ class Transport:
             headers[name] = value
         return headers
 
-    def _body(self, req: Request) -> tuple[Any, list[_UploadPayload], int | None]:
+    @staticmethod
+    def _body(req: Request) -> tuple[Any, FormBody | None, int | None]:
+        """The request's body (a JSON one, or its multipart form), the form if it is one, its size."""
         if req.form is None:
-            return req.json, [], len(req.json) if req.json is not None else 0
-        writer = aiohttp.MultipartWriter("form-data")
-        uploads = [item for item in req.form if isinstance(item, Upload)]
-        total: int | None = sum(u.size or 0 for u in uploads)
-        if any(u.size is None for u in uploads):
-            total = None
-        progress = _ProgressTotal(req.on_upload_progress, total) if req.on_upload_progress else None
-        payloads: list[_UploadPayload] = []
-        for item in req.form:
-            if isinstance(item, Upload):
-                part = _UploadPayload(item, progress)
-                payloads.append(part)
-                writer.append_payload(part)
-            else:
-                name, text = item
-                text_part = writer.append(text)
-                text_part.set_content_disposition("form-data", name=name)
-        return _CorkedForm(writer), payloads, writer.size
+            return req.json, None, len(req.json) if req.json is not None else 0
+        form = FormBody(req.form, req.on_upload_progress)
+        return form, form, form.size
 
     @staticmethod
     def _attempt_timeout(limits: Timeout, wait: float | None, streamed: bool) -> aiohttp.ClientTimeout:
@@ -995,7 +827,7 @@ class Transport:
         """One attempt: the response once its headers arrived (within ``head_within`` seconds, if
         given: a streamed answer's deadline)."""
         session = self._require_session()
-        body, payloads, size = self._body(req)
+        body, form, size = self._body(req)
         headers = self._headers(req, token)
         kwargs: dict[str, Any] = {
             "params": list(req.query) if req.query else None,
@@ -1020,11 +852,11 @@ class Transport:
                 with anyio.fail_after(head_within):
                     response = await session.request(req.method, self.url(req.route), **kwargs)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            error = next((p.error for p in payloads if p.error is not None), None)
+            error = form.error if form is not None else None
             if error is None:
                 error = _translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
         if span is not None:
-            span.request_size = size if size is not None else sum(p.sent for p in payloads)
+            span.request_size = size if size is not None else form.sent if form is not None else 0
         if error is not None:
             logger.debug("%s %s failed: %s", req.method, req.route, error, extra=req.log_ids)
             raise error
