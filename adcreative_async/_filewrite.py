@@ -16,8 +16,6 @@ import functools
 import os
 import queue
 import re
-import secrets
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -473,6 +471,9 @@ def _replace(temp: str, final: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+        import secrets  # across file systems only (import footprint)
+        import shutil
+
         beside = final.with_name(f".{final.name}.{secrets.token_hex(4)}.copy")
         try:
             shutil.copyfile(temp, beside)

@@ -23,7 +23,7 @@ import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import anyio
@@ -53,9 +53,11 @@ from ._files import ProgressCallback, Upload
 from ._filewrite import IncompleteDownloadError, KnownDestinations
 from ._multipart import FormBody, FormItem
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
-from ._ratelimit import RATE_LIMITED_UNPROCESSED, RateControl, RateController, rate_scope
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateControl, RateController
 
 __all__ = ["FormItem", "Request", "Response", "StreamedResponse", "Transport", "log_ids"]
 
@@ -377,12 +379,12 @@ class Transport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tunnel = self.base_url.lower().startswith("https:")
-        self.rate = (
-            RateController(rate_control, clock, rate_scope(self.base_url, application_id))
-            if rate_control is not None
-            else None
-        )
+        self.rate: RateController | None = None
         """Adaptive pacing on 429s (see :mod:`._ratelimit`), or None when off."""
+        if rate_control is not None:  # _ratelimit is imported only then (the import footprint)
+            from ._ratelimit import RateController, rate_scope
+
+            self.rate = RateController(rate_control, clock, rate_scope(self.base_url, application_id))
         self.telemetry = telemetry
         """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
@@ -724,7 +726,7 @@ class Transport:
                 raise self._api_error(req, response.status, response.headers, body)
             # A 429 says the server refused the request unprocessed (RATE_LIMITED_UNPROCESSED): safe to
             # send again, POSTs included.
-            refused = RATE_LIMITED_UNPROCESSED and response.status == 429 and 429 in policy.retry_statuses
+            refused = response.status == 429 and _rate_limited_unprocessed() and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
                 delay = self._retry_delay(
                     req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
@@ -887,6 +889,14 @@ class Transport:
             )
         )
         return response.status, response.headers, response.body
+
+
+def _rate_limited_unprocessed() -> bool:
+    """``_ratelimit.RATE_LIMITED_UNPROCESSED``, read when a 429 arrives (the module is imported only
+    then, or with rate control on)."""
+    from ._ratelimit import RATE_LIMITED_UNPROCESSED
+
+    return RATE_LIMITED_UNPROCESSED
 
 
 def _not_open() -> ClientNotOpenError:
