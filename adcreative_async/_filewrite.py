@@ -210,9 +210,9 @@ def remove_leftovers(directory: str | os.PathLike[str], stem: str) -> int:
     if not _LOCKS:  # pragma: no cover
         return 0
     removed = 0
-    folder = os.fspath(directory)
+    prefix = os.path.join(os.fspath(directory), f".{stem}.")  # temp_name(stem, slot) without the slot
     for slot in range(TEMP_SLOTS):
-        temp = os.path.join(folder, temp_name(stem, slot))
+        temp = f"{prefix}{slot}.part"
         if not os.access(temp, os.F_OK):  # the usual case, without an exception's cost (every commit)
             continue
         try:

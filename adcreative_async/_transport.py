@@ -20,7 +20,7 @@ import functools
 import logging
 import platform
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -639,16 +639,25 @@ class Transport:
         """
         policy = req.retry_policy or self.retry
         limits = req.timeout or self.timeout
+        # the event loop's clock, as anyio.current_time() reads it (without its backend lookup per call)
+        now = asyncio.get_running_loop().time
         deadline, plain = call_deadline(
             limits,
-            anyio.current_time(),
+            now(),
             per_call=req.timeout is not None,
             upload_sizes=None if req.form is None else [i.size for i in req.form if isinstance(i, Upload)],
             max_upload_size=self.transfer.max_upload_size,
         )
         started = self._clock.monotonic()
-        delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
-        next(delays)  # prime the generator, as backoff's decorators do
+        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry
+
+        def next_backoff() -> float:
+            nonlocal delays
+            if delays is None:
+                delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
+                next(delays)  # prime the generator, as backoff's decorators do
+            return next(delays)
+
         attempt = 0
         renewals = 0
         telemetry = self.telemetry
@@ -663,13 +672,13 @@ class Transport:
             # moves the call's deadline (a paced bulk run must not time its calls out while they queue)
             ticket = 0
             if self.rate is not None:
-                queued = anyio.current_time()
+                queued = now()
                 ticket = await self.rate.acquire()
                 if deadline is not None:
-                    deadline += anyio.current_time() - queued
+                    deadline += now() - queued
             wait: float | None = None
             if deadline is not None:
-                wait = deadline - anyio.current_time()
+                wait = deadline - now()
                 if wait <= 0:
                     late = timeout_error("total", req.method, req.route, limits, sent=False)
                     late.before_send = True  # nothing of this attempt left
@@ -687,7 +696,7 @@ class Transport:
                 if span is not None:
                     span.end(error=exc)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next(delays), sent=exc.sent, deadline=deadline
+                    req, policy, attempt, started, next_backoff(), sent=exc.sent, deadline=deadline
                 )
                 if delay is None:
                     raise
@@ -729,16 +738,12 @@ class Transport:
             refused = response.status == 429 and _rate_limited_unprocessed() and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
+                    req, policy, attempt, started, next_backoff(), sent=not refused, deadline=deadline
                 )
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
-                    if (
-                        delay is not None
-                        and deadline is not None
-                        and anyio.current_time() + delay >= deadline
-                    ):
+                    if delay is not None and deadline is not None and now() + delay >= deadline:
                         delay = None  # the answer would come after the call's deadline: say so now
                 if delay is not None and self._clock.monotonic() - started + delay <= policy.max_total:
                     logger.info(
