@@ -278,7 +278,6 @@ class AtomicFile:
         if not default_stem or default_stem.strip(".") == "" or re.search(r"[/\\\x00]", default_stem):
             raise ValueError(f"a file name stem must be a plain name, not {default_stem!r}")
         self._raw = os.fspath(dest)
-        self._target = Path(self._raw)
         self._stem = default_stem
         self._limiter = limiter
         self._known = known
@@ -304,7 +303,7 @@ class AtomicFile:
         """Make and check the destination's directory (in a worker thread); that directory."""
         known = self._known
         try:
-            self._is_dir, self._directory = _prepare_directory(self._raw, self._target)
+            self._is_dir, self._directory = _prepare_directory(self._raw, Path(self._raw))
         except OSError:
             if known is not None:
                 known.discard(self._raw)
@@ -321,7 +320,7 @@ class AtomicFile:
             if is_dir is None:
                 directory = self._prepare()
             else:
-                directory = self._raw if is_dir else os.fspath(self._target.parent)
+                directory = self._raw if is_dir else os.fspath(Path(self._raw).parent)
         try:
             fd, temp = _create_temp(directory, self._stem)
         except OSError:
@@ -407,7 +406,8 @@ class AtomicFile:
             for chunk in tail:
                 handle.write(chunk)
             handle.flush()
-            final = self._target / name if self._is_dir else self._target
+            # one Path for the result (a small download: the rest is string work)
+            final = Path(os.path.join(self._raw, name) if self._is_dir else self._raw)
             with self._lock:
                 if self._left:  # the caller is gone: leaving the block took the file, to discard it
                     raise _Abandoned
