@@ -1,5 +1,6 @@
-"""The only module that touches aiohttp on the client side: requests, auth headers, the 401 retry,
-streamed bodies in and out, and the translation of every transport failure into the SDK's errors.
+"""The client side of aiohttp: requests, auth headers, the 401 retry, retries and deadlines, streamed
+bodies in and out. With it, and only for it: :mod:`._responses` (what a call answers, and the
+translation of every transport failure into the SDK's errors) and :mod:`._multipart` (form bodies).
 
 Rules kept here:
 - Every feature request carries ``Authorization: Bearer``, ``x-api-key``, ``x-api-secret`` and
@@ -9,7 +10,7 @@ Rules kept here:
   (again): a replayable one, or a one-shot upload the server refused before reading it (a 401 answering
   ``Expect: 100-continue``); after :data:`TOKEN_RENEWALS` renewals it raises. The refused token is never
   sent again.
-- aiohttp's exceptions never leave this module, and are never chained (``ClientResponseError`` holds
+- aiohttp's exceptions never leave these modules, and are never chained (``ClientResponseError`` holds
   the request headers, credentials included): the SDK's error carries a safe description instead.
 """
 
@@ -45,14 +46,14 @@ from ._errors import (
     APIConnectionError,
     APIError,
     ClientNotOpenError,
-    UnexpectedResponseError,
     build_api_error,
     retry_after_seconds,
 )
 from ._files import ProgressCallback, Upload
-from ._filewrite import IncompleteDownloadError, KnownDestinations
+from ._filewrite import KnownDestinations
 from ._multipart import FormBody, FormItem
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
+from ._responses import API_PREFIX, Response, StreamedResponse, malformed, translate
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
@@ -65,7 +66,6 @@ logger = logging.getLogger("adcreative_async.http")
 
 _T = TypeVar("_T")
 
-API_PREFIX = "/api/v1/"
 
 #: Methods the retry policy may repeat after a failure that may have reached the server.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -143,187 +143,6 @@ class Request:
     def replayable(self) -> bool:
         """Whether the body can be sent (again): every upload replayable, or never read yet."""
         return all(item.sendable for item in self.form or () if isinstance(item, Upload))
-
-
-@dataclass(frozen=True)
-class Response:
-    """A complete response: status, headers (case-insensitive) and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    route: str = ""
-
-    def decode(self, decode: Callable[[bytes], _T], method: str = "GET") -> _T:
-        """Decode the body with ``decode`` (a msgspec decoder's ``decode``); malformed or unexpected
-        data is an :class:`UnexpectedResponseError`."""
-        try:
-            return decode(self.body)
-        except msgspec.DecodeError as exc:
-            raise _malformed(self.status, method, self.route, exc, self.body) from None
-
-
-def _malformed(
-    status: int, method: str, route: str, error: msgspec.DecodeError, body: bytes
-) -> UnexpectedResponseError:
-    """A body that does not decode (``body``: all of it, or its first bytes when it was streamed)."""
-    excerpt = body[:200].decode("utf-8", "replace")
-    return UnexpectedResponseError(
-        f"{status} from {method} {route}: the response does not match the "
-        f"documented shape ({error}); body starts: {excerpt!r}",
-        status=status,
-        body=body,
-        method=method,
-        path=route,
-    )
-
-
-class StreamedResponse:
-    """A successful response whose body is read in chunks (downloads)."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        chunk_size: int,
-        method: str,
-        route: str,
-        limits: Timeout | None = None,
-    ) -> None:
-        self._response = response
-        self._chunk_size = chunk_size
-        self._method = method
-        self._route = route
-        self._limits = limits
-        self.detached = False
-        """Whether the rest of the body was taken off aiohttp (:meth:`detach`)."""
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-        self.received = 0
-        """Bytes of the body read so far."""
-
-    @property
-    def content_length(self) -> int | None:
-        """``Content-Length`` when the server sent one (and no content encoding changed it)."""
-        if self._response.headers.get("Content-Encoding"):
-            return None
-        return self._response.content_length
-
-    @property
-    def content_type(self) -> str | None:
-        """The response's ``Content-Type`` header, if any."""
-        return self._response.headers.get("Content-Type")
-
-    async def read(self, max_bytes: int | None = None) -> bytes:
-        """The next bytes of the body (at most ``max_bytes``, default ``chunk_size``); ``b""`` at the end.
-
-        Raises:
-            IncompleteDownloadError: the connection dropped before the whole body arrived.
-            APITimeoutError / APIConnectionError: other transport failures (never chained).
-        """
-        if self.detached:
-            return b""
-        error: AdCreativeError | None = None
-        try:
-            chunk = await self._response.content.read(max_bytes or self._chunk_size)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = _translate(exc, self._method, self._route, reading=True)
-        if error is not None:
-            raise error  # outside the handler: never chained to aiohttp's exception
-        self.received += len(chunk)
-        return chunk
-
-    @property
-    def read_timeout(self) -> float | None:
-        """Seconds the body may go without a byte (``Timeout.read``), or None."""
-        return self._limits.read if self._limits is not None else None
-
-    def detach(self) -> DetachedBody | None:
-        """Take the rest of the body off aiohttp, to be read straight from the connection (large
-        downloads to files: see ``_receiver``): the bytes aiohttp holds already, and the connection's
-        transport and protocol (aiohttp's reading paused, its read timer stopped). None (nothing
-        changed) unless the body is plain bytes of a known length (no content coding, no chunked
-        framing) still arriving on an open connection.
-
-        Once detached, :meth:`read` returns nothing more and the connection is closed when the response
-        is left (aiohttp's parser never saw the rest of the body): never reused.
-        """
-        response = self._response
-        content, connection = response.content, response.connection
-        if (
-            self.detached
-            or self.content_length is None
-            or "Transfer-Encoding" in response.headers
-            or connection is None
-            or content.exception() is not None
-            or content.is_eof()
-        ):
-            return None
-        transport, protocol = connection.transport, connection.protocol
-        if transport is None or protocol is None or transport.is_closing():
-            return None
-        if transport.get_protocol() is not protocol:
-            return None
-        head = content.read_nowait(-1)  # what arrived (this may resume aiohttp's reading: paused next)
-        protocol.pause_reading()  # and its read timer dropped: the receiver keeps its own
-        self.detached = True
-        self.received += len(head)
-        return DetachedBody(head, transport, protocol)
-
-    def cut_off(self, detail: str) -> AdCreativeError:
-        """The error of a detached body whose connection closed early (as :meth:`read` raises it)."""
-        return _translate(
-            aiohttp.ClientPayloadError(f"Response payload is not completed: {detail}"),
-            self._method,
-            self._route,
-            reading=True,
-        )
-
-    def timed_out(self) -> AdCreativeError:
-        """The error of a detached body that went ``read_timeout`` seconds without a byte."""
-        return _translate(
-            aiohttp.ServerTimeoutError("Timeout on reading data from socket"),
-            self._method,
-            self._route,
-            reading=True,
-            limits=self._limits,
-        )
-
-
-@dataclass(frozen=True)
-class DetachedBody:
-    """The rest of a body taken off aiohttp (see :meth:`StreamedResponse.detach`)."""
-
-    head: bytes
-    """Body bytes aiohttp had received already, to be used first."""
-    transport: asyncio.Transport
-    """The connection's transport, its reading paused."""
-    protocol: asyncio.BaseProtocol
-    """aiohttp's protocol of the connection: set back on the transport once the body is read."""
-
-
-def _translate(
-    exc: BaseException, method: str, route: str, *, reading: bool = False, limits: Timeout | None = None
-) -> AdCreativeError:
-    """The SDK error for an aiohttp or timeout failure. The result is raised without chaining."""
-    what = f"{method} {API_PREFIX}{route}"
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return timeout_error("connect", method, route, limits, detail=detail, sent=False)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return timeout_error("read", method, route, limits, detail=detail, sent=None)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's total timer, or the deadline's
-        return timeout_error("total", method, route, limits, sent=None)
-    if reading and isinstance(exc, aiohttp.ClientPayloadError):
-        return IncompleteDownloadError(
-            f"response body of {what} was cut off ({detail})", method=method, path=route, sent=True
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return APIConnectionError(
-            f"cannot connect for {what} ({detail})", method=method, path=route, sent=False
-        )
-    if isinstance(exc, aiohttp.InvalidURL):
-        return APIConnectionError(f"invalid URL for {what}", method=method, path=route, sent=False)
-    return APIConnectionError(f"{what} failed ({detail})", method=method, path=route, sent=None)
 
 
 def log_ids(process_id: str | None, task_id: str | None = None) -> dict[str, str]:
@@ -589,7 +408,7 @@ class Transport:
         try:
             return await response.read(), None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return b"", _translate(
+            return b"", translate(
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
 
@@ -608,9 +427,9 @@ class Transport:
                     sink(chunk)
                 sink(b"")
             except msgspec.DecodeError as exc:
-                return received, _malformed(response.status, req.method, req.route, exc, head)
+                return received, malformed(response.status, req.method, req.route, exc, head)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return received, _translate(
+            return received, translate(
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
         return received, None
@@ -861,7 +680,7 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             error = form.error if form is not None else None
             if error is None:
-                error = _translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
+                error = translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
         if span is not None:
             span.request_size = size if size is not None else form.sent if form is not None else 0
         if error is not None:
