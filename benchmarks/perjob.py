@@ -2,9 +2,7 @@
 
 ``python -m benchmarks.perjob`` runs, alternating (the order rotates every round), each in a fresh
 process against a fresh emulator process seeded with the round's number (the same render durations
-for every contender of a round); with ``--paired``, a round's contenders run at the same time, each
-against its own emulator, so that both see the same load of a shared machine (run one after the
-other, a round's two processes can meet very different loads):
+for every contender of a round):
 
 - ``sdk``: README's first waiting example per job (``remove()`` → ``wait_until_complete()`` →
   ``download()`` of each succeeded task), every job gathered, the client with its defaults
@@ -43,7 +41,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,20 +227,8 @@ def strace_totals(path: Path) -> dict[str, int]:
     return {"syscalls": sum(calls.values()), "futex": calls.get("futex", 0)}
 
 
-def _logged(contender: Contender, result: dict[str, Any]) -> dict[str, Any]:
-    log(
-        f"  {contender.key}: CPU {result['cpu_seconds']:.2f} s "
-        f"(workload {result['workload_cpu_seconds']:.2f} s), "
-        f"wall {result['wall_seconds']:.2f} s, requests {result['total_requests']}"
-    )
-    return result
-
-
-def run(
-    plan: Plan, contenders: Sequence[Contender], seed: int, strace: bool, paired: bool = False
-) -> dict[str, Any]:
-    """Every contender ``plan.runs`` times, alternating (or, ``paired``, all of a round at the same
-    time, each against its own emulator); ratios against the baseline, per round too."""
+def run(plan: Plan, contenders: Sequence[Contender], seed: int, strace: bool) -> dict[str, Any]:
+    """Every contender ``plan.runs`` times, alternating; ratios against the baseline, per round too."""
     runs: dict[str, list[dict[str, Any]]] = {c.key: [] for c in contenders}
     straced: dict[str, dict[str, int]] = {}
     bytecode = compile_bytecode()
@@ -251,21 +236,14 @@ def run(
         images = Path(tmp)
         write_images(images, plan.jobs)
         for round_ in range(plan.runs):
-            if paired:
-                log(f"{', '.join(c.key for c in contenders)} at once, run {round_ + 1}/{plan.runs}")
-                with ThreadPoolExecutor(len(contenders)) as pool:
-                    futures = [
-                        pool.submit(one_run, contender, plan, images, seed + round_)
-                        for contender in contenders
-                    ]
-                    for contender, future in zip(contenders, futures, strict=True):
-                        runs[contender.key].append(_logged(contender, future.result()))
-                continue
             shift = round_ % len(contenders)
             for contender in [*contenders[shift:], *contenders[:shift]]:
                 log(f"{contender.key}, run {round_ + 1}/{plan.runs}")
-                runs[contender.key].append(
-                    _logged(contender, one_run(contender, plan, images, seed + round_))
+                result = one_run(contender, plan, images, seed + round_)
+                runs[contender.key].append(result)
+                log(
+                    f"  CPU {result['cpu_seconds']:.2f} s (workload {result['workload_cpu_seconds']:.2f} s), "
+                    f"wall {result['wall_seconds']:.2f} s, requests {result['total_requests']}"
                 )
         if strace and shutil.which("strace"):
             for contender in contenders:
@@ -308,7 +286,6 @@ def run(
         )
     return {
         "plan": plan.__dict__,
-        "paired": paired,
         "goals": GOALS,
         "machine": machine(),
         "bytecode": bytecode,
@@ -387,12 +364,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strace", action="store_true", help="one more round under strace -c -f: syscalls per job"
     )
-    parser.add_argument(
-        "--paired",
-        action="store_true",
-        help="run each round's contenders at the same time, each against its own emulator, so that "
-        "they share the machine's load (a shared machine's load moves between sequential runs)",
-    )
     parser.add_argument("--output", type=Path, help="where to write the JSON")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -408,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"contenders are {sorted(known)}")
         contenders = [known[k] for k in wanted]
     started = time.monotonic()
-    data = run(plan, contenders, args.seed, args.strace, args.paired)
+    data = run(plan, contenders, args.seed, args.strace)
     data["elapsed_seconds"] = time.monotonic() - started
     print(table(data))
     path = write_results("perjob-quick" if args.quick else "perjob", data, args.output)
