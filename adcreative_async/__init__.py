@@ -65,7 +65,6 @@ from ._models import (
     RenderState,
     RenderType,
 )
-from ._ratelimit import RateControl, RateStatus
 from ._reconcile import RenderMayExistError
 from ._telemetry import Telemetry
 from ._version import __version__
@@ -85,11 +84,18 @@ from .resources import (
 
 if TYPE_CHECKING:
     from ._bulk import BulkOutcome, BulkRun
+    from ._ratelimit import RateControl, RateStatus
     from .sync import SyncAdCreativeClient
 
 # Imported on first use (module ``__getattr__``): ``import adcreative_async`` must not pay for what
 # the async path never runs (tests/test_import_footprint.py).
-_LAZY = {"BulkOutcome": "._bulk", "BulkRun": "._bulk", "SyncAdCreativeClient": ".sync"}
+_LAZY = {
+    "BulkOutcome": "._bulk",
+    "BulkRun": "._bulk",
+    "RateControl": "._ratelimit",
+    "RateStatus": "._ratelimit",
+    "SyncAdCreativeClient": ".sync",
+}
 
 
 def __getattr__(name: str) -> object:

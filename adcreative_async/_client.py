@@ -36,14 +36,11 @@ from ._config import (
 from ._errors import ClientNotOpenError, ConfigurationError, InvalidRequestError
 from ._fields import canonical_guid
 from ._jobs import RenderJob, TaskUpdate, as_completed
-from ._naming import Namer
 from ._polling import PollScheduler
-from ._ratelimit import RateBoard, RateControl, RateStatus
 from ._reconcile import SubmissionLedger
 from ._redact import ACCOUNT_ID_MASK
 from ._telemetry import Telemetry, build_instruments
 from ._transport import Transport
-from .notifications._hub import PUBLISHING_SOURCE, Message, NotificationHub
 from .resources._base import RenderResource
 from .resources._registry import configured_features
 from .resources.ad_texts import AdTextsResource
@@ -57,7 +54,10 @@ from .resources.upscaler import UpscalerResource
 
 if TYPE_CHECKING:
     from ._bulk import BulkOutcome, BulkRun
+    from ._naming import Namer
+    from ._ratelimit import RateBoard, RateControl, RateStatus
     from .ledger import RenderRequest, RunLedger
+    from .notifications._hub import Message, NotificationHub
 
 __all__ = ["AdCreativeClient"]
 
@@ -228,7 +228,7 @@ class AdCreativeClient:
             token_refresh_lead=token_refresh_lead,
             retry=retry,
             telemetry=self._telemetry,
-            rate_control=RateControl() if rate_control is True else rate_control or None,
+            rate_control=_rate_control(rate_control),
         )
         self._background: BackgroundTasks | None = None
         self._closing: anyio.Event | None = None
@@ -391,6 +391,8 @@ class AdCreativeClient:
         """What this client does with each push notification: the scheduler takes it (pacing its polls
         unless deliveries are split between processes: this client's own messages may land in another)
         and, with telemetry on, it is an event on its render's span, counted."""
+        from .notifications._hub import PUBLISHING_SOURCE  # with push only (import footprint)
+
         telemetry = self._telemetry
 
         def take(message: Message) -> None:
@@ -637,6 +639,16 @@ class AdCreativeClient:
     def token_requests(self) -> int:
         """Token requests made so far (GenerateJwtToken and RefreshJwtToken)."""
         return self._transport.tokens.requests
+
+
+def _rate_control(rate_control: bool | RateControl | None) -> RateControl | None:
+    """The transport's rate control: ``True`` for the defaults; ``_ratelimit`` is imported only when
+    it is on (``import adcreative_async`` does not pay for it: tests/test_import_footprint.py)."""
+    if rate_control is True:
+        from ._ratelimit import RateControl
+
+        return RateControl()
+    return rate_control or None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

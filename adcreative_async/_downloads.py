@@ -38,7 +38,6 @@ from ._filewrite import (
     StreamWriter,
     WriteBatch,
 )
-from ._receiver import receive_body
 from ._transport import Request, StreamedResponse, Transport
 
 if TYPE_CHECKING:
@@ -605,6 +604,8 @@ class _FileDownload:
                 await file.ensure_created()  # by a worker thread: the loop writes from here on
             body = response.detach()
             if body is not None:  # plain bytes of a known length: read straight into reused buffers
+                from ._receiver import receive_body  # large bodies only (import footprint)
+
                 return await receive_body(
                     response,
                     body,

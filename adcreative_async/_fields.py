@@ -76,6 +76,10 @@ def utf16_length(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
+#: A GUID in its canonical form (lower case, 36 characters): taken as it is, without a ``uuid.UUID``.
+_CANONICAL_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_guid(value: object, param: str, wire: str | None = None) -> str:
     """``value`` (a ``uuid.UUID`` or a GUID string, with or without braces or ``urn:uuid:``) as the
     canonical lowercase 36-character form.
@@ -86,6 +90,8 @@ def canonical_guid(value: object, param: str, wire: str | None = None) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):
+        if _CANONICAL_GUID.fullmatch(value):  # already canonical (ids the SDK itself handed out)
+            return value
         try:
             return str(uuid.UUID(value.strip()))
         except ValueError:

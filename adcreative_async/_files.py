@@ -391,7 +391,8 @@ async def prepare_upload(
         InvalidRequestError: naming the parameter and the rule.
     """
     if isinstance(value, (str, os.PathLike)):
-        return await _prepare_path(Path(value), param, wire, strict, limiter, chunk_size, max_size, inline)
+        path = value if isinstance(value, Path) else Path(value)
+        return await _prepare_path(path, param, wire, strict, limiter, chunk_size, max_size, inline)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = memoryview(value).cast("B")
         kind = sniff_type(bytes(data[:_SNIFF_BYTES]))

@@ -16,8 +16,6 @@ import functools
 import os
 import queue
 import re
-import secrets
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -212,9 +210,9 @@ def remove_leftovers(directory: str | os.PathLike[str], stem: str) -> int:
     if not _LOCKS:  # pragma: no cover
         return 0
     removed = 0
-    folder = os.fspath(directory)
+    prefix = os.path.join(os.fspath(directory), f".{stem}.")  # temp_name(stem, slot) without the slot
     for slot in range(TEMP_SLOTS):
-        temp = os.path.join(folder, temp_name(stem, slot))
+        temp = f"{prefix}{slot}.part"
         if not os.access(temp, os.F_OK):  # the usual case, without an exception's cost (every commit)
             continue
         try:
@@ -280,7 +278,6 @@ class AtomicFile:
         if not default_stem or default_stem.strip(".") == "" or re.search(r"[/\\\x00]", default_stem):
             raise ValueError(f"a file name stem must be a plain name, not {default_stem!r}")
         self._raw = os.fspath(dest)
-        self._target = Path(self._raw)
         self._stem = default_stem
         self._limiter = limiter
         self._known = known
@@ -306,7 +303,7 @@ class AtomicFile:
         """Make and check the destination's directory (in a worker thread); that directory."""
         known = self._known
         try:
-            self._is_dir, self._directory = _prepare_directory(self._raw, self._target)
+            self._is_dir, self._directory = _prepare_directory(self._raw, Path(self._raw))
         except OSError:
             if known is not None:
                 known.discard(self._raw)
@@ -323,7 +320,7 @@ class AtomicFile:
             if is_dir is None:
                 directory = self._prepare()
             else:
-                directory = self._raw if is_dir else os.fspath(self._target.parent)
+                directory = self._raw if is_dir else os.fspath(Path(self._raw).parent)
         try:
             fd, temp = _create_temp(directory, self._stem)
         except OSError:
@@ -409,7 +406,8 @@ class AtomicFile:
             for chunk in tail:
                 handle.write(chunk)
             handle.flush()
-            final = self._target / name if self._is_dir else self._target
+            # one Path for the result (a small download: the rest is string work)
+            final = Path(os.path.join(self._raw, name) if self._is_dir else self._raw)
             with self._lock:
                 if self._left:  # the caller is gone: leaving the block took the file, to discard it
                     raise _Abandoned
@@ -473,6 +471,9 @@ def _replace(temp: str, final: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+        import secrets  # across file systems only (import footprint)
+        import shutil
+
         beside = final.with_name(f".{final.name}.{secrets.token_hex(4)}.copy")
         try:
             shutil.copyfile(temp, beside)

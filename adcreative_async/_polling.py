@@ -131,10 +131,10 @@ from ._poll_state import (
     ident,
 )
 from ._progress_merge import SILENT_PROGRESS_FIELDS, keep_known_tasks, merge_progress, with_task_state
-from .notifications._messages import ProgressNotification, TaskCompletedNotification
 
 if TYPE_CHECKING:
     from ._telemetry import Instruments
+    from .notifications._messages import ProgressNotification, TaskCompletedNotification
     from .resources._base import RenderResource
 
 __all__ = [
@@ -908,6 +908,8 @@ class PollScheduler(SharedListings):
             self._own_pushed.move_to_end(pid)
             if len(self._own_pushed) > OWN_PUSHES_REMEMBERED:
                 self._own_pushed.popitem(last=False)
+        from .notifications._messages import ProgressNotification  # with push only (import footprint)
+
         current = poller.cache.get(pid)
         known = current.progress if current is not None else None
         if isinstance(message, ProgressNotification):

@@ -8,12 +8,15 @@ server already counted is never counted twice. Used by the poll scheduler (:mod:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ._models import TERMINAL_STATES, Progress, RenderState
 from ._poll_state import Snapshot
-from .notifications._messages import ProgressNotification
+
+if TYPE_CHECKING:
+    from .notifications._messages import ProgressNotification
 
 __all__ = ["SILENT_PROGRESS_FIELDS", "keep_known_tasks", "merge_progress", "with_task_state"]
 

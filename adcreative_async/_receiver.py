@@ -51,7 +51,7 @@ from . import _filewrite as files
 from ._errors import AdCreativeError, APIConnectionError
 from ._files import ProgressCallback
 from ._filewrite import AtomicFile, Received
-from ._transport import DetachedBody, StreamedResponse
+from ._responses import DetachedBody, StreamedResponse
 
 __all__ = ["receive_body"]
 

@@ -1,5 +1,6 @@
-"""The only module that touches aiohttp on the client side: requests, auth headers, the 401 retry,
-streamed bodies in and out, and the translation of every transport failure into the SDK's errors.
+"""The client side of aiohttp: requests, auth headers, the 401 retry, retries and deadlines, streamed
+bodies in and out. With it, and only for it: :mod:`._responses` (what a call answers, and the
+translation of every transport failure into the SDK's errors) and :mod:`._multipart` (form bodies).
 
 Rules kept here:
 - Every feature request carries ``Authorization: Bearer``, ``x-api-key``, ``x-api-secret`` and
@@ -9,7 +10,7 @@ Rules kept here:
   (again): a replayable one, or a one-shot upload the server refused before reading it (a 401 answering
   ``Expect: 100-continue``); after :data:`TOKEN_RENEWALS` renewals it raises. The refused token is never
   sent again.
-- aiohttp's exceptions never leave this module, and are never chained (``ClientResponseError`` holds
+- aiohttp's exceptions never leave these modules, and are never chained (``ClientResponseError`` holds
   the request headers, credentials included): the SDK's error carries a safe description instead.
 """
 
@@ -20,16 +21,15 @@ import functools
 import logging
 import platform
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import anyio
 import backoff
 import msgspec
-from aiohttp import payload as aiohttp_payload
 
 from ._auth import (
     AUTH_CONTENT_TYPE,
@@ -46,25 +46,26 @@ from ._errors import (
     APIConnectionError,
     APIError,
     ClientNotOpenError,
-    InvalidRequestError,
-    UnexpectedResponseError,
     build_api_error,
     retry_after_seconds,
 )
-from ._files import ProgressCallback, Upload, send_guards
-from ._filewrite import IncompleteDownloadError, KnownDestinations
+from ._files import ProgressCallback, Upload
+from ._filewrite import KnownDestinations
+from ._multipart import FormBody, FormItem
 from ._proxy_env import NO_ENVIRONMENT, EnvironmentRoute, resolve_environment
-from ._ratelimit import RATE_LIMITED_UNPROCESSED, RateControl, RateController, rate_scope
+from ._responses import API_PREFIX, Response, StreamedResponse, malformed, translate
 from ._telemetry import HttpSpan, Instruments
 from ._version import __version__
 
-__all__ = ["Request", "Response", "StreamedResponse", "Transport", "log_ids"]
+if TYPE_CHECKING:
+    from ._ratelimit import RateControl, RateController
+
+__all__ = ["FormItem", "Request", "Response", "StreamedResponse", "Transport", "log_ids"]
 
 logger = logging.getLogger("adcreative_async.http")
 
 _T = TypeVar("_T")
 
-API_PREFIX = "/api/v1/"
 
 #: Methods the retry policy may repeat after a failure that may have reached the server.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -90,10 +91,6 @@ SINK_CHUNK = 64 * 1024
 def default_user_agent() -> str:
     """``adcreative-async/<version> python/<version> aiohttp/<version>``."""
     return f"adcreative-async/{__version__} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
-
-
-#: A multipart form item: (wire name, text) or an :class:`Upload`.
-FormItem = tuple[str, str] | Upload
 
 
 @dataclass
@@ -146,337 +143,6 @@ class Request:
     def replayable(self) -> bool:
         """Whether the body can be sent (again): every upload replayable, or never read yet."""
         return all(item.sendable for item in self.form or () if isinstance(item, Upload))
-
-
-@dataclass(frozen=True)
-class Response:
-    """A complete response: status, headers (case-insensitive) and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    route: str = ""
-
-    def decode(self, decode: Callable[[bytes], _T], method: str = "GET") -> _T:
-        """Decode the body with ``decode`` (a msgspec decoder's ``decode``); malformed or unexpected
-        data is an :class:`UnexpectedResponseError`."""
-        try:
-            return decode(self.body)
-        except msgspec.DecodeError as exc:
-            raise _malformed(self.status, method, self.route, exc, self.body) from None
-
-
-def _malformed(
-    status: int, method: str, route: str, error: msgspec.DecodeError, body: bytes
-) -> UnexpectedResponseError:
-    """A body that does not decode (``body``: all of it, or its first bytes when it was streamed)."""
-    excerpt = body[:200].decode("utf-8", "replace")
-    return UnexpectedResponseError(
-        f"{status} from {method} {route}: the response does not match the "
-        f"documented shape ({error}); body starts: {excerpt!r}",
-        status=status,
-        body=body,
-        method=method,
-        path=route,
-    )
-
-
-class StreamedResponse:
-    """A successful response whose body is read in chunks (downloads)."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        chunk_size: int,
-        method: str,
-        route: str,
-        limits: Timeout | None = None,
-    ) -> None:
-        self._response = response
-        self._chunk_size = chunk_size
-        self._method = method
-        self._route = route
-        self._limits = limits
-        self.detached = False
-        """Whether the rest of the body was taken off aiohttp (:meth:`detach`)."""
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
-        self.received = 0
-        """Bytes of the body read so far."""
-
-    @property
-    def content_length(self) -> int | None:
-        """``Content-Length`` when the server sent one (and no content encoding changed it)."""
-        if self._response.headers.get("Content-Encoding"):
-            return None
-        return self._response.content_length
-
-    @property
-    def content_type(self) -> str | None:
-        """The response's ``Content-Type`` header, if any."""
-        return self._response.headers.get("Content-Type")
-
-    async def read(self, max_bytes: int | None = None) -> bytes:
-        """The next bytes of the body (at most ``max_bytes``, default ``chunk_size``); ``b""`` at the end.
-
-        Raises:
-            IncompleteDownloadError: the connection dropped before the whole body arrived.
-            APITimeoutError / APIConnectionError: other transport failures (never chained).
-        """
-        if self.detached:
-            return b""
-        error: AdCreativeError | None = None
-        try:
-            chunk = await self._response.content.read(max_bytes or self._chunk_size)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = _translate(exc, self._method, self._route, reading=True)
-        if error is not None:
-            raise error  # outside the handler: never chained to aiohttp's exception
-        self.received += len(chunk)
-        return chunk
-
-    @property
-    def read_timeout(self) -> float | None:
-        """Seconds the body may go without a byte (``Timeout.read``), or None."""
-        return self._limits.read if self._limits is not None else None
-
-    def detach(self) -> DetachedBody | None:
-        """Take the rest of the body off aiohttp, to be read straight from the connection (large
-        downloads to files: see ``_receiver``): the bytes aiohttp holds already, and the connection's
-        transport and protocol (aiohttp's reading paused, its read timer stopped). None (nothing
-        changed) unless the body is plain bytes of a known length (no content coding, no chunked
-        framing) still arriving on an open connection.
-
-        Once detached, :meth:`read` returns nothing more and the connection is closed when the response
-        is left (aiohttp's parser never saw the rest of the body): never reused.
-        """
-        response = self._response
-        content, connection = response.content, response.connection
-        if (
-            self.detached
-            or self.content_length is None
-            or "Transfer-Encoding" in response.headers
-            or connection is None
-            or content.exception() is not None
-            or content.is_eof()
-        ):
-            return None
-        transport, protocol = connection.transport, connection.protocol
-        if transport is None or protocol is None or transport.is_closing():
-            return None
-        if transport.get_protocol() is not protocol:
-            return None
-        head = content.read_nowait(-1)  # what arrived (this may resume aiohttp's reading: paused next)
-        protocol.pause_reading()  # and its read timer dropped: the receiver keeps its own
-        self.detached = True
-        self.received += len(head)
-        return DetachedBody(head, transport, protocol)
-
-    def cut_off(self, detail: str) -> AdCreativeError:
-        """The error of a detached body whose connection closed early (as :meth:`read` raises it)."""
-        return _translate(
-            aiohttp.ClientPayloadError(f"Response payload is not completed: {detail}"),
-            self._method,
-            self._route,
-            reading=True,
-        )
-
-    def timed_out(self) -> AdCreativeError:
-        """The error of a detached body that went ``read_timeout`` seconds without a byte."""
-        return _translate(
-            aiohttp.ServerTimeoutError("Timeout on reading data from socket"),
-            self._method,
-            self._route,
-            reading=True,
-            limits=self._limits,
-        )
-
-
-@dataclass(frozen=True)
-class DetachedBody:
-    """The rest of a body taken off aiohttp (see :meth:`StreamedResponse.detach`)."""
-
-    head: bytes
-    """Body bytes aiohttp had received already, to be used first."""
-    transport: asyncio.Transport
-    """The connection's transport, its reading paused."""
-    protocol: asyncio.BaseProtocol
-    """aiohttp's protocol of the connection: set back on the transport once the body is read."""
-
-
-class _UploadPayload(aiohttp_payload.Payload):
-    """A file part streamed from an :class:`Upload`: sized when the size is known, read in chunks."""
-
-    _autoclose = True  # the payload owns no handle between writes: each write opens and closes a pass
-
-    def __init__(self, upload: Upload, progress: _ProgressTotal | None) -> None:
-        super().__init__(upload, content_type=upload.content_type, filename=upload.filename)
-        self._upload = upload
-        self._size = upload.size
-        self._progress = progress
-        self.error: AdCreativeError | None = None
-        self.sent = 0
-        self.set_content_disposition("form-data", name=upload.wire, filename=upload.filename)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return f"<upload {self._upload.filename}>"
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        upload = self._upload
-        try:
-            reader = await upload.open()
-        except AdCreativeError as exc:
-            self.error = exc
-            raise
-        # read here, in the task that writes the body: aiohttp starts it from the caller's context
-        guards = send_guards()
-        sent = 0
-        try:
-            for guard in guards:
-                self._check(guard.begin, upload.param)
-            while True:
-                chunk = await reader.read()
-                if not chunk:
-                    break
-                for guard in guards:
-                    self._check(guard.chunk, upload.param, chunk)
-                sent += len(chunk)
-                if upload.max_size is not None and sent > upload.max_size:
-                    self.error = InvalidRequestError.for_field(
-                        upload.param,
-                        f"is over the client's max_upload_size of {upload.max_size} bytes "
-                        "(found while sending)",
-                        wire=upload.wire,
-                    )
-                    raise self.error
-                await writer.write(chunk)
-                self.sent += len(chunk)
-                if self._progress is not None:
-                    self._progress.add(len(chunk))
-            if upload.size is not None and sent != upload.size:
-                self.error = InvalidRequestError.for_field(
-                    upload.param,
-                    f"changed while it was being sent ({sent} bytes read, {upload.size} expected)",
-                    wire=upload.wire,
-                )
-                raise self.error
-            for guard in guards:
-                self._check(guard.end, upload.param)
-        finally:
-            await reader.aclose()
-
-    def _check(self, check: Callable[..., None], *args: Any) -> None:
-        """Run a send guard's check; its error stops the upload and is the call's error."""
-        try:
-            check(*args)
-        except AdCreativeError as exc:
-            self.error = exc
-            raise
-
-
-#: A multipart body's pieces (boundaries, part headers, small parts) are gathered up to this many bytes
-#: before one write to the connection: aiohttp writes each piece on its own (13 ``send`` calls for a
-#: three-part form), and a system call costs 10-60 µs here; the whole of a small upload now goes out in
-#: one. A piece this large or larger is written at once, after what was gathered before it.
-CORK_BYTES = 64 * 1024
-
-
-class _Cork:
-    """A stream writer's stand-in that gathers small writes (see :data:`CORK_BYTES`)."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-        self._pending: list[bytes] = []
-        self._size = 0
-
-    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        if len(chunk) >= CORK_BYTES:
-            await self.flush()
-            await self._writer.write(chunk)
-            return
-        self._pending.append(bytes(chunk))
-        self._size += len(chunk)
-        if self._size >= CORK_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write what was gathered."""
-        if self._pending:
-            pending, self._pending, self._size = self._pending, [], 0
-            await self._writer.write(b"".join(pending))
-
-
-class _CorkedForm(aiohttp_payload.Payload):
-    """A multipart form written through a :class:`_Cork`: a small form in one write."""
-
-    _autoclose = True  # the parts hold no handle between writes (see _UploadPayload)
-
-    def __init__(self, form: aiohttp.MultipartWriter) -> None:
-        super().__init__(form, content_type=form.content_type)
-        self._form = form
-        self._size = form.size
-
-    @property
-    def consumed(self) -> bool:
-        return self._form.consumed
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self._form.decode(encoding, errors)
-
-    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return await self._form.as_bytes(encoding, errors)
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        cork = _Cork(writer)
-        await self._form.write(cork)  # type: ignore[arg-type]
-        await cork.flush()
-
-    async def close(self) -> None:
-        await self._form.close()
-
-
-class _ProgressTotal:
-    """Sums bytes sent across the file parts of one request and reports them."""
-
-    def __init__(self, callback: ProgressCallback, total: int | None) -> None:
-        self._callback = callback
-        self._total = total
-        self._done = 0
-
-    def add(self, n: int) -> None:
-        self._done += n
-        self._callback(self._done, self._total)
-
-
-def _translate(
-    exc: BaseException, method: str, route: str, *, reading: bool = False, limits: Timeout | None = None
-) -> AdCreativeError:
-    """The SDK error for an aiohttp or timeout failure. The result is raised without chaining."""
-    what = f"{method} {API_PREFIX}{route}"
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return timeout_error("connect", method, route, limits, detail=detail, sent=False)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return timeout_error("read", method, route, limits, detail=detail, sent=None)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's total timer, or the deadline's
-        return timeout_error("total", method, route, limits, sent=None)
-    if reading and isinstance(exc, aiohttp.ClientPayloadError):
-        return IncompleteDownloadError(
-            f"response body of {what} was cut off ({detail})", method=method, path=route, sent=True
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return APIConnectionError(
-            f"cannot connect for {what} ({detail})", method=method, path=route, sent=False
-        )
-    if isinstance(exc, aiohttp.InvalidURL):
-        return APIConnectionError(f"invalid URL for {what}", method=method, path=route, sent=False)
-    return APIConnectionError(f"{what} failed ({detail})", method=method, path=route, sent=None)
 
 
 def log_ids(process_id: str | None, task_id: str | None = None) -> dict[str, str]:
@@ -532,12 +198,12 @@ class Transport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._tunnel = self.base_url.lower().startswith("https:")
-        self.rate = (
-            RateController(rate_control, clock, rate_scope(self.base_url, application_id))
-            if rate_control is not None
-            else None
-        )
+        self.rate: RateController | None = None
         """Adaptive pacing on 429s (see :mod:`._ratelimit`), or None when off."""
+        if rate_control is not None:  # _ratelimit is imported only then (the import footprint)
+            from ._ratelimit import RateController, rate_scope
+
+            self.rate = RateController(rate_control, clock, rate_scope(self.base_url, application_id))
         self.telemetry = telemetry
         """OpenTelemetry instruments, or None when telemetry is off (every hook is skipped)."""
         self.retry = retry or RetryPolicy()
@@ -742,7 +408,7 @@ class Transport:
         try:
             return await response.read(), None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return b"", _translate(
+            return b"", translate(
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
 
@@ -761,9 +427,9 @@ class Transport:
                     sink(chunk)
                 sink(b"")
             except msgspec.DecodeError as exc:
-                return received, _malformed(response.status, req.method, req.route, exc, head)
+                return received, malformed(response.status, req.method, req.route, exc, head)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            return received, _translate(
+            return received, translate(
                 exc, req.method, req.route, reading=True, limits=req.timeout or self.timeout
             )
         return received, None
@@ -792,16 +458,25 @@ class Transport:
         """
         policy = req.retry_policy or self.retry
         limits = req.timeout or self.timeout
+        # the event loop's clock, as anyio.current_time() reads it (without its backend lookup per call)
+        now = asyncio.get_running_loop().time
         deadline, plain = call_deadline(
             limits,
-            anyio.current_time(),
+            now(),
             per_call=req.timeout is not None,
             upload_sizes=None if req.form is None else [i.size for i in req.form if isinstance(i, Upload)],
             max_upload_size=self.transfer.max_upload_size,
         )
         started = self._clock.monotonic()
-        delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
-        next(delays)  # prime the generator, as backoff's decorators do
+        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry
+
+        def next_backoff() -> float:
+            nonlocal delays
+            if delays is None:
+                delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
+                next(delays)  # prime the generator, as backoff's decorators do
+            return next(delays)
+
         attempt = 0
         renewals = 0
         telemetry = self.telemetry
@@ -816,13 +491,13 @@ class Transport:
             # moves the call's deadline (a paced bulk run must not time its calls out while they queue)
             ticket = 0
             if self.rate is not None:
-                queued = anyio.current_time()
+                queued = now()
                 ticket = await self.rate.acquire()
                 if deadline is not None:
-                    deadline += anyio.current_time() - queued
+                    deadline += now() - queued
             wait: float | None = None
             if deadline is not None:
-                wait = deadline - anyio.current_time()
+                wait = deadline - now()
                 if wait <= 0:
                     late = timeout_error("total", req.method, req.route, limits, sent=False)
                     late.before_send = True  # nothing of this attempt left
@@ -840,7 +515,7 @@ class Transport:
                 if span is not None:
                     span.end(error=exc)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next(delays), sent=exc.sent, deadline=deadline
+                    req, policy, attempt, started, next_backoff(), sent=exc.sent, deadline=deadline
                 )
                 if delay is None:
                     raise
@@ -879,19 +554,15 @@ class Transport:
                 raise self._api_error(req, response.status, response.headers, body)
             # A 429 says the server refused the request unprocessed (RATE_LIMITED_UNPROCESSED): safe to
             # send again, POSTs included.
-            refused = RATE_LIMITED_UNPROCESSED and response.status == 429 and 429 in policy.retry_statuses
+            refused = response.status == 429 and _rate_limited_unprocessed() and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
+                    req, policy, attempt, started, next_backoff(), sent=not refused, deadline=deadline
                 )
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
                     delay = None if retry_after > policy.max_retry_after else max(delay, retry_after)
-                    if (
-                        delay is not None
-                        and deadline is not None
-                        and anyio.current_time() + delay >= deadline
-                    ):
+                    if delay is not None and deadline is not None and now() + delay >= deadline:
                         delay = None  # the answer would come after the call's deadline: say so now
                 if delay is not None and self._clock.monotonic() - started + delay <= policy.max_total:
                     logger.info(
@@ -951,26 +622,13 @@ class Transport:
             headers[name] = value
         return headers
 
-    def _body(self, req: Request) -> tuple[Any, list[_UploadPayload], int | None]:
+    @staticmethod
+    def _body(req: Request) -> tuple[Any, FormBody | None, int | None]:
+        """The request's body (a JSON one, or its multipart form), the form if it is one, its size."""
         if req.form is None:
-            return req.json, [], len(req.json) if req.json is not None else 0
-        writer = aiohttp.MultipartWriter("form-data")
-        uploads = [item for item in req.form if isinstance(item, Upload)]
-        total: int | None = sum(u.size or 0 for u in uploads)
-        if any(u.size is None for u in uploads):
-            total = None
-        progress = _ProgressTotal(req.on_upload_progress, total) if req.on_upload_progress else None
-        payloads: list[_UploadPayload] = []
-        for item in req.form:
-            if isinstance(item, Upload):
-                part = _UploadPayload(item, progress)
-                payloads.append(part)
-                writer.append_payload(part)
-            else:
-                name, text = item
-                text_part = writer.append(text)
-                text_part.set_content_disposition("form-data", name=name)
-        return _CorkedForm(writer), payloads, writer.size
+            return req.json, None, len(req.json) if req.json is not None else 0
+        form = FormBody(req.form, req.on_upload_progress)
+        return form, form, form.size
 
     @staticmethod
     def _attempt_timeout(limits: Timeout, wait: float | None, streamed: bool) -> aiohttp.ClientTimeout:
@@ -995,7 +653,7 @@ class Transport:
         """One attempt: the response once its headers arrived (within ``head_within`` seconds, if
         given: a streamed answer's deadline)."""
         session = self._require_session()
-        body, payloads, size = self._body(req)
+        body, form, size = self._body(req)
         headers = self._headers(req, token)
         kwargs: dict[str, Any] = {
             "params": list(req.query) if req.query else None,
@@ -1020,11 +678,11 @@ class Transport:
                 with anyio.fail_after(head_within):
                     response = await session.request(req.method, self.url(req.route), **kwargs)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            error = next((p.error for p in payloads if p.error is not None), None)
+            error = form.error if form is not None else None
             if error is None:
-                error = _translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
+                error = translate(exc, req.method, req.route, limits=limits or req.timeout or self.timeout)
         if span is not None:
-            span.request_size = size if size is not None else sum(p.sent for p in payloads)
+            span.request_size = size if size is not None else form.sent if form is not None else 0
         if error is not None:
             logger.debug("%s %s failed: %s", req.method, req.route, error, extra=req.log_ids)
             raise error
@@ -1055,6 +713,14 @@ class Transport:
             )
         )
         return response.status, response.headers, response.body
+
+
+def _rate_limited_unprocessed() -> bool:
+    """``_ratelimit.RATE_LIMITED_UNPROCESSED``, read when a 429 arrives (the module is imported only
+    then, or with rate control on)."""
+    from ._ratelimit import RATE_LIMITED_UNPROCESSED
+
+    return RATE_LIMITED_UNPROCESSED
 
 
 def _not_open() -> ClientNotOpenError:

@@ -19,6 +19,10 @@ requests the emulator counted by route and the context switches of the process. 
 the aiohttp loop of the same run. With ``--strace`` one more round runs under ``strace -c -f`` (its
 CPU figures are not used): system calls and ``futex`` calls per job, the cost of thread hand-offs.
 
+Each process imports what its own loop uses, no more: the json loop's never imports msgspec (its
+msgspec models are in ``benchmarks.compare._loop_msgspec``, imported by the msgspec contender only),
+and neither imports the other's stack.
+
 Goals (issue 23): SDK CPU <= 0.8x the loop's, imports included, in one run; wall time within 1.10 of
 the fastest.
 """

@@ -18,7 +18,8 @@ import msgspec
 
 from .._errors import InvalidRequestError
 from .._feature_models import JSONValue, decode_clean
-from ._base import RequestOptions, Resource, _pairs
+from ._base import RequestOptions, Resource
+from ._feature import _pairs
 
 if TYPE_CHECKING:
     from .._config import RetryPolicy, Timeout

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgspec
 
 from benchmarks.compare._workload import (
     CONNECTIONS,
@@ -42,36 +41,6 @@ from benchmarks.compare._workload import (
 
 API = "/api/v1"
 CHUNK = 64 * 1024
-
-
-class Token(msgspec.Struct, rename="camel"):
-    """GenerateJwtToken's answer (only what is used)."""
-
-    access_token: str
-
-
-class Progress(msgspec.Struct, frozen=True, rename="camel"):
-    """A render process's progress."""
-
-    image_render_process_id: str
-    request_render_state: int = 0
-    total_task_count: int = 0
-    completed_task_count: int = 0
-    progress: float = 0
-    tasks: dict[str, int | str] = {}
-    is_successful: bool = True
-    error_message: str | None = None
-
-
-class ProgressList(msgspec.Struct):
-    """CheckUserProgress's ``{"$id": "1", "$values": [...]}`` wrapper."""
-
-    values: list[Progress] = msgspec.field(name="$values", default_factory=list)
-
-
-TOKEN = msgspec.json.Decoder(Token)
-PROGRESS = msgspec.json.Decoder(Progress)
-PROGRESS_LIST = msgspec.json.Decoder(ProgressList)
 
 
 @dataclass(frozen=True)
@@ -92,11 +61,6 @@ class State:
             and self.completed >= self.total
             and all(state in TERMINAL_STATES for state in self.tasks.values())
         )
-
-
-def _from_struct(p: Progress) -> State:
-    tasks = {k: int(v) for k, v in p.tasks.items() if not k.startswith("$")}
-    return State(p.image_render_process_id, p.progress, p.total_task_count, p.completed_task_count, tasks)
 
 
 def _from_dict(p: dict[str, Any]) -> State:
@@ -125,18 +89,28 @@ def _json_listing(body: bytes) -> list[State]:
     return [_from_dict(p) for p in values]
 
 
-CODECS = {
-    "msgspec": Codec(
-        token=lambda body: TOKEN.decode(body).access_token,
-        progress=lambda body: _from_struct(PROGRESS.decode(body)),
-        listing=lambda body: [_from_struct(p) for p in PROGRESS_LIST.decode(body).values],
-    ),
-    "json": Codec(
+def _msgspec_codec() -> Codec:
+    """The msgspec codec (``_loop_msgspec``: msgspec is imported only for it, so that the json
+    contender's process never imports msgspec, as a user of the standard library's json would not)."""
+    from benchmarks.compare import _loop_msgspec as m
+
+    return Codec(
+        token=lambda body: m.TOKEN.decode(body).access_token,
+        progress=lambda body: m.state_of(m.PROGRESS.decode(body)),
+        listing=lambda body: [m.state_of(p) for p in m.PROGRESS_LIST.decode(body).values],
+    )
+
+
+def _json_codec() -> Codec:
+    return Codec(
         token=lambda body: str(json.loads(body)["accessToken"]),
         progress=lambda body: _from_dict(json.loads(body)),
         listing=_json_listing,
-    ),
-}
+    )
+
+
+#: The codecs by name, each built when a contender asks for it.
+CODECS: dict[str, Callable[[], Codec]] = {"msgspec": _msgspec_codec, "json": _json_codec}
 
 
 class Api:
@@ -231,7 +205,7 @@ async def per_job(run: BulkRun) -> None:
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
     ) as http:
         limit = CONNECTIONS if run.params.get("bounded", True) else None
-        codec = CODECS[str(run.params.get("codec", "msgspec"))]
+        codec = CODECS[str(run.params.get("codec", "msgspec"))]()
         api = Api(http, credentials["application_id"], limit, codec)
         http.headers["Authorization"] = f"Bearer {await api.get_token(credentials)}"
         results = await asyncio.gather(
