@@ -122,6 +122,7 @@ async def remove_bg(session: Session) -> int:
                 submit=submit,
                 submitted=lambda job: "submitted",
                 status=_bg_status,
+                recorded=lambda index: str(items[index].path),
                 name=name,
             ),
             ledger=ledger,
@@ -175,7 +176,8 @@ def _bg_item(
 class _Items:
     """A bulk command's inputs, by position (``0 .. count - 1``), as a run reads them: what an input is
     shown as, its request (with a run ledger) or its start call (without), the status of its row once
-    submitted and on each update, and its results' name (None: named after their task)."""
+    submitted and on each update, its label in the run ledger (its request's), and its results' name
+    (None: named after their task)."""
 
     count: int
     label: Callable[[int], str]
@@ -183,6 +185,7 @@ class _Items:
     submit: Callable[[AdCreativeClient, int], Awaitable[RenderJob]]
     submitted: Callable[[RenderJob], str]
     status: Callable[[TaskUpdate], str]
+    recorded: Callable[[int], str]
     name: Namer | None = None
 
 
@@ -243,8 +246,7 @@ async def _run_items(
         results.close()
         display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
-            requests = LazySequence(positions, items.request)
-            labels = [request.label for request in requests]
+            labels = map(items.recorded, positions)  # read once, a hash each kept
             say_interrupted(await interrupted_message(ledger, labels, args.command_line))
         raise
     finally:
@@ -353,6 +355,7 @@ async def generate(session: Session) -> int:
                 submit=submit,
                 submitted=lambda job: f"submitted {len(job.task_ids)} tasks",
                 status=_render_status,
+                recorded=lambda index: briefs[index].label,
                 name=name,
             ),
             ledger=ledger,
