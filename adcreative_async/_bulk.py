@@ -16,7 +16,9 @@ paths is never materialised) are read one at a time as items leave a window of
 :func:`~adcreative_async._outcome.window_size` items (renders awaited at once, plus two per upload slot),
 an item leaves once its outcome is taken by the outcomes' stream (which holds at most a window of them:
 a caller that stops iterating holds the run back), and nothing keeps the outcomes delivered. Only
-``name=`` reads every input first (each input's name is compared with the others' before any start call).
+``name=`` reads every input first (each input's name is compared with the others' before any start call):
+inputs given as a sequence (a list, a lazy sequence) are read once for that and again by the run, never
+held (a hash per name is kept); other iterables are held until taken.
 
 An item whose start call or download ends in ``RateLimitError`` (a 429 after the transport's retries)
 is not reported failed at once: it keeps its place in the window and is tried again after the 429's
@@ -304,7 +306,10 @@ class BulkRun(Generic[T]):
         refused: dict[int, InvalidRequestError] = {}
         refuse_all = None
         if self._dest is not None and self._name is not None:  # every name checked before any start call
-            refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, inputs.read_all())
+            inputs_again = inputs.rereadable()  # a sequence is read twice, never held
+            refused = await anyio.to_thread.run_sync(
+                check_names, self._name, self._dest, inputs_again(), inputs_again
+            )
         elif self._dest is not None:  # results named after their task: only dest is checked
             checked = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
             refuse_all = checked.get(0)

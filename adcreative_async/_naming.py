@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ._errors import InvalidRequestError
 
 __all__ = [
     "NAME_FIELDS",
+    "NameClashes",
     "Namer",
     "check_names",
     "check_template",
@@ -192,7 +193,10 @@ def _folders_in(directory: str) -> set[str]:
 
 
 def check_names(
-    name: Namer | None, dest: str | os.PathLike[str], items: Sequence[tuple[int, object]]
+    name: Namer | None,
+    dest: str | os.PathLike[str],
+    items: Iterable[tuple[int, object]],
+    again: Callable[[], Iterable[tuple[int, object]]] | None = None,
 ) -> dict[int, InvalidRequestError]:
     """The items whose output cannot be saved, with why; checked before any start call (blocking: run
     it in a worker thread). ``items``: (position, the item as the name sees it).
@@ -203,69 +207,148 @@ def check_names(
     refused. An input given twice (the same label) is one input. For an item of a feature that makes
     several results (see :data:`SINGLE_TASK_FEATURES`), two results must not share a name either.
     Without ``name`` (results named after their task id), only ``dest`` is checked.
+
+    Memory: ``items`` is read once, as it comes; what is kept of each input is a hash of its name
+    (about 60 bytes; :class:`NameClashes`), never the input. Only when two inputs' names hash alike (a
+    clash, the same input given twice, or by chance) are the inputs read again (``again()``: the same
+    items, in the same order; by default ``items`` itself, then a sequence) to compare those names
+    exactly.
     """
     refused: dict[int, InvalidRequestError] = {}
-    root = os.fspath(dest)
-    by_name: dict[str, list[tuple[int, object, str]]] = {}
-    planned: dict[int, str] = {}
+    places = _Places(os.fspath(dest), name is not None)
+    clashes = NameClashes()
+    excluded: set[int] = set()  # refused by their own name: not in any group (rare)
     for index, item in items:
         if name is None:
+            problem = places.problem(None)
+            if problem is not None:
+                refused[index] = problem
+            continue
+        text = _own_name(name, item, index, refused)
+        if text is None:
+            excluded.add(index)
+            continue
+        norm = os.path.normpath(text).replace(os.sep, "/")
+        clashes.add(norm.casefold())
+        problem = places.problem(text)
+        if problem is not None:
+            refused[index] = problem
+    if name is None or not clashes.suspects:
+        return refused
+    if again is None:
+        if not isinstance(items, Sequence):
+            raise TypeError("check_names: give again() to read one-shot items a second time")
+        seq = items
+        again = lambda: seq  # noqa: E731
+    # the suspected names, compared exactly: only the inputs that have one are kept (a few, normally)
+    by_name: dict[str, list[tuple[int, object, str, str]]] = {}
+    for index, item in again():
+        if index in excluded:
             continue
         try:
             text = planned_name(name, item, index)
-        except InvalidRequestError as exc:
-            refused[index] = exc
+        except InvalidRequestError:  # (it was not, the first time: an input that changed meanwhile)
             continue
-        feature = getattr(item, "feature", None)
-        if isinstance(feature, str) and feature not in SINGLE_TASK_FEATURES:
-            second = planned_name(name, item, index, task_index=1)
-            if os.path.normcase(os.path.normpath(second)) == os.path.normcase(os.path.normpath(text)):
-                refused[index] = InvalidRequestError.for_field(
-                    "name",
-                    f"gives every result of {feature} the same name {text!r}: a start call makes "
-                    "several; add {task_index} or {task_id}",
-                )
-                continue
-        planned[index] = text
         norm = os.path.normpath(text).replace(os.sep, "/")
-        by_name.setdefault(norm.casefold(), []).append((index, item, norm))
+        key = norm.casefold()
+        if clashes.suspected(key):
+            by_name.setdefault(key, []).append((index, _identity(item, index), _shown(item, index), norm))
     for group in by_name.values():
-        if len(group) < 2:
+        if len(group) < 2 or len({identity for _, identity, _, _ in group}) < 2:
             continue
-        identities = {_identity(item, index) for index, item, _ in group}
-        if len(identities) < 2:
-            continue
-        labels = sorted({str(_stem(item)[0] or f"#{index}") for index, item, _ in group})
-        shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
-        for index, _, text in group:
+        labels = sorted({shown for _, _, shown, _ in group})
+        listed = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+        for index, _, _, text in group:
             refused[index] = InvalidRequestError.for_field(
                 "name",
-                f"gives {text!r} to several inputs ({shown}): use fields that tell them apart "
+                f"gives {text!r} to several inputs ({listed}): use fields that tell them apart "
                 '(e.g. "{filename}{suffix}" keeps each input\'s own suffix)',
             )
-    directories: dict[str, str | None] = {}
-    folders: dict[str, set[str]] = {}  # the folders in each directory: one listing, not a stat per item
-    for index, _ in items:
-        if index in refused:
-            continue
-        if name is None:
-            target, directory = None, root
-        else:
-            target = os.path.join(root, planned[index])
-            directory = os.path.dirname(target) or "."
-        if directory not in directories:
-            directories[directory] = _writable(directory)
-        problem = directories[directory]
-        if problem is None and target is not None:
-            if directory not in folders:
-                folders[directory] = _folders_in(directory)
-            if os.path.basename(target) in folders[directory]:
-                problem = f"{target} is a folder"
-        if problem is not None:
-            refused[index] = InvalidRequestError.for_field(
-                "name" if name is not None else "dest", f"cannot save the result: {problem}"
-            )
     return refused
+
+
+def _shown(item: object, index: int) -> str:
+    return str(_stem(item)[0] or f"#{index}")
+
+
+def _own_name(name: Namer, item: object, index: int, refused: dict[int, InvalidRequestError]) -> str | None:
+    """The item's planned name; None, with why in ``refused``, when it has none of its own (outside
+    the folder, or one name for the several results of a start call)."""
+    try:
+        text = planned_name(name, item, index)
+    except InvalidRequestError as exc:
+        refused[index] = exc
+        return None
+    feature = getattr(item, "feature", None)
+    if isinstance(feature, str) and feature not in SINGLE_TASK_FEATURES:
+        second = planned_name(name, item, index, task_index=1)
+        if os.path.normcase(os.path.normpath(second)) == os.path.normcase(os.path.normpath(text)):
+            refused[index] = InvalidRequestError.for_field(
+                "name",
+                f"gives every result of {feature} the same name {text!r}: a start call makes "
+                "several; add {task_index} or {task_id}",
+            )
+            return None
+    return text
+
+
+class NameClashes:
+    """Which names were given more than once, with a hash kept per name (about 60 bytes), never the
+    name itself nor its input.
+
+    A hash seen twice makes its name *suspected*: the same name twice, or (rarely, 64-bit hashes) two
+    names that hash alike; the caller compares the suspected ones exactly.
+    """
+
+    __slots__ = ("_seen", "suspects")
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self.suspects: set[int] = set()
+
+    def add(self, key: str) -> None:
+        """Note one input's name (``key``: as compared)."""
+        digest = hash(key)
+        if digest in self._seen:
+            self.suspects.add(digest)
+        else:
+            self._seen.add(digest)
+
+    def suspected(self, key: str) -> bool:
+        """Whether ``key``'s hash was seen more than once."""
+        return hash(key) in self.suspects
+
+
+class _Places:
+    """Whether a result can be saved where its name puts it: each folder looked at once (writable, or
+    can be made; the folders in it listed once, not a stat per item)."""
+
+    def __init__(self, root: str, named: bool) -> None:
+        self._root = root
+        self._named = named
+        self._directories: dict[str, str | None] = {}
+        self._folders: dict[str, set[str]] = {}
+
+    def problem(self, text: str | None) -> InvalidRequestError | None:
+        """Why the result named ``text`` (None: named after its task, in ``dest``) cannot be saved."""
+        if text is None:
+            target, directory = None, self._root
+        else:
+            target = os.path.join(self._root, text)
+            directory = os.path.dirname(target) or "."
+        if directory not in self._directories:
+            self._directories[directory] = _writable(directory)
+        problem = self._directories[directory]
+        if problem is None and target is not None:
+            if directory not in self._folders:
+                self._folders[directory] = _folders_in(directory)
+            if os.path.basename(target) in self._folders[directory]:
+                problem = f"{target} is a folder"
+        if problem is None:
+            return None
+        return InvalidRequestError.for_field(
+            "name" if self._named else "dest", f"cannot save the result: {problem}"
+        )
 
 
 def _same_content(a: Path, b: Path) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -109,13 +109,15 @@ class Inputs(Generic[T]):
     """A bulk run's inputs, read one at a time as the run makes room for them, with their positions.
 
     A generator of a million paths is never materialised: only :meth:`read_all` (the check of named
-    outputs, which compares every input's name with the others' before any start call) holds them, and
-    the items it read leave as they are taken. An error raised by the inputs' iterator ends the input
-    (``error``): the items read before it finish, then the run raises it.
+    outputs, which compares every input's name with the others' before any start call, on inputs that
+    cannot be read twice) holds them, and the items it read leave as they are taken; a sequence is read
+    once for that check and again for the run (:meth:`rereadable`), never held. An error raised by the
+    inputs' iterator ends the input (``error``): the items read before it finish, then the run raises it.
     """
 
     def __init__(self, items: Iterable[T]) -> None:
         self._iterator = iter(items)
+        self._source = items if isinstance(items, Sequence) else None  # read again by rereadable()
         self._index = 0
         self._read: collections.deque[tuple[int, T]] = collections.deque()
         self.error: Exception | None = None  # what the inputs' iterator raised, if it did
@@ -157,6 +159,31 @@ class Inputs(Generic[T]):
         while (entry := self._pull()) is not None:
             self._read.append(entry)
         return list(self._read)
+
+    def rereadable(self) -> Callable[[], Iterable[tuple[int, T]]]:
+        """Every input with its position, as many times as called, for a check of them all before the
+        run (the check of named outputs): inputs given as a sequence are read from it each time, none
+        held (the run reads them again); other inputs are read now and held (:meth:`read_all`) until
+        taken. Call it before any input is taken."""
+        source = self._source
+        if source is not None and self._index == 0 and not self._read:
+            return lambda: _readable_part(source)
+        held = self.read_all()
+        return lambda: held
+
+
+def _readable_part(items: Sequence[T]) -> Iterator[tuple[int, T]]:
+    """``enumerate(items)`` up to the first error reading them (the run meets it again, and raises it
+    once the items before it are done)."""
+    iterator = iter(items)
+    index = 0
+    while True:
+        try:
+            item = next(iterator)
+        except Exception:  # StopIteration included
+            return
+        yield index, item
+        index += 1
 
 
 async def download_task(

@@ -362,7 +362,8 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
         "runs",
         "show the items of a resumable run (the run ledger of an output folder)",
         "remove-bg and generate -o DIR keep a run ledger in DIR: every item, its state, process and files.",
-        "  adcreative runs show cutouts/\n  adcreative runs show cutouts/ --state failed --json\n",
+        "  adcreative runs show cutouts/\n  adcreative runs show cutouts/ --state failed --json\n"
+        "  adcreative runs show --ledger 'postgresql://me@db/renders#cutouts' --state failed\n",
     )
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
     show = runs_commands.add_parser(
@@ -374,7 +375,18 @@ def _parser(redacted: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     _add_global(show, suppress=True)
     show.add_argument(
-        "run", metavar="DIR", help="a bulk command's output folder (or its .adcreative-run.sqlite)"
+        "run",
+        metavar="DIR",
+        nargs="?",
+        help="a bulk command's output folder (or its .adcreative-run.sqlite); with a --ledger DSN, the "
+        "folder whose name names the run",
+    )
+    show.add_argument(
+        "--ledger",
+        metavar="FILE_OR_DSN",
+        help="the run ledger the run command was given: a SQLite file, or a postgresql://user@host/db "
+        "DSN (#NAME at its end names the run; default: DIR's name); read only, never printed (or "
+        "ADCREATIVE_LEDGER)",
     )
     show.add_argument(
         "--state",

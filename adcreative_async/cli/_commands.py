@@ -10,7 +10,8 @@ number (the inputs themselves aside: the list of image paths the preflight check
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ from .. import (
     AdCreativeClient,
     AdCreativeError,
     BulkOutcome,
+    BulkRun,
     Progress,
     RenderJob,
     RenderResource,
     RenderState,
     TaskUpdate,
 )
+from .._naming import Namer
 from ..ledger import RenderRequest, RunLedger
 from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, is_dsn, one_line
 from ._inputs import Brief, ImageItem, refuse_shared_names
@@ -73,27 +76,77 @@ async def remove_bg(session: Session) -> int:
     """``adcreative remove-bg PATHS... -o DIR``: remove the background of every image, in bulk; resumable
     (the run ledger in DIR) unless ``--no-ledger``."""
     await check_credentials(session.client.background_remover)
-    if session.args.dry_run:  # what a run would spend, from the ledger as it is: nothing written
-        spec = ledger_spec(session.args)
+    args = session.args
+    items: Sequence[ImageItem] = args.items
+    if args.dry_run:  # what a run would spend, from the ledger as it is: nothing written
+        spec = ledger_spec(args)
         if spec is not None and is_dsn(spec):
             raise UsageError("--dry-run reads a SQLite run ledger only: not a PostgreSQL --ledger")
-        requests = LazySequence(session.args.items, _bg_request)
-        path = ledger_file(session.args)
+        requests = LazySequence(items, _bg_request)
+        path = ledger_file(args)
         session.say(f"dry run: {await spend_line(requests, None, path)}; nothing was sent")
         session.document = {"ok": True, "dry_run": True}
         return EXIT_OK
-    ledger = await open_run_ledger(session, Path(session.args.output))
-    if ledger is None:
-        return await _remove_bg_unrecorded(session)
+    out = Path(args.output)
+    ledger = await open_run_ledger(session, out)
     try:
-        return await _remove_bg_recorded(session, ledger)
+        user_id = session.user_id() if ledger is None else None
+        if ledger is not None:
+            session.say(await spend_line(LazySequence(items, _bg_request), ledger))
+        results = _results(session, ["input", "result", "output"], out)
+
+        async def submit(client: AdCreativeClient, index: int) -> RenderJob:
+            return await client.background_remover.remove(items[index].path, user_id=user_id)
+
+        def name(fields: Any) -> str:  # a function of the input's identity (ImageItem.output_name)
+            item: ImageItem = items[fields["index"]]
+            return item.output_name(fields["suffix"])
+
+        def report(outcome: BulkOutcome[Any]) -> str:
+            item, error, ok = items[outcome.index], outcome.error, outcome.ok
+            before = " (before)" if outcome.resumed else ""
+            document = _bg_item(item, ok, outcome.job, outcome.files, error)
+            if ledger is not None:
+                document["resumed"] = outcome.resumed
+            result = ("ok" if ok else "FAILED") + before
+            output = ", ".join(str(f) for f in outcome.files) if ok else _short(error)
+            results.add(document, [[str(item.path), result, output]], error=error, resumed=outcome.resumed)
+            return _saved(outcome.files, error, before)
+
+        await _run_items(
+            session,
+            _Items(
+                len(items),
+                lambda index: items[index].label,
+                request=lambda index: _bg_request(items[index]),
+                submit=submit,
+                submitted=lambda job: "submitted",
+                status=_bg_status,
+                recorded=lambda index: str(items[index].path),
+                name=name,
+            ),
+            ledger=ledger,
+            dest=out,
+            results=results,
+            report=report,
+        )
+        failed = results.finish(output=str(out), **_resumed(results, ledger), **_rate(session))
+        session.display.close()
+        title = f"Background removal: {len(items) - failed} of {len(items)} succeeded"
+        results.summary(title + _resumed_note(results, ledger, len(items)))
+        return EXIT_FAILED if failed else EXIT_OK
     finally:
-        with anyio.CancelScope(shield=True):
-            await ledger.close()
+        if ledger is not None:
+            with anyio.CancelScope(shield=True):
+                await ledger.close()
 
 
 def _bg_request(item: ImageItem) -> RenderRequest:
     return RenderRequest.remove_background(item.path, label=str(item.path))
+
+
+def _bg_status(update: TaskUpdate) -> str:
+    return "downloading" if update.succeeded else _render_status(update)
 
 
 def _results(session: Session, columns: Sequence[str], out: Path | None) -> Results:
@@ -119,134 +172,98 @@ def _bg_item(
     }
 
 
-async def _remove_bg_recorded(session: Session, ledger: RunLedger) -> int:
+@dataclass(frozen=True)
+class _Items:
+    """A bulk command's inputs, by position (``0 .. count - 1``), as a run reads them: what an input is
+    shown as, its request (with a run ledger) or its start call (without), the status of its row once
+    submitted and on each update, its label in the run ledger (its request's), and its results' name
+    (None: named after their task)."""
+
+    count: int
+    label: Callable[[int], str]
+    request: Callable[[int], RenderRequest]
+    submit: Callable[[AdCreativeClient, int], Awaitable[RenderJob]]
+    submitted: Callable[[RenderJob], str]
+    status: Callable[[TaskUpdate], str]
+    recorded: Callable[[int], str]
+    name: Namer | None = None
+
+
+async def _run_items(
+    session: Session,
+    items: _Items,
+    *,
+    ledger: RunLedger | None,
+    dest: Path | None,
+    results: Results,
+    report: Callable[[BulkOutcome[Any]], str],
+) -> None:
+    """Run a bulk command's inputs: through the run ledger when there is one (resumable), else each by
+    its start call; each outcome goes to ``report`` as it comes (which adds it to ``results`` and
+    returns its row's last status). Its memory is the items in flight: the inputs are read by position
+    (a sequence: the check of their names reads them once more, holding none).
+
+    On Ctrl-C with a ledger, where the run stands is said (done, paid for, not started, failed) with
+    the command that resumes it, then the cancellation goes on.
+    """
     args = session.args
-    items: Sequence[ImageItem] = args.items
-    out = Path(args.output)
     display = session.display
     rows = LiveRows(display)
 
-    def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
-        status = "downloading" if update.succeeded else _render_status(update)
-        row = rows.of(outcome.index, items[outcome.index].label)
-        display.update(row, status=status, completed=update.progress.progress)
+    def on_update(outcome: BulkOutcome[Any], update: TaskUpdate) -> None:
+        row = rows.of(outcome.index, items.label(outcome.index))
+        display.update(row, status=items.status(update), completed=update.progress.progress)
 
-    def name(fields: Any) -> str:  # a function of the input's identity (ImageItem.output_name)
-        item: ImageItem = items[fields["index"]]
-        return item.output_name(fields["suffix"])
+    async def submit(client: AdCreativeClient, index: int) -> RenderJob:
+        display.update(rows.of(index, items.label(index)), status="uploading")
+        job = await items.submit(client, index)
+        display.update(rows.of(index, items.label(index)), status=items.submitted(job))
+        return job
 
-    requests = LazySequence(items, _bg_request)  # made as the run reads them: never a list of N
-    session.say(await spend_line(requests, ledger))
-    results = _results(session, ["input", "result", "output"], out)
+    options: dict[str, Any] = {
+        "dest": dest,
+        "name": items.name,
+        "upload_concurrency": args.concurrency,
+        "download_concurrency": args.concurrency,
+        "item_timeout": args.timeout,
+        "max_renders": getattr(args, "max_renders", None),
+        "on_update": on_update,
+    }
+    positions = range(items.count)  # read as the run goes: never a list of N
+    run: BulkRun[Any]
+    if ledger is not None:
+        run = session.client.bulk(LazySequence(positions, items.request), ledger=ledger, **options)
+    else:
+        run = session.client.bulk(positions, submit, **options)
     try:
-        async with session.client.bulk(
-            requests,
-            dest=out,
-            ledger=ledger,
-            name=name,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            max_renders=getattr(args, "max_renders", None),
-            on_update=on_update,
-        ) as run:
+        async with run:
             async for outcome in run:
-                index, item, error = outcome.index, items[outcome.index], outcome.error
-                ok = outcome.ok
-                before = " (before)" if outcome.resumed else ""
-                rows.done(
-                    index,
-                    item.label,
-                    ok=ok,
-                    status=f"saved {outcome.files[0].name}{before}"
-                    if ok and outcome.files
-                    else _short(error),
-                )
-                document = _bg_item(item, ok, outcome.job, outcome.files, error)
-                document["resumed"] = outcome.resumed
-                result = ("ok" if ok else "FAILED") + before
-                output = ", ".join(str(f) for f in outcome.files) if ok else _short(error)
-                results.add(
-                    document, [[str(item.path), result, output]], error=error, resumed=outcome.resumed
-                )
+                status = report(outcome)
+                rows.done(outcome.index, items.label(outcome.index), ok=outcome.ok, status=status)
     except anyio.get_cancelled_exc_class():
+        if ledger is None:
+            raise
         results.close()
         display.close()  # the live display first: it would erase what follows
         with anyio.CancelScope(shield=True):
-            labels = [request.label for request in requests]
+            labels = map(items.recorded, positions)  # read once, a hash each kept
             say_interrupted(await interrupted_message(ledger, labels, args.command_line))
         raise
     finally:
         results.close()
+
+
+def _resumed(results: Results, ledger: RunLedger | None) -> dict[str, int]:
+    """The summary's ``resumed`` count: with a run ledger only."""
+    return {} if ledger is None else {"resumed": results.resumed}
+
+
+def _resumed_note(results: Results, ledger: RunLedger | None, count: int) -> str:
+    """What the summary adds with a run ledger: what this run did, and what an earlier one had."""
+    if ledger is None:
+        return ""
     resumed = results.resumed
-    failed = results.finish(output=str(out), resumed=resumed, **_rate(session))
-    display.close()
-    results.summary(
-        f"Background removal: {len(items) - failed} of {len(items)} succeeded "
-        f"({len(items) - resumed} finished in this run, {resumed} finished before and not rendered again)"
-    )
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-async def _remove_bg_unrecorded(session: Session) -> int:
-    args = session.args
-    items: Sequence[ImageItem] = args.items
-    out = Path(args.output)
-    display = session.display
-    user_id = session.user_id()
-    rows = LiveRows(display)
-
-    def on_update(outcome: BulkOutcome[tuple[int, ImageItem]], update: TaskUpdate) -> None:
-        index, item = outcome.item
-        status = "downloading" if update.succeeded else _render_status(update)
-        display.update(rows.of(index, item.label), status=status, completed=update.progress.progress)
-
-    async def submit(client: AdCreativeClient, entry: tuple[int, ImageItem]) -> RenderJob:
-        index, item = entry
-        display.update(rows.of(index, item.label), status="uploading")
-        job = await client.background_remover.remove(item.path, user_id=user_id)
-        display.update(rows.of(index, item.label), status="submitted")
-        return job
-
-    def name(fields: Any) -> str:  # straight to the input's own name (checked before the start call)
-        item: ImageItem = items[fields["index"]]
-        return item.output_name(fields["suffix"])
-
-    results = _results(session, ["input", "result", "output"], out)
-    try:
-        async with session.client.bulk(
-            enumerate(items),  # read as the run goes
-            submit,
-            dest=out,
-            name=name,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            max_renders=getattr(args, "max_renders", None),
-            on_update=on_update,
-        ) as run:
-            async for outcome in run:
-                index, item = outcome.item
-                files, error = outcome.files, outcome.error
-                ok = error is None
-                rows.done(
-                    index,
-                    item.label,
-                    ok=ok,
-                    status=f"saved {files[0].name}" if ok and files else _short(error),
-                )
-                output = ", ".join(str(f) for f in files) if ok else _short(error)
-                results.add(
-                    _bg_item(item, ok, outcome.job, files, error),
-                    [[str(item.path), "ok" if ok else "FAILED", output]],
-                    error=error,
-                )
-    finally:
-        results.close()
-    failed = results.finish(output=str(out), **_rate(session))
-    display.close()
-    results.summary(f"Background removal: {len(items) - failed} of {len(items)} succeeded")
-    return EXIT_FAILED if failed else EXIT_OK
+    return f" ({count - resumed} finished in this run, {resumed} finished before and not rendered again)"
 
 
 def _rate(session: Session) -> dict[str, Any]:
@@ -294,7 +311,6 @@ async def generate(session: Session) -> int:
     """``adcreative generate --brief FILE``: generate ad creatives from briefs; wait; download."""
     args = session.args
     briefs: list[Brief] = args.briefs
-    display = session.display
     out = Path(args.output) if args.output else None
     user_id = session.user_id() if args.no_wait or out is None or args.no_ledger else None
 
@@ -302,58 +318,60 @@ async def generate(session: Session) -> int:
     if args.no_wait:
         return await _submit_only(session, briefs, user_id)
     ledger = await open_run_ledger(session, out) if out is not None else None
-    if ledger is not None:
-        try:
-            return await _generate_recorded(session, ledger)
-        finally:
+    try:
+        name = None
+        if ledger is not None:
+            stems = _brief_stems(briefs)
+
+            def name(fields: Any) -> str:
+                return f"{stems[fields['index']]}-{fields['task_index'] + 1}{fields['suffix']}"
+
+        async def submit(client: AdCreativeClient, index: int) -> RenderJob:
+            return await client.creatives.generate(**briefs[index].kwargs, user_id=session.user_id())
+
+        results = _results(session, _GENERATE_COLUMNS, out)
+
+        def report(outcome: BulkOutcome[Any]) -> str:
+            brief, job, error, ok = briefs[outcome.index], outcome.job, outcome.error, outcome.ok
+            document: dict[str, Any] = {"brief": brief.label, "ok": ok}
+            if ledger is not None:
+                document["resumed"] = outcome.resumed
+            document.update(
+                job=_job_document(job), files=[str(f) for f in outcome.files], error=error_document(error)
+            )
+            rows = _task_rows(brief.label, job, outcome.files, error)
+            results.add(document, rows, error=error, resumed=outcome.resumed)
+            done = (f"{len(outcome.files)} files" if out else "complete") + (
+                " (before)" if outcome.resumed else ""
+            )
+            return done if ok else _short(error)
+
+        await _run_items(
+            session,
+            _Items(
+                len(briefs),
+                lambda index: briefs[index].label,
+                request=lambda index: _brief_request(briefs[index]),
+                submit=submit,
+                submitted=lambda job: f"submitted {len(job.task_ids)} tasks",
+                status=_render_status,
+                recorded=lambda index: briefs[index].label,
+                name=name,
+            ),
+            ledger=ledger,
+            dest=out,
+            results=results,
+            report=report,
+        )
+        failed = results.finish(**_resumed(results, ledger), **_rate(session))
+        session.display.close()
+        title = f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded"
+        results.summary(title + _resumed_note(results, ledger, len(briefs)))
+        return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        if ledger is not None:
             with anyio.CancelScope(shield=True):
                 await ledger.close()
-    rows = LiveRows(display)
-
-    def on_update(outcome: BulkOutcome[tuple[int, Brief]], update: TaskUpdate) -> None:
-        index, brief = outcome.item
-        display.update(
-            rows.of(index, brief.label), status=_render_status(update), completed=update.progress.progress
-        )
-
-    async def submit(client: AdCreativeClient, entry: tuple[int, Brief]) -> RenderJob:
-        index, brief = entry
-        display.update(rows.of(index, brief.label), status="uploading")
-        job = await client.creatives.generate(**brief.kwargs, user_id=session.user_id())
-        display.update(rows.of(index, brief.label), status=f"submitted {len(job.task_ids)} tasks")
-        return job
-
-    results = _results(session, _GENERATE_COLUMNS, out)
-    try:
-        async with session.client.bulk(
-            enumerate(briefs),
-            submit,
-            dest=out,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            max_renders=getattr(args, "max_renders", None),
-            on_update=on_update,
-        ) as run:
-            async for outcome in run:
-                index, brief = outcome.item
-                job, ok, error = outcome.job, outcome.ok, outcome.error
-                done = f"{len(outcome.files)} files" if out else "complete"
-                rows.done(index, brief.label, ok=ok, status=done if ok else _short(error))
-                document = {
-                    "brief": brief.label,
-                    "ok": ok,
-                    "job": _job_document(job),
-                    "files": [str(f) for f in outcome.files],
-                    "error": error_document(error),
-                }
-                results.add(document, _task_rows(brief.label, job, outcome.files, error), error=error)
-    finally:
-        results.close()
-    failed = results.finish(**_rate(session))
-    display.close()
-    results.summary(f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded")
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _brief_stems(briefs: Sequence[Brief]) -> list[str]:
@@ -375,69 +393,6 @@ def _brief_stems(briefs: Sequence[Brief]) -> list[str]:
 
 def _brief_request(brief: Brief) -> RenderRequest:
     return RenderRequest.generate_creatives(**brief.kwargs, label=brief.label)
-
-
-async def _generate_recorded(session: Session, ledger: RunLedger) -> int:
-    args = session.args
-    briefs: list[Brief] = args.briefs
-    display = session.display
-    out = Path(args.output)
-    stems = _brief_stems(briefs)
-    rows = LiveRows(display)
-
-    def on_update(outcome: BulkOutcome[RenderRequest], update: TaskUpdate) -> None:
-        row = rows.of(outcome.index, briefs[outcome.index].label)
-        display.update(row, status=_render_status(update), completed=update.progress.progress)
-
-    def name(fields: Any) -> str:
-        return f"{stems[fields['index']]}-{fields['task_index'] + 1}{fields['suffix']}"
-
-    requests = LazySequence(briefs, _brief_request)
-    results = _results(session, _GENERATE_COLUMNS, out)
-    try:
-        async with session.client.bulk(
-            requests,
-            dest=out,
-            ledger=ledger,
-            name=name,
-            upload_concurrency=args.concurrency,
-            download_concurrency=args.concurrency,
-            item_timeout=args.timeout,
-            max_renders=getattr(args, "max_renders", None),
-            on_update=on_update,
-        ) as run:
-            async for outcome in run:
-                index, brief, job, error = outcome.index, briefs[outcome.index], outcome.job, outcome.error
-                ok = outcome.ok
-                done = f"{len(outcome.files)} files" + (" (before)" if outcome.resumed else "")
-                rows.done(index, brief.label, ok=ok, status=done if ok else _short(error))
-                document = {
-                    "brief": brief.label,
-                    "ok": ok,
-                    "resumed": outcome.resumed,
-                    "job": _job_document(job),
-                    "files": [str(f) for f in outcome.files],
-                    "error": error_document(error),
-                }
-                rows_of_brief = _task_rows(brief.label, job, outcome.files, error)
-                results.add(document, rows_of_brief, error=error, resumed=outcome.resumed)
-    except anyio.get_cancelled_exc_class():
-        results.close()
-        display.close()  # the live display first: it would erase what follows
-        with anyio.CancelScope(shield=True):
-            labels = [request.label for request in requests]
-            say_interrupted(await interrupted_message(ledger, labels, session.args.command_line))
-        raise
-    finally:
-        results.close()
-    resumed = results.resumed
-    failed = results.finish(resumed=resumed, **_rate(session))
-    display.close()
-    results.summary(
-        f"Creatives: {len(briefs) - failed} of {len(briefs)} briefs succeeded "
-        f"({len(briefs) - resumed} finished in this run, {resumed} finished before and not rendered again)"
-    )
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _submit_only(session: Session, briefs: Sequence[Brief], user_id: str | None) -> int:

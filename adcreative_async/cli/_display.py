@@ -372,14 +372,15 @@ def _escape(text: str) -> str:
 
 
 def print_table(
-    title: str,
+    title: str | None,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     *,
     console: Console | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    """Print a summary table: rich's when rich is installed, else aligned plain text."""
+    """Print a summary table: rich's when rich is installed, else aligned plain text (``title`` None:
+    without a title, e.g. a long table's next page)."""
     cells = [["" if value is None else str(value) for value in row] for row in rows]
     if have_rich():
         from rich.console import Console
@@ -395,13 +396,15 @@ def print_table(
             if not console.is_terminal:  # logs and pipes: no folding at 80 columns
                 console = Console(file=stream, width=max(console.width, 200))
         # the title on a line of its own: as a table's title it is cut to the table's width
-        console.print(_escape(title), soft_wrap=True)
+        if title is not None:
+            console.print(_escape(title), soft_wrap=True)
         if cells:
             console.print(table)
         return
     out = stream or sys.stdout
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    out.write(f"{title}\n")
+    if title is not None:
+        out.write(f"{title}\n")
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for row in cells:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from .. import CreativesResource, RenderKind, RenderType
+from .._naming import NameClashes
 from ._common import UsageError
 from ._display import CLI_EXTRA_HINT
 
@@ -203,12 +204,19 @@ def collect_images(paths: Sequence[str], *, recursive: bool = False) -> ImageLis
             + ("" if recursive else "; add --recursive for subfolders")
             + ")"
         )
-    owners: dict[str, int] = {}
-    for index, item in enumerate(items):
-        name = item.output_name(".png")
-        first = items[owners.setdefault(name.casefold(), index)]
-        if first != item and os.path.abspath(first.path) != os.path.abspath(item.path):
-            raise UsageError(_shared_name(str(first.path), str(item.path), name))
+    # names compared by a hash each (NameClashes); only those seen twice are compared exactly
+    clashes = NameClashes()
+    for item in items:
+        clashes.add(item.output_name(".png").casefold())
+    if clashes.suspects:
+        owners: dict[str, int] = {}
+        for index, item in enumerate(items):
+            name = item.output_name(".png")
+            if not clashes.suspected(name.casefold()):
+                continue
+            first = items[owners.setdefault(name.casefold(), index)]
+            if first != item and os.path.abspath(first.path) != os.path.abspath(item.path):
+                raise UsageError(_shared_name(str(first.path), str(item.path), name))
     return items
 
 

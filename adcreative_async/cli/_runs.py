@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ from ..ledger import (
     RenderRequest,
     RunLedger,
     SqliteLedger,
-    read_ledger_file,
     request_keys,
 )
+from ..ledger._scan import Visit, records_in_file, scan_file, scan_postgres
 from ._common import ENV_LEDGER, EXIT_OK, EXIT_USAGE, Session, UsageError, is_dsn
 from ._display import print_table
 
@@ -251,42 +251,73 @@ def resume_command(argv: Sequence[str]) -> str:
 DSN_SHOWN = "postgresql://..."
 
 
-async def interrupted_message(ledger: RunLedger, labels: Sequence[str], argv: Sequence[str]) -> str:
-    """Where an interrupted run stands, from its ledger (``labels``: the run's inputs, as recorded): done,
-    paid for but not yet downloaded (downloaded by a rerun, not paid again), not started, failed (with
-    the API's reasons), and the exact command that resumes it."""
-    wanted = set(labels)
-    latest: dict[str, ItemRecord] = {}
-    for record in (await ledger.records()).values():
-        if record.label in wanted:
-            newest = latest.get(record.label)
-            if newest is None or (record.created_at, record.seq) > (newest.created_at, newest.seq):
-                latest[record.label] = record
+async def interrupted_message(ledger: RunLedger, labels: Iterable[str], argv: Sequence[str]) -> str:
+    """Where an interrupted run stands, from its ledger (``labels``: the run's inputs, as recorded, read
+    once): done, paid for but not yet downloaded (downloaded by a rerun, not paid again), not started,
+    failed (the first :data:`MAX_FAILED_SHOWN` with the API's reasons), and the exact command that
+    resumes it. Memory: a hash per input (:class:`HashSet`) and the records shown, never the run's
+    records (the ledger is read a batch of rows at a time: :meth:`RunLedger.scan`)."""
+    wanted = HashSet(labels)
     counts = dict.fromkeys(ItemState, 0)
-    for record in latest.values():
+    shown: list[ItemRecord] = []
+
+    def visit(record: ItemRecord, current: bool) -> None:
+        if not current or record.label not in wanted:
+            return
         counts[record.state] += 1
+        if record.state is ItemState.FAILED and len(shown) < MAX_FAILED_SHOWN:
+            shown.append(record)
+
+    await ledger.scan(visit)
     done = counts[ItemState.DOWNLOADED]
     paid = counts[ItemState.SUBMITTED] + counts[ItemState.SUBMITTING]
-    failed = [r for r in latest.values() if r.state is ItemState.FAILED]
+    failed = counts[ItemState.FAILED]
     unknown = counts[ItemState.UNKNOWN]
-    not_started = len(wanted) - done - paid - len(failed) - unknown
+    not_started = len(wanted) - done - paid - failed - unknown
     lines = [
         f"interrupted: of {len(wanted)} input(s), {done} done, {paid} paid for but not yet downloaded "
         f"(a rerun downloads them without paying again), {not_started} not started"
         + (f", {unknown} that may have been rendered (a rerun looks for them first)" if unknown else "")
-        + (f", {len(failed)} failed:" if failed else "")
+        + (f", {failed} failed:" if failed else "")
     ]
-    lines += [f"  {r.label}: {r.error_code}: {r.error_message}" for r in failed[:MAX_FAILED_SHOWN]]
-    if len(failed) > MAX_FAILED_SHOWN:
-        lines.append(
-            f"  ... and {len(failed) - MAX_FAILED_SHOWN} more (adcreative runs show DIR --state failed)"
-        )
+    lines += [f"  {r.label}: {r.error_code}: {r.error_message}" for r in shown]
+    if failed > MAX_FAILED_SHOWN:
+        lines.append(f"  ... and {failed - MAX_FAILED_SHOWN} more (adcreative runs show DIR --state failed)")
     lines.append(f"to resume (nothing done is sent again): {resume_command(argv)}")
     return "\n".join(lines)
 
 
+class HashSet:
+    """Which of many strings (a run's input labels, its keys) were seen: a 64-bit hash of each kept
+    (about 60 bytes a string), never the string. Two strings hashing alike (about one chance in 10^7
+    for a million strings) count as one: what it is used for is counting, never deciding a render."""
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._hashes: set[int] = {hash(value) for value in values}
+
+    def add(self, value: str) -> bool:
+        """Note ``value``; whether it was new."""
+        digest = hash(value)
+        if digest in self._hashes:
+            return False
+        self._hashes.add(digest)
+        return True
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and hash(value) in self._hashes
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+
 #: Failed items listed by the Ctrl-C summary (the rest are counted).
 MAX_FAILED_SHOWN = 10
+
+
+#: Inputs keyed and looked up in the ledger together by the spend line of a resumed run (its memory).
+SPEND_CHUNK = 2048
 
 
 async def spend_line(
@@ -297,34 +328,38 @@ async def spend_line(
     be paid (one per distinct input: the same content twice is rendered once).
 
     ``ledger``: the open run ledger; or None to read the ledger file at ``path`` without writing anything
-    (``--dry-run``; no file: nothing done yet).
+    (``--dry-run``; no file: nothing done yet). The inputs are keyed and looked up
+    :data:`SPEND_CHUNK` at a time: memory is a chunk's requests and records, and a hash per distinct
+    input (:class:`HashSet`), whatever the run's size.
     """
     if ledger is not None and not any((await ledger.counts()).values()):
         # a first run: nothing is done, and hashing every input here would hold back the first start
         # call until the last file is read (the run hashes them a chunk at a time as it goes)
         return f"{len(requests)} input(s), a new run: up to {len(requests)} to render (one paid render each)"
-    keys = await request_keys(requests, ledger)
-    distinct = {key for key in keys if isinstance(key, str)}
-    if ledger is not None:
-        records = await ledger.records(sorted(distinct))
-    elif path is not None and await anyio.Path(path).exists():
-        try:
-            found = await anyio.to_thread.run_sync(read_ledger_file, path)
-        except LedgerError as exc:
-            raise UsageError(str(exc)) from None
-        records = {r.key: r for r in found.get("default", []) if r.key in distinct}
-    else:
-        records = {}
+    exists = ledger is None and path is not None and await anyio.Path(path).exists()
+    seen = HashSet()
     counts = dict.fromkeys(ItemState, 0)
-    for key in distinct:
-        record = records.get(key)
-        counts[record.state if record is not None else ItemState.PENDING] += 1
-    refused = len(keys) - sum(1 for key in keys if isinstance(key, str))
+    refused = 0
+    for start in range(0, len(requests), SPEND_CHUNK):
+        keys = await request_keys(requests[start : start + SPEND_CHUNK], ledger)
+        fresh = [key for key in keys if isinstance(key, str) and seen.add(key)]
+        refused += len(keys) - sum(1 for key in keys if isinstance(key, str))
+        if ledger is not None:
+            records = await ledger.records(fresh)
+        elif exists:
+            assert path is not None
+            try:
+                records = await anyio.to_thread.run_sync(records_in_file, path, DEFAULT_RUN, fresh)
+            except LedgerError as exc:
+                raise UsageError(str(exc)) from None
+        else:
+            records = {}
+        for key in fresh:
+            record = records.get(key)
+            counts[record.state if record is not None else ItemState.PENDING] += 1
     parts = [f"{len(requests)} input(s)"]
-    if len(distinct) + refused < len(requests):
-        parts.append(
-            f"{len(requests) - len(distinct) - refused} the same as another (one render, a file each)"
-        )
+    if len(seen) + refused < len(requests):
+        parts.append(f"{len(requests) - len(seen) - refused} the same as another (one render, a file each)")
     parts.append(f"{counts[ItemState.DOWNLOADED]} done already")
     if counts[ItemState.SUBMITTED]:
         parts.append(f"{counts[ItemState.SUBMITTED]} to download only (paid before)")
@@ -335,6 +370,10 @@ async def spend_line(
         parts.append(f"{counts[ItemState.FAILED]} failed before (--retry-failed renders them again)")
     to_render = counts[ItemState.PENDING]
     return ", ".join(parts) + f": {to_render} to render ({to_render} render(s) to be paid)"
+
+
+#: The run of a output folder's own SQLite ledger file.
+DEFAULT_RUN = "default"
 
 
 def say_interrupted(message: str) -> None:
@@ -352,84 +391,146 @@ def _ledger_path(raw: str) -> Path:
     return path
 
 
-def runs_show(raw: str, *, states: Sequence[str], as_json: bool) -> int:
-    """``adcreative runs show DIR``: the items of the run in DIR, read without writing anything.
+#: Rows ``runs show`` prints per table: the table is printed a page at a time, never every row held.
+SHOW_PAGE = 1000
+
+_Scan = Callable[[Visit, "Collection[ItemState] | None"], None]
+
+
+def _show_source(raw: str | None, spec: str | None) -> tuple[str, _Scan]:
+    """What ``runs show`` reads (shown as), and how: a SQLite file read-only (the output folder's, or
+    ``--ledger FILE``), or a PostgreSQL run (``--ledger DSN``: its ``#NAME``, else the folder's name as
+    the run commands name it) on a connection of its own. The DSN is never shown."""
+    if spec is not None and is_dsn(spec):
+        dsn, _, name = spec.strip().partition("#")
+        run = name or (os.path.basename(os.path.abspath(os.path.expanduser(raw))) if raw else "")
+        if not run:
+            raise UsageError(
+                "runs show --ledger DSN: give the run's output folder (DIR), or its name as #NAME at the "
+                "end of the DSN"
+            )
+
+        def scan_database(visit: Visit, states: Collection[ItemState] | None) -> None:
+            anyio.run(scan_postgres, dsn, run, visit, states)
+
+        return f"{DSN_SHOWN}#{run}", scan_database
+    if spec is None and raw is None:
+        raise UsageError("runs show: give the run's output folder (DIR), or --ledger FILE_OR_DSN")
+    path = _ledger_path(spec if spec is not None else str(raw))
+
+    def scan_path(visit: Visit, states: Collection[ItemState] | None) -> None:
+        scan_file(path, visit, states)
+
+    return str(path), scan_path
+
+
+def runs_show(raw: str | None, *, states: Sequence[str], as_json: bool, spec: str | None = None) -> int:
+    """``adcreative runs show DIR``: the items of the run in DIR (or of ``--ledger FILE_OR_DSN``), read
+    without writing anything.
 
     An item is *current* when it is its input's latest record; an earlier one (the input changed since,
     or was rendered again under other parameters) is marked ``earlier`` and counted apart, so that an
-    old failure is not taken for today's.
+    old failure is not taken for today's. The ledger is read twice, a batch of rows at a time (the
+    counts, then the items shown, each printed as it is read: ``--json`` streams its one line, a table
+    is printed :data:`SHOW_PAGE` rows at a time): memory is bounded whatever the run's size.
     """
-    path = _ledger_path(raw)
-    try:
-        runs = read_ledger_file(path)
-    except LedgerError as exc:
-        raise UsageError(str(exc)) from None
-    records = [record for items in runs.values() for record in items]
-    latest: dict[str, ItemRecord] = {}
-    for record in records:
-        newest = latest.get(record.label)
-        if newest is None or (record.created_at, record.seq) > (newest.created_at, newest.seq):
-            latest[record.label] = record
-    current = {id(record) for record in latest.values()}
+    where, scan = _show_source(raw, spec)
+    wanted = {ItemState(state) for state in states}
     counts = {state.value: 0 for state in ItemState}
+    every = dict.fromkeys(ItemState, 0)  # records per state, current or earlier: those shown
     earlier = 0
-    for record in records:
-        if id(record) in current:
+
+    def count(record: ItemRecord, current: bool) -> None:
+        nonlocal earlier
+        every[record.state] += 1
+        if current:
             counts[record.state.value] += 1
         else:
             earlier += 1
-    shown = [r for r in records if not states or r.state.value in states]
-    if as_json:
+
+    try:
+        scan(count, None)
+        if as_json:
+            _show_json(where, scan, wanted, counts, earlier)
+            return EXIT_OK
+        summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no items"
+        if earlier:
+            summary += f"; {earlier} earlier record(s) of inputs that changed since"
+        if states:
+            shown = sum(every[state] for state in wanted)
+            listed = " or ".join(states)
+            summary += f"; {shown} {listed} shown" if shown else f"; no items {listed}"
+        _show_table(f"Run ledger {where}: {summary}", scan, wanted)
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def _show_json(
+    where: str, scan: _Scan, wanted: Collection[ItemState], counts: dict[str, int], earlier: int
+) -> None:
+    """The ``--json`` document, one line as every ``--json`` output, its items written as read."""
+    head = json.dumps({"ok": True, "ledger": where, "counts": counts, "earlier": earlier})
+    out = sys.stdout
+    out.write(head[:-1] + ', "items": [')
+    separator = ""
+
+    def item(r: ItemRecord, current: bool) -> None:
+        nonlocal separator
         document = {
-            "ok": True,
-            "ledger": str(path),
-            "counts": counts,
-            "earlier": earlier,
-            "items": [
-                {
-                    "label": r.label,
-                    "key": r.key,
-                    "feature": r.feature,
-                    "state": r.state.value,
-                    "current": id(r) in current,
-                    "attempt": r.attempt,
-                    "process_id": r.process_id,
-                    "task_ids": list(r.task_ids),
-                    "files": list(r.files),
-                    "error": {"code": r.error_code, "message": r.error_message} if r.error_code else None,
-                    "owner": r.owner if r.state not in FINAL_STATES else None,
-                }
-                for r in shown
-            ],
+            "label": r.label,
+            "key": r.key,
+            "feature": r.feature,
+            "state": r.state.value,
+            "current": current,
+            "attempt": r.attempt,
+            "process_id": r.process_id,
+            "task_ids": list(r.task_ids),
+            "files": list(r.files),
+            "error": {"code": r.error_code, "message": r.error_message} if r.error_code else None,
+            "owner": r.owner if r.state not in FINAL_STATES else None,
         }
-        sys.stdout.write(json.dumps(document) + "\n")  # one line, as every --json output
-        return EXIT_OK
-    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "no items"
-    if earlier:
-        summary += f"; {earlier} earlier record(s) of inputs that changed since"
-    if states:
-        wanted = " or ".join(states)
-        summary += f"; {len(shown)} {wanted} shown" if shown else f"; no items {wanted}"
-    print_table(
-        f"Run ledger {path}: {summary}",
-        ["input", "state", "process", "result"],
-        [
+        out.write(separator + json.dumps(document))
+        separator = ", "
+
+    scan(item, wanted)
+    out.write("]}\n")
+    out.flush()
+
+
+def _show_table(title: str, scan: _Scan, wanted: Collection[ItemState]) -> None:
+    """The items as a table (titled ``title``), printed :data:`SHOW_PAGE` rows at a time."""
+    columns = ["input", "state", "process", "result"]
+    page: list[list[str]] = []
+    pages = 0
+
+    def flush() -> None:
+        nonlocal pages
+        print_table(title if pages == 0 else None, columns, page)
+        pages += 1
+        page.clear()
+
+    def row(r: ItemRecord, current: bool) -> None:
+        page.append(
             [
-                r.label if id(r) in current else f"{r.label} (earlier)",
+                r.label if current else f"{r.label} (earlier)",
                 r.state.value,
                 r.process_id or "",
                 ", ".join(r.files)
                 if r.files
                 else (f"{r.error_code}: {r.error_message}" if r.error_code else ""),
             ]
-            for r in shown
-        ],
-    )
-    return EXIT_OK
+        )
+        if len(page) >= SHOW_PAGE:
+            flush()
+
+    scan(row, wanted)
+    if page or pages == 0:
+        flush()
 
 
 def runs_command(args: Any) -> int:
     """Dispatch ``adcreative runs ...``."""
     if args.runs_command == "show":
-        return runs_show(args.run, states=args.state or (), as_json=bool(args.json))
+        return runs_show(args.run, states=args.state or (), as_json=bool(args.json), spec=ledger_spec(args))
     return EXIT_USAGE  # pragma: no cover - argparse refuses other subcommands

@@ -57,7 +57,7 @@ import os
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 
 import msgspec
@@ -445,6 +445,24 @@ class RunLedger(ABC):
         processes in listings). Backends override it with one cheap query; this default reads every
         record."""
         return finished_example_of((await self.records()).values())
+
+    async def scan(
+        self, visit: Callable[[ItemRecord, bool], None], *, states: Collection[ItemState] | None = None
+    ) -> None:
+        """Visit every record of the run (only those in ``states`` when given) in registration order,
+        each with whether it is its input's latest record (an input whose content changed since has
+        an earlier record under the same label). The SQLite and PostgreSQL backends read a batch of
+        rows at a time (memory bounded whatever the run's size: see ``ledger._scan``); this default
+        reads every record."""
+        records = sorted((await self.records()).values(), key=lambda r: r.seq)
+        latest: dict[str, ItemRecord] = {}
+        for record in records:
+            newest = latest.get(record.label)
+            if newest is None or (record.created_at, record.seq) > (newest.created_at, newest.seq):
+                latest[record.label] = record
+        for record in records:
+            if not states or record.state in states:
+                visit(record, latest[record.label] is record)
 
     # ------------------------------------------------------------------------------------ claiming
 

@@ -76,7 +76,7 @@ import logging
 import os
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -486,6 +486,16 @@ class PostgresLedger(RunLedger):
                 list(keys),
             )
         return {row["key"]: _record(row) for row in rows}
+
+    async def scan(
+        self, visit: Callable[[ItemRecord, bool], None], *, states: Collection[ItemState] | None = None
+    ) -> None:
+        """See :meth:`RunLedger.scan`: a cursor in a read-only transaction (``ledger._scan``)."""
+        from ._scan import scan_connection
+
+        await self._flush()
+        async with self._require().acquire() as conn:
+            await scan_connection(conn, self.run, visit, states)
 
     async def counts(self) -> dict[ItemState, int]:
         """See :meth:`RunLedger.counts`."""

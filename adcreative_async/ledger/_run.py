@@ -64,7 +64,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -297,15 +297,19 @@ class LedgerDriver(Generic[T]):
             refused = await anyio.to_thread.run_sync(check_names, None, self._dest, [(0, None)])
             self._refuse_all = refused.get(0)
             return
-        # every input's name is compared with the others' before any start call: read them all (they
-        # leave memory as they are taken)
-        named: list[tuple[int, object]] = []
-        for index, item in self._inputs.read_all():
-            try:
-                named.append((index, self._request_of(item)))
-            except Exception:  # reported with the item (_entries)
-                continue
-        self._refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, named)
+        # every input's name is compared with the others' before any start call: a sequence is read for
+        # it (and again by the run), other inputs are read and held until taken; a hash per name is kept
+        inputs_again = self._inputs.rereadable()
+        request_of = self._request_of
+
+        def named() -> Iterator[tuple[int, object]]:
+            for index, item in inputs_again():
+                try:
+                    yield index, request_of(item)
+                except Exception:  # reported with the item (_entries)
+                    continue
+
+        self._refused = await anyio.to_thread.run_sync(check_names, self._name, self._dest, named(), named)
 
     async def _put_back_unsent(self) -> None:
         """Items whose intent is written but whose start call surely never went out (a stop, Ctrl-C,

@@ -30,7 +30,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -527,6 +527,14 @@ class SqliteLedger(RunLedger):
             return found
 
         return await self._read(read)
+
+    async def scan(
+        self, visit: Callable[[ItemRecord, bool], None], *, states: Collection[ItemState] | None = None
+    ) -> None:
+        """See :meth:`RunLedger.scan`: a cursor, a batch of rows at a time (``ledger._scan``)."""
+        from ._scan import scan_rows
+
+        await self._read(lambda conn: scan_rows(conn, self.run, visit, states))
 
     async def counts(self) -> dict[ItemState, int]:
         """See :meth:`RunLedger.counts`."""
