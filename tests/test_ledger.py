@@ -315,9 +315,9 @@ async def test_sqlite_group_commit_serves_concurrent_writers(tmp_path: Path) -> 
     class Counting(SqliteLedger):
         commits: ClassVar[list[int]] = []
 
-        def _apply(self, batch: list[Any], behind: dict[str, Any]) -> BaseException | None:
+        def _apply(self, batch: list[Any], behind: dict[str, Any], **kw: Any) -> Any:
             self.commits.append(len(batch))
-            return super()._apply(batch, behind)
+            return super()._apply(batch, behind, **kw)
 
     async with Counting(tmp_path / "r.sqlite") as ledger:
         await ledger.register(items(200))

@@ -1,8 +1,11 @@
 """SqliteLedger: the run ledger in one SQLite file (the default; stdlib ``sqlite3``).
 
-Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The file
-is in WAL mode: readers never block the writer, and several processes of one machine can share it (claims
-take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed are
+Statements run one at a time on one connection. The file is in WAL mode: readers never block the writer,
+and several processes of one machine can share it (claims take the write lock with ``BEGIN IMMEDIATE``).
+Those of a few items (a claim and its intents, answers and downloads, a chunk's registration) run in the
+event loop's thread, where they never wait: one that finds the file locked, and whatever waits for the disk
+(an intent's sync, the checkpoints) or reads or writes a whole run, runs in a worker thread
+(:data:`INLINE_KEYS`). Writes that arrive while another is being committed are
 committed together with the next one (group commit), as are the writes started in the same tick of the event
 loop as the first, and each caller returns only once its own write is committed. A bulk run's claim writes
 the intents of the items it takes in the same transaction (``claim_and_intend``). Every commit survives a
@@ -58,8 +61,26 @@ logger = logging.getLogger("adcreative_async.ledger")
 
 _T = TypeVar("_T")
 
-#: Seconds a statement waits for another process's write lock before failing.
+#: Seconds a statement waits for another process's write lock before failing (in the ledger's thread: a
+#: statement run in the event loop never waits, see :data:`INLINE_KEYS`).
 BUSY_TIMEOUT = 60.0
+#: Statements of at most this many items run in the event loop's thread, not in a worker thread, when the
+#: file is in WAL mode with ``synchronous=NORMAL`` (its commits then never wait for the disk): a claim and
+#: its intents, an answer, a download, a registration or a look-up of a chunk of inputs take well under a
+#: millisecond or two, less than the hand-off to a thread costs (each statement's step gives up the GIL,
+#: and the event loop, busy with HTTP, holds it: 6-10 futex calls per item, and the worker's wake-ups,
+#: measured on the bulk path; 0.2 in the loop). They never wait for a lock: the connection's busy timeout
+#: is 0 there, and a batch that finds the file locked (another process writes) is rolled back and run
+#: again in the thread, which waits up to :data:`BUSY_TIMEOUT`. What must wait for the disk stays in the
+#: thread: the sync of an intent's commit (:meth:`SqliteLedger._sync_wal`), the checkpoints (see
+#: :data:`CHECKPOINT_INTERVAL`), and whatever reads or writes a whole run (counts, the lease renewal, ...).
+INLINE_KEYS = 512
+#: With statements in the event loop, SQLite's own checkpoints (run by the commit that finds 1,000 pages
+#: in the write-ahead log, syncing it and the database file) are off on this connection: the log is
+#: checkpointed in the ledger's thread instead (``PASSIVE``, as SQLite's own), after a commit at least
+#: this many seconds after the last checkpoint. The log holds about this long's writes at most (a bulk
+#: run writes 1-3 MiB a second).
+CHECKPOINT_INTERVAL = 1.0
 #: Keys per statement (SQLite's limit on bound parameters is 32,766).
 KEYS_PER_STATEMENT = 500
 
@@ -156,14 +177,27 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 class _Slot:
-    __slots__ = ("done", "durable", "error", "event", "result")
+    __slots__ = ("done", "durable", "error", "event", "inline", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool, inline: bool) -> None:
         self.event = anyio.Event()
         self.done = False
-        self.durable = False
+        self.durable = durable
+        self.inline = inline  # small enough to run in the event loop (see INLINE_KEYS)
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+class _Busy(Exception):
+    """A statement run in the event loop found the file locked: run again in the ledger's thread."""
+
+
+def _is_busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (SQLITE_BUSY, SQLITE_LOCKED, extended codes)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (5, 6)
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
 #: A row written behind is of the item's current claim (its epoch, or unfenced).
@@ -229,6 +263,9 @@ class SqliteLedger(RunLedger):
         self._behind: dict[str, WrittenBehind] = {}  # written behind: committed with the next write
         self._synced_mode: str | None = None
         self._in_wal = False  # the file is in WAL mode (see _sync_wal)
+        self._inline = False  # small statements run in the event loop (see INLINE_KEYS)
+        self._checkpointed = 0.0  # when the log was last checkpointed (monotonic; see CHECKPOINT_INTERVAL)
+        self._unchecked = False  # a commit since the last checkpoint
         self._dir_synced = False
         self._leader = False
         self._namespace: str | None = None
@@ -269,6 +306,11 @@ class SqliteLedger(RunLedger):
             else:
                 namespace = row[0]
             conn.execute("COMMIT")
+            if self._in_wal and self._synchronous == "NORMAL":  # commits never wait for the disk
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpointed in the thread instead
+                conn.execute("PRAGMA busy_timeout=0")  # in the event loop: never wait (see INLINE_KEYS)
+                self._inline = True
+                self._checkpointed = time.monotonic()
         except BaseException:
             conn.close()
             raise
@@ -331,26 +373,54 @@ class SqliteLedger(RunLedger):
 
     # ------------------------------------------------------------------------------- execution
 
-    async def _read(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _free(self) -> bool:
+        """Whether statements may run in the event loop now: small ones may (see :data:`INLINE_KEYS`),
+        while no worker thread has the connection."""
+        return self._inline and self._limiter.borrowed_tokens == 0
+
+    def _waiting(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Call ``fn`` (in the ledger's thread) with the busy timeout of :data:`BUSY_TIMEOUT`: where the
+        connection's statements run in the event loop, its timeout is otherwise 0."""
+        conn = self._connection()
+        if not self._inline:
+            return fn(*args)
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+        try:
+            return fn(*args)
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    async def _read(self, op: Callable[[sqlite3.Connection], _T], *, inline: bool = False) -> _T:
+        """Run ``op`` (a read) after committing the writes behind; in the event loop when ``inline``
+        (a read of a few items) and nothing else has the connection, else in the ledger's thread."""
         conn = self._connection()
         if self._behind:  # a read sees every write made before it
             await self._write(_nothing)
         try:
-            return await anyio.to_thread.run_sync(op, conn, limiter=self._limiter)
+            if inline and self._free():
+                try:
+                    return op(conn)
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            return await anyio.to_thread.run_sync(self._waiting, op, conn, limiter=self._limiter)
         except sqlite3.Error as exc:
             raise LedgerError(f"run ledger {self.path}: {exc}") from exc
 
-    async def _write(self, op: Op, *, durable: bool = False) -> Any:
+    async def _write(self, op: Op, *, durable: bool = False, inline: bool = True) -> Any:
         """Run ``op`` in a write transaction, committed with whatever other writes are waiting.
 
         The first writer leads: it commits every waiting write in one transaction. A leader stops once
         its own write is committed and hands the lead to the next waiting writer, so that no caller
         (an intent, on the way to a paid call) waits behind commits of others' writes. Shielded: a
-        write in progress is seen through (cancellation is delivered once it is committed).
+        write in progress is seen through (cancellation is delivered once it is committed). A batch of
+        writes that are all ``inline`` (of a few items) runs in the event loop where it may (see
+        :data:`INLINE_KEYS`), its sync and checkpoint, if any, in the ledger's thread.
         """
         self._connection()
-        slot = _Slot()
-        slot.durable = durable
+        slot = _Slot(durable, inline)
         self._pending.append((op, slot))
         with anyio.CancelScope(shield=True):
             while not slot.done:
@@ -368,9 +438,7 @@ class SqliteLedger(RunLedger):
                     behind, self._behind = self._behind, {}
                     failed: BaseException | None = None
                     try:
-                        failed = await anyio.to_thread.run_sync(
-                            self._apply, batch, behind, limiter=self._limiter
-                        )
+                        failed = await self._commit(batch, behind)
                     except BaseException as exc:
                         failed = exc
                         raise
@@ -394,6 +462,66 @@ class SqliteLedger(RunLedger):
             raise error
         return slot.result
 
+    async def _commit(
+        self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind]
+    ) -> BaseException | None:
+        """Commit ``batch`` and the writes ``behind`` (see :meth:`_apply`): in the event loop if they
+        are all small and it may, the sync and checkpoint that follow in the thread; else all of it in
+        the thread."""
+        if all(slot.inline for _, slot in batch) and len(behind) <= INLINE_KEYS and self._free():
+            try:
+                failed, sync = self._apply(batch, behind, inline=True)
+            except _Busy:  # another process writes: all of it again, in the thread, waiting for the lock
+                for _, slot in batch:
+                    slot.result, slot.error = None, None
+            else:
+                checkpoint = self._checkpoint_due()
+                if sync or checkpoint:
+                    try:
+                        await anyio.to_thread.run_sync(
+                            self._after_commit, sync, checkpoint, limiter=self._limiter
+                        )
+                    except Exception as exc:  # as if the commit had failed: its writers are told
+                        for _, slot in batch:
+                            slot.error = slot.error or exc
+                        return failed or exc
+                return failed
+        return await anyio.to_thread.run_sync(self._apply_waiting, batch, behind, limiter=self._limiter)
+
+    def _apply_waiting(
+        self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind]
+    ) -> BaseException | None:
+        """:meth:`_apply` in the ledger's thread, waiting for the lock; then the sync and checkpoint."""
+        failed, sync = self._waiting(self._apply, batch, behind)
+        checkpoint = self._checkpoint_due()
+        if sync or checkpoint:
+            try:
+                self._after_commit(sync, checkpoint)
+            except Exception as exc:
+                for _, slot in batch:
+                    slot.error = slot.error or exc
+                return failed or exc
+        return failed
+
+    def _checkpoint_due(self) -> bool:
+        """Whether the log is to be checkpointed now (see :data:`CHECKPOINT_INTERVAL`)."""
+        return (
+            self._inline and self._unchecked and time.monotonic() - self._checkpointed >= CHECKPOINT_INTERVAL
+        )
+
+    def _after_commit(self, sync: bool, checkpoint: bool) -> None:
+        """In the ledger's thread, after a commit: the log's sync (the commit held an intent: see
+        :meth:`_sync_wal`), then its checkpoint when one is due."""
+        if sync:
+            self._sync_wal()
+        if checkpoint:
+            self._checkpointed = time.monotonic()
+            self._unchecked = False
+            try:
+                self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # the next one checkpoints what this one did not
+                logger.warning("run ledger %s: checkpoint failed: %s", self.path, exc)
+
     async def _commit_if_many(self) -> None:
         """Commit the writes behind once :data:`BEHIND_ROWS` are waiting (and no commit is under way)."""
         if len(self._behind) >= BEHIND_ROWS and not self._leader:
@@ -410,9 +538,14 @@ class SqliteLedger(RunLedger):
             row = self._behind[key] = WrittenBehind()
         return row
 
-    def _apply(self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind]) -> BaseException | None:
-        """Commit ``batch`` and the writes ``behind`` in one transaction (in the ledger's thread). Each
-        write's result or error goes to its slot; returns why the writes behind were not committed."""
+    def _apply(
+        self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind], *, inline: bool = False
+    ) -> tuple[BaseException | None, bool]:
+        """Commit ``batch`` and the writes ``behind`` in one transaction (in the ledger's thread, or in the
+        event loop when ``inline``). Each write's result or error goes to its slot; returns why the
+        writes behind were not committed, and whether the log must now be synced (:meth:`_sync_wal`:
+        the caller does it, in the thread). Raises _Busy (rolled back, nothing set) when ``inline`` and
+        the file is locked."""
         conn = self._conn
         behind_error: BaseException | None = None
         try:
@@ -435,6 +568,8 @@ class SqliteLedger(RunLedger):
                     if conn.total_changes - changes < len(behind):
                         self._stale_answers(conn, behind)
                 except Exception as exc:
+                    if inline and _is_busy(exc):
+                        raise _Busy from exc
                     conn.execute("ROLLBACK TO behind")
                     behind_error = exc
                 conn.execute("RELEASE behind")
@@ -447,19 +582,22 @@ class SqliteLedger(RunLedger):
                     try:
                         slot.result = op(conn, now)
                     except Exception as exc:
+                        if inline and _is_busy(exc):
+                            raise _Busy from exc
                         conn.execute("ROLLBACK TO op")
                         slot.error = exc
                     conn.execute("RELEASE op")
             conn.execute("COMMIT")
-            if sync_after:
-                self._sync_wal()
+            self._unchecked = True
         except Exception as exc:
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if inline and (isinstance(exc, _Busy) or _is_busy(exc)):
+                raise _Busy from exc
             for _, slot in batch:
                 slot.error = slot.error or exc
-            return exc
-        return behind_error
+            return exc, False
+        return behind_error, sync_after
 
     def _sync_wal(self) -> None:
         """Sync the write-ahead log to disk, after the commit of an intent: the commit is then as durable
@@ -526,7 +664,7 @@ class SqliteLedger(RunLedger):
                 found.update((row[0], _record(row)) for row in rows)
             return found
 
-        return await self._read(read)
+        return await self._read(read, inline=keys is not None and len(keys) <= INLINE_KEYS)
 
     async def counts(self) -> dict[ItemState, int]:
         """See :meth:`RunLedger.counts`."""
@@ -595,11 +733,13 @@ class SqliteLedger(RunLedger):
                 [(self.run, i.key, i.seq, i.label, i.feature, now, now) for i in items],
             )
 
-        await self._write(op)
+        await self._write(op, inline=len(items) <= INLINE_KEYS)
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """See :meth:`RunLedger.claim`."""
-        result: list[ItemRecord] = await self._write(self._claim_op(keys, owner, lease))
+        result: list[ItemRecord] = await self._write(
+            self._claim_op(keys, owner, lease), inline=len(keys) <= INLINE_KEYS
+        )
         return result
 
     def _claim_op(self, keys: Sequence[str], owner: str, lease: float) -> Callable[..., list[ItemRecord]]:
@@ -660,7 +800,9 @@ class SqliteLedger(RunLedger):
                 for r in records
             ], set(users)
 
-        result: tuple[list[ItemRecord], set[str]] = await self._write(op, durable=bool(intents))
+        result: tuple[list[ItemRecord], set[str]] = await self._write(
+            op, durable=bool(intents), inline=len(keys) <= INLINE_KEYS
+        )
         return result
 
     async def renew(self, owner: str, lease: float) -> set[str]:
@@ -675,7 +817,7 @@ class SqliteLedger(RunLedger):
             ).fetchall()
             return {row[0] for row in rows}
 
-        renewed: set[str] = await self._write(op)
+        renewed: set[str] = await self._write(op, inline=False)  # every claim of the worker
         return renewed
 
     async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
@@ -690,7 +832,7 @@ class SqliteLedger(RunLedger):
                     f"UPDATE items {sql} AND key = ?", [(now, now, self.run, owner, key) for key in keys]
                 )
 
-        await self._write(op)
+        await self._write(op, inline=keys is not None and len(keys) <= INLINE_KEYS)
 
     # ----------------------------------------------------------------------------------- writing
 
@@ -802,7 +944,7 @@ class SqliteLedger(RunLedger):
             )
             return cursor.rowcount
 
-        retried: int = await self._write(op)
+        retried: int = await self._write(op, inline=False)
         return retried
 
     async def reset_unfinished(self) -> int:
@@ -817,7 +959,7 @@ class SqliteLedger(RunLedger):
             )
             return cursor.rowcount
 
-        reset: int = await self._write(op)
+        reset: int = await self._write(op, inline=False)
         return reset
 
     async def restart(self) -> None:
@@ -833,7 +975,7 @@ class SqliteLedger(RunLedger):
                 (self.run, namespace, now),
             )
 
-        await self._write(op)
+        await self._write(op, inline=False)
         self._namespace = namespace
 
     # ---------------------------------------------------------------------------- source hashes
@@ -853,7 +995,7 @@ class SqliteLedger(RunLedger):
                 found.update((row[1], SourceHash(*row)) for row in rows)
             return found
 
-        return await self._read(read)
+        return await self._read(read, inline=len(paths) <= INLINE_KEYS)
 
     async def remember_sources(self, hashes: Iterable[SourceHash]) -> None:
         """See :meth:`RunLedger.remember_sources`."""
@@ -869,7 +1011,7 @@ class SqliteLedger(RunLedger):
                 rows,
             )
 
-        await self._write(op)
+        await self._write(op, inline=len(rows) <= INLINE_KEYS)
 
 
 def read_ledger_file(path: str | os.PathLike[str]) -> dict[str, list[ItemRecord]]:
