@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from adcreative_async.ledger import ItemState, NewItem, SqliteLedger
-from adcreative_async.ledger import _sqlite as sqlite_module
+from adcreative_async.ledger import _sqlitestore as sqlite_module
 
 pytestmark = pytest.mark.anyio
 
