@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from ._base import ItemRecord, ItemState, LedgerError, NewItem, SourceHash, stale_answer_left
 from ._sqlitestore import _COLUMNS, _ENCODE, _FINAL, _LIST, _SCAN, Op, SqliteStore, _chunks, _record
 from ._sqlitestore import BUSY_TIMEOUT as BUSY_TIMEOUT  # (the constants, where they were before the split)
@@ -32,6 +30,21 @@ from ._sqlitestore import LEDGER_FILE_MODE as LEDGER_FILE_MODE
 from ._sqlitestore import ROW_ORDER as ROW_ORDER
 
 __all__ = ["SqliteLedger", "read_ledger_file"]
+
+
+def _intent_assignments(users: Mapping[str, str], now: float) -> tuple[str, list[Any]]:
+    """The assignments (and their values) by which a claim writes the intents of ``users`` (key -> the
+    user of its start call): empty when there are none."""
+    if not users:
+        return "", []
+    marks = ",".join("?" * len(users))
+    whens = " ".join("WHEN ? THEN ?" for _ in users)
+    values: list[Any] = [*users, *(v for pair in users.items() for v in pair), *users, now]
+    return (
+        f", state = CASE WHEN key IN ({marks}) THEN 'submitting' ELSE state END"
+        f", user_id = CASE key {whens} ELSE user_id END"
+        f", intent_at = CASE WHEN key IN ({marks}) THEN ? ELSE intent_at END"
+    ), values
 
 
 class SqliteLedger(SqliteStore):
@@ -142,31 +155,48 @@ class SqliteLedger(SqliteStore):
         )
         return result
 
-    def _claim_op(self, keys: Sequence[str], owner: str, lease: float) -> Callable[..., list[ItemRecord]]:
+    def _claim_op(
+        self,
+        keys: Sequence[str],
+        owner: str,
+        lease: float,
+        intents: Mapping[str, tuple[int, str]] | None = None,
+        intended: set[str] | None = None,
+    ) -> Callable[..., list[ItemRecord]]:
+        """The claim of ``keys``; with ``intents``, the same statement writes the intents of the items
+        claimed pending at the attempt given (their keys are added to ``intended``)."""
+
         def op(conn: sqlite3.Connection, now: float) -> list[ItemRecord]:
             claimed: list[ItemRecord] = []
             final = ",".join("?" * len(_FINAL))
             for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
-                # the earlier leases, for lapsed_for (the same transaction: nothing changes between)
-                earlier = dict(
-                    conn.execute(
-                        f"SELECT key, lease_until FROM items WHERE run = ? AND key IN ({marks})",
-                        (self.run, *chunk),
-                    ).fetchall()
-                )
+                # the earlier leases, for lapsed_for, and which items get their intent (the same
+                # transaction: nothing changes between)
+                earlier: dict[str, float | None] = {}
+                users: dict[str, str] = {}
+                for key, lease_until, state, attempt in conn.execute(
+                    f"SELECT key, lease_until, state, attempt FROM items WHERE run = ? AND key IN ({marks})",
+                    (self.run, *chunk),
+                ):
+                    earlier[key] = lease_until
+                    wanted = intents.get(key) if intents else None
+                    if wanted is not None and state == "pending" and attempt == wanted[0]:
+                        users[key] = wanted[1]
+                intent_sql, intent_values = _intent_assignments(users, now)
                 rows = conn.execute(
-                    f"UPDATE items SET owner = ?, lease_until = ?, updated_at = ?, epoch = epoch + 1 "
+                    "UPDATE items SET owner = ?, lease_until = ?, updated_at = ?, epoch = epoch + 1"
+                    f"{intent_sql} "
                     f"WHERE run = ? AND key IN ({marks}) AND state NOT IN ({final}) "
                     "AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) "
                     f"RETURNING {_COLUMNS}",
-                    (owner, now + lease, now, self.run, *chunk, *_FINAL, owner, now),
+                    (owner, now + lease, now, *intent_values, self.run, *chunk, *_FINAL, owner, now),
                 ).fetchall()
                 for row in rows:
                     lapsed = earlier.get(row[0])
-                    record = _record(row)
-                    if lapsed is not None:
-                        record = msgspec.structs.replace(record, lapsed_for=max(0.0, now - lapsed))
+                    record = _record(row, lapsed_for=None if lapsed is None else max(0.0, now - lapsed))
+                    if intended is not None and record.key in users:
+                        intended.add(record.key)
                     claimed.append(record)
             return claimed
 
@@ -175,30 +205,13 @@ class SqliteLedger(SqliteStore):
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
     ) -> tuple[list[ItemRecord], set[str]]:
-        """See :meth:`RunLedger.claim_and_intend`: one transaction, synced as an intent's."""
-        claim = self._claim_op(keys, owner, lease)
+        """See :meth:`RunLedger.claim_and_intend`: one statement per 500 keys, synced as an intent's."""
+        intended: set[str] = set()
+        claim = self._claim_op(keys, owner, lease, intents, intended)
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[list[ItemRecord], set[str]]:
-            records = claim(conn, now)
-            fresh = []
-            for record in records:
-                wanted = intents.get(record.key)
-                if wanted is not None and record.state is ItemState.PENDING and record.attempt == wanted[0]:
-                    fresh.append((record.key, wanted[1]))
-            conn.executemany(
-                "UPDATE items SET state = 'submitting', user_id = ?, intent_at = ?, updated_at = ? "
-                "WHERE run = ? AND key = ?",
-                [(user, now, now, self.run, key) for key, user in fresh],
-            )
-            users = dict(fresh)
-            return [
-                msgspec.structs.replace(
-                    r, state=ItemState.SUBMITTING, user_id=users[r.key], intent_at=now, updated_at=now
-                )
-                if r.key in users
-                else r
-                for r in records
-            ], set(users)
+            intended.clear()  # (run again in the thread if the file was locked)
+            return claim(conn, now), set(intended)
 
         result: tuple[list[ItemRecord], set[str]] = await self._write(
             op, durable=bool(intents), inline=len(keys) <= INLINE_KEYS

@@ -144,7 +144,11 @@ _LIST = msgspec.json.Decoder(tuple[str, ...])
 _ENCODE = msgspec.json.encode
 
 
-def _record(row: Sequence[Any]) -> ItemRecord:
+def _list(text: str) -> tuple[str, ...]:
+    return () if text == "[]" else _LIST.decode(text)
+
+
+def _record(row: Sequence[Any], lapsed_for: float | None = None) -> ItemRecord:
     return ItemRecord(
         key=row[0],
         seq=row[1],
@@ -154,8 +158,8 @@ def _record(row: Sequence[Any]) -> ItemRecord:
         attempt=row[5],
         user_id=row[6],
         process_id=row[7],
-        task_ids=_LIST.decode(row[8]),
-        files=_LIST.decode(row[9]),
+        task_ids=_list(row[8]),
+        files=_list(row[9]),
         error_code=row[10],
         error_message=row[11],
         owner=row[12],
@@ -164,6 +168,7 @@ def _record(row: Sequence[Any]) -> ItemRecord:
         created_at=row[15],
         updated_at=row[16],
         epoch=row[17],
+        lapsed_for=lapsed_for,
     )
 
 
