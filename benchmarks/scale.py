@@ -120,6 +120,7 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
         ok = failed = 0
         errors: list[str] = []
         cpu = time.process_time()
+        times = os.times()
         started = time.monotonic()
         async with AdCreativeClient(**params["credentials"], trust_env=False) as client:
             if spec is None:
@@ -146,6 +147,10 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
             "errors": errors,
             "wall_seconds": time.monotonic() - started,
             "cpu_seconds": time.process_time() - cpu,
+            # user and system time apart: the system time moves with what the machine's other processes
+            # do to the file system (creating a file costs more after many deletions)
+            "user_seconds": os.times().user - times.user,
+            "sys_seconds": os.times().system - times.system,
             "peak_rss": peak_rss(),  # the process's lifetime peak (never reset): start-up included
         }
 

@@ -315,9 +315,9 @@ async def test_sqlite_group_commit_serves_concurrent_writers(tmp_path: Path) -> 
     class Counting(SqliteLedger):
         commits: ClassVar[list[int]] = []
 
-        def _apply(self, batch: list[Any], behind: dict[str, Any]) -> BaseException | None:
+        def _apply(self, batch: list[Any], behind: dict[str, Any], **kw: Any) -> Any:
             self.commits.append(len(batch))
-            return super()._apply(batch, behind)
+            return super()._apply(batch, behind, **kw)
 
     async with Counting(tmp_path / "r.sqlite") as ledger:
         await ledger.register(items(200))
@@ -383,8 +383,11 @@ async def test_creative_keys_are_canonical_in_enums_and_order() -> None:
 
 
 async def test_a_changed_file_gets_a_new_key_and_an_unchanged_one_is_not_read_again(tmp_path: Path) -> None:
+    from adcreative_async.ledger._requests import REMEMBER_HASHES_FROM
+
+    padding = b"\0" * REMEMBER_HASHES_FROM  # (smaller files are hashed again every run, not remembered)
     path = tmp_path / "a.png"
-    path.write_bytes(PNG)
+    path.write_bytes(PNG + padding)
     old = 1_600_000_000
     os.utime(path, (old, old))
     ledger = MemoryLedger()
@@ -397,7 +400,7 @@ async def test_a_changed_file_gets_a_new_key_and_an_unchanged_one_is_not_read_ag
     ledger._sources[(host, p)] = msgspec.structs.replace(source, sha256="0" * 64)
     [cached] = await request_keys([RenderRequest.remove_background(path)], ledger)
     assert cached != first
-    path.write_bytes(JPEG)
+    path.write_bytes(JPEG + padding)
     os.utime(path, (old + 10, old + 10))
     [changed] = await request_keys([RenderRequest.remove_background(path)], ledger)
     assert changed not in (first, cached)

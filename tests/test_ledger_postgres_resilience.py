@@ -299,9 +299,10 @@ async def test_a_ledger_error_is_chained_to_its_cause_unless_the_cause_shows_the
 
 
 class AnswersLostAfterCommit(PostgresLedger):
-    """A PostgreSQL ledger whose every second statement, and the second claim that writes intents, commits
-    and then loses its answer, as when the connection drops after the server committed (the worker cannot
-    know whether it did)."""
+    """A PostgreSQL ledger whose every second statement but the claims that write intents, and the second of
+    those claims, commits and then loses its answer, as when the connection drops after the server committed
+    (the worker cannot know whether it did). (Were every claim's answer lost, every item would await proof
+    that nothing was made: unknown, none rendered, which a run with no render to look at cannot give.)"""
 
     def __init__(self, dsn: str, *, run: str) -> None:
         super().__init__(dsn, run=run)
@@ -310,6 +311,7 @@ class AnswersLostAfterCommit(PostgresLedger):
         self.claims = 0
         self.intents_found_written = 0  # intents a re-sent claim found written by its lost first try
         self._lose_next = False
+        self._claiming = False
 
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
@@ -317,7 +319,11 @@ class AnswersLostAfterCommit(PostgresLedger):
         if intents:
             self.claims += 1
             self._lose_next = self.claims == 2
-        claimed, fresh = await super().claim_and_intend(keys, owner, lease, intents)
+        self._claiming = bool(intents)
+        try:
+            claimed, fresh = await super().claim_and_intend(keys, owner, lease, intents)
+        finally:
+            self._claiming = False
         self.intents_found_written += len(set(intents) - fresh)
         return claimed, fresh
 
@@ -325,7 +331,7 @@ class AnswersLostAfterCommit(PostgresLedger):
         import asyncpg
 
         self.statements += 1
-        lose = self.statements % 2 == 0 or self._lose_next
+        lose = self._lose_next if self._claiming else self.statements % 2 == 0
         self._lose_next = False
 
         async def committed_then_lost() -> R:

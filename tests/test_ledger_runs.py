@@ -424,9 +424,9 @@ class _CommitLog(SqliteLedger):
         self.synced_commits = 0
         self.intents = 0
 
-    def _apply(self, batch: list[tuple[Any, Any]], behind: dict[str, Any]) -> BaseException | None:
+    def _apply(self, batch: list[tuple[Any, Any]], behind: dict[str, Any], **kw: Any) -> Any:
         self.synced_commits += any(slot.durable for _, slot in batch)
-        return super()._apply(batch, behind)
+        return super()._apply(batch, behind, **kw)
 
     async def intent(
         self, key: str, owner: str, user_id: str, lease: float, *, epoch: int | None = None

@@ -59,7 +59,7 @@ def scan_rows(
 ) -> None:
     """Visit the records of ``run`` (None: of every run in the file, by run) on a SQLite connection
     (blocking: run it in a worker thread), a batch of rows at a time."""
-    from ._sqlite import _COLUMNS, _record
+    from ._sqlitestore import _COLUMNS, _record
 
     where, values = _states_sql(states, "?")
     inner = f"SELECT run, {_COLUMNS}, {_LATEST} AS current FROM items"
@@ -126,7 +126,7 @@ def records_in_file(path: str | Path, run: str, keys: Sequence[str]) -> dict[str
     Raises:
         LedgerError: the file cannot be read, or is not a run ledger.
     """
-    from ._sqlite import _COLUMNS, KEYS_PER_STATEMENT, _record
+    from ._sqlitestore import _COLUMNS, KEYS_PER_STATEMENT, _record
 
     conn = read_only_file(path)
     found: dict[str, ItemRecord] = {}

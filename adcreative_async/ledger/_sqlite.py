@@ -1,22 +1,10 @@
 """SqliteLedger: the run ledger in one SQLite file (the default; stdlib ``sqlite3``).
 
-Every statement runs in a worker thread, never in the event loop, one at a time on one connection. The file
-is in WAL mode: readers never block the writer, and several processes of one machine can share it (claims
-take the write lock with ``BEGIN IMMEDIATE``). Writes that arrive while another is being committed are
-committed together with the next one (group commit), as are the writes started in the same tick of the event
-loop as the first, and each caller returns only once its own write is committed. A bulk run's claim writes
-the intents of the items it takes in the same transaction (``claim_and_intend``). Every commit survives a
-crash of the process; a commit that holds an intent (the write-ahead record of a paid call) is also synced
-to disk (its write-ahead log, right after the commit, outside the write lock: see ``_sync_wal``), so that
-it survives a power loss too. The other writes (claims, answers, downloads) are not synced one by one
-(``synchronous=NORMAL``): each intent's sync carries them to disk, and one lost to a power loss is found
-again (an answer by reconciling the intent, a download by downloading again), never paid twice.
-
-For the same reason, an answer (``submitted``) and a download (``downloaded``) are written behind: they are
-committed with the next write of any kind (an intent, a claim, the lease renewal), in one statement for all
-of them, before any read, and on close; a crash before that loses nothing that cannot be found again, and
-the bulk path saves a worker-thread trip per item. If that statement fails, the writes behind are kept for
-the next write.
+Its queries: reads, claims (a bulk run's claim writes the intents of the items it takes in the same
+transaction: ``claim_and_intend``), fenced writes of each item's state, the inputs' remembered hashes, and
+a look at a ledger file that never writes (:func:`read_ledger_file`). Where and how they run (in the event
+loop or a worker thread, group commit, syncs, checkpoints, writes behind) is
+:mod:`adcreative_async.ledger._sqlitestore`'s.
 
 A new file keeps its items in the order they were registered (:data:`ROW_ORDER`): the items one commit
 writes (a claim's window, the answers and downloads of the items in flight) lie on a few pages, not one
@@ -25,179 +13,41 @@ page each, which is most of what a commit writes.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
-import anyio.lowlevel
-import msgspec
-
-from ._base import (
-    BEHIND_ROWS,
-    FINAL_STATES,
-    STALE_ANSWER_STATES,
-    ItemRecord,
-    ItemState,
-    LedgerError,
-    NewItem,
-    RunLedger,
-    SourceHash,
-    WrittenBehind,
-    stale_answer_left,
-)
+from ._base import ItemRecord, ItemState, LedgerError, NewItem, SourceHash, stale_answer_left
+from ._sqlitestore import _COLUMNS, _ENCODE, _FINAL, _LIST, _SCAN, Op, SqliteStore, _chunks, _record
+from ._sqlitestore import BUSY_TIMEOUT as BUSY_TIMEOUT  # (the constants, where they were before the split)
+from ._sqlitestore import CHECKPOINT_INTERVAL as CHECKPOINT_INTERVAL
+from ._sqlitestore import INLINE_KEYS as INLINE_KEYS
+from ._sqlitestore import KEYS_PER_STATEMENT as KEYS_PER_STATEMENT
+from ._sqlitestore import LEDGER_FILE_MODE as LEDGER_FILE_MODE
+from ._sqlitestore import ROW_ORDER as ROW_ORDER
 
 __all__ = ["SqliteLedger", "read_ledger_file"]
 
-logger = logging.getLogger("adcreative_async.ledger")
 
-_T = TypeVar("_T")
-
-#: Seconds a statement waits for another process's write lock before failing.
-BUSY_TIMEOUT = 60.0
-#: Keys per statement (SQLite's limit on bound parameters is 32,766).
-KEYS_PER_STATEMENT = 500
-
-#: How a new ledger file stores its items: in a table with rowids (SQLite's default), so that rows lie in
-#: the order they were registered, and items worked on together (claimed and given their intents
-#: together, answered and downloaded within the same window) share pages; the key is a unique index
-#: beside it, written once per item (keys never change). Measured (a bulk run's writes replayed for
-#: 20,000 items, ``benchmarks/ledger_writes.py``): 14.5 KiB written per item and 0.069 ms of CPU, against
-#: 63.9 KiB and 0.13 ms with the rows kept in key order (``WITHOUT ROWID``, earlier versions: the keys are
-#: hashes, so each item of a commit dirtied a page of its own) and an index by user that no query used.
-#: Files of earlier versions keep their table (migrating it would rewrite the whole file).
-ROW_ORDER = "registration (rowid)"
-
-#: The items table, read or written whole (a run's rows: counts, the lease renewal, a release of all of a
-#: worker's claims, retries and resets): scanned in row order. Else SQLite looks each row up through the
-#: key's index by ``run``, one B-tree search per row (measured at 100,000 items: the renewal 113 ms of
-#: CPU against 17 with the scan).
-_SCAN = "items NOT INDEXED"
-
-_FINAL = tuple(s.value for s in FINAL_STATES)
-_COLUMNS = (
-    "key, seq, label, feature, state, attempt, user_id, process_id, task_ids, files, error_code, "
-    "error_message, owner, lease_until, intent_at, created_at, updated_at, epoch"
-)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS items (
-    run TEXT NOT NULL,
-    key TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    label TEXT NOT NULL,
-    feature TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    user_id TEXT,
-    process_id TEXT,
-    task_ids TEXT NOT NULL DEFAULT '[]',
-    files TEXT NOT NULL DEFAULT '[]',
-    error_code TEXT,
-    error_message TEXT,
-    owner TEXT,
-    lease_until REAL,
-    intent_at REAL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run, key)
-);
-CREATE TABLE IF NOT EXISTS sources (
-    host TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (host, path)
-) WITHOUT ROWID;
-"""
-
-_LIST = msgspec.json.Decoder(tuple[str, ...])
-_ENCODE = msgspec.json.encode
+def _intent_assignments(users: Mapping[str, str], now: float) -> tuple[str, list[Any]]:
+    """The assignments (and their values) by which a claim writes the intents of ``users`` (key -> the
+    user of its start call): empty when there are none."""
+    if not users:
+        return "", []
+    marks = ",".join("?" * len(users))
+    whens = " ".join("WHEN ? THEN ?" for _ in users)
+    values: list[Any] = [*users, *(v for pair in users.items() for v in pair), *users, now]
+    return (
+        f", state = CASE WHEN key IN ({marks}) THEN 'submitting' ELSE state END"
+        f", user_id = CASE key {whens} ELSE user_id END"
+        f", intent_at = CASE WHEN key IN ({marks}) THEN ? ELSE intent_at END"
+    ), values
 
 
-def _record(row: Sequence[Any]) -> ItemRecord:
-    return ItemRecord(
-        key=row[0],
-        seq=row[1],
-        label=row[2],
-        feature=row[3],
-        state=ItemState(row[4]),
-        attempt=row[5],
-        user_id=row[6],
-        process_id=row[7],
-        task_ids=_LIST.decode(row[8]),
-        files=_LIST.decode(row[9]),
-        error_code=row[10],
-        error_message=row[11],
-        owner=row[12],
-        lease_until=row[13],
-        intent_at=row[14],
-        created_at=row[15],
-        updated_at=row[16],
-        epoch=row[17],
-    )
-
-
-def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(keys), KEYS_PER_STATEMENT):
-        yield keys[start : start + KEYS_PER_STATEMENT]
-
-
-class _Slot:
-    __slots__ = ("done", "durable", "error", "event", "result")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.done = False
-        self.durable = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-#: A row written behind is of the item's current claim (its epoch, or unfenced).
-_OWN = "(:e IS NULL OR epoch = :e)"
-#: Answers and downloads written behind, one row each (executemany): a download ends the claim and
-#: clears the error. Fenced by the epoch; a stale row's answer alone is written, where the
-#: STALE_ANSWER_RULE allows it (the claim stays the new owner's).
-_BEHIND = (
-    f"UPDATE items SET state = CASE WHEN {_OWN} THEN :s ELSE 'submitted' END, "
-    "process_id = coalesce(:p, process_id), user_id = coalesce(:u, user_id), "
-    "task_ids = coalesce(:tk, task_ids), "
-    f"files = CASE WHEN {_OWN} THEN coalesce(:f, files) ELSE files END, "
-    f"error_code = CASE WHEN {_OWN} AND :f IS NULL THEN error_code END, "
-    f"error_message = CASE WHEN {_OWN} AND :f IS NULL THEN error_message END, "
-    f"owner = CASE WHEN {_OWN} AND :f IS NOT NULL THEN NULL ELSE owner END, "
-    f"lease_until = CASE WHEN {_OWN} AND :f IS NOT NULL THEN NULL ELSE lease_until END, "
-    f"updated_at = :now WHERE run = :run AND key = :k AND ({_OWN} OR (:p IS NOT NULL "
-    "AND process_id IS NULL AND lower(user_id) = lower(:u) "
-    f"AND state IN ({', '.join(repr(s) for s in STALE_ANSWER_STATES)})))"
-)
-
-
-Op = Callable[[sqlite3.Connection, float], Any]
-
-
-def _nothing(conn: sqlite3.Connection, now: float) -> None:
-    """A write that writes nothing: commits what was written behind."""
-
-
-#: The mode a new ledger file is created with (and its WAL files: SQLite copies it): owner-only.
-LEDGER_FILE_MODE = 0o600
-
-
-class SqliteLedger(RunLedger):
+class SqliteLedger(SqliteStore):
     """A run ledger in a SQLite file (created with its folders if missing).
 
     Args:
@@ -208,305 +58,6 @@ class SqliteLedger(RunLedger):
             disk) or ``"FULL"`` (each synced). Intents are always synced.
         clock: wall-clock seconds for leases and times.
     """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        run: str = "default",
-        synchronous: str = "NORMAL",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        self.path = Path(path)
-        self.run = run
-        self._synchronous = synchronous.upper()
-        self._clock = clock
-        self._conn: sqlite3.Connection | None = None
-        self._limiter = anyio.CapacityLimiter(1)
-        self._pending: list[tuple[Op, _Slot]] = []
-        self._behind: dict[str, WrittenBehind] = {}  # written behind: committed with the next write
-        self._synced_mode: str | None = None
-        self._in_wal = False  # the file is in WAL mode (see _sync_wal)
-        self._dir_synced = False
-        self._leader = False
-        self._namespace: str | None = None
-
-    def __repr__(self) -> str:
-        return f"SqliteLedger(path={str(self.path)!r}, run={self.run!r})"
-
-    # ----------------------------------------------------------------------------------- lifetime
-
-    async def open(self) -> None:
-        """See :meth:`RunLedger.open`."""
-        if self._conn is not None:
-            return
-        try:
-            self._conn, self._namespace = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open the run ledger {self.path}: {exc}") from exc
-
-    def _connect(self) -> tuple[sqlite3.Connection, str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A state store like a credentials file (each item's user id is what recovering its render
-        # needs): created owner-only; SQLite gives its -wal and -shm files the database file's mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, LEDGER_FILE_MODE))
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-        try:
-            self._in_wal = self._wal(conn) == "wal"
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            self._migrate(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT namespace FROM runs WHERE run = ?", (self.run,)).fetchone()
-            if row is None:
-                namespace = str(uuid.uuid4())
-                conn.execute(
-                    "INSERT INTO runs (run, namespace, created_at) VALUES (?, ?, ?)",
-                    (self.run, namespace, self._clock()),
-                )
-            else:
-                namespace = row[0]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        return conn, namespace
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        """Bring a ledger file of an earlier version up to date: the items' fencing epoch (0 for every
-        item: the next claim of each makes it 1), and without the index ``items_by_user``, which no query
-        used and every intent and answer wrote (see :data:`ROW_ORDER`; the table of such a file keeps its
-        rows in key order)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
-            if "epoch" not in columns:
-                conn.execute("ALTER TABLE items ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
-            conn.execute("DROP INDEX IF EXISTS items_by_user")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    @staticmethod
-    def _wal(conn: sqlite3.Connection) -> str:
-        """WAL mode (the journal mode in force is returned: a file system may refuse WAL). Switching a new
-        file to it needs the file to itself, and SQLite then answers "database is locked" at once, without
-        waiting (its busy timeout does not apply): two workers opening a new ledger together would fail.
-        So it is tried again, for up to ``BUSY_TIMEOUT``."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                row = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-                return str(row[0]).lower() if row else ""
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-
-    async def close(self) -> None:
-        """See :meth:`RunLedger.close`."""
-        if self._behind and self._conn is not None:
-            with anyio.CancelScope(shield=True):
-                await self._write(_nothing)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
-
-    @property
-    def namespace(self) -> str:
-        """See :attr:`RunLedger.namespace`."""
-        if self._namespace is None:
-            raise LedgerError("the run ledger is not open")
-        return self._namespace
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise LedgerError(f"the run ledger {self.path} is not open")
-        return self._conn
-
-    # ------------------------------------------------------------------------------- execution
-
-    async def _read(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
-        conn = self._connection()
-        if self._behind:  # a read sees every write made before it
-            await self._write(_nothing)
-        try:
-            return await anyio.to_thread.run_sync(op, conn, limiter=self._limiter)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"run ledger {self.path}: {exc}") from exc
-
-    async def _write(self, op: Op, *, durable: bool = False) -> Any:
-        """Run ``op`` in a write transaction, committed with whatever other writes are waiting.
-
-        The first writer leads: it commits every waiting write in one transaction. A leader stops once
-        its own write is committed and hands the lead to the next waiting writer, so that no caller
-        (an intent, on the way to a paid call) waits behind commits of others' writes. Shielded: a
-        write in progress is seen through (cancellation is delivered once it is committed).
-        """
-        self._connection()
-        slot = _Slot()
-        slot.durable = durable
-        self._pending.append((op, slot))
-        with anyio.CancelScope(shield=True):
-            while not slot.done:
-                if self._leader:
-                    await slot.event.wait()  # committed by the leader, or made the next leader
-                    slot.event = anyio.Event()
-                    continue
-                self._leader = True
-                batch: list[tuple[Op, _Slot]] = []
-                try:
-                    # the writes of the tasks started in the same tick as this one (the intents of the
-                    # items claimed together) join this commit
-                    await anyio.lowlevel.checkpoint()
-                    batch, self._pending = self._pending, []
-                    behind, self._behind = self._behind, {}
-                    failed: BaseException | None = None
-                    try:
-                        failed = await anyio.to_thread.run_sync(
-                            self._apply, batch, behind, limiter=self._limiter
-                        )
-                    except BaseException as exc:
-                        failed = exc
-                        raise
-                    finally:
-                        if failed is not None and behind:
-                            WrittenBehind.keep(self._behind, behind)  # for the next write
-                            logger.warning(
-                                "run ledger %s: writes behind kept for the next write: %s", self.path, failed
-                            )
-                finally:
-                    for _, done in batch:  # in the event loop: anyio's events are not thread-safe
-                        done.done = True
-                        done.event.set()
-                    self._leader = False
-                    if self._pending:  # the next waiting writer leads the next batch
-                        self._pending[0][1].event.set()
-        if slot.error is not None:
-            error = slot.error
-            if isinstance(error, sqlite3.Error):
-                raise LedgerError(f"run ledger {self.path}: {error}") from error
-            raise error
-        return slot.result
-
-    async def _commit_if_many(self) -> None:
-        """Commit the writes behind once :data:`BEHIND_ROWS` are waiting (and no commit is under way)."""
-        if len(self._behind) >= BEHIND_ROWS and not self._leader:
-            try:
-                await self._write(_nothing)
-            except LedgerError as exc:  # they were kept for the next write
-                logger.warning("run ledger %s: %s", self.path, exc)
-
-    def _write_behind(self, key: str) -> WrittenBehind:
-        """The item's row of writes to commit with the next write (see the module doc)."""
-        self._connection()
-        row = self._behind.get(key)
-        if row is None:
-            row = self._behind[key] = WrittenBehind()
-        return row
-
-    def _apply(self, batch: list[tuple[Op, _Slot]], behind: dict[str, WrittenBehind]) -> BaseException | None:
-        """Commit ``batch`` and the writes ``behind`` in one transaction (in the ledger's thread). Each
-        write's result or error goes to its slot; returns why the writes behind were not committed."""
-        conn = self._conn
-        behind_error: BaseException | None = None
-        try:
-            if conn is None:
-                raise sqlite3.ProgrammingError("the ledger was closed")
-            durable = any(slot.durable for _, slot in batch)
-            # synced after the commit, outside the write lock (see _sync_wal), when SQLite does not
-            sync_after = durable and self._in_wal and self._synchronous == "NORMAL"
-            mode = "FULL" if durable and not sync_after else self._synchronous
-            if mode != self._synced_mode:
-                conn.execute(f"PRAGMA synchronous={mode}")
-                self._synced_mode = mode
-            conn.execute("BEGIN IMMEDIATE")
-            now = self._clock()
-            if behind:  # one statement for all of them, in a savepoint: their failure spares the batch
-                conn.execute("SAVEPOINT behind")
-                try:
-                    changes = conn.total_changes
-                    conn.executemany(_BEHIND, self._behind_rows(behind, now))
-                    if conn.total_changes - changes < len(behind):
-                        self._stale_answers(conn, behind)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO behind")
-                    behind_error = exc
-                conn.execute("RELEASE behind")
-            if len(batch) == 1 and not behind:  # alone: its failure rolls the transaction back (below)
-                op, slot = batch[0]
-                slot.result = op(conn, now)
-            else:
-                for op, slot in batch:  # each in a savepoint: one failing write spares the others
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        slot.result = op(conn, now)
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO op")
-                        slot.error = exc
-                    conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-            if sync_after:
-                self._sync_wal()
-        except Exception as exc:
-            if conn is not None and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for _, slot in batch:
-                slot.error = slot.error or exc
-            return exc
-        return behind_error
-
-    def _sync_wal(self) -> None:
-        """Sync the write-ahead log to disk, after the commit of an intent: the commit is then as durable
-        as with ``synchronous=FULL`` (SQLite recovers every WAL frame on disk; a checkpoint that reset the
-        log meanwhile had synced the database first), but the write lock is not held during the sync.
-        Why: the sync was most of the time a worker held the lock (measured: the lock held 12% of a bulk
-        run, 85% of it in the syncs of intent commits), and a worker stopped (SIGSTOP, a VM pause) while
-        it holds the lock stalls every other worker on the file until it resumes."""
-        fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if not self._dir_synced:  # the log's directory entry, once (the log may be new)
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._dir_synced = True
-
-    def _behind_rows(self, behind: dict[str, WrittenBehind], now: float) -> Iterable[dict[str, Any]]:
-        for key, r in behind.items():
-            yield {
-                "s": r.state,
-                "p": r.process_id,
-                "u": r.user_id,
-                "tk": r.task_ids,
-                "f": r.files,
-                "e": r.epoch,
-                "now": now,
-                "run": self.run,
-                "k": key,
-            }
-
-    def _stale_answers(self, conn: sqlite3.Connection, behind: dict[str, WrittenBehind]) -> None:
-        """Some rows written behind were refused (stale epochs): the answers among them that the item
-        does not name are said (see STALE_ANSWER_RULE)."""
-        answers = {key: r.process_id for key, r in behind.items() if r.process_id is not None}
-        for chunk in _chunks(list(answers)):
-            marks = ",".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT key, process_id FROM items WHERE run = ? AND key IN ({marks})", (self.run, *chunk)
-            )
-            for key, process_id in rows:
-                if (process_id or "").lower() != (answers[key] or "").lower():
-                    stale_answer_left(key, answers[key] or "")
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -526,7 +77,7 @@ class SqliteLedger(RunLedger):
                 found.update((row[0], _record(row)) for row in rows)
             return found
 
-        return await self._read(read)
+        return await self._read(read, inline=keys is not None and len(keys) <= INLINE_KEYS)
 
     async def scan(
         self, visit: Callable[[ItemRecord, bool], None], *, states: Collection[ItemState] | None = None
@@ -603,38 +154,57 @@ class SqliteLedger(RunLedger):
                 [(self.run, i.key, i.seq, i.label, i.feature, now, now) for i in items],
             )
 
-        await self._write(op)
+        await self._write(op, inline=len(items) <= INLINE_KEYS)
 
     async def claim(self, keys: Sequence[str], owner: str, lease: float) -> list[ItemRecord]:
         """See :meth:`RunLedger.claim`."""
-        result: list[ItemRecord] = await self._write(self._claim_op(keys, owner, lease))
+        result: list[ItemRecord] = await self._write(
+            self._claim_op(keys, owner, lease), inline=len(keys) <= INLINE_KEYS
+        )
         return result
 
-    def _claim_op(self, keys: Sequence[str], owner: str, lease: float) -> Callable[..., list[ItemRecord]]:
+    def _claim_op(
+        self,
+        keys: Sequence[str],
+        owner: str,
+        lease: float,
+        intents: Mapping[str, tuple[int, str]] | None = None,
+        intended: set[str] | None = None,
+    ) -> Callable[..., list[ItemRecord]]:
+        """The claim of ``keys``; with ``intents``, the same statement writes the intents of the items
+        claimed pending at the attempt given (their keys are added to ``intended``)."""
+
         def op(conn: sqlite3.Connection, now: float) -> list[ItemRecord]:
             claimed: list[ItemRecord] = []
             final = ",".join("?" * len(_FINAL))
             for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
-                # the earlier leases, for lapsed_for (the same transaction: nothing changes between)
-                earlier = dict(
-                    conn.execute(
-                        f"SELECT key, lease_until FROM items WHERE run = ? AND key IN ({marks})",
-                        (self.run, *chunk),
-                    ).fetchall()
-                )
+                # the earlier leases, for lapsed_for, and which items get their intent (the same
+                # transaction: nothing changes between)
+                earlier: dict[str, float | None] = {}
+                users: dict[str, str] = {}
+                for key, lease_until, state, attempt in conn.execute(
+                    f"SELECT key, lease_until, state, attempt FROM items WHERE run = ? AND key IN ({marks})",
+                    (self.run, *chunk),
+                ):
+                    earlier[key] = lease_until
+                    wanted = intents.get(key) if intents else None
+                    if wanted is not None and state == "pending" and attempt == wanted[0]:
+                        users[key] = wanted[1]
+                intent_sql, intent_values = _intent_assignments(users, now)
                 rows = conn.execute(
-                    f"UPDATE items SET owner = ?, lease_until = ?, updated_at = ?, epoch = epoch + 1 "
+                    "UPDATE items SET owner = ?, lease_until = ?, updated_at = ?, epoch = epoch + 1"
+                    f"{intent_sql} "
                     f"WHERE run = ? AND key IN ({marks}) AND state NOT IN ({final}) "
                     "AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?) "
                     f"RETURNING {_COLUMNS}",
-                    (owner, now + lease, now, self.run, *chunk, *_FINAL, owner, now),
+                    (owner, now + lease, now, *intent_values, self.run, *chunk, *_FINAL, owner, now),
                 ).fetchall()
                 for row in rows:
                     lapsed = earlier.get(row[0])
-                    record = _record(row)
-                    if lapsed is not None:
-                        record = msgspec.structs.replace(record, lapsed_for=max(0.0, now - lapsed))
+                    record = _record(row, lapsed_for=None if lapsed is None else max(0.0, now - lapsed))
+                    if intended is not None and record.key in users:
+                        intended.add(record.key)
                     claimed.append(record)
             return claimed
 
@@ -643,32 +213,17 @@ class SqliteLedger(RunLedger):
     async def claim_and_intend(
         self, keys: Sequence[str], owner: str, lease: float, intents: Mapping[str, tuple[int, str]]
     ) -> tuple[list[ItemRecord], set[str]]:
-        """See :meth:`RunLedger.claim_and_intend`: one transaction, synced as an intent's."""
-        claim = self._claim_op(keys, owner, lease)
+        """See :meth:`RunLedger.claim_and_intend`: one statement per 500 keys, synced as an intent's."""
+        intended: set[str] = set()
+        claim = self._claim_op(keys, owner, lease, intents, intended)
 
         def op(conn: sqlite3.Connection, now: float) -> tuple[list[ItemRecord], set[str]]:
-            records = claim(conn, now)
-            fresh = []
-            for record in records:
-                wanted = intents.get(record.key)
-                if wanted is not None and record.state is ItemState.PENDING and record.attempt == wanted[0]:
-                    fresh.append((record.key, wanted[1]))
-            conn.executemany(
-                "UPDATE items SET state = 'submitting', user_id = ?, intent_at = ?, updated_at = ? "
-                "WHERE run = ? AND key = ?",
-                [(user, now, now, self.run, key) for key, user in fresh],
-            )
-            users = dict(fresh)
-            return [
-                msgspec.structs.replace(
-                    r, state=ItemState.SUBMITTING, user_id=users[r.key], intent_at=now, updated_at=now
-                )
-                if r.key in users
-                else r
-                for r in records
-            ], set(users)
+            intended.clear()  # (run again in the thread if the file was locked)
+            return claim(conn, now), set(intended)
 
-        result: tuple[list[ItemRecord], set[str]] = await self._write(op, durable=bool(intents))
+        result: tuple[list[ItemRecord], set[str]] = await self._write(
+            op, durable=bool(intents), inline=len(keys) <= INLINE_KEYS
+        )
         return result
 
     async def renew(self, owner: str, lease: float) -> set[str]:
@@ -683,7 +238,7 @@ class SqliteLedger(RunLedger):
             ).fetchall()
             return {row[0] for row in rows}
 
-        renewed: set[str] = await self._write(op)
+        renewed: set[str] = await self._write(op, inline=False)  # every claim of the worker
         return renewed
 
     async def release(self, owner: str, keys: Sequence[str] | None = None) -> None:
@@ -698,7 +253,7 @@ class SqliteLedger(RunLedger):
                     f"UPDATE items {sql} AND key = ?", [(now, now, self.run, owner, key) for key in keys]
                 )
 
-        await self._write(op)
+        await self._write(op, inline=keys is not None and len(keys) <= INLINE_KEYS)
 
     # ----------------------------------------------------------------------------------- writing
 
@@ -810,7 +365,7 @@ class SqliteLedger(RunLedger):
             )
             return cursor.rowcount
 
-        retried: int = await self._write(op)
+        retried: int = await self._write(op, inline=False)
         return retried
 
     async def reset_unfinished(self) -> int:
@@ -825,7 +380,7 @@ class SqliteLedger(RunLedger):
             )
             return cursor.rowcount
 
-        reset: int = await self._write(op)
+        reset: int = await self._write(op, inline=False)
         return reset
 
     async def restart(self) -> None:
@@ -841,7 +396,7 @@ class SqliteLedger(RunLedger):
                 (self.run, namespace, now),
             )
 
-        await self._write(op)
+        await self._write(op, inline=False)
         self._namespace = namespace
 
     # ---------------------------------------------------------------------------- source hashes
@@ -861,7 +416,7 @@ class SqliteLedger(RunLedger):
                 found.update((row[1], SourceHash(*row)) for row in rows)
             return found
 
-        return await self._read(read)
+        return await self._read(read, inline=len(paths) <= INLINE_KEYS)
 
     async def remember_sources(self, hashes: Iterable[SourceHash]) -> None:
         """See :meth:`RunLedger.remember_sources`."""
@@ -877,7 +432,7 @@ class SqliteLedger(RunLedger):
                 rows,
             )
 
-        await self._write(op)
+        await self._write(op, inline=len(rows) <= INLINE_KEYS)
 
 
 def read_ledger_file(path: str | os.PathLike[str]) -> dict[str, list[ItemRecord]]:
