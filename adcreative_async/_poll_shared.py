@@ -160,6 +160,8 @@ class SharedListings:
             peer.listed = listing.users.get(peer.key[1], 0)
         paced = [peer for peer in peers if not self._pushed(peer, now)]
         share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
+        # a large listing: polled more slowly (read for every peer's awaited processes)
+        floor = _listing_floor(len(listing), self.policy, sum(len(peer.awaited()) for peer in peers))
         for n, peer in enumerate(peers):
             peer.ticks += 1
             peer.last_error = None
@@ -170,7 +172,6 @@ class SharedListings:
                 peer, listing, awaited, sent_at, asked_by_id=False, indices=mine[n]
             )
             delay = self._shared_delay(peer, changed, now, share)
-            floor = _listing_floor(len(listing), self.policy)  # a huge listing: polled more slowly
             peer.floor_due = now + floor
             delay = max(delay, floor)
             due = now + self._paced(peer, delay, now)

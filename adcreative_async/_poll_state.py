@@ -33,7 +33,9 @@ __all__ = [
     "CACHE_LINGER",
     "FINISHED_KEEP",
     "FINISHED_LINGER",
+    "LISTED_PER_AWAITED",
     "LISTING_PACE_PER_ITEM",
+    "YIELD_PACED_FROM",
     "Ident",
     "Snapshot",
     "Target",
@@ -60,12 +62,29 @@ FINISHED_KEEP = 4096
 #: 100,000 processes at most every second, a million every 10 s (beyond ``max_interval``: detection
 #: latency grows with the listing, deliberately).
 LISTING_PACE_PER_ITEM = 10e-6
+#: Where many processes are awaited in one listing (a bulk run: at least :data:`YIELD_PACED_FROM`), it is
+#: read at most so often that each awaited process pays for at most this many listed processes per
+#: second: after a listing of L processes with A of them awaited, the next poll waits at least
+#: L / (A * LISTED_PER_AWAITED) seconds (never more than ``max_interval`` for this reason). A listing holds
+#: every process its user (or application) ever ran, so it grows all through a bulk run: at a fixed pace
+#: the client's CPU per item grew with the run's length (100,000 items over 10 users: +10-15 % against
+#: 2,000, ``python -m benchmarks.scale``), while each poll found about as many finished renders. Paced by
+#: its yield, reading listings costs a bulk item (awaited 1-3 s) at most 40-120 listed processes (about
+#: 1 µs each: a few % of the ~1 ms the client spends per item), whatever the listing's size; detection
+#: latency grows instead (at most ``max_interval``), once the listing is larger than A * 40 processes.
+LISTED_PER_AWAITED = 40.0
+#: ... and a handful of waits keeps the policy's pace (latency first: a listing read for a few waiters costs
+#: little CPU in all, however much per waiter; a huge one is paced by :data:`LISTING_PACE_PER_ITEM`).
+YIELD_PACED_FROM = 32
 
 
-def _listing_floor(listed: int, policy: PollPolicy) -> float:
-    """The least delay after a listing of ``listed`` processes (:data:`LISTING_PACE_PER_ITEM`); 0 while
-    it is below the policy's floor anyway."""
+def _listing_floor(listed: int, policy: PollPolicy, awaited: int = 0) -> float:
+    """The least delay after a listing of ``listed`` processes read for ``awaited`` awaited ones
+    (:data:`LISTING_PACE_PER_ITEM`, :data:`LISTED_PER_AWAITED`); 0 while it is below the policy's floor
+    anyway."""
     floor = listed * LISTING_PACE_PER_ITEM
+    if awaited >= YIELD_PACED_FROM:
+        floor = max(floor, min(policy.max_interval, listed / (awaited * LISTED_PER_AWAITED)))
     return floor if floor > policy.min_interval else 0.0
 
 

@@ -631,8 +631,8 @@ class PollScheduler(SharedListings):
             delay = self._shared_delay(poller, changed, now, APPLICATION_SCOPE_SHARE)
         else:
             delay = poller.next_delay(now)
-        if not filtered:  # a huge listing: polled more slowly, even when something new is awaited
-            floor = _listing_floor(len(listing), self.policy)
+        if not filtered:  # a large listing: polled more slowly, even when something new is awaited
+            floor = _listing_floor(len(listing), self.policy, len(awaited))
             poller.floor_due = now + floor
             delay = max(delay, floor)
         poller.next_due = now + self._paced(poller, delay, now)
