@@ -13,6 +13,7 @@ unfinished one :data:`CACHE_LINGER` (an iterator detaches between its yields). U
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,8 @@ __all__ = [
     "FINISHED_LINGER",
     "LISTED_PER_AWAITED",
     "LISTING_PACE_PER_ITEM",
-    "YIELD_PACED_FROM",
+    "LISTING_READS_FREE",
+    "LISTING_READS_WINDOW",
     "Ident",
     "Snapshot",
     "Target",
@@ -62,30 +64,51 @@ FINISHED_KEEP = 4096
 #: 100,000 processes at most every second, a million every 10 s (beyond ``max_interval``: detection
 #: latency grows with the listing, deliberately).
 LISTING_PACE_PER_ITEM = 10e-6
-#: Where many processes are awaited in one listing (a bulk run: at least :data:`YIELD_PACED_FROM`), it is
-#: read at most so often that each awaited process pays for at most this many listed processes per
-#: second: after a listing of L processes with A of them awaited, the next poll waits at least
-#: L / (A * LISTED_PER_AWAITED) seconds (never more than ``max_interval`` for this reason). A listing holds
-#: every process its user (or application) ever ran, so it grows all through a bulk run: at a fixed pace
-#: the client's CPU per item grew with the run's length (100,000 items over 10 users: +10-15 % against
-#: 2,000, ``python -m benchmarks.scale``), while each poll found about as many finished renders. Paced by
-#: its yield, reading listings costs a bulk item (awaited 1-3 s) at most 40-120 listed processes (about
-#: 1 µs each: a few % of the ~1 ms the client spends per item), whatever the listing's size; detection
-#: latency grows instead (at most ``max_interval``), once the listing is larger than A * 40 processes.
+#: Once listing reads are not cheap in all (the scheduler reads more than :data:`LISTING_READS_FREE` listed
+#: processes a second), a listing is read at most so often that each awaited process pays for at most this
+#: many listed processes a second: after a listing of L processes with A of them awaited, the next poll
+#: waits at least L / (A * LISTED_PER_AWAITED) seconds (never more than ``max_interval`` for this reason).
+#: A listing holds every process its user (or application) ever ran, so it grows all through a bulk run
+#: while each poll finds about as many finished renders: at a fixed pace the client's CPU per item grew
+#: with the run's length (100,000 items over 10 users: x1.14 against 2,000, ``python -m benchmarks.scale``).
+#: Paced by its yield, reading listings costs a bulk item (awaited 1-3 s) some 40-120 listed processes
+#: (about 1 µs each), whatever the listing's size; detection latency grows instead, up to ``max_interval``.
 LISTED_PER_AWAITED = 40.0
-#: ... and a handful of waits keeps the policy's pace (latency first: a listing read for a few waiters costs
-#: little CPU in all, however much per waiter; a huge one is paced by :data:`LISTING_PACE_PER_ITEM`).
-YIELD_PACED_FROM = 32
+#: Listed processes a second (all listings together, averaged over :data:`LISTING_READS_WINDOW`) below
+#: which no listing is paced by its yield: about 2 % of one core. A few waiters keep the policy's pace
+#: (latency first) unless their listings are large, and small runs are never slowed.
+LISTING_READS_FREE = 20_000.0
+#: The time constant (seconds) of the scheduler's average of listed processes read a second.
+LISTING_READS_WINDOW = 10.0
 
 
-def _listing_floor(listed: int, policy: PollPolicy, awaited: int = 0) -> float:
-    """The least delay after a listing of ``listed`` processes read for ``awaited`` awaited ones
-    (:data:`LISTING_PACE_PER_ITEM`, :data:`LISTED_PER_AWAITED`); 0 while it is below the policy's floor
-    anyway."""
+def _listing_floor(listed: int, policy: PollPolicy, awaited: int | None = None) -> float:
+    """The least delay after a listing of ``listed`` processes (:data:`LISTING_PACE_PER_ITEM`), and, when
+    ``awaited`` is given (listing reads are not cheap: see :class:`_ListingReads`), read for that many
+    awaited processes (:data:`LISTED_PER_AWAITED`); 0 while it is below the policy's floor anyway."""
     floor = listed * LISTING_PACE_PER_ITEM
-    if awaited >= YIELD_PACED_FROM:
-        floor = max(floor, min(policy.max_interval, listed / (awaited * LISTED_PER_AWAITED)))
+    if awaited is not None:
+        floor = max(floor, min(policy.max_interval, listed / (max(1, awaited) * LISTED_PER_AWAITED)))
     return floor if floor > policy.min_interval else 0.0
+
+
+class _ListingReads:
+    """The scheduler's listed processes read a second (an exponential average over
+    :data:`LISTING_READS_WINDOW`), and the pace of a listing it just read (:func:`_listing_floor`)."""
+
+    __slots__ = ("_at", "rate")
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self._at: float | None = None
+
+    def floor(self, listed: int, awaited: int, policy: PollPolicy, now: float) -> float:
+        """Count a listing of ``listed`` processes read now for ``awaited`` ones; its least delay."""
+        if self._at is not None:
+            self.rate *= math.exp(-max(0.0, now - self._at) / LISTING_READS_WINDOW)
+        self._at = now
+        self.rate += listed / LISTING_READS_WINDOW
+        return _listing_floor(listed, policy, awaited if self.rate > LISTING_READS_FREE else None)
 
 
 UserKey = tuple[str, str]

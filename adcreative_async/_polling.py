@@ -47,26 +47,13 @@ partial task maps: :mod:`._progress_merge`). The scheduler's other parts, each a
 (:mod:`._poll_push`), awaited processes missing from a listing (:mod:`._poll_missing`).
 
 A listing holds every process its user ever ran, so it grows all through a bulk run, while what a poll
-finds (the renders finished since the last one) does not. A listing read for many waiters (a bulk run) is
-therefore paced by its yield: each awaited process pays for at most
+finds (the renders finished since the last one) does not. Once listing reads are not cheap in all (more
+than :data:`~adcreative_async._poll_state.LISTING_READS_FREE` listed processes a second, about 2 % of a
+core), a listing is paced by its yield: each awaited process pays for at most
 :data:`~adcreative_async._poll_state.LISTED_PER_AWAITED` listed processes a second (the delay after a
 listing of L processes with A awaited is at least L / (A * 40) s, at most ``max_interval``), so the
-client's CPU per item stays flat as the run goes on, and detection latency grows instead once the
-listing holds more than 40 processes per awaited one a second; a handful of waiters
-(:data:`~adcreative_async._poll_state.YIELD_PACED_FROM`) keeps the policy's pace.
-
-When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
-process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a million processes (one user
-who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
-bytes per process on the wire: some 420 MB), but never holds it: at its peak a poll holds one piece of
-the body and aiohttp's read buffer (some hundreds of KiB, measured 0.6 MiB under a listing of 4,000
-processes by ``tests/test_streamed_listing.py``) besides the followed processes' elements, whatever the
-listing's size. It costs the client about 1 s of CPU on the event loop (about 1 µs per process: its
-bytes read, its ids decoded and looked up; the followed processes decoded in full besides), spread over
-the pieces as they arrive, and the next poll waits at least 10 s
-(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 10 % of
-one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
-each render (or batch) its own user id (the run ledger does), or use push notifications.
+client's CPU per item stays flat as the run goes on, and detection latency grows instead. Cheap listings
+(a small run, a few waiters on a modest listing) keep the policy's pace.
 
 A listing may leave finished processes out (the docs allow it; the emulator's ``--no-list-finished``):
 then each finished process is asked for by id once (the listing never shows it finished), as per-item
@@ -138,7 +125,7 @@ from ._poll_state import (
     UserKey,
     Watch,
     _Interest,
-    _listing_floor,
+    _ListingReads,
     _TokenBucket,
     _UserPoller,
     ident,
@@ -218,6 +205,7 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
         self._clock = clock
         self._pollers: dict[UserKey, _UserPoller] = {}
         self._bucket = _TokenBucket(policy.max_requests_per_second, policy.burst, clock)
+        self._reads = _ListingReads()  # listed processes read a second: the yield pacing's switch
         self._limiter: anyio.CapacityLimiter | None = None
         self._deadlines: list[tuple[float, int, Watch]] = []
         self._deadline_seq = itertools.count()
@@ -633,7 +621,7 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
         else:
             delay = poller.next_delay(now)
         if not filtered:  # a large listing: polled more slowly, even when something new is awaited
-            floor = _listing_floor(len(listing), self.policy, len(awaited))
+            floor = self._reads.floor(len(listing), len(awaited), self.policy, now)
             poller.floor_due = now + floor
             delay = max(delay, floor)
         poller.next_due = now + self._paced(poller, delay, now)

@@ -1,6 +1,7 @@
-"""A listing read for many waiters is paced by what it yields: each awaited process pays for a bounded
-number of listed ones (``_poll_state.LISTED_PER_AWAITED``), so a bulk run's CPU per item does not grow
-with its users' listings; a handful of waiters keeps the policy's pace.
+"""Once listing reads are not cheap in all (``_poll_state.LISTING_READS_FREE`` listed processes a second),
+a listing is paced by what it yields: each awaited process pays for a bounded number of listed ones
+(``_poll_state.LISTED_PER_AWAITED``), so a bulk run's CPU per item does not grow with its users'
+listings; cheap listings keep the policy's pace (small runs lose no latency).
 
 Against the emulator over loopback; the pace is made visible by a small allowance per awaited process,
 and checked by counting listings, not by timing them.
@@ -16,7 +17,6 @@ import pytest
 from helpers import FAST_POLLS, eventually
 
 from adcreative_async import AdCreativeClient, RenderJob
-from adcreative_async._poll_state import YIELD_PACED_FROM
 from adcreative_async.testing import Emulator, sample_image
 
 pytestmark = pytest.mark.anyio
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.anyio
 USER = "6f1c2a4e-0d5b-4f7e-9a3c-2b8d1e4f6a70"
 BG_PROGRESS = "Image/BackgroundRemoving/CheckUserProgress"
 PNG = sample_image("png", (8, 8))
+JOBS = 40
 #: The cap of a yield-paced delay (the policy's max_interval): far above the backoff's first delays.
 CAP = 0.5
 POLICY = dataclasses.replace(FAST_POLLS, max_interval=CAP)
@@ -58,11 +59,12 @@ async def _listings_while_awaiting(emulator: Emulator, jobs: list[RenderJob], wi
 async def test_a_listing_read_for_many_waiters_waits_by_what_it_costs_each_of_them(
     emulator: Emulator, client: AdCreativeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # 40 listed processes, all awaited, each allowed 0.01 listed process a second: the next listing
-    # would be 100 s away; it comes at the cap instead. Without the rule, the backoff from 10 ms
-    # (nothing changes) sends five listings in the window.
+    # 40 listed processes, all awaited, each allowed 0.01 listed process a second, and any reading rate
+    # taken as costly: the next listing would be 100 s away; it comes at the cap instead. Without the
+    # rule, the backoff from 10 ms (nothing changes) sends five listings in the window.
     monkeypatch.setattr("adcreative_async._poll_state.LISTED_PER_AWAITED", 0.01, raising=False)
-    jobs = [await client.background_remover.remove(PNG) for _ in range(YIELD_PACED_FROM + 8)]
+    monkeypatch.setattr("adcreative_async._poll_state.LISTING_READS_FREE", 0.0, raising=False)
+    jobs = [await client.background_remover.remove(PNG) for _ in range(JOBS)]
     listings = await _listings_while_awaiting(emulator, jobs, 0.3)
     assert listings == 1
 
@@ -71,7 +73,8 @@ async def test_a_yield_paced_listing_is_read_again_within_the_policys_longest_in
     emulator: Emulator, client: AdCreativeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("adcreative_async._poll_state.LISTED_PER_AWAITED", 0.01, raising=False)
-    jobs = [await client.background_remover.remove(PNG) for _ in range(YIELD_PACED_FROM + 8)]
+    monkeypatch.setattr("adcreative_async._poll_state.LISTING_READS_FREE", 0.0, raising=False)
+    jobs = [await client.background_remover.remove(PNG) for _ in range(JOBS)]
     scheduler = client._poll_scheduler()
     async with anyio.create_task_group() as group:
         for job in jobs:
@@ -82,11 +85,12 @@ async def test_a_yield_paced_listing_is_read_again_within_the_policys_longest_in
     assert all(job.is_complete for job in jobs)  # seen by the second listing, at the cap
 
 
-async def test_a_handful_of_waiters_keeps_the_policys_pace_whatever_their_listing_costs(
+async def test_cheap_listings_keep_the_policys_pace_however_many_they_serve(
     emulator: Emulator, client: AdCreativeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the same allowance per awaited process, but listings of 40 processes read at the policy's pace stay
+    # far below the rate that is taken as costly: no listing is paced by its yield
     monkeypatch.setattr("adcreative_async._poll_state.LISTED_PER_AWAITED", 0.01, raising=False)
-    jobs = [await client.background_remover.remove(PNG) for _ in range(YIELD_PACED_FROM + 8)]
-    awaited = jobs[: YIELD_PACED_FROM - 1]  # too many to be asked for by id, too few to be yield-paced
-    listings = await _listings_while_awaiting(emulator, awaited, 0.3)
+    jobs = [await client.background_remover.remove(PNG) for _ in range(JOBS)]
+    listings = await _listings_while_awaiting(emulator, jobs, 0.3)
     assert listings >= 3
