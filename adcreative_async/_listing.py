@@ -139,6 +139,11 @@ class ProgressListing:
             return self._items[index]
         return PROGRESS_DECODER.decode(self._raw[index])
 
+    def raw(self, index: int) -> bytes | None:
+        """The JSON of kept element ``index`` as the listing held it; None for a listing of decoded
+        objects (:meth:`of`)."""
+        return None if self._items is not None else self._raw[index]
+
 
 class ListingReader:
     """Decodes a progress listing fed in chunks (see the module doc).

@@ -240,6 +240,9 @@ class _Interest:
     user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
     looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
     vanished: bool = False  # left a listing that omits finished processes; not asked for (see vanished())
+    # The raw element a listing last held for it, and the snapshot it left cached (the element decoded
+    # to that snapshot's progress): the same bytes against the same snapshot are nothing new, undecoded.
+    listed_raw: tuple[bytes, Snapshot] | None = None
 
     @property
     def started(self) -> float:
@@ -314,9 +317,12 @@ class _UserPoller:
         for watch in self.watches:
             if watch.blocked:
                 if len(watch._pollers) == 1:  # all its processes are this poller's (the common case)
-                    pids.update(dict.fromkeys(pid for _, pid in watch.targets))
+                    for _, pid in watch.targets:  # mostly one target: no generator, no dict.fromkeys
+                        pids[pid] = None
                 else:
-                    pids.update(dict.fromkeys(pid for (k, pid) in watch.targets if k == key))
+                    for k, pid in watch.targets:
+                        if k == key:
+                            pids[pid] = None
         interests = self.interest
         youngest: float | None = None
         for pid in pids:

@@ -88,7 +88,7 @@ import heapq
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -676,6 +676,7 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
             msgspec.DecodeError: a followed process's element is malformed.
         """
         interests = poller.interest
+        cache = poller.cache
         ids = listing.ids
         followed: list[int] = []
         seen: set[str] = set()
@@ -683,9 +684,34 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
             pid = ids[index].image_render_process_id.lower()
             interest = interests.get(pid)
             if interest is not None and interest.watches:  # followed now (one let go: read when asked again)
-                followed.append(index)
                 seen.add(pid)
-        changed = self._store(poller, (listing.progress(index) for index in followed), sent_at)
+                memo = interest.listed_raw
+                if memo is not None and memo[0] == listing.raw(index):
+                    old = cache.get(pid)
+                    if old is memo[1] and old.sent_at >= interest.not_before:
+                        # the element that left this very snapshot, again: :meth:`_store` would decode
+                        # it to the cached progress and keep it (or drop it as late): nothing new
+                        interest.missing_since = None
+                        interest.vanished = False
+                        continue
+                followed.append(index)
+        decoded: list[tuple[bytes, Progress]] = []
+
+        def items() -> Iterator[Progress]:
+            for index in followed:
+                progress = listing.progress(index)
+                raw = listing.raw(index)
+                if raw is not None:
+                    decoded.append((raw, progress))
+                yield progress
+
+        changed = self._store(poller, items(), sent_at)
+        for raw, progress in decoded:  # remember the bytes that leave a snapshot as it is cached
+            pid = progress.image_render_process_id.lower()
+            interest = interests.get(pid)
+            snapshot = cache.get(pid)
+            if interest is not None and snapshot is not None and snapshot.progress == progress:
+                interest.listed_raw = (raw, snapshot)
         return changed, seen
 
     def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
