@@ -39,7 +39,8 @@ and the caller may spell them differently); requests use the spelling the caller
 A poll's work is proportional to what is awaited, and its memory to what is followed: a listing is read
 as a stream (:class:`~adcreative_async._listing.ListingReader`, fed by the transport as the body
 arrives), the ids of every element decoded a piece of about 64 KiB at a time and dropped; only the
-elements of the processes a watch follows are kept, and decoded in full; a poller finds its awaited
+elements of the processes a watch follows are kept, and decoded in full (not again while an element
+holds the bytes that left its cached snapshot: nothing new); a poller finds its awaited
 processes through its blocked watches; what nobody follows is forgotten in the order it was let go,
 finished processes soon (the state and its ordering: :mod:`._poll_state`; merging push messages and
 partial task maps: :mod:`._progress_merge`). The scheduler's other parts, each a base class of
