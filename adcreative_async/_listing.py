@@ -38,7 +38,7 @@ import msgspec
 
 from ._models import PROGRESS_DECODER, ListedProcess, Progress
 
-__all__ = ["CUT_TRIALS", "PIECE_BYTES", "ListingReader", "ProgressListing"]
+__all__ = ["CUT_TRIALS", "PIECE_BYTES", "ListingReader", "ProgressListing", "lowered"]
 
 #: A listing's body is decoded in pieces of about this many bytes (about 150 processes of the
 #: emulator's Background Remover listing): larger pieces cost fewer decoder calls, smaller ones hold
@@ -138,6 +138,11 @@ class ProgressListing:
         if self._items is not None:
             return self._items[index]
         return PROGRESS_DECODER.decode(self._raw[index])
+
+    def raw(self, index: int) -> bytes | None:
+        """The JSON of kept element ``index`` as the listing held it; None for a listing of decoded
+        objects (:meth:`of`)."""
+        return None if self._items is not None else self._raw[index]
 
 
 class ListingReader:
@@ -304,10 +309,16 @@ class ListingReader:
         doc: bytes,
         raw_of: Callable[[bytes], list[msgspec.Raw]],
     ) -> None:
-        """Count a decoded piece, report its ids, keep its wanted elements (their JSON copied out)."""
+        """Count a decoded piece, report its ids, keep its wanted elements (their JSON copied out).
+
+        Every element of every listing passes here, nearly all of them followed by nobody (a listing
+        holds every process its user ever ran): the ids are lower-cased only where they are not already
+        (:func:`lowered`), and a piece is looked at id by id only when it holds a wanted one.
+        """
         self._count += len(listed)
+        ids = [p.image_render_process_id for p in listed]
         if self._on_ids is not None:
-            self._on_ids([p.image_render_process_id for p in listed])
+            self._on_ids(ids)
         users = self._users
         if users is not None:
             for p in listed:
@@ -317,13 +328,28 @@ class ListingReader:
         wanted = self._wanted
         if not wanted:
             return
-        hits = [i for i, p in enumerate(listed) if p.image_render_process_id.lower() in wanted]
+        pids = lowered(ids)
+        if isinstance(wanted, (set, frozenset)):
+            if wanted.isdisjoint(pids):
+                return
+        elif isinstance(wanted, dict) and wanted.keys().isdisjoint(pids):
+            return
+        hits = [i for i, pid in enumerate(pids) if pid in wanted]
         if not hits:
             return
         raws = raw_of(doc)  # the piece again, element by element (only where something is kept)
         for i in hits:
             self._ids.append(listed[i])
             self._raw.append(bytes(raws[i]))
+
+
+def lowered(ids: list[str]) -> list[str]:
+    """``[i.lower() for i in ids]``; ``ids`` itself when every id is lower-case already (GUIDs as the API
+    and the emulator spell them), told by one join and one ``lower`` (C loops), not a call per id."""
+    joined = "\n".join(ids)
+    if joined.isascii() and joined.lower() == joined:
+        return ids
+    return [i.lower() for i in ids]
 
 
 def read_listing(

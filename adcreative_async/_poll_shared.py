@@ -21,13 +21,13 @@ from ._errors import (
     ServerError,
     UnexpectedResponseError,
 )
-from ._poll_state import APPLICATION_SCOPE, _listing_floor, _UserPoller
+from ._poll_state import APPLICATION_SCOPE, _UserPoller
 
 if TYPE_CHECKING:
     from ._clock import Clock
     from ._config import PollPolicy
     from ._listing import ProgressListing
-    from ._poll_state import UserKey, _TokenBucket
+    from ._poll_state import UserKey, _ListingReads, _TokenBucket
 
 __all__ = ["REQUEST_COST_IN_ITEMS", "SHARED_MIN_SAVING", "SHARED_RELIST_AFTER", "SharedListings"]
 
@@ -56,6 +56,7 @@ class SharedListings:
         _clock: Clock
         _pollers: dict[UserKey, _UserPoller]
         _bucket: _TokenBucket
+        _reads: _ListingReads
         _limiter: anyio.CapacityLimiter | None
         _shared_flight: dict[str, anyio.Event]
         _app_listed: dict[str, tuple[int, float]]
@@ -158,8 +159,11 @@ class SharedListings:
         # flow poll only to reconcile: they add nothing to the pace).
         for peer in peers:
             peer.listed = listing.users.get(peer.key[1], 0)
-        paced = [peer for peer in peers if not self._pushed(peer, now)]
-        share = _separate_cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
+        counts = [len(peer.awaited()) for peer in peers]  # once for the share and the floor
+        paced = [(peer.listed, counts[n]) for n, peer in enumerate(peers) if not self._pushed(peer, now)]
+        share = _cost(paced) / (REQUEST_COST_IN_ITEMS + len(listing))
+        # a large listing: polled more slowly (read for every peer's awaited processes)
+        floor = self._reads.floor(len(listing), sum(counts), self.policy, now)
         for n, peer in enumerate(peers):
             peer.ticks += 1
             peer.last_error = None
@@ -170,7 +174,6 @@ class SharedListings:
                 peer, listing, awaited, sent_at, asked_by_id=False, indices=mine[n]
             )
             delay = self._shared_delay(peer, changed, now, share)
-            floor = _listing_floor(len(listing), self.policy)  # a huge listing: polled more slowly
             peer.floor_due = now + floor
             delay = max(delay, floor)
             due = now + self._paced(peer, delay, now)
@@ -195,9 +198,14 @@ class SharedListings:
 def _separate_cost(pollers: Iterable[_UserPoller]) -> int:
     """What one tick of these users' own polls costs, in items (see :data:`REQUEST_COST_IN_ITEMS`): a
     listing each, or one request per awaited process, whichever is cheaper."""
+    return _cost((p.listed, len(p.awaited())) for p in pollers)
+
+
+def _cost(pollers: Iterable[tuple[int, int]]) -> int:
+    """:func:`_separate_cost` of users given as (elements listed, processes awaited)."""
     return sum(
-        min(REQUEST_COST_IN_ITEMS + p.listed, REQUEST_COST_IN_ITEMS * max(1, len(p.awaited())))
-        for p in pollers
+        min(REQUEST_COST_IN_ITEMS + listed, REQUEST_COST_IN_ITEMS * max(1, awaited))
+        for listed, awaited in pollers
     )
 
 

@@ -13,6 +13,7 @@ unfinished one :data:`CACHE_LINGER` (an iterator detaches between its yields). U
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,10 @@ __all__ = [
     "CACHE_LINGER",
     "FINISHED_KEEP",
     "FINISHED_LINGER",
+    "LISTED_PER_AWAITED",
     "LISTING_PACE_PER_ITEM",
+    "LISTING_READS_FREE",
+    "LISTING_READS_WINDOW",
     "Ident",
     "Snapshot",
     "Target",
@@ -60,13 +64,51 @@ FINISHED_KEEP = 4096
 #: 100,000 processes at most every second, a million every 10 s (beyond ``max_interval``: detection
 #: latency grows with the listing, deliberately).
 LISTING_PACE_PER_ITEM = 10e-6
+#: Once listing reads are not cheap in all (the scheduler reads more than :data:`LISTING_READS_FREE` listed
+#: processes a second), a listing is read at most so often that each awaited process pays for at most this
+#: many listed processes a second: after a listing of L processes with A of them awaited, the next poll
+#: waits at least L / (A * LISTED_PER_AWAITED) seconds (never more than ``max_interval`` for this reason).
+#: A listing holds every process its user (or application) ever ran, so it grows all through a bulk run
+#: while each poll finds about as many finished renders: at a fixed pace the client's CPU per item grew
+#: with the run's length (100,000 items over 10 users: x1.14 against 2,000, ``python -m benchmarks.scale``).
+#: Paced by its yield, reading listings costs a bulk item (awaited 1-3 s) some 40-120 listed processes
+#: (about 1 µs each), whatever the listing's size; detection latency grows instead, up to ``max_interval``.
+LISTED_PER_AWAITED = 40.0
+#: Listed processes a second (all listings together, averaged over :data:`LISTING_READS_WINDOW`) below
+#: which no listing is paced by its yield: about 2 % of one core. A few waiters keep the policy's pace
+#: (latency first) unless their listings are large, and small runs are never slowed.
+LISTING_READS_FREE = 20_000.0
+#: The time constant (seconds) of the scheduler's average of listed processes read a second.
+LISTING_READS_WINDOW = 10.0
 
 
-def _listing_floor(listed: int, policy: PollPolicy) -> float:
-    """The least delay after a listing of ``listed`` processes (:data:`LISTING_PACE_PER_ITEM`); 0 while
-    it is below the policy's floor anyway."""
+def _listing_floor(listed: int, policy: PollPolicy, awaited: int | None = None) -> float:
+    """The least delay after a listing of ``listed`` processes (:data:`LISTING_PACE_PER_ITEM`), and, when
+    ``awaited`` is given (listing reads are not cheap: see :class:`_ListingReads`), read for that many
+    awaited processes (:data:`LISTED_PER_AWAITED`); 0 while it is below the policy's floor anyway."""
     floor = listed * LISTING_PACE_PER_ITEM
+    if awaited is not None:
+        floor = max(floor, min(policy.max_interval, listed / (max(1, awaited) * LISTED_PER_AWAITED)))
     return floor if floor > policy.min_interval else 0.0
+
+
+class _ListingReads:
+    """The scheduler's listed processes read a second (an exponential average over
+    :data:`LISTING_READS_WINDOW`), and the pace of a listing it just read (:func:`_listing_floor`)."""
+
+    __slots__ = ("_at", "rate")
+
+    def __init__(self) -> None:
+        self.rate = 0.0
+        self._at: float | None = None
+
+    def floor(self, listed: int, awaited: int, policy: PollPolicy, now: float) -> float:
+        """Count a listing of ``listed`` processes read now for ``awaited`` ones; its least delay."""
+        if self._at is not None:
+            self.rate *= math.exp(-max(0.0, now - self._at) / LISTING_READS_WINDOW)
+        self._at = now
+        self.rate += listed / LISTING_READS_WINDOW
+        return _listing_floor(listed, policy, awaited if self.rate > LISTING_READS_FREE else None)
 
 
 UserKey = tuple[str, str]
@@ -198,6 +240,9 @@ class _Interest:
     user_id: str | None = None  # the process's own user (application-scope pollers ask by id under it)
     looked_up: float | None = None  # when it was first asked for by id in its cycle (missing from a listing)
     vanished: bool = False  # left a listing that omits finished processes; not asked for (see vanished())
+    # The raw element a listing last held for it, and the snapshot it left cached (the element decoded
+    # to that snapshot's progress): the same bytes against the same snapshot are nothing new, undecoded.
+    listed_raw: tuple[bytes, Snapshot] | None = None
 
     @property
     def started(self) -> float:
@@ -272,9 +317,12 @@ class _UserPoller:
         for watch in self.watches:
             if watch.blocked:
                 if len(watch._pollers) == 1:  # all its processes are this poller's (the common case)
-                    pids.update(dict.fromkeys(pid for _, pid in watch.targets))
+                    for _, pid in watch.targets:  # mostly one target: no generator, no dict.fromkeys
+                        pids[pid] = None
                 else:
-                    pids.update(dict.fromkeys(pid for (k, pid) in watch.targets if k == key))
+                    for k, pid in watch.targets:
+                        if k == key:
+                            pids[pid] = None
         interests = self.interest
         youngest: float | None = None
         for pid in pids:

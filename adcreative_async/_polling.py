@@ -39,23 +39,22 @@ and the caller may spell them differently); requests use the spelling the caller
 A poll's work is proportional to what is awaited, and its memory to what is followed: a listing is read
 as a stream (:class:`~adcreative_async._listing.ListingReader`, fed by the transport as the body
 arrives), the ids of every element decoded a piece of about 64 KiB at a time and dropped; only the
-elements of the processes a watch follows are kept, and decoded in full; a poller finds its awaited
+elements of the processes a watch follows are kept, and decoded in full (not again while an element
+holds the bytes that left its cached snapshot: nothing new); a poller finds its awaited
 processes through its blocked watches; what nobody follows is forgotten in the order it was let go,
 finished processes soon (the state and its ordering: :mod:`._poll_state`; merging push messages and
-partial task maps: :mod:`._progress_merge`).
+partial task maps: :mod:`._progress_merge`). The scheduler's other parts, each a base class of
+:class:`PollScheduler`: shared listings (:mod:`._poll_shared`), push messages and the pace they set
+(:mod:`._poll_push`), awaited processes missing from a listing (:mod:`._poll_missing`).
 
-When a user's listing is large while few of its processes are awaited, the poller asks for each awaited
-process by id instead (see :data:`REQUEST_COST_IN_ITEMS`). A listing of a million processes (one user
-who kept every render listed) is handled deliberately: each poll reads the whole answer (about 420
-bytes per process on the wire: some 420 MB), but never holds it: at its peak a poll holds one piece of
-the body and aiohttp's read buffer (some hundreds of KiB, measured 0.6 MiB under a listing of 4,000
-processes by ``tests/test_streamed_listing.py``) besides the followed processes' elements, whatever the
-listing's size. It costs the client about 1 s of CPU on the event loop (about 1 µs per process: its
-bytes read, its ids decoded and looked up; the followed processes decoded in full besides), spread over
-the pieces as they arrive, and the next poll waits at least 10 s
-(:data:`~adcreative_async._poll_state.LISTING_PACE_PER_ITEM`), so that reading listings takes about 10 % of
-one core; a waiter sees a finished render up to that much later. Where such listings are expected, give
-each render (or batch) its own user id (the run ledger does), or use push notifications.
+A listing holds every process its user ever ran, so it grows all through a bulk run, while what a poll
+finds (the renders finished since the last one) does not. Once listing reads are not cheap in all (more
+than :data:`~adcreative_async._poll_state.LISTING_READS_FREE` listed processes a second, about 2 % of a
+core), a listing is paced by its yield: each awaited process pays for at most
+:data:`~adcreative_async._poll_state.LISTED_PER_AWAITED` listed processes a second (the delay after a
+listing of L processes with A awaited is at least L / (A * 40) s, at most ``max_interval``), so the
+client's CPU per item stays flat as the run goes on, and detection latency grows instead. Cheap listings
+(a small run, a few waiters on a modest listing) keep the policy's pace.
 
 A listing may leave finished processes out (the docs allow it; the emulator's ``--no-list-finished``):
 then each finished process is asked for by id once (the listing never shows it finished), as per-item
@@ -90,7 +89,7 @@ import heapq
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -108,7 +107,9 @@ from ._errors import (
     retry_after_seconds,
 )
 from ._listing import ProgressListing
-from ._models import TERMINAL_STATES, Progress
+from ._models import Progress
+from ._poll_missing import OMISSION_EVIDENCE, MissingLookups
+from ._poll_push import OWN_PUSHES_REMEMBERED, PushPacing
 from ._poll_shared import (
     REQUEST_COST_IN_ITEMS,
     SHARED_MIN_SAVING,
@@ -125,7 +126,7 @@ from ._poll_state import (
     UserKey,
     Watch,
     _Interest,
-    _listing_floor,
+    _ListingReads,
     _TokenBucket,
     _UserPoller,
     ident,
@@ -134,7 +135,6 @@ from ._progress_merge import SILENT_PROGRESS_FIELDS, keep_known_tasks, merge_pro
 
 if TYPE_CHECKING:
     from ._telemetry import Instruments
-    from .notifications._messages import ProgressNotification, TaskCompletedNotification
     from .resources._base import RenderResource
 
 __all__ = [
@@ -173,17 +173,6 @@ RELIST_EVERY = 20
 #: several users' pollers, due at different times, each bring a shared tick (the last results came about
 #: 0.3 s later). Twice as often: 15 listings per 1,000 items, the last results as early as without a ledger.
 APPLICATION_SCOPE_SHARE = 2.0
-#: Processes whose push messages this scheduler took are remembered (the most recent this many), so that a
-#: late message for one of them (after its wait ended and its interest was forgotten) is not taken for
-#: another client's: such "foreign" messages keep polling at its normal pace.
-OWN_PUSHES_REMEMBERED = 4096
-#: A (feature, user) poller's listing is taken to omit finished processes once this many awaited processes
-#: were missing from it and then found finished when asked for by id. assumed: the docs allow a listing
-#: to leave finished processes out but do not say that it does so consistently; one observation is taken
-#: as evidence that it always does. Only waiters that download right after rely on it (a process that
-#: leaves the listing is then presumed finished, and downloaded), and a refused download still asks for
-#: the process by id: a wrong presumption costs that request, never a wrong outcome.
-OMISSION_EVIDENCE = 1
 #: Idle pollers are swept every this many waits.
 SWEEP_EVERY = 256
 #: The deadline heap is compacted when its dead entries (finished waits) outnumber the live ones by
@@ -191,7 +180,7 @@ SWEEP_EVERY = 256
 DEADLINE_SLACK = 64
 
 
-class PollScheduler(SharedListings):
+class PollScheduler(SharedListings, PushPacing, MissingLookups):
     """The one scheduler of a client. Created by the client; use the job and resource APIs instead.
 
     Args:
@@ -217,6 +206,7 @@ class PollScheduler(SharedListings):
         self._clock = clock
         self._pollers: dict[UserKey, _UserPoller] = {}
         self._bucket = _TokenBucket(policy.max_requests_per_second, policy.burst, clock)
+        self._reads = _ListingReads()  # listed processes read a second: the yield pacing's switch
         self._limiter: anyio.CapacityLimiter | None = None
         self._deadlines: list[tuple[float, int, Watch]] = []
         self._deadline_seq = itertools.count()
@@ -631,8 +621,8 @@ class PollScheduler(SharedListings):
             delay = self._shared_delay(poller, changed, now, APPLICATION_SCOPE_SHARE)
         else:
             delay = poller.next_delay(now)
-        if not filtered:  # a huge listing: polled more slowly, even when something new is awaited
-            floor = _listing_floor(len(listing), self.policy)
+        if not filtered:  # a large listing: polled more slowly, even when something new is awaited
+            floor = self._reads.floor(len(listing), len(awaited), self.policy, now)
             poller.floor_due = now + floor
             delay = max(delay, floor)
         poller.next_due = now + self._paced(poller, delay, now)
@@ -687,6 +677,7 @@ class PollScheduler(SharedListings):
             msgspec.DecodeError: a followed process's element is malformed.
         """
         interests = poller.interest
+        cache = poller.cache
         ids = listing.ids
         followed: list[int] = []
         seen: set[str] = set()
@@ -694,9 +685,34 @@ class PollScheduler(SharedListings):
             pid = ids[index].image_render_process_id.lower()
             interest = interests.get(pid)
             if interest is not None and interest.watches:  # followed now (one let go: read when asked again)
-                followed.append(index)
                 seen.add(pid)
-        changed = self._store(poller, (listing.progress(index) for index in followed), sent_at)
+                memo = interest.listed_raw
+                if memo is not None and memo[0] == listing.raw(index):
+                    old = cache.get(pid)
+                    if old is memo[1] and old.sent_at >= interest.not_before:
+                        # the element that left this very snapshot, again: :meth:`_store` would decode
+                        # it to the cached progress and keep it (or drop it as late): nothing new
+                        interest.missing_since = None
+                        interest.vanished = False
+                        continue
+                followed.append(index)
+        decoded: list[tuple[bytes, Progress]] = []
+
+        def items() -> Iterator[Progress]:
+            for index in followed:
+                progress = listing.progress(index)
+                raw = listing.raw(index)
+                if raw is not None:
+                    decoded.append((raw, progress))
+                yield progress
+
+        changed = self._store(poller, items(), sent_at)
+        for raw, progress in decoded:  # remember the bytes that leave a snapshot as it is cached
+            pid = progress.image_render_process_id.lower()
+            interest = interests.get(pid)
+            snapshot = cache.get(pid)
+            if interest is not None and snapshot is not None and snapshot.progress == progress:
+                interest.listed_raw = (raw, snapshot)
         return changed, seen
 
     def _store(self, poller: _UserPoller, items: Iterable[Progress], sent_at: float) -> set[str]:
@@ -730,109 +746,6 @@ class PollScheduler(SharedListings):
                 changed.add(pid)
         return changed
 
-    async def _look_for_missing(
-        self, poller: _UserPoller, missing: list[str], sent_at: float, *, asked_by_id: bool
-    ) -> set[str]:
-        """Awaited processes absent from an answer.
-
-        A process just submitted may lag behind the listing: it gets the grace period. A process seen
-        before (finished ones may leave the listing) or past its grace is asked for by id; if even that
-        finds nothing after the grace, it is gone (its waiters get a NotFoundError).
-
-        A listing may omit finished processes (the docs allow it): then every finished process costs
-        one request by id, per-item work like its download, not polling. So the first lookup of a
-        process in its cycle is not held to the poll rate (:attr:`PollPolicy.max_requests_per_second`:
-        20/s would cap a bulk run at 20 items a second, the stall of issue 23), only to the limit on
-        poll requests in flight; lookups run concurrently, and a process asked for again in the same
-        cycle (it is still missing) waits for the rate limit like any poll.
-
-        Once the listing is known to omit finished processes (:data:`OMISSION_EVIDENCE`: while it is not,
-        one of the processes that could be presumed is asked for first), a process whose waiters all
-        download right after is not asked for: it is marked vanished and its waiters woken (see
-        :meth:`vanished`).
-        """
-        now = self._clock.monotonic()
-        grace = self.policy.not_found_grace
-        feature = poller.key[0]
-        user = poller.user
-        changed: set[str] = set()
-        ask: list[str] = []
-        for pid in missing:
-            interest = poller.interest[pid]
-            if interest.missing_since is None:
-                interest.missing_since = sent_at
-            in_grace = now - interest.started < grace
-            if in_grace and pid not in poller.cache:
-                continue  # read-after-write lag: the listing will catch up
-            if asked_by_id:
-                if not in_grace:
-                    poller.gone[pid] = _not_found(feature, user, pid)
-                    changed.add(pid)
-                continue
-            ask.append(pid)
-        presumable = [pid for pid in ask if poller.presumable(pid)]
-        if presumable and poller.omissions < OMISSION_EVIDENCE:
-            # no evidence yet: one of them is asked for first; if it is finished, the others are presumed
-            changed |= await self._ask_by_id(poller, presumable[:1], sent_at, now)
-            ask.remove(presumable[0])
-        if presumable and poller.omissions >= OMISSION_EVIDENCE:
-            for pid in presumable:
-                vanishing = poller.interest.get(pid)
-                if vanishing is not None and vanishing.watches and not vanishing.vanished:
-                    vanishing.vanished = True
-                    changed.add(pid)
-            taken = set(presumable)
-            ask = [pid for pid in ask if pid not in taken]
-        if ask:
-            changed |= await self._ask_by_id(poller, ask, sent_at, now)
-        return changed
-
-    async def _ask_by_id(self, poller: _UserPoller, ask: list[str], sent_at: float, now: float) -> set[str]:
-        """Ask for each of ``ask`` (missing from a listing) by id, concurrently (see
-        :meth:`_look_for_missing`); the ids that changed (or are gone)."""
-        grace = self.policy.not_found_grace
-        feature = poller.key[0]
-        user = poller.user
-        changed: set[str] = set()
-        found: dict[str, list[Progress]] = {}
-        errors: list[AdCreativeError] = []
-        assert self._limiter is not None
-        limiter = self._limiter
-
-        async def look_up(pid: str, first: bool) -> None:
-            async with limiter:
-                if errors:
-                    return  # one failure ends this tick's lookups: the next tick asks again
-                try:
-                    if not first:
-                        await self._bucket.acquire()
-                    self._count_request(poller)
-                    found[pid] = await poller.resource.user_progress(self._owner(poller, pid), pid)
-                except AdCreativeError as exc:
-                    errors.append(exc)
-
-        async with anyio.create_task_group() as group:
-            for pid in ask:
-                interest = poller.interest[pid]
-                first = interest.looked_up is None
-                interest.looked_up = sent_at
-                group.start_soon(look_up, pid, first)
-        for pid in ask:
-            answer = found.get(pid)
-            if answer is None:
-                continue  # not asked (an error ended the lookups)
-            match = [p for p in answer if p.image_render_process_id.lower() == pid]
-            if match:
-                if match[0].is_complete:  # finished, yet missing from the listing: it omits finished ones
-                    poller.omissions += 1
-                changed |= self._store(poller, match, sent_at)
-            elif (known := poller.interest.get(pid)) is not None and now - known.started >= grace:
-                poller.gone[pid] = _not_found(feature, user, pid)
-                changed.add(pid)
-        if errors:
-            self._after_error(poller, errors[0])
-        return changed
-
     def _detected(self, poller: _UserPoller, changed: set[str], now: float) -> None:
         """Telemetry: for each awaited process this poll saw finish, how late at most (since the previous
         poll of its user, or since it was first awaited if later)."""
@@ -844,127 +757,6 @@ class PollScheduler(SharedListings):
                 continue
             since = max(poller.last_poll_at or float("-inf"), interest.submitted_at or interest.first_awaited)
             self._telemetry.detected(poller.key[0], now - since, pid)
-
-    def _pushed(self, poller: _UserPoller, now: float) -> bool:
-        """Whether push messages flow for this (feature, user), and only to this client: while messages
-        for processes it does not hold come too, its own may go elsewhere (a shared webhook URL)."""
-        quiet = self.policy.push_quiet_after
-        pushed, shared = poller.last_push_at, poller.shared_at
-        return pushed is not None and now - pushed < quiet and (shared is None or now - shared >= quiet)
-
-    def _paced(self, poller: _UserPoller, delay: float, now: float) -> float:
-        """The poll delay: slowed to the reconcile interval while push messages flow for this
-        (feature, user)."""
-        hinted = poller.hinted_at
-        if hinted is not None:  # confirm_push: a poll sent after the message answers it
-            poller.hinted_at = None
-            if poller.last_poll_at is None or poller.last_poll_at < hinted:
-                return 0.0  # this one was sent before it: once more, now (once: the hint is spent)
-        if self._pushed(poller, now):
-            return max(delay, self.policy.push_reconcile_interval)
-        return delay
-
-    def push(self, message: TaskCompletedNotification | ProgressNotification, *, paces: bool = True) -> None:
-        """A push notification: merge it into the process's snapshot now and wake its waiters.
-
-        What a message says is merged into what is known (see :func:`merge_progress` and
-        :func:`with_task_state`): a progress message without tasks or counts keeps the known ones, and
-        counts are never invented. A message that changes nothing (a duplicate) is dropped; one older
-        than what is known (a task going back from a terminal state, fewer tasks complete) is ignored
-        unless an edit started a new cycle.
-
-        Args:
-            paces: whether the flow of messages may slow the polls: False when the hub's deliveries are
-                split among processes (gunicorn workers behind one webhook URL), where this client's
-                own messages may land in another process. A message for a process this client does
-                not hold says the same of its (feature, user).
-        """
-        now = self._clock.monotonic()
-        self.pushes += 1
-        if self.policy.confirm_push:
-            self._confirm(message, now)
-            return
-        key = (message.feature, message.user_id.lower())
-        poller = self._pollers.get(key)
-        if poller is None:
-            poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
-        if poller is None:
-            return
-        pid = message.image_render_process_id.lower()
-        interest = poller.interest.get(pid)
-        foreign = interest is None and pid not in self._own_pushed
-        if foreign:
-            self.foreign_pushes += 1
-        if foreign or not paces:  # messages for this key are shared: ours may land elsewhere
-            slowed = self._pushed(poller, now)
-            poller.shared_at = now
-            if slowed:  # a poll put off to the reconcile interval comes at the normal pace again
-                poller.reset_pacing(now, poller.next_delay(now))
-        if interest is None:
-            return  # nobody follows it (a poll will tell whoever asks later)
-        if paces:
-            poller.last_push_at = now
-            self._own_pushed[pid] = None
-            self._own_pushed.move_to_end(pid)
-            if len(self._own_pushed) > OWN_PUSHES_REMEMBERED:
-                self._own_pushed.popitem(last=False)
-        from .notifications._messages import ProgressNotification  # with push only (import footprint)
-
-        current = poller.cache.get(pid)
-        known = current.progress if current is not None else None
-        if isinstance(message, ProgressNotification):
-            progress = merge_progress(known, message)
-        else:
-            base = known
-            if base is None:
-                base = Progress(
-                    image_render_process_id=message.image_render_process_id,
-                    message_type=message.message_type.replace("TaskCompleted", "Progress"),
-                    application_id=message.application_id,
-                    user_id=message.user_id,
-                )
-            progress = with_task_state(base, message.task_id, int(message.state))
-        if current is not None and (current.progress == progress or self._stale(interest, current, progress)):
-            return
-        interest.missing_since = None
-        poller.cache[pid] = Snapshot(progress, now)
-        if self._telemetry is not None:
-            self._telemetry.push_applied(pid, progress)
-        poller.wake_changed((pid,))
-
-    def _confirm(self, message: TaskCompletedNotification | ProgressNotification, now: float) -> None:
-        """``PollPolicy.confirm_push``: a message is a hint. If a waiter awaits its process, the poller
-        of its (feature, user) polls now, or right after the poll on its way (sent before the message,
-        its answer may predate it: see :meth:`_paced`); nothing of the message is merged, so only the
-        API's answer can complete a wait."""
-        poller = self._pollers.get((message.feature, message.user_id.lower()))
-        if poller is None:
-            poller = self._pollers.get((message.feature, APPLICATION_SCOPE))
-        if poller is None:
-            return
-        interest = poller.interest.get(message.image_render_process_id.lower())
-        if interest is None or not any(watch.blocked for watch in interest.watches):
-            return
-        poller.hinted_at = now
-        if poller.next_due <= now:
-            return  # due already, or on its way
-        poller.next_due = now
-        if poller.wake_scope is not None:
-            poller.wake_scope.cancel()
-
-    @staticmethod
-    def _stale(interest: _Interest, current: Snapshot, new: Progress) -> bool:
-        """Whether ``new`` goes back from ``current`` without an edit that started a new cycle since."""
-        if interest.not_before > current.sent_at:
-            return False  # an edit re-opened the process after the cached snapshot: going back is right
-        old = current.progress
-        if new.completed_task_count < old.completed_task_count:
-            return True
-        new_tasks = new.tasks
-        return any(
-            state in TERMINAL_STATES and new_tasks.get(task, state) not in TERMINAL_STATES
-            for task, state in old.tasks.items()
-        )
 
     def _use_filtered(self, poller: _UserPoller, awaited: int) -> bool:
         if awaited == 0 or awaited > MAX_FILTERED_PER_TICK or poller.listed == 0:
@@ -1015,14 +807,4 @@ def _malformed(poller: _UserPoller, error: msgspec.DecodeError) -> AdCreativeErr
     """A followed process's element of a listing did not decode: a transient poll failure."""
     return UnexpectedResponseError(
         f"a progress listing of {poller.key[0]} holds a malformed progress object ({error})", status=200
-    )
-
-
-def _not_found(feature: str, user: str, process_id: str) -> AdCreativeError:
-    from ._errors import NotFoundError
-
-    return NotFoundError(
-        f"process {process_id} ({feature}) is not listed for its user, also when asked for by id, "
-        "after the grace period: the server does not know it",
-        status=404,
     )

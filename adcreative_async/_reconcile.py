@@ -46,6 +46,7 @@ import anyio
 from ._clock import Clock
 from ._config import RetryPolicy
 from ._errors import AdCreativeError, APIConnectionError, ServerError, UnexpectedResponseError
+from ._listing import lowered
 from ._models import TERMINAL_STATES, Progress
 from ._telemetry import records_reconciliation
 
@@ -580,6 +581,12 @@ def _pid(progress: Progress) -> str:
 
 def _record(ledger: _UserLedger, process_ids: Iterable[str], *, claim: bool) -> None:
     known = ledger.known
+    if not claim:
+        # each piece of each listing of the user comes here, nearly all of it known already: told in C
+        pids = lowered(list(process_ids))
+        if all(map(known.__contains__, pids)):
+            return
+        process_ids = pids
     for process_id in process_ids:
         pid = process_id.lower()
         if pid not in known:

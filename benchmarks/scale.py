@@ -71,6 +71,10 @@ GOALS = {
     "cpu_overhead": 0.10,
 }
 START_ROUTE = "POST Image/BackgroundRemoving/AdCreative"
+#: Set to a directory, each run's client process is profiled (cProfile) and dumps
+#: ``scale-<mode>-<N>-<pid>.pstats`` there: to compare per-item costs by function between sizes
+#: (the CPU figures of a profiled run are cProfile's, not the SDK's).
+PROFILE_ENV = "ADCREATIVE_SCALE_PROFILE"
 
 
 def _log(message: str) -> None:
@@ -163,7 +167,15 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
         elif mode == "memory":
             spec = MemoryLedger()
         out = str(Path(tmp) / "out")
-        return anyio.run(main, out, spec)
+        profile_dir = os.environ.get(PROFILE_ENV)
+        if not profile_dir:
+            return anyio.run(main, out, spec)
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            result: dict[str, Any] = anyio.run(main, out, spec)
+        profiler.dump_stats(Path(profile_dir) / f"scale-{mode}-{n}-{os.getpid()}.pstats")
+        return result
 
 
 # ------------------------------------------------------------------------------------------ parent
