@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -99,3 +103,20 @@ def creative_inputs(**overrides: object) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_ledger_worker(*args: str) -> subprocess.Popen[str]:
+    """``tests/ledger_worker.py ARGS`` in a process of its own, its output piped, the repository's root
+    first on its ``PYTHONPATH`` (it imports ``benchmarks``, which a script run by its path does not see)."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "ledger_worker.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+    )
