@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import itertools
+import math
 import os
 import resource
 import signal
@@ -198,6 +199,9 @@ class WriterThreads:
 async def test_a_large_download_is_written_in_the_event_loop_chunk_by_chunk(
     emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a disk that never stalls: on a machine whose disk other work keeps busy a write may sleep past
+    # LOOP_WRITE_STALL and hand the next bytes to the thread, as it should (the test below)
+    monkeypatch.setattr(_filewrite, "LOOP_WRITE_STALL", math.inf)
     transfer = TransferOptions(chunk_size=64 * 1024)  # write_in_loop: the default
     async with AdCreativeClient(
         **emu.credentials, user_id=USER, trust_env=False, transfer=transfer
