@@ -3,10 +3,9 @@ taught a rate."""
 
 from __future__ import annotations
 
-import itertools
-
 import anyio
 import pytest
+from test_rate_control import gaps_between_turns
 
 from adcreative_async import AdCreativeClient, ManualClock, RateControl
 from adcreative_async._ratelimit import RateController
@@ -21,18 +20,7 @@ async def test_max_rate_paces_the_first_requests_before_any_429() -> None:
     clock = ManualClock()
     rate = RateController(RateControl(max_rate=10.0, burst_seconds=0.0), clock, "scope")
     assert rate.status.rate == 10.0
-    sent: list[float] = []
-
-    async def request() -> None:
-        rate.observe(await rate.acquire(), 200)
-        sent.append(clock.monotonic())
-
-    async with anyio.create_task_group() as group:
-        for _ in range(20):
-            group.start_soon(request)
-        while len(sent) < 20:
-            await clock.advance(0.01)
-    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    gaps = await gaps_between_turns(rate, clock, 20)
     assert min(gaps) >= 0.1 - 0.011  # one every 100 ms (the manual clock moves in 10 ms steps)
     assert rate.status.cuts == 0  # no 429 taught it
 
