@@ -7,7 +7,8 @@ client's retry (:class:`~adcreative_async.RetryPolicy`) sends a refused request 
 as AWS's adaptive retry mode and Google SRE's client-side throttling do:
 
 - Until the first 429 nothing is paced (no cost beyond a counter per request, as AWS's mode does before
-  its first throttle; a rate shared by workers starts with a probe instead: below).
+  its first throttle; a rate shared by workers starts with a probe instead: below), unless
+  :attr:`RateControl.max_rate` is set: the pace never exceeds it, from the first request on.
 - A 429 cuts the rate multiplicatively (``decrease``) from what was used of it (the lower of the rate and
   the rate of requests sent over the last second: AWS's ``min(measured, fill rate) * beta``; the first,
   from an unpaced start, from the rate of requests accepted),
@@ -109,8 +110,11 @@ class RateControl:
         increase: each second the rate is used without a 429 it grows by this share of the rate of its
             last cut (default 0.015: back from a cut of 0.8 in about 13 s).
         min_rate: the rate never goes below this (requests per second, default 0.5).
-        max_rate: nor above this (None: no cap).
-        initial_rate: the rate before any 429 (None, the default: unpaced until the first 429).
+        max_rate: nor above this, from the first request on (None: no cap): a client unpaced before
+            its first 429 (or a shared worker's probe, or its share of the account rate) is paced at
+            most at this.
+        initial_rate: the rate before any 429 (None, the default: unpaced until the first 429, or
+            paced at ``max_rate`` when there is one).
         burst_seconds: the pacing bucket holds this many seconds' worth of requests (at least one request).
         share: workers whose bulk runs share a PostgreSQL run ledger share the learned rate (default True).
         sync_interval: how often a sharing worker reads and writes the shared rate (seconds, default 0.25).
@@ -144,6 +148,13 @@ class RateControl:
             raise ValueError("RateControl.start_rate must be positive")
         if not 0 <= self.burst_seconds < math.inf or not 0 < self.sync_interval < math.inf:
             raise ValueError("RateControl.burst_seconds must be >= 0 and sync_interval positive")
+
+    def capped(self, rate: float | None) -> float | None:
+        """``rate`` held to ``max_rate``: no higher, and an unpaced None paced at ``max_rate`` when there
+        is one."""
+        if self.max_rate is None:
+            return rate
+        return self.max_rate if rate is None else min(rate, self.max_rate)
 
     def cut(self, rate: float | None, sent: float, accepted: float) -> tuple[float, float]:
         """The rate after a 429 and the rate it was cut from: ``decrease`` times the lower of ``rate``
@@ -282,9 +293,9 @@ class RateController:
         self.scope = scope
         """The fingerprint of the account (API host and application) whose rate this is."""
         self._clock = clock
-        self.rate: float | None = control.initial_rate
-        self._account: float | None = control.initial_rate
-        self._ceiling = control.initial_rate or control.min_rate
+        self.rate: float | None = control.capped(control.initial_rate)
+        self._account: float | None = self.rate
+        self._ceiling = self.rate or control.min_rate
         self.generation = 0
         self._cut_generation = -1  # the generation this worker cut locally already
         self._starting = False  # slow start: the last cut was the first, from an unpaced start
@@ -396,8 +407,9 @@ class RateController:
 
     def _set_rate(self, rate: float | None, now: float) -> None:
         """Pace at ``rate`` from now on; the requests waiting for a turn take new turns at it when it is
-        lower, or much higher (:data:`REPACE_GROWTH`), than the pace their turns were taken at."""
-        self.rate = rate
+        lower, or much higher (:data:`REPACE_GROWTH`), than the pace their turns were taken at. Never
+        above ``max_rate``."""
+        self.rate = rate = self.control.capped(rate)
         if rate is not None and (rate < self._paced or rate > REPACE_GROWTH * self._paced):
             self._repaced += 1
             self._paced = rate

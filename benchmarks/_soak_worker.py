@@ -1,6 +1,6 @@
 """One worker of the soak (:mod:`benchmarks.soak`): every ``*.png`` of a folder through ``process_many``
-with a run ledger, results named after their inputs. Prints ``started`` once its client is open, and at
-the end one JSON line: ``{"ok": n, "resumed": n, "errors": [...]}``.
+with a run ledger, results named after their inputs (:mod:`benchmarks._bulk_worker`). Prints ``started``
+once its client is open, and at the end one JSON line: ``{"ok": n, "resumed": n, "errors": [...]}``.
 
 Usage: ``python -m benchmarks._soak_worker CREDENTIALS_JSON INPUT_DIR OUTPUT_DIR LEDGER LEASE``
 (LEDGER: a SQLite path or a ``postgresql://`` DSN with ``#run-name``).
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import anyio
 
-from adcreative_async import AdCreativeClient, PollPolicy, RetryPolicy
-from adcreative_async.ledger import RenderRequest
+from adcreative_async import PollPolicy, RetryPolicy
+from benchmarks._bulk_worker import WorkerSettings, inputs_of, print_summary, run_worker, summary
 
 #: Polls as fast as a local emulator allows.
 POLLS = PollPolicy(
@@ -26,26 +26,9 @@ RETRY = RetryPolicy(reconcile_grace=0.8, reconcile_interval=0.1)
 
 
 async def main(credentials: dict[str, str], inputs: Path, output: Path, ledger: str, lease: float) -> None:
-    paths = sorted(await anyio.to_thread.run_sync(lambda: list(inputs.glob("*.png"))))
-    async with AdCreativeClient(**credentials, poll_policy=POLLS, retry=RETRY, trust_env=False) as client:  # type: ignore[arg-type]
-        print("started", flush=True)
-        outcomes = await client.process_many(
-            paths,
-            request=RenderRequest.remove_background,
-            dest=output,
-            ledger=ledger,
-            name="{stem}{suffix}",
-            upload_concurrency=4,
-            download_concurrency=4,
-            lease=lease,
-        )
-    errors = [f"{o.item}: {type(o.error).__name__}: {o.error}" for o in outcomes if o.error is not None]
-    summary = {
-        "ok": sum(o.ok for o in outcomes),
-        "resumed": sum(o.resumed for o in outcomes),
-        "errors": errors,
-    }
-    print(json.dumps(summary), flush=True)
+    paths = await anyio.to_thread.run_sync(inputs_of, inputs)
+    settings = WorkerSettings(POLLS, RETRY, concurrency=4, lease=lease)
+    print_summary(summary(await run_worker(credentials, paths, output, ledger, settings)))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import anyio
 import pytest
 
-from adcreative_async import AdCreativeClient, PollPolicy, RenderKind, RenderType, RetryPolicy
+from adcreative_async import AdCreativeClient, PollPolicy, RenderKind, RenderType, RetryPolicy, _filewrite
 from adcreative_async.testing import Emulator, sample_image
 
 if TYPE_CHECKING:
@@ -99,3 +107,98 @@ def creative_inputs(**overrides: object) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_ledger_worker(*args: str) -> subprocess.Popen[str]:
+    """``tests/ledger_worker.py ARGS`` in a process of its own, its output piped, the repository's root
+    first on its ``PYTHONPATH`` (it imports ``benchmarks``, which a script run by its path does not see)."""
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "ledger_worker.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+async def finished_task(client: AdCreativeClient, emu: Emulator) -> tuple[str, str]:
+    """A background removal through ``client``, finished at once: its process and (first) task ids."""
+    job = await client.background_remover.remove(sample_image("png", (16, 16)))
+    emu.finish_process(job.process_id)
+    return job.process_id, job.task_ids[0]
+
+
+async def streamed_digest(client: AdCreativeClient, process_id: str, task_id: str) -> str:
+    """The SHA-256 of a task's result, streamed (what a download to a file must hold)."""
+    digest = hashlib.sha256()
+    async with client.background_remover.stream_download(process_id, task_id) as stream:
+        async for chunk in stream.iter_bytes():
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def digest_of(path: Path) -> str:
+    """The SHA-256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def count_fed_bytes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the pieces aiohttp's response reader is fed (``StreamReader.feed_data``) from now on
+    (until ``monkeypatch.undo()``)."""
+    fed: list[int] = []
+    real = aiohttp.streams.StreamReader.feed_data
+
+    def counting(self: aiohttp.streams.StreamReader, data: bytes, *args: Any) -> Any:
+        fed.append(len(data))
+        return real(self, data, *args)
+
+    monkeypatch.setattr(aiohttp.streams.StreamReader, "feed_data", counting)
+    return fed
+
+
+class DiskWrites:
+    """A download's writes to its file, watched and optionally slowed: the event loop's (``_write_fully``,
+    each chunk) and the worker thread's (``write_chunks``, a batch). Each must run in its own thread (an
+    AssertionError in the write otherwise).
+
+    Args:
+        monkeypatch: undone to stop watching.
+        pause: seconds each thread write sleeps first (a slow disk).
+        loop_pause: seconds each loop write sleeps in the write (the loop's thread asleep: a stalled disk).
+
+    Attributes:
+        writes: ``"loop"`` or ``"thread"`` for each write, in order.
+        sizes: the bytes of each thread write.
+        loop_writes: how many loop writes there were.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, pause: float = 0.0, loop_pause: float = 0.0) -> None:
+        self.loop = threading.get_ident()
+        self.writes: list[str] = []
+        self.sizes: list[int] = []
+        self.loop_writes = 0
+        real_thread, real_loop = _filewrite.write_chunks, _filewrite._write_fully
+
+        def in_thread(handle: Any, chunks: Any) -> None:
+            assert threading.get_ident() != self.loop
+            self.writes.append("thread")
+            if pause:
+                time.sleep(pause)
+            self.sizes.append(sum(len(c) for c in chunks))
+            real_thread(handle, chunks)
+
+        def in_loop(fd: int, data: Any) -> None:
+            assert threading.get_ident() == self.loop
+            self.writes.append("loop")
+            self.loop_writes += 1
+            if loop_pause:
+                time.sleep(loop_pause)
+            real_loop(fd, data)
+
+        monkeypatch.setattr(_filewrite, "write_chunks", in_thread)
+        monkeypatch.setattr(_filewrite, "_write_fully", in_loop)

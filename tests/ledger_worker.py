@@ -1,8 +1,10 @@
 """A bulk worker for the crash and many-worker tests: every ``*.png`` of a folder through
-``process_many`` with a run ledger, results named after their inputs. Prints ``started`` once its client is
-open, and at the end one JSON line: ``{"ok": n, "resumed": n, "errors": [...]}``.
+``process_many`` with a run ledger, results named after their inputs (``benchmarks/_bulk_worker.py``, the
+runner the benchmarks' workers share). Prints ``started`` once its client is open, and at the end one
+JSON line: ``{"ok": n, "resumed": n, "errors": [...]}``.
 
-Usage: ``python tests/ledger_worker.py CREDENTIALS_JSON INPUT_DIR OUTPUT_DIR LEDGER [LEASE [WORKER_ID]]``
+Usage (the repository's root on ``PYTHONPATH``, for ``benchmarks``):
+``python tests/ledger_worker.py CREDENTIALS_JSON INPUT_DIR OUTPUT_DIR LEDGER [LEASE [WORKER_ID]]``
 (LEDGER: a SQLite path or a ``postgresql://`` DSN; LEASE: seconds a claim lasts unless renewed, default
 30; WORKER_ID: a name, so that its claims are taken over only when its lease lapses).
 """
@@ -15,8 +17,8 @@ from pathlib import Path
 
 import anyio
 
-from adcreative_async import AdCreativeClient, PollPolicy, RetryPolicy
-from adcreative_async.ledger import RenderRequest
+from adcreative_async import PollPolicy, RetryPolicy
+from benchmarks._bulk_worker import WorkerSettings, inputs_of, print_summary, run_worker, summary
 
 #: Polls as fast as a local emulator allows.
 POLLS = PollPolicy(
@@ -29,27 +31,8 @@ RETRY = RetryPolicy(reconcile_grace=0.5, reconcile_interval=0.1)
 async def main(
     credentials: dict[str, str], inputs: Path, output: Path, ledger: str, lease: float, worker_id: str | None
 ) -> None:
-    paths = sorted(inputs.glob("*.png"))
-    async with AdCreativeClient(**credentials, poll_policy=POLLS, retry=RETRY, trust_env=False) as client:  # type: ignore[arg-type]
-        print("started", flush=True)
-        outcomes = await client.process_many(
-            paths,
-            request=RenderRequest.remove_background,
-            dest=output,
-            ledger=ledger,
-            name="{stem}{suffix}",
-            upload_concurrency=8,
-            download_concurrency=8,
-            lease=lease,
-            worker_id=worker_id,
-        )
-    errors = [f"{o.item}: {type(o.error).__name__}: {o.error}" for o in outcomes if o.error is not None]
-    summary = {
-        "ok": sum(o.ok for o in outcomes),
-        "resumed": sum(o.resumed for o in outcomes),
-        "errors": errors,
-    }
-    print(json.dumps(summary), flush=True)
+    settings = WorkerSettings(POLLS, RETRY, concurrency=8, lease=lease, worker_id=worker_id)
+    print_summary(summary(await run_worker(credentials, inputs_of(inputs), output, ledger, settings)))
 
 
 if __name__ == "__main__":

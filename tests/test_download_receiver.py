@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import shutil
 import signal
 import ssl
-import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp.streams
 import pytest
 from aiohttp import web
+from helpers import DiskWrites, count_fed_bytes, digest_of, finished_task, streamed_digest
 from test_download_stream_writes import file_size_limit
 from test_proxy_env import _self_signed
 
@@ -34,7 +31,7 @@ from adcreative_async import (
     _filewrite,
 )
 from adcreative_async._downloads import STREAM_WRITE_FROM
-from adcreative_async.testing import Emulator, sample_image
+from adcreative_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -65,24 +62,6 @@ def client_for(
         credentials["base_url"] = base_url
     transfer = TransferOptions(chunk_size=64 * 1024, write_in_loop=in_loop)
     return AdCreativeClient(**credentials, user_id=USER, trust_env=False, transfer=transfer, timeout=timeout)
-
-
-async def finished_task(client: AdCreativeClient, emu: Emulator) -> tuple[str, str]:
-    job = await client.background_remover.remove(sample_image("png", (16, 16)))
-    emu.finish_process(job.process_id)
-    return job.process_id, job.task_ids[0]
-
-
-async def streamed_digest(client: AdCreativeClient, process_id: str, task_id: str) -> str:
-    digest = hashlib.sha256()
-    async with client.background_remover.stream_download(process_id, task_id) as stream:
-        async for chunk in stream.iter_bytes():
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def digest_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Proxy:
@@ -160,14 +139,7 @@ async def test_a_large_download_bypasses_aiohttps_reader_past_its_first_bytes(
     headers, the body is read into the download's own buffers (all 16 MiB went through it before)."""
     async with client_for(emu, in_loop) as client:
         process_id, task_id = await finished_task(client, emu)
-        fed: list[int] = []
-        real = aiohttp.streams.StreamReader.feed_data
-
-        def counting(self: aiohttp.streams.StreamReader, data: bytes, *args: Any) -> Any:
-            fed.append(len(data))
-            return real(self, data, *args)
-
-        monkeypatch.setattr(aiohttp.streams.StreamReader, "feed_data", counting)
+        fed = count_fed_bytes(monkeypatch)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
@@ -229,32 +201,6 @@ async def test_a_large_download_that_stalls_midway_times_out_and_leaves_no_file(
         assert path.stat().st_size == SIZE
 
 
-class ThreadWrites:
-    """The worker thread's writes (``write_chunks``), each slowed by ``pause`` seconds: a slow disk."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, pause: float, loop_pause: float = 0.0) -> None:
-        self.loop = threading.get_ident()
-        self.sizes: list[int] = []
-        self.loop_writes = 0
-        real_thread, real_loop = _filewrite.write_chunks, _filewrite._write_fully
-
-        def slow(handle: Any, chunks: Any) -> None:
-            assert threading.get_ident() != self.loop
-            time.sleep(pause)
-            self.sizes.append(sum(len(c) for c in chunks))
-            real_thread(handle, chunks)
-
-        def in_loop(fd: int, data: Any) -> None:
-            assert threading.get_ident() == self.loop
-            self.loop_writes += 1
-            if loop_pause:
-                time.sleep(loop_pause)  # the loop's thread sleeps in the write: a stalled disk
-            real_loop(fd, data)
-
-        monkeypatch.setattr(_filewrite, "write_chunks", slow)
-        monkeypatch.setattr(_filewrite, "_write_fully", in_loop)
-
-
 async def test_reads_overlap_slow_thread_writes_and_keep_every_byte_in_order(
     emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -266,7 +212,7 @@ async def test_reads_overlap_slow_thread_writes_and_keep_every_byte_in_order(
         client_for(emu, False, proxy.url) as client,
     ):
         process_id, task_id = await finished_task(client, emu)
-        writes = ThreadWrites(monkeypatch, pause=0.005)
+        writes = DiskWrites(monkeypatch, pause=0.005)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
@@ -290,7 +236,7 @@ async def test_a_slow_disk_under_in_loop_writes_moves_them_to_the_thread_byte_ex
         client_for(emu, True, proxy.url) as client,
     ):
         process_id, task_id = await finished_task(client, emu)
-        writes = ThreadWrites(monkeypatch, pause=0.002, loop_pause=0.001)
+        writes = DiskWrites(monkeypatch, pause=0.002, loop_pause=0.001)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
@@ -311,7 +257,7 @@ async def test_slow_loop_writes_that_never_slept_stay_in_the_loop(
     monkeypatch.setattr(_filewrite, "LOOP_WRITE_STALL", 0.0)
     async with client_for(emu, True) as client:
         process_id, task_id = await finished_task(client, emu)
-        writes = ThreadWrites(monkeypatch, pause=0.0)
+        writes = DiskWrites(monkeypatch, pause=0.0)
         path = await client.background_remover.download(process_id, task_id, tmp_path)
         monkeypatch.undo()
         assert digest_of(path) == await streamed_digest(client, process_id, task_id)
@@ -324,7 +270,7 @@ async def test_a_cancelled_download_under_a_slow_disk_leaves_nothing(
 ) -> None:
     async with client_for(emu, False) as client:
         process_id, task_id = await finished_task(client, emu)
-        ThreadWrites(monkeypatch, pause=0.005)
+        DiskWrites(monkeypatch, pause=0.005)
         halfway = asyncio.Event()
 
         def progress(done: int, total: int | None) -> None:
@@ -373,14 +319,7 @@ async def test_a_large_download_over_tls_is_read_into_the_buffers_byte_exact(
             **credentials, user_id=USER, trust_env=False, transfer=transfer, ssl=client_context
         ) as client:
             process_id, task_id = await finished_task(client, emu)
-            fed: list[int] = []
-            real = aiohttp.streams.StreamReader.feed_data
-
-            def counting(self: aiohttp.streams.StreamReader, data: bytes, *args: Any) -> Any:
-                fed.append(len(data))
-                return real(self, data, *args)
-
-            monkeypatch.setattr(aiohttp.streams.StreamReader, "feed_data", counting)
+            fed = count_fed_bytes(monkeypatch)
             path = await client.background_remover.download(process_id, task_id, out)
             monkeypatch.undo()
             assert digest_of(path) == await streamed_digest(client, process_id, task_id)

@@ -26,7 +26,7 @@ from test_emulator import (
     running,
 )
 
-from adcreative_async.testing._app import ENDPOINTS, ENDPOINTS_BY_METHOD
+from adcreative_async.testing._endpoints import ENDPOINTS, ENDPOINTS_BY_METHOD
 from adcreative_async.testing._images import pdf_bytes
 
 pytestmark = pytest.mark.anyio

@@ -43,7 +43,7 @@ from test_emulator import (
     running,
 )
 
-from adcreative_async.testing._app import AUTH_HEADERS, ENDPOINTS_BY_ROUTE, FORM, Endpoint
+from adcreative_async.testing._endpoints import AUTH_HEADERS, ENDPOINTS_BY_ROUTE, FORM, Endpoint
 
 GUID_RE = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 TRACE_RE = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00")

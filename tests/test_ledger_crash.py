@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,13 +22,12 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import start_ledger_worker
 
 from adcreative_async.ledger import ItemState, PostgresLedger
 from adcreative_async.testing import input_stamp, sample_image
 from benchmarks._hosts import emulator as emulator_subprocess
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = ROOT / "tests" / "ledger_worker.py"
 ITEMS = int(os.environ.get("ADCREATIVE_CRASH_ITEMS", "2000"))
 KILLS = int(os.environ.get("ADCREATIVE_CRASH_KILLS", "20"))
 POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
@@ -63,13 +61,7 @@ def worker(
     info: dict[str, Any], inputs: Path, out: Path, ledger: str, lease: float = 30, name: str = ""
 ) -> subprocess.Popen[str]:
     extra = [name] if name else []
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), credentials(info), str(inputs), str(out), ledger, str(lease), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    return start_ledger_worker(credentials(info), str(inputs), str(out), ledger, str(lease), *extra)
 
 
 def wait_started(process: subprocess.Popen[str]) -> None:

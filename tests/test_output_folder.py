@@ -16,13 +16,12 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import start_ledger_worker
 
 from adcreative_async._filewrite import AtomicFile, remove_leftovers, temp_name
 from adcreative_async.testing import sample_image
 from benchmarks._hosts import emulator as emulator_subprocess
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = ROOT / "tests" / "ledger_worker.py"
 TASK = "0b6c1c1e-8f0e-4c59-9d8a-3f3b8e7c2a11"
 
 
@@ -70,13 +69,7 @@ def emulator() -> Iterator[dict[str, Any]]:
 def worker(info: dict[str, Any], inputs: Path, out: Path, ledger: Path) -> subprocess.Popen[str]:
     keys = ("application_id", "api_key", "api_secret", "jwt_private_key", "base_url")
     credentials = json.dumps({k: info[k] for k in keys})
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), credentials, str(inputs), str(out), str(ledger), "5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    return start_ledger_worker(credentials, str(inputs), str(out), str(ledger), "5")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and file locks are POSIX things")

@@ -89,21 +89,27 @@ async def test_rate_grows_while_used_and_holds_while_idle() -> None:
     assert rate.status.rate == pytest.approx(used, rel=0.02)
 
 
-async def test_requests_wait_their_turn_at_the_learned_rate() -> None:
-    clock = ManualClock()
-    rate = controller(clock, initial_rate=10.0, burst_seconds=0.0)
+async def gaps_between_turns(rate: RateController, clock: ManualClock, n: int) -> list[float]:
+    """``n`` requests asking for a turn at once, each answered 200: the (manual) seconds between their
+    turns (the clock moves in 10 ms steps)."""
     sent: list[float] = []
 
     async def request() -> None:
-        await rate.acquire()
+        rate.observe(await rate.acquire(), 200)
         sent.append(clock.monotonic())
 
     async with anyio.create_task_group() as group:
-        for _ in range(20):
+        for _ in range(n):
             group.start_soon(request)
-        while len(sent) < 20:
+        while len(sent) < n:
             await clock.advance(0.01)
-    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    return [b - a for a, b in itertools.pairwise(sent)]
+
+
+async def test_requests_wait_their_turn_at_the_learned_rate() -> None:
+    clock = ManualClock()
+    rate = controller(clock, initial_rate=10.0, burst_seconds=0.0)
+    gaps = await gaps_between_turns(rate, clock, 20)
     assert min(gaps) >= 0.1 - 0.011  # one every 100 ms (the manual clock moves in 10 ms steps)
 
 

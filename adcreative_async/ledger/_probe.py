@@ -7,16 +7,23 @@ items run, the first one that finishes (the items waiting for it hold no room in
 others go on being claimed and started). When nothing else runs that could finish: one finished by another
 worker of the run (the ledger), else a finished process of the application's listing; with none at all,
 nothing proves it either way (the item stays ``unknown``, and the next run looks again).
+
+A lookup of the proof answered 429 after the transport's retries is made again after the 429's
+``Retry-After``, on the requeues of the item that asks (:class:`~adcreative_async._ratelimit.Requeues`,
+shared with its start call, its own lookups and downloads: ``RATE_LIMIT_REQUEUES``); once they are spent,
+the ``RateLimitError`` is the item's outcome (the item stays for the next run).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from .._errors import RateLimitError
+from .._ratelimit import Requeues
 from ._base import ItemRecord, ItemState, RunLedger
 from ._signal import Signal
 
@@ -26,6 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["FinishedProbe"]
 
 logger = logging.getLogger("adcreative_async.ledger")
+
+T = TypeVar("T")
+
+
+async def _looked_up(lookup: Callable[[], Awaitable[T]], requeues: Requeues | None) -> T:
+    """``lookup()``, made again after each ``RateLimitError``'s ``Retry-After`` while ``requeues`` (the
+    asking item's) last; the error once they are spent (or without any)."""
+    while True:
+        try:
+            return await lookup()
+        except RateLimitError as exc:
+            if requeues is None or not await requeues.wait(exc):
+                raise
 
 
 class FinishedProbe:
@@ -65,8 +85,9 @@ class FinishedProbe:
             return True
         return False
 
-    async def keeps_finished(self, feature: str) -> bool | None:
-        """True or False once known (looked up once); None when no finished process exists to tell."""
+    async def keeps_finished(self, feature: str, requeues: Requeues | None = None) -> bool | None:
+        """True or False once known (looked up once); None when no finished process exists to tell.
+        A lookup refused with a 429 is made again on the asking item's ``requeues`` (module doc)."""
         if self.keeps is not None:
             return self.keeps
         self._waiting += 1
@@ -80,8 +101,8 @@ class FinishedProbe:
             self._waiting -= 1
         async with self._lock:  # one look elsewhere for all the items waiting here
             if self.example is None and not self._looked_elsewhere:
+                example = await _looked_up(lambda: self._example_elsewhere(feature), requeues)
                 self._looked_elsewhere = True
-                example = await self._example_elsewhere(feature)
                 if example is not None and self.note(example):
                     self._changed()
         example = self.example
@@ -90,7 +111,8 @@ class FinishedProbe:
         if self.keeps is None:
             assert example.user_id is not None
             assert example.process_id is not None
-            listing = await self._client.resource(example.feature).user_progress(example.user_id)
+            resource = self._client.resource(example.feature)
+            listing = await _looked_up(lambda: resource.user_progress(example.user_id), requeues)
             self.keeps = any(p.image_render_process_id.lower() == example.process_id.lower() for p in listing)
             if not self.keeps:
                 logger.warning(

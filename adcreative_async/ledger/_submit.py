@@ -258,7 +258,7 @@ class ItemCalls(Generic[T]):
             if clock.monotonic() >= deadline:
                 break
             await clock.sleep(min(interval, max(0.0, deadline - clock.monotonic())))
-        keeps = await self._probe.keeps_finished(record.feature)
+        keeps = await self._probe.keeps_finished(record.feature, self._requeues.get(entry.key))
         if keeps:
             if not await self._ledger.requeue(entry.key, epoch=self._epoch(entry.key)):
                 raise _LostClaim(entry.key)

@@ -1,4 +1,5 @@
-"""The HTTP side of the emulator: the endpoint table, request reading, authentication and the handlers.
+"""The HTTP side of the emulator: dispatch, authentication and the handlers (the endpoint table is
+``_endpoints``, request reading ``_bodies``).
 
 Every documented route is one :class:`Endpoint` row; one catch-all route dispatches to it (paths match
 case-insensitively, as ASP.NET routing does), counts the request, applies injected failures and turns
@@ -20,20 +21,45 @@ import contextlib
 import hashlib
 import hmac
 import random
-import re
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
-from aiohttp import BodyPartReader, HttpVersion11, web
+from aiohttp import web
 
 from . import _features as features
 from . import _responses as responses
+from ._bodies import (
+    _CONTINUE,
+    _URN_PREFIX,
+    UNSATISFIABLE,
+    _expects_continue,
+    _PendingContinue,
+    byte_range,
+    continue_body,
+    deferred_expect,
+    json_inputs,
+    query_inputs,
+    read_form,
+)
+from ._endpoints import (
+    ENDPOINTS,
+    ENDPOINTS_BY_METHOD,
+    ENDPOINTS_BY_ROUTE,
+    FORM,
+    GENERATION_CHECK_APPLICATION_ROUTE,
+    GENERATION_CHECK_USER_ROUTE,
+    JSON,
+    MAX_REQUEST_BODY,
+    QUERY,
+    RENDER_HANDLERS,
+    Endpoint,
+    Handler,
+    _feature,
+    _process_parameter,
+    queue_failure,
+)
 from ._images import (
-    HEAD_BYTES,
     IMAGE_MEDIA_TYPES,
     Segment,
     color_for,
@@ -43,10 +69,9 @@ from ._images import (
     pdf_bytes,
     png_bytes,
     segments_size,
-    sniff_image,
     stamp_png,
 )
-from ._responses import Msg, Problem, ValidationStyle
+from ._responses import Msg, Problem
 from ._state import (
     FEATURE_BACKGROUND_REMOVAL,
     FEATURE_GENERATION,
@@ -62,550 +87,10 @@ from ._state import (
     iso_utc,
 )
 from ._validation import (
-    BACKGROUND_CHECK_USER,
-    BACKGROUND_DOWNLOAD,
-    BACKGROUND_START,
-    CHECK_APPLICATION,
-    FACE_ENHANCING_CHECK_USER,
-    FACE_ENHANCING_DOWNLOAD,
-    FACE_ENHANCING_START,
-    FILE,
-    GENERATION_CHECK_USER,
-    GENERATION_DOWNLOAD,
-    GENERATION_EDIT,
-    GENERATION_START,
-    PRODUCT_CHECK_USER,
-    PRODUCT_DOWNLOAD,
-    PRODUCT_PRESETS,
-    PRODUCT_RECOMMENDATIONS,
-    PRODUCT_START,
-    SCAN_MY_WEBSITE,
-    STOCK_GENERATION_CHECK_USER,
-    STOCK_GENERATION_DOWNLOAD,
-    STOCK_GENERATION_START,
-    TEXT_APPLICATION_QUERY,
-    TEXT_IDS,
-    TEXT_UPDATE,
-    TEXT_USER_QUERY,
-    TOKEN_GENERATE,
-    TOKEN_REFRESH,
-    UPSCALING_CHECK_USER,
-    UPSCALING_DOWNLOAD,
-    UPSCALING_START,
     Inputs,
-    Rule,
     parse_guid,
     validate,
 )
-
-MAX_REQUEST_BODY = 1 << 40
-"""aiohttp's ``client_max_size``: effectively unlimited (uploads are streamed, never held whole)."""
-UPLOAD_CHUNK = 1 << 16
-FORM_VALUE_LIMIT = 4 * 1024 * 1024
-"""ASP.NET's default limit of one form value (FormOptions.ValueLengthLimit)."""
-
-AUTH_HEADERS = ("Authorization", "x-api-key", "x-api-secret")
-"""The credential headers every feature endpoint requires (seeds)."""
-
-FORM = "form"
-JSON = "json"
-QUERY = "query"
-
-Handler = Callable[[web.Request, "Endpoint"], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One documented route.
-
-    Attributes:
-        method: HTTP method.
-        route: Path after ``/api/v1/``.
-        function: Function name in its layered error keys (``"business: <function>"``).
-        body: Where inputs come from: FORM (multipart or urlencoded), JSON or QUERY.
-        rules: Its inputs, in the order their errors are listed.
-        style: Optional parts of its validation (shape B) bodies.
-        handler: Name of its handler.
-        authenticated: Whether it needs the Bearer token, API key and secret.
-    """
-
-    method: str
-    route: str
-    function: str
-    body: str
-    rules: tuple[Rule, ...]
-    style: ValidationStyle
-    handler: str
-    authenticated: bool = True
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Names of its text inputs (form fields, JSON properties or query parameters)."""
-        return tuple(rule.name for rule in self.rules if rule.kind != FILE)
-
-    @property
-    def files(self) -> tuple[str, ...]:
-        """Names of its file parts."""
-        return tuple(rule.name for rule in self.rules if rule.kind == FILE)
-
-
-GENERATION_CHECK_USER_ROUTE = "Image/Generation/CheckUserProgress"
-GENERATION_CHECK_APPLICATION_ROUTE = "Image/Generation/CheckApplicationAllProgresses"
-
-ENDPOINTS = (
-    # assumed: the token endpoints' validation style (Newtonsoft, like the token response's "$id").
-    Endpoint(
-        "POST",
-        "Authorization/GenerateJwtToken",
-        "GenerateJwtToken",
-        JSON,
-        TOKEN_GENERATE,
-        responses.STYLE_NEWTONSOFT,
-        "generate_token",
-        authenticated=False,  # assumed: whether x-api-key/x-api-secret are needed is undocumented
-    ),
-    Endpoint(
-        "POST",
-        "Authorization/RefreshJwtToken",
-        "RefreshJwtToken",
-        JSON,
-        TOKEN_REFRESH,
-        responses.STYLE_NEWTONSOFT,
-        "refresh_token",
-        authenticated=False,
-    ),
-    Endpoint(
-        "POST",
-        "Image/Generation/AdCreativesByKind",
-        "AdCreativesByKind",
-        FORM,
-        GENERATION_START,
-        responses.STYLE_GENERATION_FORM,
-        "start_generation",
-    ),
-    Endpoint(
-        "POST",
-        "Image/Editing/AdCreativesByTasks",
-        "AdCreativesByTasks",
-        FORM,
-        GENERATION_EDIT,
-        responses.STYLE_GENERATION_FORM,
-        "edit_generation",
-    ),
-    # assumed: the style of generation's query validation errors (its Download example's).
-    Endpoint(
-        "GET",
-        GENERATION_CHECK_USER_ROUTE,
-        "CheckUserProgress",
-        QUERY,
-        GENERATION_CHECK_USER,
-        responses.STYLE_NEWTONSOFT,
-        "check_user_progress",
-    ),
-    Endpoint(
-        "GET",
-        GENERATION_CHECK_APPLICATION_ROUTE,
-        "CheckApplicationAllProgresses",
-        QUERY,
-        CHECK_APPLICATION,
-        responses.STYLE_NEWTONSOFT,
-        "check_application_progresses",
-    ),
-    Endpoint(
-        "GET",
-        "Image/Generation/Download",
-        "Generation/Download",
-        QUERY,
-        GENERATION_DOWNLOAD,
-        responses.STYLE_NEWTONSOFT,
-        "download",
-    ),
-    Endpoint(
-        "POST",
-        "Image/BackgroundRemoving/AdCreative",
-        "AdCreative",
-        FORM,
-        BACKGROUND_START,
-        responses.STYLE_NEWTONSOFT,
-        "start_background_removal",
-    ),
-    Endpoint(
-        "GET",
-        "Image/BackgroundRemoving/CheckUserProgress",
-        "CheckUserProgress",
-        QUERY,
-        BACKGROUND_CHECK_USER,
-        responses.STYLE_NEWTONSOFT,
-        "check_user_progress",
-    ),
-    Endpoint(
-        "GET",
-        "Image/BackgroundRemoving/CheckApplicationAllProgresses",
-        "CheckApplicationAllProgresses",
-        QUERY,
-        CHECK_APPLICATION,
-        responses.STYLE_BR_APPLICATION_QUERY,
-        "check_application_progresses",
-    ),
-    Endpoint(
-        "GET",
-        "Image/BackgroundRemoving/Download",
-        "BackgroundRemoving/Download",
-        QUERY,
-        BACKGROUND_DOWNLOAD,
-        responses.STYLE_NEWTONSOFT,
-        "download",
-    ),
-    # The features documented after the seeds (reference §5-§11). Documented: the start routes of
-    # Upscaling, FaceEnhancing and StockGeneration, FaceEnhancing/CheckUserProgress, PresetKeys,
-    # ScanMyWebsite and every Text route with its method. assumed: the other image routes (the seeds'
-    # Image/<Segment>/… pattern), methods not stated (as the seeds'), every validation style (the
-    # Newtonsoft one of Background Remover) and every answer the docs do not show (see _features).
-    *(
-        row
-        for segment, start_rules, check_rules, download_rules in (
-            ("Upscaling", UPSCALING_START, UPSCALING_CHECK_USER, UPSCALING_DOWNLOAD),
-            ("FaceEnhancing", FACE_ENHANCING_START, FACE_ENHANCING_CHECK_USER, FACE_ENHANCING_DOWNLOAD),
-            (
-                "StockGeneration",
-                STOCK_GENERATION_START,
-                STOCK_GENERATION_CHECK_USER,
-                STOCK_GENERATION_DOWNLOAD,
-            ),
-            ("ProductGeneration", PRODUCT_START, PRODUCT_CHECK_USER, PRODUCT_DOWNLOAD),
-        )
-        for row in (
-            Endpoint(
-                "POST",
-                f"Image/{segment}/AdCreative",
-                "AdCreative",
-                FORM,
-                start_rules,
-                responses.STYLE_NEWTONSOFT,
-                "start_product_generation" if segment == "ProductGeneration" else "start_image_feature",
-            ),
-            Endpoint(
-                "GET",
-                f"Image/{segment}/CheckUserProgress",
-                "CheckUserProgress",
-                QUERY,
-                check_rules,
-                responses.STYLE_NEWTONSOFT,
-                "check_user_progress",
-            ),
-            Endpoint(
-                "GET",
-                f"Image/{segment}/CheckApplicationAllProgresses",
-                "CheckApplicationAllProgresses",
-                QUERY,
-                CHECK_APPLICATION,
-                responses.STYLE_BR_APPLICATION_QUERY,
-                "check_application_progresses",
-            ),
-            Endpoint(
-                "GET",
-                f"Image/{segment}/Download",
-                f"{segment}/Download",
-                QUERY,
-                download_rules,
-                responses.STYLE_NEWTONSOFT,
-                "download",
-            ),
-        )
-    ),
-    Endpoint(
-        "POST",
-        "Image/ProductGeneration/Recommendations",
-        "Recommendations",
-        FORM,
-        PRODUCT_RECOMMENDATIONS,
-        responses.STYLE_NEWTONSOFT,
-        "product_recommendations",
-    ),
-    Endpoint(
-        "GET",
-        "Image/ProductGeneration/PresetKeys",
-        "PresetKeys",
-        QUERY,
-        PRODUCT_PRESETS,
-        responses.STYLE_NEWTONSOFT,
-        "product_preset_keys",
-    ),
-    Endpoint(
-        "GET",
-        "ScanMyWebsite",
-        "ScanMyWebsite",
-        QUERY,
-        SCAN_MY_WEBSITE,
-        responses.STYLE_NEWTONSOFT,
-        "scan_my_website",
-    ),
-    Endpoint("POST", "Text/Generation/Ads", "Ads", JSON, TEXT_IDS, responses.STYLE_NEWTONSOFT, "text_ads"),
-    Endpoint("PUT", "Text/Generation/Ads", "Ads", JSON, TEXT_UPDATE, responses.STYLE_NEWTONSOFT, "text_ads"),
-    Endpoint(
-        "GET",
-        "Text/Generation/UserAd",
-        "UserAd",
-        QUERY,
-        TEXT_USER_QUERY,
-        responses.STYLE_NEWTONSOFT,
-        "text_list",
-    ),
-    Endpoint(
-        "GET",
-        "Text/Generation/ApplicationAllAds",
-        "ApplicationAllAds",
-        QUERY,
-        TEXT_APPLICATION_QUERY,
-        responses.STYLE_NEWTONSOFT,
-        "text_list",
-    ),
-    Endpoint(
-        "GET",
-        "Text/Generation/ProductDescription",
-        "ProductDescription",
-        QUERY,
-        TEXT_USER_QUERY,
-        responses.STYLE_NEWTONSOFT,
-        "text_operation",
-    ),
-    *(
-        Endpoint(
-            "POST",
-            route,
-            route.rsplit("/", 1)[1],
-            JSON,
-            TEXT_IDS,
-            responses.STYLE_NEWTONSOFT,
-            "text_operation",
-        )
-        for route in (
-            "Text/Generation/AdStrategies",
-            "Text/Generation/AdCopies",
-            "Text/Craft/ChangeSentiment",
-            "Text/Craft/MakeShorten",
-            "Text/Craft/Translate",
-            "Text/Craft/CreateVariations",
-        )
-    ),
-)
-"""Every route the emulator serves under ``/api/v1/`` (one row per method and route)."""
-
-ENDPOINTS_BY_ROUTE = MappingProxyType(
-    {endpoint.route.lower(): endpoint for endpoint in reversed(ENDPOINTS)}  # the first row of a route
-)
-ENDPOINTS_BY_METHOD = MappingProxyType({(e.method, e.route.lower()): e for e in ENDPOINTS})
-"""(method, lowercased route) -> endpoint: ``Text/Generation/Ads`` has a POST and a PUT."""
-
-INJECTABLE_STATUSES = range(400, 600)
-
-RENDER_HANDLERS = frozenset(
-    {
-        "start_generation",
-        "edit_generation",
-        "start_background_removal",
-        "start_image_feature",
-        "start_product_generation",
-    }
-)
-"""The handlers of the paid calls that make (or re-open) a render: their answers wait ``start_latency``."""
-
-
-def find_endpoint(route: str) -> Endpoint | None:
-    """The endpoint of a route given as ``Image/Generation/CheckUserProgress`` (any case, with or without
-    a leading ``/api/v1/``)."""
-    route = route.strip("/")
-    if route.lower().startswith("api/v1/"):
-        route = route[len("api/v1/") :]
-    return ENDPOINTS_BY_ROUTE.get(route.lower())
-
-
-def queue_failure(state: State, route: str, status: int, count: int, retry_after: int) -> None:
-    """Check and queue injected failures (ValueError for an unknown route or a bad status or count)."""
-    endpoint = find_endpoint(route)
-    if endpoint is None:
-        raise ValueError(f"unknown route {route!r}")
-    if status not in INJECTABLE_STATUSES or count < 1:
-        raise ValueError("status must be 4xx or 5xx and count >= 1")
-    state.fail_next(endpoint.route, status, count, retry_after)
-
-
-def _feature(endpoint: Endpoint) -> str:
-    return features.feature_of_route(endpoint.route)
-
-
-def _process_parameter(endpoint: Endpoint) -> str:
-    """The query name of the process id: each feature has its own (seeds; see ``_features``)."""
-    return features.PROCESS_PARAMETERS[_feature(endpoint)]
-
-
-_URN_PREFIX = re.compile(r"^\s*urn:uuid:", re.IGNORECASE)
-_BOUNDARY = re.compile(r";\s*boundary=\S", re.IGNORECASE)
-
-
-class _PendingContinue:
-    """A request that announced ``Expect: 100-continue`` and whether ``100 Continue`` went out."""
-
-    sent = False
-
-
-_CONTINUE: ContextVar[_PendingContinue | None] = ContextVar("emulator_expect_continue", default=None)
-"""The current request's pending ``100 Continue`` (each request runs in its own task)."""
-
-
-def _expects_continue(request: web.Request) -> bool:
-    return (
-        request.version >= HttpVersion11
-        and request.headers.get("Expect", "").strip().lower() == "100-continue"
-    )
-
-
-async def deferred_expect(request: web.Request) -> None:
-    """The API routes' ``expect_handler``: unlike aiohttp's default, send nothing before the handler.
-
-    Kestrel sends ``100 Continue`` when the application first reads the body (:func:`continue_body`);
-    an answer given before that (401, 415, an injected failure) goes out without it. Other
-    expectations are ignored, as Kestrel ignores them.
-    """
-
-
-async def continue_body(request: web.Request) -> None:
-    """Send the pending ``100 Continue``, once, before the first read of the body."""
-    pending = _CONTINUE.get()
-    if pending is not None and not pending.sent:
-        pending.sent = True
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # as aiohttp's default handler: the response has not started
-
-
-async def _read_upload(part: BodyPartReader, name: str, filename: str) -> UploadInfo:
-    """Stream a file part: keep its size, SHA-256 and first bytes only."""
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    while chunk := await part.read_chunk(UPLOAD_CHUNK):
-        digest.update(chunk)
-        if len(head) < HEAD_BYTES:
-            head += chunk[: HEAD_BYTES - len(head)]
-        size += len(chunk)
-    image_type = sniff_image(head) if size else None
-    content_type = part.headers.get("Content-Type")
-    return UploadInfo(name, filename, content_type, size, digest.hexdigest(), head, image_type)
-
-
-async def _read_text(part: BodyPartReader, endpoint: Endpoint, name: str) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(UPLOAD_CHUNK):
-        data += chunk
-        if len(data) > FORM_VALUE_LIMIT:
-            message = Msg.VALUE_TOO_LONG.format(limit=FORM_VALUE_LIMIT)
-            raise Problem(responses.validation_error({name: [message]}, endpoint.style))
-    return data.decode(part.get_charset(default="utf-8"), errors="replace")
-
-
-def _unreadable_form(endpoint: Endpoint, reason: str) -> Problem:
-    message = Msg.UNREADABLE_FORM.format(reason=reason)  # under the empty key, as ASP.NET puts it
-    return Problem(responses.validation_error({"": [message]}, endpoint.style))
-
-
-async def read_form(request: web.Request, endpoint: Endpoint) -> tuple[Inputs, RequestInputs]:
-    """Read a multipart (or urlencoded) form: text fields whole, file parts streamed."""
-    text: dict[str, list[str]] = {}
-    raw_fields: dict[str, list[str]] = {}
-    files: dict[str, UploadInfo] = {}
-    media_type = request.content_type
-    if media_type == "multipart/form-data":
-        if not _BOUNDARY.search(request.headers.get("Content-Type", "")):  # e.g. set by hand
-            raise _unreadable_form(endpoint, Msg.MISSING_BOUNDARY)
-        await continue_body(request)
-        try:
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader) or part.name is None:
-                    continue  # nested multipart or nameless part: ASP.NET binds neither
-                name = part.name
-                if part.filename:  # ASP.NET: a part with a non-empty filename is a file
-                    upload = await _read_upload(part, name, part.filename)
-                    files.setdefault(name.lower(), upload)
-                else:
-                    value = await _read_text(part, endpoint, name)
-                    text.setdefault(name.lower(), []).append(value)
-                    raw_fields.setdefault(name, []).append(value)
-        except ValueError:
-            raise _unreadable_form(endpoint, Msg.MALFORMED_MULTIPART) from None
-    elif media_type == "application/x-www-form-urlencoded":
-        await continue_body(request)
-        for name, field_value in (await request.post()).items():
-            if isinstance(field_value, str):
-                text.setdefault(name.lower(), []).append(field_value)
-                raw_fields.setdefault(name, []).append(field_value)
-    else:
-        raise Problem(responses.unsupported_media_type())
-    received = RequestInputs(
-        content_type=media_type,
-        fields=MappingProxyType({k: tuple(v) for k, v in raw_fields.items()}),
-        files=MappingProxyType({upload.field: upload for upload in files.values()}),
-    )
-    return Inputs(text, files), received
-
-
-def query_inputs(request: web.Request) -> Inputs:
-    """The query string as bound inputs (names case-insensitive)."""
-    text: dict[str, list[str]] = {}
-    for name, value in request.query.items():
-        text.setdefault(name.lower(), []).append(value)
-    return Inputs(text, {})
-
-
-async def json_inputs(request: web.Request) -> Inputs:
-    """A JSON object body as bound inputs (scalars as text, as Newtonsoft converts them to strings)."""
-    if request.content_type != "application/json" and not request.content_type.endswith("+json"):
-        raise Problem(responses.unsupported_media_type())
-    await continue_body(request)
-    raw = await request.read()
-    style = responses.STYLE_NEWTONSOFT
-    if not raw.strip():
-        raise Problem(responses.validation_error({"": [Msg.EMPTY_BODY]}, style))
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise Problem(responses.validation_error({"request": [Msg.INVALID_BODY]}, style))
-    text: dict[str, list[str]] = {}
-    for name, value in body.items():
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            text.setdefault(str(name).lower(), []).append(str(value))
-    return Inputs(text, {})
-
-
-UNSATISFIABLE = (-1, -1)
-"""What :func:`byte_range` returns for a range that starts past the end (416)."""
-
-_BYTE_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-
-
-def byte_range(header: str | None, total: int) -> tuple[int, int] | None:
-    """The ``(start, stop)`` a ``Range`` header asks of ``total`` bytes, as ASP.NET reads it.
-
-    None (serve everything, 200) for no header, a malformed one or several ranges (ASP.NET serves
-    those whole); :data:`UNSATISFIABLE` when the range starts past the end.
-    """
-    match = _BYTE_RANGE.match(header or "")
-    if match is None:
-        return None
-    first, last = match.groups()
-    if not first:
-        if not last:
-            return None
-        suffix = int(last)
-        return (max(0, total - suffix), total) if suffix else UNSATISFIABLE
-    start = int(first)
-    if last and int(last) < start:
-        return None  # malformed: ignored
-    if start >= total:
-        return UNSATISFIABLE
-    return start, total if not last else min(int(last) + 1, total)
 
 
 class EmulatorApp:

@@ -14,7 +14,8 @@ from typing import TypedDict
 
 from aiohttp import web
 
-from ._app import EmulatorApp, find_endpoint, queue_failure
+from ._app import EmulatorApp
+from ._endpoints import find_endpoint, queue_failure
 from ._faults import FaultPlan, Faults
 from ._notify import Delivery, Notifier
 from ._options import EmulatorOptions
