@@ -234,16 +234,8 @@ LEDGER_FILE_MODE = 0o600
 
 class SqliteStore(RunLedger):
     """A run ledger's SQLite file and connection (see the module doc): what
-    :class:`~adcreative_async.ledger.SqliteLedger`'s queries run on.
-
-    Args:
-        path: the file (the CLI keeps ``.adcreative-run.sqlite`` in the output folder).
-        run: the run's name within the file.
-        synchronous: SQLite's ``synchronous`` setting for the writes other than intents: ``"NORMAL"``
-            (default: each survives a crash of the process; the next intent's sync carries it to
-            disk) or ``"FULL"`` (each synced). Intents are always synced.
-        clock: wall-clock seconds for leases and times.
-    """
+    :class:`~adcreative_async.ledger.SqliteLedger`'s queries run on. Its arguments are
+    :class:`~adcreative_async.ledger.SqliteLedger`'s (documented there)."""
 
     def __init__(
         self,
