@@ -67,7 +67,8 @@ LISTING_PACE_PER_ITEM = 10e-6
 #: Once listing reads are not cheap in all (the scheduler reads more than :data:`LISTING_READS_FREE` listed
 #: processes a second), a listing is read at most so often that each awaited process pays for at most this
 #: many listed processes a second: after a listing of L processes with A of them awaited, the next poll
-#: waits at least L / (A * LISTED_PER_AWAITED) seconds (never more than ``max_interval`` for this reason).
+#: is sent at least L / (A * LISTED_PER_AWAITED) seconds after that one was (never more than
+#: ``max_interval`` for this reason; counted from the sending, since a large listing takes long to come).
 #: A listing holds every process its user (or application) ever ran, so it grows all through a bulk run
 #: while each poll finds about as many finished renders: at a fixed pace the client's CPU per item grew
 #: with the run's length (100,000 items over 10 users: x1.14 against 2,000, ``python -m benchmarks.scale``).
