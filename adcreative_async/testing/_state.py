@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
+from typing import Any
 
 import msgspec
 
@@ -193,6 +194,10 @@ class ProcessSnapshot:
     created_at: float
 
 
+_Listed = tuple[Any, bool, list[Any], tuple[bytes, ...]]
+"""A process's cached listing element: (options, numbered, its tasks' ids/states/messages, bytes)."""
+
+
 @dataclass
 class Process:
     """A render process: its tasks move on with the emulator's clock when :meth:`refresh` is called."""
@@ -210,6 +215,8 @@ class Process:
     edits: list[RequestInputs] = field(default_factory=list)
     download_count: int = 0
     next_due: float | None = None
+    #: its progress object's encoding in listings, and what it was made from (``_responses``)
+    listed: _Listed | None = field(default=None, repr=False, compare=False)
 
     def refresh(self, now: float) -> None:
         """End every task whose time has come (cheap when none has)."""
