@@ -60,6 +60,7 @@ from ._outcome import (
     Inputs,
     download_task,
     follow,
+    poll_concurrency_for,
     requeues_for,
     window_size,
 )
@@ -99,7 +100,7 @@ class BulkRun(Generic[T]):
         *,
         dest: str | os.PathLike[str] | None,
         upload_concurrency: int,
-        poll_concurrency: int,
+        poll_concurrency: int | None,
         download_concurrency: int,
         timeout: float | None,
         low_resolution: bool,
@@ -111,6 +112,7 @@ class BulkRun(Generic[T]):
         worker_id: str | None = None,
         max_renders: int | None = None,
     ) -> None:
+        poll_concurrency = poll_concurrency_for(poll_concurrency, ledger=ledger is not None)
         for limit, value in (
             ("upload_concurrency", upload_concurrency),
             ("poll_concurrency", poll_concurrency),

@@ -430,7 +430,7 @@ class AdCreativeClient:
         *,
         dest: str | os.PathLike[str] | None = None,
         upload_concurrency: int = 4,
-        poll_concurrency: int = 1000,
+        poll_concurrency: int | None = None,
         download_concurrency: int = 8,
         item_timeout: float | None = None,
         low_resolution: bool = False,
@@ -456,7 +456,9 @@ class AdCreativeClient:
             dest: directory for the results (``<task id>.<type>``, or see ``name``); None: no downloads.
             upload_concurrency: start calls in flight at once.
             poll_concurrency: renders being awaited at once (their polls are coalesced per user by
-                the client's scheduler and limited by its :class:`PollPolicy`).
+                the client's scheduler and limited by its :class:`PollPolicy`). Default: 1,000, or
+                2,000 with a ledger (whose renders are all detected by one listing of the
+                application, a tick at a time: see ``_outcome.LEDGER_POLL_CONCURRENCY``).
             download_concurrency: downloads in flight at once. Each task's download starts as soon as
                 the task succeeds.
             item_timeout: per item, seconds of waiting before its outcome is a WaitTimeoutError.
@@ -529,7 +531,7 @@ class AdCreativeClient:
         *,
         dest: str | os.PathLike[str] | None = None,
         upload_concurrency: int = 4,
-        poll_concurrency: int = 1000,
+        poll_concurrency: int | None = None,
         download_concurrency: int = 8,
         item_timeout: float | None = None,
         low_resolution: bool = False,

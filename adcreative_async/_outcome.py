@@ -28,12 +28,15 @@ if TYPE_CHECKING:
     from ._client import AdCreativeClient
 
 __all__ = [
+    "DEFAULT_POLL_CONCURRENCY",
+    "LEDGER_POLL_CONCURRENCY",
     "NOT_STARTED",
     "WINDOW_PER_UPLOAD",
     "BulkOutcome",
     "Inputs",
     "download_task",
     "follow",
+    "poll_concurrency_for",
     "requeues_for",
     "window_size",
 ]
@@ -48,6 +51,32 @@ NOT_STARTED = "not started: the run's max_renders start calls were sent (the sam
 #: start calls go on while every poll slot is taken. Memory is bounded by this window, whatever the
 #: number of inputs: an item is read from the inputs only when one leaves.
 WINDOW_PER_UPLOAD = 2
+
+
+#: A bulk run's renders awaited at once when the caller gives no ``poll_concurrency`` and no run ledger:
+#: their polls are the users' own listings (each paced by its own size, due at different times, so
+#: that results come in all through the run and start calls go on between them).
+DEFAULT_POLL_CONCURRENCY = 1000
+#: The same with a run ledger. Each of its renders has a user of its own, so they are all detected by
+#: one listing of the whole application per tick (``CheckApplicationAllProgresses``), whose pace slows
+#: as the listing grows (``_poll_state.LISTED_PER_AWAITED``: at 100,000 processes a tick every 1-2.5 s):
+#: each tick finds most of the window finished at once, and the run waits with a window full of
+#: finished renders while their downloads and the next start calls queue up behind one another. A
+#: window must hold about (start calls a second) x (queueing + render + a tick's delay) items to keep
+#: the start calls going: with 1,000 a ledger run of 100,000 items took 1.3-1.4x the time of the same
+#: run without a ledger, with 2,000 no longer (``python -m benchmarks.scale``, its ``sqlite-1000``
+#: mode). Twice as many awaited also lets the listing be read twice as often for the same cost per
+#: awaited render. Memory stays bounded by the window (about 20 KiB per item held), whatever the
+#: number of inputs.
+LEDGER_POLL_CONCURRENCY = 2000
+
+
+def poll_concurrency_for(poll_concurrency: int | None, *, ledger: bool) -> int:
+    """A bulk run's renders awaited at once: the caller's, else :data:`DEFAULT_POLL_CONCURRENCY` (no
+    ledger) or :data:`LEDGER_POLL_CONCURRENCY` (a run ledger)."""
+    if poll_concurrency is not None:
+        return poll_concurrency
+    return LEDGER_POLL_CONCURRENCY if ledger else DEFAULT_POLL_CONCURRENCY
 
 
 def window_size(upload_concurrency: int, poll_concurrency: int) -> int:

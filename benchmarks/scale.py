@@ -56,8 +56,10 @@ SIZES = (2_000, 20_000, 100_000)
 QUICK_SIZES = (100, 400)
 MODES = ("none", "sqlite", "postgres")
 #: On request only: the run ledger's driver over a ledger in memory (``MemoryLedger``): what a ledger run
-#: costs besides its storage (the keys' hashing, claims, the waits on the application's listing).
-EXTRA_MODES = ("memory",)
+#: costs besides its storage (the keys' hashing, claims, the waits on the application's listing); and
+#: ``sqlite-1000``, a SQLite ledger run holding the window of a run without a ledger (``poll_concurrency``
+#: 1,000 instead of ``_outcome.LEDGER_POLL_CONCURRENCY``): what the ledger's larger window buys.
+EXTRA_MODES = ("memory", "sqlite-1000")
 #: Renders' duration (seconds, uniform jitter): the issue's measurement.
 TASK_DURATION = (0.5, 1.5)
 #: Users the start calls of a run without a ledger spread over (a ledger derives one user per item).
@@ -109,6 +111,7 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
     from adcreative_async import AdCreativeClient
+    from adcreative_async._outcome import DEFAULT_POLL_CONCURRENCY
     from adcreative_async.ledger import MemoryLedger, RenderRequest, RunLedger
 
     images = Path(params["images"])
@@ -135,7 +138,14 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
 
                 run = client.bulk(paths(), submit, dest=out)
             else:
-                run = client.bulk(paths(), request=RenderRequest.remove_background, dest=out, ledger=spec)
+                window = DEFAULT_POLL_CONCURRENCY if mode == "sqlite-1000" else None
+                run = client.bulk(
+                    paths(),
+                    request=RenderRequest.remove_background,
+                    dest=out,
+                    ledger=spec,
+                    poll_concurrency=window,
+                )
             async with run:
                 async for outcome in run:
                     if outcome.ok:
@@ -160,7 +170,7 @@ def child(params: dict[str, Any]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="adcreative-scale-") as tmp:
         spec: str | RunLedger | None = None
-        if mode == "sqlite":
+        if mode in ("sqlite", "sqlite-1000"):
             spec = str(Path(tmp) / "run.sqlite")
         elif mode == "postgres":
             spec = f"{params['dsn']}#scale-{uuid.uuid4().hex[:8]}"
