@@ -81,7 +81,10 @@ def test_the_ctrl_c_summary_keeps_counts_and_a_hash_per_input(tmp_path: Path) ->
     assert lines[0].endswith(f"{N - FAILED} not started, {FAILED} failed:")
     assert lines[1] == "  in/photo-000000.png: BadRequestError: the API refused the image"
     assert len([line for line in lines if "BadRequestError" in line]) == _runs.MAX_FAILED_SHOWN
-    assert f"... and {FAILED - _runs.MAX_FAILED_SHOWN} more" in message
+    assert (
+        f"... and {FAILED - _runs.MAX_FAILED_SHOWN} more (adcreative runs show out/ --state failed)"
+        in message
+    )
     # the records are read a batch at a time: what stays is a hash per input (about 60-90 bytes)
     # (measured: 237 bytes per input, the event loop and the ledger's thread included; 738 before)
     assert peak / N < 400, f"{peak / N:.0f} bytes per input"

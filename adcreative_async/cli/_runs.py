@@ -247,6 +247,27 @@ def resume_command(argv: Sequence[str]) -> str:
     return command + " (--ledger: the same DSN, not shown)" if masked else command
 
 
+def failures_command(argv: Sequence[str]) -> str:
+    """The ``runs show`` command that lists every failure of the run started with ``argv``: by its
+    ``--ledger`` (a DSN shown as :data:`DSN_SHOWN`: it may hold a password), else by its output folder."""
+    ledger: str | None = None
+    output: str | None = None
+    for position, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name in ("--ledger", "-o", "--output"):
+            if not equals:
+                value = argv[position + 1] if position + 1 < len(argv) else ""
+            if name == "--ledger":
+                ledger = value
+            else:
+                output = value
+    if ledger is not None and is_dsn(ledger):
+        return f"adcreative runs show --ledger {DSN_SHOWN} --state failed (the same DSN, not shown)"
+    if ledger is not None:
+        return f"adcreative runs show --ledger {shlex.quote(ledger)} --state failed"
+    return f"adcreative runs show {shlex.quote(output or 'DIR')} --state failed"
+
+
 #: A ``--ledger`` DSN in the command shown to resume a run (the DSN may hold a password: never shown).
 DSN_SHOWN = "postgresql://..."
 
@@ -282,7 +303,7 @@ async def interrupted_message(ledger: RunLedger, labels: Iterable[str], argv: Se
     ]
     lines += [f"  {r.label}: {r.error_code}: {r.error_message}" for r in shown]
     if failed > MAX_FAILED_SHOWN:
-        lines.append(f"  ... and {failed - MAX_FAILED_SHOWN} more (adcreative runs show DIR --state failed)")
+        lines.append(f"  ... and {failed - MAX_FAILED_SHOWN} more ({failures_command(argv)})")
     lines.append(f"to resume (nothing done is sent again): {resume_command(argv)}")
     return "\n".join(lines)
 
