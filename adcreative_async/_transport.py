@@ -21,6 +21,7 @@ import functools
 import logging
 import platform
 import ssl as ssl_module
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -674,7 +675,12 @@ class Transport:
         try:
             if head_within is None:
                 response = await session.request(req.method, self.url(req.route), **kwargs)
-            else:
+            elif sys.version_info >= (3, 11):
+                # asyncio's own timeout, as aiohttp's inside it: a third of anyio.fail_after's CPU
+                # (no cancel scope, task state or generator context managers per download)
+                async with asyncio.timeout(head_within):
+                    response = await session.request(req.method, self.url(req.route), **kwargs)
+            else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
                 with anyio.fail_after(head_within):
                     response = await session.request(req.method, self.url(req.route), **kwargs)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
