@@ -469,14 +469,7 @@ class Transport:
             max_upload_size=self.transfer.max_upload_size,
         )
         started = self._clock.monotonic()
-        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry
-
-        def next_backoff() -> float:
-            nonlocal delays
-            if delays is None:
-                delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
-                next(delays)  # prime the generator, as backoff's decorators do
-            return next(delays)
+        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry (no closure)
 
         attempt = 0
         renewals = 0
@@ -515,8 +508,9 @@ class Transport:
             except APIConnectionError as exc:
                 if span is not None:
                     span.end(error=exc)
+                delays = delays or backoff_delays(policy)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next_backoff(), sent=exc.sent, deadline=deadline
+                    req, policy, attempt, started, next(delays), sent=exc.sent, deadline=deadline
                 )
                 if delay is None:
                     raise
@@ -557,8 +551,9 @@ class Transport:
             # send again, POSTs included.
             refused = response.status == 429 and _rate_limited_unprocessed() and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
+                delays = delays or backoff_delays(policy)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next_backoff(), sent=not refused, deadline=deadline
+                    req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
                 )
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
@@ -719,6 +714,14 @@ class Transport:
             )
         )
         return response.status, response.headers, response.body
+
+
+def backoff_delays(policy: RetryPolicy) -> Iterator[float]:
+    """The retry policy's exponential delays (before jitter), from ``initial_backoff`` up to
+    ``max_backoff``: made for a call's first retry, never for a call that needs none."""
+    delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
+    next(delays)  # prime the generator, as backoff's decorators do
+    return delays
 
 
 def _rate_limited_unprocessed() -> bool:
