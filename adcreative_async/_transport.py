@@ -21,6 +21,7 @@ import functools
 import logging
 import platform
 import ssl as ssl_module
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -468,14 +469,7 @@ class Transport:
             max_upload_size=self.transfer.max_upload_size,
         )
         started = self._clock.monotonic()
-        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry
-
-        def next_backoff() -> float:
-            nonlocal delays
-            if delays is None:
-                delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
-                next(delays)  # prime the generator, as backoff's decorators do
-            return next(delays)
+        delays: Iterator[float] | None = None  # the backoff's delays, made for a first retry (no closure)
 
         attempt = 0
         renewals = 0
@@ -514,8 +508,9 @@ class Transport:
             except APIConnectionError as exc:
                 if span is not None:
                     span.end(error=exc)
+                delays = delays or backoff_delays(policy)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next_backoff(), sent=exc.sent, deadline=deadline
+                    req, policy, attempt, started, next(delays), sent=exc.sent, deadline=deadline
                 )
                 if delay is None:
                     raise
@@ -556,8 +551,9 @@ class Transport:
             # send again, POSTs included.
             refused = response.status == 429 and _rate_limited_unprocessed() and 429 in policy.retry_statuses
             if response.status in policy.retry_statuses and (req.repeatable or refused):
+                delays = delays or backoff_delays(policy)
                 delay = self._retry_delay(
-                    req, policy, attempt, started, next_backoff(), sent=not refused, deadline=deadline
+                    req, policy, attempt, started, next(delays), sent=not refused, deadline=deadline
                 )
                 retry_after = retry_after_seconds(response.headers)
                 if delay is not None and retry_after is not None:
@@ -674,7 +670,12 @@ class Transport:
         try:
             if head_within is None:
                 response = await session.request(req.method, self.url(req.route), **kwargs)
-            else:
+            elif sys.version_info >= (3, 11):
+                # asyncio's own timeout, as aiohttp's inside it: a third of anyio.fail_after's CPU
+                # (no cancel scope, task state or generator context managers per download)
+                async with asyncio.timeout(head_within):
+                    response = await session.request(req.method, self.url(req.route), **kwargs)
+            else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
                 with anyio.fail_after(head_within):
                     response = await session.request(req.method, self.url(req.route), **kwargs)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
@@ -713,6 +714,14 @@ class Transport:
             )
         )
         return response.status, response.headers, response.body
+
+
+def backoff_delays(policy: RetryPolicy) -> Iterator[float]:
+    """The retry policy's exponential delays (before jitter), from ``initial_backoff`` up to
+    ``max_backoff``: made for a call's first retry, never for a call that needs none."""
+    delays = backoff.expo(base=2, factor=policy.initial_backoff, max_value=policy.max_backoff)
+    next(delays)  # prime the generator, as backoff's decorators do
+    return delays
 
 
 def _rate_limited_unprocessed() -> bool:

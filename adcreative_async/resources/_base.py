@@ -264,14 +264,15 @@ class RenderResource(Resource):
             progress = await self._send_paid(req, call)
         user_id = progress.user_id or user
         pid = progress.image_render_process_id
-        logger.debug(
-            "%s: %s call answered: process %s, %d task(s)",
-            self.feature.name,
-            "start" if edited_task_ids is None else "edit",
-            pid,
-            len(progress.tasks),
-            extra=log_ids(pid),
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # its fields (a dict) are made only for a record
+            logger.debug(
+                "%s: %s call answered: process %s, %d task(s)",
+                self.feature.name,
+                "start" if edited_task_ids is None else "edit",
+                pid,
+                len(progress.tasks),
+                extra=log_ids(pid),
+            )
         return RenderJob(
             feature=self.feature.name,
             process_id=pid,
