@@ -393,11 +393,15 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
         poller = self._poller(target)
         interest = self._interest(poller, target, now)
         if not interest.awaited_before:
-            # A new job to follow is a change: fast polls again. A job that came with its progress
-            # (just submitted) waits one interval; a rebuilt one is polled now.
+            # A new job to follow is a change: fast polls again. A job known by a snapshot (its start
+            # answer, or an earlier poll) is polled one interval after that snapshot: at once when it
+            # is older (a job submitted long ago and awaited now), else one interval after its start
+            # call; a rebuilt one is polled now.
             interest.awaited_before = True
-            fresh = key_pid[1] not in poller.cache and target.submitted_at is None
-            poller.reset_pacing(now, 0.0 if fresh else self.policy.initial_interval)
+            cached = poller.cache.get(key_pid[1])
+            seen_at = cached.sent_at if cached is not None else target.submitted_at
+            first = 0.0 if seen_at is None else seen_at + self.policy.initial_interval - now
+            poller.reset_pacing(now, max(0.0, first))
         interest.watches.add(watch)
         poller.retain(key_pid[1])
         stale = self._seed(poller, interest, target)
