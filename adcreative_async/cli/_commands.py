@@ -30,14 +30,13 @@ from .. import (
 )
 from .._naming import Namer
 from ..ledger import RenderRequest, RunLedger
-from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, is_dsn, one_line
+from ._common import EXIT_FAILED, EXIT_OK, Session, UsageError, feature_resource, one_line
 from ._inputs import Brief, ImageItem, refuse_shared_names
 from ._preflight import check_credentials
 from ._results import FAILURES_FILE, LazySequence, LiveRows, Results, error_document
 from ._runs import (
+    dry_run_lookup,
     interrupted_message,
-    ledger_file,
-    ledger_spec,
     open_run_ledger,
     say_interrupted,
     spend_line,
@@ -79,12 +78,10 @@ async def remove_bg(session: Session) -> int:
     args = session.args
     items: Sequence[ImageItem] = args.items
     if args.dry_run:  # what a run would spend, from the ledger as it is: nothing written
-        spec = ledger_spec(args)
-        if spec is not None and is_dsn(spec):
-            raise UsageError("--dry-run reads a SQLite run ledger only: not a PostgreSQL --ledger")
         requests = LazySequence(items, _bg_request)
-        path = ledger_file(args)
-        session.say(f"dry run: {await spend_line(requests, None, path)}; nothing was sent")
+        async with dry_run_lookup(args, Path(args.output)) as lookup:
+            line = await spend_line(requests, None, lookup)
+        session.say(f"dry run: {line}; nothing was sent")
         session.document = {"ok": True, "dry_run": True}
         return EXIT_OK
     out = Path(args.output)

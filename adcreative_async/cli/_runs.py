@@ -15,12 +15,13 @@ owner-only (0600, see :func:`adcreative_async.ledger.SqliteLedger`), never meant
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,14 @@ from ..ledger import (
     SqliteLedger,
     request_keys,
 )
-from ..ledger._scan import Visit, records_in_file, scan_file, scan_postgres
+from ..ledger._scan import PostgresReader, Visit, records_in_file, scan_file, scan_postgres
 from ._common import ENV_LEDGER, EXIT_OK, EXIT_USAGE, Session, UsageError, is_dsn
 from ._display import print_table
 
 __all__ = [
     "LEDGER_FILE",
     "RUN_INFO_FILE",
+    "dry_run_lookup",
     "interrupted_message",
     "open_run_ledger",
     "resume_command",
@@ -123,9 +125,15 @@ def _ledger_of(spec: str | None, out: Path) -> RunLedger:
     output folder's name (so that runs into other folders do not share one); a SQLite file; else the
     output folder's own file."""
     if spec is not None and is_dsn(spec):
-        dsn, _, name = spec.strip().partition("#")
-        return PostgresLedger(dsn, run=name or os.path.basename(os.path.abspath(out)) or "default")
+        dsn, run = _postgres_run(spec, out)
+        return PostgresLedger(dsn, run=run)
     return SqliteLedger(os.path.expanduser(spec) if spec is not None else out / LEDGER_FILE)
+
+
+def _postgres_run(spec: str, out: Path) -> tuple[str, str]:
+    """A ``--ledger`` DSN's connection string, and its run: its ``#NAME``, else the output folder's name."""
+    dsn, _, name = spec.strip().partition("#")
+    return dsn, name or os.path.basename(os.path.abspath(out)) or "default"
 
 
 def ledger_file(args: Any) -> Path | None:
@@ -342,14 +350,15 @@ SPEND_CHUNK = 2048
 
 
 async def spend_line(
-    requests: Sequence[RenderRequest], ledger: RunLedger | None, path: Path | None = None
+    requests: Sequence[RenderRequest], ledger: RunLedger | None, lookup: Lookup | None = None
 ) -> str:
     """What a run of ``requests`` will spend, said before it starts: the inputs, those done already, those
     whose render exists (downloaded only), those to reconcile, those failed before, and the renders to
     be paid (one per distinct input: the same content twice is rendered once).
 
-    ``ledger``: the open run ledger; or None to read the ledger file at ``path`` without writing anything
-    (``--dry-run``; no file: nothing done yet). The inputs are keyed and looked up
+    ``ledger``: the open run ledger; or None to look records up with ``lookup`` without writing anything
+    (``--dry-run``: see :func:`dry_run_lookup`; no lookup: nothing done yet). The inputs are keyed and
+    looked up
     :data:`SPEND_CHUNK` at a time: memory is a chunk's requests and records, and a hash per distinct
     input (:class:`HashSet`), whatever the run's size.
     """
@@ -357,7 +366,6 @@ async def spend_line(
         # a first run: nothing is done, and hashing every input here would hold back the first start
         # call until the last file is read (the run hashes them a chunk at a time as it goes)
         return f"{len(requests)} input(s), a new run: up to {len(requests)} to render (one paid render each)"
-    exists = ledger is None and path is not None and await anyio.Path(path).exists()
     seen = HashSet()
     counts = dict.fromkeys(ItemState, 0)
     refused = 0
@@ -367,10 +375,9 @@ async def spend_line(
         refused += len(keys) - sum(1 for key in keys if isinstance(key, str))
         if ledger is not None:
             records = await ledger.records(fresh)
-        elif exists:
-            assert path is not None
+        elif lookup is not None:
             try:
-                records = await anyio.to_thread.run_sync(records_in_file, path, DEFAULT_RUN, fresh)
+                records = await lookup(fresh)
             except LedgerError as exc:
                 raise UsageError(str(exc)) from None
         else:
@@ -395,6 +402,38 @@ async def spend_line(
 
 #: The run of a output folder's own SQLite ledger file.
 DEFAULT_RUN = "default"
+
+Lookup = Callable[[list[str]], Awaitable[dict[str, ItemRecord]]]
+"""The records of some keys (those that exist) in a run ledger, read without writing anything."""
+
+
+@contextlib.asynccontextmanager
+async def dry_run_lookup(args: Any, out: Path) -> AsyncIterator[Lookup | None]:
+    """How ``--dry-run`` reads the run's ledger, writing nothing: a PostgreSQL ``--ledger`` on a read-only
+    connection of its own (its run: the DSN's ``#NAME``, else the output folder's name, as a run names
+    it); a SQLite file read-only (``--ledger FILE``, else the output folder's); None when there is no
+    ledger yet (no file), or with ``--no-ledger``.
+
+    Raises:
+        UsageError: the PostgreSQL ledger cannot be reached or read (the message never holds the DSN).
+    """
+    spec = ledger_spec(args)
+    if spec is not None and is_dsn(spec) and not getattr(args, "no_ledger", False):
+        try:
+            async with PostgresReader(*_postgres_run(spec, out)) as reader:
+                yield reader.records
+        except LedgerError as exc:
+            raise UsageError(f"{exc} (check the DSN and the database)") from None
+        return
+    path = ledger_file(args)
+    if path is None or not await anyio.Path(path).exists():
+        yield None
+        return
+
+    async def read(keys: list[str]) -> dict[str, ItemRecord]:
+        return await anyio.to_thread.run_sync(records_in_file, path, DEFAULT_RUN, keys)
+
+    yield read
 
 
 def say_interrupted(message: str) -> None:

@@ -23,6 +23,7 @@ from ._base import ItemRecord, ItemState, LedgerError
 
 __all__ = [
     "SCAN_BATCH",
+    "PostgresReader",
     "Visit",
     "read_only_file",
     "records_in_file",
@@ -178,23 +179,81 @@ async def scan_postgres(
         LedgerError: asyncpg is missing, or the database cannot be reached or read (the message never
             holds the DSN).
     """
-    try:
-        import asyncpg
-    except ImportError:
-        raise LedgerError(
-            "a PostgreSQL run ledger needs asyncpg: pip install asyncpg (the SDK's postgres extra)"
-        ) from None
-    from ._pgconn import CONNECT_TIMEOUT_SECONDS
+    async with PostgresReader(dsn, run) as reader:
+        await reader.scan(visit, states)
 
-    try:
-        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SECONDS)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        raise LedgerError(f"cannot read the PostgreSQL run ledger: {type(exc).__name__}") from None
-    try:
-        if await conn.fetchval("SELECT to_regclass('adcreative_items')") is None:
-            return
-        await scan_connection(conn, run, visit, states)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise LedgerError(f"cannot read the PostgreSQL run ledger: {type(exc).__name__}") from None
-    finally:
-        await conn.close()
+
+class PostgresReader:
+    """One run of a PostgreSQL ledger read on a connection of its own, writing nothing (no schema made,
+    no run registered): a database without a run ledger's tables has no records. Used as an async
+    context manager (the connection is closed on leaving).
+
+    Raises (entering, and each read):
+        LedgerError: asyncpg is missing, or the database cannot be reached or read (the message never
+            holds the DSN).
+    """
+
+    def __init__(self, dsn: str, run: str) -> None:
+        self._dsn = dsn
+        self.run = run
+        self._conn: Any = None
+        self._empty = True  # no run ledger's tables
+
+    def __repr__(self) -> str:
+        return f"PostgresReader(run={self.run!r})"  # the DSN may hold a password: never shown
+
+    async def __aenter__(self) -> PostgresReader:
+        try:
+            import asyncpg
+        except ImportError:
+            raise LedgerError(
+                "a PostgreSQL run ledger needs asyncpg: pip install asyncpg (the SDK's postgres extra)"
+            ) from None
+        from ._pgconn import CONNECT_TIMEOUT_SECONDS
+
+        try:
+            self._conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise LedgerError(f"cannot read the PostgreSQL run ledger: {type(exc).__name__}") from None
+        try:
+            self._empty = (
+                await self._read(self._conn.fetchval("SELECT to_regclass('adcreative_items')")) is None
+            )
+        except BaseException:
+            await self._conn.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._conn.close()
+
+    async def _read(self, awaitable: Any) -> Any:
+        import asyncpg
+
+        try:
+            return await awaitable
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise LedgerError(f"cannot read the PostgreSQL run ledger: {type(exc).__name__}") from None
+
+    async def scan(self, visit: Visit, states: Collection[ItemState] | None = None) -> None:
+        """Visit the run's records (see :func:`scan_connection`)."""
+        if not self._empty:
+            await self._read(scan_connection(self._conn, self.run, visit, states))
+
+    async def records(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
+        """The records of ``keys`` (those that exist) in the run, in a read-only transaction."""
+        if self._empty or not keys:
+            return {}
+        from ._pgsql import _COLUMNS, _record
+
+        async def read() -> list[Any]:
+            async with self._conn.transaction(readonly=True):
+                rows: list[Any] = await self._conn.fetch(
+                    f"SELECT {_COLUMNS} FROM adcreative_items WHERE run = $1 AND key = ANY($2::text[])",
+                    self.run,
+                    list(keys),
+                )
+                return rows
+
+        rows = await self._read(read())
+        return {row["key"]: _record(row) for row in rows}
