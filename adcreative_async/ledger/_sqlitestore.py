@@ -148,13 +148,16 @@ def _list(text: str) -> tuple[str, ...]:
     return () if text == "[]" else _LIST.decode(text)
 
 
+_STATES = {state.value: state for state in ItemState}  # (a look-up: ItemState(value) costs 5 times more)
+
+
 def _record(row: Sequence[Any], lapsed_for: float | None = None) -> ItemRecord:
     return ItemRecord(
         key=row[0],
         seq=row[1],
         label=row[2],
         feature=row[3],
-        state=ItemState(row[4]),
+        state=_STATES.get(row[4]) or ItemState(row[4]),
         attempt=row[5],
         user_id=row[6],
         process_id=row[7],
@@ -202,21 +205,23 @@ def _is_busy(error: BaseException) -> bool:
 
 
 #: A row written behind is of the item's current claim (its epoch, or unfenced).
-_OWN = "(:e IS NULL OR epoch = :e)"
+_OWN = "(?6 IS NULL OR epoch = ?6)"
 #: Answers and downloads written behind, one row each (executemany): a download ends the claim and
 #: clears the error. Fenced by the epoch; a stale row's answer alone is written, where the
-#: STALE_ANSWER_RULE allows it (the claim stays the new owner's).
+#: STALE_ANSWER_RULE allows it (the claim stays the new owner's). Numbered parameters, bound from a tuple
+#: (see _behind_rows): ?1 state, ?2 process id, ?3 user id, ?4 task ids, ?5 files, ?6 epoch, ?7 now,
+#: ?8 run, ?9 key.
 _BEHIND = (
-    f"UPDATE items SET state = CASE WHEN {_OWN} THEN :s ELSE 'submitted' END, "
-    "process_id = coalesce(:p, process_id), user_id = coalesce(:u, user_id), "
-    "task_ids = coalesce(:tk, task_ids), "
-    f"files = CASE WHEN {_OWN} THEN coalesce(:f, files) ELSE files END, "
-    f"error_code = CASE WHEN {_OWN} AND :f IS NULL THEN error_code END, "
-    f"error_message = CASE WHEN {_OWN} AND :f IS NULL THEN error_message END, "
-    f"owner = CASE WHEN {_OWN} AND :f IS NOT NULL THEN NULL ELSE owner END, "
-    f"lease_until = CASE WHEN {_OWN} AND :f IS NOT NULL THEN NULL ELSE lease_until END, "
-    f"updated_at = :now WHERE run = :run AND key = :k AND ({_OWN} OR (:p IS NOT NULL "
-    "AND process_id IS NULL AND lower(user_id) = lower(:u) "
+    f"UPDATE items SET state = CASE WHEN {_OWN} THEN ?1 ELSE 'submitted' END, "
+    "process_id = coalesce(?2, process_id), user_id = coalesce(?3, user_id), "
+    "task_ids = coalesce(?4, task_ids), "
+    f"files = CASE WHEN {_OWN} THEN coalesce(?5, files) ELSE files END, "
+    f"error_code = CASE WHEN {_OWN} AND ?5 IS NULL THEN error_code END, "
+    f"error_message = CASE WHEN {_OWN} AND ?5 IS NULL THEN error_message END, "
+    f"owner = CASE WHEN {_OWN} AND ?5 IS NOT NULL THEN NULL ELSE owner END, "
+    f"lease_until = CASE WHEN {_OWN} AND ?5 IS NOT NULL THEN NULL ELSE lease_until END, "
+    f"updated_at = ?7 WHERE run = ?8 AND key = ?9 AND ({_OWN} OR (?2 IS NOT NULL "
+    "AND process_id IS NULL AND lower(user_id) = lower(?3) "
     f"AND state IN ({', '.join(repr(s) for s in STALE_ANSWER_STATES)})))"
 )
 
@@ -613,19 +618,13 @@ class SqliteStore(RunLedger):
                 os.close(fd)
             self._dir_synced = True
 
-    def _behind_rows(self, behind: dict[str, WrittenBehind], now: float) -> Iterable[dict[str, Any]]:
-        for key, r in behind.items():
-            yield {
-                "s": r.state,
-                "p": r.process_id,
-                "u": r.user_id,
-                "tk": r.task_ids,
-                "f": r.files,
-                "e": r.epoch,
-                "now": now,
-                "run": self.run,
-                "k": key,
-            }
+    def _behind_rows(self, behind: dict[str, WrittenBehind], now: float) -> list[tuple[Any, ...]]:
+        """The rows of :data:`_BEHIND` (tuples: a dict per row costs more to make and to bind)."""
+        run = self.run
+        return [
+            (r.state, r.process_id, r.user_id, r.task_ids, r.files, r.epoch, now, run, key)
+            for key, r in behind.items()
+        ]
 
     def _stale_answers(self, conn: sqlite3.Connection, behind: dict[str, WrittenBehind]) -> None:
         """Some rows written behind were refused (stale epochs): the answers among them that the item
