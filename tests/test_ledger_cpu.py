@@ -7,6 +7,7 @@ results of the plain form, since user ids are what earlier runs' items are recon
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -91,4 +92,65 @@ async def test_writes_behind_bound_from_tuples_land_in_their_columns(tmp_path: P
         ("out/b.png",),
         None,
         None,
+    )
+
+
+def _committed(path: Path) -> dict[str, str]:
+    """Each item's state as committed (another connection: what a crash would leave)."""
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT key, state FROM items"))
+
+
+async def test_downloads_are_held_past_the_next_write_but_answers_are_not(tmp_path: Path) -> None:
+    """The downloads of the items in flight are committed together (DOWNLOADS_HELD), not with each
+    claim: an answer still goes with the next write (a claim), a download waits."""
+    path = tmp_path / "run.sqlite"
+    async with SqliteLedger(path) as ledger:
+        await ledger.register([NewItem(k, i, f"{k}.png", "background_remover") for i, k in enumerate("abc")])
+        epochs = {r.key: r.epoch for r in await ledger.claim(["a", "b"], "w", 30.0)}
+        await ledger.submitted("a", "P-A", "U-A", ["t"], epoch=epochs["a"])
+        await ledger.submitted("b", "P-B", "U-B", ["t"], epoch=epochs["b"])
+        await ledger.claim(["c"], "w", 30.0)  # the next write: the answers go with it
+        assert _committed(path) == {"a": "submitted", "b": "submitted", "c": "pending"}
+        await ledger.downloaded("a", ["a.png"], epoch=epochs["a"])
+        await ledger.claim(["c"], "w", 30.0)
+        assert _committed(path)["a"] == "submitted"  # held
+        await ledger.renew("w", 30.0)  # a write of the whole run: every download held goes with it
+        assert _committed(path)["a"] == "downloaded"
+        await ledger.downloaded("b", ["b.png"], epoch=epochs["b"])
+        assert (await ledger.records(["b"]))["b"].state is ItemState.DOWNLOADED  # a read sees it
+        assert _committed(path)["b"] == "downloaded"
+
+
+async def test_a_download_held_is_committed_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    async with SqliteLedger(path) as ledger:
+        await ledger.register([NewItem("a", 0, "a.png", "background_remover")])
+        [record] = await ledger.claim(["a"], "w", 30.0)
+        await ledger.submitted("a", "P-A", "U-A", ["t"], epoch=record.epoch)
+        await ledger.downloaded("a", ["a.png"], epoch=record.epoch)
+        await ledger.claim(["a"], "w", 30.0)
+    assert _committed(path) == {"a": "downloaded"}
+
+
+async def test_a_download_held_beside_its_uncommitted_answer_keeps_both(tmp_path: Path) -> None:
+    """An item whose answer waits for the next write (put back after a failed commit) while its download
+    is held (it came during that commit) is written as one row: the download does not drop the answer's
+    process id."""
+    from adcreative_async.ledger._base import WrittenBehind
+
+    ledger = SqliteLedger(tmp_path / "run.sqlite")
+    async with ledger:
+        await ledger.register([NewItem("a", 0, "a.png", "background_remover")])
+        [record] = await ledger.claim(["a"], "w", 30.0)
+        await ledger.submitted("a", "P-A", "U-A", ["t"], epoch=record.epoch)  # behind: the next write
+        download = ledger._held["a"] = WrittenBehind()  # (where a download made during a commit waits)
+        download.downloaded(["a.png"], record.epoch)
+        await ledger.renew("w", 30.0)  # both go
+        stored = (await ledger.records(["a"]))["a"]
+    assert (stored.state, stored.process_id, stored.user_id, stored.files) == (
+        ItemState.DOWNLOADED,
+        "P-A",
+        "U-A",
+        ("a.png",),
     )
