@@ -7,15 +7,34 @@ results of the plain form, since user ids are what earlier runs' items are recon
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from adcreative_async import InvalidRequestError
-from adcreative_async.ledger import ItemState, NewItem, RenderRequest, SqliteLedger, derived_user_id
+from adcreative_async.ledger import (
+    ItemState,
+    MemoryLedger,
+    NewItem,
+    PostgresLedger,
+    RenderRequest,
+    RunLedger,
+    SqliteLedger,
+    derived_user_id,
+)
 from adcreative_async.ledger._requests import _NAMESPACE
+from adcreative_async.ledger._submit import ItemCalls
+
+POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
+needs_postgres = pytest.mark.skipif(
+    POSTGRES_DSN is None, reason="needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN"
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -154,3 +173,68 @@ async def test_a_download_held_beside_its_uncommitted_answer_keeps_both(tmp_path
         "U-A",
         ("a.png",),
     )
+
+
+async def _answer_and_download_cancelled(ledger: RunLedger, key: str) -> None:
+    """An answer and a download written from a task whose scope is cancelled (no shield of its own)."""
+    [record] = await ledger.claim([key], "w", 30.0)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await ledger.submitted(key, "P", "U", ["t"], epoch=record.epoch)
+        await ledger.downloaded(key, ["out.png"], epoch=record.epoch)
+    assert not scope.cancelled_caught  # nothing in them waited: the cancellation never reached them
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", "memory", pytest.param("postgres", marks=[pytest.mark.postgres, needs_postgres])]
+)
+async def test_built_in_ledgers_hold_answers_and_downloads_before_any_await(
+    tmp_path: Path, backend: str
+) -> None:
+    """What lets the driver call ``submitted`` and ``downloaded`` without a shielded scope of its own
+    (RunLedger._records_at_once): a cancelled caller's answer and download are still recorded."""
+    ledger: RunLedger
+    if backend == "sqlite":
+        ledger = SqliteLedger(tmp_path / "run.sqlite")
+    elif backend == "memory":
+        ledger = MemoryLedger()
+    else:
+        assert POSTGRES_DSN is not None
+        ledger = PostgresLedger(POSTGRES_DSN, run=f"test-{uuid.uuid4().hex[:12]}")
+    assert ledger._records_at_once
+    async with ledger:
+        await ledger.register([NewItem("a", 0, "a.png", "background_remover")])
+        await _answer_and_download_cancelled(ledger, "a")
+        stored = (await ledger.records(["a"]))["a"]
+    assert (stored.state, stored.process_id, stored.files) == (ItemState.DOWNLOADED, "P", ("out.png",))
+
+
+class _SlowLedger(MemoryLedger):
+    """A ledger of another kind: its answer waits (a round trip) before it is recorded."""
+
+    _records_at_once = False
+
+    async def submitted(
+        self, key: str, process_id: str, user_id: str, task_ids: Sequence[str], *, epoch: int | None = None
+    ) -> None:
+        await anyio.lowlevel.checkpoint()
+        await super().submitted(key, process_id, user_id, task_ids, epoch=epoch)
+
+
+@pytest.mark.parametrize("records_at_once", [False, True])
+async def test_the_driver_shields_the_answers_of_other_ledgers(records_at_once: bool) -> None:
+    """Where the ledger does not hold the answer before its first await, the driver's write of it is
+    shielded (a cancelled item still records its paid call's answer); the shield is left out only for
+    ledgers that say they need none (here, wrongly: the answer is lost, which shows the shield at work)."""
+    ledger = _SlowLedger()
+    ledger._records_at_once = records_at_once  # type: ignore[misc]
+    calls: ItemCalls[object] = ItemCalls()
+    calls._ledger = ledger
+    async with ledger:
+        await ledger.register([NewItem("a", 0, "a.png", "background_remover")])
+        [record] = await ledger.claim(["a"], "w", 30.0)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await calls._recorded(ledger.submitted("a", "P", "U", ["t"], epoch=record.epoch))
+        stored = (await ledger.records(["a"]))["a"]
+    assert (stored.process_id is not None) is (not records_at_once)

@@ -59,6 +59,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
+from typing import ClassVar
 
 import msgspec
 
@@ -392,6 +393,11 @@ class RunLedger(ABC):
     """
 
     run: str
+    #: Whether :meth:`submitted` and :meth:`downloaded` hold their write before their first ``await`` and
+    #: shield whatever they await (the built-in ledgers: written behind, then committed by a shielded
+    #: write), so that a cancellation cannot lose them: a run's driver then calls them as they are, not
+    #: in a shielded cancel scope of its own (two per item). False for other ledgers: shielded.
+    _records_at_once: ClassVar[bool] = False
 
     async def __aenter__(self) -> RunLedger:
         await self.open()

@@ -254,6 +254,8 @@ class SqliteStore(RunLedger):
     :class:`~adcreative_async.ledger.SqliteLedger`'s queries run on. Its arguments are
     :class:`~adcreative_async.ledger.SqliteLedger`'s (documented there)."""
 
+    _records_at_once = True  # (see RunLedger: its answers and downloads are held before any await)
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
@@ -110,10 +111,11 @@ class ItemCalls(Generic[T]):
                 written, limited = None, None
                 continue
             if job is not None:  # recorded right away, but without holding an upload slot
-                with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
-                    await self._ledger.submitted(
+                await self._recorded(  # the answer of a paid call is recorded, always
+                    self._ledger.submitted(
                         entry.key, job.process_id, job.user_id, job.task_ids, epoch=self._epoch(entry.key)
                     )
+                )
                 return job._poll_by_application()
             now = time.time()
             pending = ItemRecord(
@@ -137,6 +139,16 @@ class ItemCalls(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    async def _recorded(self, write: Coroutine[Any, Any, None]) -> None:
+        """Await an item's answer or download (``submitted``, ``downloaded``, not yet awaited) so
+        that a cancellation cannot lose it: as it is where the ledger holds them before any await
+        (``RunLedger._records_at_once``: the built-in ledgers), else in a shielded cancel scope."""
+        if self._ledger._records_at_once:
+            await write
+            return
+        with anyio.CancelScope(shield=True):
+            await write
 
     def _spend(self) -> None:
         """Count a start call against ``max_renders`` as it is about to go (NotStartedError when they
