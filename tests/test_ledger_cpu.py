@@ -12,12 +12,14 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from helpers import FAST_POLLS
 
-from adcreative_async import InvalidRequestError
+from adcreative_async import AdCreativeClient, InvalidRequestError
 from adcreative_async.ledger import (
     ItemState,
     MemoryLedger,
@@ -30,6 +32,7 @@ from adcreative_async.ledger import (
 )
 from adcreative_async.ledger._requests import _NAMESPACE
 from adcreative_async.ledger._submit import ItemCalls
+from adcreative_async.testing import Emulator, sample_image
 
 POSTGRES_DSN = os.environ.get("ADCREATIVE_TEST_POSTGRES_DSN")
 needs_postgres = pytest.mark.skipif(
@@ -238,3 +241,39 @@ async def test_the_driver_shields_the_answers_of_other_ledgers(records_at_once: 
             await calls._recorded(ledger.submitted("a", "P", "U", ["t"], epoch=record.epoch))
         stored = (await ledger.records(["a"]))["a"]
     assert (stored.process_id is not None) is (not records_at_once)
+
+
+async def test_a_ledger_start_call_is_checked_by_one_send_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease guard and the content guard of an item's start call are one send guard (one context
+    and one call per chunk, not two), and the call still goes out whole."""
+    from adcreative_async import _multipart
+
+    seen: list[int] = []
+    real = _multipart.send_guards  # type: ignore[attr-defined]
+
+    def counted() -> tuple[Any, ...]:
+        guards = real()
+        seen.append(len(guards))
+        return guards
+
+    monkeypatch.setattr(_multipart, "send_guards", counted)
+    paths = []
+    for i in range(3):
+        path = tmp_path / "in" / f"{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(sample_image("png", (8, 8), (i, 2, 3)))
+        paths.append(path)
+    async with (
+        Emulator() as emulator,
+        AdCreativeClient(**emulator.credentials, trust_env=False, poll_policy=FAST_POLLS) as client,
+    ):
+        outcomes = await client.process_many(
+            paths,
+            request=RenderRequest.remove_background,
+            ledger=tmp_path / "run.sqlite",
+            dest=tmp_path / "out",
+        )
+    assert [o.error for o in outcomes] == [None, None, None]
+    assert seen == [1, 1, 1]

@@ -41,6 +41,32 @@ logger = logging.getLogger("adcreative_async.ledger")
 T = TypeVar("T")
 
 
+class _CallGuard:
+    """A start call's lease guard, then its content guard, as one send guard (one context and one call
+    per part and chunk, not two)."""
+
+    __slots__ = ("_content", "_lease")
+
+    def __init__(self, lease: _LeaseGuard, content: ContentGuard) -> None:
+        self._lease = lease
+        self._content = content
+
+    def begin(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.begin(param)
+        self._content.begin(param)
+
+    def chunk(self, param: str, data: bytes) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.chunk(param, data)
+        self._content.chunk(param, data)
+
+    def end(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.end(param)
+        self._content.end(param)
+
+
 class ItemCalls(Generic[T]):
     """An item's start call, its intent and its reconciliation: the driver's (see the module doc)."""
 
@@ -86,7 +112,7 @@ class ItemCalls(Generic[T]):
                         self._unsent.discard(entry.key)  # no file part: sent as soon as it is made
                     # the lease still holds as each of its bytes goes out, and the key is the hash of
                     # what is sent: a file changed since it was hashed is refused
-                    with send_guard(guard), send_guard(ContentGuard(entry.hashes, entry.request.label)):
+                    with send_guard(_CallGuard(guard, ContentGuard(entry.hashes, entry.request.label))):
                         job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
                     job = None
