@@ -85,8 +85,9 @@ KEYS_PER_STATEMENT = 500
 #: the lease renewal, or close), not for the next write: renders end out of order, so the downloads
 #: committed with each claim (every few dozen items) lie on as many pages as there are items in flight,
 #: and each commit writes each of those pages whole to the log again (then the checkpoint copies them).
-#: Held together, several share a page. Measured (``benchmarks/ledger_writes.py``, 100,000 items): 14.4
-#: KiB written per item and 0.071 ms of CPU, against 10.6 KiB and 0.060 ms held. A download lost to a
+#: Held together, several share a page. Measured (``benchmarks/ledger_writes.py``, 100,000 items, 3
+#: rounds on a shared machine): 14.2-14.5 KiB written per item, 10.6-10.9 held; the ledger's CPU per item
+#: 0.062-0.066 ms before, 0.051-0.057 ms with this and the bulk path's other savings. A download lost to a
 #: crash is downloaded again, never paid again (its answer is committed with the next write, as before).
 #: With the answers written behind (at most BEHIND_ROWS), a commit of them stays small enough to run in
 #: the event loop (INLINE_KEYS).
