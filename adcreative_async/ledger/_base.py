@@ -386,7 +386,10 @@ class RunLedger(ABC):
     Backends: :class:`~adcreative_async.ledger.SqliteLedger` (a file; the default),
     :class:`~adcreative_async.ledger.PostgresLedger` (workers on many machines),
     :class:`~adcreative_async.ledger.MemoryLedger` (tests). Every method is a coroutine safe to call
-    from many tasks at once; every write is durable (committed) when it returns.
+    from many tasks at once; every write is durable (committed) when it returns, but for answers
+    (:meth:`submitted`) and downloads (:meth:`downloaded`), which the SQLite and PostgreSQL ledgers
+    write behind: committed later, before any read and on close (see their modules), and found again
+    if lost.
 
     Attributes:
         run: the run's name: one ledger (a file, a database) can hold several runs.
