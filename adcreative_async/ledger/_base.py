@@ -59,6 +59,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
+from typing import ClassVar
 
 import msgspec
 
@@ -178,6 +179,8 @@ STALE_ANSWER_RULE = "recorded only when the item names no render yet, for the sa
 #: about 1,000 downloads took 0.19 s at its end.
 BEHIND_ROWS = 128
 
+_SUBMITTED, _DOWNLOADED = ItemState.SUBMITTED.value, ItemState.DOWNLOADED.value  # (an enum's .value is slow)
+
 
 class WrittenBehind:
     """An item's answer and download not yet written (the SQLite and PostgreSQL backends write them
@@ -203,8 +206,8 @@ class WrittenBehind:
         (see :meth:`_stale`)."""
         if self._stale(epoch):
             return False
-        if self.state != ItemState.DOWNLOADED.value:
-            self.state = ItemState.SUBMITTED.value
+        if self.state != _DOWNLOADED:
+            self.state = _SUBMITTED
         self.process_id, self.user_id = process_id, user_id
         self.task_ids = msgspec.json.encode(list(dict.fromkeys(task_ids))).decode()
         self._fence(epoch)
@@ -214,7 +217,7 @@ class WrittenBehind:
         """The item's files: it is finished."""
         if self._stale(epoch):
             return
-        self.state = ItemState.DOWNLOADED.value
+        self.state = _DOWNLOADED
         self.files = msgspec.json.encode(list(files)).decode()
         self._fence(epoch)
 
@@ -383,13 +386,21 @@ class RunLedger(ABC):
     Backends: :class:`~adcreative_async.ledger.SqliteLedger` (a file; the default),
     :class:`~adcreative_async.ledger.PostgresLedger` (workers on many machines),
     :class:`~adcreative_async.ledger.MemoryLedger` (tests). Every method is a coroutine safe to call
-    from many tasks at once; every write is durable (committed) when it returns.
+    from many tasks at once; every write is durable (committed) when it returns, but for answers
+    (:meth:`submitted`) and downloads (:meth:`downloaded`), which the SQLite and PostgreSQL ledgers
+    write behind: committed later, before any read and on close (see their modules), and found again
+    if lost.
 
     Attributes:
         run: the run's name: one ledger (a file, a database) can hold several runs.
     """
 
     run: str
+    #: Whether :meth:`submitted` and :meth:`downloaded` hold their write before their first ``await`` and
+    #: shield whatever they await (the built-in ledgers: written behind, then committed by a shielded
+    #: write), so that a cancellation cannot lose them: a run's driver then calls them as they are, not
+    #: in a shielded cancel scope of its own (two per item). False for other ledgers: shielded.
+    _records_at_once: ClassVar[bool] = False
 
     async def __aenter__(self) -> RunLedger:
         await self.open()

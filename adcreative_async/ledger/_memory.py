@@ -32,6 +32,8 @@ class MemoryLedger(RunLedger):
         clock: wall-clock seconds for leases and times (tests pass their own).
     """
 
+    _records_at_once = True  # (see RunLedger: its answers and downloads are held before any await)
+
     def __init__(self, run: str = "default", *, clock: Callable[[], float] = time.time) -> None:
         self.run = run
         self._clock = clock

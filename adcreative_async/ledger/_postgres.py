@@ -174,6 +174,8 @@ class PostgresLedger(RunLedger):
             that trying again cannot mend: one error, never the driver's own.
     """
 
+    _records_at_once = True  # (see RunLedger: its answers and downloads are held before any await)
+
     def __init__(
         self, dsn: str, *, run: str = "default", pool_size: int = POOL_SIZE, durable_commit: str = "on"
     ) -> None:

@@ -579,10 +579,11 @@ class LedgerDriver(ItemCalls[T]):
                 self._submitted_one()
             outcome.job = job
             await self._await_and_download(outcome, entry, job)
-            with anyio.CancelScope(shield=True):
-                await self._ledger.downloaded(
+            await self._recorded(
+                self._ledger.downloaded(
                     entry.key, [str(f) for f in outcome.files], epoch=self._epoch(entry.key)
                 )
+            )
             self._note_finished(
                 ItemRecord(
                     key=entry.key,

@@ -317,7 +317,7 @@ class SqliteLedger(SqliteStore):
 
     async def downloaded(self, key: str, files: Sequence[str], *, epoch: int | None = None) -> None:
         """See :meth:`RunLedger.downloaded`."""
-        self._write_behind(key).downloaded(files, epoch)
+        self._hold_download(key).downloaded(files, epoch)
         await self._commit_if_many()
 
     async def failed(

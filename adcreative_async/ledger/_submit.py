@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
@@ -38,6 +39,32 @@ __all__ = ["ItemCalls"]
 logger = logging.getLogger("adcreative_async.ledger")
 
 T = TypeVar("T")
+
+
+class _CallGuard:
+    """A start call's lease guard, then its content guard, as one send guard (one context and one call
+    per part and chunk, not two)."""
+
+    __slots__ = ("_content", "_lease")
+
+    def __init__(self, lease: _LeaseGuard, content: ContentGuard) -> None:
+        self._lease = lease
+        self._content = content
+
+    def begin(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.begin(param)
+        self._content.begin(param)
+
+    def chunk(self, param: str, data: bytes) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.chunk(param, data)
+        self._content.chunk(param, data)
+
+    def end(self, param: str) -> None:
+        """See :class:`adcreative_async._files.SendGuard`."""
+        self._lease.end(param)
+        self._content.end(param)
 
 
 class ItemCalls(Generic[T]):
@@ -85,7 +112,7 @@ class ItemCalls(Generic[T]):
                         self._unsent.discard(entry.key)  # no file part: sent as soon as it is made
                     # the lease still holds as each of its bytes goes out, and the key is the hash of
                     # what is sent: a file changed since it was hashed is refused
-                    with send_guard(guard), send_guard(ContentGuard(entry.hashes, entry.request.label)):
+                    with send_guard(_CallGuard(guard, ContentGuard(entry.hashes, entry.request.label))):
                         job = await entry.request.submit(self._client, user_id=user)
                 except RenderMayExistError:
                     job = None
@@ -110,10 +137,11 @@ class ItemCalls(Generic[T]):
                 written, limited = None, None
                 continue
             if job is not None:  # recorded right away, but without holding an upload slot
-                with anyio.CancelScope(shield=True):  # the answer of a paid call is recorded, always
-                    await self._ledger.submitted(
+                await self._recorded(  # the answer of a paid call is recorded, always
+                    self._ledger.submitted(
                         entry.key, job.process_id, job.user_id, job.task_ids, epoch=self._epoch(entry.key)
                     )
+                )
                 return job._poll_by_application()
             now = time.time()
             pending = ItemRecord(
@@ -137,6 +165,16 @@ class ItemCalls(Generic[T]):
                     user_id=user,
                 )
             resubmits -= 1
+
+    async def _recorded(self, write: Coroutine[Any, Any, None]) -> None:
+        """Await an item's answer or download (``submitted``, ``downloaded``, not yet awaited) so
+        that a cancellation cannot lose it: as it is where the ledger holds them before any await
+        (``RunLedger._records_at_once``: the built-in ledgers), else in a shielded cancel scope."""
+        if self._ledger._records_at_once:
+            await write
+            return
+        with anyio.CancelScope(shield=True):
+            await write
 
     def _spend(self) -> None:
         """Count a start call against ``max_renders`` as it is about to go (NotStartedError when they
