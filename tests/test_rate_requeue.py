@@ -20,7 +20,7 @@ from test_ledger_runs import BG_PROGRESS, BG_START, _crashed_intent, make_inputs
 from adcreative_async import AdCreativeClient, BulkOutcome, RateLimitError, RateStatus, RetryPolicy
 from adcreative_async._clock import ManualClock
 from adcreative_async._ratelimit import RATE_LIMIT_REQUEUES, Requeues
-from adcreative_async.ledger import ItemState, MemoryLedger, PostgresLedger, RenderRequest, SqliteLedger, _run
+from adcreative_async.ledger import ItemState, MemoryLedger, PostgresLedger, RenderRequest, SqliteLedger
 from adcreative_async.testing import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -166,11 +166,10 @@ def test_items_refused_together_are_spread_over_the_next_retry_after_not_sent_at
 @pytest.mark.postgres
 @pytest.mark.skipif(not POSTGRES_DSN, reason="needs PostgreSQL: set ADCREATIVE_TEST_POSTGRES_DSN")
 async def test_workers_sharing_a_postgresql_ledger_and_its_rate_requeue_refused_items_and_render_each_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     assert POSTGRES_DSN is not None
-    monkeypatch.setattr(_run, "CLAIM_WINDOW", 64)  # a worker claims at most 64 ahead: the other gets some
-    paths = make_inputs(tmp_path / "in", 100)  # past a claim window: both workers start items
+    paths = make_inputs(tmp_path / "in", 100)  # past a claim window (64): both workers start items
     run = f"requeue-{uuid.uuid4().hex[:12]}"
     outcomes: list[BulkOutcome[Any]] = []
     statuses: list[RateStatus | None] = []

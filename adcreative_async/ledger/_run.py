@@ -156,10 +156,9 @@ INTENT_AHEAD_SHARE = 0.25
 #: claim commits, and syncs the log for its intents (an ``fsync`` on SQLite: system time that grows
 #: with the disk's load), so the window sets the syncs of a run: at 64, 3,100 for 100,000 items; at
 #: 256, 780 (``python -m benchmarks.scale``, 20,000 items side by side: user time 5-8 % lower, system
-#: time too noisy to tell). The prices: after a crash, up to this many items hold an intent whose call
-#: was never sent (reconciled by a look at their users' listings, never sent twice; a clean stop puts
-#: them back unsent); and workers sharing a run of a few hundred items split it less evenly (the first
-#: to claim holds up to this many ahead).
+#: time too noisy to tell). The price: after a crash, up to this many items hold an intent whose call
+#: was never sent (reconciled by a look at their users' listings, never sent twice); a clean stop puts
+#: them back unsent.
 CLAIM_WINDOW = 256
 
 
