@@ -152,14 +152,10 @@ INTENT_AHEAD_SHARE = 0.25
 #: window is claimed, and its intents written, while the last half is sent. A claim and an intent batch
 #: take two ledger round trips per half window, on the way of the start calls when the half window is
 #: sent sooner: measured with PostgreSQL on the bulk workload (4 upload slots), the 1,000 start calls
-#: spread over 1.9-2.4 s at 32 against 1.0-1.3 s without a ledger, 1.6 s at 64, 1.5 s at 128. Each
-#: claim commits, and syncs the log for its intents (an ``fsync`` on SQLite: system time that grows
-#: with the disk's load), so the window sets the syncs of a run: at 64, 3,100 for 100,000 items; at
-#: 256, 780 (``python -m benchmarks.scale``, 20,000 items side by side: user time 5-8 % lower, system
-#: time too noisy to tell). The price: after a crash, up to this many items hold an intent whose call
-#: was never sent (reconciled by a look at their users' listings, never sent twice); a clean stop puts
-#: them back unsent.
-CLAIM_WINDOW = 256
+#: spread over 1.9-2.4 s at 32 against 1.0-1.3 s without a ledger, 1.6 s at 64, 1.5 s at 128. The price:
+#: after a crash, up to this many items hold an intent whose call was never sent (reconciled, never
+#: sent twice).
+CLAIM_WINDOW = 64
 
 
 class LedgerDriver(ItemCalls[T]):
