@@ -174,8 +174,7 @@ class SharedListings:
                 peer, listing, awaited, sent_at, asked_by_id=False, indices=mine[n]
             )
             delay = self._shared_delay(peer, changed, now, share)
-            peer.floor_due = sent_at + floor  # counted from when it was sent (see _poll_once)
-            delay = max(delay, floor - (now - sent_at))
+            delay = max(delay, peer.paced_from(sent_at, floor, now))
             due = now + self._paced(peer, delay, now)
             if due < peer.next_due and peer.wake_scope is not None and peer is not poller:
                 peer.wake_scope.cancel()  # asleep until a later tick of its own: it comes due sooner

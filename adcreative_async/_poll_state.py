@@ -285,6 +285,13 @@ class _UserPoller:
     lingering: dict[str, float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
 
+    def paced_from(self, sent_at: float, floor: float, now: float) -> float:
+        """A listing sent at ``sent_at`` and read by ``now``, paced by ``floor`` (its least delay, see
+        :func:`_listing_floor`): no poll before ``sent_at + floor`` (counted from the sending: a listing
+        long in coming has spent that time already); returns what is left of it from ``now``."""
+        self.floor_due = sent_at + floor
+        return floor - (now - sent_at)
+
     def reset_pacing(self, now: float, first_delay: float) -> None:
         """Back to fast polls; poll within ``first_delay``."""
         self.delays = None

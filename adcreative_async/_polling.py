@@ -627,9 +627,7 @@ class PollScheduler(SharedListings, PushPacing, MissingLookups):
             delay = poller.next_delay(now)
         if not filtered:  # a large listing: polled more slowly, even when something new is awaited
             floor = self._reads.floor(len(listing), len(awaited), self.policy, now)
-            # counted from when it was sent: a listing long in coming has spent that time already
-            poller.floor_due = sent_at + floor
-            delay = max(delay, floor - (now - sent_at))
+            delay = max(delay, poller.paced_from(sent_at, floor, now))
         poller.next_due = now + self._paced(poller, delay, now)
         poller.wake_changed(changed)  # only the waiters of a process that changed have anything to read
 
