@@ -228,6 +228,14 @@ _CREDENTIAL_OPTIONS = frozenset(
 )
 
 
+def _option_value(argv: Sequence[str], position: int, equals: str, value: str) -> str:
+    """The value of the option at ``position`` of ``argv``: what follows its ``=``, else the next
+    argument ("" when there is none)."""
+    if equals:
+        return value
+    return argv[position + 1] if position + 1 < len(argv) else ""
+
+
 def resume_command(argv: Sequence[str]) -> str:
     """The command that resumes a run started with ``argv``: the same one, without what would start it
     over (``--restart``) and without credentials; a ``--ledger`` DSN is shown as :data:`DSN_SHOWN`."""
@@ -245,7 +253,7 @@ def resume_command(argv: Sequence[str]) -> str:
         if name in _NOT_RESUMED:
             continue
         if name == "--ledger":
-            value = value if equals else (argv[position + 1] if position + 1 < len(argv) else "")
+            value = _option_value(argv, position, equals, value)
             skip = not equals
             masked = masked or is_dsn(value)
             kept += ["--ledger", DSN_SHOWN if is_dsn(value) else value]
@@ -263,8 +271,7 @@ def failures_command(argv: Sequence[str]) -> str:
     for position, arg in enumerate(argv):
         name, equals, value = arg.partition("=")
         if name in ("--ledger", "-o", "--output"):
-            if not equals:
-                value = argv[position + 1] if position + 1 < len(argv) else ""
+            value = _option_value(argv, position, equals, value)
             if name == "--ledger":
                 ledger = value
             else:
